@@ -1,0 +1,140 @@
+"""Typed, validated configuration for meta-training runs.
+
+Torch-free on purpose: the web process validates launch forms with
+:func:`parse_config` without importing torch. Every error names its field, so a
+form can show it next to the input it concerns.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Algorithm = Literal["maml", "fomaml", "reptile", "metasgd", "anil", "protonet", "mnn", "seed-mnn"]
+FamilyName = Literal["sinusoid", "harmonic", "glyphs", "digits", "table"]
+Device = Literal["auto", "cpu", "cuda"]
+
+ALGORITHMS: tuple[str, ...] = Algorithm.__args__  # type: ignore[attr-defined]
+FAMILIES: tuple[str, ...] = FamilyName.__args__  # type: ignore[attr-defined]
+
+#: Algorithms that adapt with gradient steps in an inner loop.
+GRADIENT_ALGORITHMS = frozenset({"maml", "fomaml", "reptile", "metasgd", "anil"})
+#: Algorithms that only make sense for classification families.
+CLASSIFICATION_ONLY = frozenset({"protonet"})
+#: Algorithms that need the family's description vector.
+NEEDS_DESCRIPTION = frozenset({"seed-mnn"})
+
+
+class ConfigError(ValueError):
+    """Invalid configuration. ``errors`` maps a dotted field name to a message."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{field}: {msg}" for field, msg in self.errors.items()))
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FamilySpec(_Frozen):
+    """Which task family to sample from, and its family-specific parameters.
+
+    ``params`` are validated by the family itself (``families.make_family``).
+    ``data`` is a file path, used by the command line for the ``table`` family;
+    the web app never sets it and passes the stored upload's path explicitly.
+    """
+
+    name: FamilyName
+    version: int = Field(1, ge=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    data: str | None = None
+
+
+class TrainConfig(_Frozen):
+    """Everything that defines a meta-training run. Defaults follow Finn et al. 2017 (sinusoid)."""
+
+    algorithm: Algorithm = "maml"
+    family: FamilySpec = FamilySpec(name="sinusoid")
+
+    # Inner loop (adaptation).
+    inner_lr: float = Field(0.01, gt=0, le=10, description="Inner-loop (adaptation) learning rate.")
+    inner_steps: int = Field(1, ge=0, le=100, description="Gradient steps in the inner loop.")
+    first_order: bool = Field(False, description="Drop second-order terms of the meta-gradient.")
+
+    # Outer loop (meta-optimisation).
+    meta_lr: float = Field(1e-3, gt=0, le=1, description="Meta (outer) learning rate, Adam.")
+    meta_batch: int = Field(25, ge=1, le=1024, description="Tasks per meta-batch.")
+    iterations: int = Field(1000, ge=1, le=1_000_000, description="Meta-training iterations.")
+    grad_clip: float | None = Field(None, gt=0, description="Clip the meta-gradient's norm to this value.")
+
+    # Episodes.
+    shots: int = Field(5, ge=1, le=1000, description="Support examples per task (per class when classifying).")
+    ways: int = Field(5, ge=2, le=100, description="Classes per episode (classification families only).")
+    query: int = Field(10, ge=1, le=10_000, description="Query examples per task (per class when classifying).")
+
+    # Evaluation and checkpoints.
+    eval_interval: int = Field(100, ge=1, description="Evaluate on meta-val every this many iterations.")
+    eval_tasks: int = Field(100, ge=1, le=600, description="Meta-val tasks per evaluation.")
+    checkpoint_interval: int = Field(100, ge=1, description="Write a checkpoint every this many iterations.")
+
+    # Execution.
+    seed: int = Field(0, ge=0, lt=2**31, description="Seed: fixes tasks, initialisation and order.")
+    device: Device = "auto"
+    bf16: bool = Field(False, description="bf16 autocast (CUDA only).")
+    compile: bool = Field(False, description="torch.compile the meta-loss (pays off on long runs only).")
+
+    # Architectures.
+    hidden: tuple[int, ...] = Field((40, 40), description="MLP backbone hidden sizes.")
+    conv_filters: int = Field(64, ge=1, le=512, description="Filters per block of the 4-block conv net.")
+    mnn_hidden: int = Field(128, ge=1, le=4096, description="MNN hypernetwork hidden size.")
+    mnn_embed_dim: int = Field(64, ge=1, le=4096, description="MNN set-encoder embedding size.")
+    mnn_finetune_steps: int = Field(0, ge=0, le=100, description="MNN: inner steps on generated weights.")
+    seed_mnn_epochs: int = Field(10, ge=1, le=10_000, description="seed-mnn: epochs over all tasks.")
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> TrainConfig:
+        if self.algorithm in GRADIENT_ALGORITHMS - {"anil"} and self.inner_steps < 1:
+            raise ValueError("inner_steps: must be at least 1 for gradient-based algorithms")
+        if self.algorithm == "anil" and self.inner_steps < 1:
+            raise ValueError("inner_steps: must be at least 1 for ANIL")
+        if any(h < 1 or h > 4096 for h in self.hidden) or not self.hidden:
+            raise ValueError("hidden: give 1 to 8 layer sizes between 1 and 4096")
+        if len(self.hidden) > 8:
+            raise ValueError("hidden: give 1 to 8 layer sizes between 1 and 4096")
+        if self.bf16 and self.device == "cpu":
+            raise ValueError("bf16: bf16 autocast needs device 'cuda' or 'auto'")
+        return self
+
+
+def _field_of(error: dict[str, Any]) -> tuple[str, str]:
+    loc = ".".join(str(part) for part in error.get("loc", ()))
+    msg = str(error.get("msg", "invalid value"))
+    # Model-level validators raise "field: message"; lift the field out.
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if not loc and ": " in msg:
+        loc, msg = msg.split(": ", 1)
+    return loc or "config", msg
+
+
+def parse_config(data: dict[str, Any] | TrainConfig) -> TrainConfig:
+    """Validate a JSON-like dict into a :class:`TrainConfig`, or raise :class:`ConfigError`."""
+    if isinstance(data, TrainConfig):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError({"config": "must be a JSON object"})
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        errors: dict[str, str] = {}
+        for err in exc.errors():
+            field, msg = _field_of(err)
+            errors.setdefault(field, msg)
+        raise ConfigError(errors) from None
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """JSON-ready dict that :func:`parse_config` turns back into an equal config."""
+    return config.model_dump(mode="json")
