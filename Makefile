@@ -1,0 +1,52 @@
+# MetaWeb: `make run` serves the app with an embedded worker; `make test` runs the suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+TORCH  := torch==2.13.0
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: install run worker beat test test-fast lint vendor bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned: any other spec pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
+
+worker: install
+	$(BIN)/celery -A metaweb worker -Q gpu,cpu --concurrency 1 --loglevel INFO
+
+beat: install
+	$(BIN)/celery -A metaweb beat --loglevel INFO
+
+test: install
+	DJANGO_SETTINGS_MODULE=metaweb.settings.test $(BIN)/python manage.py wait_for_services --timeout 15
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not e2e and not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+vendor:
+	bash static/vendor/update.sh
+
+bench: install
+	$(BIN)/python benchmarks/engine_throughput.py
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache

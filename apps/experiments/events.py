@@ -1,0 +1,82 @@
+"""Typed websocket payloads, and publishing them after the transaction commits.
+
+The database is the source of truth; these events only notify. Groups are
+``run-<id>`` (one run's page) and ``team-<id>`` (the team's run lists). Event
+types are dotted (``run.progress``); consumers handle each with the method of the
+same name, dot as underscore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+
+def run_group(run_id: int) -> str:
+    return f"run-{run_id}"
+
+
+def team_group(team_id: int) -> str:
+    return f"team-{team_id}"
+
+
+@dataclass(frozen=True)
+class RunStatusEvent:
+    """The run's status changed (queued, running, succeeded, failed, cancelled)."""
+
+    run_id: int
+    status: str
+    step: int = 0
+    total_steps: int = 0
+    error: str = ""
+    error_step: int | None = None
+    type: str = field(default="run.status", init=False)
+
+
+@dataclass(frozen=True)
+class RunProgressEvent:
+    """Progress of a running run; ``points`` are new metric points since the last event,
+    as ``{name: [[step, value], ...]}``."""
+
+    run_id: int
+    step: int
+    total_steps: int
+    loss: float | None = None
+    val_metric: float | None = None
+    steps_per_sec: float | None = None
+    eta_seconds: float | None = None
+    device_memory_mb: float | None = None
+    points: dict[str, list[list[float]]] = field(default_factory=dict)
+    sent_at: float | None = None
+    type: str = field(default="run.progress", init=False)
+
+
+Event = RunStatusEvent | RunProgressEvent
+
+
+def event_message(event: Event) -> dict[str, Any]:
+    return asdict(event)
+
+
+def publish(group: str, event: Event) -> None:
+    """Send now, from synchronous code (views, services). Workers use the reporter's
+    persistent loop instead (``workers.reporting``)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    async_to_sync(layer.group_send)(group, event_message(event))
+
+
+def publish_on_commit(groups: list[str], event: Event) -> None:
+    """Send after the surrounding transaction commits, so that a socket that reacts
+    by re-reading the database sees the new state."""
+
+    def send() -> None:
+        for group in groups:
+            publish(group, event)
+
+    transaction.on_commit(send)

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from apps.tasksets.models import TaskSetVersion
+from apps.teams.models import Team
+from workers.metalearn.config import ALGORITHMS
+
+ALGORITHM_CHOICES = [(name, name) for name in ALGORITHMS]
+
+
+class Experiment(models.Model):
+    """A group of runs that answer one question, shared by the team."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="experiments")
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="uniq_experiment_name_per_team")]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class RunKind(models.TextChoices):
+    TRAIN = "train", "Meta-training"
+    ADAPT = "adapt", "Adaptation"
+
+
+class Queue(models.TextChoices):
+    GPU = "gpu", "GPU"
+    CPU = "cpu", "CPU"
+
+
+class Run(models.Model):
+    """One execution of the engine: queued -> running -> succeeded | failed | cancelled.
+
+    ``attempt`` counts deliveries that claimed the run; ``attempt_token`` identifies
+    the live attempt, so a late duplicate delivery can tell it is not the owner.
+    Checkpoints live under ``settings.RUNS_DIR / str(run.pk)``, built from the id.
+    """
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="runs")
+    kind = models.CharField(max_length=10, choices=RunKind.choices, default=RunKind.TRAIN)
+    algorithm = models.CharField(max_length=20, choices=ALGORITHM_CHOICES)
+    taskset_version = models.ForeignKey(TaskSetVersion, on_delete=models.PROTECT, related_name="runs")
+    config = models.JSONField()
+    seed = models.BigIntegerField(default=0)
+    queue = models.CharField(max_length=10, choices=Queue.choices, default=Queue.CPU)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    code_version = models.CharField(max_length=100, blank=True)
+    launched_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    cloned_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    # Execution bookkeeping, written by the worker.
+    worker = models.CharField(max_length=200, blank=True)
+    device = models.CharField(max_length=100, blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+    attempt_token = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    checkpoint_step = models.PositiveIntegerField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    error_step = models.PositiveIntegerField(null=True, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["team", "-created_at"], name="run_team_recent"),
+            models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} ({self.algorithm}, {self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+
+class Metric(models.Model):
+    """One value of one metric at one step. Unique per (run, name, step), so a
+    replayed step after a resume overwrites nothing and duplicates nothing."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
+    name = models.CharField(max_length=50)
+    step = models.PositiveIntegerField()
+    value = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "name", "step"], name="uniq_metric_point")]
+        ordering = ["run", "name", "step"]
+
+
+class RunEvent(models.Model):
+    """The run's history: claimed, requeued after a lost heartbeat, cancelled, failed..."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True)
+    kind = models.CharField(max_length=30)
+    message = models.TextField(blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["created_at", "pk"]

@@ -1,0 +1,1 @@
+// Shared front-end helpers. Page-specific code lives next to its page.

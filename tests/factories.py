@@ -1,0 +1,117 @@
+"""factory_boy factories shared by the whole suite."""
+
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+
+from apps.experiments.models import Experiment, Metric, Run, RunStatus
+from apps.tasksets.models import TaskSet, TaskSetVersion
+from apps.teams.models import Membership, Role, Team
+
+SMALL_CONFIG = {
+    "algorithm": "maml",
+    "family": {"name": "sinusoid"},
+    "inner_lr": 0.01,
+    "inner_steps": 1,
+    "meta_lr": 0.001,
+    "meta_batch": 4,
+    "shots": 5,
+    "query": 10,
+    "iterations": 20,
+    "eval_interval": 10,
+    "eval_tasks": 10,
+    "checkpoint_interval": 10,
+    "seed": 0,
+    "device": "cpu",
+}
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests-1")
+
+    @factory.post_generation
+    def _save(obj, create, extracted, **kwargs):  # noqa: N805
+        if create:
+            obj.save()
+
+
+class TeamFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Team
+
+    name = factory.Sequence(lambda n: f"Team {n}")
+    slug = factory.Sequence(lambda n: f"team-{n}")
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    team = factory.SubFactory(TeamFactory)
+    user = factory.SubFactory(UserFactory)
+    role = Role.MEMBER
+
+
+class TaskSetFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TaskSet
+
+    team = factory.SubFactory(TeamFactory)
+    name = factory.Sequence(lambda n: f"Sine tasks {n}")
+    family = "sinusoid"
+    created_by = factory.SubFactory(UserFactory)
+
+
+class TaskSetVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TaskSetVersion
+
+    taskset = factory.SubFactory(TaskSetFactory)
+    number = factory.Sequence(lambda n: n + 1)
+    description = "Sinusoids with amplitude in [0.1, 5] and phase in [0, pi]."
+    params = factory.LazyFunction(dict)
+    created_by = factory.SelfAttribute("taskset.created_by")
+
+
+class ExperimentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Experiment
+
+    team = factory.SubFactory(TeamFactory)
+    name = factory.Sequence(lambda n: f"Experiment {n}")
+    created_by = factory.SubFactory(UserFactory)
+
+
+class RunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Run
+
+    experiment = factory.SubFactory(ExperimentFactory)
+    team = factory.SelfAttribute("experiment.team")
+    taskset_version = factory.SubFactory(
+        TaskSetVersionFactory, taskset__team=factory.SelfAttribute("...team")
+    )
+    algorithm = "maml"
+    config = factory.LazyFunction(lambda: dict(SMALL_CONFIG))
+    seed = 0
+    status = RunStatus.QUEUED
+    launched_by = factory.SelfAttribute("experiment.created_by")
+    total_steps = 20
+
+
+class MetricFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Metric
+
+    run = factory.SubFactory(RunFactory)
+    name = "loss"
+    step = factory.Sequence(lambda n: n + 1)
+    value = 1.0

@@ -1,0 +1,111 @@
+"""Task families: seeded, versioned sources of few-shot tasks.
+
+numpy only (with Pillow, scikit-learn and fontTools imported lazily where a
+family needs them): the web process imports this package to validate uploads
+and preview tasks, and must never pay for ``import torch``.
+
+    family = make_family(FamilySpec(name="sinusoid"))
+    batch = family.sample("train", 25, EpisodeSpec(shots=5, query=10), seed=0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from workers.metalearn.config import ConfigError, FamilySpec
+from workers.metalearn.families._base import (
+    FAMILY_SEED_SALT,
+    FIXED_TASK_LIMIT,
+    SPLIT_SEEDS,
+    TEST_TASKS,
+    BaseFamily,
+)
+from workers.metalearn.families.regression import HarmonicFamily, HarmonicParams, SinusoidFamily, SinusoidParams
+from workers.metalearn.types import TaskFamily, TaskKind
+
+__all__ = [
+    "FAMILY_PARAMS",
+    "FAMILY_SEED_SALT",
+    "FIXED_TASK_LIMIT",
+    "SPLIT_SEEDS",
+    "TEST_TASKS",
+    "HarmonicParams",
+    "SinusoidParams",
+    "family_kind",
+    "make_family",
+    "parse_family_params",
+]
+
+#: Each family's parameter model, for the web to render a form per family.
+FAMILY_PARAMS: dict[str, type[BaseModel]] = {
+    "sinusoid": SinusoidParams,
+    "harmonic": HarmonicParams,
+}
+
+_FAMILIES: dict[str, type[BaseFamily]] = {
+    "sinusoid": SinusoidFamily,
+    "harmonic": HarmonicFamily,
+}
+
+_KINDS: dict[str, TaskKind] = {
+    "sinusoid": "regression",
+    "harmonic": "regression",
+}
+
+
+def _error_field(error: Mapping[str, Any]) -> tuple[str, str]:
+    loc = ".".join(str(part) for part in error.get("loc", ()))
+    msg = str(error.get("msg", "invalid value"))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if not loc and ": " in msg:
+        loc, msg = msg.split(": ", 1)
+    return loc, msg
+
+
+def parse_family_params(name: str, params: Mapping[str, Any] | BaseModel | None = None) -> BaseModel:
+    """Validate ``params`` for family ``name``, or raise :class:`ConfigError` keyed
+    ``"family.params.<field>"`` (``"family.name"`` for an unknown family)."""
+    model = FAMILY_PARAMS.get(name)
+    if model is None:
+        raise ConfigError({"family.name": f"unknown family {name!r}; use one of {', '.join(FAMILY_PARAMS)}"})
+    if isinstance(params, model):
+        return params
+    if isinstance(params, BaseModel):
+        params = params.model_dump()
+    try:
+        return model.model_validate(dict(params or {}))
+    except ValidationError as exc:
+        errors: dict[str, str] = {}
+        for err in exc.errors():
+            field, msg = _error_field(err)
+            errors.setdefault(f"family.params.{field}" if field else "family.params", msg)
+        raise ConfigError(errors) from None
+
+
+def family_kind(name: str, params: Mapping[str, Any] | None = None) -> TaskKind:
+    """``"regression"`` or ``"classification"``, without building the family (the
+    ``table`` family's kind is its ``kind`` parameter)."""
+    if name not in FAMILY_PARAMS:
+        raise ConfigError({"family.name": f"unknown family {name!r}; use one of {', '.join(FAMILY_PARAMS)}"})
+    if name in _KINDS:
+        return _KINDS[name]
+    return parse_family_params(name, params).kind  # type: ignore[attr-defined,no-any-return]
+
+
+def make_family(spec: FamilySpec, *, data_path: str | Path | None = None) -> TaskFamily:
+    """Build the family ``spec`` names, its parameters validated.
+
+    ``data_path`` overrides ``spec.data`` (the ``table`` family's file). Raises
+    :class:`ConfigError` for bad parameters, and :class:`~workers.metalearn.types.DataError`
+    for bad data files.
+    """
+    params = parse_family_params(spec.name, spec.params)
+    cls = _FAMILIES[spec.name]
+    if spec.version != cls.version:
+        raise ConfigError({"family.version": f"{spec.name} has version {cls.version} only, not {spec.version}"})
+    return cls(params)  # type: ignore[call-arg]
