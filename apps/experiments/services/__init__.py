@@ -1,0 +1,10 @@
+"""Writes for experiments and runs.
+
+``runs`` holds what people do from the browser (create, launch, cancel, clone);
+``execution`` holds what workers do (claim, heartbeat, record metrics, finish,
+requeue after a lost heartbeat). Both are re-exported here: import from
+``apps.experiments.services``.
+"""
+
+from apps.experiments.services.execution import *  # noqa: F403
+from apps.experiments.services.runs import *  # noqa: F403
