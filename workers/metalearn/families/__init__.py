@@ -24,7 +24,12 @@ from workers.metalearn.families._base import (
     TEST_TASKS,
     BaseFamily,
 )
-from workers.metalearn.families.regression import HarmonicFamily, HarmonicParams, SinusoidFamily, SinusoidParams
+from workers.metalearn.families.regression import (
+    HarmonicFamily,
+    HarmonicParams,
+    SinusoidFamily,
+    SinusoidParams,
+)
 from workers.metalearn.types import TaskFamily, TaskKind
 
 __all__ = [
@@ -107,5 +112,7 @@ def make_family(spec: FamilySpec, *, data_path: str | Path | None = None) -> Tas
     params = parse_family_params(spec.name, spec.params)
     cls = _FAMILIES[spec.name]
     if spec.version != cls.version:
-        raise ConfigError({"family.version": f"{spec.name} has version {cls.version} only, not {spec.version}"})
+        raise ConfigError(
+            {"family.version": f"{spec.name} has version {cls.version} only, not {spec.version}"}
+        )
     return cls(params)  # type: ignore[call-arg]

@@ -74,7 +74,14 @@ class BaseFamily:
         if int(seed) < 0:
             raise DataError("seed", f"must be a non-negative integer, got {seed}")
         rng = np.random.default_rng(
-            [FAMILY_SEED_SALT, family_code(self.name), self.version, SPLIT_SEEDS[split], _SAMPLE_STREAM, int(seed)]
+            [
+                FAMILY_SEED_SALT,
+                family_code(self.name),
+                self.version,
+                SPLIT_SEEDS[split],
+                _SAMPLE_STREAM,
+                int(seed),
+            ]
         )
         return rng.integers(FIXED_TASK_LIMIT, 2**62, size=batch_size, dtype=np.int64)
 

@@ -31,7 +31,9 @@ class SinusoidParams(FamilyParams):
     amplitude_max: float = Field(5.0, gt=0, le=100, description="Largest amplitude.")
     phase_min: float = Field(0.0, ge=-2 * math.pi, le=2 * math.pi, description="Smallest phase (radians).")
     phase_max: float = Field(math.pi, ge=-2 * math.pi, le=2 * math.pi, description="Largest phase (radians).")
-    x_min: float = Field(-5.0, ge=-1000, le=1000, description="Inputs are drawn uniformly from [x_min, x_max].")
+    x_min: float = Field(
+        -5.0, ge=-1000, le=1000, description="Inputs are drawn uniformly from [x_min, x_max]."
+    )
     x_max: float = Field(5.0, ge=-1000, le=1000, description="Upper end of the input range.")
 
     @model_validator(mode="after")
@@ -52,7 +54,9 @@ class HarmonicParams(FamilyParams):
     overtone_max: float = Field(2.5, ge=0, le=100, description="Largest overtone amplitude a2 (from 0).")
     frequency_min: float = Field(0.5, gt=0, le=100, description="Smallest angular frequency w.")
     frequency_max: float = Field(2.0, gt=0, le=100, description="Largest angular frequency w.")
-    x_min: float = Field(-5.0, ge=-1000, le=1000, description="Inputs are drawn uniformly from [x_min, x_max].")
+    x_min: float = Field(
+        -5.0, ge=-1000, le=1000, description="Inputs are drawn uniformly from [x_min, x_max]."
+    )
     x_max: float = Field(5.0, ge=-1000, le=1000, description="Upper end of the input range.")
 
     @model_validator(mode="after")
@@ -102,8 +106,12 @@ class _RegressionFamily(BaseFamily):
         y = self.truth(desc, x)
         s = episode.shots
         return TaskBatch(
-            x_support=x[:, :s], y_support=y[:, :s], x_query=x[:, s:], y_query=y[:, s:],
-            desc=desc, task_ids=task_ids,
+            x_support=x[:, :s],
+            y_support=y[:, :s],
+            x_query=x[:, s:],
+            y_query=y[:, s:],
+            desc=desc,
+            task_ids=task_ids,
         )
 
     def describe(self) -> dict[str, Any]:
