@@ -100,7 +100,9 @@ def make_backbone(input_shape: Sequence[int], out_features: int, config: TrainCo
     if uses_conv(shape):
         if min(shape[1:]) < 16:
             raise ConfigError(
-                {"family": f"images of {shape[1]}x{shape[2]} are too small for the 4-block conv net (16x16 at least)"}
+                {
+                    "family": f"images of {shape[1]}x{shape[2]} are too small for the 4-block conv net (min 16x16)"
+                }
             )
         return ConvNet(shape, config.conv_filters, out_features)
     return MLP(math.prod(shape) if shape else 1, config.hidden, out_features)

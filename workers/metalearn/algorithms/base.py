@@ -1,0 +1,214 @@
+"""The common shape of every algorithm, and the one inner-loop step they share.
+
+An algorithm is a small object over plain parameter dicts. Each task goes through
+the same four pieces, written for ONE task and mapped over the tasks of a
+meta-batch with :func:`torch.func.vmap`:
+
+``encode(meta, x)``
+    inputs -> what the adaptable part sees (identity, or body features computed
+    once per task for ANIL, ProtoNets and the conv MNN);
+``start(meta, xs, ys, desc) -> (fast, ctx)``
+    the task's initial *fast weights* (adapted by gradient steps) and its fixed
+    context (ProtoNets' prototypes, seed-mnn's description);
+``forward(meta, fast, ctx, x)``
+    predictions;
+:func:`inner_step`
+    one gradient step on the support loss, shared by every algorithm, training
+    and evaluation alike.
+
+On top of these, :class:`Algorithm` provides the batched meta-loss, the
+meta-gradient, the batched evaluation (query loss after each step) and the
+single-task adaptation used by ``api.adapt``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.func import grad, vmap
+
+from workers.metalearn.config import TrainConfig
+from workers.metalearn.episodes import Episode, FamilyInfo
+
+Params = dict[str, Tensor]
+LearningRates = float | Tensor | Mapping[str, Tensor]
+
+
+def inner_step(
+    grad_fn: Callable[..., Params],
+    fast: Params,
+    lrs: LearningRates,
+    args: tuple[Any, ...],
+    first_order: bool = False,
+) -> Params:
+    """One gradient step on the fast weights: ``fast - lr * d loss / d fast``.
+
+    ``grad_fn(fast, *args)`` is a :func:`torch.func.grad` of the support loss. Left
+    as is, the step stays differentiable with respect to the meta-parameters
+    (second-order MAML); ``first_order`` detaches the gradient, which drops the
+    second-order terms (FOMAML, Reptile). ``lrs`` is a scalar, or a dict of
+    per-parameter learning rates (Meta-SGD).
+    """
+    grads = grad_fn(fast, *args)
+    if first_order:
+        grads = {name: g.detach() for name, g in grads.items()}
+    if isinstance(lrs, Mapping):
+        return {name: fast[name] - lrs[name] * grads[name] for name in fast}
+    return {name: fast[name] - lrs * grads[name] for name in fast}
+
+
+class Algorithm:
+    """Base class: subclasses define ``init_params``, ``start`` and ``forward``
+    (and ``encode``, ``inner_lrs``, ``weights`` when the defaults do not fit).
+
+    ``meta_params`` are a flat ``dict[str, Tensor]``; the training loop owns them
+    and hands them to :meth:`meta_grads`; nothing here keeps state between calls.
+    """
+
+    name: ClassVar[str] = ""
+    #: Whether adaptation takes gradient steps (False for ProtoNets and seed-mnn).
+    adapts: ClassVar[bool] = True
+
+    def __init__(self, config: TrainConfig, info: FamilyInfo):
+        self.config = config
+        self.info = info
+        self.first_order = bool(config.first_order)
+        self.train_steps = int(config.inner_steps) if self.adapts else 0
+        # Built once: the support-loss gradient and the batched per-task losses.
+        self._support_grad = grad(self._support_loss)
+        self._batched_task_loss = vmap(self._task_loss, in_dims=(None, 0))
+
+    # ----- to define in subclasses -------------------------------------------------
+    def init_params(self) -> Params:
+        """Fresh meta-parameters (called under a fixed torch seed)."""
+        raise NotImplementedError
+
+    def encode(self, meta: Params, x: Tensor) -> Tensor:
+        return x
+
+    def start(self, meta: Params, xs: Tensor, ys: Tensor, desc: Tensor) -> tuple[Params, Params]:
+        raise NotImplementedError
+
+    def forward(self, meta: Params, fast: Params, ctx: Params, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def inner_lrs(self, meta: Params) -> LearningRates:
+        return self.config.inner_lr
+
+    def weights(self, meta: Params, fast: Params, ctx: Params) -> Params:
+        """The task's target-network weights after adaptation (for ``adapt``)."""
+        return dict(fast)
+
+    def data_step(self, step: int, iterations: int) -> int:
+        """Which meta-batch (1-based) training step ``step`` draws: its own, except
+        for algorithms that train in epochs over a fixed pool (seed-mnn)."""
+        return step
+
+    @property
+    def default_steps(self) -> int:
+        """Inner steps used for evaluation and adaptation unless told otherwise."""
+        return self.train_steps
+
+    # ----- losses ----------------------------------------------------------------
+    def criterion(self, out: Tensor, y: Tensor) -> Tensor:
+        if self.info.classification:
+            return F.cross_entropy(out, y)
+        return F.mse_loss(out, y)
+
+    def score(self, out: Tensor, y: Tensor) -> Tensor:
+        """Accuracy when classifying, MSE for regression."""
+        if self.info.classification:
+            return (out.argmax(dim=-1) == y).to(out.dtype).mean()
+        return F.mse_loss(out, y)
+
+    def _support_loss(self, fast: Params, meta: Params, ctx: Params, x: Tensor, y: Tensor) -> Tensor:
+        return self.criterion(self.forward(meta, fast, ctx, x), y)
+
+    # ----- the inner loop (one task) -----------------------------------------------
+    def inner_loop(
+        self,
+        meta: Params,
+        fast: Params,
+        ctx: Params,
+        xs: Tensor,
+        ys: Tensor,
+        steps: int,
+        lrs: LearningRates,
+        first_order: bool,
+        observe: Callable[[int, Params], None] | None = None,
+    ) -> Params:
+        """``steps`` calls of :func:`inner_step`; ``observe(i, fast)`` after step ``i``."""
+        for i in range(1, steps + 1):
+            fast = inner_step(self._support_grad, fast, lrs, (meta, ctx, xs, ys), first_order)
+            if observe is not None:
+                observe(i, fast)
+        return fast
+
+    def _task_loss(self, meta: Params, ep: Episode) -> tuple[Tensor, Tensor]:
+        """Post-adaptation query loss and score of one task (the meta-objective)."""
+        xs, xq = self.encode(meta, ep.xs), self.encode(meta, ep.xq)
+        fast, ctx = self.start(meta, xs, ep.ys, ep.desc)
+        fast = self.inner_loop(
+            meta, fast, ctx, xs, ep.ys, self.train_steps, self.inner_lrs(meta), self.first_order
+        )
+        out = self.forward(meta, fast, ctx, xq)
+        return self.criterion(out, ep.yq), self.score(out, ep.yq)
+
+    # ----- batched entry points ----------------------------------------------------
+    def meta_loss(self, meta: Params, ep: Episode) -> tuple[Tensor, dict[str, Tensor]]:
+        """Mean post-adaptation query loss over the tasks of ``ep`` (``vmap``-ed)."""
+        losses, scores = self._batched_task_loss(meta, ep)
+        loss = losses.mean()
+        return loss, self._metrics(loss, scores)
+
+    def _metrics(self, loss: Tensor, scores: Tensor) -> dict[str, Tensor]:
+        metrics = {"loss": loss.detach()}
+        if self.info.classification:
+            metrics["accuracy"] = scores.detach().mean()
+        return metrics
+
+    def meta_grads(self, meta: Params, ep: Episode) -> tuple[Params, dict[str, Tensor]]:
+        """The meta-gradient of :meth:`meta_loss` with respect to ``meta`` (which must
+        require grad), and the step's metrics."""
+        loss, metrics = self.meta_loss(meta, ep)
+        names = list(meta)
+        grads = torch.autograd.grad(loss, [meta[n] for n in names], allow_unused=True)
+        out = {n: torch.zeros_like(meta[n]) if g is None else g for n, g in zip(names, grads, strict=True)}
+        return out, metrics
+
+    def compile(self) -> None:
+        """``torch.compile`` the batched meta-loss (pays off on long runs only)."""
+        self._batched_task_loss = torch.compile(self._batched_task_loss)
+
+    # ----- evaluation ----------------------------------------------------------------
+    def _task_eval(self, meta: Params, ep: Episode, steps: int, lr: float | None) -> tuple[Tensor, Tensor]:
+        xs, xq = self.encode(meta, ep.xs), self.encode(meta, ep.xq)
+        fast, ctx = self.start(meta, xs, ep.ys, ep.desc)
+        losses = [self.criterion(self.forward(meta, fast, ctx, xq), ep.yq)]
+
+        def observe(_: int, f: Params) -> None:
+            losses.append(self.criterion(self.forward(meta, f, ctx, xq), ep.yq))
+
+        lrs = self.inner_lrs(meta) if lr is None else lr
+        fast = self.inner_loop(meta, fast, ctx, xs, ep.ys, steps, lrs, True, observe)
+        return torch.stack(losses), self.score(self.forward(meta, fast, ctx, xq), ep.yq)
+
+    def evaluate_batch(
+        self, meta: Params, ep: Episode, steps: int | None = None, lr: float | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Query losses ``[B, steps+1]`` (before and after each step) and the
+        post-adaptation score ``[B]`` of every task, without meta-gradients."""
+        steps = self.resolve_steps(steps)
+        meta = {k: v.detach() for k, v in meta.items()}
+        with torch.no_grad():
+            return vmap(partial(self._task_eval, steps=steps, lr=lr), in_dims=(None, 0))(meta, ep)
+
+    def resolve_steps(self, steps: int | None) -> int:
+        if not self.adapts:
+            return 0
+        return self.default_steps if steps is None else int(steps)

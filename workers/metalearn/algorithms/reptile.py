@@ -1,0 +1,46 @@
+"""Reptile."""
+
+from __future__ import annotations
+
+import torch
+from torch.func import vmap
+
+from workers.metalearn.algorithms.base import Params
+from workers.metalearn.algorithms.maml import MAML
+from workers.metalearn.config import TrainConfig
+from workers.metalearn.episodes import Episode, FamilyInfo
+
+
+class Reptile(MAML):
+    """Reptile: move the initialisation towards the weights adapted to each task.
+
+    Nichol, Achiam & Schulman, "On First-Order Meta-Learning Algorithms", 2018
+    (arXiv:1803.02999). Each task of the meta-batch is adapted by ``inner_steps``
+    plain SGD steps on its support set (the shared inner step, first order, no
+    graph kept); the meta-gradient handed to the outer optimiser is
+    ``theta - mean_tasks(phi_task)``, the batched Reptile direction. The reported
+    loss is the query loss of the adapted weights.
+    """
+
+    name = "reptile"
+
+    def __init__(self, config: TrainConfig, info: FamilyInfo):
+        super().__init__(config, info)
+        self.first_order = True
+        self._batched_adapt = vmap(self._task_adapt, in_dims=(None, 0))
+
+    def _task_adapt(self, meta: Params, ep: Episode) -> tuple[Params, torch.Tensor, torch.Tensor]:
+        fast, ctx = self.start(meta, ep.xs, ep.ys, ep.desc)
+        fast = self.inner_loop(meta, fast, ctx, ep.xs, ep.ys, self.train_steps, self.inner_lrs(meta), True)
+        out = self.forward(meta, fast, ctx, ep.xq)
+        return fast, self.criterion(out, ep.yq), self.score(out, ep.yq)
+
+    def meta_grads(self, meta: Params, ep: Episode) -> tuple[Params, dict[str, torch.Tensor]]:
+        meta = {k: v.detach() for k, v in meta.items()}
+        with torch.no_grad():
+            fast, losses, scores = self._batched_adapt(meta, ep)
+            grads = {k: meta[k] - fast[k].mean(dim=0) for k in meta}
+        return grads, self._metrics(losses.mean(), scores)
+
+    def compile(self) -> None:
+        self._batched_adapt = torch.compile(self._batched_adapt)

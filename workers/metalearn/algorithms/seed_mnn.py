@@ -1,0 +1,82 @@
+"""seed-mnn: the design document's baseline, kept exactly."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from workers.metalearn.algorithms.base import Algorithm, Params
+from workers.metalearn.backbones import glorot_uniform_, to_stateless
+from workers.metalearn.config import ConfigError, TrainConfig
+from workers.metalearn.episodes import Episode, FamilyInfo
+
+#: The baseline's optimiser, fixed: Keras' Adam defaults at lr 0.001.
+SEED_MNN_LR = 1e-3
+SEED_MNN_EPS = 1e-7
+
+
+class _SeedNet(nn.Module):
+    def __init__(self, in_features: int):
+        super().__init__()
+        self.dense = glorot_uniform_(nn.Linear(in_features, 128))
+        self.dense_1 = glorot_uniform_(nn.Linear(128, 64))
+        self.dense_2 = glorot_uniform_(nn.Linear(64, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dense_2(torch.relu(self.dense_1(torch.relu(self.dense(x)))))
+
+
+class SeedMNN(Algorithm):
+    """The seed MNN baseline of MetaWeb's design document, kept as written there.
+
+    An MLP ``Dense(128, relu) -> Dense(64, relu) -> Dense(1)`` (Keras-style
+    Glorot-uniform weights, zero biases) fed ``concat(task description, x)``, trained
+    with Adam (lr 0.001, Keras' epsilon 1e-7; ``meta_lr`` is ignored) on the MSE over
+    every point (support and query) of every task, for ``seed_mnn_epochs`` epochs:
+    the run's ``iterations`` are split into that many passes over the same pool of
+    ``ceil(iterations / epochs)`` meta-batches. It is conditioned on the description
+    only: it never looks at a support set, so it does not adapt. It is the
+    "oracle" of Finn, Abbeel & Levine's sinusoid experiments (ICML 2017,
+    arXiv:1703.03400, section 5.1), which receives the true amplitude and phase
+    as input; regression families with a description only.
+    """
+
+    name = "seed-mnn"
+    adapts = False
+
+    def __init__(self, config: TrainConfig, info: FamilyInfo):
+        if info.classification or not info.desc_dim:
+            raise ConfigError(
+                {"algorithm": "seed-mnn needs a regression family with a task description (e.g. sinusoid)"}
+            )
+        super().__init__(config, info)
+        in_features = int(info.desc_dim) + int(torch.Size(info.input_shape).numel())
+        self.net, self._init = to_stateless(_SeedNet(in_features))
+
+    def init_params(self) -> Params:
+        return {k: v.clone() for k, v in self._init.items()}
+
+    def start(self, meta: Params, xs: Tensor, ys: Tensor, desc: Tensor) -> tuple[Params, Params]:
+        return {}, {"desc": desc}
+
+    def forward(self, meta: Params, fast: Params, ctx: Params, x: Tensor) -> Tensor:
+        x = x.reshape(x.shape[0], -1)
+        desc = ctx["desc"].expand(x.shape[0], -1)
+        return functional_call(self.net, meta, (torch.cat([desc, x], dim=-1),))
+
+    def _task_loss(self, meta: Params, ep: Episode) -> tuple[Tensor, Tensor]:
+        """MSE over all the task's points, support and query alike."""
+        x = torch.cat([ep.xs, ep.xq], dim=0)
+        y = torch.cat([ep.ys, ep.yq], dim=0)
+        out = self.forward(meta, {}, {"desc": ep.desc}, x)
+        loss = self.criterion(out, y)
+        return loss, loss
+
+    def weights(self, meta: Params, fast: Params, ctx: Params) -> Params:
+        return dict(meta)
+
+    def data_step(self, step: int, iterations: int) -> int:
+        """The meta-batch (1-based) that ``step`` trains on: epochs over a fixed pool."""
+        per_epoch = -(-iterations // self.config.seed_mnn_epochs)
+        return (step - 1) % per_epoch + 1

@@ -1,0 +1,346 @@
+"""Checkpoints: safetensors for tensors, one small JSON for the rest. No pickle.
+
+A run directory holds one folder per checkpoint and a ``latest`` pointer::
+
+    run/
+      latest                  "step-000500"
+      step-000400/ params.safetensors  optimizer.safetensors  checkpoint.json
+      step-000500/ ...
+
+``params.safetensors`` holds the meta-parameters; ``optimizer.safetensors`` the
+optimiser's per-parameter tensors (Adam's ``exp_avg``, ``exp_avg_sq``, ``step``)
+under ``<param>/<key>``; ``checkpoint.json`` the step, the config, the algorithm,
+the family's ``describe()`` and :class:`FamilyInfo`, the parameter shapes, the
+optimiser's hyper-parameters, the RNG states (base64) and the last metrics.
+
+Writes are atomic: a checkpoint is written into a temporary folder, fsynced, and
+renamed into place with ``os.replace``; then ``latest`` is replaced the same way.
+A crash leaves either the previous checkpoint or the new one, never half of one.
+Only the last ``keep`` checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from workers.metalearn.config import ConfigError, TrainConfig, config_to_dict, parse_config
+from workers.metalearn.episodes import FamilyInfo
+from workers.metalearn.types import CheckpointError
+
+FORMAT = 1
+PARAMS_FILE = "params.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+META_FILE = "checkpoint.json"
+LATEST = "latest"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint; tensors are on the CPU."""
+
+    path: Path
+    step: int
+    config: TrainConfig
+    algorithm: str
+    family: dict[str, Any]
+    family_info: FamilyInfo
+    params: dict[str, Tensor]
+    optimizer_state: dict[str, Tensor] = field(default_factory=dict)
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    rng: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+# ----- RNG states ------------------------------------------------------------------------
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def rng_state() -> dict[str, Any]:
+    """The process's torch (CPU and CUDA) and numpy global RNG states, JSON-ready."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": _b64(torch.get_rng_state().numpy().tobytes()),
+        "numpy": {
+            "kind": kind,
+            "keys": _b64(np.asarray(keys, dtype=np.uint32).tobytes()),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = [_b64(s.numpy().tobytes()) for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    if "torch" in state:
+        raw = base64.b64decode(state["torch"])
+        torch.set_rng_state(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
+    if "numpy" in state:
+        np_state = state["numpy"]
+        keys = np.frombuffer(base64.b64decode(np_state["keys"]), dtype=np.uint32).copy()
+        np.random.set_state(
+            (np_state["kind"], keys, np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"])
+        )
+    if "cuda" in state and torch.cuda.is_available():
+        states = [torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8) for s in state["cuda"]]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+
+
+# ----- optimiser state -------------------------------------------------------------------
+def optimizer_tensors(optimizer: torch.optim.Optimizer, names: list[str]) -> tuple[dict[str, Tensor], dict]:
+    """Flatten an optimiser's per-parameter state into ``<param>/<key>`` tensors, and
+    its hyper-parameters (and any non-tensor state) into a JSON-ready dict."""
+    state_dict = optimizer.state_dict()
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for index, per_param in state_dict["state"].items():
+        name = names[int(index)]
+        for key, value in per_param.items():
+            if isinstance(value, Tensor):
+                tensors[f"{name}/{key}"] = value.detach().to("cpu").contiguous().clone()
+            else:
+                scalars[f"{name}/{key}"] = value
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in state_dict["param_groups"]]
+    return tensors, {"type": type(optimizer).__name__, "param_groups": _jsonable(groups), "scalars": scalars}
+
+
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, names: list[str], tensors: Mapping[str, Tensor], meta: Mapping[str, Any]
+) -> None:
+    """Put state saved by :func:`optimizer_tensors` back into an optimiser built
+    with the same parameters (in the order of ``names``) and hyper-parameters."""
+    if meta.get("type") and meta["type"] != type(optimizer).__name__:
+        raise CheckpointError(
+            f"optimizer: checkpoint has {meta['type']}, run uses {type(optimizer).__name__}"
+        )
+    state: dict[int, dict[str, Any]] = {}
+    index = {name: i for i, name in enumerate(names)}
+    for key, value in tensors.items():
+        name, _, sub = key.rpartition("/")
+        if name not in index:
+            raise CheckpointError(f"optimizer: state for unknown parameter {name!r}")
+        state.setdefault(index[name], {})[sub] = value
+    for key, value in meta.get("scalars", {}).items():
+        name, _, sub = key.rpartition("/")
+        if name in index:
+            state.setdefault(index[name], {})[sub] = value
+    current = optimizer.state_dict()
+    optimizer.load_state_dict({"state": state, "param_groups": current["param_groups"]})
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Tensor):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    return repr(value)
+
+
+# ----- writing ---------------------------------------------------------------------------
+def step_dir_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _cpu(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+
+
+def save_checkpoint(
+    root: str | Path,
+    *,
+    step: int,
+    config: TrainConfig,
+    family_info: FamilyInfo,
+    family_describe: Mapping[str, Any],
+    params: Mapping[str, Tensor],
+    optimizer: torch.optim.Optimizer | None = None,
+    metrics: Mapping[str, float] | None = None,
+    keep: int = 3,
+) -> Path:
+    """Write checkpoint ``root/step-NNNNNN`` atomically, point ``latest`` at it and
+    drop all but the last ``keep`` checkpoints. Returns the checkpoint's folder."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    name = step_dir_name(step)
+    names = list(params)
+    tensors = _cpu(params)
+    opt_tensors: dict[str, Tensor] = {}
+    opt_meta: dict[str, Any] = {}
+    if optimizer is not None:
+        opt_tensors, opt_meta = optimizer_tensors(optimizer, names)
+    meta = {
+        "format": FORMAT,
+        "step": int(step),
+        "algorithm": config.algorithm,
+        "config": config_to_dict(config),
+        "family": _jsonable(dict(family_describe)),
+        "family_info": family_info.to_dict(),
+        "shapes": {k: list(v.shape) for k, v in tensors.items()},
+        "dtypes": {k: str(v.dtype).removeprefix("torch.") for k, v in tensors.items()},
+        "optimizer": opt_meta,
+        "rng": rng_state(),
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+    try:
+        save_file(tensors, str(tmp / PARAMS_FILE), metadata={"format": "pt"})
+        save_file(opt_tensors, str(tmp / OPTIMIZER_FILE), metadata={"format": "pt"})
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
+        for child in tmp.iterdir():
+            _fsync_path(child)
+        _fsync_path(tmp)
+        final = root / name
+        if final.exists():  # re-saving a step (e.g. a stop right after a periodic save)
+            old = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=root))
+            os.replace(final, old / name)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_path(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _write_text_atomic(root / LATEST, name + "\n")
+    _fsync_path(root)
+    prune(root, keep=keep, protect=name)
+    return final
+
+
+def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints under ``root`` as ``(step, path)``, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _STEP_DIR.match(child.name)
+        if match and (child / META_FILE).is_file():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def prune(root: str | Path, *, keep: int, protect: str | None = None) -> None:
+    checkpoints = list_checkpoints(root)
+    for _, path in checkpoints[: max(0, len(checkpoints) - max(1, keep))]:
+        if path.name != protect:
+            shutil.rmtree(path, ignore_errors=True)
+    for leftover in Path(root).glob(".tmp-step-*"):  # from a crash mid-write
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    """The folder ``latest`` points at, or (if it is missing or dangling) the newest
+    complete checkpoint; None when the run has none."""
+    root = Path(root)
+    pointer = root / LATEST
+    if pointer.is_file():
+        target = root / pointer.read_text(encoding="utf-8").strip()
+        if _STEP_DIR.match(target.name) and (target / META_FILE).is_file():
+            return target
+    checkpoints = list_checkpoints(root)
+    return checkpoints[-1][1] if checkpoints else None
+
+
+# ----- reading ---------------------------------------------------------------------------
+def resolve(path: str | Path) -> Path:
+    """A checkpoint folder from a run folder (via ``latest``) or a checkpoint folder."""
+    path = Path(path)
+    if (path / META_FILE).is_file():
+        return path
+    if not path.exists():
+        raise CheckpointError(f"checkpoint: {path} does not exist")
+    found = latest_checkpoint(path)
+    if found is None:
+        raise CheckpointError(f"checkpoint: no checkpoint in {path}")
+    return found
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a checkpoint (a run folder's latest, or one ``step-NNNNNN`` folder).
+
+    Raises :class:`CheckpointError` when it is missing, unreadable, or its tensors
+    do not match the shapes its JSON records.
+    """
+    folder = resolve(path)
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        params = load_file(str(folder / PARAMS_FILE), device="cpu")
+        opt_path = folder / OPTIMIZER_FILE
+        opt_tensors = load_file(str(opt_path), device="cpu") if opt_path.is_file() else {}
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise CheckpointError(f"checkpoint: cannot read {folder}: {exc}") from exc
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint: unknown format {meta.get('format')!r} in {folder}")
+    try:
+        config = parse_config(meta["config"])
+        info = FamilyInfo.from_dict(meta["family_info"])
+        shapes = {k: list(v) for k, v in meta["shapes"].items()}
+        step = int(meta["step"])
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise CheckpointError(f"checkpoint: {folder / META_FILE} is invalid: {exc}") from exc
+    actual = {k: list(v.shape) for k, v in params.items()}
+    if actual != shapes:
+        raise CheckpointError(
+            f"checkpoint: tensors in {folder / PARAMS_FILE} do not match the recorded shapes"
+        )
+    return Checkpoint(
+        path=folder,
+        step=step,
+        config=config,
+        algorithm=str(meta.get("algorithm", config.algorithm)),
+        family=dict(meta.get("family", {})),
+        family_info=info,
+        params=params,
+        optimizer_state=opt_tensors,
+        optimizer=dict(meta.get("optimizer", {})),
+        rng=dict(meta.get("rng", {})),
+        metrics={k: float(v) for k, v in meta.get("metrics", {}).items()},
+    )

@@ -1,0 +1,288 @@
+"""The meta-training loop: sample, meta-gradient, Adam, report, evaluate, checkpoint.
+
+Knows nothing of Django: it talks to the outside through a
+:class:`~workers.metalearn.types.Reporter`. Deterministic: the meta-batch of step
+``s`` is ``family.sample("train", meta_batch, episode, seed=batch_seed(seed, s))``,
+networks are initialised from ``config.seed``, and a resumed run continues from
+the checkpoint's weights and Adam state, so an interrupted-and-resumed CPU run
+ends with the same weights, bit for bit, as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from workers.metalearn.algorithms import Algorithm, check_compatible, make_algorithm
+from workers.metalearn.algorithms.seed_mnn import SEED_MNN_EPS, SEED_MNN_LR
+from workers.metalearn.checkpoint import (
+    Checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    load_optimizer_state,
+    restore_rng,
+    save_checkpoint,
+)
+from workers.metalearn.config import ConfigError, TrainConfig, config_to_dict, parse_config
+from workers.metalearn.episodes import Episode, FamilyInfo, batch_seed, episode_spec, to_episode
+from workers.metalearn.types import (
+    CheckpointError,
+    DataError,
+    DivergenceError,
+    NullReporter,
+    Reporter,
+    TaskFamily,
+    TrainResult,
+)
+
+#: Config fields a resumed run may change: they do not alter the trajectory.
+RESUMABLE_CHANGES = frozenset(
+    {"iterations", "eval_interval", "eval_tasks", "checkpoint_interval", "device", "compile", "bf16"}
+)
+#: Tasks per vmap call when evaluating (bounds memory, not results).
+EVAL_CHUNK = 100
+
+
+def resolve_device(requested: str | None = "auto") -> torch.device:
+    """``auto`` is CUDA when available, else the CPU; ``cuda`` must be available."""
+    if requested in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError({"device": "CUDA is not available on this machine"})
+    return torch.device(requested)
+
+
+def check_config(config: TrainConfig, family: TaskFamily) -> FamilyInfo:
+    """Validate a config against a family before anything runs.
+
+    Raises :class:`ConfigError` naming the field: the family's name, the episode
+    (``shots``/``ways``/``query``, as the family's ``check_episode`` reports it),
+    or the algorithm when it does not fit the family.
+    """
+    if family.name != config.family.name:
+        raise ConfigError({"family.name": f"config names {config.family.name!r}, family is {family.name!r}"})
+    info = FamilyInfo.of(family, config)
+    check_compatible(config, info)
+    spec = episode_spec(config, family.kind)
+    for split in ("train", "val"):
+        try:
+            family.check_episode(spec, split)
+        except DataError as exc:
+            raise ConfigError({exc.field: f"{exc.message} (split {split!r})"}) from None
+    return info
+
+
+def make_optimizer(config: TrainConfig, params: dict[str, Tensor]) -> torch.optim.Adam:
+    values = list(params.values())
+    if config.algorithm == "seed-mnn":  # the baseline's optimiser, kept as designed
+        return torch.optim.Adam(values, lr=SEED_MNN_LR, eps=SEED_MNN_EPS)
+    return torch.optim.Adam(values, lr=config.meta_lr)
+
+
+def evaluate_tasks(
+    algorithm: Algorithm,
+    meta: dict[str, Tensor],
+    episode: Episode,
+    *,
+    steps: int | None = None,
+    lr: float | None = None,
+    chunk: int = EVAL_CHUNK,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Query losses ``[tasks, steps+1]`` and post-adaptation scores ``[tasks]``,
+    ``vmap``-ed over chunks of ``chunk`` tasks."""
+    losses, scores = [], []
+    total = episode.tasks
+    for lo in range(0, total, max(1, chunk)):
+        part = Episode(*(t[lo : lo + chunk] for t in episode))
+        loss, score = algorithm.evaluate_batch(meta, part, steps=steps, lr=lr)
+        losses.append(loss.float().cpu())
+        scores.append(score.float().cpu())
+    return torch.cat(losses).numpy(), torch.cat(scores).numpy()
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
+
+
+class _Run:
+    """State of one meta-training run (kept small; the loop is :func:`meta_train`)."""
+
+    def __init__(
+        self, config: TrainConfig, family: TaskFamily, reporter: Reporter, checkpoint_dir: Path | None
+    ):
+        self.config = config
+        self.family = family
+        self.reporter = reporter
+        self.checkpoint_dir = checkpoint_dir
+        self.info = check_config(config, family)
+        self.device = resolve_device(config.device)
+        self.algorithm = make_algorithm(config, self.info)
+        self.meta = {
+            k: v.to(self.device).requires_grad_(True) for k, v in self.algorithm.init_params().items()
+        }
+        self.names = list(self.meta)
+        self.optimizer = make_optimizer(config, self.meta)
+        self.spec = episode_spec(config, family.kind)
+        self.autocast = config.bf16 and self.device.type == "cuda"
+        self.step = 0
+        self.metrics: dict[str, float] = {}
+        self._val: Episode | None = None
+        self._describe: dict[str, Any] | None = None
+
+    # -- resume ------------------------------------------------------------------------
+    def resume(self) -> None:
+        if self.checkpoint_dir is None:
+            return
+        found = latest_checkpoint(self.checkpoint_dir)
+        if found is None:
+            return
+        ckpt = load_checkpoint(found)
+        self._check_resumable(ckpt)
+        with torch.no_grad():
+            for name, value in self.meta.items():
+                value.copy_(ckpt.params[name].to(value.device, value.dtype))
+        load_optimizer_state(self.optimizer, self.names, ckpt.optimizer_state, ckpt.optimizer)
+        restore_rng(ckpt.rng)
+        self.step = ckpt.step
+        self.metrics = dict(ckpt.metrics)
+
+    def _check_resumable(self, ckpt: Checkpoint) -> None:
+        old, new = config_to_dict(ckpt.config), config_to_dict(self.config)
+        changed = sorted(
+            k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)
+        )
+        if changed:
+            raise CheckpointError(
+                f"checkpoint: {ckpt.path.parent} holds a run with a different config ({', '.join(changed)}); "
+                "use a new output folder"
+            )
+        if ckpt.family_info != self.info:
+            raise CheckpointError(f"checkpoint: {ckpt.path} was trained on a different family")
+        mine = {k: list(v.shape) for k, v in self.meta.items()}
+        theirs = {k: list(v.shape) for k, v in ckpt.params.items()}
+        if mine != theirs:
+            raise CheckpointError(f"checkpoint: {ckpt.path} does not fit the model's parameter shapes")
+
+    # -- one iteration --------------------------------------------------------------------
+    def train_step(self, step: int) -> dict[str, float]:
+        data_step = self.algorithm.data_step(step, self.config.iterations)
+        batch = self.family.sample(
+            "train", self.config.meta_batch, self.spec, seed=batch_seed(self.config.seed, data_step)
+        )
+        episode = to_episode(batch, self.device)
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        with ctx:
+            grads, metrics = self.algorithm.meta_grads(self.meta, episode)
+        loss = float(metrics["loss"])
+        if not _finite(loss):
+            raise DivergenceError(step, "loss", loss)
+        for name, param in self.meta.items():
+            param.grad = grads[name].to(param.dtype)
+        clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.meta.values(), clip))
+        if not _finite(grad_norm):
+            raise DivergenceError(step, "grad_norm", grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        out = {"loss": loss, "grad_norm": grad_norm}
+        if "accuracy" in metrics:
+            out["accuracy"] = float(metrics["accuracy"])
+        return out
+
+    # -- validation ------------------------------------------------------------------------
+    def validate(self) -> dict[str, float]:
+        if self._val is None:
+            batch = self.family.fixed_tasks("val", self.spec, count=self.config.eval_tasks)
+            self._val = to_episode(batch, self.device)
+        losses, scores = evaluate_tasks(self.algorithm, self.meta, self._val)
+        metrics = {"val_loss": float(losses[:, -1].mean())}
+        if self.info.classification:
+            metrics["val_accuracy"] = float(scores.mean())
+        for key, value in metrics.items():
+            if not _finite(value):
+                raise DivergenceError(self.step, key, value)
+        return metrics
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def save(self) -> None:
+        if self.checkpoint_dir is None:
+            return
+        if self._describe is None:
+            self._describe = dict(self.family.describe())
+        save_checkpoint(
+            self.checkpoint_dir,
+            step=self.step,
+            config=self.config,
+            family_info=self.info,
+            family_describe=self._describe,
+            params=self.meta,
+            optimizer=self.optimizer,
+            metrics=self.metrics,
+        )
+
+    def result(self, status: str) -> TrainResult:
+        return TrainResult(
+            status=status,  # type: ignore[arg-type]
+            step=self.step,
+            metrics=dict(self.metrics),
+            checkpoint_dir=str(self.checkpoint_dir or ""),
+        )
+
+
+def meta_train(
+    config: TrainConfig | dict[str, Any],
+    family: TaskFamily,
+    reporter: Reporter | None = None,
+    checkpoint_dir: str | Path | None = None,
+) -> TrainResult:
+    """Meta-train ``config.algorithm`` on ``family``; resume from ``checkpoint_dir``.
+
+    Validates the config against the family first (:class:`ConfigError` naming the
+    field). Each iteration samples a meta-batch from a seed derived from
+    ``(config.seed, step)``, takes an Adam step on the meta-gradient (clipped to
+    ``grad_clip``), and calls ``reporter.on_step(step, {"loss", "grad_norm"[,
+    "accuracy"]})``. Every ``eval_interval`` steps (and at the end) it evaluates on
+    the val split's fixed tasks (``reporter.on_eval(step, {"val_loss"[,
+    "val_accuracy"]})``); every ``checkpoint_interval`` steps (and at the end) it
+    writes a checkpoint. ``reporter.should_stop()`` is polled between steps: a True
+    answer writes a checkpoint and returns ``status="stopped"``. A NaN or inf loss
+    or gradient norm raises :class:`DivergenceError` before the update, leaving the
+    last good checkpoint in place. If ``checkpoint_dir`` already holds checkpoints
+    of the same run, training continues from the latest one.
+    """
+    config = parse_config(config)
+    run = _Run(
+        config, family, reporter or NullReporter(), None if checkpoint_dir is None else Path(checkpoint_dir)
+    )
+    run.resume()
+    if config.compile:
+        run.algorithm.compile()
+    saved_at = run.step
+    while run.step < config.iterations:
+        if run.reporter.should_stop():
+            if run.step != saved_at:
+                run.save()
+            return run.result("stopped")
+        step = run.step + 1
+        started = time.perf_counter()
+        metrics = run.train_step(step)
+        run.step = step
+        metrics["step_seconds"] = time.perf_counter() - started
+        run.metrics.update(metrics)
+        run.reporter.on_step(step, metrics)
+        last = step == config.iterations
+        if step % config.eval_interval == 0 or last:
+            val = run.validate()
+            run.metrics.update(val)
+            run.reporter.on_eval(step, val)
+        if step % config.checkpoint_interval == 0 or last:
+            run.save()
+            saved_at = step
+    return run.result("completed")
