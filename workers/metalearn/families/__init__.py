@@ -24,6 +24,8 @@ from workers.metalearn.families._base import (
     TEST_TASKS,
     BaseFamily,
 )
+from workers.metalearn.families.digits import DigitsFamily, DigitsParams
+from workers.metalearn.families.glyphs import GlyphsFamily, GlyphsParams
 from workers.metalearn.families.regression import (
     HarmonicFamily,
     HarmonicParams,
@@ -35,6 +37,8 @@ from workers.metalearn.types import TaskFamily, TaskKind
 __all__ = [
     "FAMILY_PARAMS",
     "FAMILY_SEED_SALT",
+    "DigitsParams",
+    "GlyphsParams",
     "FIXED_TASK_LIMIT",
     "SPLIT_SEEDS",
     "TEST_TASKS",
@@ -49,16 +53,22 @@ __all__ = [
 FAMILY_PARAMS: dict[str, type[BaseModel]] = {
     "sinusoid": SinusoidParams,
     "harmonic": HarmonicParams,
+    "glyphs": GlyphsParams,
+    "digits": DigitsParams,
 }
 
 _FAMILIES: dict[str, type[BaseFamily]] = {
     "sinusoid": SinusoidFamily,
     "harmonic": HarmonicFamily,
+    "glyphs": GlyphsFamily,
+    "digits": DigitsFamily,
 }
 
 _KINDS: dict[str, TaskKind] = {
     "sinusoid": "regression",
     "harmonic": "regression",
+    "glyphs": "classification",
+    "digits": "classification",
 }
 
 

@@ -51,8 +51,8 @@ def check_split(split: str) -> Split:
 
 class BaseFamily:
     """Shared machinery. Subclasses set the protocol attributes and implement
-    :meth:`_build` (tasks from their generators) and, when classifying,
-    :meth:`_check_classes`."""
+    :meth:`_build` (tasks from their generators) and, when their data is finite,
+    :meth:`_check_data`."""
 
     name: str
     version: int = 1
@@ -96,17 +96,9 @@ class BaseFamily:
             raise DataError("shots", f"must be at least 1, got {episode.shots}")
         if episode.query < 1:
             raise DataError("query", f"must be at least 1, got {episode.query}")
-        if self.kind == "classification":
-            if episode.ways < 2:
-                raise DataError("ways", f"classification episodes need at least 2 ways, got {episode.ways}")
-            available = self.num_classes(split)
-            if episode.ways > available:
-                raise DataError(
-                    "ways",
-                    f"{episode.ways}-way episodes need {episode.ways} classes; "
-                    f"the {split} split has {available}",
-                )
-            self._check_classes(episode, split)
+        if self.kind == "classification" and episode.ways < 2:
+            raise DataError("ways", f"classification episodes need at least 2 ways, got {episode.ways}")
+        self._check_data(episode, split)
 
     def sample(self, split: Split, batch_size: int, episode: EpisodeSpec, seed: int) -> TaskBatch:
         self.check_episode(episode, split)
@@ -135,8 +127,18 @@ class BaseFamily:
 
     # -- for subclasses --------------------------------------------------------
 
-    def _check_classes(self, episode: EpisodeSpec, split: Split) -> None:
-        """Raise :class:`DataError` if some class of ``split`` is too small for the episode."""
+    def _check_data(self, episode: EpisodeSpec, split: Split) -> None:
+        """Raise :class:`DataError` if ``split`` cannot give the episode. This default
+        checks that a classification split has ``ways`` classes; families with finite
+        data extend it."""
+        if self.kind != "classification":
+            return
+        available = self.num_classes(split)
+        if episode.ways > available:
+            raise DataError(
+                "ways",
+                f"{episode.ways}-way episodes need {episode.ways} classes; the {split} split has {available}",
+            )
 
     def _build(self, split: Split, episode: EpisodeSpec, task_ids: np.ndarray) -> TaskBatch:
         raise NotImplementedError
