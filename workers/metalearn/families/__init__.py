@@ -32,12 +32,14 @@ from workers.metalearn.families.regression import (
     SinusoidFamily,
     SinusoidParams,
 )
+from workers.metalearn.families.table import TableFamily, TableParams, inspect_table
 from workers.metalearn.types import TaskFamily, TaskKind
 
 __all__ = [
     "FAMILY_PARAMS",
     "FAMILY_SEED_SALT",
     "DigitsParams",
+    "TableParams",
     "GlyphsParams",
     "FIXED_TASK_LIMIT",
     "SPLIT_SEEDS",
@@ -45,6 +47,7 @@ __all__ = [
     "HarmonicParams",
     "SinusoidParams",
     "family_kind",
+    "inspect_table",
     "make_family",
     "parse_family_params",
 ]
@@ -55,6 +58,7 @@ FAMILY_PARAMS: dict[str, type[BaseModel]] = {
     "harmonic": HarmonicParams,
     "glyphs": GlyphsParams,
     "digits": DigitsParams,
+    "table": TableParams,
 }
 
 _FAMILIES: dict[str, type[BaseFamily]] = {
@@ -120,9 +124,11 @@ def make_family(spec: FamilySpec, *, data_path: str | Path | None = None) -> Tas
     for bad data files.
     """
     params = parse_family_params(spec.name, spec.params)
-    cls = _FAMILIES[spec.name]
-    if spec.version != cls.version:
-        raise ConfigError(
-            {"family.version": f"{spec.name} has version {cls.version} only, not {spec.version}"}
-        )
-    return cls(params)  # type: ignore[call-arg]
+    if spec.version != 1:
+        raise ConfigError({"family.version": f"{spec.name} has version 1 only, not {spec.version}"})
+    if spec.name == "table":
+        path = data_path if data_path is not None else spec.data
+        if path is None:
+            raise ConfigError({"family.data": "the table family needs a data file"})
+        return TableFamily(params, path)  # type: ignore[arg-type]
+    return _FAMILIES[spec.name](params)  # type: ignore[call-arg]
