@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -265,6 +266,20 @@ def setup_django(env: Mapping[str, str], *, migrate: bool = False) -> None:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0, interactive=False)
+
+
+def teardown(work: Path, *, ok: bool, database_url: str = BENCH_DB_URL) -> None:
+    """After a benchmark: close Django's connections, drop its database, and remove its
+    work folder (kept, with the processes' logs, when it failed)."""
+    if "django" in sys.modules:
+        from django.db import connections
+
+        connections.close_all()
+    drop_database(database_url)
+    if ok:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"logs kept in {work / 'logs'}", file=sys.stderr)
 
 
 def session_cookie(user) -> tuple[str, str]:
