@@ -21,6 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -50,6 +51,26 @@ class MLP(nn.Module):
         return self.head(self.body(x))
 
 
+class TaskBatchNorm2d(nn.BatchNorm2d):
+    """``BatchNorm2d(track_running_stats=False)``: always the statistics of the batch given.
+
+    The affine part is applied after a non-affine ``batch_norm`` rather than inside
+    it: with per-task (batched) ``weight``/``bias``, as after an inner step under
+    ``vmap``, torch's fused ``batch_norm`` gives wrong second-order gradients
+    (seen with torch 2.13; the batching rule of batch_norm's backward, cf.
+    pytorch/functorch#534). ``test_gradients.py`` checks the conv net's
+    second-order meta-gradient against a per-task loop. Same function, same
+    parameter names.
+    """
+
+    def __init__(self, num_features: int):
+        super().__init__(num_features, track_running_stats=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.batch_norm(x, None, None, training=True, momentum=0.0, eps=self.eps)
+        return h * self.weight[:, None, None] + self.bias[:, None, None]
+
+
 class ConvNet(nn.Module):
     """Four blocks of ``conv3x3(filters) -> BatchNorm -> ReLU -> maxpool2``, then a linear head.
 
@@ -68,7 +89,7 @@ class ConvNet(nn.Module):
         for _ in range(4):
             blocks += [
                 nn.Conv2d(channels, filters, kernel_size=3, padding=1),
-                nn.BatchNorm2d(filters, track_running_stats=False),
+                TaskBatchNorm2d(filters),
                 nn.ReLU(),
                 nn.MaxPool2d(2),
             ]
@@ -99,10 +120,9 @@ def make_backbone(input_shape: Sequence[int], out_features: int, config: TrainCo
     shape = tuple(int(s) for s in input_shape)
     if uses_conv(shape):
         if min(shape[1:]) < 16:
+            size = f"{shape[1]}x{shape[2]}"
             raise ConfigError(
-                {
-                    "family": f"images of {shape[1]}x{shape[2]} are too small for the 4-block conv net (min 16x16)"
-                }
+                {"family": f"images of {size} are too small for the 4-block conv net (min 16x16)"}
             )
         return ConvNet(shape, config.conv_filters, out_features)
     return MLP(math.prod(shape) if shape else 1, config.hidden, out_features)

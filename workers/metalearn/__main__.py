@@ -1,0 +1,376 @@
+"""Command line: ``python -m workers.metalearn {train,evaluate,adapt}``.
+
+    python -m workers.metalearn train --config run.json --out runs/sine [--data table.csv]
+    python -m workers.metalearn evaluate --checkpoint runs/sine --split test [--count 600] [--steps 10]
+    python -m workers.metalearn adapt --checkpoint runs/sine --support support.csv \\
+        [--query query.csv] --steps 10 --lr 0.01 --out runs/sine-task
+
+Metrics go to ``DIR/metrics.jsonl`` as JSON lines; progress to stderr (a bar on a
+terminal, plain lines otherwise). Exit codes: 0 done (or stopped by Ctrl-C after a
+checkpoint), 1 training diverged, 2 bad input (config, data, checkpoint, files).
+Config errors are found before torch is imported, so they are quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from workers.metalearn.config import ConfigError, TrainConfig, parse_config
+from workers.metalearn.types import SPLITS, CheckpointError, DataError, DivergenceError
+
+EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class CliError(Exception):
+    """Bad input found by the command line itself (a file, a flag)."""
+
+
+# ----- progress and metrics ------------------------------------------------------------------
+class Progress:
+    """A one-line bar on a terminal, a plain line every ~5% otherwise."""
+
+    def __init__(self, total: int, stream: IO[str] = sys.stderr, start: int = 0):
+        self.total = max(1, total)
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.started = time.perf_counter()
+        self.first = start
+        self.last_draw = 0.0
+        self.every = max(1, self.total // 20)
+        self.info: dict[str, float] = {}
+
+    def _text(self, step: int) -> str:
+        elapsed = time.perf_counter() - self.started
+        rate = (step - self.first) / elapsed if elapsed > 0 else 0.0
+        fields = " ".join(f"{k} {v:.4g}" for k, v in self.info.items())
+        return f"{step}/{self.total} {fields} {rate:.1f} it/s"
+
+    def update(self, step: int, info: dict[str, float], force: bool = False) -> None:
+        self.info.update(info)
+        if self.tty:
+            now = time.perf_counter()
+            if force or now - self.last_draw > 0.1 or step == self.total:
+                width = 24
+                filled = int(width * step / self.total)
+                bar = "#" * filled + "." * (width - filled)
+                self.stream.write(f"\r[{bar}] {self._text(step)}\033[K")
+                self.stream.flush()
+                self.last_draw = now
+        elif force or step % self.every == 0 or step == self.total:
+            self.stream.write(self._text(step) + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class CliReporter:
+    """The training loop's :class:`~workers.metalearn.types.Reporter` for the CLI:
+    JSON lines to ``metrics.jsonl``, progress to stderr, Ctrl-C to a clean stop."""
+
+    def __init__(self, metrics_file: IO[str], progress: Progress):
+        self.metrics_file = metrics_file
+        self.progress = progress
+        self.stop_requested = False
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.metrics_file.write(json.dumps(record) + "\n")
+        self.metrics_file.flush()
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        self._write({"event": "step", "step": step, **metrics})
+        shown = {k: v for k, v in metrics.items() if k in ("loss", "accuracy")}
+        self.progress.update(step, shown)
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
+        self._write({"event": "eval", "step": step, **metrics})
+        self.progress.update(step, metrics, force=not self.progress.tty)
+
+    def should_stop(self) -> bool:
+        return self.stop_requested
+
+    def request_stop(self, *_: Any) -> None:
+        if self.stop_requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        sys.stderr.write("\nstopping after this step (Ctrl-C again to abort)...\n")
+
+
+# ----- files ---------------------------------------------------------------------------------
+def _read_json(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_table(
+    path: str, input_size: int, *, need_target: bool, field: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inputs ``[N, input_size]`` and targets ``[N]`` (or None) from a CSV file.
+
+    With a header row, the column ``y`` (or ``label``/``target``) holds the target
+    and the others the inputs, in order; without one, the last column is the target
+    when there are ``input_size + 1`` columns.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = [row for row in csv.reader(fh) if row and any(cell.strip() for cell in row)]
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: cannot read ({exc})") from None
+    if not rows:
+        raise DataError(field, f"{path} holds no rows")
+    header: list[str] | None = None
+    if not all(_is_number(cell) for cell in rows[0]):
+        header = [cell.strip().lower() for cell in rows[0]]
+        rows = rows[1:]
+        if not rows:
+            raise DataError(field, f"{path} holds a header but no data")
+    width = len(header) if header is not None else len(rows[0])
+    target: int | None = None
+    if header is not None:
+        for name in ("y", "label", "target"):
+            if name in header:
+                target = header.index(name)
+                break
+    elif width == input_size + 1:
+        target = width - 1
+    n_inputs = width - (target is not None)
+    if n_inputs != input_size:
+        raise DataError(
+            field, f"{path}: expected {input_size} input column(s) plus a target, found {width} columns"
+        )
+    if need_target and target is None:
+        raise DataError(field, f"{path}: needs a target column ('y' or 'label', or a last extra column)")
+    values = np.empty((len(rows), width), dtype=np.float64)
+    first_row = 2 if header is not None else 1
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise DataError(f"{field}: row {i + first_row}", f"has {len(row)} columns, expected {width}")
+        for j, cell in enumerate(row):
+            try:
+                values[i, j] = float(cell)
+            except ValueError:
+                column = header[j] if header is not None else str(j + 1)
+                raise DataError(
+                    f"{field}: row {i + first_row}, column {column!r}", f"{cell!r} is not a number"
+                ) from None
+            if not math.isfinite(values[i, j]):
+                column = header[j] if header is not None else str(j + 1)
+                raise DataError(f"{field}: row {i + first_row}, column {column!r}", "must be finite")
+    inputs = np.delete(values, target, axis=1) if target is not None else values
+    return inputs, (values[:, target] if target is not None else None)
+
+
+# ----- commands ------------------------------------------------------------------------------
+def _make_family(config: TrainConfig, data: str | None) -> Any:
+    from workers.metalearn.families import make_family
+
+    return make_family(config.family, data_path=data if data is not None else config.family.data)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = parse_config(_read_json(args.config))
+    family = _make_family(config, args.data)
+    from workers.metalearn.api import meta_train
+    from workers.metalearn.checkpoint import latest_checkpoint, load_checkpoint
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    found = latest_checkpoint(out)
+    start = load_checkpoint(found).step if found is not None else 0
+    if start:
+        sys.stderr.write(f"resuming from step {start} in {out}\n")
+    progress = Progress(config.iterations, start=start)
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as metrics_file:
+        reporter = CliReporter(metrics_file, progress)
+        previous = signal.signal(signal.SIGINT, reporter.request_stop)
+        try:
+            result = meta_train(config, family, reporter, out)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            progress.close()
+    summary = {"status": result.status, "step": result.step, "checkpoint": str(out), **result.metrics}
+    print(json.dumps(summary))
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from workers.metalearn.api import evaluate
+    from workers.metalearn.checkpoint import load_checkpoint
+
+    family = None
+    if args.data is not None:
+        family = _make_family(load_checkpoint(args.checkpoint).config, args.data)
+    result = evaluate(
+        args.checkpoint,
+        split=args.split,
+        count=args.count,
+        steps=args.steps,
+        lr=args.lr,
+        family=family,
+        batch_size=args.batch_size,
+    )
+    summary = {
+        "split": args.split,
+        "metric": result.metric,
+        "mean": result.mean,
+        "ci95": result.ci95,
+        "tasks": int(result.scores.size),
+        "steps": result.steps,
+        "query_loss_by_step": [float(v) for v in result.losses.mean(axis=0)],
+    }
+    sys.stderr.write(
+        f"{args.split} {result.metric}: {result.mean:.4f} ± {result.ci95:.4f} "
+        f"({result.scores.size} tasks, {result.steps} steps)\n"
+    )
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        detail = {
+            **summary,
+            "task_ids": result.task_ids.tolist(),
+            "scores": result.scores.tolist(),
+            "losses": result.losses.tolist(),
+        }
+        (out / "eval.json").write_text(json.dumps(detail), encoding="utf-8")
+    print(json.dumps(summary))
+    return EXIT_OK
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from safetensors.torch import save_file
+
+    from workers.metalearn.api import adapt
+    from workers.metalearn.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint)
+    info = ckpt.family_info
+    size = math.prod(info.input_shape)
+    xs, ys = read_table(args.support, size, need_target=True, field="support")
+    query: Any = None
+    if args.query:
+        xq, yq = read_table(args.query, size, need_target=False, field="query")
+        query = (xq, yq)
+    desc = None
+    if args.desc is not None:
+        try:
+            desc = [float(v) for v in args.desc.split(",")]
+        except ValueError:
+            raise DataError("desc", "give comma-separated numbers") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "metrics.jsonl", "w", encoding="utf-8") as metrics_file:
+
+        def on_step(step: int, entry: dict[str, float]) -> None:
+            metrics_file.write(json.dumps({"event": "adapt", "step": step, **entry}) + "\n")
+            shown = " ".join(f"{k} {v:.4g}" for k, v in entry.items())
+            sys.stderr.write(f"step {step}: {shown}\n")
+
+        result = adapt(ckpt.path, (xs, ys), query, steps=args.steps, lr=args.lr, on_step=on_step, desc=desc)
+    save_file(result.weights, str(out / "weights.safetensors"), metadata={"format": "pt"})
+    if query is not None:
+        with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            if info.classification:
+                ways = result.predictions.shape[1]
+                writer.writerow(["label", "label_before", *[f"logit_{k}" for k in range(ways)]])
+                for after, before in zip(result.predictions, result.predictions_before, strict=True):
+                    writer.writerow([int(after.argmax()), int(before.argmax()), *[f"{v:.6g}" for v in after]])
+            else:
+                writer.writerow(["y", "y_before"])
+                for after, before in zip(result.predictions, result.predictions_before, strict=True):
+                    writer.writerow([f"{after[0]:.6g}", f"{before[0]:.6g}"])
+    summary = {
+        "steps": len(result.curve) - 1,
+        "before": result.curve[0],
+        "after": result.curve[-1],
+        "out": str(out),
+    }
+    (out / "result.json").write_text(
+        json.dumps({**summary, "curve": result.curve}, indent=1), encoding="utf-8"
+    )
+    print(json.dumps(summary))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m workers.metalearn", description="MetaWeb's meta-learning engine."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="meta-train (resumes from --out's latest checkpoint)")
+    train.add_argument("--config", required=True, help="run config, JSON (see workers/metalearn/config.py)")
+    train.add_argument("--out", required=True, help="run folder: checkpoints and metrics.jsonl")
+    train.add_argument("--data", help="data file for families that read one (table)")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="the standard protocol on a split's fixed tasks")
+    ev.add_argument("--checkpoint", required=True, help="run folder or step-NNNNNN folder")
+    ev.add_argument("--split", default="test", choices=SPLITS)
+    ev.add_argument("--count", type=int, default=600, help="fixed tasks to evaluate (default 600)")
+    ev.add_argument("--steps", type=int, help="inner steps (default: the run's)")
+    ev.add_argument("--lr", type=float, help="inner learning rate (default: the run's)")
+    ev.add_argument("--batch-size", type=int, default=100, help="tasks per vmap call")
+    ev.add_argument("--data", help="data file for families that read one (table)")
+    ev.add_argument("--out", help="folder for eval.json (per-task scores and losses)")
+    ev.set_defaults(func=cmd_evaluate)
+
+    ad = sub.add_parser("adapt", help="adapt to one new task given as CSV")
+    ad.add_argument("--checkpoint", required=True, help="run folder or step-NNNNNN folder")
+    ad.add_argument("--support", required=True, help="CSV: input columns and a target column 'y' or 'label'")
+    ad.add_argument("--query", help="CSV: input columns, optionally a target column")
+    ad.add_argument("--desc", help="task description, comma-separated (models conditioned on it)")
+    ad.add_argument("--steps", type=int, help="inner steps (default: the run's)")
+    ad.add_argument("--lr", type=float, help="inner learning rate (default: the run's)")
+    ad.add_argument(
+        "--out", required=True, help="folder for weights.safetensors, metrics.jsonl, predictions.csv"
+    )
+    ad.set_defaults(func=cmd_adapt)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for field, message in exc.errors.items():
+            sys.stderr.write(f"error: config {field}: {message}\n")
+        return EXIT_BAD_INPUT
+    except (DataError, CheckpointError, CliError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_BAD_INPUT
+    except DivergenceError as exc:
+        sys.stderr.write(f"error: {exc}; the last good checkpoint is kept\n")
+        return EXIT_DIVERGED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
