@@ -1,16 +1,70 @@
-"""Reads for experiments and runs. Permission filtering happens here, once."""
+"""Reads for experiments and runs. Permission filtering happens here, once.
+
+Torch-free: the web process (views, the websocket consumer) imports this module.
+"""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
-from django.http import Http404
+import re
+from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
 
-from apps.experiments.models import Run
-from apps.teams.models import Role
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, F, Max, Q, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from apps.experiments.models import Experiment, Metric, Run, RunEvent, RunStatus
+from apps.tasksets.models import TaskSet, TaskSetVersion
+from apps.teams.models import Role, Team
 from apps.teams.selectors import team_ids_for_user
 
 AnyUser = AbstractBaseUser | AnonymousUser
+
+RUNS_PER_PAGE = 25
+#: Rows per query when streaming a run's metrics as CSV.
+CSV_CHUNK_ROWS = 5000
+#: The checkpoint layout of ``workers.metalearn.checkpoint`` (not imported: it needs
+#: torch): ``<root>/latest`` names the newest ``step-NNNNNN`` folder, which holds
+#: ``params.safetensors`` (the meta-parameters) and, once complete, ``checkpoint.json``.
+CHECKPOINT_DIR_RE = re.compile(r"^step-(\d{1,12})$")
+CHECKPOINT_WEIGHTS = "params.safetensors"
+CHECKPOINT_META = "checkpoint.json"
+CHECKPOINT_LATEST = "latest"
+
+
+# -- experiments ---------------------------------------------------------------
+
+
+def experiment_list_for_team(*, team: Team) -> QuerySet[Experiment]:
+    """The team's experiments, those with the most recent run first, each annotated
+    with ``run_count`` and ``latest_run_at`` (None when it has no run yet)."""
+    return (
+        Experiment.objects.filter(team=team)
+        .select_related("created_by")
+        .annotate(run_count=Count("runs"), latest_run_at=Max("runs__created_at"))
+        .order_by(F("latest_run_at").desc(nulls_last=True), "-created_at", "-pk")
+    )
+
+
+def experiment_get_visible(*, user: AnyUser, experiment_id: int) -> Experiment:
+    """The experiment if the user is in its team; Http404 otherwise."""
+    experiment = (
+        Experiment.objects.filter(team_id__in=team_ids_for_user(user=user), pk=experiment_id)
+        .select_related("team", "created_by")
+        .first()
+    )
+    if experiment is None:
+        raise Http404("No such experiment.")
+    return experiment
+
+
+# -- runs ------------------------------------------------------------------------
 
 
 def run_list_visible(*, user: AnyUser) -> QuerySet[Run]:
@@ -20,9 +74,237 @@ def run_list_visible(*, user: AnyUser) -> QuerySet[Run]:
 
 def run_get_visible(*, user: AnyUser, run_id: int) -> Run:
     """The run if the user is in its team; Http404 otherwise (existence is not revealed)."""
-    run = run_list_visible(user=user).select_related("team", "experiment", "taskset_version__taskset").filter(
-        pk=run_id
-    ).first()
+    run = (
+        run_list_visible(user=user)
+        .select_related("team", "experiment", "taskset_version__taskset")
+        .filter(pk=run_id)
+        .first()
+    )
     if run is None:
         raise Http404("No such run.")
     return run
+
+
+def _runs_for_listing(queryset: QuerySet[Run]) -> QuerySet[Run]:
+    return queryset.select_related("experiment", "taskset_version__taskset", "launched_by").order_by(
+        "-created_at", "-pk"
+    )
+
+
+def run_list_for_team(
+    *,
+    team: Team,
+    filters: Mapping[str, Any] | None = None,
+    page: int | str | None = 1,
+    per_page: int = RUNS_PER_PAGE,
+) -> Page:
+    """One page of the team's runs, newest first.
+
+    ``filters`` holds cleaned values (``RunFilterForm.cleaned_data``); empty ones are
+    ignored: ``status`` and ``algorithm`` (strings), ``taskset`` (a TaskSet or id),
+    ``launched_by`` (a user or id), ``experiment`` (an Experiment or id),
+    ``date_from`` and ``date_to`` (dates, inclusive, in the current time zone).
+    An out-of-range or malformed ``page`` gives the nearest valid page.
+    """
+    queryset = Run.objects.filter(team=team)
+    filters = filters or {}
+    if filters.get("status"):
+        queryset = queryset.filter(status=filters["status"])
+    if filters.get("algorithm"):
+        queryset = queryset.filter(algorithm=filters["algorithm"])
+    if filters.get("taskset"):
+        queryset = queryset.filter(taskset_version__taskset=filters["taskset"])
+    if filters.get("launched_by"):
+        queryset = queryset.filter(launched_by=filters["launched_by"])
+    if filters.get("experiment"):
+        queryset = queryset.filter(experiment=filters["experiment"])
+    if filters.get("date_from"):
+        queryset = queryset.filter(created_at__gte=_start_of(filters["date_from"]))
+    if filters.get("date_to"):
+        queryset = queryset.filter(created_at__lt=_start_of(filters["date_to"] + timedelta(days=1)))
+    return Paginator(_runs_for_listing(queryset), per_page).get_page(page)
+
+
+def _start_of(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def run_list_for_experiment(*, experiment: Experiment) -> QuerySet[Run]:
+    return _runs_for_listing(Run.objects.filter(experiment=experiment))
+
+
+def run_events(*, run: Run) -> QuerySet[RunEvent]:
+    """The run's history, oldest first."""
+    return RunEvent.objects.filter(run=run).order_by("created_at", "pk")
+
+
+def run_metrics(run: Run | int) -> dict[str, list[list[float]]]:
+    """All stored points of the run as ``{name: [[step, value], ...]}``, each series
+    ordered by step. One query over the (run, name, step) unique index."""
+    run_id = run if isinstance(run, int) else run.pk
+    series: dict[str, list[list[float]]] = {}
+    rows = Metric.objects.filter(run_id=run_id).order_by("name", "step").values_list("name", "step", "value")
+    for name, step, value in rows:
+        series.setdefault(name, []).append([step, value])
+    return series
+
+
+def _speed(run: Run, now: datetime) -> tuple[float | None, float | None]:
+    """Steps per second and seconds left: the worker's figures when it left them in
+    ``summary``, otherwise the average since the run started."""
+    summary = run.summary if isinstance(run.summary, dict) else {}
+    rate = summary.get("steps_per_sec")
+    eta = summary.get("eta_seconds")
+    if isinstance(rate, int | float) and rate > 0:
+        rate = float(rate)
+    else:
+        rate = None
+        if run.status == RunStatus.RUNNING and run.started_at and run.step > 0:
+            elapsed = (now - run.started_at).total_seconds()
+            if elapsed > 0:
+                rate = run.step / elapsed
+    if run.status != RunStatus.RUNNING:
+        eta = None
+    elif not isinstance(eta, int | float) and rate:
+        eta = max(run.total_steps - run.step, 0) / rate
+    return rate, (float(eta) if isinstance(eta, int | float) else None)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def run_state(run: Run) -> dict[str, Any]:
+    """The run's current state, as the run page renders it and as the websocket
+    sends it on connect (``type: "run.state"``). JSON-ready."""
+    steps_per_sec, eta_seconds = _speed(run, timezone.now())
+    return {
+        "type": "run.state",
+        "run": {
+            "id": run.pk,
+            "status": run.status,
+            "step": run.step,
+            "total_steps": run.total_steps,
+            "error": run.error,
+            "error_step": run.error_step,
+            "finished": run.is_finished,
+            "cancel_requested": run.cancel_requested_at is not None,
+            "algorithm": run.algorithm,
+            "queue": run.queue,
+            "worker": run.worker,
+            "device": run.device,
+            "attempt": run.attempt,
+            "checkpoint_step": run.checkpoint_step,
+            "created_at": _iso(run.created_at),
+            "started_at": _iso(run.started_at),
+            "finished_at": _iso(run.finished_at),
+            "heartbeat_at": _iso(run.heartbeat_at),
+            "steps_per_sec": steps_per_sec,
+            "eta_seconds": eta_seconds,
+        },
+        "metrics": run_metrics(run),
+    }
+
+
+def _metric_chunks(run_id: int, after: tuple[str, int] | None) -> list[tuple[str, int, float]]:
+    queryset = Metric.objects.filter(run_id=run_id)
+    if after is not None:
+        name, step = after
+        queryset = queryset.filter(Q(name__gt=name) | Q(name=name, step__gt=step))
+    return list(queryset.order_by("name", "step").values_list("name", "step", "value")[:CSV_CHUNK_ROWS])
+
+
+def _csv_lines(rows: list[tuple[str, int, float]]) -> str:
+    # Metric names are identifiers the engine chose; quote anyway, so that a comma or
+    # quote in a name cannot break a row.
+    out = []
+    for name, step, value in rows:
+        quoted = '"' + name.replace('"', '""') + '"' if any(c in name for c in ',"\r\n') else name
+        out.append(f"{step},{quoted},{value!r}\r\n")
+    return "".join(out)
+
+
+CSV_HEADER = "step,name,value\r\n"
+
+
+def run_metrics_csv(*, run: Run) -> Iterator[str]:
+    """The run's metrics as CSV text chunks (``step,name,value``; ordered by name,
+    then step), fetched a chunk at a time so memory stays flat."""
+    yield CSV_HEADER
+    after: tuple[str, int] | None = None
+    while True:
+        rows = _metric_chunks(run.pk, after)
+        if not rows:
+            return
+        yield _csv_lines(rows)
+        if len(rows) < CSV_CHUNK_ROWS:
+            return
+        after = (rows[-1][0], rows[-1][1])
+
+
+async def run_metrics_csv_async(*, run: Run) -> AsyncIterator[str]:
+    """:func:`run_metrics_csv` for ASGI servers: each chunk's query runs in a thread."""
+    yield CSV_HEADER
+    after: tuple[str, int] | None = None
+    fetch = sync_to_async(_metric_chunks)
+    while True:
+        rows = await fetch(run.pk, after)
+        if not rows:
+            return
+        yield _csv_lines(rows)
+        if len(rows) < CSV_CHUNK_ROWS:
+            return
+        after = (rows[-1][0], rows[-1][1])
+
+
+def run_checkpoint_dir(run: Run) -> Path:
+    """Where the engine writes the run's checkpoints; built from the id only."""
+    return Path(settings.RUNS_DIR) / str(int(run.pk)) / "checkpoints"
+
+
+def run_checkpoint_file(run: Run) -> Path | None:
+    """The newest complete checkpoint's weights file, or None when there is none.
+
+    Like ``workers.metalearn.checkpoint.latest_checkpoint``: follows the ``latest``
+    pointer when it names a complete ``step-NNNNNN`` folder, else takes the
+    highest-numbered complete one. Names read from disk are
+    only used after matching ``step-<digits>``, and the result must lie inside the
+    run's checkpoint folder.
+    """
+    root = run_checkpoint_dir(run)
+    if not root.is_dir():
+        return None
+    candidates: list[tuple[int, str]] = []
+    pointer = root / CHECKPOINT_LATEST
+    try:
+        latest = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        latest = ""
+    latest_match = CHECKPOINT_DIR_RE.match(latest)
+    if latest_match:
+        candidates.append((-1, latest_match.group(0)))
+    try:
+        names = [entry.name for entry in root.iterdir() if entry.is_dir()]
+    except OSError:
+        names = []
+    numbered = [(int(m.group(1)), m.group(0)) for m in map(CHECKPOINT_DIR_RE.match, names) if m]
+    candidates.extend(sorted(numbered, reverse=True))
+    resolved_root = root.resolve()
+    for _, folder in candidates:
+        weights = (root / folder / CHECKPOINT_WEIGHTS).resolve()
+        complete = (root / folder / CHECKPOINT_META).is_file()
+        if complete and weights.is_file() and weights.is_relative_to(resolved_root):
+            return weights
+    return None
+
+
+# -- choices for the launch and filter forms ----------------------------------------
+
+
+def taskset_list_launchable(*, team: Team) -> QuerySet[TaskSet]:
+    """The team's task sets that have at least one version."""
+    return TaskSet.objects.filter(team=team, versions__isnull=False).distinct().order_by("name")
+
+
+def taskset_latest_version(*, taskset: TaskSet) -> TaskSetVersion | None:
+    return TaskSetVersion.objects.filter(taskset=taskset).order_by("-number").first()

@@ -1,1 +1,308 @@
-__all__: list[str] = []
+"""What people do from the browser: create experiments, launch, cancel and clone runs.
+
+Runs are validated with the engine's torch-free ``parse_config`` and task
+families before anything is written, then dispatched to Celery by task *name*
+after the transaction commits, so the web process never imports the worker.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from apps.experiments.events import RunStatusEvent, publish_on_commit, run_group, team_group
+from apps.experiments.models import Experiment, Queue, Run, RunEvent, RunKind, RunStatus
+from apps.tasksets.models import TaskSetVersion
+from apps.teams.models import Role, Team
+from apps.teams.services import ensure_role
+from metaweb.celery import app as celery_app
+from workers.metalearn.config import (
+    CLASSIFICATION_ONLY,
+    NEEDS_DESCRIPTION,
+    ConfigError,
+    TrainConfig,
+    config_to_dict,
+    parse_config,
+)
+from workers.metalearn.families import make_family
+from workers.metalearn.types import DataError, EpisodeSpec
+
+__all__ = [
+    "MAX_CONFIG_BYTES",
+    "TRAIN_TASK",
+    "code_version",
+    "experiment_create",
+    "run_cancel",
+    "run_clone_initial",
+    "run_create",
+]
+
+AnyUser = AbstractBaseUser | AnonymousUser
+
+#: The Celery task that trains a run, dispatched by name.
+TRAIN_TASK = "workers.tasks.train_run"
+#: A launch config larger than this (as compact JSON) is refused before it is parsed.
+MAX_CONFIG_BYTES = 16 * 1024
+
+#: Config fields the launch form shows under another name.
+_FORM_FIELD = {"family": "taskset"}
+
+
+@functools.cache
+def code_version() -> str:
+    """``git describe --always --dirty`` of the deployed code, once per process; ''
+    when git or the repository is unavailable."""
+    try:
+        result = subprocess.run(  # noqa: S603
+            ["git", "describe", "--always", "--dirty"],  # noqa: S607
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return result.stdout.strip()[:100] if result.returncode == 0 else ""
+
+
+# -- experiments -------------------------------------------------------------------
+
+
+@transaction.atomic
+def experiment_create(*, team: Team, actor: AnyUser, name: str, description: str = "") -> Experiment:
+    """A new experiment in the team. Members and admins only."""
+    ensure_role(user=actor, team=team, required=Role.MEMBER)
+    name = (name or "").strip()
+    description = (description or "").strip()
+    max_length = Experiment._meta.get_field("name").max_length
+    if not name:
+        raise ValidationError({"name": "Give the experiment a name."})
+    if max_length and len(name) > max_length:
+        raise ValidationError({"name": f"Use at most {max_length} characters."})
+    if Experiment.objects.filter(team=team, name__iexact=name).exists():
+        raise ValidationError({"name": f"The team has an experiment called '{name}' already."})
+    return Experiment.objects.create(team=team, name=name, description=description, created_by=actor)
+
+
+# -- runs ----------------------------------------------------------------------------
+
+
+def _form_field(config_field: str) -> str:
+    """``"family.params.x"`` -> ``"taskset"``; ``"hidden.0"`` -> ``"hidden"``."""
+    head = config_field.split(".", 1)[0] or "config"
+    return _FORM_FIELD.get(head, head)
+
+
+def _config_errors(errors: dict[str, str]) -> ValidationError:
+    by_field: dict[str, list[str]] = {}
+    for config_field, message in errors.items():
+        field = _form_field(config_field)
+        detail = config_field.split(".", 1)[1] if "." in config_field else ""
+        if field == "taskset" and detail:
+            message = f"{detail}: {message}"
+        by_field.setdefault(field, []).append(message)
+    return ValidationError(by_field)
+
+
+def _check_family(*, config: TrainConfig, version: TaskSetVersion) -> None:
+    """Build the task set's family (numpy only) and check that the episode fits it
+    and that the algorithm suits the family. Raises ValidationError on form fields."""
+    data_path = version.data_file.path if version.data_file else None
+    try:
+        family = make_family(config.family, data_path=data_path)
+        family.check_episode(EpisodeSpec(shots=config.shots, query=config.query, ways=config.ways))
+    except ConfigError as exc:
+        raise _config_errors(exc.errors) from None
+    except DataError as exc:
+        field = exc.field if exc.field in {"shots", "query", "ways"} else "taskset"
+        message = exc.message if field != "taskset" else f"{exc.field}: {exc.message}"
+        raise ValidationError({field: message}) from None
+    except OSError:
+        raise ValidationError({"taskset": "The task set's data file cannot be read."}) from None
+    if config.algorithm in CLASSIFICATION_ONLY and family.kind != "classification":
+        raise ValidationError(
+            {"algorithm": f"{config.algorithm} needs a classification task set; this one is {family.kind}."}
+        )
+    if config.algorithm in NEEDS_DESCRIPTION and family.desc_dim is None:
+        raise ValidationError(
+            {"algorithm": f"{config.algorithm} needs task descriptions, which this task set does not have."}
+        )
+
+
+def _validated_config(*, config: Any, version: TaskSetVersion, queue: str) -> TrainConfig:
+    if not isinstance(config, dict):
+        raise ValidationError({"config": "The configuration must be a JSON object."})
+    try:
+        size = len(json.dumps(config, separators=(",", ":"), allow_nan=False).encode())
+    except (TypeError, ValueError):
+        message = "The configuration must be plain JSON (numbers, text, lists)."
+        raise ValidationError({"config": message}) from None
+    if size > MAX_CONFIG_BYTES:
+        raise ValidationError(
+            {"config": f"The configuration is {size:,} bytes; the limit is {MAX_CONFIG_BYTES:,}."}
+        )
+    if queue not in Queue.values:
+        raise ValidationError({"queue": f"Choose one of: {', '.join(Queue.values)}."})
+    data = dict(config)
+    data["family"] = {"name": version.taskset.family, "version": 1, "params": version.params or {}}
+    try:
+        parsed = parse_config(data)
+    except ConfigError as exc:
+        raise _config_errors(exc.errors) from None
+    if parsed.device == "cuda" and queue != Queue.GPU:
+        raise ValidationError({"device": "A CUDA run needs the GPU queue."})
+    _check_family(config=parsed, version=version)
+    return parsed
+
+
+@transaction.atomic
+def run_create(
+    *,
+    experiment: Experiment,
+    actor: AnyUser,
+    taskset_version: TaskSetVersion,
+    config: dict[str, Any],
+    queue: str = Queue.CPU,
+    cloned_from: Run | None = None,
+) -> Run:
+    """Validate and queue a meta-training run, then dispatch it after commit.
+
+    The config is parsed by the engine (``parse_config``), its ``family`` taken from
+    the task-set version, and the episode checked against the family. Errors are
+    ValidationErrors keyed by launch-form field; nothing is written on error.
+    """
+    ensure_role(user=actor, team=experiment.team_id, required=Role.MEMBER)
+    if taskset_version.taskset.team_id != experiment.team_id:
+        raise ValidationError({"taskset": "Choose one of this team's task sets."})
+    if cloned_from is not None and cloned_from.team_id != experiment.team_id:
+        raise ValidationError({"cloned_from": "Only runs of this team can be cloned."})
+    parsed = _validated_config(config=config, version=taskset_version, queue=queue)
+
+    run = Run.objects.create(
+        experiment=experiment,
+        team_id=experiment.team_id,
+        kind=RunKind.TRAIN,
+        algorithm=parsed.algorithm,
+        taskset_version=taskset_version,
+        config=config_to_dict(parsed),
+        seed=parsed.seed,
+        queue=queue,
+        status=RunStatus.QUEUED,
+        code_version=code_version(),
+        launched_by=actor,
+        cloned_from=cloned_from,
+        total_steps=parsed.iterations,
+    )
+    message = f"Queued on the {Queue(queue).label} queue by {actor.get_username()}"
+    if cloned_from is not None:
+        message += f", cloned from run {cloned_from.pk}"
+    RunEvent.objects.create(run=run, kind="queued", message=message + ".")
+
+    run_id, run_queue = run.pk, run.queue
+    transaction.on_commit(lambda: celery_app.send_task(TRAIN_TASK, args=[run_id], queue=run_queue))
+    _publish_status(run)
+    return run
+
+
+def _publish_status(run: Run) -> None:
+    publish_on_commit(
+        [run_group(run.pk), team_group(run.team_id)],
+        RunStatusEvent(
+            run_id=run.pk,
+            status=run.status,
+            step=run.step,
+            total_steps=run.total_steps,
+            error=run.error,
+            error_step=run.error_step,
+        ),
+    )
+
+
+@transaction.atomic
+def run_cancel(*, run: Run, actor: AnyUser) -> Run:
+    """Cancel a run. Members and admins only.
+
+    A queued run is cancelled at once (a worker that later receives it finds it
+    cancelled and returns). A running run gets ``cancel_requested_at``; the worker's
+    reporter sees it between iterations and marks the run cancelled. A finished run
+    cannot be cancelled.
+    """
+    ensure_role(user=actor, team=run.team_id, required=Role.MEMBER)
+    locked = Run.objects.select_for_update().get(pk=run.pk)
+    who = actor.get_username()
+    now = timezone.now()
+    if locked.status == RunStatus.QUEUED:
+        locked.status = RunStatus.CANCELLED
+        locked.finished_at = now
+        locked.cancel_requested_at = now
+        locked.save(update_fields=["status", "finished_at", "cancel_requested_at"])
+        message = f"Cancelled by {who} before it started."
+        RunEvent.objects.create(run=locked, kind="cancelled", message=message, attempt=locked.attempt)
+        _publish_status(locked)
+    elif locked.status == RunStatus.RUNNING:
+        if locked.cancel_requested_at is None:
+            locked.cancel_requested_at = now
+            locked.save(update_fields=["cancel_requested_at"])
+            RunEvent.objects.create(
+                run=locked,
+                kind="cancel_requested",
+                message=f"{who} asked to cancel; the worker stops after the current iteration.",
+                attempt=locked.attempt,
+            )
+            _publish_status(locked)
+    else:
+        raise ValidationError({"status": f"This run has {locked.get_status_display().lower()} already."})
+    return locked
+
+
+#: Launch-form fields that come straight from the stored config.
+CLONED_FIELDS = (
+    "algorithm",
+    "inner_lr",
+    "inner_steps",
+    "meta_lr",
+    "meta_batch",
+    "shots",
+    "ways",
+    "query",
+    "iterations",
+    "eval_interval",
+    "eval_tasks",
+    "checkpoint_interval",
+    "seed",
+    "first_order",
+    "grad_clip",
+    "device",
+    "bf16",
+    "compile",
+    "conv_filters",
+    "mnn_hidden",
+    "mnn_embed_dim",
+    "mnn_finetune_steps",
+    "seed_mnn_epochs",
+)
+
+
+def run_clone_initial(*, run: Run) -> dict[str, Any]:
+    """Initial data for the launch form, prefilled from ``run`` (clone and edit).
+    Submitting the form creates a new run whose ``cloned_from`` is ``run``."""
+    config = run.config if isinstance(run.config, dict) else {}
+    defaults = TrainConfig()
+    initial: dict[str, Any] = {name: config.get(name, getattr(defaults, name)) for name in CLONED_FIELDS}
+    hidden = config.get("hidden", defaults.hidden)
+    if isinstance(hidden, list | tuple):
+        initial["hidden"] = ", ".join(str(h) for h in hidden)
+    initial["experiment"] = run.experiment_id
+    initial["taskset"] = run.taskset_version.taskset_id
+    initial["queue"] = run.queue
+    initial["cloned_from"] = run.pk
+    return initial
