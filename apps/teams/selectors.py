@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import Http404
 
 from apps.teams.models import Membership, Role, Team
@@ -46,3 +46,23 @@ def team_get_for_user(*, user: AnyUser, slug: str) -> tuple[Team, Role]:
 
 def membership_list(*, team: Team) -> QuerySet[Membership]:
     return Membership.objects.filter(team=team).select_related("user").order_by("user__username")
+
+
+def membership_list_for_user(*, user: AnyUser) -> QuerySet[Membership]:
+    """The user's memberships with their teams and each team's member count (team list page)."""
+    if not user.is_authenticated:
+        return Membership.objects.none()
+    return (
+        Membership.objects.filter(user=user)
+        .select_related("team")
+        .annotate(member_count=Count("team__memberships"))
+        .order_by("team__name")
+    )
+
+
+def membership_get(*, team: Team, membership_id: int) -> Membership:
+    """A membership of this team; Http404 if the id belongs to no membership of it."""
+    membership = Membership.objects.select_related("user").filter(team=team, pk=membership_id).first()
+    if membership is None:
+        raise Http404("No such member.")
+    return membership

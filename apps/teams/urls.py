@@ -1,5 +1,18 @@
 from django.urls import path
 
+from apps.teams import views
+
 app_name = "teams"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("teams/", views.team_list, name="team-list"),
+    path("teams/new/", views.team_create_view, name="team-create"),
+    path("t/<slug:team_slug>/team/", views.team_detail, name="team-detail"),
+    path("t/<slug:team_slug>/team/members/", views.member_add, name="member-add"),
+    path("t/<slug:team_slug>/team/members/<int:membership_id>/role/", views.member_role, name="member-role"),
+    path(
+        "t/<slug:team_slug>/team/members/<int:membership_id>/remove/",
+        views.member_remove,
+        name="member-remove",
+    ),
+]

@@ -1,9 +1,44 @@
+"""Team pages: the user's teams, and one team's members (admins manage them).
+
+Views are thin: parse, call a selector or service, render. Writes answer htmx
+requests with the ``members`` partial of the team page, and plain form posts
+with a redirect (or the full page when the form has errors).
+"""
+
 from __future__ import annotations
 
+from typing import Any
+
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
 
-from apps.teams.selectors import team_list_for_user
+from apps.teams.forms import MemberAddForm, MemberRoleForm, TeamCreateForm, add_service_errors
+from apps.teams.models import Role, Team
+from apps.teams.selectors import (
+    membership_get,
+    membership_list,
+    membership_list_for_user,
+    role_for,
+    team_get_for_user,
+    team_list_for_user,
+)
+from apps.teams.services import ensure_role, membership_remove, membership_set, team_create
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
+    """A redirect that htmx follows as a full page load."""
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -12,3 +47,142 @@ def home(request: HttpRequest) -> HttpResponse:
     if team is None:
         return render(request, "teams/no_team.html")
     return redirect("experiments:run-list", team_slug=team.slug)
+
+
+# -- the user's teams ---------------------------------------------------------------------------
+
+
+def _team_list_context(request: HtmxHttpRequest, form: TeamCreateForm | None = None) -> dict[str, Any]:
+    return {
+        "memberships": membership_list_for_user(user=request.user),
+        "create_form": form or TeamCreateForm(),
+    }
+
+
+@require_GET
+def team_list(request: HtmxHttpRequest) -> HttpResponse:
+    context = _team_list_context(request)
+    if request.htmx:
+        return render(request, "teams/team_list.html#team-table", context)
+    return render(request, "teams/team_list.html", context)
+
+
+@require_POST
+def team_create_view(request: HtmxHttpRequest) -> HttpResponse:
+    form = TeamCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            team = team_create(name=form.cleaned_data["name"], owner=request.user)
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            return _redirect(request, reverse("teams:team-detail", kwargs={"team_slug": team.slug}))
+    context = _team_list_context(request, form)
+    if request.htmx:
+        return render(request, "teams/team_list.html#team-create-form", context)
+    return render(request, "teams/team_list.html", context)
+
+
+# -- one team's members -------------------------------------------------------------------------
+
+
+def _members_context(
+    request: HtmxHttpRequest,
+    team: Team,
+    *,
+    add_form: MemberAddForm | None = None,
+    errors: list[str] | None = None,
+) -> dict[str, Any]:
+    role = role_for(user=request.user, team=team)
+    return {
+        "team": team,
+        "role": role,
+        "is_admin": role is not None and role.allows(Role.ADMIN),
+        "members": membership_list(team=team),
+        "roles": Role.choices,
+        "add_form": add_form or MemberAddForm(),
+        "member_errors": errors or [],
+    }
+
+
+def _members_response(
+    request: HtmxHttpRequest,
+    team: Team,
+    *,
+    add_form: MemberAddForm | None = None,
+    errors: list[str] | None = None,
+) -> HttpResponse:
+    """After a write: the members partial for htmx, otherwise the page (PRG when it went well)."""
+    if request.htmx:
+        context = _members_context(request, team, add_form=add_form, errors=errors)
+        return render(request, "teams/team_detail.html#members", context)
+    if add_form is None and not errors:
+        return redirect("teams:team-detail", team_slug=team.slug)
+    return render(
+        request, "teams/team_detail.html", _members_context(request, team, add_form=add_form, errors=errors)
+    )
+
+
+@require_GET
+def team_detail(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
+    team, _role = team_get_for_user(user=request.user, slug=team_slug)
+    context = _members_context(request, team)
+    if request.htmx:
+        return render(request, "teams/team_detail.html#members", context)
+    return render(request, "teams/team_detail.html", context)
+
+
+@require_POST
+def member_add(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
+    team, _role = team_get_for_user(user=request.user, slug=team_slug)
+    ensure_role(user=request.user, team=team, required=Role.ADMIN)
+    form = MemberAddForm(request.POST)
+    if form.is_valid():
+        try:
+            membership_set(
+                team=team,
+                actor=request.user,
+                username=form.cleaned_data["username"],
+                role=form.cleaned_data["role"],
+            )
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            return _members_response(request, team)
+    return _members_response(request, team, add_form=form)
+
+
+@require_POST
+def member_role(request: HtmxHttpRequest, team_slug: str, membership_id: int) -> HttpResponse:
+    team, _role = team_get_for_user(user=request.user, slug=team_slug)
+    ensure_role(user=request.user, team=team, required=Role.ADMIN)
+    membership = membership_get(team=team, membership_id=membership_id)
+    form = MemberRoleForm(request.POST)
+    if not form.is_valid():
+        return _members_response(request, team, errors=[f"{membership.user.username}: choose a valid role."])
+    try:
+        membership_set(
+            team=team, actor=request.user, username=membership.user.username, role=form.cleaned_data["role"]
+        )
+    except ValidationError as error:
+        return _members_response(
+            request, team, errors=[f"{membership.user.username}: {m}" for m in error.messages]
+        )
+    return _members_response(request, team)
+
+
+@require_POST
+def member_remove(request: HtmxHttpRequest, team_slug: str, membership_id: int) -> HttpResponse:
+    team, _role = team_get_for_user(user=request.user, slug=team_slug)
+    ensure_role(user=request.user, team=team, required=Role.ADMIN)
+    membership = membership_get(team=team, membership_id=membership_id)
+    try:
+        membership_remove(team=team, actor=request.user, membership_id=membership.pk)
+    except ValidationError as error:
+        return _members_response(
+            request, team, errors=[f"{membership.user.username}: {m}" for m in error.messages]
+        )
+    if role_for(user=request.user, team=team) is None:
+        # The admin removed themselves: the team page is no longer theirs to see.
+        return _redirect(request, reverse("teams:team-list"))
+    return _members_response(request, team)
