@@ -17,12 +17,14 @@ imported only when rendering.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
 import tempfile
 import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,8 +126,6 @@ def cache_dir() -> Path:
 
 def _fingerprint() -> str:
     """Changes whenever the rendering inputs do: constants, fonts, Pillow."""
-    import PIL
-
     folder = font_dir()
     inputs = {
         "bank": BANK_VERSION,
@@ -134,7 +134,7 @@ def _fingerprint() -> str:
         "fonts": [
             [name, (folder / name).stat().st_size if (folder / name).exists() else 0] for name in FONTS
         ],
-        "pillow": PIL.__version__,
+        "pillow": importlib.metadata.version("pillow"),
     }
     return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:10]
 
@@ -171,7 +171,7 @@ def _read(path: Path) -> GlyphBank | None:
                 splits={s: data[f"split_{s}"] for s in ("train", "val", "test")},
                 fonts=tuple(str(f) for f in data["fonts"]),
             )
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error):
         return None  # unreadable or partial: render again
 
 

@@ -27,6 +27,7 @@ _PAD = 2  # zero border around each bank image, so bilinear taps never leave it
 _SIDE = _SIZE + 2 * _PAD
 # Output pixel centres relative to the image centre.
 _GRID = np.arange(_SIZE, dtype=np.float32) - (_SIZE - 1) / 2
+_CHUNK_TASKS = 32
 
 
 class GlyphsParams(FamilyParams):
@@ -84,33 +85,40 @@ class GlyphsFamily(BaseFamily):
             )
 
     def _build(self, split: Split, episode: EpisodeSpec, task_ids: np.ndarray) -> TaskBatch:
-        groups = self._groups[split]
-        support, query, aug, noise = [], [], [], []
-        n_images = episode.ways * (episode.shots + episode.query)
-        for task_id in task_ids:
-            rng = self.task_rng(split, task_id)
-            s, q = cut_episode(rng, groups, episode)
-            support.append(s)
-            query.append(q)
-            if self.params.augment:
-                aug.append(rng.random((n_images, 7), dtype=np.float32))
-                noise.append(rng.random((n_images, _SIZE, _SIZE), dtype=np.float32))
-        members = np.concatenate([np.stack(support), np.stack(query)], axis=1)  # [B, ways*(shots+query)]
-        if self.params.augment:
-            images = self._augment(members.reshape(-1), np.concatenate(aug), np.concatenate(noise))
-        else:
-            images = self.bank.images[members.reshape(-1)].astype(np.float32) / 255.0
-        images = images.reshape(len(task_ids), n_images, 1, _SIZE, _SIZE)
         cut = episode.ways * episode.shots
+        n_images = episode.ways * (episode.shots + episode.query)
+        x = np.empty((len(task_ids), n_images, 1, _SIZE, _SIZE), dtype=np.float32)
+        # Chunks of tasks keep the augmentation's temporaries small (600 tasks at once would not be).
+        for start in range(0, len(task_ids), _CHUNK_TASKS):
+            chunk = task_ids[start : start + _CHUNK_TASKS]
+            x[start : start + len(chunk), :, 0] = self._images(split, episode, chunk).reshape(
+                len(chunk), n_images, _SIZE, _SIZE
+            )
         y_support, y_query = episode_labels(episode, len(task_ids))
         return TaskBatch(
-            x_support=images[:, :cut],
+            x_support=np.ascontiguousarray(x[:, :cut]),
             y_support=y_support,
-            x_query=images[:, cut:],
+            x_query=np.ascontiguousarray(x[:, cut:]),
             y_query=y_query,
             desc=None,
             task_ids=task_ids,
         )
+
+    def _images(self, split: Split, episode: EpisodeSpec, task_ids: np.ndarray) -> np.ndarray:
+        """The images of tasks ``task_ids``, support then query of each, as ``[M, 28, 28]``."""
+        members, aug, noise = [], [], []
+        n_images = episode.ways * (episode.shots + episode.query)
+        for task_id in task_ids:
+            rng = self.task_rng(split, task_id)
+            support, query = cut_episode(rng, self._groups[split], episode)
+            members.append(np.concatenate([support, query]))
+            if self.params.augment:
+                aug.append(rng.random((n_images, 7), dtype=np.float32))
+                noise.append(rng.random((n_images, _SIZE, _SIZE), dtype=np.float32))
+        flat = np.concatenate(members)
+        if not self.params.augment:
+            return self.bank.images[flat].astype(np.float32) / np.float32(255)
+        return self._augment(flat, np.concatenate(aug), np.concatenate(noise))
 
     def _augment(self, members: np.ndarray, u: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """Augmented copies of bank images ``members``: ``u`` is ``[M, 7]`` uniform [0, 1)
