@@ -38,19 +38,27 @@ from workers.metalearn.types import TaskFamily, TaskKind
 __all__ = [
     "FAMILY_PARAMS",
     "FAMILY_SEED_SALT",
-    "DigitsParams",
-    "TableParams",
-    "GlyphsParams",
     "FIXED_TASK_LIMIT",
     "SPLIT_SEEDS",
     "TEST_TASKS",
+    "DigitsParams",
+    "GlyphsParams",
     "HarmonicParams",
     "SinusoidParams",
+    "TableParams",
     "family_kind",
     "inspect_table",
     "make_family",
     "parse_family_params",
 ]
+
+_FAMILIES: dict[str, type[BaseFamily]] = {
+    "sinusoid": SinusoidFamily,
+    "harmonic": HarmonicFamily,
+    "glyphs": GlyphsFamily,
+    "digits": DigitsFamily,
+    "table": TableFamily,
+}
 
 #: Each family's parameter model, for the web to render a form per family.
 FAMILY_PARAMS: dict[str, type[BaseModel]] = {
@@ -61,19 +69,12 @@ FAMILY_PARAMS: dict[str, type[BaseModel]] = {
     "table": TableParams,
 }
 
-_FAMILIES: dict[str, type[BaseFamily]] = {
-    "sinusoid": SinusoidFamily,
-    "harmonic": HarmonicFamily,
-    "glyphs": GlyphsFamily,
-    "digits": DigitsFamily,
-}
 
-_KINDS: dict[str, TaskKind] = {
-    "sinusoid": "regression",
-    "harmonic": "regression",
-    "glyphs": "classification",
-    "digits": "classification",
-}
+def _family_class(name: str) -> type[BaseFamily]:
+    cls = _FAMILIES.get(name)
+    if cls is None:
+        raise ConfigError({"family.name": f"unknown family {name!r}; use one of {', '.join(_FAMILIES)}"})
+    return cls
 
 
 def _error_field(error: Mapping[str, Any]) -> tuple[str, str]:
@@ -89,9 +90,8 @@ def _error_field(error: Mapping[str, Any]) -> tuple[str, str]:
 def parse_family_params(name: str, params: Mapping[str, Any] | BaseModel | None = None) -> BaseModel:
     """Validate ``params`` for family ``name``, or raise :class:`ConfigError` keyed
     ``"family.params.<field>"`` (``"family.name"`` for an unknown family)."""
-    model = FAMILY_PARAMS.get(name)
-    if model is None:
-        raise ConfigError({"family.name": f"unknown family {name!r}; use one of {', '.join(FAMILY_PARAMS)}"})
+    _family_class(name)
+    model = FAMILY_PARAMS[name]
     if isinstance(params, model):
         return params
     if isinstance(params, BaseModel):
@@ -109,11 +109,10 @@ def parse_family_params(name: str, params: Mapping[str, Any] | BaseModel | None 
 def family_kind(name: str, params: Mapping[str, Any] | None = None) -> TaskKind:
     """``"regression"`` or ``"classification"``, without building the family (the
     ``table`` family's kind is its ``kind`` parameter)."""
-    if name not in FAMILY_PARAMS:
-        raise ConfigError({"family.name": f"unknown family {name!r}; use one of {', '.join(FAMILY_PARAMS)}"})
-    if name in _KINDS:
-        return _KINDS[name]
-    return parse_family_params(name, params).kind  # type: ignore[attr-defined,no-any-return]
+    cls = _family_class(name)
+    if cls is TableFamily:
+        return parse_family_params(name, params).kind  # type: ignore[attr-defined,no-any-return]
+    return cls.kind
 
 
 def make_family(spec: FamilySpec, *, data_path: str | Path | None = None) -> TaskFamily:
@@ -123,12 +122,15 @@ def make_family(spec: FamilySpec, *, data_path: str | Path | None = None) -> Tas
     :class:`ConfigError` for bad parameters, and :class:`~workers.metalearn.types.DataError`
     for bad data files.
     """
+    cls = _family_class(spec.name)
     params = parse_family_params(spec.name, spec.params)
-    if spec.version != 1:
-        raise ConfigError({"family.version": f"{spec.name} has version 1 only, not {spec.version}"})
-    if spec.name == "table":
+    if spec.version != cls.version:
+        raise ConfigError(
+            {"family.version": f"{spec.name} has version {cls.version} only, not {spec.version}"}
+        )
+    if cls is TableFamily:
         path = data_path if data_path is not None else spec.data
         if path is None:
             raise ConfigError({"family.data": "the table family needs a data file"})
         return TableFamily(params, path)  # type: ignore[arg-type]
-    return _FAMILIES[spec.name](params)  # type: ignore[call-arg]
+    return cls(params)  # type: ignore[call-arg]

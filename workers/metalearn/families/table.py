@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -140,8 +140,9 @@ def _read_text(path: Path, params: TableParams) -> str:
         raise DataError(path.name, f"is not UTF-8 text (byte {exc.start})") from None
 
 
-def _numbers(cells: list[list[str]], first_row: int, columns: list[str]) -> np.ndarray:
-    """Parse a ``[rows, columns]`` grid of strings into float32, or name the first bad cell."""
+def _numbers(cells: list[list[str]], row_numbers: list[int], columns: list[str]) -> np.ndarray:
+    """Parse a ``[rows, columns]`` grid of strings into float32, or name the first bad
+    cell (``row_numbers`` are the rows' numbers in the file)."""
     grid = np.array(cells, dtype=str).reshape(len(cells), len(columns))
     try:
         values = grid.astype(np.float64)
@@ -151,7 +152,7 @@ def _numbers(cells: list[list[str]], first_row: int, columns: list[str]) -> np.n
                 try:
                     float(cell)
                 except ValueError:
-                    where = f"row {first_row + r}, column '{columns[c]}'"
+                    where = f"row {row_numbers[r]}, column '{columns[c]}'"
                     if not cell.strip():
                         raise DataError(where, "the value is missing") from None
                     raise DataError(where, f"{cell.strip()[:40]!r} is not a number") from None
@@ -160,7 +161,7 @@ def _numbers(cells: list[list[str]], first_row: int, columns: list[str]) -> np.n
     if len(bad):
         r, c = bad[0]
         what = "NaN" if np.isnan(values[r, c]) else "infinite"
-        raise DataError(f"row {first_row + r}, column '{columns[c]}'", f"{what} values are not allowed")
+        raise DataError(f"row {row_numbers[r]}, column '{columns[c]}'", f"{what} values are not allowed")
     return values.astype(np.float32)
 
 
@@ -194,34 +195,34 @@ def load_csv(path: Path, params: TableParams) -> TableData:
     feature_at = [index[name] for name in features]
     task_at, target_at = index[params.task_column], index[params.target_column]
     tasks, targets, cells, row_numbers = [], [], [], []
-    for number, row in enumerate(rows, start=2):
-        if not row or not any(cell.strip() for cell in row):
-            continue  # a blank line
-        if len(row) != len(header):
-            raise DataError(f"row {number}", f"has {len(row)} values; the header has {len(header)} columns")
-        task = row[task_at].strip()
-        if not task:
-            raise DataError(f"row {number}, column '{params.task_column}'", "the task id is missing")
-        target = row[target_at].strip()
-        if not target:
-            raise DataError(f"row {number}, column '{params.target_column}'", "the value is missing")
-        tasks.append(task)
-        targets.append(target)
-        cells.append([row[i] for i in feature_at])
-        row_numbers.append(number)
+    number = 1
+    try:
+        for number, row in enumerate(rows, start=2):
+            if not row or not any(cell.strip() for cell in row):
+                continue  # a blank line
+            if len(row) != len(header):
+                raise DataError(
+                    f"row {number}", f"has {len(row)} values; the header has {len(header)} columns"
+                )
+            task = row[task_at].strip()
+            if not task:
+                raise DataError(f"row {number}, column '{params.task_column}'", "the task id is missing")
+            target = row[target_at].strip()
+            if not target:
+                raise DataError(f"row {number}, column '{params.target_column}'", "the value is missing")
+            tasks.append(task)
+            targets.append(target)
+            cells.append([row[i] for i in feature_at])
+            row_numbers.append(number)
+    except csv.Error as exc:
+        raise DataError(f"row {number + 1}", f"is not valid CSV ({exc})") from None
     if not cells:
         raise DataError(path.name, "the file has a header but no rows")
 
-    # Row numbers skip blank lines, so parse in runs of consecutive rows to name cells right.
-    x = np.concatenate([_numbers(cells[a:b], row_numbers[a], features) for a, b in _runs(row_numbers)])
+    x = _numbers(cells, row_numbers, features)
     y = None
     if params.kind == "regression":
-        y = np.concatenate(
-            [
-                _numbers([[t] for t in targets[a:b]], row_numbers[a], [params.target_column])
-                for a, b in _runs(row_numbers)
-            ]
-        )[:, 0]
+        y = _numbers([[t] for t in targets], row_numbers, [params.target_column])[:, 0]
 
     task_rows: dict[str, list[int]] = {}
     for i, task in enumerate(tasks):
@@ -251,15 +252,6 @@ def load_csv(path: Path, params: TableParams) -> TableData:
         columns=header,
         feature_columns=features,
     )
-
-
-def _runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
-    """``[a, b)`` index ranges over which ``numbers`` go up by one."""
-    start = 0
-    for i in range(1, len(numbers) + 1):
-        if i == len(numbers) or numbers[i] != numbers[i - 1] + 1:
-            yield start, i
-            start = i
 
 
 # -- images ----------------------------------------------------------------------------------
