@@ -8,6 +8,7 @@ same name, dot as underscore.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -62,11 +63,33 @@ def event_message(event: Event) -> dict[str, Any]:
     return asdict(event)
 
 
+# The ASGI server's event loop, set by the embedded server (``manage.py serve``
+# without Redis). InMemoryChannelLayer's queues belong to that loop: sends from
+# other threads must be scheduled onto it (run_coroutine_threadsafe), or they
+# arrive late. None with the Redis layer, whose sends work from any loop.
+_server_loop: asyncio.AbstractEventLoop | None = None
+
+
+def set_server_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+    global _server_loop
+    _server_loop = loop
+
+
+def server_loop() -> asyncio.AbstractEventLoop | None:
+    loop = _server_loop
+    return loop if loop is not None and not loop.is_closed() else None
+
+
 def publish(group: str, event: Event) -> None:
     """Send now, from synchronous code (views, services). Workers use the reporter's
     persistent loop instead (``workers.reporting``)."""
     layer = get_channel_layer()
     if layer is None:
+        return
+    loop = server_loop()
+    if loop is not None:
+        # Fire and forget onto the server's loop; never block the caller on it.
+        asyncio.run_coroutine_threadsafe(layer.group_send(group, event_message(event)), loop)
         return
     async_to_sync(layer.group_send)(group, event_message(event))
 

@@ -1,1 +1,342 @@
-__all__: list[str] = []
+"""What workers do to runs: claim, heartbeat, record metrics, checkpoint, finish,
+and the watchdog that requeues runs whose worker went silent.
+
+Ownership. Each delivery that claims a run starts a new *attempt* with a fresh
+``attempt_token``. Every later write names that token and is refused (``False``)
+once the token is no longer the run's: the watchdog requeued the run, or a newer
+attempt took it over. A worker that gets ``False`` stops quietly; the new
+attempt resumes from the last checkpoint.
+
+Metrics are idempotent by construction: ``Metric`` is unique per
+``(run, name, step)`` and batches are inserted with ``ignore_conflicts``, so a
+step replayed after a resume never duplicates a point (the first value stays).
+
+Every state change publishes ``run.status`` to ``run-<id>`` and ``team-<id>``
+after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.experiments.events import RunStatusEvent, publish_on_commit, run_group, team_group
+from apps.experiments.models import Metric, Run, RunEvent, RunStatus
+
+__all__ = [
+    "Claim",
+    "run_checkpointed",
+    "run_claim",
+    "run_dispatch_queued",
+    "run_fail",
+    "run_heartbeat",
+    "run_mark_cancelled",
+    "run_metrics_record",
+    "run_requeue_stale",
+    "run_stop_reason",
+    "run_succeed",
+]
+
+logger = logging.getLogger(__name__)
+
+TRAIN_TASK = "workers.tasks.train_run"
+#: Longest error text stored on a run; engine messages are short, tracebacks are logged instead.
+ERROR_MAX_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The live attempt a worker holds on a run."""
+
+    run_id: int
+    token: str
+    attempt: int
+    resumed: bool
+
+
+def _heartbeat_cutoff() -> datetime:
+    return timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT_SECONDS)
+
+
+def _publish_status(run: Run) -> None:
+    event = RunStatusEvent(
+        run_id=run.pk,
+        status=run.status,
+        step=run.step,
+        total_steps=run.total_steps,
+        error=run.error,
+        error_step=run.error_step,
+    )
+    publish_on_commit([run_group(run.pk), team_group(run.team_id)], event)
+
+
+def _event(run: Run, kind: str, message: str = "") -> None:
+    RunEvent.objects.create(run=run, kind=kind, message=message, attempt=run.attempt)
+
+
+def _owned(run_id: int, token: str) -> Run | None:
+    """The run, locked, if ``token`` still owns its running attempt."""
+    if not token:
+        return None
+    return (
+        Run.objects.select_for_update()
+        .filter(pk=run_id, status=RunStatus.RUNNING, attempt_token=token)
+        .first()
+    )
+
+
+def run_claim(*, run_id: int, worker: str, device: str) -> Claim | None:
+    """Start a new attempt on the run, or return None if this delivery must not run it.
+
+    None (quietly) when the run does not exist, is finished, or is held by a live
+    attempt (running with a heartbeat fresher than ``HEARTBEAT_TIMEOUT_SECONDS``).
+    A run whose cancel was requested while its previous worker died is marked
+    cancelled here, and None is returned.
+    """
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            logger.warning("run %s: claim of a run that does not exist", run_id)
+            return None
+        if run.is_finished:
+            logger.info("run %s: already %s, delivery ignored", run_id, run.status)
+            return None
+        now = timezone.now()
+        if run.status == RunStatus.RUNNING and run.heartbeat_at and run.heartbeat_at >= _heartbeat_cutoff():
+            logger.info("run %s: held by live attempt %s, delivery ignored", run_id, run.attempt)
+            return None
+        if run.cancel_requested_at is not None:
+            _finish(run, RunStatus.CANCELLED, now=now)
+            _event(run, "cancelled", "Cancelled before a worker picked it up again.")
+            _publish_status(run)
+            return None
+
+        resumed = run.attempt > 0
+        run.attempt += 1
+        run.attempt_token = uuid.uuid4().hex
+        run.status = RunStatus.RUNNING
+        run.started_at = run.started_at or now
+        run.heartbeat_at = now
+        run.worker = worker[:200]
+        run.device = device[:100]
+        run.save(
+            update_fields=[
+                "attempt",
+                "attempt_token",
+                "status",
+                "started_at",
+                "heartbeat_at",
+                "worker",
+                "device",
+            ]
+        )
+        where = f"{run.worker} ({run.device})"
+        if resumed and run.checkpoint_step is not None:
+            resume = f"resuming from the checkpoint at step {run.checkpoint_step}"
+            message = f"Attempt {run.attempt} on {where}, {resume}."
+        else:
+            message = f"Attempt {run.attempt} on {where}."
+        _event(run, "claimed", message)
+        _publish_status(run)
+        return Claim(run_id=run.pk, token=run.attempt_token, attempt=run.attempt, resumed=resumed)
+
+
+def run_heartbeat(
+    *, run_id: int, token: str, step: int | None = None, checkpoint_step: int | None = None
+) -> bool:
+    """Record that the attempt is alive, its step and its latest checkpoint. False if
+    ``token`` lost the run: the worker must stop. One UPDATE, no lock."""
+    if not token:
+        return False
+    fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
+    if step is not None:
+        fields["step"] = step
+    if checkpoint_step is not None:
+        fields["checkpoint_step"] = checkpoint_step
+    updated = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, attempt_token=token).update(**fields)
+    return updated == 1
+
+
+def run_metrics_record(*, run_id: int, token: str, points: Iterable[tuple[str, int, float]]) -> int:
+    """Store a batch of ``(name, step, value)`` points with ONE INSERT.
+
+    Points already stored (a step replayed after a resume) are skipped by the
+    unique constraint, never duplicated. ``token`` is not checked here, to keep
+    a batch to one query: a worker that lost ownership learns it from its next
+    heartbeat or ``should_stop`` poll, and its points for the same deterministic
+    steps are no worse than the new attempt's. Returns the number of points sent.
+    """
+    rows = [
+        Metric(run_id=run_id, name=name, step=int(step), value=float(value)) for name, step, value in points
+    ]
+    if rows:
+        Metric.objects.bulk_create(rows, ignore_conflicts=True, batch_size=5000)
+    return len(rows)
+
+
+def run_stop_reason(*, run_id: int, token: str) -> str | None:
+    """Why the attempt holding ``token`` should stop, if it should: ``"cancel"`` when a
+    cancel was requested, ``"lost"`` when the token no longer owns the running run.
+    One small read, polled by the worker between iterations."""
+    row = Run.objects.filter(pk=run_id).values_list("status", "attempt_token", "cancel_requested_at").first()
+    if row is None:
+        return "lost"
+    status, current, cancel_requested_at = row
+    if status != RunStatus.RUNNING or not token or current != token:
+        return "lost"
+    if cancel_requested_at is not None:
+        return "cancel"
+    return None
+
+
+def run_checkpointed(*, run_id: int, token: str, step: int) -> bool:
+    """The attempt wrote a checkpoint at ``step``: later attempts resume from it."""
+    if not token:
+        return False
+    updated = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, attempt_token=token).update(
+        checkpoint_step=step, heartbeat_at=timezone.now()
+    )
+    return updated == 1
+
+
+def _finish(run: Run, status: RunStatus, *, now: datetime | None = None) -> None:
+    run.status = status
+    run.finished_at = now or timezone.now()
+    run.attempt_token = ""
+    run.heartbeat_at = None
+    run.save(
+        update_fields=[
+            "status",
+            "finished_at",
+            "attempt_token",
+            "heartbeat_at",
+            "step",
+            "summary",
+            "error",
+            "error_step",
+        ]
+    )
+
+
+def run_succeed(*, run_id: int, token: str, summary: dict[str, Any], step: int | None = None) -> bool:
+    """Mark the run succeeded with its ``summary`` (final metrics). False if not the owner."""
+    with transaction.atomic():
+        run = _owned(run_id, token)
+        if run is None:
+            return False
+        run.summary = summary
+        if step is not None:
+            run.step = step
+        _finish(run, RunStatus.SUCCEEDED)
+        _event(run, "succeeded", f"Finished at step {run.step}.")
+        _publish_status(run)
+        return True
+
+
+def run_fail(*, run_id: int, token: str, error: str, step: int | None = None) -> bool:
+    """Mark the run failed with a user-facing ``error`` and the step it happened at."""
+    with transaction.atomic():
+        run = _owned(run_id, token)
+        if run is None:
+            return False
+        run.error = (error or "The run failed.")[:ERROR_MAX_CHARS]
+        run.error_step = step
+        if step is not None:
+            run.step = max(run.step, step)
+        _finish(run, RunStatus.FAILED)
+        where = f" at step {step}" if step is not None else ""
+        _event(run, "failed", f"Failed{where}: {run.error}")
+        _publish_status(run)
+        return True
+
+
+def run_mark_cancelled(*, run_id: int, token: str, step: int | None = None) -> bool:
+    """The attempt stopped because a cancel was requested: mark the run cancelled."""
+    with transaction.atomic():
+        run = _owned(run_id, token)
+        if run is None:
+            return False
+        if step is not None:
+            run.step = step
+        _finish(run, RunStatus.CANCELLED)
+        _event(run, "cancelled", f"Cancelled at step {run.step}.")
+        _publish_status(run)
+        return True
+
+
+def _dispatch_on_commit(run_id: int, queue: str) -> None:
+    def send() -> None:
+        # A run cancelled between the requeue and this callback is not sent.
+        if not Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).exists():
+            return
+        from metaweb.celery import app
+
+        app.send_task(TRAIN_TASK, args=[run_id], queue=queue)
+
+    transaction.on_commit(send)
+
+
+def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
+    """The watchdog: requeue running runs whose heartbeat is older than ``older_than``
+    (default: now - ``HEARTBEAT_TIMEOUT_SECONDS``), each as a new attempt.
+
+    The old attempt loses its token, so if its worker is only slow, not dead, its
+    next heartbeat fails and it stops. ``train_run`` is sent again on commit; the
+    new attempt resumes from the last checkpoint. A run whose cancel was requested
+    is marked cancelled instead. Returns the ids requeued.
+    """
+    cutoff = older_than or _heartbeat_cutoff()
+    requeued: list[int] = []
+    with transaction.atomic():
+        stale = (
+            Run.objects.select_for_update(skip_locked=True)
+            .filter(status=RunStatus.RUNNING)
+            .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
+            .order_by("pk")
+        )
+        for run in stale:
+            last = run.heartbeat_at.isoformat(timespec="seconds") if run.heartbeat_at else "never"
+            if run.cancel_requested_at is not None:
+                _finish(run, RunStatus.CANCELLED)
+                _event(run, "cancelled", f"Cancelled; its worker went silent (last heartbeat {last}).")
+                _publish_status(run)
+                continue
+            run.status = RunStatus.QUEUED
+            run.attempt_token = ""
+            run.heartbeat_at = None
+            run.save(update_fields=["status", "attempt_token", "heartbeat_at"])
+            resume = f"step {run.checkpoint_step}" if run.checkpoint_step is not None else "the start"
+            _event(run, "heartbeat_lost", f"Heartbeat lost (last {last}); requeued to resume from {resume}.")
+            _publish_status(run)
+            _dispatch_on_commit(run.pk, run.queue)
+            requeued.append(run.pk)
+    if requeued:
+        logger.warning("watchdog: requeued runs %s after a lost heartbeat", requeued)
+    return requeued
+
+
+def run_dispatch_queued() -> list[int]:
+    """Send ``train_run`` again for every queued run (on commit).
+
+    For the embedded worker only, at start-up: its in-memory broker lost the
+    messages of runs queued before the process stopped. Duplicate deliveries are
+    harmless, ``run_claim`` ignores them.
+    """
+    with transaction.atomic():
+        queued = list(
+            Run.objects.filter(status=RunStatus.QUEUED)
+            .order_by("created_at", "pk")
+            .values_list("pk", "queue")
+        )
+        for run_id, queue in queued:
+            _dispatch_on_commit(run_id, queue)
+    return [run_id for run_id, _ in queued]
