@@ -1,5 +1,18 @@
 from django.urls import path
 
+from apps.experiments import views
+
 app_name = "experiments"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("t/<slug:team_slug>/runs/", views.run_list, name="run-list"),
+    path("t/<slug:team_slug>/runs/new/", views.run_launch, name="run-launch"),
+    path("t/<slug:team_slug>/experiments/", views.experiment_list, name="experiment-list"),
+    path("t/<slug:team_slug>/experiments/new/", views.experiment_create, name="experiment-create"),
+    path("experiments/<int:experiment_id>/", views.experiment_detail, name="experiment-detail"),
+    path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
+    path("runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
+    path("runs/<int:run_id>/clone/", views.run_clone, name="run-clone"),
+    path("runs/<int:run_id>/metrics.csv", views.run_metrics_csv, name="run-metrics-csv"),
+    path("runs/<int:run_id>/checkpoint.safetensors", views.run_checkpoint, name="run-checkpoint"),
+]

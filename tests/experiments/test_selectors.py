@@ -24,7 +24,7 @@ def at(run: Run, when: dt.datetime) -> Run:
     return run
 
 
-# -- experiments -------------------------------------------------------------------------
+# -- experiments ----------------------------------------------------------------------
 
 
 def test_experiment_list_orders_by_latest_run_and_counts_runs(team_roles):
@@ -56,7 +56,7 @@ def test_experiment_get_visible(team_roles):
         selectors.experiment_get_visible(user=users["member"], experiment_id=experiment.pk + 1000)
 
 
-# -- run lists -------------------------------------------------------------------------------
+# -- run lists ----------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -159,7 +159,7 @@ def test_run_get_visible_hides_other_teams(runs):
         selectors.run_get_visible(user=UserFactory(), run_id=made["a"].pk)
 
 
-# -- metrics and state ---------------------------------------------------------------------------
+# -- metrics and state ----------------------------------------------------------------------
 
 
 def test_run_metrics_grouped_and_ordered_in_one_query(django_assert_num_queries):
@@ -266,7 +266,7 @@ def test_run_metrics_csv_quotes_awkward_names():
     assert "".join(selectors.run_metrics_csv(run=run)).splitlines()[1] == '1,"a,""b""",2.0'
 
 
-# -- checkpoint file -------------------------------------------------------------------------------
+# -- checkpoint file ----------------------------------------------------------------------
 
 
 def write_checkpoint(root, step, *, complete=True, weights=b"weights"):

@@ -379,7 +379,7 @@ def test_cancel_permissions(alpha):
     assert run.status == RunStatus.QUEUED
 
 
-# -- clone ------------------------------------------------------------------------------------------
+# -- clone ----------------------------------------------------------------------
 
 
 def test_clone_initial_prefills_the_launch_form_and_links_the_new_run(alpha, sent):

@@ -1,0 +1,275 @@
+"""Pages, partials and downloads for experiments and runs. Thin: parse, call a
+selector or service, render. htmx requests get the page's partial."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
+
+from apps.experiments import selectors, services
+from apps.experiments.forms import ExperimentForm, RunFilterForm, RunLaunchForm
+from apps.experiments.models import Run, RunStatus
+from apps.teams.models import Role, Team
+from apps.teams.selectors import role_for, team_get_for_user
+from apps.teams.services import ensure_role
+
+CANCELLABLE = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request that has passed through django-htmx's middleware."""
+
+    htmx: HtmxDetails
+
+
+def _wants_partial(request: HtmxHttpRequest) -> bool:
+    """htmx asked for a fragment (a history restore needs the whole page)."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def _render(
+    request: HtmxHttpRequest, template: str, partial: str, context: dict[str, Any], status: int = 200
+) -> HttpResponse:
+    name = f"{template}#{partial}" if _wants_partial(request) else template
+    response = render(request, name, context, status=status)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+# -- experiments ---------------------------------------------------------------------
+
+
+@require_GET
+def experiment_list(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
+    team, role = team_get_for_user(user=request.user, slug=team_slug)
+    context = {
+        "team": team,
+        "role": role,
+        "can_write": role.allows(Role.MEMBER),
+        "experiments": selectors.experiment_list_for_team(team=team),
+    }
+    return _render(request, "experiments/experiment_list.html", "experiment-table", context)
+
+
+@require_http_methods(["GET", "POST"])
+def experiment_create(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
+    team, _ = team_get_for_user(user=request.user, slug=team_slug)
+    ensure_role(user=request.user, team=team, required=Role.MEMBER)
+    form = ExperimentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            experiment = services.experiment_create(
+                team=team,
+                actor=request.user,
+                name=form.cleaned_data["name"],
+                description=form.cleaned_data["description"],
+            )
+        except ValidationError as error:
+            _add_errors(form, error)
+        else:
+            return _redirect(request, reverse("experiments:experiment-detail", args=[experiment.pk]))
+    context = {"team": team, "form": form}
+    return _render(request, "experiments/experiment_form.html", "experiment-form", context)
+
+
+@require_GET
+def experiment_detail(request: HtmxHttpRequest, experiment_id: int) -> HttpResponse:
+    experiment = selectors.experiment_get_visible(user=request.user, experiment_id=experiment_id)
+    role = role_for(user=request.user, team=experiment.team_id)
+    context = {
+        "team": experiment.team,
+        "experiment": experiment,
+        "can_write": bool(role and role.allows(Role.MEMBER)),
+        "runs": selectors.run_list_for_experiment(experiment=experiment),
+    }
+    return _render(request, "experiments/experiment_detail.html", "experiment-runs", context)
+
+
+# -- run list and launch ---------------------------------------------------------------
+
+
+@require_GET
+def run_list(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
+    team, role = team_get_for_user(user=request.user, slug=team_slug)
+    filter_form = RunFilterForm(request.GET, team=team)
+    filters = filter_form.filters()
+    page = selectors.run_list_for_team(team=team, filters=filters, page=request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "team": team,
+        "can_write": role.allows(Role.MEMBER),
+        "filter_form": filter_form,
+        "page_obj": page,
+        "runs": page.object_list,
+        "filter_query": query.urlencode(),
+    }
+    return _render(request, "experiments/run_list.html", "run-table", context)
+
+
+def _launch_context(team: Team, form: RunLaunchForm, source: Run | None = None) -> dict[str, Any]:
+    return {"team": team, "form": form, "source": source}
+
+
+@require_http_methods(["GET", "POST"])
+def run_launch(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
+    team, _ = team_get_for_user(user=request.user, slug=team_slug)
+    ensure_role(user=request.user, team=team, required=Role.MEMBER)
+    if request.method == "GET":
+        initial = {}
+        if request.GET.get("experiment", "").isdigit():
+            initial["experiment"] = int(request.GET["experiment"])
+        form = RunLaunchForm(team=team, initial=initial)
+        return _render(request, "experiments/run_launch.html", "launch-form", _launch_context(team, form))
+
+    form = RunLaunchForm(request.POST, team=team)
+    source = None
+    if form.is_valid():
+        source = _clone_source(request, form.cleaned_data.get("cloned_from"))
+        version = selectors.taskset_latest_version(taskset=form.cleaned_data["taskset"])
+        try:
+            if version is None:
+                raise ValidationError({"taskset": "This task set has no version yet."})
+            run = services.run_create(
+                experiment=form.cleaned_data["experiment"],
+                actor=request.user,
+                taskset_version=version,
+                config=form.config(),
+                queue=form.cleaned_data["queue"],
+                cloned_from=source,
+            )
+        except ValidationError as error:
+            form.add_service_errors(error)
+        else:
+            return _redirect(request, reverse("experiments:run-detail", args=[run.pk]))
+    return _render(request, "experiments/run_launch.html", "launch-form", _launch_context(team, form, source))
+
+
+def _clone_source(request: HtmxHttpRequest, run_id: int | None) -> Run | None:
+    if not run_id:
+        return None
+    try:
+        return selectors.run_get_visible(user=request.user, run_id=run_id)
+    except Http404:
+        return None
+
+
+@require_GET
+def run_clone(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    source = selectors.run_get_visible(user=request.user, run_id=run_id)
+    ensure_role(user=request.user, team=source.team_id, required=Role.MEMBER)
+    form = RunLaunchForm(team=source.team, initial=services.run_clone_initial(run=source))
+    return _render(
+        request, "experiments/run_launch.html", "launch-form", _launch_context(source.team, form, source)
+    )
+
+
+# -- one run ------------------------------------------------------------------------------
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+def _run_context(request: HttpRequest, run: Run, error: str = "") -> dict[str, Any]:
+    role = role_for(user=request.user, team=run.team_id)
+    latest = selectors.taskset_latest_version(taskset=run.taskset_version.taskset)
+    state = selectors.run_state(run)
+    speed = state["run"]["steps_per_sec"]
+    return {
+        "team": run.team,
+        "run": run,
+        "state": state,
+        "progress_pct": round(100 * min(run.step / run.total_steps, 1), 1) if run.total_steps else 0,
+        "speed_display": f"{speed:.1f} steps/s" if speed else "—",
+        "eta_display": _duration(state["run"]["eta_seconds"]),
+        "config_json": json.dumps(run.config, indent=2, sort_keys=True),
+        "events": selectors.run_events(run=run),
+        "can_cancel": bool(role and role.allows(Role.MEMBER)) and run.status in CANCELLABLE,
+        "can_write": bool(role and role.allows(Role.MEMBER)),
+        "has_checkpoint": selectors.run_checkpoint_file(run) is not None,
+        "latest_version": latest,
+        "cancel_error": error,
+    }
+
+
+@require_GET
+def run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    run = selectors.run_get_visible(user=request.user, run_id=run_id)
+    return _render(request, "experiments/run_detail.html", "run-live", _run_context(request, run))
+
+
+@require_POST
+def run_cancel(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    run = selectors.run_get_visible(user=request.user, run_id=run_id)
+    error = ""
+    try:
+        run = services.run_cancel(run=run, actor=request.user)
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        else:
+            messages.success(request, "Cancelled." if run.is_finished else "Cancellation requested.")
+        return redirect("experiments:run-detail", run_id=run.pk)
+    run = selectors.run_get_visible(user=request.user, run_id=run.pk)
+    return render(request, "experiments/run_detail.html#run-live", _run_context(request, run, error))
+
+
+@require_GET
+def run_metrics_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    run = selectors.run_get_visible(user=request.user, run_id=run_id)
+    if isinstance(request, ASGIRequest):
+        content: Any = selectors.run_metrics_csv_async(run=run)
+    else:
+        content = selectors.run_metrics_csv(run=run)
+    response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-metrics.csv"'
+    return response
+
+
+@require_GET
+def run_checkpoint(request: HttpRequest, run_id: int) -> FileResponse:
+    run = selectors.run_get_visible(user=request.user, run_id=run_id)
+    path = selectors.run_checkpoint_file(run)
+    if path is None:
+        raise Http404("This run has no checkpoint yet.")
+    return FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename=f"run-{run.pk}-{path.parent.name}.safetensors",
+        content_type="application/octet-stream",
+    )
+
+
+def _add_errors(form: Any, error: ValidationError) -> None:
+    if hasattr(error, "error_dict"):
+        for field, errors in error.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error)
