@@ -281,7 +281,7 @@ def test_glyph_batches_are_fast(glyphs) -> None:
         start = time.perf_counter()
         glyphs.sample("train", 25, episode, seed)
         timings.append(time.perf_counter() - start)
-    assert min(timings) < 0.25
+    assert min(timings) < 0.5  # ~40 ms on an idle core; a per-pixel Python loop would take seconds
 
 
 # -- digits ------------------------------------------------------------------------------------
