@@ -1,0 +1,221 @@
+"""RunReporter: batched metric writes, throttled progress events, stop polling; Heartbeat."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.utils import timezone
+
+from apps.experiments.models import Metric, Run
+from apps.experiments.services import run_claim
+from tests.factories import RunFactory
+from workers.reporting import Heartbeat, RunReporter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Sent(list):
+    def __call__(self, group, message):
+        self.append((group, message))
+        return None
+
+
+@pytest.fixture
+def claimed(db):
+    run = RunFactory(total_steps=1000)
+    claim = run_claim(run_id=run.pk, worker="test", device="cpu")
+    return run, claim
+
+
+def _reporter(run, claim, **kwargs):
+    kwargs.setdefault("clock", FakeClock())
+    kwargs.setdefault("send", Sent())
+    kwargs.setdefault("total_steps", run.total_steps)
+    return RunReporter(run_id=run.pk, token=claim.token, **kwargs)
+
+
+def test_metrics_are_written_in_batches_of_flush_points(claimed, django_assert_num_queries):
+    run, claim = claimed
+    reporter = _reporter(run, claim, flush_points=200, flush_seconds=1e9)
+    with django_assert_num_queries(5):  # 1000 steps x 1 metric = 5 INSERTs of 200
+        for step in range(1, 1001):
+            reporter.on_step(step, {"loss": 1.0 / step})
+        reporter.close()
+    assert Metric.objects.filter(run=run, name="loss").count() == 1000
+    assert reporter.points_stored == 1000
+
+
+def test_metrics_are_flushed_on_time(claimed, django_assert_max_num_queries):
+    run, claim = claimed
+    clock = FakeClock()
+    reporter = _reporter(run, claim, clock=clock, flush_points=10_000, flush_seconds=0.5)
+    with django_assert_max_num_queries(3):  # 1 s of steps: flushes at 0.5 s and 1.0 s, then close
+        for step in range(1, 101):
+            clock.now += 0.01
+            reporter.on_step(step, {"loss": 1.0, "grad_norm": 2.0})
+        reporter.close()
+    assert Metric.objects.filter(run=run).count() == 200
+
+
+def test_progress_events_are_throttled_and_carry_every_point_once(claimed):
+    run, claim = claimed
+    clock, sent = FakeClock(), Sent()
+    reporter = _reporter(run, claim, clock=clock, send=sent, event_seconds=0.1)
+    for step in range(1, 1001):  # 1000 steps in 1 s
+        clock.now += 0.001
+        reporter.on_step(step, {"loss": float(step)})
+    reporter.close()
+    assert 10 <= len(sent) <= 12
+    groups = {group for group, _ in sent}
+    assert groups == {f"run-{run.pk}"}
+    steps = [point[0] for _, message in sent for point in message["points"].get("loss", [])]
+    assert steps == list(range(1, 1001))
+    last = sent[-1][1]
+    assert last["type"] == "run.progress" and last["step"] == 1000 and last["loss"] == 1000.0
+    assert last["total_steps"] == 1000 and last["steps_per_sec"] == pytest.approx(1000, rel=0.05)
+
+
+def test_eval_flushes_and_sends_at_once(claimed, django_assert_num_queries):
+    run, claim = claimed
+    clock, sent = FakeClock(), Sent()
+    reporter = _reporter(run, claim, clock=clock, send=sent, event_seconds=100, flush_seconds=100)
+    reporter.on_step(1, {"loss": 3.0})  # first event goes out at once
+    reporter.on_step(2, {"loss": 2.0})
+    with django_assert_num_queries(1):
+        reporter.on_eval(2, {"mse": 0.5, "loss": 0.7})
+    assert set(Metric.objects.filter(run=run).values_list("name", "step")) == {
+        ("loss", 1),
+        ("loss", 2),
+        ("val_mse", 2),
+        ("val_loss", 2),
+    }
+    assert len(sent) == 2 and sent[-1][1]["val_metric"] == 0.5
+    assert sent[-1][1]["points"] == {"loss": [[2, 2.0]], "val_mse": [[2, 0.5]], "val_loss": [[2, 0.7]]}
+
+
+def test_non_finite_values_are_not_stored(claimed):
+    run, claim = claimed
+    reporter = _reporter(run, claim)
+    reporter.on_step(1, {"loss": float("nan"), "grad_norm": 1.5})
+    reporter.close()
+    assert list(Metric.objects.filter(run=run).values_list("name", flat=True)) == ["grad_norm"]
+
+
+def test_long_runs_store_every_kth_step(db):
+    run = RunFactory(total_steps=50_000)
+    claim = run_claim(run_id=run.pk, worker="t", device="cpu")
+    reporter = _reporter(run, claim)
+    assert reporter.store_every == 5
+    for step in range(1, 21):
+        reporter.on_step(step, {"loss": 1.0})
+    reporter.close()
+    assert list(Metric.objects.filter(run=run).values_list("step", flat=True).order_by("step")) == [
+        5,
+        10,
+        15,
+        20,
+    ]
+
+
+def test_should_stop_polls_at_most_every_half_second(claimed, django_assert_num_queries):
+    run, claim = claimed
+    clock = FakeClock()
+    reporter = _reporter(run, claim, clock=clock, stop_poll_seconds=0.5)
+    with django_assert_num_queries(3):  # polled at 0, 0.5 and 1.0 s
+        for _ in range(17):
+            assert reporter.should_stop() is False
+            clock.now += 1 / 16
+    Run.objects.filter(pk=run.pk).update(cancel_requested_at=timezone.now())
+    clock.now += 0.5
+    assert reporter.should_stop() is True and reporter.stop_reason == "cancel"
+
+
+def test_lost_ownership_stops_without_a_query(claimed, django_assert_num_queries):
+    run, claim = claimed
+    reporter = _reporter(run, claim)
+    reporter.mark_lost()
+    with django_assert_num_queries(0):
+        assert reporter.should_stop() is True
+    assert reporter.stop_reason == "lost"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_heartbeat_thread_beats_and_notices_lost_ownership():
+    run = RunFactory()
+    claim = run_claim(run_id=run.pk, worker="t", device="cpu")
+    reporter = _reporter(run, claim)
+    reporter.step = 5
+    with Heartbeat(run_id=run.pk, token=claim.token, reporter=reporter, interval=0.05):
+        time.sleep(0.3)
+        run.refresh_from_db()
+        assert run.step == 5 and not reporter.lost
+        Run.objects.filter(pk=run.pk).update(attempt_token="new-owner")
+        deadline = time.monotonic() + 3
+        while not reporter.lost and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert reporter.lost and reporter.should_stop()
+
+
+def test_progress_reaches_the_redis_channel_layer(claimed):
+    """The default sender: one persistent loop thread, real channels-redis."""
+    run, claim = claimed
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(f"run-{run.pk}", channel)
+    reporter = RunReporter(run_id=run.pk, token=claim.token, total_steps=10)
+    reporter.on_step(1, {"loss": 0.25})
+    message = async_to_sync(layer.receive)(channel)
+    assert message["type"] == "run.progress" and message["points"] == {"loss": [[1, 0.25]]}
+    async_to_sync(layer.group_discard)(f"run-{run.pk}", channel)
+
+
+@pytest.fixture
+def server_loop(settings):
+    """Embedded mode: the in-memory layer, owned by a 'server' loop in another thread."""
+    import asyncio
+    import threading
+
+    from apps.experiments import events
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    events.set_server_loop(loop)
+    yield loop
+    events.set_server_loop(None)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+    loop.close()
+
+
+def test_embedded_sends_run_on_the_server_loop(claimed, server_loop):
+    import asyncio
+
+    from apps.experiments.events import RunStatusEvent, publish
+    from workers.reporting import event_loop
+
+    run, claim = claimed
+    assert event_loop() is server_loop
+    layer = get_channel_layer()
+    on_server = lambda coro: asyncio.run_coroutine_threadsafe(coro, server_loop).result(timeout=5)  # noqa: E731
+    channel = on_server(layer.new_channel())
+    on_server(layer.group_add(f"run-{run.pk}", channel))
+
+    reporter = RunReporter(run_id=run.pk, token=claim.token, total_steps=10)  # the default sender
+    reporter.on_step(1, {"loss": 0.5})
+    message = on_server(asyncio.wait_for(layer.receive(channel), 2))
+    assert message["type"] == "run.progress" and message["points"] == {"loss": [[1, 0.5]]}
+
+    publish(f"run-{run.pk}", RunStatusEvent(run_id=run.pk, status="running"))  # a service's status event
+    message = on_server(asyncio.wait_for(layer.receive(channel), 2))
+    assert message["type"] == "run.status" and message["status"] == "running"

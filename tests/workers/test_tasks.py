@@ -1,0 +1,290 @@
+"""train_run end to end with the real engine on the CPU (tiny sinusoid MAML): success,
+duplicate delivery, resume after a worker death, cancel, lost ownership, divergence
+and error mapping.
+
+The task runs in the test process (``train_run.run``) with its heartbeat thread, so
+data must be committed: these tests use the transactional database.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import torch
+from django.utils import timezone
+
+from apps.experiments.models import Metric, Run, RunStatus
+from apps.experiments.services import run_cancel, run_claim, run_requeue_stale
+from apps.teams.models import Role
+from tests.factories import SMALL_CONFIG, MembershipFactory, RunFactory
+from workers import tasks
+from workers.tasks import INTERNAL_ERROR, execute_run, train_run, watchdog
+
+torch.set_num_threads(1)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+
+@pytest.fixture(autouse=True)
+def _fast_heartbeats(settings):
+    settings.HEARTBEAT_SECONDS = 0.2
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    from metaweb.celery import app
+
+    calls: list[tuple[str, list, str]] = []
+    monkeypatch.setattr(
+        app, "send_task", lambda name, args=None, queue=None, **kw: calls.append((name, args, queue))
+    )
+    return calls
+
+
+def _steps(run: Run, name: str = "loss") -> list[int]:
+    return list(Metric.objects.filter(run=run, name=name).order_by("step").values_list("step", flat=True))
+
+
+def _kinds(run: Run) -> list[str]:
+    return list(run.events.order_by("pk").values_list("kind", flat=True))
+
+
+def _wait_for(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def test_train_run_succeeds_and_stores_every_step():
+    run = RunFactory()
+    assert train_run.run(run.pk) == "succeeded"
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED and run.step == 20 and run.checkpoint_step == 20
+    assert run.device == "cpu" and run.attempt == 1 and run.attempt_token == ""
+    assert run.finished_at is not None and run.started_at is not None
+    assert _steps(run) == list(range(1, 21))
+    assert _steps(run, "grad_norm") == list(range(1, 21))
+    assert _steps(run, "val_loss") == [10, 20]
+    assert not Metric.objects.filter(run=run, name="step_seconds").exists()
+    assert run.summary["step"] == 20 and run.summary["attempts"] == 1
+    assert run.summary["metrics"]["loss"] == pytest.approx(
+        Metric.objects.get(run=run, name="loss", step=20).value
+    )
+    assert run.summary["val"]["val_loss"] == pytest.approx(
+        Metric.objects.get(run=run, name="val_loss", step=20).value
+    )
+    assert _kinds(run) == ["claimed", "succeeded"]
+    assert run.pk and (tasks.checkpoint_dir_for(run.pk) / "latest").exists()
+
+
+def test_duplicate_delivery_of_a_live_run_returns_quietly():
+    run = RunFactory()
+    claim = run_claim(run_id=run.pk, worker="other-worker", device="cpu")
+    assert train_run.run(run.pk) == "skipped"
+    run.refresh_from_db()
+    assert run.attempt == 1 and run.attempt_token == claim.token and run.worker == "other-worker"
+    assert Metric.objects.filter(run=run).count() == 0
+
+
+@pytest.mark.parametrize("status", [RunStatus.SUCCEEDED, RunStatus.CANCELLED])
+def test_finished_runs_are_not_run_again(status):
+    run = RunFactory(status=status)
+    assert train_run.run(run.pk) == "skipped"
+    assert Run.objects.get(pk=run.pk).status == status and not Metric.objects.filter(run=run).exists()
+
+
+class WorkerDied(BaseException):
+    """Stands for the worker process being killed: nothing in the task catches it."""
+
+
+def test_resume_after_worker_death_replays_without_duplicates(settings, sent):
+    from workers.metalearn import meta_train
+
+    run = RunFactory()
+
+    def dies_at_step_15(config, family, reporter, checkpoint_dir):
+        on_step = reporter.on_step
+
+        def on_step_then_die(step, metrics):
+            on_step(step, metrics)
+            if step == 15:
+                raise WorkerDied
+
+        reporter.on_step = on_step_then_die
+        return meta_train(config, family, reporter, checkpoint_dir)
+
+    with pytest.raises(WorkerDied):
+        execute_run(run_id=run.pk, worker="doomed", meta_train=dies_at_step_15)
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING and run.attempt == 1 and run.checkpoint_step == 10
+    before = dict(Metric.objects.filter(run=run, name="loss").values_list("step", "value"))
+    assert set(before) >= set(range(1, 16))
+
+    # The heartbeat goes stale; the watchdog requeues the run and sends it again.
+    Run.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT_SECONDS + 1)
+    )
+    assert watchdog.run() == [run.pk]
+    assert sent == [("workers.tasks.train_run", [run.pk], "cpu")]
+
+    replayed: dict[int, float] = {}
+
+    def recording(config, family, reporter, checkpoint_dir):
+        on_step = reporter.on_step
+
+        def record(step, metrics):
+            replayed[step] = metrics["loss"]
+            on_step(step, metrics)
+
+        reporter.on_step = record
+        return meta_train(config, family, reporter, checkpoint_dir)
+
+    assert execute_run(run_id=run.pk, worker="rescuer", meta_train=recording) == "succeeded"
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED and run.attempt == 2 and run.worker.startswith("rescuer")
+    assert sorted(replayed) == list(range(11, 21))  # resumed from the checkpoint at step 10
+    assert _steps(run) == list(range(1, 21))  # every step once
+    assert Metric.objects.filter(run=run, name="loss").count() == 20
+    # Resuming is deterministic: the replayed steps recomputed the stored values.
+    for step in range(11, 16):
+        assert replayed[step] == pytest.approx(before[step], rel=1e-6)
+    assert _kinds(run) == ["claimed", "heartbeat_lost", "claimed", "succeeded"]
+    assert "resuming from the checkpoint at step 10" in run.events.filter(kind="claimed").last().message
+
+
+def _long_run(**overrides) -> Run:
+    config = {
+        **SMALL_CONFIG,
+        "iterations": 5000,
+        "eval_interval": 5000,
+        "checkpoint_interval": 50,
+        **overrides,
+    }
+    return RunFactory(config=config, total_steps=config["iterations"])
+
+
+@pytest.fixture
+def in_thread():
+    """Start train_run in a thread; at teardown, take the run away from it and join it
+    (so that a failing test does not leave it writing into the next one)."""
+    started: list[tuple[int, threading.Thread]] = []
+
+    def start(run_id: int) -> tuple[threading.Thread, list[str]]:
+        outcome: list[str] = []
+
+        def target() -> None:
+            from django.db import connection
+
+            try:
+                outcome.append(train_run.run(run_id))
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        started.append((run_id, thread))
+        return thread, outcome
+
+    yield start
+    for run_id, thread in started:
+        Run.objects.filter(pk=run_id).update(attempt_token="")
+        thread.join(timeout=15)
+
+
+def test_cancel_mid_run_stops_within_seconds(in_thread):
+    run = _long_run()
+    MembershipFactory(team=run.team, user=run.launched_by, role=Role.MEMBER)
+    thread, outcome = in_thread(run.pk)
+    assert _wait_for(lambda: Metric.objects.filter(run=run, name="loss", step__gte=20).exists())
+    run.refresh_from_db()
+    run_cancel(run=run, actor=run.launched_by)
+    asked = time.monotonic()
+    thread.join(timeout=15)
+    elapsed = time.monotonic() - asked
+    assert not thread.is_alive() and outcome == ["cancelled"]
+    assert elapsed < 5
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED and 20 <= run.step < 5000
+    assert run.checkpoint_step == run.step  # the engine checkpointed where it stopped
+    assert _steps(run) == list(range(1, run.step + 1))
+    assert _kinds(run)[-1] == "cancelled"
+
+
+def test_attempt_that_loses_ownership_stops_and_leaves_the_run_alone(sent, in_thread):
+    run = _long_run()
+    thread, outcome = in_thread(run.pk)
+    assert _wait_for(lambda: Metric.objects.filter(run=run, name="loss", step__gte=20).exists())
+    # The watchdog wrongly believes the worker dead (e.g. a long pause): it requeues the run.
+    assert run_requeue_stale(older_than=timezone.now() + timedelta(seconds=60)) == [run.pk]
+    thread.join(timeout=15)
+    assert not thread.is_alive() and outcome == ["lost"]
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED and run.attempt_token == "" and run.finished_at is None
+    assert sent == [("workers.tasks.train_run", [run.pk], "cpu")]
+
+
+class NaNAfter:
+    """Wraps a family: training batches get NaN targets from the n-th sample on."""
+
+    def __init__(self, family, n: int):
+        self._family, self._n, self._calls = family, n, 0
+
+    def __getattr__(self, name):
+        return getattr(self._family, name)
+
+    def sample(self, split, batch_size, episode, seed):
+        batch = self._family.sample(split, batch_size, episode, seed)
+        self._calls += 1
+        if self._calls >= self._n:
+            y = np.full_like(batch.y_query, np.nan)
+            batch = type(batch)(
+                batch.x_support, batch.y_support, batch.x_query, y, batch.desc, batch.task_ids
+            )
+        return batch
+
+
+def test_divergence_fails_the_run_with_its_step(monkeypatch):
+    real = tasks.make_family
+    monkeypatch.setattr(tasks, "make_family", lambda spec, data_path=None: NaNAfter(real(spec), n=7))
+    run = RunFactory()
+    assert train_run.run(run.pk) == "failed"
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and run.error_step == 7
+    assert "diverged at step 7" in run.error and "loss" in run.error
+    assert _steps(run) == list(range(1, 7))
+    assert run.checkpoint_step is None or run.checkpoint_step < 7
+
+
+def test_invalid_config_fails_with_the_field():
+    run = RunFactory(config={**SMALL_CONFIG, "shots": 0})
+    assert train_run.run(run.pk) == "failed"
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and run.error.startswith("Invalid configuration: shots")
+
+
+def test_unexpected_errors_get_a_short_message(monkeypatch, caplog):
+    def broken(config, family, reporter, checkpoint_dir):
+        reporter.on_step(1, {"loss": 1.0})
+        raise RuntimeError("internal detail at /srv/secret/path")
+
+    run = RunFactory()
+    assert execute_run(run_id=run.pk, worker="w", meta_train=broken) == "failed"
+    run.refresh_from_db()
+    assert run.error == INTERNAL_ERROR.format(kind="RuntimeError") and "secret" not in run.error
+    assert run.error_step == 1 and _steps(run) == [1]
+    assert "internal detail" in caplog.text  # logged with its traceback
+
+
+def test_cuda_run_without_a_gpu_fails_clearly(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = RunFactory(config={**SMALL_CONFIG, "device": "cuda"}, queue="gpu")
+    assert train_run.run(run.pk) == "failed"
+    run.refresh_from_db()
+    assert "no GPU" in run.error and run.device == "cpu"

@@ -1,0 +1,362 @@
+"""The one bridge from the training loop to the database and the channel layer.
+
+:class:`RunReporter` implements the engine's ``Reporter`` protocol (``on_step``,
+``on_eval``, ``should_stop``) for one attempt of one run:
+
+* **Metrics** are buffered and written in batches, one INSERT per batch
+  (``run_metrics_record``), every ``flush_seconds`` or ``flush_points`` points,
+  and at each evaluation, at each checkpoint step (before the engine writes the
+  checkpoint, so a resumed attempt never misses steps it will not replay), when
+  stopping, and at the end. ``step_seconds`` is not stored. Every step's metrics are
+  stored while a run has at most ``MAX_POINTS_PER_METRIC`` steps; longer runs
+  store every k-th step (k = ceil(total / MAX_POINTS_PER_METRIC)) plus the last
+  one, and every evaluation. The unique (run, name, step) constraint makes a
+  replayed step after a resume a no-op.
+* **Progress** goes to the group ``run-<id>`` as ``run.progress`` events, at most
+  one per ``event_seconds`` (10 a second by default). Each carries the new points
+  since the previous event, so a page draws the same curve it would read from
+  the database. Events are sent with ``asyncio.run_coroutine_threadsafe`` onto
+  ONE persistent loop: the ASGI server's loop in embedded mode (the in-memory
+  layer lives there), otherwise a daemon thread's loop kept for the process (one
+  Redis connection, no per-message ``async_to_sync``). A send still in flight
+  makes the next event wait: points are coalesced, never dropped.
+* **Checkpoints**: the engine writes one after the ``on_step``/``on_eval`` of each
+  multiple of ``checkpoint_interval``; the reporter infers it at the next step and
+  records ``checkpoint_step`` (one UPDATE per checkpoint).
+* **Stopping**: ``should_stop`` reads the run at most every ``stop_poll_seconds``
+  and answers True when a cancel was requested (``stop_reason == "cancel"``) or
+  the attempt lost ownership (``"lost"``, also set at once by the heartbeat
+  thread when its heartbeat is refused).
+
+:class:`Heartbeat` is the daemon thread that writes the attempt's heartbeat every
+``HEARTBEAT_SECONDS`` while the engine trains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.db import close_old_connections, connection
+
+from apps.experiments.events import RunProgressEvent, event_message, run_group, server_loop
+from apps.experiments.services import run_checkpointed, run_heartbeat, run_metrics_record, run_stop_reason
+
+logger = logging.getLogger(__name__)
+
+#: Steps stored per metric before step metrics are subsampled.
+MAX_POINTS_PER_METRIC = 10_000
+#: Eval metric names are stored with this prefix unless they carry it already.
+VAL_PREFIX = "val_"
+#: The meta-validation figure shown in progress, first present wins.
+VAL_KEYS = ("accuracy", "mse", "loss")
+#: Step metrics that are not curves worth storing (the engine's per-step timing).
+NOT_STORED = frozenset({"step_seconds"})
+
+_loop_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _sender_loop() -> asyncio.AbstractEventLoop:
+    """The process's persistent sender loop, started on first use in a daemon thread."""
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="channel-sender", daemon=True)
+            thread.start()
+            _loop = loop
+        return _loop
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """Where channel-layer sends from worker threads run: the server's loop in
+    embedded mode, the persistent sender loop otherwise."""
+    return server_loop() or _sender_loop()
+
+
+def group_send_nowait(group: str, message: dict[str, Any]) -> Future | None:
+    """Schedule ``group_send`` on :func:`event_loop` without waiting for it."""
+    layer = get_channel_layer()
+    if layer is None:
+        return None
+    return asyncio.run_coroutine_threadsafe(layer.group_send(group, message), event_loop())
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+class RunReporter:
+    """Reporter for one attempt of one run; used from the training thread only
+    (except :meth:`mark_lost`, which the heartbeat thread calls)."""
+
+    def __init__(
+        self,
+        *,
+        run_id: int,
+        token: str,
+        total_steps: int,
+        checkpoint_interval: int | None = None,
+        flush_seconds: float = 0.5,
+        flush_points: int = 200,
+        event_seconds: float = 0.1,
+        stop_poll_seconds: float = 0.5,
+        device_memory_mb: Callable[[], float | None] | None = None,
+        send: Callable[[str, dict[str, Any]], Future | None] = group_send_nowait,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.run_id = run_id
+        self.token = token
+        self.total_steps = total_steps
+        self.checkpoint_interval = checkpoint_interval
+        self.flush_seconds = flush_seconds
+        self.flush_points = flush_points
+        self.event_seconds = event_seconds
+        self.stop_poll_seconds = stop_poll_seconds
+        self.store_every = max(1, math.ceil(total_steps / MAX_POINTS_PER_METRIC)) if total_steps else 1
+        self._device_memory_mb = device_memory_mb
+        self._send = send
+        self._clock = clock
+
+        self.step = 0
+        self.loss: float | None = None
+        self.val_metric: float | None = None
+        self.last_step_metrics: dict[str, float] = {}
+        self.last_eval_metrics: dict[str, float] = {}
+        self.stop_reason: str | None = None
+        #: The latest step known to be checkpointed (recorded on the run).
+        self.checkpoint_step: int | None = None
+        self.events_sent = 0
+        self.points_stored = 0
+
+        self._lost = threading.Event()
+        self._buffer: list[tuple[str, int, float]] = []
+        self._unsent: dict[str, list[list[float]]] = {}
+        self._pending: Future | None = None
+        now = clock()
+        self._last_flush = now
+        self._last_event = -math.inf
+        self._last_poll = -math.inf
+        self._rate_window: deque[tuple[float, int]] = deque()
+
+    # -- the Reporter protocol -------------------------------------------------
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        now = self._clock()
+        previous, self.step = self.step, step
+        if (
+            self.checkpoint_interval
+            and previous
+            and previous % self.checkpoint_interval == 0
+            and previous != self.checkpoint_step
+        ):
+            # The engine checkpoints after a multiple of the interval's on_step/on_eval,
+            # before the next step: by now that checkpoint is on disk.
+            self._checkpointed(previous)
+        clean = {
+            name: v
+            for name, value in metrics.items()
+            if name not in NOT_STORED and (v := _finite(value)) is not None
+        }
+        self.last_step_metrics = clean
+        if "loss" in clean:
+            self.loss = clean["loss"]
+        self._rate_window.append((now, step))
+        while len(self._rate_window) > 2 and now - self._rate_window[0][0] > 5.0:
+            self._rate_window.popleft()
+        if step % self.store_every == 0 or step >= self.total_steps:
+            for name, value in clean.items():
+                self._add(name, step, value)
+        # Points up to a checkpoint are stored before the engine writes it: an attempt
+        # that resumes from it never replays those steps, so they must not be lost.
+        checkpoint_due = bool(self.checkpoint_interval) and step % self.checkpoint_interval == 0  # type: ignore[operator]
+        if (
+            checkpoint_due
+            or step >= self.total_steps
+            or len(self._buffer) >= self.flush_points
+            or now - self._last_flush >= self.flush_seconds
+        ):
+            self.flush()
+        if now - self._last_event >= self.event_seconds:
+            self._emit(now)
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
+        self.step = max(self.step, step)
+        clean = {name: v for name, value in metrics.items() if (v := _finite(value)) is not None}
+        self.last_eval_metrics = clean
+        for key in VAL_KEYS:
+            if key in clean or VAL_PREFIX + key in clean:
+                self.val_metric = clean.get(key, clean.get(VAL_PREFIX + key))
+                break
+        else:
+            if clean:
+                self.val_metric = next(iter(clean.values()))
+        for name, value in clean.items():
+            self._add(name if name.startswith(VAL_PREFIX) else VAL_PREFIX + name, step, value)
+        self.flush()
+        self._emit(self._clock(), force=True)
+
+    def should_stop(self) -> bool:
+        if self.stop_reason is not None:
+            return True
+        if self._lost.is_set():
+            self.stop_reason = "lost"
+            self.flush()
+            return True
+        now = self._clock()
+        if now - self._last_poll < self.stop_poll_seconds:
+            return False
+        self._last_poll = now
+        self.stop_reason = run_stop_reason(run_id=self.run_id, token=self.token)
+        if self.stop_reason is not None:
+            self.flush()  # the engine checkpoints the current step before it returns
+        return self.stop_reason is not None
+
+    # -- beyond the protocol ---------------------------------------------------
+
+    def on_checkpoint(self, step: int) -> None:
+        """A checkpoint was written at ``step`` (for an engine that says so; the
+        current one is inferred from ``checkpoint_interval``): record it now."""
+        self.flush()
+        self._checkpointed(step)
+
+    def _checkpointed(self, step: int) -> None:
+        self.checkpoint_step = step
+        if not run_checkpointed(run_id=self.run_id, token=self.token, step=step):
+            self.mark_lost()
+
+    def mark_lost(self) -> None:
+        """Ownership is gone (heartbeat refused): stop at the next ``should_stop``."""
+        self._lost.set()
+
+    @property
+    def lost(self) -> bool:
+        return self._lost.is_set() or self.stop_reason == "lost"
+
+    def flush(self) -> None:
+        """Write the buffered points: one INSERT."""
+        self._last_flush = self._clock()
+        if not self._buffer:
+            return
+        points, self._buffer = self._buffer, []
+        self.points_stored += run_metrics_record(run_id=self.run_id, token=self.token, points=points)
+
+    def close(self) -> None:
+        """Flush what is left and send the last progress event. Safe to call twice."""
+        self.flush()
+        if self._unsent:
+            self._emit(self._clock(), force=True, wait=True)
+
+    @property
+    def steps_per_sec(self) -> float | None:
+        if len(self._rate_window) < 2:
+            return None
+        (t0, s0), (t1, s1) = self._rate_window[0], self._rate_window[-1]
+        return (s1 - s0) / (t1 - t0) if t1 > t0 and s1 > s0 else None
+
+    def progress(self) -> dict[str, Any]:
+        """The current figures, e.g. for the run's summary."""
+        rate = self.steps_per_sec
+        eta = max(self.total_steps - self.step, 0) / rate if rate else None
+        return {
+            "step": self.step,
+            "loss": self.loss,
+            "val_metric": self.val_metric,
+            "steps_per_sec": rate,
+            "eta_seconds": eta,
+        }
+
+    # -- internals -------------------------------------------------------------
+
+    def _add(self, name: str, step: int, value: float) -> None:
+        self._buffer.append((name, step, value))
+        self._unsent.setdefault(name, []).append([step, value])
+
+    def _emit(self, now: float, *, force: bool = False, wait: bool = False) -> None:
+        if self._pending is not None and not self._pending.done() and not wait:
+            if not force:
+                return  # the previous send is still in flight: coalesce into the next one
+        figures = self.progress()
+        memory = None
+        if self._device_memory_mb is not None:
+            try:
+                memory = self._device_memory_mb()
+            except Exception:  # noqa: BLE001 - progress must never break training
+                memory = None
+        event = RunProgressEvent(
+            run_id=self.run_id,
+            step=self.step,
+            total_steps=self.total_steps,
+            loss=figures["loss"],
+            val_metric=figures["val_metric"],
+            steps_per_sec=figures["steps_per_sec"],
+            eta_seconds=figures["eta_seconds"],
+            device_memory_mb=memory,
+            points=self._unsent,
+            sent_at=time.time(),
+        )
+        self._unsent = {}
+        self._last_event = now
+        try:
+            self._pending = self._send(run_group(self.run_id), event_message(event))
+            self.events_sent += 1
+            if wait and self._pending is not None:
+                self._pending.result(timeout=5)
+        except Exception:  # noqa: BLE001 - the database is the truth; a lost event is only late
+            logger.warning("run %s: progress event not sent", self.run_id, exc_info=True)
+
+
+class Heartbeat:
+    """A daemon thread writing the attempt's heartbeat (and step) every ``interval``
+    seconds. A refused heartbeat (ownership lost) tells the reporter to stop."""
+
+    def __init__(self, *, run_id: int, token: str, reporter: RunReporter, interval: float):
+        self.run_id = run_id
+        self.token = token
+        self.reporter = reporter
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-run-{run_id}", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> Heartbeat:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    close_old_connections()
+                    alive = run_heartbeat(run_id=self.run_id, token=self.token, step=self.reporter.step)
+                except Exception:  # noqa: BLE001 - a database hiccup: try again next beat
+                    logger.warning("run %s: heartbeat failed", self.run_id, exc_info=True)
+                    continue
+                if not alive:
+                    logger.warning("run %s: attempt lost ownership; stopping", self.run_id)
+                    self.reporter.mark_lost()
+                    return
+        finally:
+            connection.close()

@@ -1,0 +1,218 @@
+"""Celery tasks: thin shells around the engine.
+
+``train_run`` takes a run id, claims the run (a duplicate or late delivery returns
+quietly), builds the engine's inputs from the database, trains with a heartbeat
+thread and a :class:`~workers.reporting.RunReporter`, and maps the outcome to the
+run's final state. It is idempotent: a redelivered or requeued run resumes from
+the last checkpoint in ``RUNS_DIR/<id>/checkpoints``, and metrics of replayed
+steps are never duplicated.
+
+torch is imported lazily, inside the task: the web process imports this module
+(Celery autodiscovery) and must not pay for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import close_old_connections
+
+from apps.experiments.models import Run
+from apps.experiments.services import (
+    run_checkpointed,
+    run_claim,
+    run_fail,
+    run_mark_cancelled,
+    run_requeue_stale,
+    run_stop_reason,
+    run_succeed,
+)
+from apps.tasksets.models import TaskSetVersion
+from workers.metalearn.config import ConfigError, parse_config
+from workers.metalearn.families import make_family
+from workers.metalearn.types import DataError, DivergenceError, EngineError, TrainResult
+from workers.reporting import Heartbeat, RunReporter
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_ERROR = "The run stopped because of an internal error ({kind}). The worker's log has the details."
+NO_GPU = (
+    "This run asks for CUDA, but its worker has no GPU. "
+    "Launch it on the GPU queue, or with device auto or cpu."
+)
+
+MetaTrain = Callable[..., TrainResult]
+
+
+def checkpoint_dir_for(run_id: int) -> Path:
+    """Checkpoints of a run, built from its id only."""
+    return Path(settings.RUNS_DIR) / str(int(run_id)) / "checkpoints"
+
+
+def detect_device(requested: str = "auto") -> str:
+    """The device this worker trains on, as recorded on the run: ``"cpu"`` or e.g.
+    ``"cuda:0 NVIDIA H200"``."""
+    if requested == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        index = torch.cuda.current_device()
+        return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+    return "cpu"
+
+
+def _device_memory_reader(device: str) -> Callable[[], float | None] | None:
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return lambda: torch.cuda.max_memory_allocated() / 2**20
+
+
+def _data_path(version: TaskSetVersion) -> str | None:
+    return version.data_file.path if version.data_file else None
+
+
+def _worker_name(hostname: str | None) -> str:
+    return f"{hostname or socket.gethostname()} pid {os.getpid()}"
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, name="workers.tasks.train_run")
+def train_run(self, run_id: int) -> str:
+    """Meta-train run ``run_id``. Returns what happened (for logs): ``succeeded``,
+    ``failed``, ``cancelled``, ``lost`` or ``skipped``."""
+    close_old_connections()
+    try:
+        return execute_run(run_id=int(run_id), worker=_worker_name(self.request.hostname))
+    finally:
+        close_old_connections()
+
+
+@shared_task(name="workers.tasks.watchdog", ignore_result=True)
+def watchdog() -> list[int]:
+    """Requeue running runs whose heartbeat stopped (beat runs this periodically)."""
+    return run_requeue_stale()
+
+
+def execute_run(*, run_id: int, worker: str, meta_train: MetaTrain | None = None) -> str:
+    """The body of :func:`train_run`. ``meta_train`` replaces the engine (tests)."""
+    raw = Run.objects.filter(pk=run_id).values_list("config", flat=True).first()
+    if raw is None:
+        logger.warning("run %s: no such run, delivery ignored", run_id)
+        return "skipped"
+    requested = raw.get("device", "auto") if isinstance(raw, dict) else "auto"
+    device = detect_device(requested if isinstance(requested, str) else "auto")
+    claim = run_claim(run_id=run_id, worker=worker, device=device)
+    if claim is None:
+        return "skipped"
+    token = claim.token
+    logger.info("run %s: attempt %s on %s (%s)", run_id, claim.attempt, worker, device)
+
+    if requested == "cuda" and device == "cpu":
+        run_fail(run_id=run_id, token=token, error=NO_GPU)
+        return "failed"
+
+    run = Run.objects.select_related("taskset_version").get(pk=run_id)
+    try:
+        config = parse_config(run.config)
+        family = make_family(config.family, data_path=_data_path(run.taskset_version))
+    except ConfigError as exc:
+        run_fail(run_id=run_id, token=token, error=f"Invalid configuration: {exc}")
+        return "failed"
+    except DataError as exc:
+        run_fail(run_id=run_id, token=token, error=f"Problem with the task data: {exc}")
+        return "failed"
+
+    if meta_train is None:
+        from workers.metalearn import meta_train  # torch-backed: imported here only
+
+    checkpoint_dir = checkpoint_dir_for(run_id)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    reporter = RunReporter(
+        run_id=run_id,
+        token=token,
+        total_steps=config.iterations,
+        checkpoint_interval=config.checkpoint_interval,
+        device_memory_mb=_device_memory_reader(device),
+    )
+    heartbeat = Heartbeat(run_id=run_id, token=token, reporter=reporter, interval=settings.HEARTBEAT_SECONDS)
+    result: TrainResult | None = None
+    failure: tuple[str, int | None] | None = None
+    with heartbeat:
+        try:
+            result = meta_train(config, family, reporter, checkpoint_dir)
+        except DivergenceError as exc:
+            failure = (str(exc), exc.step)
+        except ConfigError as exc:
+            failure = (f"Invalid configuration: {exc}", None)
+        except DataError as exc:
+            failure = (f"Problem with the task data: {exc}", None)
+        except EngineError as exc:  # CheckpointError and the like: name no server paths
+            failure = (
+                str(exc).replace(str(checkpoint_dir), "the run's checkpoint folder"),
+                reporter.step or None,
+            )
+        except SoftTimeLimitExceeded:
+            limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
+            failure = (f"The run exceeded the time limit of {limit} seconds.", reporter.step or None)
+        except Exception as exc:  # noqa: BLE001 - mapped to a short message, logged in full
+            logger.exception("run %s: the engine raised", run_id)
+            failure = (INTERNAL_ERROR.format(kind=type(exc).__name__), reporter.step or None)
+        finally:
+            try:
+                reporter.close()
+            except Exception:  # noqa: BLE001
+                logger.exception("run %s: could not store the last metrics", run_id)
+
+    if failure is not None:
+        message, step = failure
+        logger.info("run %s: failed at step %s: %s", run_id, step, message)
+        return "failed" if run_fail(run_id=run_id, token=token, error=message, step=step) else "lost"
+
+    assert result is not None
+    if result.checkpoint_dir and reporter.stop_reason != "lost":
+        # The engine checkpoints at the end and when it stops.
+        run_checkpointed(run_id=run_id, token=token, step=result.step)
+    if result.status == "completed":
+        summary = _summary(result, reporter, attempt=claim.attempt)
+        return (
+            "succeeded"
+            if run_succeed(run_id=run_id, token=token, summary=summary, step=result.step)
+            else "lost"
+        )
+
+    # Stopped: because a cancel was requested, or because this attempt lost the run.
+    reason = reporter.stop_reason or run_stop_reason(run_id=run_id, token=token)
+    if reason == "cancel":
+        return "cancelled" if run_mark_cancelled(run_id=run_id, token=token, step=result.step) else "lost"
+    if reason is None:  # the engine stopped although nobody asked: say so rather than hang
+        message = f"The engine stopped at step {result.step} before the end, without being asked to."
+        return "failed" if run_fail(run_id=run_id, token=token, error=message, step=result.step) else "lost"
+    logger.info("run %s: attempt %s stopped, the run belongs to a newer attempt", run_id, claim.attempt)
+    return "lost"
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _summary(result: TrainResult, reporter: RunReporter, *, attempt: int) -> dict[str, Any]:
+    """The run's final figures: the engine's final metrics, the last evaluation,
+    the speed of the last attempt and how many attempts it took."""
+    return {
+        "metrics": {k: float(v) for k, v in result.metrics.items() if _is_finite(v)},
+        "val": reporter.last_eval_metrics,
+        "step": result.step,
+        "steps_per_sec": reporter.steps_per_sec,
+        "attempts": attempt,
+    }
