@@ -1,0 +1,128 @@
+"""Websockets: one run's live page (``/ws/runs/<id>/``) and a team's run lists
+(``/ws/teams/<slug>/``).
+
+Consumers authenticate in ``connect()`` and check team membership through the
+selectors, or close before accepting: 4403 for anonymous users, 4404 for runs or
+teams the user cannot see (their existence is not revealed). They then join the
+object's group, send the current state read from the database, and relay typed
+events (``run.status``, ``run.progress``). The database is the source of truth;
+a page that reconnects gets a fresh state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.http import Http404
+
+from apps.experiments.events import run_group, team_group
+from apps.experiments.models import FINISHED_STATUSES, Run
+from apps.experiments.selectors import run_get_visible, run_state
+from apps.teams.selectors import team_get_for_user
+
+CLOSE_UNAUTHENTICATED = 4403
+CLOSE_NOT_FOUND = 4404
+#: Runs listed in the team's state on connect: every unfinished run, plus the latest finished ones.
+TEAM_STATE_RECENT = 20
+
+
+def _run_visible(user: Any, run_id: int) -> int | None:
+    try:
+        return run_get_visible(user=user, run_id=run_id).pk
+    except Http404:
+        return None
+
+
+def _run_state(run_id: int) -> dict[str, Any]:
+    return run_state(Run.objects.get(pk=run_id))
+
+
+def _team_visible(user: Any, slug: str) -> int | None:
+    try:
+        team, _role = team_get_for_user(user=user, slug=slug)
+    except Http404:
+        return None
+    return team.pk
+
+
+def _run_row(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "step": run.step,
+        "total_steps": run.total_steps,
+        "error": run.error,
+        "error_step": run.error_step,
+    }
+
+
+def _team_state(team_id: int) -> dict[str, Any]:
+    runs = Run.objects.filter(team_id=team_id)
+    active = list(runs.exclude(status__in=FINISHED_STATUSES).order_by("-created_at"))
+    recent = list(runs.filter(status__in=FINISHED_STATUSES).order_by("-created_at")[:TEAM_STATE_RECENT])
+    return {"type": "team.state", "team_id": team_id, "runs": [_run_row(run) for run in active + recent]}
+
+
+class _GroupConsumer(AsyncJsonWebsocketConsumer):
+    group: str | None = None
+
+    async def _refuse(self, code: int) -> None:
+        await self.close(code=code)
+
+    async def disconnect(self, code: int) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """Clients only listen; anything they send is ignored."""
+        return None
+
+    async def run_status(self, event: dict[str, Any]) -> None:
+        await self.send_json(event)
+
+    async def run_progress(self, event: dict[str, Any]) -> None:
+        await self.send_json(event)
+
+
+class RunConsumer(_GroupConsumer):
+    """Live updates of one run: ``run.state`` on connect, then ``run.status`` and
+    ``run.progress`` events."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self._refuse(CLOSE_UNAUTHENTICATED)
+            return
+        run_id = await database_sync_to_async(_run_visible)(
+            user, int(self.scope["url_route"]["kwargs"]["run_id"])
+        )
+        if run_id is None:
+            await self._refuse(CLOSE_NOT_FOUND)
+            return
+        # Join before reading the state: events from now on are relayed after it.
+        self.group = run_group(run_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json(await database_sync_to_async(_run_state)(run_id))
+
+
+class TeamRunsConsumer(_GroupConsumer):
+    """Status changes of a team's runs: ``team.state`` on connect, then ``run.status``."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self._refuse(CLOSE_UNAUTHENTICATED)
+            return
+        team_id = await database_sync_to_async(_team_visible)(
+            user, self.scope["url_route"]["kwargs"]["team_slug"]
+        )
+        if team_id is None:
+            await self._refuse(CLOSE_NOT_FOUND)
+            return
+        self.group = team_group(team_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json(await database_sync_to_async(_team_state)(team_id))

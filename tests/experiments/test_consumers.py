@@ -1,0 +1,129 @@
+"""Websocket consumers: refusals, the state sent on connect, and relayed group events."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.db import connections
+
+from apps.experiments.models import RunStatus
+from apps.experiments.services import run_claim
+from metaweb.routing import websocket_urlpatterns
+from tests.factories import MetricFactory, RunFactory
+from workers.reporting import RunReporter
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
+
+router = URLRouter(websocket_urlpatterns)
+
+
+@pytest.fixture(autouse=True)
+async def _close_thread_connections():
+    """database_sync_to_async runs on one shared thread: close its connection after each test."""
+    yield
+    await database_sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def run(team_roles):
+    team, _users = team_roles
+    run = RunFactory(experiment__team=team, status=RunStatus.RUNNING, step=2, attempt=1, attempt_token="t")
+    MetricFactory(run=run, name="loss", step=1, value=0.5)
+    MetricFactory(run=run, name="loss", step=2, value=0.25)
+    return run
+
+
+async def _connect(path: str, user=None):
+    communicator = WebsocketCommunicator(router, path)
+    if user is not None:
+        communicator.scope["user"] = user
+    connected, code = await communicator.connect()
+    return communicator, connected, code
+
+
+async def test_anonymous_is_refused(run):
+    from django.contrib.auth.models import AnonymousUser
+
+    communicator, connected, code = await _connect(f"/ws/runs/{run.pk}/", AnonymousUser())
+    assert (connected, code) == (False, 4403)
+
+
+async def test_anonymous_is_refused_through_the_full_stack(run):
+    """No session cookie: the real ASGI app (origin check, auth middleware) refuses."""
+    from metaweb.asgi import application
+
+    communicator = WebsocketCommunicator(
+        application, f"/ws/runs/{run.pk}/", headers=[(b"origin", b"http://127.0.0.1")]
+    )
+    connected, code = await communicator.connect()
+    assert (connected, code) == (False, 4403)
+
+
+async def test_outsider_is_refused_as_if_the_run_did_not_exist(run, team_roles):
+    _team, users = team_roles
+    communicator, connected, code = await _connect(f"/ws/runs/{run.pk}/", users["outsider"])
+    assert (connected, code) == (False, 4404)
+    communicator, connected, code = await _connect("/ws/runs/987654/", users["viewer"])
+    assert (connected, code) == (False, 4404)
+
+
+async def test_viewer_gets_the_state_then_group_events(run, team_roles):
+    _team, users = team_roles
+    communicator, connected, _ = await _connect(f"/ws/runs/{run.pk}/", users["viewer"])
+    assert connected
+    state = await communicator.receive_json_from(timeout=5)
+    assert state["type"] == "run.state"
+    assert state["run"]["id"] == run.pk and state["run"]["status"] == "running" and state["run"]["step"] == 2
+    assert state["metrics"] == {"loss": [[1, 0.5], [2, 0.25]]}
+
+    await get_channel_layer().group_send(
+        f"run-{run.pk}", {"type": "run.status", "run_id": run.pk, "status": "succeeded", "step": 20}
+    )
+    event = await communicator.receive_json_from(timeout=5)
+    assert event == {"type": "run.status", "run_id": run.pk, "status": "succeeded", "step": 20}
+    await communicator.disconnect()
+
+
+async def test_reporter_progress_reaches_the_socket(team_roles):
+    """From the worker's reporter (its own loop thread) through Redis to the socket."""
+    team, users = team_roles
+    run = await database_sync_to_async(RunFactory)(experiment__team=team, total_steps=10)
+    claim = await database_sync_to_async(run_claim)(run_id=run.pk, worker="w", device="cpu")
+    communicator, connected, _ = await _connect(f"/ws/runs/{run.pk}/", users["viewer"])
+    assert connected
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "run.state"
+
+    reporter = RunReporter(run_id=run.pk, token=claim.token, total_steps=10)  # the default sender
+    await database_sync_to_async(reporter.on_step)(1, {"loss": 0.75})
+    event = await communicator.receive_json_from(timeout=5)
+    assert event["type"] == "run.progress" and event["run_id"] == run.pk
+    assert event["step"] == 1 and event["loss"] == 0.75 and event["points"] == {"loss": [[1, 0.75]]}
+    await communicator.disconnect()
+
+
+async def test_team_consumer_sends_state_and_relays_status(run, team_roles):
+    _team, users = team_roles
+    communicator, connected, _ = await _connect("/ws/teams/alpha/", users["viewer"])
+    assert connected
+    state = await communicator.receive_json_from(timeout=5)
+    assert state["type"] == "team.state"
+    assert [(r["id"], r["status"]) for r in state["runs"]] == [(run.pk, "running")]
+
+    queued = await database_sync_to_async(RunFactory)(experiment=run.experiment)
+    # A service publishes run.status on commit, to run-<id> and team-<id>.
+    claim = await database_sync_to_async(run_claim)(run_id=queued.pk, worker="w", device="cpu")
+    assert claim is not None
+    event = await communicator.receive_json_from(timeout=5)
+    assert event["type"] == "run.status" and event["run_id"] == queued.pk and event["status"] == "running"
+    await communicator.disconnect()
+
+
+async def test_team_consumer_refuses_outsiders_and_unknown_teams(run, team_roles):
+    _team, users = team_roles
+    _c, connected, code = await _connect("/ws/teams/alpha/", users["outsider"])
+    assert (connected, code) == (False, 4404)
+    _c, connected, code = await _connect("/ws/teams/nope/", users["admin"])
+    assert (connected, code) == (False, 4404)
