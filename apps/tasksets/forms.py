@@ -166,6 +166,15 @@ class FamilyParamsForm(forms.Form):
         return cleaned
 
 
+def ordered_params(family: str, params: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Stored parameters in the family model's field order (JSONB keeps its own),
+    then any keys the model no longer knows."""
+    model = FAMILY_PARAMS.get(family)
+    order = list(model.model_fields) if model is not None else []
+    known = [(name, params[name]) for name in order if name in params]
+    return known + sorted((k, v) for k, v in params.items() if k not in order)
+
+
 def params_initial(family: str, params: dict[str, Any]) -> dict[str, Any]:
     """Initial form values from stored parameters (unknown keys dropped)."""
     fields = FAMILY_PARAMS[family].model_fields

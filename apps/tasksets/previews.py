@@ -103,7 +103,12 @@ def _build(*, version: TaskSetVersion, start: int) -> Preview:
         return Preview(kind="error", split=SPLIT, start=start, count=0, episode=empty, error=str(error))
     except FileNotFoundError:
         return Preview(
-            kind="error", split=SPLIT, start=start, count=0, episode=empty, error="The data file is missing."
+            kind="error",
+            split=SPLIT,
+            start=start,
+            count=0,
+            episode=empty,
+            error="The data file is missing from storage.",
         )
     meta = {"shots": episode.shots, "query": episode.query, "ways": episode.ways}
     image_shape = _image_shape(family)
@@ -118,7 +123,11 @@ def _build(*, version: TaskSetVersion, start: int) -> Preview:
 
 def _family_for(version: TaskSetVersion) -> TaskFamily:
     spec = FamilySpec(name=version.taskset.family, params=version.params or {})
-    data_path = version.data_file.path if version.data_file else None
+    data_path = None
+    if version.data_file:
+        if not version.data_file.storage.exists(version.data_file.name):
+            raise FileNotFoundError(version.data_file.name)
+        data_path = version.data_file.path
     return make_family(spec, data_path=data_path)
 
 

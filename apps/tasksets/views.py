@@ -25,6 +25,7 @@ from apps.tasksets.forms import (
     TaskSetVersionForm,
     add_errors,
     family_choices,
+    ordered_params,
     params_initial,
 )
 from apps.tasksets.models import TaskSet
@@ -166,10 +167,13 @@ def taskset_family_fields(request: HtmxHttpRequest, team_slug: str) -> HttpRespo
 def taskset_detail(request: HtmxHttpRequest, taskset_id: int) -> HttpResponse:
     taskset = taskset_get_visible(user=request.user, taskset_id=taskset_id)
     _team, role = team_get_for_user(user=request.user, slug=taskset.team.slug)
+    versions = list(taskset_version_list(taskset=taskset))
+    for version in versions:
+        version.param_items = ordered_params(taskset.family, version.params or {})
     context = {
         "team": taskset.team,
         "taskset": taskset,
-        "versions": taskset_version_list(taskset=taskset),
+        "versions": versions,
         "can_edit": role.allows(Role.MEMBER),
     }
     if request.htmx:

@@ -68,3 +68,26 @@ def test_digits_preview_draws_support_images_per_class(team_roles):
     assert [c["label"] for c in task.classes] == ["Class 1", "Class 2", "Class 3", "Class 4", "Class 5"]
     assert all(len(c["images"]) == 5 for c in task.classes)
     assert decode(task.classes[0]["images"][0]).size == (8, 8)
+
+
+def test_missing_data_file_is_reported_not_raised(team_roles):
+    from tests.tasksets.data import TABLE_PARAMS, good_csv, upload
+
+    team, users = team_roles
+    ts = taskset_create(
+        team=team,
+        actor=users["member"],
+        name="T",
+        family="table",
+        description="",
+        params=TABLE_PARAMS,
+        data_file=upload(good_csv()),
+    )
+    version = ts.versions.get()
+    version.data_file.storage.delete(version.data_file.name)
+    preview = taskset_version_preview(version=version)
+    assert (preview.kind, preview.error, preview.tasks) == (
+        "error",
+        "The data file is missing from storage.",
+        [],
+    )

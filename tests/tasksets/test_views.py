@@ -331,6 +331,12 @@ def test_detail_lists_versions_with_params(team_roles, sines):
     page = text(client.get(urls_for(sines)["detail"]))
     assert "<html" in page
     assert page.index("Version 2") < page.index("Version 1")
+    # Parameters in the family model's order, not the database's.
+    assert (
+        page.index("<dt>amplitude_min</dt>")
+        < page.index("<dt>amplitude_max</dt>")
+        < page.index("<dt>x_max</dt>")
+    )
     assert "wider" in page and "<dt>x_max</dt><dd>8.0</dd>" in page and "<dt>x_max</dt><dd>5.0</dd>" in page
     assert "Edit (new version)" in page
     partial = text(client.get(urls_for(sines)["detail"], **HX))
