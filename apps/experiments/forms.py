@@ -41,7 +41,10 @@ class RunLaunchForm(forms.Form):
     experiment = forms.ModelChoiceField(queryset=Experiment.objects.none(), empty_label=None)
     algorithm = forms.ChoiceField(choices=ALGORITHM_CHOICES, initial=_DEFAULTS.algorithm)
     taskset = forms.ModelChoiceField(
-        queryset=TaskSet.objects.none(), label="Task set", help_text="Runs use the task set's latest version."
+        queryset=TaskSet.objects.none(),
+        empty_label=None,
+        label="Task set",
+        help_text="Runs use the task set's latest version.",
     )
 
     inner_lr = _number(forms.FloatField, "inner_lr", label="Inner learning rate")

@@ -2,8 +2,9 @@
 // starts from the server's state, and status changes re-fetch the page's partial.
 //   Run page (#run-page): /ws/runs/<id>/ sends run.state on connect, then run.progress
 //     (new chart points, step, speed, ETA) and run.status events.
-//   Run lists ([data-team-live]): /ws/teams/<slug>/ relays run.status events; badges swap
-//     in place, and a newly queued run not on the page refreshes the list's partial.
+//   Run lists ([data-team-live]): /ws/teams/<slug>/ sends team.state on connect, then
+//     relays run.status events; badges swap in place, and a newly queued run not on the
+//     page refreshes the list's partial.
 (function () {
   "use strict";
 
@@ -163,16 +164,30 @@
     }
     liveSocket("/ws/teams/" + encodeURIComponent(slug) + "/", {
       onMessage: function (message) {
+        if (message.type === "team.state" && Array.isArray(message.runs)) {
+          // On (re)connect: the database's statuses, in case events were missed meanwhile.
+          message.runs.forEach(function (run) {
+            showRun(String(parseInt(run.id, 10)), run.status, run.step);
+          });
+          return;
+        }
         if (message.type !== "run.status") return;
         var id = String(parseInt(message.run_id, 10));
         var badges = document.querySelectorAll('[data-run-badge="' + id + '"]');
         // A run not on the page: a newly queued one may belong here.
         if (!badges.length) return message.status === "queued" ? refreshList() : undefined;
-        badges.forEach(function (badge) { setBadge(badge, message.status); });
-        document.querySelectorAll('[data-run-step="' + id + '"]').forEach(function (span) {
-          if (typeof message.step === "number") span.textContent = String(message.step);
-        });
+        showRun(id, message.status, message.step);
       },
+    });
+  }
+
+  function showRun(id, status, step) {
+    document.querySelectorAll('[data-run-badge="' + id + '"]').forEach(function (badge) {
+      setBadge(badge, status);
+    });
+    if (typeof step !== "number") return;
+    document.querySelectorAll('[data-run-step="' + id + '"]').forEach(function (span) {
+      span.textContent = String(step);
     });
   }
 
