@@ -197,6 +197,7 @@ def _make_family(config: TrainConfig, data: str | None) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     config = parse_config(_read_json(args.config))
     family = _make_family(config, args.data)
+    _set_threads(args.threads)
     from workers.metalearn.api import meta_train
     from workers.metalearn.checkpoint import latest_checkpoint, load_checkpoint
 
@@ -329,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="run config, JSON (see workers/metalearn/config.py)")
     train.add_argument("--out", required=True, help="run folder: checkpoints and metrics.jsonl")
     train.add_argument("--data", help="data file for families that read one (table)")
+    train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="the standard protocol on a split's fixed tasks")
@@ -340,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=100, help="tasks per vmap call")
     ev.add_argument("--data", help="data file for families that read one (table)")
     ev.add_argument("--out", help="folder for eval.json (per-task scores and losses)")
+    ev.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     ev.set_defaults(func=cmd_evaluate)
 
     ad = sub.add_parser("adapt", help="adapt to one new task given as CSV")
@@ -352,13 +355,26 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument(
         "--out", required=True, help="folder for weights.safetensors, metrics.jsonl, predictions.csv"
     )
+    ad.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     ad.set_defaults(func=cmd_adapt)
     return parser
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise CliError("--threads: must be at least 1")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command != "train":  # train sets them once the config has been validated
+            _set_threads(args.threads)
         return int(args.func(args))
     except ConfigError as exc:
         for field, message in exc.errors.items():

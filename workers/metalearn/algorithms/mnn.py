@@ -36,12 +36,14 @@ class MNN(Algorithm):
     maps a representation ``r`` of the task to the weights of the target network,
     which then predicts through ``functional_call``. ``r`` is the family's task
     description when it has one (``desc_dim``); otherwise a learned set encoder,
-    the mean-pooled embedding of the support pairs ``(x, y)`` (labels one-hot when
-    classifying), as in Conditional Neural Processes (Garnelo et al., ICML 2018,
-    arXiv:1807.01613). Hypernetwork: ``r -> mnn_hidden -> mnn_hidden -> P`` with
-    ReLU; its output bias starts at a standard initialisation of the target
-    network and its output weights are scaled down, so training starts from a
-    sensible network.
+    the mean-pooled embedding of the support pairs ``(x, y)``, as in Conditional
+    Neural Processes (Garnelo et al., ICML 2018, arXiv:1807.01613). A regression
+    pair embeds as ``g([x, y])``; a classification pair as ``onehot(y) ⊗ g(x)``,
+    so that the mean lays each class's mean embedding in its own slot (a plain
+    ``g([x, onehot(y)])`` mean would have to untangle classes from one average).
+    Hypernetwork: ``r -> mnn_hidden -> mnn_hidden -> P`` with ReLU; its output bias
+    starts at a standard initialisation of the target network and its output weights
+    are scaled down, so training starts from a sensible network.
 
     With the MLP backbone the whole target network is generated. With the conv
     backbone only the linear head is generated: the 4-block body is meta-learned
@@ -74,11 +76,13 @@ class MNN(Algorithm):
         if self.use_desc:
             r_dim = int(info.desc_dim or 0)
         else:
-            y_dim = info.ways if info.classification else 1
+            # Regression: pairs embed as g([x, y]). Classification: as onehot(y) (x) g(x),
+            # so the mean over pairs lays the classes' mean embeddings side by side.
+            in_dim = feature_dim if info.classification else feature_dim + 1
             encoder = nn.Sequential(
-                nn.Linear(feature_dim + y_dim, hidden), nn.ReLU(), nn.Linear(hidden, config.mnn_embed_dim)
+                nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, config.mnn_embed_dim)
             )
-            r_dim = config.mnn_embed_dim
+            r_dim = config.mnn_embed_dim * (info.ways if info.classification else 1)
         out = nn.Linear(hidden, count(target))
         with torch.no_grad():
             out.weight.mul_(0.1)
@@ -104,14 +108,16 @@ class MNN(Algorithm):
         """The task representation ``r``: the description, or the set encoding."""
         if self.use_desc:
             return desc
+        assert self.encoder is not None
+        encoder = split_params(meta, ENCODER)
+        x = xs.reshape(xs.shape[0], -1)
         if self.info.classification:
             classes = torch.arange(self.info.ways, device=ys.device)
-            y_enc = (ys.unsqueeze(-1) == classes).to(xs.dtype)
-        else:
-            y_enc = ys.reshape(ys.shape[0], -1)
-        pairs = torch.cat([xs.reshape(xs.shape[0], -1), y_enc], dim=-1)
-        assert self.encoder is not None
-        return functional_call(self.encoder, split_params(meta, ENCODER), (pairs,)).mean(dim=0)
+            onehot = (ys.unsqueeze(-1) == classes).to(xs.dtype)  # [N, ways]
+            g = functional_call(self.encoder, encoder, (x,))  # [N, E]
+            return (onehot.unsqueeze(-1) * g.unsqueeze(-2)).mean(dim=0).reshape(-1)  # [ways * E]
+        pairs = torch.cat([x, ys.reshape(ys.shape[0], -1)], dim=-1)
+        return functional_call(self.encoder, encoder, (pairs,)).mean(dim=0)
 
     def start(self, meta: Params, xs: Tensor, ys: Tensor, desc: Tensor) -> tuple[Params, Params]:
         r = self.represent(meta, xs, ys, desc)

@@ -1,0 +1,150 @@
+"""evaluate() and adapt() on small trained models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from metalearn_toys import ToyBlobs
+
+from workers.metalearn.api import adapt, evaluate, meta_train
+from workers.metalearn.config import FamilySpec
+from workers.metalearn.families import make_family
+from workers.metalearn.types import DataError, EpisodeSpec
+
+
+@pytest.fixture(scope="module")
+def sinusoid():
+    return make_family(FamilySpec(name="sinusoid"))
+
+
+@pytest.fixture(scope="module")
+def maml_run(tmp_path_factory, sinusoid):
+    path = tmp_path_factory.mktemp("maml")
+    config = {
+        "algorithm": "maml",
+        "iterations": 300,
+        "meta_batch": 10,
+        "meta_lr": 3e-3,
+        "hidden": [40, 40],
+        "eval_interval": 300,
+        "eval_tasks": 20,
+        "checkpoint_interval": 300,
+    }
+    meta_train(config, sinusoid, None, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def protonet_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("proto")
+    config = {
+        "algorithm": "protonet",
+        "family": {"name": "glyphs"},
+        "iterations": 20,
+        "meta_batch": 4,
+        "ways": 3,
+        "shots": 2,
+        "query": 3,
+        "conv_filters": 8,
+        "eval_interval": 20,
+        "eval_tasks": 10,
+        "checkpoint_interval": 20,
+    }
+    meta_train(config, ToyBlobs(), None, path)
+    return path
+
+
+def test_evaluate_shapes_and_ci(maml_run, sinusoid):
+    result = evaluate(maml_run, split="test", count=30, steps=3, family=sinusoid, batch_size=12)
+    assert result.metric == "mse" and result.steps == 3
+    assert result.losses.shape == (30, 4) and result.losses.dtype == np.float32
+    assert result.scores.shape == (30,)
+    np.testing.assert_array_equal(result.task_ids, np.arange(30))
+    assert result.mean == pytest.approx(float(result.scores.mean()), rel=1e-6)
+    assert result.ci95 == pytest.approx(1.96 * result.scores.std(ddof=1) / np.sqrt(30), rel=1e-4)
+    np.testing.assert_allclose(result.scores, result.losses[:, -1], rtol=1e-5)
+    assert result.losses[:, -1].mean() < result.losses[:, 0].mean()  # adaptation helps
+
+    whole = evaluate(maml_run, split="test", count=30, steps=3, family=sinusoid, batch_size=100)
+    np.testing.assert_allclose(whole.losses, result.losses, rtol=1e-5, atol=1e-6)
+    default = evaluate(maml_run, split="val", count=5, family=sinusoid)
+    assert default.steps == 1 and default.losses.shape == (5, 2)
+
+
+def test_evaluate_rejects_bad_arguments(maml_run, sinusoid):
+    for kwargs, field in [
+        ({"split": "dev"}, "split"),
+        ({"count": 0}, "count"),
+        ({"steps": -1}, "steps"),
+        ({"lr": 0.0}, "lr"),
+    ]:
+        with pytest.raises(DataError) as info:
+            evaluate(maml_run, family=sinusoid, **kwargs)
+        assert info.value.field == field
+
+
+def test_evaluate_classification(protonet_run):
+    result = evaluate(protonet_run, split="test", count=10, family=ToyBlobs())
+    assert result.metric == "accuracy" and result.steps == 0
+    assert result.losses.shape == (10, 1) and 0.0 <= result.mean <= 1.0
+
+
+def test_adapt_lowers_query_loss(maml_run, sinusoid):
+    task = sinusoid.fixed_tasks("test", EpisodeSpec(shots=5, query=50), 1)
+    seen = []
+    result = adapt(
+        maml_run,
+        support=(task.x_support[0], task.y_support[0]),
+        query=(task.x_query[0], task.y_query[0]),
+        steps=10,
+        lr=0.01,
+        on_step=lambda i, entry: seen.append(i),
+    )
+    assert seen == list(range(11)) and len(result.curve) == 11
+    assert result.curve[-1]["query_loss"] < result.curve[0]["query_loss"]
+    assert result.curve[-1]["support_loss"] < result.curve[0]["support_loss"]
+    assert result.predictions.shape == (50, 1) and result.predictions_before.shape == (50, 1)
+    assert set(result.weights) == {
+        "body.1.weight",
+        "body.1.bias",
+        "body.3.weight",
+        "body.3.bias",
+        "head.weight",
+        "head.bias",
+    }
+    assert all(isinstance(v, torch.Tensor) for v in result.weights.values())
+
+    only_x = adapt(maml_run, support=(task.x_support[0], task.y_support[0]), query=task.x_query[0], steps=2)
+    assert "query_loss" not in only_x.curve[0] and only_x.predictions.shape == (50, 1)
+
+
+def test_adapt_validates_input(maml_run):
+    x = np.linspace(-1, 1, 5)
+    with pytest.raises(DataError) as info:
+        adapt(maml_run, support=(np.ones((5, 2)), x))
+    assert info.value.field == "support"
+    with pytest.raises(DataError) as info:
+        adapt(maml_run, support=(x, x[:3]))
+    assert info.value.field == "support"
+    with pytest.raises(DataError) as info:
+        adapt(maml_run, support=(x, x), query=np.array([[np.nan]]))
+    assert info.value.field == "query"
+    with pytest.raises(DataError) as info:
+        adapt(maml_run, support=(x, x), steps=-2)
+    assert info.value.field == "steps"
+
+
+def test_adapt_classification_prototypes(protonet_run):
+    family = ToyBlobs()
+    from workers.metalearn.types import EpisodeSpec
+
+    task = family.fixed_tasks("test", EpisodeSpec(shots=2, query=3, ways=3), 1)
+    result = adapt(
+        protonet_run, support=(task.x_support[0], task.y_support[0]), query=(task.x_query[0], task.y_query[0])
+    )
+    assert len(result.curve) == 1 and "query_accuracy" in result.curve[0]
+    assert result.predictions.shape == (9, 3) and result.weights["prototypes"].shape == (3, 8)
+    with pytest.raises(DataError) as info:
+        adapt(protonet_run, support=(task.x_support[0], np.array([0, 0, 1, 1, 1, 7])))
+    assert info.value.field == "support"
