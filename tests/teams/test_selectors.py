@@ -15,7 +15,10 @@ def test_membership_list_for_user_counts_members(team_roles):
     team, users = team_roles
     MembershipFactory(team=TeamFactory(name="Zeta", slug="zeta"), user=users["viewer"], role=Role.ADMIN)
     rows = list(membership_list_for_user(user=users["viewer"]))
-    assert [(m.team.slug, m.role, m.member_count) for m in rows] == [("alpha", "viewer", 3), ("zeta", "admin", 1)]
+    assert [(m.team.slug, m.role, m.member_count) for m in rows] == [
+        ("alpha", "viewer", 3),
+        ("zeta", "admin", 1),
+    ]
     assert list(membership_list_for_user(user=AnonymousUser())) == []
 
 

@@ -183,7 +183,9 @@ def test_member_add_bad_role_is_a_field_error(team_roles):
     _team, users = team_roles
     UserFactory(username="newbie")
     response = client_for(users["admin"]).post(
-        reverse("teams:member-add", kwargs={"team_slug": "alpha"}), {"username": "newbie", "role": "owner"}, **HX
+        reverse("teams:member-add", kwargs={"team_slug": "alpha"}),
+        {"username": "newbie", "role": "owner"},
+        **HX,
     )
     assert response.status_code == 200
     assert "Select a valid choice. owner is not one of the available choices." in text(response)
@@ -193,7 +195,9 @@ def test_member_add_bad_role_is_a_field_error(team_roles):
 def test_member_add_existing_member_changes_role(team_roles):
     team, users = team_roles
     client_for(users["admin"]).post(
-        reverse("teams:member-add", kwargs={"team_slug": "alpha"}), {"username": "viewer", "role": "admin"}, **HX
+        reverse("teams:member-add", kwargs={"team_slug": "alpha"}),
+        {"username": "viewer", "role": "admin"},
+        **HX,
     )
     assert _member(team, "viewer").role == Role.ADMIN
     assert Membership.objects.filter(team=team).count() == 3
@@ -291,6 +295,8 @@ def test_csrf_is_enforced(team_roles):
 def test_usernames_are_escaped(team_roles):
     team, users = team_roles
     MembershipFactory(team=team, user=UserFactory(username="<b>x</b>"), role=Role.VIEWER)
-    body = client_for(users["viewer"]).get(reverse("teams:team-detail", kwargs={"team_slug": "alpha"})).content
+    body = (
+        client_for(users["viewer"]).get(reverse("teams:team-detail", kwargs={"team_slug": "alpha"})).content
+    )
     assert b"<b>x</b>" not in body
     assert b"&lt;b&gt;x&lt;/b&gt;" in body
