@@ -50,18 +50,60 @@ def database_url(settings_dict: Mapping[str, object]) -> str:
     return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
 
 
-def flush_redis(url: str) -> None:
-    """Empty one Redis database (the stack's own db number, never db 0)."""
+_CLAIM = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
+redis.call('FLUSHDB')
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+LOCK_KEY = "metaweb:stack-lock"
+
+
+@dataclass
+class RedisClaim:
+    """A Redis database held by one stack (one test session or benchmark) at a time."""
+
+    url: str
+    owner: str
+
+    def release(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        try:
+            client.eval(_RELEASE, 1, LOCK_KEY, self.owner)
+        finally:
+            client.close()
+
+
+def claim_redis_db(
+    candidates: tuple[int, ...], *, base: str = "redis://127.0.0.1:6379", ttl_s: int = 1800
+) -> RedisClaim:
+    """Take the first free Redis db of ``candidates`` and flush it, atomically.
+
+    Several people (and CI) may run the e2e tests or a benchmark at once on one
+    Redis: each stack gets a db of its own, so no worker takes another stack's
+    tasks and no flush empties another stack's queues. The claim is a key in the
+    db itself, expiring after ``ttl_s`` in case its holder dies.
+    """
     import redis
 
-    db = int(urlsplit(url).path.lstrip("/") or 0)
-    if db == 0:
-        raise ValueError(f"refusing to flush Redis db 0 ({url}); give the stack a db of its own")
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    owner = f"{socket.gethostname()}:{os.getpid()}:{time.monotonic_ns()}"
+    for db in candidates:
+        if db == 0:
+            raise ValueError("Redis db 0 belongs to the test settings; give the stack another")
+        url = f"{base}/{db}"
+        client = redis.Redis.from_url(url)
+        try:
+            if client.eval(_CLAIM, 1, LOCK_KEY, owner, ttl_s):
+                return RedisClaim(url=url, owner=owner)
+        finally:
+            client.close()
+    raise RuntimeError(f"every Redis db of {candidates} is held by another stack ({LOCK_KEY}); try later")
 
 
 def stack_env(
@@ -224,8 +266,12 @@ def stop_all(procs: list[Proc]) -> None:
 
 # -- benchmarks: a database and a Django of their own --------------------------------
 
-BENCH_DB_URL = os.environ.get("METAWEB_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/metaweb_bench")
-BENCH_REDIS_URL = os.environ.get("METAWEB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/10")
+#: A benchmark's own database, one per process (created, then dropped at the end).
+BENCH_DB_URL = os.environ.get(
+    "METAWEB_BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/metaweb_bench_{os.getpid()}"
+)
+#: Redis dbs the benchmarks may claim (the e2e tests use 9, 12, 13; reporter_overhead.py 11).
+BENCH_REDIS_DBS = (10, 14, 15)
 
 
 def recreate_database(url: str) -> None:

@@ -16,7 +16,8 @@ not counted. Loopback only, bounded: every wait has a timeout.
     .venv/bin/python benchmarks/dispatch_latency.py [--launches 20]
 
 Last line: ``RESULT dispatch_p50_ms=<x>``. Uses its own database
-(``metaweb_bench``, dropped at the end) and Redis db 10.
+(``metaweb_bench_<pid>``, dropped at the end) and a Redis db of its own
+(the first free of 10, 14, 15).
 """
 
 from __future__ import annotations
@@ -184,9 +185,9 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="metaweb-dispatch-latency-"))
-    env = _stack.stack_env(database_url=_stack.BENCH_DB_URL, redis_url=_stack.BENCH_REDIS_URL, data_dir=work)
+    redis_db = _stack.claim_redis_db(_stack.BENCH_REDIS_DBS)
+    env = _stack.stack_env(database_url=_stack.BENCH_DB_URL, redis_url=redis_db.url, data_dir=work)
     _stack.recreate_database(_stack.BENCH_DB_URL)
-    _stack.flush_redis(_stack.BENCH_REDIS_URL)
     procs: list[_stack.Proc] = []
     ok = False
     try:
@@ -204,7 +205,7 @@ def main() -> int:
         if status != 302:
             raise RuntimeError(f"login answered {status}")
         form = launch_form_data(experiment_id, taskset_id)
-        print(f"stack: daphne {base_url}, 1 solo worker, redis {_stack.BENCH_REDIS_URL}; "
+        print(f"stack: daphne {base_url}, 1 solo worker, redis {redis_db.url}; "
               f"{args.launches} launches of {TINY}")
         latencies = asyncio.run(bench(base_url, browser, form, args.launches))
         p50 = statistics.median(latencies)
@@ -217,6 +218,7 @@ def main() -> int:
     finally:
         _stack.stop_all(procs)
         _stack.teardown(work, ok=ok)
+        redis_db.release()
 
 
 def _fixtures() -> tuple[int, int]:

@@ -14,7 +14,8 @@ Loopback only, bounded: a fixed number of events, every wait has a timeout.
     .venv/bin/python benchmarks/live_latency.py [--events 100] [--rate 10]
 
 Last line: ``RESULT live_p50_ms=<x> live_p99_ms=<x> clients=50``.
-Uses its own database (``metaweb_bench``, dropped at the end) and Redis db 10.
+Uses its own database (``metaweb_bench_<pid>``, dropped at the end) and a Redis db of its own
+(the first free of 10, 14, 15).
 """
 
 from __future__ import annotations
@@ -192,9 +193,9 @@ def main() -> int:
 
     counts = [int(c) for c in args.clients.split(",") if c.strip()]
     work = Path(tempfile.mkdtemp(prefix="metaweb-live-latency-"))
-    env = _stack.stack_env(database_url=_stack.BENCH_DB_URL, redis_url=_stack.BENCH_REDIS_URL, data_dir=work)
+    redis_db = _stack.claim_redis_db(_stack.BENCH_REDIS_DBS)
+    env = _stack.stack_env(database_url=_stack.BENCH_DB_URL, redis_url=redis_db.url, data_dir=work)
     _stack.recreate_database(_stack.BENCH_DB_URL)
-    _stack.flush_redis(_stack.BENCH_REDIS_URL)
     procs: list[_stack.Proc] = []
     ok = False
     try:
@@ -204,7 +205,7 @@ def main() -> int:
         run_id, cookie = _fixtures()
         _stack.wait_http_ready(daphne, base_url)
         ws_url = base_url.replace("http://", "ws://") + f"/ws/runs/{run_id}/"
-        print(f"stack: daphne {base_url}, channel layer redis {_stack.BENCH_REDIS_URL}, run {run_id}; "
+        print(f"stack: daphne {base_url}, channel layer redis {redis_db.url}, run {run_id}; "
               f"{args.events} events per phase at {args.rate:g}/s (+{WARMUP_EVENTS} warm-up)")
         results = {}
         for clients in counts:
@@ -226,6 +227,7 @@ def main() -> int:
     finally:
         _stack.stop_all(procs)
         _stack.teardown(work, ok=ok)
+        redis_db.release()
 
 
 def _fixtures() -> tuple[int, str]:

@@ -34,8 +34,8 @@ import pytest
 from benchmarks._stack import (
     ROOT,
     Proc,
+    claim_redis_db,
     database_url,
-    flush_redis,
     stack_env,
     start_beat,
     start_daphne,
@@ -56,8 +56,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-#: Redis db of the e2e stack (Celery broker and channel layer); flushed at start.
-E2E_REDIS_URL = "redis://127.0.0.1:6379/9"
+#: Redis dbs an e2e stack may claim (Celery broker and channel layer): the first free
+#: one is taken and flushed, so concurrent test sessions on one Redis never meet.
+E2E_REDIS_DBS = (9, 12, 13)
 #: Heartbeats every second; a worker silent for this long is presumed dead.
 HEARTBEAT_TIMEOUT_SECONDS = 3
 PASSWORD = "pw-for-tests-1"  # tests.factories.UserFactory's
@@ -139,12 +140,12 @@ def live_stack(transactional_db, settings, e2e_artifacts) -> Iterator[LiveStack]
     """daphne + one Celery worker on the committed test database. See the module docstring."""
     from django.db import connection
 
-    flush_redis(E2E_REDIS_URL)
+    redis_db = claim_redis_db(E2E_REDIS_DBS)
     data_dir = Path(settings.DATA_DIR)  # the per-test folder from the root conftest
     data_dir.mkdir(parents=True, exist_ok=True)
     env = stack_env(
         database_url=database_url(connection.settings_dict),
-        redis_url=E2E_REDIS_URL,
+        redis_url=redis_db.url,
         data_dir=data_dir,
         extra={
             "METAWEB_HEARTBEAT_SECONDS": "1",
@@ -166,6 +167,7 @@ def live_stack(transactional_db, settings, e2e_artifacts) -> Iterator[LiveStack]
     finally:
         # Before transactional_db's flush: no process may hold a connection or a lock then.
         stop_all(stack.procs)
+        redis_db.release()
 
 
 @pytest.fixture(scope="session")
