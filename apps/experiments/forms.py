@@ -151,7 +151,7 @@ class RunFilterForm(forms.Form):
     status = forms.ChoiceField(choices=[("", "Any status"), *RunStatus.choices], required=False)
     algorithm = forms.ChoiceField(choices=[("", "Any algorithm"), *ALGORITHM_CHOICES], required=False)
     taskset = forms.ModelChoiceField(
-        queryset=TaskSet.objects.none(), required=False, empty_label="Any task set"
+        queryset=TaskSet.objects.none(), required=False, empty_label="Any task set", label="Task set"
     )
     launched_by = forms.ModelChoiceField(
         queryset=get_user_model().objects.none(), required=False, empty_label="Anyone", label="Launched by"

@@ -73,7 +73,7 @@
           legend: { live: true },
           series: [
             { label: "step" },
-            { label: name, stroke: "#2f6fed", width: 1.5, spanGaps: true, points: { show: points.length < 60 } },
+            { label: name, stroke: "#2f6fed", width: 1.5, spanGaps: true },
           ],
           axes: [{ label: "step" }, { size: 60 }],
         },

@@ -506,3 +506,21 @@ def test_checkpoint_download(client, world):
     assert missing.status_code == 404
     html = client.get(reverse("experiments:run-detail", args=[world["queued"].pk])).content.decode()
     assert 'id="no-checkpoint"' in html
+
+
+def test_the_web_side_never_imports_torch():
+    """Views, forms, services, selectors and urls validate with the engine's torch-free
+    parts only; importing torch would cost the web process seconds and gigabytes."""
+    import subprocess
+    import sys
+
+    code = (
+        "import django, sys; django.setup(); "
+        "import metaweb.urls, apps.experiments.views, apps.experiments.forms, apps.experiments.services, "
+        "apps.experiments.selectors, apps.experiments.admin; "
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', "
+        "'workers.metalearn.api', 'workers.metalearn.loop', 'workers.metalearn.algorithms'))); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
