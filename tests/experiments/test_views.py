@@ -524,3 +524,20 @@ def test_the_web_side_never_imports_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_admin_pages_are_read_only(client, world):
+    from tests.factories import UserFactory
+
+    boss = UserFactory(username="boss", is_staff=True, is_superuser=True)
+    login(client, boss)
+    run = world["finished"]
+    RunEvent.objects.create(run=run, kind="succeeded", message="Finished at step 20.")
+    for name in ("run", "experiment", "metric", "runevent"):
+        assert client.get(reverse(f"admin:experiments_{name}_changelist")).status_code == 200, name
+    page = client.get(reverse("admin:experiments_run_change", args=[run.pk]))
+    assert page.status_code == 200 and "Finished at step 20." in page.content.decode()
+    assert client.get(reverse("admin:experiments_run_add")).status_code == 403
+    client.post(reverse("admin:experiments_run_change", args=[run.pk]), {"status": "queued"})
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
