@@ -258,10 +258,21 @@ def wait_http_ready(
     raise TimeoutError(f"{proc.name}: {base_url}{path} not 200 in {timeout:.0f} s ({last}):\n{proc.tail()}")
 
 
-def stop_all(procs: list[Proc]) -> None:
-    """Stop processes, workers first (so no task touches the database after this returns)."""
-    for proc in sorted(procs, key=lambda p: 0 if p.name.startswith("worker") else 1):
-        proc.stop()
+def stop_all(procs: list[Proc], *, grace: float = 5.0) -> None:
+    """Terminate every process (workers first, so no task touches the database after
+    this returns), wait up to ``grace`` seconds for them together, then kill the rest."""
+    ordered = sorted(procs, key=lambda p: 0 if p.name.startswith("worker") else 1)
+    for proc in ordered:
+        if proc.alive():
+            proc.popen.terminate()
+    deadline = time.monotonic() + grace
+    for proc in ordered:
+        try:
+            proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.popen.kill()
+            proc.popen.wait(timeout=10)
+        proc._close()
 
 
 # -- benchmarks: a database and a Django of their own --------------------------------
