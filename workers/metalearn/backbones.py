@@ -33,12 +33,20 @@ BODY = "body."
 HEAD = "head."
 
 
+class FlattenInputs(nn.Module):
+    """``[N, ...] -> [N, prod(...)]``; a no-op on ``[N, D]`` (cheaper than
+    ``nn.Flatten`` under ``vmap``, where every call counts on the hot path)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x if x.dim() == 2 else x.flatten(start_dim=1)
+
+
 class MLP(nn.Module):
     """A ReLU multi-layer perceptron; inputs of any shape are flattened per example."""
 
     def __init__(self, in_features: int, hidden: Sequence[int], out_features: int):
         super().__init__()
-        layers: list[nn.Module] = [nn.Flatten(start_dim=1)]
+        layers: list[nn.Module] = [FlattenInputs()]
         width = in_features
         for size in hidden:
             layers += [nn.Linear(width, size), nn.ReLU()]

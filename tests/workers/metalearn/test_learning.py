@@ -90,7 +90,7 @@ def test_mnn_set_encoder_without_description_learns(sinusoid):
     ],
 )
 def test_loss_falls_on_toy_images(algorithm, extra):
-    """Conv backbone, 3-way 2-shot on 1x16x16 toy images (until glyphs lands)."""
+    """Conv backbone, 3-way 2-shot on 1x16x16 toy images (fast; test_glyphs.py has the real family)."""
     config = {
         "algorithm": algorithm,
         "family": {"name": "glyphs"},
