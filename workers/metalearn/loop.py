@@ -137,12 +137,13 @@ class _Run:
         self._describe: dict[str, Any] | None = None
 
     # -- resume ------------------------------------------------------------------------
-    def resume(self) -> None:
+    def resume(self) -> int | None:
+        """Continue from the latest checkpoint, if any; returns its step."""
         if self.checkpoint_dir is None:
-            return
+            return None
         found = latest_checkpoint(self.checkpoint_dir)
         if found is None:
-            return
+            return None
         ckpt = load_checkpoint(found)
         self._check_resumable(ckpt)
         with torch.no_grad():
@@ -152,6 +153,7 @@ class _Run:
         restore_rng(ckpt.rng)
         self.step = ckpt.step
         self.metrics = dict(ckpt.metrics)
+        return ckpt.step
 
     def _check_resumable(self, ckpt: Checkpoint) -> None:
         old, new = config_to_dict(ckpt.config), config_to_dict(self.config)
@@ -261,10 +263,9 @@ def meta_train(
     run = _Run(
         config, family, reporter or NullReporter(), None if checkpoint_dir is None else Path(checkpoint_dir)
     )
-    run.resume()
+    saved_at = run.resume()  # a stop always leaves a checkpoint, even before step 1
     if config.compile:
         run.algorithm.compile()
-    saved_at = run.step
     while run.step < config.iterations:
         if run.reporter.should_stop():
             if run.step != saved_at:

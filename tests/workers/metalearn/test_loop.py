@@ -97,6 +97,19 @@ def test_should_stop_checkpoints_then_resume_is_bit_identical(tmp_path, sinusoid
     assert meta_train(SMALL, sinusoid, again, tmp_path / "stopped").step == 10 and not again.steps
 
 
+def test_stop_before_the_first_step_still_leaves_a_checkpoint(tmp_path, sinusoid):
+    class StopNow(NullReporter):
+        def should_stop(self):
+            return True
+
+    result = meta_train(SMALL, sinusoid, StopNow(), tmp_path)
+    assert result.status == "stopped" and result.step == 0
+    assert load_checkpoint(tmp_path).step == 0
+    meta_train(SMALL, sinusoid, None, tmp_path)
+    meta_train(SMALL, sinusoid, None, tmp_path / "straight")
+    assert_bit_identical(final_state(tmp_path), final_state(tmp_path / "straight"))
+
+
 def test_resume_refuses_a_different_run(tmp_path, sinusoid):
     from workers.metalearn.types import CheckpointError
 
