@@ -148,3 +148,50 @@ def test_adapt_classification_prototypes(protonet_run):
     with pytest.raises(DataError) as info:
         adapt(protonet_run, support=(task.x_support[0], np.array([0, 0, 1, 1, 1, 7])))
     assert info.value.field == "support"
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "reptile", "metasgd", "anil", "mnn", "seed-mnn"])
+def test_every_regression_algorithm_trains_evaluates_and_adapts(tmp_path, sinusoid, algorithm):
+    config = {
+        "algorithm": algorithm,
+        "iterations": 2,
+        "meta_batch": 3,
+        "hidden": [8],
+        "eval_interval": 2,
+        "eval_tasks": 3,
+        "checkpoint_interval": 2,
+        "mnn_hidden": 16,
+        "mnn_finetune_steps": 1,
+    }
+    assert meta_train(config, sinusoid, None, tmp_path).step == 2
+    result = evaluate(tmp_path, count=4, family=sinusoid)
+    assert result.losses.shape[0] == 4 and np.isfinite(result.losses).all()
+    task = sinusoid.fixed_tasks("test", EpisodeSpec(shots=5, query=5), 1)
+    adapted = adapt(tmp_path, (task.x_support[0], task.y_support[0]), task.x_query[0], desc=task.desc[0])
+    assert adapted.predictions.shape == (5, 1) and adapted.weights
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "reptile", "metasgd", "anil", "mnn", "protonet"])
+def test_every_classification_algorithm_trains_evaluates_and_adapts(tmp_path, algorithm):
+    family = ToyBlobs()
+    config = {
+        "algorithm": algorithm,
+        "family": {"name": "glyphs"},
+        "iterations": 2,
+        "meta_batch": 2,
+        "ways": 3,
+        "shots": 1,
+        "query": 2,
+        "conv_filters": 4,
+        "eval_interval": 2,
+        "eval_tasks": 2,
+        "checkpoint_interval": 2,
+        "mnn_hidden": 16,
+        "mnn_embed_dim": 8,
+    }
+    assert meta_train(config, family, None, tmp_path).step == 2
+    result = evaluate(tmp_path, count=3, family=family)
+    assert result.metric == "accuracy" and np.isfinite(result.losses).all()
+    task = family.fixed_tasks("test", EpisodeSpec(shots=1, query=2, ways=3), 1)
+    adapted = adapt(tmp_path, (task.x_support[0], task.y_support[0]), (task.x_query[0], task.y_query[0]))
+    assert adapted.predictions.shape == (6, 3) and "query_accuracy" in adapted.curve[-1]
