@@ -3,8 +3,12 @@
 :class:`RunReporter` implements the engine's ``Reporter`` protocol (``on_step``,
 ``on_eval``, ``should_stop``) for one attempt of one run:
 
+* **Database work** (metric INSERTs, stop polls, checkpoint records) runs on the
+  reporter's own I/O thread, so the training thread never waits on a round trip;
+  it waits only where it must: before a checkpoint, an evaluation or a stop, until
+  the points so far are stored (:meth:`RunReporter.sync`).
 * **Metrics** are buffered and written in batches, one INSERT per batch
-  (``run_metrics_record``), every ``flush_seconds`` or ``flush_points`` points,
+  (``run_metrics_record``), every ``flush_seconds`` (1 s) or ``flush_points`` (500) points,
   and at each evaluation, at each checkpoint step (before the engine writes the
   checkpoint, so a resumed attempt never misses steps it will not replay), when
   stopping, and at the end. ``step_seconds`` is not stored. Every step's metrics are
@@ -41,13 +45,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import fields
 from typing import Any
 
 from channels.layers import get_channel_layer
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 
-from apps.experiments.events import RunProgressEvent, event_message, run_group, server_loop
+from apps.experiments.events import RunProgressEvent, run_group, server_loop
 from apps.experiments.services import run_checkpointed, run_heartbeat, run_metrics_record, run_stop_reason
 
 logger = logging.getLogger(__name__)
@@ -60,6 +65,8 @@ VAL_PREFIX = "val_"
 VAL_KEYS = ("accuracy", "mse", "loss")
 #: Step metrics that are not curves worth storing (the engine's per-step timing).
 NOT_STORED = frozenset({"step_seconds"})
+#: Tries of one metric INSERT before the failure is raised (at the next sync).
+WRITE_ATTEMPTS = 3
 
 _loop_lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -91,6 +98,18 @@ def group_send_nowait(group: str, message: dict[str, Any]) -> Future | None:
     return asyncio.run_coroutine_threadsafe(layer.group_send(group, message), event_loop())
 
 
+def _message(event: RunProgressEvent) -> dict[str, Any]:
+    """The event as a channel-layer message: like ``event_message``, but shallow (the
+    points lists are handed over, not deep-copied: the reporter never touches them again)."""
+    return {f.name: getattr(event, f.name) for f in fields(event)}
+
+
+def _close_connection() -> None:
+    """Close the calling thread's database connection (``connection`` is per thread:
+    look it up on the thread that owns it)."""
+    connection.close()
+
+
 def _finite(value: Any) -> float | None:
     try:
         number = float(value)
@@ -99,9 +118,23 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+class InlineExecutor(Executor):
+    """Runs each job at once on the calling thread: for tests that count queries, and
+    for callers that want the reporter's database work on their own thread."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(exc)
+        return future
+
+
 class RunReporter:
-    """Reporter for one attempt of one run; used from the training thread only
-    (except :meth:`mark_lost`, which the heartbeat thread calls)."""
+    """Reporter for one attempt of one run; called from the training thread only
+    (except :meth:`mark_lost`, which the heartbeat thread calls). Its database work
+    runs on its own I/O thread; :meth:`close` stops that thread."""
 
     def __init__(
         self,
@@ -110,12 +143,13 @@ class RunReporter:
         token: str,
         total_steps: int,
         checkpoint_interval: int | None = None,
-        flush_seconds: float = 0.5,
-        flush_points: int = 200,
+        flush_seconds: float = 1.0,
+        flush_points: int = 500,
         event_seconds: float = 0.1,
         stop_poll_seconds: float = 0.5,
         device_memory_mb: Callable[[], float | None] | None = None,
         send: Callable[[str, dict[str, Any]], Future | None] = group_send_nowait,
+        executor: Executor | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.run_id = run_id
@@ -130,6 +164,13 @@ class RunReporter:
         self._device_memory_mb = device_memory_mb
         self._send = send
         self._clock = clock
+        # Database work runs on this executor: by default one thread of the reporter's
+        # own, so that the training thread never waits on a round trip.
+        self._io = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"run-{run_id}-db")
+        self._owns_io = executor is None
+        self._writes: list[Future] = []
+        self._poll: Future | None = None
+        self._closed = False
 
         self.step = 0
         self.loss: float | None = None
@@ -182,13 +223,11 @@ class RunReporter:
                 self._add(name, step, value)
         # Points up to a checkpoint are stored before the engine writes it: an attempt
         # that resumes from it never replays those steps, so they must not be lost.
-        checkpoint_due = bool(self.checkpoint_interval) and step % self.checkpoint_interval == 0  # type: ignore[operator]
-        if (
-            checkpoint_due
-            or step >= self.total_steps
-            or len(self._buffer) >= self.flush_points
-            or now - self._last_flush >= self.flush_seconds
-        ):
+        interval = self.checkpoint_interval
+        if (interval and step % interval == 0) or step >= self.total_steps:
+            self.flush()
+            self.sync()
+        elif len(self._buffer) >= self.flush_points or now - self._last_flush >= self.flush_seconds:
             self.flush()
         if now - self._last_event >= self.event_seconds:
             self._emit(now)
@@ -207,23 +246,38 @@ class RunReporter:
         for name, value in clean.items():
             self._add(name if name.startswith(VAL_PREFIX) else VAL_PREFIX + name, step, value)
         self.flush()
+        self.sync()  # evaluations are rare, and a checkpoint may follow
         self._emit(self._clock(), force=True)
 
     def should_stop(self) -> bool:
+        """Never waits on the database: the poll runs on the I/O thread, and its answer
+        is read at a later call (at once with an inline executor)."""
         if self.stop_reason is not None:
             return True
-        if self._lost.is_set():
-            self.stop_reason = "lost"
-            self.flush()
-            return True
-        now = self._clock()
-        if now - self._last_poll < self.stop_poll_seconds:
+        reason = "lost" if self._lost.is_set() else self._poll_answer()
+        if reason is None and self._poll is None:
+            now = self._clock()
+            if now - self._last_poll >= self.stop_poll_seconds:
+                self._last_poll = now
+                self._poll = self._io.submit(run_stop_reason, run_id=self.run_id, token=self.token)
+                reason = self._poll_answer()
+        if reason is None:
             return False
-        self._last_poll = now
-        self.stop_reason = run_stop_reason(run_id=self.run_id, token=self.token)
-        if self.stop_reason is not None:
-            self.flush()  # the engine checkpoints the current step before it returns
-        return self.stop_reason is not None
+        self.stop_reason = reason
+        self.flush()
+        self.sync()  # the engine checkpoints the current step before it returns
+        return True
+
+    def _poll_answer(self) -> str | None:
+        poll = self._poll
+        if poll is None or not poll.done():
+            return None
+        self._poll = None
+        try:
+            return poll.result()
+        except Exception:  # noqa: BLE001 - a failed poll is retried at the next interval
+            logger.warning("run %s: stop poll failed", self.run_id, exc_info=True)
+            return None
 
     # -- beyond the protocol ---------------------------------------------------
 
@@ -235,7 +289,13 @@ class RunReporter:
 
     def _checkpointed(self, step: int) -> None:
         self.checkpoint_step = step
-        if not run_checkpointed(run_id=self.run_id, token=self.token, step=step):
+        future = self._io.submit(run_checkpointed, run_id=self.run_id, token=self.token, step=step)
+        future.add_done_callback(self._after_checkpointed)
+
+    def _after_checkpointed(self, future: Future) -> None:
+        if future.exception() is not None:
+            logger.warning("run %s: checkpoint step not recorded", self.run_id, exc_info=future.exception())
+        elif not future.result():
             self.mark_lost()
 
     def mark_lost(self) -> None:
@@ -247,18 +307,49 @@ class RunReporter:
         return self._lost.is_set() or self.stop_reason == "lost"
 
     def flush(self) -> None:
-        """Write the buffered points: one INSERT."""
+        """Hand the buffered points to the I/O thread: one INSERT. See :meth:`sync`."""
         self._last_flush = self._clock()
+        self._writes = [f for f in self._writes if not f.done() or f.exception() is not None]
         if not self._buffer:
             return
         points, self._buffer = self._buffer, []
-        self.points_stored += run_metrics_record(run_id=self.run_id, token=self.token, points=points)
+        self._writes.append(self._io.submit(self._write, points))
+
+    def sync(self) -> None:
+        """Wait until every flushed point is stored; raise if a write failed for good."""
+        writes, self._writes = self._writes, []
+        for future in writes:
+            future.result()
 
     def close(self) -> None:
-        """Flush what is left and send the last progress event. Safe to call twice."""
-        self.flush()
-        if self._unsent:
-            self._emit(self._clock(), force=True, wait=True)
+        """Store what is left, send the last progress event, stop the I/O thread.
+        Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.flush()
+            self.sync()
+        finally:
+            if self._unsent:
+                self._emit(self._clock(), force=True, wait=True)
+            if self._owns_io:
+                self._io.submit(_close_connection)  # the I/O thread's own connection
+                self._io.shutdown(wait=True)
+
+    def _write(self, points: list[tuple[str, int, float]]) -> None:
+        """On the I/O thread: store one batch, retrying a failed INSERT a few times
+        (points are idempotent) before giving up."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                self.points_stored += run_metrics_record(run_id=self.run_id, token=self.token, points=points)
+                return
+            except DatabaseError:
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                logger.warning("run %s: storing metrics failed, retrying", self.run_id, exc_info=True)
+                connection.close()
+                time.sleep(attempt)
 
     @property
     def steps_per_sec(self) -> float | None:
@@ -311,7 +402,7 @@ class RunReporter:
         self._unsent = {}
         self._last_event = now
         try:
-            self._pending = self._send(run_group(self.run_id), event_message(event))
+            self._pending = self._send(run_group(self.run_id), _message(event))
             self.events_sent += 1
             if wait and self._pending is not None:
                 self._pending.result(timeout=5)

@@ -12,7 +12,7 @@ from django.utils import timezone
 from apps.experiments.models import Metric, Run
 from apps.experiments.services import run_claim
 from tests.factories import RunFactory
-from workers.reporting import Heartbeat, RunReporter
+from workers.reporting import Heartbeat, InlineExecutor, RunReporter
 
 
 class FakeClock:
@@ -37,8 +37,10 @@ def claimed(db):
 
 
 def _reporter(run, claim, **kwargs):
+    """Database work inline, on the test's thread and connection, to count queries."""
     kwargs.setdefault("clock", FakeClock())
     kwargs.setdefault("send", Sent())
+    kwargs.setdefault("executor", InlineExecutor())
     kwargs.setdefault("total_steps", run.total_steps)
     return RunReporter(run_id=run.pk, token=claim.token, **kwargs)
 
@@ -149,6 +151,31 @@ def test_lost_ownership_stops_without_a_query(claimed, django_assert_num_queries
 
 
 @pytest.mark.django_db(transaction=True)
+def test_training_thread_never_queries_and_everything_is_stored_at_close(django_assert_num_queries):
+    """The default: database work on the reporter's I/O thread."""
+    run = RunFactory(total_steps=300)
+    claim = run_claim(run_id=run.pk, worker="t", device="cpu")
+    clock = FakeClock()
+    reporter = RunReporter(run_id=run.pk, token=claim.token, total_steps=10_000, clock=clock, send=Sent())
+    with django_assert_num_queries(0):
+        for step in range(1, 301):  # 3 s of steps: 3 flushes and 6 stop polls, all on the I/O thread
+            clock.now += 0.01
+            reporter.on_step(step, {"loss": 1.0})
+            assert reporter.should_stop() is False
+    Run.objects.filter(pk=run.pk).update(cancel_requested_at=timezone.now())
+    deadline = time.monotonic() + 5
+    stopped = False
+    while not stopped and time.monotonic() < deadline:
+        clock.now += 0.1
+        stopped = reporter.should_stop()
+        time.sleep(0.01)
+    assert stopped and reporter.stop_reason == "cancel"
+    assert Metric.objects.filter(run=run).count() == 300  # a stop waits for the writes
+    reporter.close()
+    assert reporter.points_stored == 300
+
+
+@pytest.mark.django_db(transaction=True)
 def test_heartbeat_thread_beats_and_notices_lost_ownership():
     run = RunFactory()
     claim = run_claim(run_id=run.pk, worker="t", device="cpu")
@@ -171,7 +198,7 @@ def test_progress_reaches_the_redis_channel_layer(claimed):
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(f"run-{run.pk}", channel)
-    reporter = RunReporter(run_id=run.pk, token=claim.token, total_steps=10)
+    reporter = RunReporter(run_id=run.pk, token=claim.token, total_steps=10, executor=InlineExecutor())
     reporter.on_step(1, {"loss": 0.25})
     message = async_to_sync(layer.receive)(channel)
     assert message["type"] == "run.progress" and message["points"] == {"loss": [[1, 0.25]]}
@@ -211,8 +238,8 @@ def test_embedded_sends_run_on_the_server_loop(claimed, server_loop):
     channel = on_server(layer.new_channel())
     on_server(layer.group_add(f"run-{run.pk}", channel))
 
-    reporter = RunReporter(run_id=run.pk, token=claim.token, total_steps=10)  # the default sender
-    reporter.on_step(1, {"loss": 0.5})
+    reporter = RunReporter(run_id=run.pk, token=claim.token, total_steps=10, executor=InlineExecutor())
+    reporter.on_step(1, {"loss": 0.5})  # the default sender
     message = on_server(asyncio.wait_for(layer.receive(channel), 2))
     assert message["type"] == "run.progress" and message["points"] == {"loss": [[1, 0.5]]}
 
