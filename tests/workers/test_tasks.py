@@ -288,3 +288,17 @@ def test_cuda_run_without_a_gpu_fails_clearly(monkeypatch):
     assert train_run.run(run.pk) == "failed"
     run.refresh_from_db()
     assert "no GPU" in run.error and run.device == "cpu"
+
+
+def test_embedded_start_up_resends_queued_runs_and_requeues_interrupted_ones(sent):
+    """``manage.py serve`` without Redis: the previous process's memory broker is gone."""
+    from workers.embedded import recover_runs
+
+    queued = RunFactory()
+    interrupted = RunFactory()
+    run_claim(run_id=interrupted.pk, worker="old-process", device="cpu")  # fresh heartbeat, but dead
+    done = RunFactory(status=RunStatus.SUCCEEDED)
+    assert recover_runs() == ([queued.pk], [interrupted.pk])
+    assert sorted(args[0] for _, args, _ in sent) == sorted([queued.pk, interrupted.pk])
+    assert Run.objects.get(pk=interrupted.pk).status == RunStatus.QUEUED
+    assert Run.objects.get(pk=done.pk).status == RunStatus.SUCCEEDED
