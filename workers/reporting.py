@@ -143,6 +143,7 @@ class RunReporter:
         token: str,
         total_steps: int,
         checkpoint_interval: int | None = None,
+        eval_interval: int | None = None,
         flush_seconds: float = 1.0,
         flush_points: int = 500,
         event_seconds: float = 0.1,
@@ -156,6 +157,7 @@ class RunReporter:
         self.token = token
         self.total_steps = total_steps
         self.checkpoint_interval = checkpoint_interval
+        self.eval_interval = eval_interval
         self.flush_seconds = flush_seconds
         self.flush_points = flush_points
         self.event_seconds = event_seconds
@@ -223,8 +225,11 @@ class RunReporter:
                 self._add(name, step, value)
         # Points up to a checkpoint are stored before the engine writes it: an attempt
         # that resumes from it never replays those steps, so they must not be lost.
-        interval = self.checkpoint_interval
-        if (interval and step % interval == 0) or step >= self.total_steps:
+        # When an evaluation comes first, on_eval stores them with its own, in one INSERT.
+        eval_due = self.eval_interval is not None and self._due(step, self.eval_interval)
+        if eval_due:
+            pass
+        elif self._due(step, self.checkpoint_interval):
             self.flush()
             self.sync()
         elif len(self._buffer) >= self.flush_points or now - self._last_flush >= self.flush_seconds:
@@ -246,8 +251,13 @@ class RunReporter:
         for name, value in clean.items():
             self._add(name if name.startswith(VAL_PREFIX) else VAL_PREFIX + name, step, value)
         self.flush()
-        self.sync()  # evaluations are rare, and a checkpoint may follow
+        if self._due(step, self.checkpoint_interval):
+            self.sync()  # the engine checkpoints this step next
         self._emit(self._clock(), force=True)
+
+    def _due(self, step: int, interval: int | None) -> bool:
+        """Whether the engine acts at ``step`` for ``interval`` (every multiple, and the last step)."""
+        return step >= self.total_steps or bool(interval and step % interval == 0)
 
     def should_stop(self) -> bool:
         """Never waits on the database: the poll runs on the I/O thread, and its answer

@@ -104,6 +104,32 @@ def test_eval_flushes_and_sends_at_once(claimed, django_assert_num_queries):
     assert sent[-1][1]["points"] == {"loss": [[2, 2.0]], "val_mse": [[2, 0.5]], "val_loss": [[2, 0.7]]}
 
 
+def test_points_are_stored_before_each_checkpoint_in_one_insert(claimed, django_assert_num_queries):
+    run, claim = claimed
+    reporter = _reporter(run, claim, checkpoint_interval=10, eval_interval=10, flush_seconds=1e9)
+    with django_assert_num_queries(0):
+        for step in range(1, 11):
+            reporter.on_step(step, {"loss": 1.0})
+    with django_assert_num_queries(1):  # the eval's and the steps' points together, before the checkpoint
+        reporter.on_eval(10, {"val_loss": 0.5})
+    assert Metric.objects.filter(run=run).count() == 11
+    with django_assert_num_queries(1):  # the engine wrote the checkpoint: the next step records it
+        reporter.on_step(11, {"loss": 1.0})
+    run.refresh_from_db()
+    assert run.checkpoint_step == 10 and reporter.checkpoint_step == 10
+
+
+def test_checkpoint_without_eval_stores_at_the_step(db):
+    run = RunFactory(total_steps=100)
+    claim = run_claim(run_id=run.pk, worker="t", device="cpu")
+    reporter = _reporter(run, claim, checkpoint_interval=5, eval_interval=50, flush_seconds=1e9)
+    for step in range(1, 5):
+        reporter.on_step(step, {"loss": 1.0})
+    assert Metric.objects.filter(run=run).count() == 0
+    reporter.on_step(5, {"loss": 1.0})
+    assert Metric.objects.filter(run=run).count() == 5
+
+
 def test_non_finite_values_are_not_stored(claimed):
     run, claim = claimed
     reporter = _reporter(run, claim)
