@@ -5,8 +5,8 @@
 
 * **Database work** (metric INSERTs, stop polls, checkpoint records) runs on the
   reporter's own I/O thread, so the training thread never waits on a round trip;
-  it waits only where it must: before a checkpoint, an evaluation or a stop, until
-  the points so far are stored (:meth:`RunReporter.sync`).
+  it waits only where it must: before a checkpoint and before a stop, until the
+  points so far are stored (:meth:`RunReporter.sync`).
 * **Metrics** are buffered and written in batches, one INSERT per batch
   (``run_metrics_record``), every ``flush_seconds`` (1 s) or ``flush_points`` (500) points,
   and at each evaluation, at each checkpoint step (before the engine writes the
@@ -27,10 +27,11 @@
 * **Checkpoints**: the engine writes one after the ``on_step``/``on_eval`` of each
   multiple of ``checkpoint_interval``; the reporter infers it at the next step and
   records ``checkpoint_step`` (one UPDATE per checkpoint).
-* **Stopping**: ``should_stop`` reads the run at most every ``stop_poll_seconds``
-  and answers True when a cancel was requested (``stop_reason == "cancel"``) or
-  the attempt lost ownership (``"lost"``, also set at once by the heartbeat
-  thread when its heartbeat is refused).
+* **Stopping**: ``should_stop`` has the I/O thread read the run at most every
+  ``stop_poll_seconds`` and answers True, at the call after the answer came, when
+  a cancel was requested (``stop_reason == "cancel"``) or the attempt lost
+  ownership (``"lost"``, also set by the heartbeat thread when its heartbeat is
+  refused).
 
 :class:`Heartbeat` is the daemon thread that writes the attempt's heartbeat every
 ``HEARTBEAT_SECONDS`` while the engine trains.

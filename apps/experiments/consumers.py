@@ -35,8 +35,9 @@ def _run_visible(user: Any, run_id: int) -> int | None:
         return None
 
 
-def _run_state(run_id: int) -> dict[str, Any]:
-    return run_state(Run.objects.get(pk=run_id))
+def _run_state(run_id: int) -> dict[str, Any] | None:
+    run = Run.objects.filter(pk=run_id).first()
+    return run_state(run) if run is not None else None
 
 
 def _team_visible(user: Any, slug: str) -> int | None:
@@ -105,7 +106,11 @@ class RunConsumer(_GroupConsumer):
         self.group = run_group(run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send_json(await database_sync_to_async(_run_state)(run_id))
+        state = await database_sync_to_async(_run_state)(run_id)
+        if state is None:  # deleted meanwhile
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self.send_json(state)
 
 
 class TeamRunsConsumer(_GroupConsumer):
