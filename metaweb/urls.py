@@ -12,4 +12,5 @@ urlpatterns = [
     path("", include("apps.teams.urls")),
     path("", include("apps.tasksets.urls")),
     path("", include("apps.experiments.urls")),
+    path("", include("apps.registry.urls")),
 ]

@@ -115,3 +115,72 @@ class MetricFactory(factory.django.DjangoModelFactory):
     name = "loss"
     step = factory.Sequence(lambda n: n + 1)
     value = 1.0
+
+
+# -- registry ---------------------------------------------------------------------------
+
+from apps.registry.models import (  # noqa: E402
+    Adaptation,
+    AdaptationTarget,
+    AdaptedModel,
+    MetaModel,
+    Review,
+    Verdict,
+)
+
+
+class MetaModelFactory(factory.django.DjangoModelFactory):
+    """A registered meta-model row (no weights file: tests that need one write it)."""
+
+    class Meta:
+        model = MetaModel
+
+    experiment = factory.SubFactory(ExperimentFactory)
+    team = factory.SelfAttribute("experiment.team")
+    name = factory.Sequence(lambda n: f"sine-maml-{n}")
+    version = 1
+    source = "run"
+    training_run = None
+    taskset_version = factory.SubFactory(
+        TaskSetVersionFactory, taskset__team=factory.SelfAttribute("...team")
+    )
+    algorithm = "maml"
+    config = factory.LazyFunction(lambda: dict(SMALL_CONFIG))
+    weights_sha256 = "0" * 64
+    created_by = factory.SelfAttribute("experiment.created_by")
+
+
+class AdaptationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Adaptation
+
+    meta_model = factory.SubFactory(MetaModelFactory)
+    run = factory.SubFactory(
+        RunFactory,
+        experiment=factory.SelfAttribute("..meta_model.experiment"),
+        taskset_version=factory.SelfAttribute("..meta_model.taskset_version"),
+        kind="adapt",
+    )
+    target = AdaptationTarget.BATCH
+    steps = 10
+    lr = 0.01
+
+
+class AdaptedModelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AdaptedModel
+
+    adaptation = factory.SubFactory(AdaptationFactory)
+    meta_model = factory.SelfAttribute("adaptation.meta_model")
+    team = factory.SelfAttribute("meta_model.team")
+    metric = "mse"
+
+
+class ReviewFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Review
+
+    meta_model = factory.SubFactory(MetaModelFactory)
+    team = factory.SelfAttribute("meta_model.team")
+    verdict = Verdict.APPROVE
+    author = factory.SelfAttribute("meta_model.created_by")

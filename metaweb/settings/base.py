@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "apps.teams",
     "apps.tasksets",
     "apps.experiments",
+    "apps.registry",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,25 @@
+"""Where registry files live. Folders are named by database ids only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+
+WEIGHTS_FILE = "params.safetensors"
+CHECKPOINT_JSON = "checkpoint.json"
+
+
+def registry_root() -> Path:
+    return Path(settings.DATA_DIR) / "registry"
+
+
+def meta_model_dir(meta_model_id: int) -> Path:
+    """``<registry>/meta/<id>/``: params.safetensors and checkpoint.json (the engine's
+    checkpoint layout, so ``workers.metalearn.load_checkpoint`` reads it directly)."""
+    return registry_root() / "meta" / str(int(meta_model_id))
+
+
+def adapted_model_dir(adapted_model_id: int) -> Path:
+    """``<registry>/adapted/<id>/``: the adapted weights as params.safetensors."""
+    return registry_root() / "adapted" / str(int(adapted_model_id))
