@@ -11,11 +11,12 @@
   (``run_metrics_record``), every ``flush_seconds`` (1 s) or ``flush_points`` (500) points,
   and at each evaluation, at each checkpoint step (before the engine writes the
   checkpoint, so a resumed attempt never misses steps it will not replay), when
-  stopping, and at the end. ``step_seconds`` is not stored. Every step's metrics are
-  stored while a run has at most ``MAX_POINTS_PER_METRIC`` steps; longer runs
-  store every k-th step (k = ceil(total / MAX_POINTS_PER_METRIC)) plus the last
-  one, and every evaluation. The unique (run, name, step) constraint makes a
-  replayed step after a resume a no-op.
+  stopping, and at the end. What is stored: ``loss`` at every step while a run
+  has at most ``MAX_POINTS_PER_METRIC`` steps (longer runs: every k-th step, k =
+  ceil(total / MAX_POINTS_PER_METRIC)); the other step metrics (``grad_norm``,
+  training ``accuracy``) at every ``AUX_EVERY``-th of those steps; everything at
+  the last step; every evaluation (``val_*``); not ``step_seconds``. The unique
+  (run, name, step) constraint makes a replayed step after a resume a no-op.
 * **Progress** goes to the group ``run-<id>`` as ``run.progress`` events, at most
   one per ``event_seconds`` (10 a second by default). Each carries the new points
   since the previous event, so a page draws the same curve it would read from
@@ -66,6 +67,11 @@ VAL_PREFIX = "val_"
 VAL_KEYS = ("accuracy", "mse", "loss")
 #: Step metrics that are not curves worth storing (the engine's per-step timing).
 NOT_STORED = frozenset({"step_seconds"})
+#: Step metrics other than ``loss`` (``grad_norm``, training ``accuracy``) are stored
+#: every this many stored steps: noisy diagnostics, not the curve people watch.
+AUX_EVERY = 10
+#: Steps before a checkpoint at which the buffer is handed over without waiting.
+PREFLUSH_STEPS = 3
 #: Tries of one metric INSERT before the failure is raised (at the next sync).
 WRITE_ATTEMPTS = 3
 
@@ -103,6 +109,10 @@ def _message(event: RunProgressEvent) -> dict[str, Any]:
     """The event as a channel-layer message: like ``event_message``, but shallow (the
     points lists are handed over, not deep-copied: the reporter never touches them again)."""
     return {f.name: getattr(event, f.name) for f in fields(event)}
+
+
+def _ensure_connection() -> None:
+    connection.ensure_connection()
 
 
 def _close_connection() -> None:
@@ -171,6 +181,8 @@ class RunReporter:
         # own, so that the training thread never waits on a round trip.
         self._io = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"run-{run_id}-db")
         self._owns_io = executor is None
+        if self._owns_io:
+            self._io.submit(_ensure_connection)  # connect now, not at the first flush
         self._writes: list[Future] = []
         self._poll: Future | None = None
         self._closed = False
@@ -221,9 +233,12 @@ class RunReporter:
         self._rate_window.append((now, step))
         while len(self._rate_window) > 2 and now - self._rate_window[0][0] > 5.0:
             self._rate_window.popleft()
-        if step % self.store_every == 0 or step >= self.total_steps:
+        last = step >= self.total_steps
+        if step % self.store_every == 0 or last:
+            aux = last or step % (self.store_every * AUX_EVERY) == 0
             for name, value in clean.items():
-                self._add(name, step, value)
+                if name == "loss" or aux:
+                    self._add(name, step, value)
         # Points up to a checkpoint are stored before the engine writes it: an attempt
         # that resumes from it never replays those steps, so they must not be lost.
         # When an evaluation comes first, on_eval stores them with its own, in one INSERT.
@@ -233,7 +248,13 @@ class RunReporter:
         elif self._due(step, self.checkpoint_interval):
             self.flush()
             self.sync()
-        elif len(self._buffer) >= self.flush_points or now - self._last_flush >= self.flush_seconds:
+        elif (
+            len(self._buffer) >= self.flush_points
+            or now - self._last_flush >= self.flush_seconds
+            or (self.checkpoint_interval and self._due(step + PREFLUSH_STEPS, self.checkpoint_interval))
+        ):
+            # A few steps before a checkpoint, store what we have: the wait at the
+            # checkpoint is then for a handful of points only.
             self.flush()
         if now - self._last_event >= self.event_seconds:
             self._emit(now)

@@ -65,7 +65,11 @@ def test_metrics_are_flushed_on_time(claimed, django_assert_max_num_queries):
             clock.now += 0.01
             reporter.on_step(step, {"loss": 1.0, "grad_norm": 2.0})
         reporter.close()
-    assert Metric.objects.filter(run=run).count() == 200
+    # loss at every step, grad_norm at every 10th (AUX_EVERY)
+    assert Metric.objects.filter(run=run, name="loss").count() == 100
+    assert list(
+        Metric.objects.filter(run=run, name="grad_norm").values_list("step", flat=True).order_by("step")
+    ) == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
 
 
 def test_progress_events_are_throttled_and_carry_every_point_once(claimed):
@@ -108,9 +112,16 @@ def test_points_are_stored_before_each_checkpoint_in_one_insert(claimed, django_
     run, claim = claimed
     reporter = _reporter(run, claim, checkpoint_interval=10, eval_interval=10, flush_seconds=1e9)
     with django_assert_num_queries(0):
-        for step in range(1, 11):
+        for step in range(1, 7):
             reporter.on_step(step, {"loss": 1.0})
-    with django_assert_num_queries(1):  # the eval's and the steps' points together, before the checkpoint
+    with django_assert_num_queries(1):  # 3 steps before the checkpoint: what we have, without waiting
+        reporter.on_step(7, {"loss": 1.0})
+    with django_assert_num_queries(0):
+        for step in range(8, 11):
+            reporter.on_step(step, {"loss": 1.0})
+    with django_assert_num_queries(
+        1
+    ):  # the eval's and the last steps' points together, before the checkpoint
         reporter.on_eval(10, {"val_loss": 0.5})
     assert Metric.objects.filter(run=run).count() == 11
     with django_assert_num_queries(1):  # the engine wrote the checkpoint: the next step records it
@@ -125,7 +136,7 @@ def test_checkpoint_without_eval_stores_at_the_step(db):
     reporter = _reporter(run, claim, checkpoint_interval=5, eval_interval=50, flush_seconds=1e9)
     for step in range(1, 5):
         reporter.on_step(step, {"loss": 1.0})
-    assert Metric.objects.filter(run=run).count() == 0
+    assert Metric.objects.filter(run=run).count() == 2  # handed over 3 steps before the checkpoint
     reporter.on_step(5, {"loss": 1.0})
     assert Metric.objects.filter(run=run).count() == 5
 
@@ -133,7 +144,7 @@ def test_checkpoint_without_eval_stores_at_the_step(db):
 def test_non_finite_values_are_not_stored(claimed):
     run, claim = claimed
     reporter = _reporter(run, claim)
-    reporter.on_step(1, {"loss": float("nan"), "grad_norm": 1.5})
+    reporter.on_step(10, {"loss": float("nan"), "grad_norm": 1.5})
     reporter.close()
     assert list(Metric.objects.filter(run=run).values_list("name", flat=True)) == ["grad_norm"]
 
