@@ -26,7 +26,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import close_old_connections
 
-from apps.experiments.models import Run
+from apps.experiments.models import Run, RunKind
 from apps.experiments.services import (
     run_checkpointed,
     run_claim,
@@ -106,9 +106,13 @@ def watchdog() -> list[int]:
 
 def execute_run(*, run_id: int, worker: str, meta_train: MetaTrain | None = None) -> str:
     """The body of :func:`train_run`. ``meta_train`` replaces the engine (tests)."""
-    raw = Run.objects.filter(pk=run_id).values_list("config", flat=True).first()
-    if raw is None:
+    row = Run.objects.filter(pk=run_id).values_list("config", "kind").first()
+    if row is None:
         logger.warning("run %s: no such run, delivery ignored", run_id)
+        return "skipped"
+    raw, kind = row
+    if kind != RunKind.TRAIN:
+        logger.error("run %s: a %s run was sent to train_run, delivery ignored", run_id, kind)
         return "skipped"
     requested = raw.get("device", "auto") if isinstance(raw, dict) else "auto"
     device = detect_device(requested if isinstance(requested, str) else "auto")
