@@ -29,7 +29,11 @@ def team_roles(db):
     team = TeamFactory(name="Alpha", slug="alpha")
     users = {}
     for role in (Role.VIEWER, Role.MEMBER, Role.ADMIN):
-        users[role.value] = MembershipFactory(team=team, role=role, user=UserFactory(username=role.value)).user
+        users[role.value] = MembershipFactory(
+            team=team, role=role, user=UserFactory(username=role.value)
+        ).user
     other = TeamFactory(name="Beta", slug="beta")
-    users["outsider"] = MembershipFactory(team=other, role=Role.ADMIN, user=UserFactory(username="outsider")).user
+    users["outsider"] = MembershipFactory(
+        team=other, role=Role.ADMIN, user=UserFactory(username="outsider")
+    ).user
     return team, users

@@ -67,7 +67,9 @@ class Run(models.Model):
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     code_version = models.CharField(max_length=100, blank=True)
     launched_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    cloned_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    cloned_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -115,6 +117,9 @@ class Metric(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "name", "step"], name="uniq_metric_point")]
         ordering = ["run", "name", "step"]
 
+    def __str__(self) -> str:
+        return f"{self.name}@{self.step}={self.value:g}"
+
 
 class RunEvent(models.Model):
     """The run's history: claimed, requeued after a lost heartbeat, cancelled, failed..."""
@@ -127,3 +132,6 @@ class RunEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"

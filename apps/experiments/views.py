@@ -14,8 +14,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect
-from django_htmx.middleware import HtmxDetails
 
 from apps.experiments import selectors, services
 from apps.experiments.forms import ExperimentForm, RunFilterForm, RunLaunchForm
@@ -23,14 +21,10 @@ from apps.experiments.models import Run, RunStatus
 from apps.teams.models import Role, Team
 from apps.teams.selectors import role_for, team_get_for_user
 from apps.teams.services import ensure_role
+from metaweb.htmx import HtmxHttpRequest, redirect_page
 
 CANCELLABLE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
-
-class HtmxHttpRequest(HttpRequest):
-    """A request that has passed through django-htmx's middleware."""
-
-    htmx: HtmxDetails
 
 
 def _wants_partial(request: HtmxHttpRequest) -> bool:
@@ -46,9 +40,6 @@ def _render(
     patch_vary_headers(response, ["HX-Request"])
     return response
 
-
-def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
 # -- experiments ---------------------------------------------------------------------
@@ -82,7 +73,7 @@ def experiment_create(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
         except ValidationError as error:
             _add_errors(form, error)
         else:
-            return _redirect(request, reverse("experiments:experiment-detail", args=[experiment.pk]))
+            return redirect_page(request, reverse("experiments:experiment-detail", args=[experiment.pk]))
     context = {"team": team, "form": form}
     return _render(request, "experiments/experiment_form.html", "experiment-form", context)
 
@@ -156,7 +147,7 @@ def run_launch(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
         except ValidationError as error:
             form.add_service_errors(error)
         else:
-            return _redirect(request, reverse("experiments:run-detail", args=[run.pk]))
+            return redirect_page(request, reverse("experiments:run-detail", args=[run.pk]))
     return _render(request, "experiments/run_launch.html", "launch-form", _launch_context(team, form, source))
 
 

@@ -95,6 +95,9 @@ class AliasMove(models.Model):
     class Meta:
         ordering = ["-moved_at", "-pk"]
 
+    def __str__(self) -> str:
+        return f"{self.alias} -> {self.to_model}"
+
 
 class AdaptationTarget(models.TextChoices):
     TEST_TASK = "test_task", "A task of the meta-test split"
@@ -190,3 +193,6 @@ class Review(models.Model):
                 name="review_has_exactly_one_subject",
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} by {self.author}"

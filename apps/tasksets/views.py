@@ -11,13 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.shortcuts import redirect, render
+from django.http import HttpResponse, HttpResponseBadRequest
+from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
-from django_htmx.http import HttpResponseClientRedirect
-from django_htmx.middleware import HtmxDetails
 
 from apps.tasksets.forms import (
     FamilyParamsForm,
@@ -42,16 +40,7 @@ from apps.tasksets.uploads import DATA_FAMILIES, UploadLimitHandler, install_upl
 from apps.teams.models import Role
 from apps.teams.selectors import team_get_for_user
 from apps.teams.services import ensure_role
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
-    if request.htmx:
-        return HttpResponseClientRedirect(url)
-    return redirect(url)
+from metaweb.htmx import HtmxHttpRequest, redirect_page
 
 
 def _family_from(value: Any) -> str:
@@ -140,7 +129,8 @@ def _taskset_create(request: HtmxHttpRequest, *, team_slug: str, limit: UploadLi
         except ValidationError as error:
             add_errors(error, form=form, params_form=params_form)
         else:
-            return _redirect(request, reverse("tasksets:taskset-detail", kwargs={"taskset_id": taskset.pk}))
+            detail = reverse("tasksets:taskset-detail", kwargs={"taskset_id": taskset.pk})
+            return redirect_page(request, detail)
     return _render_form(request, _form_context(team=team, form=form, params_form=params_form))
 
 
@@ -221,7 +211,8 @@ def _taskset_edit(request: HtmxHttpRequest, *, taskset_id: int, limit: UploadLim
         except ValidationError as error:
             add_errors(error, form=form, params_form=params_form)
         else:
-            return _redirect(request, reverse("tasksets:taskset-detail", kwargs={"taskset_id": taskset.pk}))
+            detail = reverse("tasksets:taskset-detail", kwargs={"taskset_id": taskset.pk})
+            return redirect_page(request, detail)
     return _render_form(
         request, _form_context(team=taskset.team, taskset=taskset, form=form, params_form=params_form)
     )

@@ -14,8 +14,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect
-from django_htmx.middleware import HtmxDetails
 
 from apps.teams.forms import MemberAddForm, MemberRoleForm, TeamCreateForm, add_service_errors
 from apps.teams.models import Role, Team
@@ -28,17 +26,7 @@ from apps.teams.selectors import (
     team_list_for_user,
 )
 from apps.teams.services import ensure_role, membership_remove, membership_set, team_create
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
-    """A redirect that htmx follows as a full page load."""
-    if request.htmx:
-        return HttpResponseClientRedirect(url)
-    return redirect(url)
+from metaweb.htmx import HtmxHttpRequest, redirect_page
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -76,7 +64,7 @@ def team_create_view(request: HtmxHttpRequest) -> HttpResponse:
         except ValidationError as error:
             add_service_errors(form, error)
         else:
-            return _redirect(request, reverse("teams:team-detail", kwargs={"team_slug": team.slug}))
+            return redirect_page(request, reverse("teams:team-detail", kwargs={"team_slug": team.slug}))
     context = _team_list_context(request, form)
     if request.htmx:
         return render(request, "teams/team_list.html#team-create-form", context)
@@ -184,5 +172,5 @@ def member_remove(request: HtmxHttpRequest, team_slug: str, membership_id: int) 
         )
     if role_for(user=request.user, team=team) is None:
         # The admin removed themselves: the team page is no longer theirs to see.
-        return _redirect(request, reverse("teams:team-list"))
+        return redirect_page(request, reverse("teams:team-list"))
     return _members_response(request, team)

@@ -70,9 +70,13 @@ class TrainConfig(_Frozen):
     grad_clip: float | None = Field(None, gt=0, description="Clip the meta-gradient's norm to this value.")
 
     # Episodes.
-    shots: int = Field(5, ge=1, le=1000, description="Support examples per task (per class when classifying).")
+    shots: int = Field(
+        5, ge=1, le=1000, description="Support examples per task (per class when classifying)."
+    )
     ways: int = Field(5, ge=2, le=100, description="Classes per episode (classification families only).")
-    query: int = Field(10, ge=1, le=10_000, description="Query examples per task (per class when classifying).")
+    query: int = Field(
+        10, ge=1, le=10_000, description="Query examples per task (per class when classifying)."
+    )
 
     # Evaluation and checkpoints.
     eval_interval: int = Field(100, ge=1, description="Evaluate on meta-val every this many iterations.")
