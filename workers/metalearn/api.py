@@ -57,6 +57,8 @@ def evaluate(
     family: TaskFamily | None = None,
     batch_size: int = EVAL_CHUNK,
     device: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> EvalResult:
     """The standard protocol: adapt to each of the split's first ``count`` fixed tasks
     and score its query set.
@@ -66,6 +68,10 @@ def evaluate(
     built with ``families.make_family``. Tasks are fetched and adapted ``batch_size``
     at a time, ``vmap``-ed. Returns mean ± 95% CI (1.96 standard errors) of the
     post-adaptation MSE or accuracy, and the ``[tasks, steps+1]`` query losses.
+
+    ``progress(done, count)`` is called after each chunk of tasks. ``should_stop()``
+    is polled after each chunk but the last: when it answers True, evaluation ends
+    early and the result covers the tasks done so far (``len(task_ids) < count``).
     """
     if split not in SPLITS:
         raise DataError("split", f"must be one of {', '.join(SPLITS)}")
@@ -105,6 +111,11 @@ def evaluate(
         losses.append(loss)
         scores.append(score)
         ids.append(np.asarray(batch.task_ids))
+        done = start + len(batch)
+        if progress is not None:
+            progress(done, int(count))
+        if should_stop is not None and done < int(count) and should_stop():
+            break
     all_scores = np.concatenate(scores).astype(np.float32)
     return EvalResult(
         metric="accuracy" if info.classification else "mse",

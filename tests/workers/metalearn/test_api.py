@@ -72,6 +72,51 @@ def test_evaluate_shapes_and_ci(maml_run, sinusoid):
     assert default.steps == 1 and default.losses.shape == (5, 2)
 
 
+def test_evaluate_reports_progress_per_chunk_and_stops_early(maml_run, sinusoid):
+    seen: list[tuple[int, int]] = []
+    result = evaluate(
+        maml_run,
+        split="test",
+        count=25,
+        steps=2,
+        family=sinusoid,
+        batch_size=10,
+        progress=lambda d, n: seen.append((d, n)),
+    )
+    assert seen == [(10, 25), (20, 25), (25, 25)] and result.losses.shape == (25, 3)
+
+    polls: list[int] = []
+
+    def stop_after_two_chunks() -> bool:
+        polls.append(len(polls))
+        return len(polls) >= 2
+
+    stopped = evaluate(
+        maml_run,
+        split="test",
+        count=50,
+        steps=2,
+        family=sinusoid,
+        batch_size=10,
+        should_stop=stop_after_two_chunks,
+    )
+    assert len(polls) == 2
+    assert stopped.losses.shape == (20, 3) and stopped.scores.shape == (20,)
+    np.testing.assert_array_equal(stopped.task_ids, np.arange(20))
+    np.testing.assert_allclose(stopped.losses, result.losses[:20], rtol=1e-5, atol=1e-6)
+    assert stopped.mean == pytest.approx(float(stopped.scores.mean()), rel=1e-6)
+
+    # A stop asked after the first chunk ends there; after the last chunk it is never asked.
+    whole = evaluate(
+        maml_run, split="test", count=20, steps=2, family=sinusoid, batch_size=10, should_stop=lambda: True
+    )
+    assert whole.losses.shape == (10, 3)
+    last = evaluate(
+        maml_run, split="test", count=10, steps=2, family=sinusoid, batch_size=10, should_stop=lambda: True
+    )
+    assert last.losses.shape == (10, 3)
+
+
 def test_evaluate_rejects_bad_arguments(maml_run, sinusoid):
     for kwargs, field in [
         ({"split": "dev"}, "split"),
