@@ -1,1 +1,843 @@
-__all__: list[str] = []
+"""Side-by-side comparisons and leaderboards of adapted models. Torch-free.
+
+What can be compared
+--------------------
+* **Batch evaluations** (the 600 fixed meta-test tasks). A meta-model stands for its
+  latest successful batch adaptation. Every item must have been evaluated on the
+  same tasks: the same family and family parameters (and, for uploaded data, the
+  same file), the same episode (shots, query, and ways when classifying) and the
+  same task ids. Items are paired task by task: the per-task post-adaptation
+  scores (MSE or accuracy) of each item are compared with the first item's by
+  :func:`apps.registry.stats.paired_comparison` (difference = item - first).
+  Inner-step counts may differ (the curves then have different lengths).
+* **Single-task adaptations** to the same target: the same meta-test task index,
+  or the same typed/uploaded support and query sets, on the same family and
+  episode. With one task there is nothing to pair over, so they are compared on
+  their per-step curves and before/after figures only (no intervals, no test).
+  Batch and single-task items never mix.
+
+Matrices are read with ``numpy.frombuffer`` straight from the database bytes
+(little-endian float32 losses ``[tasks, steps+1]`` and scores ``[tasks]``; task
+ids as little-endian int64 or int32, told apart by their length). A comparison of
+up to 6 items costs a constant number of queries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Q
+from django.http import Http404
+
+from apps.experiments.models import RunStatus
+from apps.registry.models import AdaptationTarget, AdaptedModel, MetaModel, Review, Verdict
+from apps.registry.stats import MeanCI, PairedResult, mean_ci95, paired_comparison
+from apps.tasksets.models import TaskSet
+from apps.tasksets.selectors import taskset_get_visible
+from apps.teams.models import Team
+from apps.teams.selectors import team_ids_for_user
+
+__all__ = [
+    "MAX_ITEMS",
+    "MIN_ITEMS",
+    "BoxStats",
+    "Comparison",
+    "ComparisonError",
+    "ComparisonItem",
+    "Leaderboard",
+    "LeaderboardPage",
+    "LeaderboardRow",
+    "PickerGroup",
+    "comparison_build",
+    "comparison_choices",
+    "leaderboard_for_taskset",
+]
+
+AnyUser = AbstractBaseUser | AnonymousUser
+
+MIN_ITEMS = 2
+MAX_ITEMS = 6
+#: Shared histogram bins across the compared models.
+HIST_BINS = 30
+#: The histogram's right edge is this quantile of the pooled scores for MSE (heavy
+#: right tail); higher values are counted as ``overflow``. Accuracy uses its maximum.
+HIST_UPPER_QUANTILE = 0.99
+#: Width of the server-side box plots, in SVG user units.
+BOX_WIDTH = 1000.0
+BATCH_EVALUATION_HINT = "run the 600-task evaluation first"
+
+
+class ComparisonError(Exception):
+    """The picked items cannot be compared; ``str(error)`` says why, for the page."""
+
+
+# -- results ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BoxStats:
+    """Tukey's box plot: quartiles, whiskers at the furthest values within 1.5 IQR,
+    the counts beyond them, and ``x_*`` positions on the comparison's shared axis
+    (``0 .. BOX_WIDTH``; points beyond the axis sit on its edge)."""
+
+    minimum: float
+    whisker_low: float
+    q1: float
+    median: float
+    q3: float
+    whisker_high: float
+    maximum: float
+    outliers_low: int
+    outliers_high: int
+    x_whisker_low: float = 0.0
+    x_q1: float = 0.0
+    x_median: float = 0.0
+    x_q3: float = 0.0
+    x_whisker_high: float = 0.0
+
+    @property
+    def x_box_width(self) -> float:
+        return max(self.x_q3 - self.x_q1, 1.0)
+
+
+@dataclass
+class ComparisonItem:
+    """One compared model. ``picked`` is ``"meta"`` when it was chosen as a meta-model
+    (standing for its latest batch evaluation) and ``"adapted"`` otherwise;
+    ``verdict`` is the latest verdict on what was picked."""
+
+    adapted_id: int
+    meta_model_id: int
+    picked: str
+    name: str
+    version: int
+    algorithm: str
+    taskset_name: str
+    metric: str
+    n_tasks: int
+    n_steps: int
+    curve: list[float | None]
+    before: float | None
+    after: float | None
+    mean_ci: MeanCI | None = None
+    paired: PairedResult | None = None
+    hist_counts: list[int] = field(default_factory=list)
+    overflow: int = 0
+    box: BoxStats | None = None
+    verdict: str | None = None
+    target: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    @property
+    def verdict_label(self) -> str:
+        return Verdict(self.verdict).label if self.verdict else ""
+
+
+@dataclass
+class Comparison:
+    """Items in the order picked; the first is the reference of every paired test."""
+
+    kind: str  # "batch" or "single"
+    metric: str
+    items: list[ComparisonItem]
+    n_tasks: int
+    max_steps: int
+    bin_edges: list[float] = field(default_factory=list)
+    box_axis: tuple[float, float] = (0.0, 1.0)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return _higher_is_better(self.metric)
+
+    @property
+    def reference(self) -> ComparisonItem:
+        return self.items[0]
+
+    def chart_data(self) -> dict[str, Any]:
+        """What ``static/js/compare.js`` draws (passed through ``json_script``)."""
+        return {
+            "kind": self.kind,
+            "metric": self.metric,
+            "steps": list(range(self.max_steps + 1)),
+            "labels": [f"{item.label} · #{item.adapted_id}" for item in self.items],
+            "curves": [item.curve for item in self.items],
+            "bin_edges": self.bin_edges,
+            "hist": [item.hist_counts for item in self.items],
+        }
+
+
+@dataclass(frozen=True)
+class PickerChoice:
+    adapted_id: int
+    created_at: Any
+    after: float | None
+    ci95: float | None
+    n_tasks: int
+    n_steps: int
+
+
+@dataclass
+class PickerModel:
+    meta_model_id: int
+    name: str
+    version: int
+    algorithm: str
+    metric: str
+    evaluations: list[PickerChoice] = field(default_factory=list)
+
+    @property
+    def latest(self) -> PickerChoice:
+        return self.evaluations[0]
+
+
+@dataclass
+class PickerGroup:
+    taskset_id: int
+    taskset_name: str
+    models: list[PickerModel] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    rank: int
+    meta_model_id: int
+    adapted_id: int
+    name: str
+    version: int
+    algorithm: str
+    taskset_version: int
+    n_tasks: int
+    n_steps: int
+    mean_ci: MeanCI
+    versus_best: PairedResult | None
+    verdict: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    @property
+    def verdict_label(self) -> str:
+        return Verdict(self.verdict).label if self.verdict else ""
+
+
+@dataclass
+class Leaderboard:
+    """One board: meta-models evaluated on identical tasks, best first."""
+
+    metric: str
+    description: str
+    versions: list[int]
+    rows: list[LeaderboardRow]
+
+    @property
+    def higher_is_better(self) -> bool:
+        return _higher_is_better(self.metric)
+
+
+@dataclass
+class LeaderboardPage:
+    taskset: TaskSet
+    boards: list[Leaderboard]
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _higher_is_better(metric: str) -> bool:
+    return metric == "accuracy"
+
+
+def _allowed_team_ids(user: AnyUser, team: Team | None) -> list[int]:
+    ids = team_ids_for_user(user=user)
+    if team is not None:
+        return [team.pk] if team.pk in ids else []
+    return ids
+
+
+def _unique_ints(values: Iterable[Any]) -> list[int]:
+    seen: dict[int, None] = {}
+    for value in values:
+        seen.setdefault(int(value), None)
+    return list(seen)
+
+
+def _floats(raw: Any, count: int | None = None) -> np.ndarray:
+    array = np.frombuffer(raw, dtype="<f4")
+    if count is not None and array.size != count:
+        raise ValueError(f"{array.size} values stored, {count} expected")
+    return array
+
+
+def _task_ids(adapted: AdaptedModel) -> np.ndarray:
+    """The stored task ids (int64 or int32 by their length); the engine numbers the
+    fixed tasks 0..n-1, which is what a row without ids means."""
+    raw = adapted.task_ids
+    if raw is None or len(raw) == 0:
+        return np.arange(adapted.n_tasks, dtype=np.int64)
+    size = len(raw) // max(adapted.n_tasks, 1)
+    if size not in (4, 8) or len(raw) != size * adapted.n_tasks:
+        raise ComparisonError(
+            f"{_describe(adapted)}: its stored task ids do not fit its {adapted.n_tasks} tasks."
+        )
+    return np.frombuffer(raw, dtype="<i8" if size == 8 else "<i4").astype(np.int64)
+
+
+def _describe(adapted: AdaptedModel) -> str:
+    meta = adapted.meta_model
+    return f"{meta.name} v{meta.version} (adapted model #{adapted.pk})"
+
+
+def _episode(meta: MetaModel, adapted: AdaptedModel, metric: str) -> dict[str, Any]:
+    config = meta.config or {}
+    shots = adapted.adaptation.shots or config.get("shots")
+    episode = {"shots": shots, "query": config.get("query")}
+    if metric == "accuracy":
+        episode["ways"] = config.get("ways")
+    return episode
+
+
+def _tasks_key(meta: MetaModel, adapted: AdaptedModel) -> tuple[str, str]:
+    """What makes two evaluations' tasks identical, as (a key, a readable description)."""
+    family = (meta.config or {}).get("family") or {}
+    version = meta.taskset_version
+    name = family.get("name") or version.taskset.family
+    params = family.get("params", version.params or {})
+    episode = _episode(meta, adapted, adapted.metric)
+    key = json.dumps(
+        {"family": name, "params": params, "data": version.data_sha256, "episode": episode},
+        sort_keys=True,
+        default=str,
+    )
+    shown = ", ".join(f"{k} {v}" for k, v in episode.items() if v is not None)
+    params_text = json.dumps(params, sort_keys=True) if params else "default parameters"
+    return key, f"{name} ({params_text}; {shown})"
+
+
+def _latest_verdicts(*, meta_ids: Sequence[int], adapted_ids: Sequence[int]) -> dict[tuple[str, int], str]:
+    """{("meta", id) or ("adapted", id): latest verdict}, in one query (DISTINCT ON the
+    subject: NULLs count as equal, so each subject keeps its newest review)."""
+    if not meta_ids and not adapted_ids:
+        return {}
+    rows = (
+        Review.objects.filter(Q(meta_model_id__in=list(meta_ids)) | Q(adapted_model_id__in=list(adapted_ids)))
+        .order_by("meta_model_id", "adapted_model_id", "-created_at", "-pk")
+        .distinct("meta_model_id", "adapted_model_id")
+        .values_list("meta_model_id", "adapted_model_id", "verdict")
+    )
+    verdicts: dict[tuple[str, int], str] = {}
+    for meta_id, adapted_id, verdict in rows:
+        if adapted_id is not None:
+            verdicts[("adapted", adapted_id)] = verdict
+        else:
+            verdicts[("meta", meta_id)] = verdict
+    return verdicts
+
+
+def _batch_evaluations() -> Any:
+    """Adapted models that hold a finished batch evaluation."""
+    return AdaptedModel.objects.filter(
+        adaptation__target=AdaptationTarget.BATCH,
+        adaptation__run__status=RunStatus.SUCCEEDED,
+        scores__isnull=False,
+    )
+
+
+def _latest_batch_per_meta_model(meta_ids: Sequence[int]) -> dict[int, AdaptedModel]:
+    rows = (
+        _batch_evaluations()
+        .filter(meta_model_id__in=list(meta_ids))
+        .select_related("adaptation__run", "meta_model__taskset_version__taskset")
+        .order_by("meta_model_id", "-created_at", "-pk")
+        .distinct("meta_model_id")
+    )
+    return {row.meta_model_id: row for row in rows}
+
+
+def _box(values: np.ndarray) -> BoxStats:
+    q1, median, q3 = (float(v) for v in np.percentile(values, [25, 50, 75]))
+    iqr = q3 - q1
+    inside = values[(values >= q1 - 1.5 * iqr) & (values <= q3 + 1.5 * iqr)]
+    low, high = float(inside.min()), float(inside.max())
+    return BoxStats(
+        minimum=float(values.min()),
+        whisker_low=low,
+        q1=q1,
+        median=median,
+        q3=q3,
+        whisker_high=high,
+        maximum=float(values.max()),
+        outliers_low=int(np.count_nonzero(values < low)),
+        outliers_high=int(np.count_nonzero(values > high)),
+    )
+
+
+def _place(box: BoxStats, lo: float, hi: float) -> BoxStats:
+    span = hi - lo if hi > lo else 1.0
+
+    def x(value: float) -> float:
+        return round(min(max((value - lo) / span, 0.0), 1.0) * BOX_WIDTH, 1)
+
+    return dataclasses.replace(
+        box,
+        x_whisker_low=x(box.whisker_low),
+        x_q1=x(box.q1),
+        x_median=x(box.median),
+        x_q3=x(box.q3),
+        x_whisker_high=x(box.whisker_high),
+    )
+
+
+def _shared_edges(pooled: np.ndarray, metric: str) -> np.ndarray:
+    lo = float(pooled.min())
+    if _higher_is_better(metric):
+        hi = float(pooled.max())
+    else:
+        hi = float(np.quantile(pooled, HIST_UPPER_QUANTILE))
+    if not hi > lo:
+        hi = lo + max(abs(lo) * 1e-6, 1e-9)
+    return np.linspace(lo, hi, HIST_BINS + 1)
+
+
+# -- comparison --------------------------------------------------------------------------
+
+
+def comparison_build(
+    *,
+    user: AnyUser,
+    adapted_ids: Sequence[int | str] = (),
+    meta_model_ids: Sequence[int | str] = (),
+    team: Team | None = None,
+) -> Comparison:
+    """Compare 2 to 6 models side by side; see the module docstring for the rules.
+
+    The items are the adapted models of ``adapted_ids`` then the meta-models of
+    ``meta_model_ids``, each in the order given (the first is the reference); an
+    adapted model picked twice (directly and through its meta-model) counts once.
+    Ids the user may not see (or, with ``team``, outside that team) raise Http404,
+    whether or not they exist. Anything else that makes the items incomparable
+    raises :class:`ComparisonError` with a message for the page.
+    """
+    adapted_ids = _unique_ints(adapted_ids)
+    meta_model_ids = _unique_ints(meta_model_ids)
+    picked_count = len(adapted_ids) + len(meta_model_ids)
+    if picked_count < MIN_ITEMS:
+        raise ComparisonError(f"Pick at least {MIN_ITEMS} models to compare (you picked {picked_count}).")
+    if picked_count > MAX_ITEMS:
+        raise ComparisonError(f"Pick at most {MAX_ITEMS} models to compare (you picked {picked_count}).")
+
+    teams = _allowed_team_ids(user, team)
+    adapted_by_id: dict[int, AdaptedModel] = {}
+    if adapted_ids:
+        adapted_by_id = {
+            row.pk: row
+            for row in AdaptedModel.objects.filter(pk__in=adapted_ids, team_id__in=teams).select_related(
+                "adaptation__run", "meta_model__taskset_version__taskset"
+            )
+        }
+        if len(adapted_by_id) != len(adapted_ids):
+            raise Http404("No such adapted model.")
+    metas: dict[int, MetaModel] = {}
+    latest: dict[int, AdaptedModel] = {}
+    if meta_model_ids:
+        metas = {row.pk: row for row in MetaModel.objects.filter(pk__in=meta_model_ids, team_id__in=teams)}
+        if len(metas) != len(meta_model_ids):
+            raise Http404("No such meta-model.")
+        latest = _latest_batch_per_meta_model(meta_model_ids)
+
+    chosen: list[tuple[str, AdaptedModel]] = [("adapted", adapted_by_id[pk]) for pk in adapted_ids]
+    for pk in meta_model_ids:
+        if pk not in latest:
+            raise ComparisonError(
+                f"{metas[pk]} has no finished evaluation on the meta-test tasks: {BATCH_EVALUATION_HINT}."
+            )
+        chosen.append(("meta", latest[pk]))
+    notes: list[str] = []
+    items_seen: set[int] = set()
+    unique: list[tuple[str, AdaptedModel]] = []
+    for picked, adapted in chosen:
+        if adapted.pk in items_seen:
+            notes.append(f"{_describe(adapted)} was picked twice; it is shown once.")
+            continue
+        items_seen.add(adapted.pk)
+        unique.append((picked, adapted))
+    if len(unique) < MIN_ITEMS:
+        raise ComparisonError(f"Pick at least {MIN_ITEMS} different models to compare.")
+
+    verdicts = _latest_verdicts(
+        meta_ids=[a.meta_model_id for p, a in unique if p == "meta"],
+        adapted_ids=[a.pk for p, a in unique if p == "adapted"],
+    )
+    batch = [_is_batch(adapted) for _, adapted in unique]
+    if any(batch) and not all(batch):
+        one = next(a for (_, a), b in zip(unique, batch, strict=True) if b)
+        other = next(a for (_, a), b in zip(unique, batch, strict=True) if not b)
+        raise ComparisonError(
+            f"{_describe(one)} is an evaluation on the meta-test tasks and {_describe(other)} a "
+            "single-task adaptation: compare evaluations with evaluations, or single-task "
+            "adaptations to the same task with each other."
+        )
+    _check_same_metric(unique)
+    if all(batch):
+        _check_same_tasks(unique)
+        comparison = _batch_comparison(unique, verdicts)
+    else:
+        _check_same_target(unique)
+        comparison = _single_comparison(unique, verdicts)
+    comparison.notes = notes + comparison.notes
+    return comparison
+
+
+def _is_batch(adapted: AdaptedModel) -> bool:
+    if adapted.adaptation.target != AdaptationTarget.BATCH:
+        return False
+    if adapted.adaptation.run.status != RunStatus.SUCCEEDED or adapted.scores is None:
+        raise ComparisonError(f"{_describe(adapted)} has no results yet: its evaluation has not finished.")
+    return True
+
+
+def _check_same_metric(unique: list[tuple[str, AdaptedModel]]) -> None:
+    first = unique[0][1]
+    for _, adapted in unique[1:]:
+        if adapted.metric != first.metric:
+            raise ComparisonError(
+                f"{_describe(first)} is scored by {first.metric} and {_describe(adapted)} by "
+                f"{adapted.metric}: they solve different kinds of task."
+            )
+
+
+def _check_same_tasks(unique: list[tuple[str, AdaptedModel]]) -> None:
+    first = unique[0][1]
+    key, shown = _tasks_key(first.meta_model, first)
+    for _, adapted in unique[1:]:
+        other_key, other_shown = _tasks_key(adapted.meta_model, adapted)
+        if other_key != key:
+            raise ComparisonError(
+                f"{_describe(first)} and {_describe(adapted)} were not evaluated on the same tasks: "
+                f"{shown} against {other_shown}."
+            )
+
+
+def _check_same_target(unique: list[tuple[str, AdaptedModel]]) -> None:
+    """Single-task items: the same meta-test task of the same family and episode, or
+    the same typed/uploaded data (whatever task set the meta-models came from)."""
+
+    def target(adapted: AdaptedModel) -> tuple[Any, ...]:
+        spec = adapted.adaptation
+        if spec.target == AdaptationTarget.TEST_TASK:
+            return ("test_task", spec.task_index)
+        data = json.dumps([spec.support, spec.query, spec.desc], sort_keys=True, default=str)
+        return ("custom", hashlib.sha256(data.encode()).hexdigest())
+
+    first = unique[0][1]
+    for _, adapted in unique[1:]:
+        if target(adapted) != target(first):
+            raise ComparisonError(
+                f"{_describe(first)} and {_describe(adapted)} were adapted to different tasks: "
+                "single-task adaptations are compared only on the same task."
+            )
+    if target(first)[0] == "test_task":
+        _check_same_tasks(unique)
+
+
+def _batch_comparison(
+    unique: list[tuple[str, AdaptedModel]], verdicts: dict[tuple[str, int], str]
+) -> Comparison:
+    metric = unique[0][1].metric
+    loaded: list[tuple[str, AdaptedModel, np.ndarray, np.ndarray]] = []
+    reference_ids: np.ndarray | None = None
+    for picked, adapted in unique:
+        ids = _task_ids(adapted)
+        order = np.argsort(ids, kind="stable")
+        ids = ids[order]
+        if reference_ids is None:
+            reference_ids = ids
+        elif ids.shape != reference_ids.shape or not np.array_equal(ids, reference_ids):
+            raise ComparisonError(
+                f"{_describe(unique[0][1])} was evaluated on {reference_ids.size} tasks and "
+                f"{_describe(adapted)} on {ids.size} tasks that are not the same ones."
+            )
+        try:
+            scores = _floats(adapted.scores, adapted.n_tasks)[order]
+            losses = _floats(adapted.losses) if adapted.losses is not None else None
+            if losses is not None:
+                if losses.size % adapted.n_tasks:
+                    raise ValueError(f"{losses.size} losses do not split into {adapted.n_tasks} tasks")
+                losses = losses.reshape(adapted.n_tasks, -1)
+        except ValueError as error:
+            raise ComparisonError(
+                f"{_describe(adapted)}: its stored results are damaged ({error})."
+            ) from error
+        if not np.all(np.isfinite(scores)):
+            raise ComparisonError(f"{_describe(adapted)} has non-finite scores (a diverged adaptation).")
+        loaded.append((picked, adapted, scores, losses))
+
+    pooled = np.concatenate([scores for _, _, scores, _ in loaded])
+    edges = _shared_edges(pooled, metric)
+    items: list[ComparisonItem] = []
+    reference_scores = loaded[0][2]
+    max_steps = 0
+    for index, (picked, adapted, scores, losses) in enumerate(loaded):
+        curve: list[float | None] = []
+        before = None
+        if losses is not None:
+            with np.errstate(invalid="ignore", over="ignore"):
+                mean_curve = losses.mean(axis=0, dtype=np.float64)
+            curve = [float(v) if math.isfinite(v) else None for v in mean_curve]
+            before = curve[0] if curve else None
+        max_steps = max(max_steps, len(curve) - 1)
+        counts, _ = np.histogram(np.clip(scores, edges[0], edges[-1]), bins=edges)
+        overflow = int(np.count_nonzero(scores > edges[-1]))
+        counts[-1] -= overflow  # clipping put them in the last bin; they are shown apart
+        meta = adapted.meta_model
+        subject = ("meta", meta.pk) if picked == "meta" else ("adapted", adapted.pk)
+        items.append(
+            ComparisonItem(
+                adapted_id=adapted.pk,
+                meta_model_id=meta.pk,
+                picked=picked,
+                name=meta.name,
+                version=meta.version,
+                algorithm=meta.algorithm,
+                taskset_name=meta.taskset_version.taskset.name,
+                metric=metric,
+                n_tasks=int(scores.size),
+                n_steps=max(len(curve) - 1, 0),
+                curve=curve,
+                before=before,
+                after=float(scores.mean(dtype=np.float64)),
+                mean_ci=mean_ci95(scores),
+                paired=None if index == 0 else paired_comparison(reference_scores, scores),
+                hist_counts=[int(c) for c in counts],
+                overflow=overflow,
+                box=_box(scores.astype(np.float64)),
+                verdict=verdicts.get(subject),
+            )
+        )
+    lo = min(item.box.whisker_low for item in items if item.box)
+    hi = max(item.box.whisker_high for item in items if item.box)
+    for item in items:
+        item.box = _place(item.box, lo, hi) if item.box else None
+        item.curve = item.curve + [None] * (max_steps + 1 - len(item.curve))
+    notes = []
+    if any(item.overflow for item in items):
+        notes.append(
+            f"The histogram stops at {edges[-1]:.4g} (the 99th percentile of all tasks); "
+            "the tasks above it are counted beside each model."
+        )
+    return Comparison(
+        kind="batch",
+        metric=metric,
+        items=items,
+        n_tasks=int(reference_scores.size),
+        max_steps=max_steps,
+        bin_edges=[float(e) for e in edges],
+        box_axis=(lo, hi),
+        notes=notes,
+    )
+
+
+def _curve_values(curve: Any) -> list[float | None]:
+    """A single-task curve (``[{"support_loss", "query_loss", ...}, ...]``): the query
+    loss per step, or the support loss when there is no query set."""
+    values: list[float | None] = []
+    for entry in curve or []:
+        value = entry.get("query_loss", entry.get("support_loss")) if isinstance(entry, dict) else None
+        values.append(float(value) if isinstance(value, int | float) and math.isfinite(value) else None)
+    return values
+
+
+def _single_comparison(
+    unique: list[tuple[str, AdaptedModel]], verdicts: dict[tuple[str, int], str]
+) -> Comparison:
+    items = []
+    for picked, adapted in unique:
+        meta = adapted.meta_model
+        curve = _curve_values(adapted.curve)
+        spec = adapted.adaptation
+        target = f"meta-test task {spec.task_index}" if spec.task_index is not None else "a typed task"
+        subject = ("meta", meta.pk) if picked == "meta" else ("adapted", adapted.pk)
+        items.append(
+            ComparisonItem(
+                adapted_id=adapted.pk,
+                meta_model_id=meta.pk,
+                picked=picked,
+                name=meta.name,
+                version=meta.version,
+                algorithm=meta.algorithm,
+                taskset_name=meta.taskset_version.taskset.name,
+                metric=adapted.metric,
+                n_tasks=1,
+                n_steps=max(len(curve) - 1, 0),
+                curve=curve,
+                before=adapted.before if adapted.before is not None else (curve[0] if curve else None),
+                after=adapted.after,
+                verdict=verdicts.get(subject),
+                target=target,
+            )
+        )
+    max_steps = max(item.n_steps for item in items)
+    for item in items:
+        item.curve = item.curve + [None] * (max_steps + 1 - len(item.curve))
+    return Comparison(
+        kind="single",
+        metric=items[0].metric,
+        items=items,
+        n_tasks=1,
+        max_steps=max_steps,
+        notes=["One task each: curves and before/after only; a paired test needs the 600-task evaluations."],
+    )
+
+
+# -- the picker -----------------------------------------------------------------------------
+
+
+def comparison_choices(*, team: Team) -> list[PickerGroup]:
+    """The team's meta-models with batch evaluations, grouped by task set, each with
+    its evaluations newest first. One query, without the matrices."""
+    rows = (
+        _batch_evaluations()
+        .filter(team=team)
+        .order_by(
+            "meta_model__taskset_version__taskset__name",
+            "meta_model__name",
+            "-meta_model__version",
+            "-created_at",
+            "-pk",
+        )
+        .values_list(
+            "pk",
+            "created_at",
+            "after",
+            "ci95",
+            "n_tasks",
+            "n_steps",
+            "metric",
+            "meta_model_id",
+            "meta_model__name",
+            "meta_model__version",
+            "meta_model__algorithm",
+            "meta_model__taskset_version__taskset_id",
+            "meta_model__taskset_version__taskset__name",
+        )
+    )
+    groups: dict[int, PickerGroup] = {}
+    models: dict[int, PickerModel] = {}
+    for (
+        pk,
+        created,
+        after,
+        ci95,
+        n_tasks,
+        n_steps,
+        metric,
+        meta_id,
+        name,
+        version,
+        algo,
+        ts_id,
+        ts_name,
+    ) in rows:
+        group = groups.get(ts_id)
+        if group is None:
+            group = groups[ts_id] = PickerGroup(taskset_id=ts_id, taskset_name=ts_name)
+        model = models.get(meta_id)
+        if model is None:
+            model = models[meta_id] = PickerModel(
+                meta_model_id=meta_id, name=name, version=version, algorithm=algo, metric=metric
+            )
+            group.models.append(model)
+        model.evaluations.append(
+            PickerChoice(
+                adapted_id=pk, created_at=created, after=after, ci95=ci95, n_tasks=n_tasks, n_steps=n_steps
+            )
+        )
+    return list(groups.values())
+
+
+# -- leaderboard --------------------------------------------------------------------------------
+
+
+def leaderboard_for_taskset(*, user: AnyUser, taskset_id: int) -> LeaderboardPage:
+    """Every meta-model of the task set (any version) that has a finished batch
+    evaluation, ranked by its latest one: lowest mean MSE or highest mean accuracy
+    first, each with mean ± 95% CI and the paired comparison with the best.
+
+    Meta-models whose evaluations ran on different tasks (versions with other family
+    parameters, another episode) are never ranked together: each set of identical
+    tasks gets a board of its own. Http404 if the user cannot see the task set.
+    """
+    taskset = taskset_get_visible(user=user, taskset_id=taskset_id)
+    rows = list(
+        _batch_evaluations()
+        .filter(meta_model__taskset_version__taskset=taskset)
+        .select_related("adaptation", "meta_model__taskset_version__taskset")
+        .defer("losses", "curve", "predictions", "meta_model__description")
+        .order_by("meta_model_id", "-created_at", "-pk")
+        .distinct("meta_model_id")
+    )
+    verdicts = _latest_verdicts(meta_ids=[row.meta_model_id for row in rows], adapted_ids=[])
+    grouped: dict[str, list[tuple[AdaptedModel, np.ndarray, np.ndarray]]] = defaultdict(list)
+    descriptions: dict[str, str] = {}
+    for adapted in rows:
+        try:
+            ids = _task_ids(adapted)
+            scores = _floats(adapted.scores, adapted.n_tasks)
+        except (ComparisonError, ValueError):
+            continue  # damaged rows are left off the board rather than failing it
+        if not np.all(np.isfinite(scores)):
+            continue
+        order = np.argsort(ids, kind="stable")
+        ids, scores = ids[order], scores[order]
+        key, shown = _tasks_key(adapted.meta_model, adapted)
+        key = f"{adapted.metric}|{key}|{hashlib.sha256(ids.tobytes()).hexdigest()}"
+        descriptions[key] = f"{shown}, {ids.size} tasks"
+        grouped[key].append((adapted, ids, scores))
+
+    boards = []
+    for key, members in grouped.items():
+        metric = members[0][0].metric
+        sign = -1.0 if _higher_is_better(metric) else 1.0
+        ranked = sorted(
+            ((adapted, scores, mean_ci95(scores)) for adapted, _, scores in members),
+            key=lambda entry: (sign * entry[2].mean, entry[0].meta_model.name, entry[0].meta_model.version),
+        )
+        best_scores = ranked[0][1]
+        board_rows = []
+        for rank, (adapted, scores, ci) in enumerate(ranked, start=1):
+            meta = adapted.meta_model
+            board_rows.append(
+                LeaderboardRow(
+                    rank=rank,
+                    meta_model_id=meta.pk,
+                    adapted_id=adapted.pk,
+                    name=meta.name,
+                    version=meta.version,
+                    algorithm=meta.algorithm,
+                    taskset_version=meta.taskset_version.number,
+                    n_tasks=int(scores.size),
+                    n_steps=adapted.n_steps,
+                    mean_ci=ci,
+                    versus_best=None if rank == 1 else paired_comparison(best_scores, scores),
+                    verdict=verdicts.get(("meta", meta.pk)),
+                )
+            )
+        versions = sorted({row.taskset_version for row in board_rows})
+        boards.append(
+            Leaderboard(metric=metric, description=descriptions[key], versions=versions, rows=board_rows)
+        )
+    boards.sort(key=lambda board: (-len(board.rows), board.versions))
+    return LeaderboardPage(taskset=taskset, boards=boards)
