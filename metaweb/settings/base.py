@@ -130,6 +130,10 @@ MEDIA_ROOT = DATA_DIR / "media"
 RUNS_DIR = DATA_DIR / "runs"
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if not DATABASE_URL:
+    # The self-contained default keeps its SQLite file in the data folder; a fresh
+    # checkout has none yet.
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
     if DATABASE_URL
