@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -30,7 +31,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.experiments.events import RunStatusEvent, publish_on_commit, run_group, team_group
-from apps.experiments.models import Metric, Run, RunEvent, RunStatus
+from apps.experiments.models import Metric, Run, RunEvent, RunKind, RunStatus
 
 __all__ = [
     "Claim",
@@ -239,7 +240,17 @@ def run_succeed(*, run_id: int, token: str, summary: dict[str, Any], step: int |
         _finish(run, RunStatus.SUCCEEDED)
         _event(run, "succeeded", f"Finished at step {run.step}.")
         _publish_status(run)
+        if run.kind == RunKind.TRAIN:
+            transaction.on_commit(partial(_register_meta_model, run.pk), robust=True)
         return True
+
+
+def _register_meta_model(run_id: int) -> None:
+    """After a training run's success commits: register it as a meta-model. Never
+    raises; a failure is logged and recorded as a run event, the run stays succeeded."""
+    from apps.registry.services.metamodels import metamodel_autoregister  # the registry imports this app
+
+    metamodel_autoregister(run_id=run_id)
 
 
 def run_fail(*, run_id: int, token: str, error: str, step: int | None = None) -> bool:
