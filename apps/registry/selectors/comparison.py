@@ -60,6 +60,8 @@ __all__ = [
     "comparison_build",
     "comparison_choices",
     "leaderboard_for_taskset",
+    "outcome",
+    "p_text",
 ]
 
 AnyUser = AbstractBaseUser | AnonymousUser
@@ -144,6 +146,18 @@ class ComparisonItem:
     def verdict_label(self) -> str:
         return Verdict(self.verdict).label if self.verdict else ""
 
+    @property
+    def outcome(self) -> str:
+        return outcome(self.paired, self.metric)
+
+    @property
+    def p_text(self) -> str:
+        return p_text(self.paired.p_value if self.paired else None)
+
+    @property
+    def wilcoxon_text(self) -> str:
+        return p_text(self.paired.wilcoxon_p if self.paired else None)
+
 
 @dataclass
 class Comparison:
@@ -213,6 +227,7 @@ class PickerGroup:
 @dataclass(frozen=True)
 class LeaderboardRow:
     rank: int
+    metric: str
     meta_model_id: int
     adapted_id: int
     name: str
@@ -232,6 +247,14 @@ class LeaderboardRow:
     @property
     def verdict_label(self) -> str:
         return Verdict(self.verdict).label if self.verdict else ""
+
+    @property
+    def outcome(self) -> str:
+        return outcome(self.versus_best, self.metric)
+
+    @property
+    def p_text(self) -> str:
+        return p_text(self.versus_best.p_value if self.versus_best else None)
 
 
 @dataclass
@@ -259,6 +282,24 @@ class LeaderboardPage:
 
 def _higher_is_better(metric: str) -> bool:
     return metric == "accuracy"
+
+
+def outcome(paired: PairedResult | None, metric: str) -> str:
+    """``"better"``, ``"worse"`` (significant at 0.05, by the metric's direction),
+    ``"not significant"``, or ``""`` for the reference itself."""
+    if paired is None:
+        return ""
+    if not paired.significant:
+        return "not significant"
+    improved = paired.mean_diff > 0 if _higher_is_better(metric) else paired.mean_diff < 0
+    return "better" if improved else "worse"
+
+
+def p_text(p: float | None) -> str:
+    """A p-value as a page shows it: ``< 0.001`` below a thousandth, else 3 digits."""
+    if p is None:
+        return ""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _allowed_team_ids(user: AnyUser, team: Team | None) -> list[int]:
@@ -822,6 +863,7 @@ def leaderboard_for_taskset(*, user: AnyUser, taskset_id: int) -> LeaderboardPag
             board_rows.append(
                 LeaderboardRow(
                     rank=rank,
+                    metric=metric,
                     meta_model_id=meta.pk,
                     adapted_id=adapted.pk,
                     name=meta.name,

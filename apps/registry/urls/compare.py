@@ -1,3 +1,8 @@
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from apps.registry.views import compare as views
+
+urlpatterns: list[URLPattern] = [
+    path("t/<slug:team_slug>/compare/", views.compare, name="compare"),
+    path("tasksets/<int:taskset_id>/leaderboard/", views.leaderboard, name="leaderboard"),
+]
