@@ -6,7 +6,6 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
 
 START_HINTS = {
     "PostgreSQL": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
@@ -38,12 +37,21 @@ class Command(BaseCommand):
         problems = []
         db = settings.DATABASES["default"]
         if db["ENGINE"].endswith("postgresql"):
+            # The server, through its maintenance database: the named database may
+            # not exist yet (pytest creates its own test database).
+            import psycopg
+
             try:
-                connection.ensure_connection()
+                psycopg.connect(
+                    dbname="postgres",
+                    host=db.get("HOST") or None,
+                    port=db.get("PORT") or None,
+                    user=db.get("USER") or None,
+                    password=db.get("PASSWORD") or None,
+                    connect_timeout=3,
+                ).close()
             except Exception as exc:  # noqa: BLE001 - report whatever stops the connection
                 problems.append(("PostgreSQL", f"{db.get('HOST')}:{db.get('PORT')}", str(exc).strip()))
-            finally:
-                connection.close()
         if settings.REDIS_URL:
             import redis
 
