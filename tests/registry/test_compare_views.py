@@ -136,7 +136,7 @@ def test_single_task_adaptations_show_curves_without_tests(client, world):
     s1, s2 = single(m1, task_index=4), single(m2, task_index=4)
     html = client.get(compare_url(world["team"], a=[s1.pk, s2.pk])).content.decode()
     assert html.count('data-testid="compare-row"') == 2
-    assert "meta-test task 4" in html and "p (paired t)" not in html
+    assert "meta-test task 4" in html and "t-test / Wilcoxon" not in html
     # Single-task picks are not in the picker's list: they stay picked, shown apart.
     assert f'data-testid="pick-a-{s1.pk}"' in html
 

@@ -52,20 +52,25 @@ def compare(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
                 )
             except ComparisonError as exc:
                 error = str(exc)
+    picked = set(adapted_ids)
     context: dict[str, Any] = {
         "team": team,
         "comparison": comparison,
         "error": error,
-        "picked_adapted": set(adapted_ids),
+        "picked_adapted": picked,
         "picked_meta": set(meta_ids),
         "min_items": MIN_ITEMS,
         "max_items": MAX_ITEMS,
     }
     if not _wants_partial(request):
         groups = comparison_choices(team=team)
-        listed = {e.adapted_id for group in groups for model in group.models for e in model.evaluations}
+        models = [model for group in groups for model in group.models]
+        listed = {e.adapted_id for model in models for e in model.evaluations}
         context["groups"] = groups
         context["unlisted"] = [pk for pk in adapted_ids if pk not in listed]
+        context["open_models"] = {
+            model.meta_model_id for model in models if any(e.adapted_id in picked for e in model.evaluations)
+        }
     return _render(request, "registry/compare.html", "compare-result", context)
 
 
