@@ -160,6 +160,7 @@ class RunReporter:
         event_seconds: float = 0.1,
         stop_poll_seconds: float = 0.5,
         device_memory_mb: Callable[[], float | None] | None = None,
+        aux_every: int = AUX_EVERY,
         send: Callable[[str, dict[str, Any]], Future | None] = group_send_nowait,
         executor: Executor | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -174,6 +175,9 @@ class RunReporter:
         self.event_seconds = event_seconds
         self.stop_poll_seconds = stop_poll_seconds
         self.store_every = max(1, math.ceil(total_steps / MAX_POINTS_PER_METRIC)) if total_steps else 1
+        # Step metrics other than ``loss`` are stored every this many stored steps
+        # (1: every step, as adaptation curves want).
+        self.aux_every = max(1, int(aux_every))
         self._device_memory_mb = device_memory_mb
         self._send = send
         self._clock = clock
@@ -235,7 +239,7 @@ class RunReporter:
             self._rate_window.popleft()
         last = step >= self.total_steps
         if step % self.store_every == 0 or last:
-            aux = last or step % (self.store_every * AUX_EVERY) == 0
+            aux = last or step % (self.store_every * self.aux_every) == 0
             for name, value in clean.items():
                 if name == "loss" or aux:
                     self._add(name, step, value)
