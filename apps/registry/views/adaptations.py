@@ -1,0 +1,127 @@
+"""Adapting a meta-model from the browser, and the review page of one adapted model.
+Thin: parse, call a selector or service, render; htmx requests get the partial."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_http_methods
+
+from apps.experiments.models import RunStatus
+from apps.experiments.selectors import run_events, run_state
+from apps.registry import selectors, services
+from apps.registry.forms_adapt import AdaptForm
+from apps.registry.models import Adaptation, AdaptationTarget
+from apps.teams.models import Role
+from apps.teams.selectors import role_for
+from apps.teams.services import ensure_role
+from metaweb.htmx import HtmxHttpRequest, redirect_page
+
+
+def _wants_partial(request: HtmxHttpRequest) -> bool:
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def _render(request: HtmxHttpRequest, template: str, partial: str, context: dict[str, Any]) -> HttpResponse:
+    name = f"{template}#{partial}" if _wants_partial(request) else template
+    response = render(request, name, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _url_or_none(name: str, *args: Any) -> str | None:
+    """A URL of another part of the registry, if it is routed (pages built by the
+    registry-core engineer appear here once they land)."""
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return None
+
+
+# -- the adaptation form ----------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def adapt_new(request: HtmxHttpRequest, meta_model_id: int) -> HttpResponse:
+    meta_model = selectors.meta_model_get_for_adapt(user=request.user, meta_model_id=meta_model_id)
+    ensure_role(user=request.user, team=meta_model.team_id, required=Role.MEMBER)
+    facts = selectors.meta_model_facts(meta_model)
+    if request.method == "POST":
+        form = AdaptForm(request.POST, request.FILES, facts=facts)
+        if form.is_valid():
+            data = form.cleaned_data
+            target = data["target"]
+            custom = target == AdaptationTarget.CUSTOM
+            try:
+                run = services.adaptation_start(
+                    actor=request.user,
+                    meta_model=meta_model,
+                    target=target,
+                    task_index=data.get("task_index") if target == AdaptationTarget.TEST_TASK else None,
+                    support=form.support if custom else None,
+                    query=form.query if custom else None,
+                    desc=form.desc_values if custom else None,
+                    steps=data["steps"],
+                    lr=data["lr"],
+                    queue=data["queue"],
+                )
+            except ValidationError as error:
+                form.add_service_errors(error)
+            else:
+                return redirect_page(request, reverse("registry:adapted-detail", args=[run.pk]))
+    else:
+        form = AdaptForm(facts=facts)
+    context = {
+        "team": meta_model.team,
+        "meta_model": meta_model,
+        "facts": facts,
+        "form": form,
+        "test_tasks": selectors.ADAPT_TEST_TASKS,
+        "batch_tasks": services.adaptation_batch_tasks(),
+        "meta_model_url": _url_or_none("registry:metamodel-detail", meta_model.pk),
+    }
+    return _render(request, "registry/adapt_new.html", "adapt-form", context)
+
+
+# -- one adapted model --------------------------------------------------------------------
+
+
+def _detail_context(request: HtmxHttpRequest, adaptation: Adaptation) -> dict[str, Any]:
+    run = adaptation.run
+    meta_model = adaptation.meta_model
+    adapted = selectors.adapted_model_for(adaptation) if run.status == RunStatus.SUCCEEDED else None
+    role = role_for(user=request.user, team=run.team_id)
+    review = selectors.adapted_review(adaptation, adapted)
+    state = run_state(run)
+    facts = selectors.meta_model_facts(meta_model)
+    return {
+        "team": run.team,
+        "run": run,
+        "adaptation": adaptation,
+        "meta_model": meta_model,
+        "adapted": adapted,
+        "review": review,
+        "state": state,
+        "events": run_events(run=run),
+        "classification": bool(facts and facts.classification),
+        "progress_pct": round(100 * min(run.step / run.total_steps, 1), 1) if run.total_steps else 0,
+        "can_write": bool(role and role.allows(Role.MEMBER)),
+        "meta_model_url": _url_or_none("registry:metamodel-detail", meta_model.pk),
+        "weights_url": _url_or_none("registry:adapted-weights", adapted.pk) if adapted else None,
+        "card_url": _url_or_none("registry:adapted-card", adapted.pk) if adapted else None,
+    }
+
+
+@require_GET
+def adapted_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    """The review page of an adaptation run: live status and curve while it runs, the
+    adapted model's figures once it succeeded. Keyed by the run id, so it exists as
+    soon as the run is queued."""
+    adaptation = selectors.adaptation_get_visible(user=request.user, run_id=run_id)
+    context = _detail_context(request, adaptation)
+    return _render(request, "registry/adapted_detail.html", "adapted-live", context)

@@ -1,0 +1,341 @@
+// The adaptation pages: the form's small helpers, and the adapted model's review page.
+//
+// Review page (#adapted-page): while the run is queued or running, /ws/runs/<id>/ sends
+// run.state on (re)connect (the database's metrics replace what the page holds), then
+// run.progress events whose points (support_loss, query_loss, query_accuracy... at each
+// inner step) are appended to the curve, and run.status events. When the status changes,
+// the result partial (#adapted-live) is re-read with htmx; on "succeeded" it brings the
+// figures. The database is the source of truth; the socket only notifies.
+//
+// Curve charts ([data-curve="name name"]) set data-points (steps drawn) and data-last-step
+// (the last inner step shown) after each draw; browser tests and benchmarks read them.
+// Result charts ([data-adapt-chart=ID]) read their data from <script id=ID> (json_script):
+//   data-chart="xy":        {"x": [...sorted], "series": [{"label", "kind": "line"|"points", "values"}]}
+//   data-chart="curve":     {"series": {name: [[step, value], ...]}}
+//   data-chart="histogram": {"x": [bin edges], "counts": [per bin, last repeated], "metric"}
+(function () {
+  "use strict";
+
+  var FINISHED = { succeeded: true, failed: true, cancelled: true };
+  var LABELS = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled" };
+  var COLORS = {
+    support_loss: "#2f6fed", query_loss: "#c98a04", support_accuracy: "#2f6fed", query_accuracy: "#c98a04",
+    "true function": "#6b7385", "before adaptation": "#d64545", "after adaptation": "#1f9d55",
+    support: "#2f6fed", query: "#c98a04", ideal: "#6b7385",
+  };
+  var HEIGHT = 260;
+
+  function socketUrl(path) {
+    return (location.protocol === "https:" ? "wss:" : "ws:") + "//" + location.host + path;
+  }
+
+  // A websocket that reconnects with exponential backoff (0.5 s doubling to 30 s, with
+  // jitter) until shouldReconnect() says no.
+  function liveSocket(path, handlers) {
+    var delay = 500;
+    var timer = null;
+    function connect() {
+      timer = null;
+      var ws = new WebSocket(socketUrl(path));
+      ws.onopen = function () {
+        delay = 500;
+        document.body.dataset.socket = "open";
+      };
+      ws.onmessage = function (event) {
+        var message;
+        try { message = JSON.parse(event.data); } catch (e) { return; }
+        if (message && typeof message.type === "string") handlers.onMessage(message);
+      };
+      ws.onclose = function () {
+        document.body.dataset.socket = "closed";
+        if (handlers.shouldReconnect && !handlers.shouldReconnect()) return;
+        var wait = delay * (0.75 + Math.random() * 0.5);
+        delay = Math.min(delay * 2, 30000);
+        timer = setTimeout(connect, wait);
+      };
+    }
+    window.addEventListener("online", function () {
+      if (timer) { clearTimeout(timer); delay = 500; connect(); }
+    });
+    connect();
+  }
+
+  function width(el) {
+    return Math.max(el.clientWidth || 0, 220);
+  }
+
+  function lineSeries(label, dots) {
+    return { label: label, stroke: COLORS[label] || "#1d2430", width: 1.75, spanGaps: true, points: { show: !!dots, size: 5 } };
+  }
+
+  function pointSeries(label) {
+    var color = COLORS[label] || "#1d2430";
+    return {
+      label: label,
+      stroke: color,
+      paths: function () { return null; },
+      points: { show: true, size: label === "support" ? 9 : 6, stroke: color, fill: label === "query" ? "#fff" : color, width: 1.5 },
+    };
+  }
+
+  // {name: [[step, value], ...]} -> uPlot aligned data over the union of steps.
+  function alignSeries(store, names) {
+    var steps = new Map();
+    names.forEach(function (name, column) {
+      (store[name] || []).forEach(function (p) {
+        var row = steps.get(p[0]);
+        if (!row) { row = new Array(names.length).fill(null); steps.set(p[0], row); }
+        row[column] = p[1];
+      });
+    });
+    var xs = Array.from(steps.keys()).sort(function (a, b) { return a - b; });
+    var data = [xs];
+    names.forEach(function (_, column) {
+      data.push(xs.map(function (x) { return steps.get(x)[column]; }));
+    });
+    return data;
+  }
+
+  // A multi-series line chart of named metrics over steps, redrawn in place.
+  function CurveChart(el, names, xLabel) {
+    this.el = el;
+    this.names = names;
+    this.xLabel = xLabel || "inner step";
+    this.plot = null;
+    this.shown = "";
+    var self = this;
+    window.addEventListener("resize", function () {
+      if (self.plot) self.plot.setSize({ width: width(self.el), height: HEIGHT });
+    });
+  }
+
+  CurveChart.prototype.draw = function (store) {
+    var present = this.names.filter(function (name) { return store[name] && store[name].length; });
+    var data = alignSeries(store, present);
+    var xs = data[0];
+    this.el.dataset.points = String(xs.length);
+    this.el.dataset.lastStep = xs.length ? String(xs[xs.length - 1]) : "";
+    this.el.dataset.series = present.join(" ");
+    if (!present.length) {
+      if (this.plot) { this.plot.destroy(); this.plot = null; this.shown = ""; }
+      if (!this.el.querySelector(".chart-empty")) {
+        var empty = document.createElement("p");
+        empty.className = "muted chart-empty";
+        empty.textContent = "No points yet.";
+        this.el.appendChild(empty);
+      }
+      return;
+    }
+    var emptyNote = this.el.querySelector(".chart-empty");
+    if (emptyNote) emptyNote.remove();
+    if (typeof window.uPlot !== "function") return;
+    var key = present.join(" ");
+    if (this.plot && this.shown === key) {
+      this.plot.setData(data);
+      return;
+    }
+    if (this.plot) this.plot.destroy();
+    this.shown = key;
+    this.plot = new window.uPlot(
+      {
+        width: width(this.el),
+        height: HEIGHT,
+        scales: { x: { time: false } },
+        series: [{ label: this.xLabel }].concat(present.map(function (name) { return lineSeries(name, true); })),
+        axes: [{ label: this.xLabel }, { size: 60 }],
+      },
+      data,
+      this.el
+    );
+  };
+
+  // -- result charts (server data through json_script) ---------------------------------
+
+  function drawXY(el, data) {
+    var series = [{ label: data.xlabel || "x" }].concat(
+      data.series.map(function (s) { return s.kind === "points" ? pointSeries(s.label) : lineSeries(s.label, false); })
+    );
+    var columns = [data.x].concat(data.series.map(function (s) { return s.values; }));
+    return new window.uPlot(
+      {
+        width: width(el),
+        height: 320,
+        scales: { x: { time: false } },
+        series: series,
+        axes: [{ label: data.xlabel || "x" }, { label: data.ylabel || "y", size: 60 }],
+      },
+      columns,
+      el
+    );
+  }
+
+  function drawHistogram(el, data) {
+    var stepped = window.uPlot.paths && window.uPlot.paths.stepped ? window.uPlot.paths.stepped({ align: 1 }) : undefined;
+    return new window.uPlot(
+      {
+        width: width(el),
+        height: HEIGHT,
+        scales: { x: { time: false } },
+        series: [
+          { label: data.metric || "score" },
+          { label: "tasks", stroke: "#2f6fed", fill: "rgba(47, 111, 237, 0.25)", width: 1.5, paths: stepped, points: { show: false } },
+        ],
+        axes: [{ label: "post-adaptation " + (data.metric || "score") }, { label: "tasks", size: 50 }],
+      },
+      [data.x, data.counts],
+      el
+    );
+  }
+
+  function drawResultChart(el) {
+    if (el.dataset.rendered === "1") return;
+    var source = document.getElementById(el.dataset.adaptChart);
+    if (!source) return;
+    var data = JSON.parse(source.textContent);
+    if (!data) return;
+    var kind = el.dataset.chart;
+    if (kind === "curve") {
+      var names = Object.keys(data.series || {}).filter(function (n) { return !/_ci95$/.test(n); });
+      var chart = new CurveChart(el, names);
+      chart.draw(data.series || {});
+    } else if (typeof window.uPlot === "function") {
+      if (kind === "xy") drawXY(el, data);
+      else if (kind === "histogram") drawHistogram(el, data);
+    }
+    el.dataset.rendered = "1";
+  }
+
+  function drawResultCharts(root) {
+    var scope = root && root.querySelectorAll ? root : document;
+    if (scope.matches && scope.matches("[data-adapt-chart]")) drawResultChart(scope);
+    scope.querySelectorAll("[data-adapt-chart]").forEach(drawResultChart);
+  }
+
+  // -- the review page ------------------------------------------------------------------
+
+  function reviewPage(root) {
+    var runId = parseInt(root.dataset.runId, 10);
+    var liveUrl = root.dataset.liveUrl;
+    var stateEl = document.getElementById("run-state");
+    var state = stateEl ? JSON.parse(stateEl.textContent) : { run: {}, metrics: {} };
+    var metrics = state.metrics || {};
+    var status = state.run.status;
+    var charts = Array.prototype.map.call(root.querySelectorAll("[data-curve]"), function (el) {
+      return new CurveChart(el, el.dataset.curve.split(/\s+/).filter(Boolean));
+    });
+    var frame = null;
+
+    function redraw() {
+      if (frame) return;
+      frame = window.requestAnimationFrame(function () {
+        frame = null;
+        charts.forEach(function (chart) { chart.draw(metrics); });
+      });
+    }
+
+    function showProgress(step, total) {
+      if (typeof step !== "number") return;
+      var stepEl = document.getElementById("adapt-step");
+      if (stepEl) stepEl.textContent = String(step);
+      if (typeof total === "number") {
+        var totalEl = document.getElementById("adapt-total");
+        if (totalEl) totalEl.textContent = String(total);
+      }
+      var bar = document.getElementById("adapt-progress");
+      if (bar && typeof total === "number" && total > 0) {
+        bar.setAttribute("aria-valuenow", String(step));
+        bar.firstElementChild.style.width = Math.min(100, (100 * step) / total).toFixed(1) + "%";
+      }
+    }
+
+    function refreshPanel() {
+      if (window.htmx && liveUrl) window.htmx.ajax("GET", liveUrl, { target: "#adapted-live", swap: "outerHTML" });
+    }
+
+    function shownStatus() {
+      var panel = document.getElementById("adapted-live");
+      return panel ? panel.dataset.status : null;
+    }
+
+    function onMessage(message) {
+      if (message.type === "run.state" && message.run && message.run.id === runId) {
+        metrics = message.metrics || {};
+        status = message.run.status;
+        showProgress(message.run.step, message.run.total_steps);
+        if (shownStatus() !== status) refreshPanel();
+        redraw();
+      } else if (message.type === "run.progress" && message.run_id === runId) {
+        window.MetaCharts.mergePoints(metrics, message.points);
+        showProgress(message.step, message.total_steps);
+        redraw();
+      } else if (message.type === "run.status" && message.run_id === runId) {
+        status = message.status;
+        var badge = document.getElementById("adapt-status");
+        if (badge && LABELS[status]) {
+          badge.className = "badge badge-" + status;
+          badge.dataset.status = status;
+          badge.textContent = LABELS[status];
+        }
+        showProgress(message.step, message.total_steps);
+        refreshPanel();
+      }
+    }
+
+    redraw();
+    if (!FINISHED[status]) {
+      liveSocket("/ws/runs/" + runId + "/", {
+        onMessage: onMessage,
+        shouldReconnect: function () { return !FINISHED[status]; },
+      });
+    }
+  }
+
+  // -- the form -------------------------------------------------------------------------
+
+  function adaptForm(form) {
+    if (form.dataset.wired === "1") return;
+    form.dataset.wired = "1";
+    function showTarget() {
+      var checked = form.querySelector('input[name="target"]:checked');
+      var target = checked ? checked.value : "";
+      form.querySelectorAll("[data-target-section]").forEach(function (section) {
+        section.hidden = section.dataset.targetSection !== target;
+      });
+    }
+    form.addEventListener("change", function (event) {
+      if (event.target && event.target.name === "target") showTarget();
+    });
+    var random = form.querySelector("[data-random-task]");
+    if (random) {
+      random.addEventListener("click", function () {
+        var count = parseInt(random.dataset.randomTask, 10) || 600;
+        var input = form.querySelector('input[name="task_index"]');
+        if (input) input.value = String(Math.floor(Math.random() * count));
+        var testTask = form.querySelector('input[name="target"][value="test_task"]');
+        if (testTask) { testTask.checked = true; showTarget(); }
+      });
+    }
+    showTarget();
+  }
+
+  function wireForms(root) {
+    var scope = root && root.querySelectorAll ? root : document;
+    if (scope.matches && scope.matches("[data-adapt-form]")) adaptForm(scope);
+    scope.querySelectorAll("[data-adapt-form]").forEach(adaptForm);
+  }
+
+  function init() {
+    var page = document.getElementById("adapted-page");
+    if (page) reviewPage(page);
+    drawResultCharts(document);
+    wireForms(document);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+  // htmx 2 fires htmx:load on every element it swaps in: draw and wire the new content.
+  document.addEventListener("htmx:load", function (event) {
+    drawResultCharts(event.target);
+    wireForms(event.target);
+  });
+})();
