@@ -131,3 +131,100 @@ def watch_run(page: Page, *, until: set[str], timeout: float, interval_ms: int =
 
 def expect_status(page: Page, status: str, *, timeout_s: float) -> None:
     expect(page.locator("#run-status")).to_have_attribute("data-status", status, timeout=timeout_s * 1000)
+
+
+# -- registry: adapt, review, compare ---------------------------------------------------------
+#
+# Selectors are the registry templates' own: the adapt form (``templates/registry/adapt_new.html``:
+# ``#adapt-form``, ``#adapt-submit``), the adapted model's page (``adapted_detail.html``:
+# ``#adapted-live`` with ``data-status``, ``#adapt-curve`` with ``data-points`` and
+# ``data-last-step`` set by ``static/js/adapt_live.js``) and the side-by-side page
+# (``compare.html``: ``#compare-result`` with ``data-items``, ``#compare-curves`` and
+# ``#compare-hist`` with ``data-series`` set by ``static/js/compare.js``).
+
+
+def fill_adapt_form(
+    page: Page,
+    base_url: str,
+    meta_model_id: int,
+    *,
+    target: str,
+    support: list[tuple[float, float]] | None = None,
+    query: list[tuple[float, float]] | None = None,
+    task_index: int | None = None,
+    steps: int | None = None,
+) -> None:
+    """Open a meta-model's adapt page and fill it (``target``: ``test_task``, ``custom``
+    or ``batch``; typed points as ``(x, y)``), without submitting."""
+    page.goto(f"{base_url}/models/{meta_model_id}/adapt/")
+    page.check(f"#adapt-form input[name=target][value={target}]")
+    if task_index is not None:
+        page.fill("#id_task_index", str(task_index))
+    if support is not None:
+        page.fill("#id_support_text", "\n".join(f"{x:.4f}, {y:.4f}" for x, y in support))
+    if query is not None:
+        page.fill("#id_query_text", "\n".join(f"{x:.4f}, {y:.4f}" for x, y in query))
+    if steps is not None:
+        page.fill("#id_steps", str(steps))
+
+
+def submit_adapt(page: Page) -> int:
+    """Click Adapt; returns the adaptation run's id once the browser is on its page."""
+    page.click("#adapt-submit")
+    page.wait_for_url(re.compile(r"/adapted/\d+/$"), timeout=30_000)
+    return int(re.search(r"/adapted/(\d+)/$", page.url).group(1))
+
+
+#: Resolves, at the first animation frame where the adapted page's curve shows inner
+#: step ``last``, with ``Date.now()`` then (polled with requestAnimationFrame).
+CURVE_REACHED = """last => {
+  const el = document.getElementById("adapt-curve");
+  return el && Number(el.dataset.lastStep) === last ? Date.now() : false;
+}"""
+
+
+def wait_curve_step(page: Page, last: int, *, timeout_s: float) -> int:
+    """Wait until the adapted page's curve shows step ``last``; returns the page's
+    ``Date.now()`` at that frame."""
+    handle = page.wait_for_function(CURVE_REACHED, arg=last, polling="raf", timeout=timeout_s * 1000)
+    return int(handle.json_value())
+
+
+def read_curve(page: Page) -> dict[str, Any]:
+    """What the adapted page's curve chart shows: points, last step, series names."""
+    return page.evaluate(
+        """() => {
+          const el = document.getElementById("adapt-curve");
+          return {
+            points: el && el.dataset.points ? Number(el.dataset.points) : 0,
+            last_step: el && el.dataset.lastStep !== undefined && el.dataset.lastStep !== ""
+              ? Number(el.dataset.lastStep) : null,
+            series: el && el.dataset.series ? el.dataset.series.split(" ") : [],
+            canvas: !!(el && el.querySelector("canvas")),
+          };
+        }"""
+    )
+
+
+def expect_adapted_status(page: Page, status: str, *, timeout_s: float) -> None:
+    expect(page.locator("#adapted-live")).to_have_attribute("data-status", status, timeout=timeout_s * 1000)
+
+
+def open_compare(page: Page, base_url: str, team_slug: str) -> None:
+    page.goto(f"{base_url}/t/{team_slug}/compare/")
+
+
+def pick_for_compare(page: Page, *, meta_model_ids: list[int], items: int) -> None:
+    """Tick meta-models in the picker one by one (htmx re-renders the result each time)
+    and wait until the result shows ``items`` models with their charts drawn."""
+    for meta_model_id in meta_model_ids:
+        page.check(f'[data-testid="pick-m-{meta_model_id}"]')
+    page.wait_for_function(
+        """n => {
+          const result = document.getElementById("compare-result");
+          const curves = document.getElementById("compare-curves");
+          return result && Number(result.dataset.items) === n
+            && curves && Number(curves.dataset.series) === n;
+        }""",
+        arg=items,
+    )
