@@ -118,6 +118,7 @@ class ComparisonItem:
     ``verdict`` is the latest verdict on what was picked."""
 
     adapted_id: int
+    run_id: int
     meta_model_id: int
     picked: str
     name: str
@@ -230,6 +231,7 @@ class LeaderboardRow:
     metric: str
     meta_model_id: int
     adapted_id: int
+    run_id: int
     name: str
     version: int
     algorithm: str
@@ -648,6 +650,7 @@ def _batch_comparison(
         items.append(
             ComparisonItem(
                 adapted_id=adapted.pk,
+                run_id=adapted.adaptation.run_id,
                 meta_model_id=meta.pk,
                 picked=picked,
                 name=meta.name,
@@ -714,6 +717,7 @@ def _single_comparison(
         items.append(
             ComparisonItem(
                 adapted_id=adapted.pk,
+                run_id=adapted.adaptation.run_id,
                 meta_model_id=meta.pk,
                 picked=picked,
                 name=meta.name,
@@ -866,6 +870,7 @@ def leaderboard_for_taskset(*, user: AnyUser, taskset_id: int) -> LeaderboardPag
                     metric=metric,
                     meta_model_id=meta.pk,
                     adapted_id=adapted.pk,
+                    run_id=adapted.adaptation.run_id,
                     name=meta.name,
                     version=meta.version,
                     algorithm=meta.algorithm,
