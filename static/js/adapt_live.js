@@ -142,7 +142,8 @@
         height: HEIGHT,
         scales: { x: { time: false } },
         series: [{ label: this.xLabel }].concat(present.map(function (name) { return lineSeries(name, true); })),
-        axes: [{ label: this.xLabel }, { size: 60 }],
+        // Whole steps only on the x axis.
+        axes: [{ label: this.xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, { size: 60 }],
       },
       data,
       this.el
