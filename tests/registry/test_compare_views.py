@@ -149,9 +149,13 @@ def test_errors_are_shown_on_the_page(client, world, htmx):
     lonely = MetaModelFactory(
         experiment__team=world["team"], taskset_version=world["version"], name="no-eval"
     )
+    extra = [
+        MetaModelFactory(experiment__team=world["team"], taskset_version=world["version"]).pk
+        for _ in range(4)
+    ]
     headers = HTMX if htmx else {}
     cases = [
-        (compare_url(world["team"], m=[m1.pk]), "Pick at least 2"),
+        (compare_url(world["team"], m=[m.pk for m in world["metas"]] + extra), "at most 6"),
         (compare_url(world["team"], m=[m1.pk, lonely.pk]), "no-eval v1 has no finished evaluation"),
         (compare_url(world["team"]) + "?a=abc&a=1", "Not a model id"),
         (compare_url(world["team"], a=[single(m2).pk], m=[m1.pk]), "single-task adaptation"),
@@ -169,6 +173,18 @@ def test_nothing_picked_shows_a_hint(client, world):
     login(client, world, "viewer")
     html = client.get(compare_url(world["team"])).content.decode()
     assert 'id="compare-empty"' in html and 'id="compare-error"' not in html
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_one_pick_asks_for_another(client, world, htmx):
+    """The meta-model page's Compare button opens the page with that model ticked."""
+    login(client, world, "viewer")
+    m1 = world["metas"][0]
+    html = client.get(compare_url(world["team"], m=[m1.pk]), **(HTMX if htmx else {})).content.decode()
+    assert 'data-testid="compare-hint">Pick at least 1 more model' in html
+    assert 'id="compare-error"' not in html and "compare-data" not in html
+    if not htmx:
+        assert f'data-testid="pick-m-{m1.pk}" checked' in html
 
 
 @pytest.mark.parametrize("htmx", [False, True])

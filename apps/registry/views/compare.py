@@ -38,14 +38,16 @@ def _render(request: HtmxHttpRequest, template: str, partial: str, context: dict
 def compare(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
     team, _ = team_get_for_user(user=request.user, slug=team_slug)
     form = CompareForm(request.GET)
-    comparison, error = None, ""
+    comparison, error, hint = None, "", ""
     adapted_ids: list[int] = []
     meta_ids: list[int] = []
     if not form.is_valid():
         error = form.error_text()
     else:
         adapted_ids, meta_ids = form.picked()
-        if adapted_ids or meta_ids:
+        if len(set(adapted_ids)) + len(set(meta_ids)) == 1:
+            hint = f"Pick at least {MIN_ITEMS - 1} more model to compare with."
+        elif adapted_ids or meta_ids:
             try:
                 comparison = comparison_build(
                     user=request.user, adapted_ids=adapted_ids, meta_model_ids=meta_ids, team=team
@@ -57,6 +59,7 @@ def compare(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
         "team": team,
         "comparison": comparison,
         "error": error,
+        "hint": hint,
         "picked_adapted": picked,
         "picked_meta": set(meta_ids),
         "min_items": MIN_ITEMS,
