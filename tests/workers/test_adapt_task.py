@@ -26,7 +26,7 @@ from django.utils import timezone
 from safetensors.torch import load_file
 
 from apps.experiments.models import Metric, Run, RunStatus
-from apps.experiments.services import run_cancel, run_claim
+from apps.experiments.services import run_cancel, run_claim, run_requeue_stale
 from apps.registry import storage
 from apps.registry.forms_adapt import parse_images
 from apps.registry.models import AdaptedModel
@@ -397,3 +397,19 @@ def test_classification_adaptation_from_uploaded_images(team_roles, sent):
     assert len(predictions["support_images"]) == 3 and len(predictions["query_images"]) == 9
     assert all(img["src"].startswith("data:image/png;base64,") for img in predictions["query_images"])
     assert steps_of(run, "query_accuracy") == [0]
+
+
+def test_the_watchdog_requeues_a_stale_adaptation_to_adapt_run(world, sent):
+    """A dead worker's adaptation goes back to adapt_run (train_run would skip it)."""
+    from apps.experiments.services import run_dispatch_queued
+
+    run = launch(world)
+    run_claim(run_id=run.pk, worker="dead-worker", device="cpu")
+    Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    sent.clear()
+    assert run_requeue_stale() == [run.pk]
+    assert sent == [("workers.tasks.adapt_run", [run.pk], "cpu")]
+    sent.clear()
+    assert run_dispatch_queued() == [run.pk]
+    assert sent == [("workers.tasks.adapt_run", [run.pk], "cpu")]
+    assert adapt_run.run(run.pk) == "succeeded" and AdaptedModel.objects.count() == 1

@@ -50,6 +50,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TRAIN_TASK = "workers.tasks.train_run"
+#: The task each kind of run is (re)dispatched to, by name.
+TASK_BY_KIND = {RunKind.TRAIN: TRAIN_TASK, RunKind.ADAPT: "workers.tasks.adapt_run"}
 #: Longest error text stored on a run; engine messages are short, tracebacks are logged instead.
 ERROR_MAX_CHARS = 2000
 
@@ -287,11 +289,12 @@ def run_mark_cancelled(*, run_id: int, token: str, step: int | None = None) -> b
 def _dispatch_on_commit(run_id: int, queue: str) -> None:
     def send() -> None:
         # A run cancelled between the requeue and this callback is not sent.
-        if not Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).exists():
+        kind = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).values_list("kind", flat=True).first()
+        if kind is None:
             return
         from metaweb.celery import app
 
-        app.send_task(TRAIN_TASK, args=[run_id], queue=queue)
+        app.send_task(TASK_BY_KIND.get(kind, TRAIN_TASK), args=[run_id], queue=queue)
 
     transaction.on_commit(send)
 
@@ -301,9 +304,9 @@ def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
     (default: now - ``HEARTBEAT_TIMEOUT_SECONDS``), each as a new attempt.
 
     The old attempt loses its token, so if its worker is only slow, not dead, its
-    next heartbeat fails and it stops. ``train_run`` is sent again on commit; the
-    new attempt resumes from the last checkpoint. A run whose cancel was requested
-    is marked cancelled instead. Returns the ids requeued.
+    next heartbeat fails and it stops. ``train_run`` (``adapt_run`` for an adaptation)
+    is sent again on commit; the new attempt resumes from the last checkpoint. A run
+    whose cancel was requested is marked cancelled instead. Returns the ids requeued.
     """
     cutoff = older_than or _heartbeat_cutoff()
     requeued: list[int] = []
@@ -336,7 +339,7 @@ def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
 
 
 def run_dispatch_queued() -> list[int]:
-    """Send ``train_run`` again for every queued run (on commit).
+    """Send ``train_run`` (``adapt_run`` for adaptations) again for every queued run (on commit).
 
     For the embedded worker only, at start-up: its in-memory broker lost the
     messages of runs queued before the process stopped. Duplicate deliveries are
