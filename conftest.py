@@ -9,6 +9,14 @@ import pytest
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "metaweb.settings.test")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Run the end-to-end tests last: they are the slowest, and they hold a browser
+    (and its event loop) open while they run."""
+    items.sort(
+        key=lambda item: item.nodeid.startswith("tests/e2e/") or item.get_closest_marker("e2e") is not None
+    )
+
+
 @pytest.fixture(autouse=True)
 def _isolated_data_dir(request, tmp_path):
     """Uploads and checkpoints go to a fresh folder per test (Django tests only)."""

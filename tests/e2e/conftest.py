@@ -171,8 +171,11 @@ def live_stack(transactional_db, settings, e2e_artifacts) -> Iterator[LiveStack]
         redis_db.release()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium():
+    """One browser for the e2e package, closed when the package ends: while it is
+    open an event loop runs in this thread, which would break later synchronous
+    tests that use ``async_to_sync`` (the root conftest also runs e2e tests last)."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
