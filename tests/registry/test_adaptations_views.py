@@ -638,3 +638,56 @@ def test_the_adaptation_web_side_never_imports_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- parsing typed rows (no database) -----------------------------------------------------
+
+
+def facts_for(**changes):
+    from apps.registry.selectors import ModelFacts
+
+    base = {
+        "family": "table",
+        "kind": "regression",
+        "input_shape": (2,),
+        "desc_dim": None,
+        "ways": 1,
+        "algorithm": "maml",
+        "shots": 5,
+        "query": 5,
+        "inner_lr": 0.01,
+        "family_params": {},
+    }
+    return ModelFacts(**(base | changes))
+
+
+def test_parse_rows_with_several_inputs_and_a_header():
+    from django.core.exceptions import ValidationError
+
+    from apps.registry.forms_adapt import parse_rows
+
+    parsed = parse_rows("a,b,target\n1,2,3\n4\t5\t6\n", facts=facts_for())
+    assert parsed == {"x": [[1.0, 2.0], [4.0, 5.0]], "y": [3.0, 6.0]}
+    with pytest.raises(ValidationError) as info:
+        parse_rows("1,2,3\n4,5\n", facts=facts_for())
+    assert "line 2: expected 3 values (2 inputs and a target), found 2." in str(info.value)
+
+
+def test_parse_rows_maps_class_labels_in_order():
+    from django.core.exceptions import ValidationError
+
+    from apps.registry.forms_adapt import parse_rows
+
+    facts = facts_for(kind="classification", ways=3)
+    parsed = parse_rows("1,2,10\n3,4,2\n5,6,7\n7,8,2\n", facts=facts)
+    assert parsed["classes"] == ["2", "7", "10"] and parsed["y"] == [2, 0, 1, 0]  # numeric order
+    named = parse_rows("1,2,cat\n3,4,dog\n5,6,ant\n", facts=facts)
+    assert named["classes"] == ["ant", "cat", "dog"] and named["y"] == [1, 2, 0]
+    query = parse_rows("1,1,dog\n", facts=facts, classes=named["classes"])
+    assert query["y"] == [2]
+    with pytest.raises(ValidationError) as info:
+        parse_rows("1,1,emu\n", facts=facts, classes=named["classes"])
+    assert "line 1: class 'emu' is not one of the support set's classes." in info.value.messages[0]
+    with pytest.raises(ValidationError) as info:
+        parse_rows("1,2,cat\n3,4,dog\n", facts=facts)
+    assert "Found 2 classes (cat, dog); this model tells 3 classes apart" in info.value.messages[0]
