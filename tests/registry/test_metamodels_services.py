@@ -327,6 +327,27 @@ def test_upload_stores_weights_and_a_checkpoint_the_engine_loads(upload):
     assert upload().version == 2
 
 
+def test_upload_of_a_conv_net_for_a_classification_task_set(upload):
+    """ProtoNets on glyphs: the conv body only, ways from the config; the engine restores it."""
+    from workers.metalearn.api import restore
+
+    version = TaskSetVersionFactory(taskset__team=upload.team, taskset__family="glyphs", params={})
+    config = {"algorithm": "protonet", "conv_filters": 4, "ways": 3, "shots": 1, "query": 2}
+    info = {
+        "name": "glyphs",
+        "kind": "classification",
+        "input_shape": [1, 28, 28],
+        "desc_dim": None,
+        "ways": 3,
+    }
+    meta_model = upload(
+        _weights(expected_shapes(parse_config(config), info)), taskset_version=version, config=config
+    )
+    checkpoint, algorithm, _ = restore(storage.meta_model_dir(meta_model.pk), "cpu")
+    assert checkpoint.family_info.ways == 3 and checkpoint.family_info.input_shape == (1, 28, 28)
+    assert algorithm.name == "protonet" and meta_model.algorithm == "protonet"
+
+
 def _assert_nothing_saved():
     assert not MetaModel.objects.exists()
     assert _meta_entries() == []

@@ -347,6 +347,15 @@ def _upload_config(*, config: Any, version: TaskSetVersion) -> tuple[Any, dict[s
     return parsed, family_info_dict(family, parsed), family
 
 
+def _json_scalar(value: Any) -> Any:
+    """numpy scalars in a family's ``describe()`` as plain numbers."""
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
 def _check_shapes(*, path: Path, expected: dict[str, list[int]]) -> dict[str, list[int]]:
     try:
         header = read_safetensors_header(path)
@@ -425,7 +434,7 @@ def metamodel_upload(
             "source": "upload",
         }
         (staged / storage.CHECKPOINT_JSON).write_text(
-            json.dumps(checkpoint, indent=1, sort_keys=True), encoding="utf-8"
+            json.dumps(checkpoint, indent=1, sort_keys=True, default=_json_scalar), encoding="utf-8"
         )
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
