@@ -15,11 +15,12 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, F, Max, Q, QuerySet
+from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
 from apps.experiments.models import Experiment, Metric, Run, RunEvent, RunStatus
+from apps.registry.models import Review
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.selectors import team_ids_for_user
@@ -43,11 +44,21 @@ CHECKPOINT_LATEST = "latest"
 
 def experiment_list_for_team(*, team: Team) -> QuerySet[Experiment]:
     """The team's experiments, those with the most recent run first, each annotated
-    with ``run_count`` and ``latest_run_at`` (None when it has no run yet)."""
+    with ``run_count`` and ``latest_run_at`` (None when it has no run yet), and the
+    latest verdict recorded on any of its meta-models: ``latest_verdict`` and the
+    meta-model's id, ``latest_verdict_model_id`` (None when there is none)."""
+    latest_review = Review.objects.filter(meta_model__experiment=OuterRef("pk")).order_by(
+        "-created_at", "-pk"
+    )
     return (
         Experiment.objects.filter(team=team)
         .select_related("created_by")
-        .annotate(run_count=Count("runs"), latest_run_at=Max("runs__created_at"))
+        .annotate(
+            run_count=Count("runs"),
+            latest_run_at=Max("runs__created_at"),
+            latest_verdict=Subquery(latest_review.values("verdict")[:1]),
+            latest_verdict_model_id=Subquery(latest_review.values("meta_model_id")[:1]),
+        )
         .order_by(F("latest_run_at").desc(nulls_last=True), "-created_at", "-pk")
     )
 
@@ -73,10 +84,11 @@ def run_list_visible(*, user: AnyUser) -> QuerySet[Run]:
 
 
 def run_get_visible(*, user: AnyUser, run_id: int) -> Run:
-    """The run if the user is in its team; Http404 otherwise (existence is not revealed)."""
+    """The run if the user is in its team; Http404 otherwise (existence is not revealed).
+    ``run.meta_model`` (the meta-model it registered, if any) comes with it."""
     run = (
         run_list_visible(user=user)
-        .select_related("team", "experiment", "taskset_version__taskset")
+        .select_related("team", "experiment", "taskset_version__taskset", "meta_model")
         .filter(pk=run_id)
         .first()
     )
@@ -86,8 +98,18 @@ def run_get_visible(*, user: AnyUser, run_id: int) -> Run:
 
 
 def _runs_for_listing(queryset: QuerySet[Run]) -> QuerySet[Run]:
-    return queryset.select_related("experiment", "taskset_version__taskset", "launched_by").order_by(
+    """Each run with the id of the meta-model it registered (``meta_model_pk``, None
+    when none) and that meta-model's latest verdict (``latest_verdict``)."""
+    latest_review = Review.objects.filter(meta_model__training_run=OuterRef("pk")).order_by(
         "-created_at", "-pk"
+    )
+    return (
+        queryset.select_related("experiment", "taskset_version__taskset", "launched_by")
+        .annotate(
+            meta_model_pk=F("meta_model__pk"),
+            latest_verdict=Subquery(latest_review.values("verdict")[:1]),
+        )
+        .order_by("-created_at", "-pk")
     )
 
 

@@ -1,1 +1,327 @@
-__all__: list[str] = []
+"""Reads for meta-models: the team's models with their versions, aliases and latest
+verdicts, one meta-model's lineage both ways, alias histories, reviews, and the
+JSON model cards. Permission filtering happens here, once: every ``*_visible``
+function raises Http404 for users outside the object's team.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.http import Http404
+
+from apps.registry import storage
+from apps.registry.models import (
+    Adaptation,
+    AdaptedModel,
+    AliasMove,
+    MetaModel,
+    ModelAlias,
+    Review,
+    Verdict,
+)
+from apps.tasksets.models import TaskSet
+from apps.teams.models import Team
+from apps.teams.selectors import team_ids_for_user
+
+__all__ = [
+    "LINEAGE_LIMIT",
+    "ModelGroup",
+    "adapted_card",
+    "adapted_get_visible",
+    "adapted_weights_file",
+    "alias_list_for_name",
+    "latest_verdict_subquery",
+    "metamodel_card",
+    "metamodel_get_visible",
+    "metamodel_groups_for_team",
+    "metamodel_lineage",
+    "metamodel_tasksets_for_team",
+    "metamodel_weights_file",
+    "review_list",
+]
+
+AnyUser = AbstractBaseUser | AnonymousUser
+
+#: Adaptations listed on a meta-model's page (newest first).
+LINEAGE_LIMIT = 100
+#: Alias moves listed per alias.
+ALIAS_HISTORY_LIMIT = 20
+CARD_FORMAT = 1
+
+
+def latest_verdict_subquery(**lookup: Any) -> Subquery:
+    """The latest verdict on the reviews matching ``lookup`` (with ``OuterRef``s),
+    for ``annotate``: e.g. ``latest_verdict_subquery(meta_model=OuterRef("pk"))``."""
+    reviews = Review.objects.filter(**lookup).order_by("-created_at", "-pk").values("verdict")[:1]
+    return Subquery(reviews)
+
+
+# -- one meta-model -----------------------------------------------------------------------
+
+
+def metamodel_get_visible(*, user: AnyUser, meta_model_id: int) -> MetaModel:
+    """The meta-model if the user is in its team (any role), with its latest verdict
+    as ``latest_verdict``; Http404 otherwise."""
+    meta_model = (
+        MetaModel.objects.filter(team_id__in=team_ids_for_user(user=user), pk=meta_model_id)
+        .select_related("team", "experiment", "taskset_version__taskset", "training_run", "created_by")
+        .annotate(latest_verdict=latest_verdict_subquery(meta_model=OuterRef("pk")))
+        .first()
+    )
+    if meta_model is None:
+        raise Http404("No such meta-model.")
+    return meta_model
+
+
+def metamodel_weights_file(meta_model: MetaModel) -> Path | None:
+    """``<registry>/meta/<id>/params.safetensors``, or None when it is missing."""
+    path = storage.meta_model_dir(meta_model.pk) / storage.WEIGHTS_FILE
+    return path if path.is_file() else None
+
+
+def metamodel_lineage(meta_model: MetaModel, limit: int = LINEAGE_LIMIT) -> list[Adaptation]:
+    """The meta-model's newest adaptations, each with its run, its adapted model (when
+    it has produced one) and that model's reviews (``adapted_model.reviews.all``),
+    in three queries."""
+    reviews = Review.objects.select_related("author").order_by("-created_at", "-pk")
+    return list(
+        Adaptation.objects.filter(meta_model=meta_model)
+        .select_related("run", "adapted_model")
+        .prefetch_related(Prefetch("adapted_model__reviews", queryset=reviews))
+        .order_by("-pk")[:limit]
+    )
+
+
+def review_list(
+    *, meta_model: MetaModel | None = None, adapted_model: AdaptedModel | None = None
+) -> QuerySet[Review]:
+    """The verdict history of one subject, newest first, with authors."""
+    if (meta_model is None) == (adapted_model is None):
+        raise ValueError("give exactly one of meta_model and adapted_model")
+    subject = {"meta_model": meta_model} if meta_model is not None else {"adapted_model": adapted_model}
+    return Review.objects.filter(**subject).select_related("author").order_by("-created_at", "-pk")
+
+
+def alias_list_for_name(*, team: Team | int, model_name: str) -> list[ModelAlias]:
+    """The aliases of a model name, each with the version it points at and its
+    newest moves as ``recent_moves`` (who, when, from, to)."""
+    moves = AliasMove.objects.select_related("from_model", "to_model", "moved_by").order_by(
+        "-moved_at", "-pk"
+    )
+    aliases = list(
+        ModelAlias.objects.filter(team=team, model_name=model_name)
+        .select_related("meta_model")
+        .prefetch_related(Prefetch("moves", queryset=moves))
+        .order_by("alias")
+    )
+    for alias in aliases:
+        alias.recent_moves = list(alias.moves.all())[:ALIAS_HISTORY_LIMIT]
+    return aliases
+
+
+# -- the team's models --------------------------------------------------------------------
+
+
+@dataclass
+class ModelGroup:
+    """One model name: its versions (newest first, each with ``latest_verdict`` and
+    ``alias_names``) and its aliases as ``{alias: version}``."""
+
+    name: str
+    versions: list[MetaModel] = field(default_factory=list)
+    aliases: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def latest(self) -> MetaModel:
+        return self.versions[0]
+
+    @property
+    def algorithms(self) -> list[str]:
+        return sorted({m.algorithm for m in self.versions})
+
+    @property
+    def tasksets(self) -> list[str]:
+        return sorted({m.taskset_version.taskset.name for m in self.versions})
+
+
+def metamodel_groups_for_team(*, team: Team, filters: Mapping[str, Any] | None = None) -> list[ModelGroup]:
+    """The team's meta-models grouped by name (names in alphabetical order), in two
+    queries. ``filters`` holds cleaned values: ``taskset`` (a TaskSet or id) and
+    ``algorithm``; a name is listed with its matching versions only."""
+    filters = filters or {}
+    queryset = MetaModel.objects.filter(team=team)
+    if filters.get("taskset"):
+        queryset = queryset.filter(taskset_version__taskset=filters["taskset"])
+    if filters.get("algorithm"):
+        queryset = queryset.filter(algorithm=filters["algorithm"])
+    versions = (
+        queryset.select_related("taskset_version__taskset", "created_by")
+        .annotate(latest_verdict=latest_verdict_subquery(meta_model=OuterRef("pk")))
+        .order_by("name", "-version")
+    )
+    groups: dict[str, ModelGroup] = {}
+    for meta_model in versions:
+        meta_model.alias_names = []
+        groups.setdefault(meta_model.name, ModelGroup(name=meta_model.name)).versions.append(meta_model)
+    if groups:
+        by_pk = {m.pk: m for group in groups.values() for m in group.versions}
+        rows = ModelAlias.objects.filter(team=team, model_name__in=list(groups)).order_by("alias")
+        for model_name, alias, meta_model_id in rows.values_list("model_name", "alias", "meta_model_id"):
+            target = by_pk.get(meta_model_id)
+            if target is not None:
+                groups[model_name].aliases[alias] = target.version
+                target.alias_names.append(alias)
+    return list(groups.values())
+
+
+def metamodel_tasksets_for_team(*, team: Team) -> QuerySet[TaskSet]:
+    """The team's task sets that have meta-models (choices of the list's filter)."""
+    return TaskSet.objects.filter(team=team, versions__meta_models__isnull=False).distinct().order_by("name")
+
+
+# -- adapted models (downloads) -------------------------------------------------------------
+
+
+def adapted_get_visible(*, user: AnyUser, adapted_model_id: int) -> AdaptedModel:
+    """The adapted model if the user is in its team (any role), with its adaptation,
+    run and meta-model; Http404 otherwise."""
+    adapted = (
+        AdaptedModel.objects.filter(team_id__in=team_ids_for_user(user=user), pk=adapted_model_id)
+        .select_related(
+            "adaptation__run",
+            "meta_model__taskset_version__taskset",
+            "meta_model__training_run",
+            "meta_model__experiment",
+        )
+        .first()
+    )
+    if adapted is None:
+        raise Http404("No such adapted model.")
+    return adapted
+
+
+def adapted_weights_file(adapted: AdaptedModel) -> Path | None:
+    """The adapted weights, or None when the adapted model has none (a batch
+    evaluation keeps scores only) or the file is missing."""
+    path = storage.adapted_model_dir(adapted.pk) / storage.WEIGHTS_FILE
+    return path if path.is_file() else None
+
+
+# -- model cards --------------------------------------------------------------------------
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _reviews_card(reviews: QuerySet[Review]) -> list[dict[str, Any]]:
+    return [
+        {
+            "verdict": review.verdict,
+            "comment": review.comment,
+            "author": review.author.get_username(),
+            "created_at": _iso(review.created_at),
+        }
+        for review in reviews
+    ]
+
+
+def _metamodel_lineage(meta_model: MetaModel) -> dict[str, Any]:
+    version = meta_model.taskset_version
+    run = meta_model.training_run
+    return {
+        "taskset": {"id": version.taskset_id, "name": version.taskset.name, "family": version.taskset.family},
+        "taskset_version": {"id": version.pk, "number": version.number},
+        "training_run": None if run is None else {"id": run.pk, "status": run.status, "seed": run.seed},
+        "experiment": {"id": meta_model.experiment_id, "name": meta_model.experiment.name},
+    }
+
+
+def metamodel_card(meta_model: MetaModel) -> dict[str, Any]:
+    """The meta-model's JSON model card: what it is, where it came from, how good it
+    was, which aliases point at it and what the team said about it."""
+    aliases = (
+        ModelAlias.objects.filter(meta_model=meta_model).order_by("alias").values_list("alias", flat=True)
+    )
+    return {
+        "card_format": CARD_FORMAT,
+        "kind": "meta-model",
+        "id": meta_model.pk,
+        "name": meta_model.name,
+        "version": meta_model.version,
+        "source": meta_model.source,
+        "algorithm": meta_model.algorithm,
+        "config": meta_model.config,
+        "lineage": _metamodel_lineage(meta_model),
+        "metrics": meta_model.metrics,
+        "weights": {
+            "file": storage.WEIGHTS_FILE,
+            "format": "safetensors",
+            "sha256": meta_model.weights_sha256,
+            "bytes": meta_model.weights_bytes,
+        },
+        "code_version": meta_model.code_version,
+        "description": meta_model.description,
+        "aliases": list(aliases),
+        "reviews": _reviews_card(review_list(meta_model=meta_model)),
+        "created_by": meta_model.created_by.get_username(),
+        "created_at": _iso(meta_model.created_at),
+    }
+
+
+def adapted_card(adapted: AdaptedModel) -> dict[str, Any]:
+    """The adapted model's JSON card: lineage back to its meta-model and its
+    adaptation's target, and the metric before and after adaptation."""
+    adaptation = adapted.adaptation
+    meta_model = adapted.meta_model
+    has_weights = adapted_weights_file(adapted) is not None
+    return {
+        "card_format": CARD_FORMAT,
+        "kind": "adapted-model",
+        "id": adapted.pk,
+        "lineage": {
+            **_metamodel_lineage(meta_model),
+            "meta_model": {
+                "id": meta_model.pk,
+                "name": meta_model.name,
+                "version": meta_model.version,
+                "algorithm": meta_model.algorithm,
+                "sha256": meta_model.weights_sha256,
+            },
+            "adaptation": {
+                "id": adaptation.pk,
+                "run": adaptation.run_id,
+                "target": adaptation.target,
+                "target_label": adaptation.get_target_display(),
+                "task_index": adaptation.task_index,
+                "shots": adaptation.shots,
+                "steps": adaptation.steps,
+                "lr": adaptation.lr,
+            },
+        },
+        "metrics": {
+            "metric": adapted.metric,
+            "before": adapted.before,
+            "after": adapted.after,
+            "ci95": adapted.ci95,
+            "tasks": adapted.n_tasks,
+            "steps": adapted.n_steps,
+        },
+        "weights": (
+            {"file": storage.WEIGHTS_FILE, "format": "safetensors", "sha256": adapted.weights_sha256}
+            if has_weights
+            else None
+        ),
+        "reviews": _reviews_card(review_list(adapted_model=adapted)),
+        "created_at": _iso(adapted.created_at),
+    }
+
+
+def verdict_label(verdict: str | None) -> str:
+    return Verdict(verdict).label if verdict in Verdict.values else ""
