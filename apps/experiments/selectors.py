@@ -98,8 +98,9 @@ def run_get_visible(*, user: AnyUser, run_id: int) -> Run:
 
 
 def _runs_for_listing(queryset: QuerySet[Run]) -> QuerySet[Run]:
-    """Each run with the id of the meta-model it registered (``meta_model_pk``, None
-    when none) and that meta-model's latest verdict (``latest_verdict``)."""
+    """Each run with the meta-model it registered (``meta_model_pk``,
+    ``meta_model_name``, ``meta_model_version``; None when none) and that
+    meta-model's latest verdict (``latest_verdict``)."""
     latest_review = Review.objects.filter(meta_model__training_run=OuterRef("pk")).order_by(
         "-created_at", "-pk"
     )
@@ -107,6 +108,8 @@ def _runs_for_listing(queryset: QuerySet[Run]) -> QuerySet[Run]:
         queryset.select_related("experiment", "taskset_version__taskset", "launched_by")
         .annotate(
             meta_model_pk=F("meta_model__pk"),
+            meta_model_name=F("meta_model__name"),
+            meta_model_version=F("meta_model__version"),
             latest_verdict=Subquery(latest_review.values("verdict")[:1]),
         )
         .order_by("-created_at", "-pk")

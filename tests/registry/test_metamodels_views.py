@@ -473,6 +473,7 @@ def test_run_and_experiment_lists_show_verdict_badges_without_n_plus_one(client,
     row = html[html.index(f'id="run-row-{world["run"].pk}"') :]
     row = row[: row.index("</tr>")]
     assert 'data-verdict="approve"' in row and f"/models/{world['v1'].pk}/" in row
+    assert "sine-waves-maml v1" in row
 
     with CaptureQueriesContext(connection) as few:
         client.get(runs_url, **HTMX)
