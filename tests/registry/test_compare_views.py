@@ -122,6 +122,7 @@ def test_full_page_picker_and_result(client, world):
     assert [int(pk) for pk in rows] == [a1.pk, world["evaluations"][1].pk, world["evaluations"][2].pk]
     assert html.count('data-testid="boxplot"') == 3
     assert reverse("registry:adapted-detail", kwargs={"run_id": a1.adaptation.run_id}) in html
+    assert reverse("registry:metamodel-detail", kwargs={"meta_model_id": m2.pk}) in html
     assert 'data-verdict="approve"' in html
     assert "significant, better" in html  # lower loss levels: clearly better than the first
     data = json.loads(
