@@ -691,3 +691,25 @@ def test_parse_rows_maps_class_labels_in_order():
     with pytest.raises(ValidationError) as info:
         parse_rows("1,2,cat\n3,4,dog\n", facts=facts)
     assert "Found 2 classes (cat, dog); this model tells 3 classes apart" in info.value.messages[0]
+
+
+def test_the_verdict_panel_of_the_adapted_model(client, world):
+    from apps.registry.models import Review
+
+    run = world["queued"]
+    login(client, world["users"]["viewer"])
+    assert 'data-testid="reviews"' not in client.get(detail_url(run)).content.decode()  # nothing to judge yet
+    adapted = finish(run, metric="mse", before=2.0, after=1.0, predictions={"kind": "regression"})
+    url = reverse("registry:review-create", kwargs={"adapted_model_id": adapted.pk})
+    page = client.get(detail_url(run)).content.decode()
+    assert f'id="reviews-adapted-{adapted.pk}"' in page and 'data-testid="no-verdicts"' in page
+    assert f'hx-post="{url}"' not in page  # viewers read only
+    login(client, world["users"]["member"])
+    partial = client.get(detail_url(run), **HTMX).content.decode()
+    assert f'hx-post="{url}"' in partial and "<html" not in partial
+    response = client.post(url, {"verdict": "approve", "comment": "Fits the <truth>."}, **HTMX)
+    assert response.status_code == 200
+    review = Review.objects.get(adapted_model=adapted)
+    assert review.verdict == "approve" and review.author == world["users"]["member"]
+    page = client.get(detail_url(run)).content.decode()
+    assert f'data-review-id="{review.pk}"' in page and "Fits the &lt;truth&gt;." in page

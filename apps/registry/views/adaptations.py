@@ -17,6 +17,7 @@ from apps.experiments.selectors import run_events, run_state
 from apps.registry import selectors, services
 from apps.registry.forms_adapt import AdaptForm
 from apps.registry.models import Adaptation, AdaptationTarget
+from apps.registry.views.metamodels import review_panel
 from apps.teams.models import Role
 from apps.teams.selectors import role_for
 from apps.teams.services import ensure_role
@@ -114,6 +115,7 @@ def _detail_context(request: HtmxHttpRequest, adaptation: Adaptation) -> dict[st
         "meta_model_url": _url_or_none("registry:metamodel-detail", meta_model.pk),
         "weights_url": _url_or_none("registry:adapted-weights", adapted.pk) if adapted else None,
         "card_url": _url_or_none("registry:adapted-card", adapted.pk) if adapted else None,
+        "review_panel": review_panel(request, adapted_model=adapted) if adapted else None,
     }
 
 
