@@ -452,6 +452,7 @@ def test_single_regression_result(client, world):
         before=4.5,
         after=0.25,
         n_steps=2,
+        weights_sha256="ab" * 32,
         curve=[{"step": i, "support_loss": 3.0 - i, "query_loss": 4.5 - 2 * i} for i in range(3)],
         predictions={
             "kind": "regression",
@@ -482,8 +483,8 @@ def test_single_regression_result(client, world):
         series["support"]["values"] == [None, 1.0, None, None, None] and series["support"]["kind"] == "points"
     )
     assert series["after adaptation"]["values"] == [0.1, None, 1.1, None, 2.1]
-    assert reverse("registry:adapted-weights", kwargs={"adapted_model_id": adapted.pk}) in page
-    assert reverse("registry:adapted-card", kwargs={"adapted_model_id": adapted.pk}) in page
+    assert reverse("registry:adapted-weights", kwargs={"run_id": adapted.adaptation.run_id}) in page
+    assert reverse("registry:adapted-card", kwargs={"run_id": adapted.adaptation.run_id}) in page
     partial = client.get(detail_url(run), **HTMX).content.decode()
     assert (
         "<html" not in partial
@@ -528,6 +529,9 @@ def test_batch_result(client, world):
     )
     assert [p[0] for p in curve["series"]["query_loss"]] == [0, 1, 2, 3]
     assert 'id="adapt-curve"' not in page  # no per-step live curve for a batch
+    # A batch keeps scores, not weights: its card downloads, its weights link is not offered.
+    assert 'id="download-adapted-weights"' not in page
+    assert reverse("registry:adapted-card", kwargs={"run_id": run.pk}) in page
 
 
 def test_classification_result_escapes_class_names(client, digits_model):
@@ -700,7 +704,7 @@ def test_the_verdict_panel_of_the_adapted_model(client, world):
     login(client, world["users"]["viewer"])
     assert 'data-testid="reviews"' not in client.get(detail_url(run)).content.decode()  # nothing to judge yet
     adapted = finish(run, metric="mse", before=2.0, after=1.0, predictions={"kind": "regression"})
-    url = reverse("registry:review-create", kwargs={"adapted_model_id": adapted.pk})
+    url = reverse("registry:review-create", kwargs={"run_id": adapted.adaptation.run_id})
     page = client.get(detail_url(run)).content.decode()
     assert f'id="reviews-adapted-{adapted.pk}"' in page and 'data-testid="no-verdicts"' in page
     assert f'hx-post="{url}"' not in page  # viewers read only

@@ -104,10 +104,10 @@ def _urls(world):
         "detail": reverse("registry:metamodel-detail", args=[v1.pk]),
         "weights": reverse("registry:metamodel-weights", args=[v1.pk]),
         "card": reverse("registry:metamodel-card", args=[v1.pk]),
-        "adapted-weights": reverse("registry:adapted-weights", args=[single.pk]),
-        "adapted-card": reverse("registry:adapted-card", args=[single.pk]),
+        "adapted-weights": reverse("registry:adapted-weights", args=[single.adaptation.run_id]),
+        "adapted-card": reverse("registry:adapted-card", args=[single.adaptation.run_id]),
         "reviews": reverse("registry:review-create", kwargs={"meta_model_id": v1.pk}),
-        "adapted-reviews": reverse("registry:review-create", kwargs={"adapted_model_id": single.pk}),
+        "adapted-reviews": reverse("registry:review-create", kwargs={"run_id": single.adaptation.run_id}),
         "alias": reverse("registry:alias-move", args=[v1.pk]),
     }
 
@@ -321,7 +321,7 @@ def test_an_invalid_verdict_shows_errors_and_saves_nothing(client, world):
 def test_verdicts_on_adapted_models_without_htmx_go_back_to_its_page(client, world):
     single = world["single"]
     client.force_login(world["users"]["admin"])
-    url = reverse("registry:review-create", kwargs={"adapted_model_id": single.pk})
+    url = reverse("registry:review-create", kwargs={"run_id": single.adaptation.run_id})
     response = client.post(url, {"verdict": "reject", "comment": "overfits"})
     assert response.status_code == 302
     assert response["Location"] == reverse("registry:adapted-detail", args=[single.adaptation.run_id])
@@ -408,13 +408,16 @@ def test_weights_download_is_the_stored_file(client, world):
     body = b"".join(response.streaming_content)
     assert body == b"weights of v1" and hashlib.sha256(body).hexdigest() == world["v1"].weights_sha256
     assert 'filename="sine-waves-maml-v1.safetensors"' in response["Content-Disposition"]
-    adapted = client.get(reverse("registry:adapted-weights", args=[world["single"].pk]))
+    adapted = client.get(reverse("registry:adapted-weights", args=[world["single"].adaptation.run_id]))
     assert b"".join(adapted.streaming_content) == b"adapted weights"
 
 
 def test_missing_weights_are_404(client, world):
     client.force_login(world["users"]["admin"])
-    assert client.get(reverse("registry:adapted-weights", args=[world["batch"].pk])).status_code == 404
+    assert (
+        client.get(reverse("registry:adapted-weights", args=[world["batch"].adaptation.run_id])).status_code
+        == 404
+    )
     (storage.meta_model_dir(world["v2"].pk) / storage.WEIGHTS_FILE).unlink()
     assert client.get(reverse("registry:metamodel-weights", args=[world["v2"].pk])).status_code == 404
 
@@ -443,7 +446,7 @@ def test_model_card_has_lineage_metrics_aliases_and_reviews(client, world):
 def test_adapted_card_points_back_to_its_meta_model_and_target(client, world):
     single, batch, v1 = world["single"], world["batch"], world["v1"]
     client.force_login(world["users"]["viewer"])
-    card = json.loads(client.get(reverse("registry:adapted-card", args=[single.pk])).content)
+    card = json.loads(client.get(reverse("registry:adapted-card", args=[single.adaptation.run_id])).content)
     assert card["lineage"]["meta_model"] == {
         "id": v1.pk,
         "name": "sine-waves-maml",
@@ -456,7 +459,9 @@ def test_adapted_card_points_back_to_its_meta_model_and_target(client, world):
     assert card["lineage"]["training_run"]["id"] == world["run"].pk
     assert card["metrics"]["before"] == 2.0 and card["metrics"]["after"] == 0.5
     assert card["weights"]["format"] == "safetensors"
-    batch_card = json.loads(client.get(reverse("registry:adapted-card", args=[batch.pk])).content)
+    batch_card = json.loads(
+        client.get(reverse("registry:adapted-card", args=[batch.adaptation.run_id])).content
+    )
     assert batch_card["weights"] is None and batch_card["metrics"]["tasks"] == 600
     assert batch_card["metrics"]["ci95"] == 0.05
 

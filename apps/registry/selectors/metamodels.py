@@ -188,11 +188,12 @@ def metamodel_tasksets_for_team(*, team: Team) -> QuerySet[TaskSet]:
 # -- adapted models (downloads) -------------------------------------------------------------
 
 
-def adapted_get_visible(*, user: AnyUser, adapted_model_id: int) -> AdaptedModel:
-    """The adapted model if the user is in its team (any role), with its adaptation,
-    run and meta-model; Http404 otherwise."""
+def adapted_get_visible(*, user: AnyUser, run_id: int) -> AdaptedModel:
+    """The adapted model made by adaptation run ``run_id`` (adapted models are
+    addressed by their run, as their page is) if the user is in its team (any role),
+    with its adaptation, run and meta-model; Http404 otherwise."""
     adapted = (
-        AdaptedModel.objects.filter(team_id__in=team_ids_for_user(user=user), pk=adapted_model_id)
+        AdaptedModel.objects.filter(team_id__in=team_ids_for_user(user=user), adaptation__run_id=run_id)
         .select_related(
             "adaptation__run",
             "meta_model__taskset_version__taskset",

@@ -9,9 +9,10 @@ urlpatterns: list[URLPattern] = [
     path("models/<int:meta_model_id>/aliases/", views.alias_move, name="alias-move"),
     path("models/<int:meta_model_id>/params.safetensors", views.metamodel_weights, name="metamodel-weights"),
     path("models/<int:meta_model_id>/card.json", views.metamodel_card, name="metamodel-card"),
-    # One name, two subjects: reverse with meta_model_id=... or adapted_model_id=...
+    # One name, two subjects: reverse with meta_model_id=... or run_id=... (an adapted
+    # model is addressed by its adaptation run, like its page /adapted/<run_id>/).
     path("models/<int:meta_model_id>/reviews/", views.review_create, name="review-create"),
-    path("adapted/<int:adapted_model_id>/reviews/", views.review_create, name="review-create"),
-    path("adapted/<int:adapted_model_id>/params.safetensors", views.adapted_weights, name="adapted-weights"),
-    path("adapted/<int:adapted_model_id>/card.json", views.adapted_card, name="adapted-card"),
+    path("adapted/<int:run_id>/reviews/", views.review_create, name="review-create"),
+    path("adapted/<int:run_id>/params.safetensors", views.adapted_weights, name="adapted-weights"),
+    path("adapted/<int:run_id>/card.json", views.adapted_card, name="adapted-card"),
 ]

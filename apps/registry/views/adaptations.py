@@ -8,7 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -33,15 +33,6 @@ def _render(request: HtmxHttpRequest, template: str, partial: str, context: dict
     response = render(request, name, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
-
-
-def _url_or_none(name: str, *args: Any) -> str | None:
-    """A URL of another part of the registry, if it is routed (pages built by the
-    registry-core engineer appear here once they land)."""
-    try:
-        return reverse(name, args=args)
-    except NoReverseMatch:
-        return None
 
 
 # -- the adaptation form ----------------------------------------------------------------
@@ -84,7 +75,7 @@ def adapt_new(request: HtmxHttpRequest, meta_model_id: int) -> HttpResponse:
         "form": form,
         "test_tasks": selectors.ADAPT_TEST_TASKS,
         "batch_tasks": services.adaptation_batch_tasks(),
-        "meta_model_url": _url_or_none("registry:metamodel-detail", meta_model.pk),
+        "meta_model_url": reverse("registry:metamodel-detail", args=[meta_model.pk]),
     }
     return _render(request, "registry/adapt_new.html", "adapt-form", context)
 
@@ -112,9 +103,12 @@ def _detail_context(request: HtmxHttpRequest, adaptation: Adaptation) -> dict[st
         "classification": bool(facts and facts.classification),
         "progress_pct": round(100 * min(run.step / run.total_steps, 1), 1) if run.total_steps else 0,
         "can_write": bool(role and role.allows(Role.MEMBER)),
-        "meta_model_url": _url_or_none("registry:metamodel-detail", meta_model.pk),
-        "weights_url": _url_or_none("registry:adapted-weights", adapted.pk) if adapted else None,
-        "card_url": _url_or_none("registry:adapted-card", adapted.pk) if adapted else None,
+        "meta_model_url": reverse("registry:metamodel-detail", args=[meta_model.pk]),
+        # A batch evaluation keeps scores only: no weights to download.
+        "weights_url": reverse("registry:adapted-weights", args=[run.pk])
+        if adapted and adapted.weights_sha256
+        else None,
+        "card_url": reverse("registry:adapted-card", args=[run.pk]) if adapted else None,
         "review_panel": review_panel(request, adapted_model=adapted) if adapted else None,
     }
 

@@ -139,7 +139,7 @@ def review_panel(
         dom_id = f"reviews-meta-{meta_model.pk}"
     elif adapted_model is not None:
         subject = adapted_model
-        url = reverse("registry:review-create", kwargs={"adapted_model_id": adapted_model.pk})
+        url = reverse("registry:review-create", kwargs={"run_id": adapted_model.adaptation.run_id})
         dom_id = f"reviews-adapted-{adapted_model.pk}"
     else:
         raise ValueError("give a meta_model or an adapted_model")
@@ -204,12 +204,12 @@ def alias_move(request: HtmxHttpRequest, meta_model_id: int) -> HttpResponse:
 
 
 def _review_subject(
-    request: HtmxHttpRequest, meta_model_id: int | None, adapted_model_id: int | None
+    request: HtmxHttpRequest, meta_model_id: int | None, run_id: int | None
 ) -> tuple[MetaModel | None, AdaptedModel | None]:
     if meta_model_id is not None:
         return selectors.metamodel_get_visible(user=request.user, meta_model_id=meta_model_id), None
-    if adapted_model_id is not None:
-        return None, selectors.adapted_get_visible(user=request.user, adapted_model_id=adapted_model_id)
+    if run_id is not None:
+        return None, selectors.adapted_get_visible(user=request.user, run_id=run_id)
     raise Http404("Nothing to review.")
 
 
@@ -226,12 +226,12 @@ def _error_text(form: ReviewForm) -> str:
 
 @require_http_methods(["GET", "POST"])
 def review_create(
-    request: HtmxHttpRequest, meta_model_id: int | None = None, adapted_model_id: int | None = None
+    request: HtmxHttpRequest, meta_model_id: int | None = None, run_id: int | None = None
 ) -> HttpResponse:
     """The verdict panel of a meta-model or an adapted model (GET), or record a
     verdict (POST, members). htmx gets the panel; other browsers are sent back to
     the subject's page, with the outcome as a message."""
-    meta_model, adapted_model = _review_subject(request, meta_model_id, adapted_model_id)
+    meta_model, adapted_model = _review_subject(request, meta_model_id, run_id)
     form = None
     if request.method == "POST":
         subject = meta_model or adapted_model
@@ -296,8 +296,8 @@ def metamodel_card(request: HtmxHttpRequest, meta_model_id: int) -> JsonResponse
 
 
 @require_GET
-def adapted_weights(request: HtmxHttpRequest, adapted_model_id: int) -> FileResponse:
-    adapted = selectors.adapted_get_visible(user=request.user, adapted_model_id=adapted_model_id)
+def adapted_weights(request: HtmxHttpRequest, run_id: int) -> FileResponse:
+    adapted = selectors.adapted_get_visible(user=request.user, run_id=run_id)
     path = selectors.adapted_weights_file(adapted)
     if path is None:
         raise Http404("This adapted model has no weights (a batch evaluation keeps scores only).")
@@ -305,6 +305,6 @@ def adapted_weights(request: HtmxHttpRequest, adapted_model_id: int) -> FileResp
 
 
 @require_GET
-def adapted_card(request: HtmxHttpRequest, adapted_model_id: int) -> JsonResponse:
-    adapted = selectors.adapted_get_visible(user=request.user, adapted_model_id=adapted_model_id)
+def adapted_card(request: HtmxHttpRequest, run_id: int) -> JsonResponse:
+    adapted = selectors.adapted_get_visible(user=request.user, run_id=run_id)
     return _card_response(selectors.adapted_card(adapted), f"adapted-{adapted.pk}.json")
