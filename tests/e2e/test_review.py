@@ -155,6 +155,8 @@ def test_adapt_evaluate_compare_and_approve(live_stack, e2e_page, e2e_user):
     live = read_curve(page)
     assert first_status == "queued", first_status
     assert live["last_step"] == LIVE_STEPS and live["canvas"], live
+    # The page was open before the first step, so every point arrived live.
+    assert live["points"] == LIVE_STEPS + 1, live
     assert {"support_loss", "query_loss"} <= set(live["series"]), live
     assert grew == sorted(grew) and grew[-1] == LIVE_STEPS, grew
     # Drawn from live events as they came: at least once before the last inner step.
