@@ -89,7 +89,22 @@ class _GroupConsumer(AsyncJsonWebsocketConsumer):
 
 class RunConsumer(_GroupConsumer):
     """Live updates of one run: ``run.state`` on connect, then ``run.status`` and
-    ``run.progress`` events."""
+    ``run.progress`` events. A client may send ``{"type": "run.resync"}`` to get a
+    fresh ``run.state``; pages do so when the run finishes, because the state they
+    joined with lags the event stream by the reporter's last unflushed batch."""
+
+    run_id: int | None = None
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if self.run_id is not None and isinstance(content, dict) and content.get("type") == "run.resync":
+            await self._send_state()
+
+    async def _send_state(self) -> None:
+        state = await database_sync_to_async(_run_state)(self.run_id)
+        if state is None:  # deleted meanwhile
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self.send_json(state)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -106,11 +121,8 @@ class RunConsumer(_GroupConsumer):
         self.group = run_group(run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        state = await database_sync_to_async(_run_state)(run_id)
-        if state is None:  # deleted meanwhile
-            await self.close(code=CLOSE_NOT_FOUND)
-            return
-        await self.send_json(state)
+        self.run_id = run_id
+        await self._send_state()
 
 
 class TeamRunsConsumer(_GroupConsumer):

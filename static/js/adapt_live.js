@@ -16,49 +16,14 @@
 (function () {
   "use strict";
 
-  var FINISHED = { succeeded: true, failed: true, cancelled: true };
-  var LABELS = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled" };
+  var FINISHED = window.MetaLive.FINISHED;
+  var LABELS = window.MetaLive.LABELS;
   var COLORS = {
     support_loss: "#2f6fed", query_loss: "#c98a04", support_accuracy: "#2f6fed", query_accuracy: "#c98a04",
     "true function": "#6b7385", "before adaptation": "#d64545", "after adaptation": "#1f9d55",
     support: "#2f6fed", query: "#c98a04", ideal: "#6b7385",
   };
   var HEIGHT = 260;
-
-  function socketUrl(path) {
-    return (location.protocol === "https:" ? "wss:" : "ws:") + "//" + location.host + path;
-  }
-
-  // A websocket that reconnects with exponential backoff (0.5 s doubling to 30 s, with
-  // jitter) until shouldReconnect() says no.
-  function liveSocket(path, handlers) {
-    var delay = 500;
-    var timer = null;
-    function connect() {
-      timer = null;
-      var ws = new WebSocket(socketUrl(path));
-      ws.onopen = function () {
-        delay = 500;
-        document.body.dataset.socket = "open";
-      };
-      ws.onmessage = function (event) {
-        var message;
-        try { message = JSON.parse(event.data); } catch (e) { return; }
-        if (message && typeof message.type === "string") handlers.onMessage(message);
-      };
-      ws.onclose = function () {
-        document.body.dataset.socket = "closed";
-        if (handlers.shouldReconnect && !handlers.shouldReconnect()) return;
-        var wait = delay * (0.75 + Math.random() * 0.5);
-        delay = Math.min(delay * 2, 30000);
-        timer = setTimeout(connect, wait);
-      };
-    }
-    window.addEventListener("online", function () {
-      if (timer) { clearTimeout(timer); delay = 500; connect(); }
-    });
-    connect();
-  }
 
   function width(el) {
     return Math.max(el.clientWidth || 0, 220);
@@ -224,6 +189,7 @@
     var charts = Array.prototype.map.call(root.querySelectorAll("[data-curve]"), function (el) {
       return new CurveChart(el, el.dataset.curve.split(/\s+/).filter(Boolean));
     });
+    var live = null;
     var frame = null;
 
     function redraw() {
@@ -271,6 +237,9 @@
         redraw();
       } else if (message.type === "run.status" && message.run_id === runId) {
         status = message.status;
+        // The worker stores every point before it reports the end: re-read them all, so a
+        // page opened mid-run also ends with the complete curve.
+        if (FINISHED[status] && live) live.send({ type: "run.resync" });
         var badge = document.getElementById("adapt-status");
         if (badge && LABELS[status]) {
           badge.className = "badge badge-" + status;
@@ -284,7 +253,7 @@
 
     redraw();
     if (!FINISHED[status]) {
-      liveSocket("/ws/runs/" + runId + "/", {
+      live = window.MetaLive.socket("/ws/runs/" + runId + "/", {
         onMessage: onMessage,
         shouldReconnect: function () { return !FINISHED[status]; },
       });

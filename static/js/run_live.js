@@ -8,44 +8,8 @@
 (function () {
   "use strict";
 
-  var FINISHED = { succeeded: true, failed: true, cancelled: true };
-  var LABELS = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled" };
-
-  function socketUrl(path) {
-    return (location.protocol === "https:" ? "wss:" : "ws:") + "//" + location.host + path;
-  }
-
-  // A websocket that reconnects with exponential backoff (0.5 s doubling to 30 s, with
-  // jitter) until shouldReconnect() says no.
-  function liveSocket(path, handlers) {
-    var delay = 500;
-    var ws = null;
-    var timer = null;
-    function connect() {
-      timer = null;
-      ws = new WebSocket(socketUrl(path));
-      ws.onopen = function () {
-        delay = 500;
-        document.body.dataset.socket = "open";
-      };
-      ws.onmessage = function (event) {
-        var message;
-        try { message = JSON.parse(event.data); } catch (e) { return; }
-        if (message && typeof message.type === "string") handlers.onMessage(message);
-      };
-      ws.onclose = function () {
-        document.body.dataset.socket = "closed";
-        if (handlers.shouldReconnect && !handlers.shouldReconnect()) return;
-        var wait = delay * (0.75 + Math.random() * 0.5);
-        delay = Math.min(delay * 2, 30000);
-        timer = setTimeout(connect, wait);
-      };
-    }
-    window.addEventListener("online", function () {
-      if (timer) { clearTimeout(timer); delay = 500; connect(); }
-    });
-    connect();
-  }
+  var FINISHED = window.MetaLive.FINISHED;
+  var LABELS = window.MetaLive.LABELS;
 
   function formatDuration(seconds) {
     if (seconds === null || seconds === undefined || !isFinite(seconds)) return "—";
@@ -81,6 +45,7 @@
       .map(function (id) { return document.getElementById(id); })
       .filter(Boolean)
       .map(function (el) { return new window.MetaCharts.SeriesChart(el); });
+    var live = null;
     var frame = null;
 
     function redraw() {
@@ -131,6 +96,9 @@
         redraw();
       } else if (message.type === "run.status" && message.run_id === runId) {
         status = message.status;
+        // The worker stores every point before it reports the end: re-read them all, so a
+        // page opened mid-run also ends with the complete curve.
+        if (FINISHED[status] && live) live.send({ type: "run.resync" });
         var badge = document.getElementById("run-status");
         if (badge) setBadge(badge, status);
         showProgress(message.step, message.total_steps);
@@ -140,7 +108,7 @@
 
     redraw();
     if (!FINISHED[status]) {
-      liveSocket("/ws/runs/" + runId + "/", {
+      live = window.MetaLive.socket("/ws/runs/" + runId + "/", {
         onMessage: onMessage,
         shouldReconnect: function () { return !FINISHED[status]; },
       });
@@ -162,7 +130,7 @@
         });
       }, 300);
     }
-    liveSocket("/ws/teams/" + encodeURIComponent(slug) + "/", {
+    window.MetaLive.socket("/ws/teams/" + encodeURIComponent(slug) + "/", {
       onMessage: function (message) {
         if (message.type === "team.state" && Array.isArray(message.runs)) {
           // On (re)connect: the database's statuses, in case events were missed meanwhile.

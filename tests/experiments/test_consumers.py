@@ -87,6 +87,24 @@ async def test_viewer_gets_the_state_then_group_events(run, team_roles):
     await communicator.disconnect()
 
 
+async def test_resync_resends_the_state_with_points_stored_since_connect(run, team_roles):
+    """A page that joined mid-run asks again when the run ends and gets every point."""
+    _team, users = team_roles
+    communicator, connected, _ = await _connect(f"/ws/runs/{run.pk}/", users["viewer"])
+    assert connected
+    first = await communicator.receive_json_from(timeout=5)
+    assert first["metrics"] == {"loss": [[1, 0.5], [2, 0.25]]}
+    await database_sync_to_async(MetricFactory)(run=run, name="loss", step=3, value=0.125)
+
+    await communicator.send_json_to({"type": "something.else"})  # ignored
+    await communicator.send_json_to({"type": "run.resync"})
+    again = await communicator.receive_json_from(timeout=5)
+    assert again["type"] == "run.state" and again["run"]["id"] == run.pk
+    assert again["metrics"] == {"loss": [[1, 0.5], [2, 0.25], [3, 0.125]]}
+    assert await communicator.receive_nothing(timeout=0.2)
+    await communicator.disconnect()
+
+
 async def test_reporter_progress_reaches_the_socket(team_roles):
     """From the worker's reporter (its own loop thread) through Redis to the socket."""
     team, users = team_roles
