@@ -49,6 +49,11 @@ NO_GPU = (
     "This run asks for CUDA, but its worker has no GPU. "
     "Launch it on the GPU queue, or with device auto or cpu."
 )
+#: Appended to an adaptation that diverged.
+DIVERGENCE_HINT = (
+    "The meta-model may have been meta-trained for fewer inner steps or a smaller step size: "
+    "try fewer steps or a smaller learning rate."
+)
 
 MetaTrain = Callable[..., TrainResult]
 
@@ -341,6 +346,8 @@ def execute_adaptation(
             stopped = True
         except DataError as exc:
             failure = f"Problem with the task data: {exc}"
+        except DivergenceError as exc:
+            failure = f"{exc}. {DIVERGENCE_HINT}"
         except EngineError as exc:  # CheckpointError and the like: name no server paths
             failure = str(exc).replace(str(checkpoint), "the meta-model's checkpoint folder")
         except SoftTimeLimitExceeded:
@@ -627,7 +634,8 @@ def _adapt_batch(
         steps=int(adaptation.steps),
         lr=float(adaptation.lr),
         family=family,
-        batch_size=max(1, int(getattr(settings, "ADAPT_BATCH_CHUNK", 100))),
+        # The engine sizes chunks by the tasks' inputs; a setting may pin it (tests do).
+        batch_size=getattr(settings, "ADAPT_BATCH_CHUNK", None),
         device=device,
         progress=progress,
         should_stop=reporter.should_stop,
@@ -637,6 +645,12 @@ def _adapt_batch(
     task_ids = np.asarray(result.task_ids, dtype="<i8")
     if reporter.stop_reason is not None or scores.shape[0] < total:
         return None
+    bad = ~np.isfinite(losses)
+    if bad.any():
+        n_bad = int(bad.any(axis=1).sum())
+        first_step = int(np.nonzero(bad.any(axis=0))[0][0])
+        quantity = f"the query loss of {n_bad} of {losses.shape[0]} tasks"
+        raise DivergenceError(first_step, quantity, float("nan"), phase="adaptation")
     mean_curve = losses.astype(np.float64).mean(axis=0)
     spread = (
         losses.astype(np.float64).std(axis=0, ddof=1) if losses.shape[0] > 1 else np.zeros(losses.shape[1])

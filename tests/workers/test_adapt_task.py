@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
 import time
 import zipfile
 from datetime import timedelta
@@ -413,3 +414,22 @@ def test_the_watchdog_requeues_a_stale_adaptation_to_adapt_run(world, sent):
     assert run_dispatch_queued() == [run.pk]
     assert sent == [("workers.tasks.adapt_run", [run.pk], "cpu")]
     assert adapt_run.run(run.pk) == "succeeded" and AdaptedModel.objects.count() == 1
+
+
+def test_a_diverging_adaptation_fails_naming_the_inner_step(world):
+    run = launch(world, lr=10.0, steps=50)
+    assert adapt_run.run(run.pk) == "failed"
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert re.match(r"adaptation diverged at inner step \d+: (support|query)_loss is (nan|inf)", run.error)
+    assert "try fewer steps or a smaller learning rate" in run.error
+    assert not AdaptedModel.objects.exists()
+
+
+def test_a_diverging_batch_fails_naming_the_step_and_the_tasks(world, settings):
+    settings.ADAPT_BATCH_TASKS = 20
+    run = launch(world, target="batch", task_index=None, lr=10.0, steps=50)
+    assert adapt_run.run(run.pk) == "failed"
+    run.refresh_from_db()
+    assert re.match(r"adaptation diverged at inner step \d+: the query loss of \d+ of 20 tasks", run.error)
+    assert not AdaptedModel.objects.exists()

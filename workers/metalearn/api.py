@@ -18,8 +18,16 @@ from torch import Tensor
 from workers.metalearn.algorithms import Algorithm, make_algorithm
 from workers.metalearn.checkpoint import Checkpoint, load_checkpoint
 from workers.metalearn.episodes import FamilyInfo, episode_spec, to_episode
-from workers.metalearn.loop import EVAL_CHUNK, evaluate_tasks, meta_train, resolve_device
-from workers.metalearn.types import SPLITS, AdaptResult, CheckpointError, DataError, EvalResult, TaskFamily
+from workers.metalearn.loop import eval_chunk, evaluate_tasks, meta_train, resolve_device
+from workers.metalearn.types import (
+    SPLITS,
+    AdaptResult,
+    CheckpointError,
+    DataError,
+    DivergenceError,
+    EvalResult,
+    TaskFamily,
+)
 
 __all__ = ["adapt", "evaluate", "load_checkpoint", "meta_train", "restore"]
 
@@ -55,7 +63,7 @@ def evaluate(
     steps: int | None = None,
     lr: float | None = None,
     family: TaskFamily | None = None,
-    batch_size: int = EVAL_CHUNK,
+    batch_size: int | None = None,
     device: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -66,7 +74,8 @@ def evaluate(
     ``steps`` and ``lr`` default to the run's (Meta-SGD: its learned rates; ProtoNets
     and seed-mnn take no step). ``family`` defaults to the one the config names,
     built with ``families.make_family``. Tasks are fetched and adapted ``batch_size``
-    at a time, ``vmap``-ed. Returns mean ± 95% CI (1.96 standard errors) of the
+    at a time, ``vmap``-ed (default: as many as ``loop.eval_chunk`` allows for the
+    tasks' size, at most 100). Returns mean ± 95% CI (1.96 standard errors) of the
     post-adaptation MSE or accuracy, and the ``[tasks, steps+1]`` query losses.
 
     ``progress(done, count)`` is called after each chunk of tasks. ``should_stop()``
@@ -81,7 +90,7 @@ def evaluate(
         raise DataError("steps", "must be 0 or more")
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise DataError("lr", "must be a positive number")
-    if int(batch_size) < 1:
+    if batch_size is not None and int(batch_size) < 1:
         raise DataError("batch_size", "must be at least 1")
     ckpt, algorithm, meta = restore(checkpoint_dir, device)
     config = ckpt.config
@@ -102,6 +111,9 @@ def evaluate(
     family.check_episode(spec, split)  # type: ignore[arg-type]
     dev = next(iter(meta.values())).device
     n_steps = algorithm.resolve_steps(steps)
+    if batch_size is None:
+        per_class = spec.shots + spec.query
+        batch_size = eval_chunk(per_class * max(1, spec.ways) * math.prod(info.input_shape))
     losses, scores, ids = [], [], []
     for start in range(0, int(count), int(batch_size)):
         batch = family.fixed_tasks(split, spec, count=min(int(batch_size), int(count) - start), start=start)  # type: ignore[arg-type]
@@ -185,7 +197,10 @@ def adapt(
     needed by models conditioned on it (seed-mnn, MNN on a family with
     descriptions). ``steps``/``lr`` default to the run's. ``on_step(i, entry)`` is
     called with each curve entry, ``i = 0..steps``. Raises :class:`DataError`
-    naming ``support``, ``query``, ``desc``, ``steps`` or ``lr`` for bad input.
+    naming ``support``, ``query``, ``desc``, ``steps`` or ``lr`` for bad input, and
+    :class:`DivergenceError` naming the inner step and the quantity when a loss
+    becomes NaN or inf (e.g. more steps, or a larger lr, than the model was
+    meta-trained for).
     """
     if steps is not None and int(steps) < 0:
         raise DataError("steps", "must be 0 or more")
@@ -249,6 +264,9 @@ def adapt(
                 if info.classification:
                     entry["query_accuracy"] = float(algorithm.score(out_q, yq))
             curve.append(entry)
+            for name, value in entry.items():
+                if not math.isfinite(value):
+                    raise DivergenceError(i, name, value, phase="adaptation")
             if on_step is not None:
                 on_step(i, dict(entry))
 

@@ -137,14 +137,17 @@ class DataError(EngineError, ValueError):
 
 
 class DivergenceError(EngineError, FloatingPointError):
-    """A NaN or inf appeared. Names the step and the quantity; the last good
-    checkpoint is kept on disk."""
+    """A NaN or inf appeared. Names the step and the quantity. In training the last
+    good checkpoint is kept on disk; in adaptation (``phase="adaptation"``) the step
+    is the inner step."""
 
-    def __init__(self, step: int, quantity: str, value: float):
+    def __init__(self, step: int, quantity: str, value: float, phase: str = "training"):
         self.step = step
         self.quantity = quantity
         self.value = value
-        super().__init__(f"training diverged at step {step}: {quantity} is {value}")
+        self.phase = phase
+        where = "inner step" if phase == "adaptation" else "step"
+        super().__init__(f"{phase} diverged at {where} {step}: {quantity} is {value}")
 
 
 class CheckpointError(EngineError):

@@ -10,7 +10,7 @@ from metalearn_toys import ToyBlobs
 from workers.metalearn.api import adapt, evaluate, meta_train
 from workers.metalearn.config import FamilySpec
 from workers.metalearn.families import make_family
-from workers.metalearn.types import DataError, EpisodeSpec
+from workers.metalearn.types import DataError, DivergenceError, EpisodeSpec
 
 
 @pytest.fixture(scope="module")
@@ -240,3 +240,32 @@ def test_every_classification_algorithm_trains_evaluates_and_adapts(tmp_path, al
     task = family.fixed_tasks("test", EpisodeSpec(shots=1, query=2, ways=3), 1)
     adapted = adapt(tmp_path, (task.x_support[0], task.y_support[0]), (task.x_query[0], task.y_query[0]))
     assert adapted.predictions.shape == (6, 3) and "query_accuracy" in adapted.curve[-1]
+
+
+def test_adapt_that_diverges_names_the_inner_step(maml_run, sinusoid):
+    task = sinusoid.fixed_tasks("test", EpisodeSpec(shots=5, query=20), 1)
+    seen = []
+    with pytest.raises(DivergenceError) as info:
+        adapt(
+            maml_run,
+            support=(task.x_support[0], task.y_support[0]),
+            query=(task.x_query[0], task.y_query[0]),
+            steps=30,
+            lr=1e4,
+            on_step=lambda i, entry: seen.append(i),
+        )
+    error = info.value
+    assert error.phase == "adaptation" and error.step >= 1
+    assert error.quantity in {"support_loss", "query_loss"}
+    assert str(error).startswith(f"adaptation diverged at inner step {error.step}: ")
+    # Steps before the bad one were reported; the bad one was not.
+    assert seen == list(range(error.step))
+
+
+def test_evaluation_chunks_shrink_with_the_size_of_tasks():
+    from workers.metalearn.loop import EVAL_CHUNK, EVAL_INPUT_BUDGET, eval_chunk
+
+    assert eval_chunk(5 + 10) == EVAL_CHUNK  # sinusoid: tiny tasks, the full chunk
+    glyph_task = 5 * (5 + 10) * 28 * 28  # 5-way, 5 shots + 10 query, 28x28
+    assert eval_chunk(glyph_task) == EVAL_INPUT_BUDGET // glyph_task < EVAL_CHUNK
+    assert eval_chunk(10 * EVAL_INPUT_BUDGET) == 1  # never zero
