@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from apps.experiments.models import Experiment
 from apps.tasksets.management.commands.seed_demo import BUILT_INS, demo_csv
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.teams.models import Membership, Role, Team
@@ -32,8 +33,11 @@ def test_seed_demo_creates_everything_once(monkeypatch):
     assert names == sorted(spec.name for spec in BUILT_INS)
     table = TaskSetVersion.objects.get(taskset__team=team, taskset__family="table")
     assert table.data_summary["tasks"] == 12 and table.data_sha256
+    # A first experiment, so that the launch form works straight away.
+    assert list(Experiment.objects.filter(team=team).values_list("name", flat=True)) == ["Getting started"]
 
     second = seed()
+    assert Experiment.objects.filter(team=team).count() == 1
     assert password not in second and "password unchanged" in second
     assert TaskSet.objects.count() == len(BUILT_INS)
     assert TaskSetVersion.objects.count() == len(BUILT_INS)

@@ -339,6 +339,9 @@ def test_detail_lists_versions_with_params(team_roles, sines):
     )
     assert "wider" in page and "<dt>x_max</dt><dd>8.0</dd>" in page and "<dt>x_max</dt><dd>5.0</dd>" in page
     assert "Edit (new version)" in page
+    # The latest version previews its tasks as the page loads; older ones on request.
+    assert page.count('hx-trigger="load, click"') == 1
+    assert page.index('hx-trigger="load, click"') < page.index("Version 1")
     partial = text(client.get(urls_for(sines)["detail"], **HX))
     assert "<html" not in partial and partial.lstrip().startswith('<div id="versions">')
     assert "Edit (new version)" not in text(client_for(users["viewer"]).get(urls_for(sines)["detail"]))

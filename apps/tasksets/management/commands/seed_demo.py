@@ -22,6 +22,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from apps.experiments.models import Experiment
+from apps.experiments.services import experiment_create
 from apps.tasksets.models import TaskSet
 from apps.tasksets.services import taskset_create
 from apps.teams.models import Membership, Role, Team
@@ -30,6 +32,7 @@ from workers.metalearn.families import FAMILY_PARAMS
 DEMO_USERNAME = "demo"
 DEMO_TEAM_NAME = "Demo"
 DEMO_TEAM_SLUG = "demo"
+DEMO_EXPERIMENT = "Getting started"
 PASSWORD_ENV = "METAWEB_DEMO_PASSWORD"  # noqa: S105 - the variable's name, not a password
 
 
@@ -118,6 +121,14 @@ class Command(BaseCommand):
             )
             created.append(spec.name)
 
+        if not Experiment.objects.filter(team=team).exists():
+            experiment_create(
+                team=team,
+                actor=user,
+                name=DEMO_EXPERIMENT,
+                description="A first experiment to launch runs into: try MAML on the sinusoid task set.",
+            )
+            self.stdout.write(f"seed_demo: created the experiment '{DEMO_EXPERIMENT}'")
         if created:
             self.stdout.write(f"seed_demo: created task sets: {', '.join(created)}")
         for line in skipped:
