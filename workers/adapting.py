@@ -51,7 +51,7 @@ def _single_task_data(adaptation: Any, facts: Any, family: Any) -> dict[str, Any
 
     if adaptation.target == AdaptationTarget.TEST_TASK:
         ways = facts.ways if facts.classification else 1
-        spec = EpisodeSpec(shots=facts.shots, query=facts.query, ways=ways)
+        spec = EpisodeSpec(shots=int(adaptation.shots or facts.shots), query=facts.query, ways=ways)
         task = family.fixed_tasks("test", spec, count=1, start=int(adaptation.task_index))
         return {
             "xs": task.x_support[0],
@@ -285,6 +285,7 @@ def adapt_batch(
         device=device,
         progress=progress,
         should_stop=reporter.should_stop,
+        shots=adaptation.shots,
     )
     losses = np.asarray(result.losses, dtype="<f4")
     scores = np.asarray(result.scores, dtype="<f4")

@@ -25,7 +25,7 @@ from django.core.files.uploadedfile import UploadedFile
 from apps.experiments.models import Queue
 from apps.registry.models import AdaptationTarget
 from apps.registry.selectors.adaptations import ADAPT_TEST_TASKS, ModelFacts
-from apps.registry.services.adaptations import MAX_ADAPT_STEPS, MAX_SET_EXAMPLES
+from apps.registry.services.adaptations import MAX_ADAPT_SHOTS, MAX_ADAPT_STEPS, MAX_SET_EXAMPLES
 
 #: Largest CSV file accepted for a support or query set.
 MAX_CSV_BYTES = 2 * 1024 * 1024
@@ -335,6 +335,13 @@ class AdaptForm(forms.Form):
         label="Task description",
         help_text="The task's description values, separated by commas.",
     )
+    shots = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_ADAPT_SHOTS,
+        label="Shots",
+        help_text="Support examples per meta-test task (per class when classifying).",
+    )
     steps = forms.IntegerField(
         min_value=0, max_value=MAX_ADAPT_STEPS, initial=10, label="Inner steps", help_text="0 to 100."
     )
@@ -343,6 +350,11 @@ class AdaptForm(forms.Form):
 
     def __init__(self, *args: Any, facts: ModelFacts | None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if facts is not None:
+            self.fields["shots"].help_text += (
+                f" Empty: the {facts.shots} the model was meta-trained with"
+                " (e.g. train at K=10, test at K=5)."
+            )
         self.facts = facts
         self.support: dict[str, Any] | None = None
         self.query: dict[str, Any] | None = None

@@ -269,7 +269,7 @@
       var checked = form.querySelector('input[name="target"]:checked');
       var target = checked ? checked.value : "";
       form.querySelectorAll("[data-target-section]").forEach(function (section) {
-        section.hidden = section.dataset.targetSection !== target;
+        section.hidden = section.dataset.targetSection.split(" ").indexOf(target) < 0;
       });
     }
     form.addEventListener("change", function (event) {

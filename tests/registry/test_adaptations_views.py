@@ -226,6 +226,8 @@ BAD_POSTS = [
     ({"target": "custom", "support_text": "1, 2", "desc": "1, x"}, "desc", "is not a number"),
     ({"task_index": "600"}, "task_index", "less than or equal to 599"),
     ({"task_index": ""}, "task_index", "Pick a meta-test task."),
+    ({"target": "batch", "shots": "0"}, "shots", "greater than or equal to 1"),
+    ({"target": "batch", "shots": "101"}, "shots", "less than or equal to 100"),
     ({"steps": "101"}, "steps", "less than or equal to 100"),
     ({"lr": "0"}, "lr", "above 0"),
     ({"lr": "nan"}, "lr", ""),
@@ -717,3 +719,17 @@ def test_the_verdict_panel_of_the_adapted_model(client, world):
     assert review.verdict == "approve" and review.author == world["users"]["member"]
     page = client.get(detail_url(run)).content.decode()
     assert f'data-review-id="{review.pk}"' in page and "Fits the &lt;truth&gt;." in page
+
+
+def test_meta_test_tasks_take_a_number_of_shots(client, world, sent):
+    """The shots field serves the meta-test targets; empty means the training K."""
+    login(client, world["users"]["member"])
+    page = client.get(adapt_url(world["meta_model"])).content.decode()
+    assert 'data-target-section="test_task batch"' in page and 'name="shots"' in page
+    assert "Empty: the 5 the model was meta-trained with" in page
+    response = client.post(adapt_url(world["meta_model"]), form_data(target="batch", shots="2"), **HTMX)
+    assert response.status_code == 200 and response.headers.get("HX-Redirect")
+    assert Adaptation.objects.latest("pk").shots == 2
+    client.post(adapt_url(world["meta_model"]), form_data(target="test_task", task_index="4"), **HTMX)
+    latest = Adaptation.objects.latest("pk")
+    assert (latest.task_index, latest.shots) == (4, 5)

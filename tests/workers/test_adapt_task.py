@@ -23,6 +23,7 @@ import pytest
 import torch
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from safetensors.torch import load_file
 
@@ -433,3 +434,32 @@ def test_a_diverging_batch_fails_naming_the_step_and_the_tasks(world, settings):
     run.refresh_from_db()
     assert re.match(r"adaptation diverged at inner step \d+: the query loss of \d+ of 20 tasks", run.error)
     assert not AdaptedModel.objects.exists()
+
+
+def test_meta_test_tasks_can_use_another_k_than_training(world, settings):
+    """Train at one K, test at another (Finn et al. 2017): the batch and the single
+    meta-test task are cut with the chosen number of shots."""
+    settings.ADAPT_BATCH_TASKS = 20
+    few = launch(world, target="batch", task_index=None, steps=3, shots=1)
+    many = launch(world, target="batch", task_index=None, steps=3, shots=20)
+    assert (few.adaptation.shots, many.adaptation.shots) == (1, 20)
+    assert adapt_run.run(few.pk) == adapt_run.run(many.pk) == "succeeded"
+    few_model = AdaptedModel.objects.get(adaptation__run=few)
+    many_model = AdaptedModel.objects.get(adaptation__run=many)
+    # The same 20 tasks: more shots adapt better.
+    np.testing.assert_array_equal(
+        adapted_model_arrays(few_model)["task_ids"], adapted_model_arrays(many_model)["task_ids"]
+    )
+    assert few_model.after > many_model.after
+
+    single = launch(world, shots=3)
+    assert adapt_run.run(single.pk) == "succeeded"
+    assert len(AdaptedModel.objects.get(adaptation__run=single).predictions["support"]["x"]) == 3
+
+
+@pytest.mark.parametrize("shots", [0, 101, True, "5"])
+def test_bad_shots_are_refused_on_their_field(world, sent, shots):
+    with pytest.raises(ValidationError) as info:
+        launch(world, target="batch", task_index=None, shots=shots)
+    assert "shots" in info.value.message_dict
+    assert not Run.objects.filter(kind="adapt").exists() and sent == []

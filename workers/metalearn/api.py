@@ -6,6 +6,7 @@ torch-free.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -67,6 +68,8 @@ def evaluate(
     device: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    shots: int | None = None,
+    query: int | None = None,
 ) -> EvalResult:
     """The standard protocol: adapt to each of the split's first ``count`` fixed tasks
     and score its query set.
@@ -81,6 +84,8 @@ def evaluate(
     ``progress(done, count)`` is called after each chunk of tasks. ``should_stop()``
     is polled after each chunk but the last: when it answers True, evaluation ends
     early and the result covers the tasks done so far (``len(task_ids) < count``).
+    ``shots`` and ``query`` override the run's episode (per class when classifying),
+    e.g. to test at K=5 a model meta-trained at K=10 as in Finn et al. (2017).
     """
     if split not in SPLITS:
         raise DataError("split", f"must be one of {', '.join(SPLITS)}")
@@ -92,6 +97,9 @@ def evaluate(
         raise DataError("lr", "must be a positive number")
     if batch_size is not None and int(batch_size) < 1:
         raise DataError("batch_size", "must be at least 1")
+    for name, value in (("shots", shots), ("query", query)):
+        if value is not None and int(value) < 1:
+            raise DataError(name, "must be at least 1")
     ckpt, algorithm, meta = restore(checkpoint_dir, device)
     config = ckpt.config
     if family is None:
@@ -108,6 +116,11 @@ def evaluate(
             "family", f"{family.name!r} does not match the checkpoint's family {ckpt.family_info.name!r}"
         )
     spec = episode_spec(config, info.kind)
+    spec = dataclasses.replace(
+        spec,
+        shots=spec.shots if shots is None else int(shots),
+        query=spec.query if query is None else int(query),
+    )
     family.check_episode(spec, split)  # type: ignore[arg-type]
     dev = next(iter(meta.values())).device
     n_steps = algorithm.resolve_steps(steps)

@@ -46,6 +46,7 @@ from workers.metalearn.types import DataError, EpisodeSpec
 __all__ = [
     "ADAPT_TASK",
     "MAX_ADAPT_LR",
+    "MAX_ADAPT_SHOTS",
     "MAX_ADAPT_STEPS",
     "MAX_SET_EXAMPLES",
     "MAX_SET_VALUES",
@@ -61,6 +62,8 @@ ADAPT_TASK = "workers.tasks.adapt_run"
 MAX_ADAPT_STEPS = 100
 #: As the engine's ``TrainConfig.inner_lr``.
 MAX_ADAPT_LR = 10.0
+#: Most support examples per meta-test task (per class) a test-task or batch adaptation may ask for.
+MAX_ADAPT_SHOTS = 100
 #: A custom support or query set holds at most this many examples...
 MAX_SET_EXAMPLES = 2000
 #: ... and this many input values in all (e.g. 600 images of 28x28).
@@ -133,14 +136,23 @@ def _check_fits_taskset(meta_model: MetaModel, facts: ModelFacts) -> Any:
     return family
 
 
-def _check_split(family: Any, facts: ModelFacts) -> None:
+def _check_split(family: Any, facts: ModelFacts, shots: int | None) -> int:
+    """The support size of meta-test tasks (``shots``, or the model's training K),
+    checked against what the task set's meta-test split can give."""
+    if shots is not None and (
+        not isinstance(shots, int) or isinstance(shots, bool) or not 1 <= shots <= MAX_ADAPT_SHOTS
+    ):
+        raise ValidationError({"shots": f"Give 1 to {MAX_ADAPT_SHOTS} shots, or leave it empty."})
+    k = facts.shots if shots is None else int(shots)
     ways = facts.ways if facts.classification else 1
     try:
-        family.check_episode(EpisodeSpec(shots=facts.shots, query=facts.query, ways=ways), "test")
+        family.check_episode(EpisodeSpec(shots=k, query=facts.query, ways=ways), "test")
     except DataError as exc:
+        field = "shots" if shots is not None else "target"
         raise ValidationError(
-            {"target": f"The task set's meta-test split cannot give this model's tasks: {exc}"}
+            {field: f"The task set's meta-test split cannot give these tasks: {exc}"}
         ) from None
+    return k
 
 
 def _where(index: int, names: Sequence[Any] | None) -> str:
@@ -253,15 +265,18 @@ def adaptation_start(
     steps: int,
     lr: float,
     queue: str = Queue.CPU,
+    shots: int | None = None,
 ) -> Run:
     """Adapt ``meta_model`` to ``target``: queue a run of kind ``adapt``. Members only.
 
     ``target`` is ``test_task`` (``task_index`` 0..599 of the task set's meta-test
     split), ``custom`` (``support`` and optionally ``query`` as ``{"x": [[inputs],
     ...], "y": [targets or labels]}``, ``desc`` when the model needs it) or
-    ``batch`` (the 600 meta-test tasks). Raises ValidationError keyed by field
-    (``meta_model``, ``target``, ``task_index``, ``support``, ``query``, ``desc``,
-    ``steps``, ``lr``, ``queue``); nothing is written or queued then.
+    ``batch`` (the 600 meta-test tasks). ``shots`` cuts meta-test tasks with another
+    support size than the model's training K (None: the training K). Raises
+    ValidationError keyed by field (``meta_model``, ``target``, ``task_index``,
+    ``shots``, ``support``, ``query``, ``desc``, ``steps``, ``lr``, ``queue``); nothing
+    is written or queued then.
     """
     ensure_role(user=actor, team=meta_model.team_id, required=Role.MEMBER)
     if target not in AdaptationTarget.values:
@@ -276,7 +291,6 @@ def adaptation_start(
 
     clean_support = clean_query = clean_desc = None
     index: int | None = None
-    shots: int | None = None
     if target == AdaptationTarget.TEST_TASK:
         if (
             not isinstance(task_index, int)
@@ -284,11 +298,9 @@ def adaptation_start(
             or not 0 <= task_index < ADAPT_TEST_TASKS
         ):
             raise ValidationError({"task_index": f"Pick a meta-test task from 0 to {ADAPT_TEST_TASKS - 1}."})
-        _check_split(family, facts)
-        index, shots = int(task_index), facts.shots
+        index, shots = int(task_index), _check_split(family, facts, shots)
     elif target == AdaptationTarget.BATCH:
-        _check_split(family, facts)
-        shots = facts.shots
+        shots = _check_split(family, facts, shots)
     else:
         clean_support = _clean_set(support, facts, "support", support=True)
         if query is not None:

@@ -55,6 +55,7 @@ def adapt_new(request: HtmxHttpRequest, meta_model_id: int) -> HttpResponse:
                     meta_model=meta_model,
                     target=target,
                     task_index=data.get("task_index") if target == AdaptationTarget.TEST_TASK else None,
+                    shots=None if custom else data.get("shots"),
                     support=form.support if custom else None,
                     query=form.query if custom else None,
                     desc=form.desc_values if custom else None,

@@ -269,3 +269,18 @@ def test_evaluation_chunks_shrink_with_the_size_of_tasks():
     glyph_task = 5 * (5 + 10) * 28 * 28  # 5-way, 5 shots + 10 query, 28x28
     assert eval_chunk(glyph_task) == EVAL_INPUT_BUDGET // glyph_task < EVAL_CHUNK
     assert eval_chunk(10 * EVAL_INPUT_BUDGET) == 1  # never zero
+
+
+def test_evaluate_can_test_at_another_k_than_training(maml_run):
+    trained_k = evaluate(maml_run, count=40, steps=1)  # the run's K: 5 shots, 10 query
+    same = evaluate(maml_run, count=40, steps=1, shots=5, query=10)
+    assert np.array_equal(same.losses, trained_k.losses)
+    one = evaluate(maml_run, count=40, steps=1, shots=1, query=20)
+    twenty = evaluate(maml_run, count=40, steps=1, shots=20, query=20)
+    # The same fixed tasks (ids), cut with other support sizes: more shots adapt better.
+    assert list(one.task_ids) == list(twenty.task_ids) == list(range(40))
+    assert one.losses.shape == twenty.losses.shape == (40, 2)
+    assert one.mean > twenty.mean
+    with pytest.raises(DataError) as info:
+        evaluate(maml_run, count=2, shots=0)
+    assert info.value.field == "shots"
