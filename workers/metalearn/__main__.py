@@ -1,7 +1,8 @@
 """Command line: ``python -m workers.metalearn {train,evaluate,adapt}``.
 
     python -m workers.metalearn train --config run.json --out runs/sine [--data table.csv]
-    python -m workers.metalearn evaluate --checkpoint runs/sine --split test [--count 600] [--steps 10]
+    python -m workers.metalearn evaluate --checkpoint runs/sine --split test [--count 600] \\
+        [--steps 10] [--shots 5]
     python -m workers.metalearn adapt --checkpoint runs/sine --support support.csv \\
         [--query query.csv] --steps 10 --lr 0.01 --out runs/sine-task
 
@@ -236,6 +237,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         lr=args.lr,
         family=family,
         batch_size=args.batch_size,
+        shots=args.shots,
+        query=args.query,
     )
     summary = {
         "split": args.split,
@@ -339,7 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--count", type=int, default=600, help="fixed tasks to evaluate (default 600)")
     ev.add_argument("--steps", type=int, help="inner steps (default: the run's)")
     ev.add_argument("--lr", type=float, help="inner learning rate (default: the run's)")
-    ev.add_argument("--batch-size", type=int, default=100, help="tasks per vmap call")
+    ev.add_argument("--shots", type=int, help="support examples per task/class (default: the run's)")
+    ev.add_argument("--query", type=int, help="query examples per task/class (default: the run's)")
+    ev.add_argument(
+        "--batch-size", type=int, help="tasks per vmap call (default: as many as fit, at most 100)"
+    )
     ev.add_argument("--data", help="data file for families that read one (table)")
     ev.add_argument("--out", help="folder for eval.json (per-task scores and losses)")
     ev.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
