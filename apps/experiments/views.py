@@ -12,7 +12,6 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.experiments import selectors, services
@@ -21,25 +20,9 @@ from apps.experiments.models import Run, RunStatus
 from apps.teams.models import Role, Team
 from apps.teams.selectors import role_for, team_get_for_user
 from apps.teams.services import ensure_role
-from metaweb.htmx import HtmxHttpRequest, redirect_page
+from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page
 
 CANCELLABLE = (RunStatus.QUEUED, RunStatus.RUNNING)
-
-
-
-def _wants_partial(request: HtmxHttpRequest) -> bool:
-    """htmx asked for a fragment (a history restore needs the whole page)."""
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
-def _render(
-    request: HtmxHttpRequest, template: str, partial: str, context: dict[str, Any], status: int = 200
-) -> HttpResponse:
-    name = f"{template}#{partial}" if _wants_partial(request) else template
-    response = render(request, name, context, status=status)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
-
 
 
 # -- experiments ---------------------------------------------------------------------
@@ -54,7 +37,7 @@ def experiment_list(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
         "can_write": role.allows(Role.MEMBER),
         "experiments": selectors.experiment_list_for_team(team=team),
     }
-    return _render(request, "experiments/experiment_list.html", "experiment-table", context)
+    return render_page(request, "experiments/experiment_list.html", "experiment-table", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -75,7 +58,7 @@ def experiment_create(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
         else:
             return redirect_page(request, reverse("experiments:experiment-detail", args=[experiment.pk]))
     context = {"team": team, "form": form}
-    return _render(request, "experiments/experiment_form.html", "experiment-form", context)
+    return render_page(request, "experiments/experiment_form.html", "experiment-form", context)
 
 
 @require_GET
@@ -88,7 +71,7 @@ def experiment_detail(request: HtmxHttpRequest, experiment_id: int) -> HttpRespo
         "can_write": bool(role and role.allows(Role.MEMBER)),
         "runs": selectors.run_list_for_experiment(experiment=experiment),
     }
-    return _render(request, "experiments/experiment_detail.html", "experiment-runs", context)
+    return render_page(request, "experiments/experiment_detail.html", "experiment-runs", context)
 
 
 # -- run list and launch ---------------------------------------------------------------
@@ -110,7 +93,7 @@ def run_list(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
         "runs": page.object_list,
         "filter_query": query.urlencode(),
     }
-    return _render(request, "experiments/run_list.html", "run-table", context)
+    return render_page(request, "experiments/run_list.html", "run-table", context)
 
 
 def _launch_context(team: Team, form: RunLaunchForm, source: Run | None = None) -> dict[str, Any]:
@@ -126,7 +109,7 @@ def run_launch(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
         if request.GET.get("experiment", "").isdigit():
             initial["experiment"] = int(request.GET["experiment"])
         form = RunLaunchForm(team=team, initial=initial)
-        return _render(request, "experiments/run_launch.html", "launch-form", _launch_context(team, form))
+        return render_page(request, "experiments/run_launch.html", "launch-form", _launch_context(team, form))
 
     form = RunLaunchForm(request.POST, team=team)
     source = None
@@ -148,7 +131,9 @@ def run_launch(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
             form.add_service_errors(error)
         else:
             return redirect_page(request, reverse("experiments:run-detail", args=[run.pk]))
-    return _render(request, "experiments/run_launch.html", "launch-form", _launch_context(team, form, source))
+    return render_page(
+        request, "experiments/run_launch.html", "launch-form", _launch_context(team, form, source)
+    )
 
 
 def _clone_source(request: HtmxHttpRequest, run_id: int | None) -> Run | None:
@@ -165,7 +150,7 @@ def run_clone(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     source = selectors.run_get_visible(user=request.user, run_id=run_id)
     ensure_role(user=request.user, team=source.team_id, required=Role.MEMBER)
     form = RunLaunchForm(team=source.team, initial=services.run_clone_initial(run=source))
-    return _render(
+    return render_page(
         request, "experiments/run_launch.html", "launch-form", _launch_context(source.team, form, source)
     )
 
@@ -211,7 +196,7 @@ def _run_context(request: HttpRequest, run: Run, error: str = "") -> dict[str, A
 @require_GET
 def run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     run = selectors.run_get_visible(user=request.user, run_id=run_id)
-    return _render(request, "experiments/run_detail.html", "run-live", _run_context(request, run))
+    return render_page(request, "experiments/run_detail.html", "run-live", _run_context(request, run))
 
 
 @require_POST

@@ -1,6 +1,6 @@
 """Task-set pages. Views are thin: parse, call a selector or service, render.
 
-With ``request.htmx`` they render a partial of the page template
+With ``request.htmx`` they render a partial of the page template (``render_page``)
 (``"tasksets/<page>.html#<partial>"``), otherwise the whole page. The two views
 that take uploads are ``csrf_exempt`` only to put the upload-limit handler in
 front before the body is parsed; they apply ``csrf_protect`` straight after.
@@ -40,7 +40,7 @@ from apps.tasksets.uploads import DATA_FAMILIES, UploadLimitHandler, install_upl
 from apps.teams.models import Role
 from apps.teams.selectors import team_get_for_user
 from apps.teams.services import ensure_role
-from metaweb.htmx import HtmxHttpRequest, redirect_page
+from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page
 
 
 def _family_from(value: Any) -> str:
@@ -63,9 +63,7 @@ def taskset_list(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
         "families": families,
         "family": family if family in families else "",
     }
-    if request.htmx:
-        return render(request, "tasksets/taskset_list.html#taskset-table", context)
-    return render(request, "tasksets/taskset_list.html", context)
+    return render_page(request, "tasksets/taskset_list.html", "taskset-table", context)
 
 
 # -- create -----------------------------------------------------------------------------------------
@@ -89,9 +87,7 @@ def _form_context(
 
 
 def _render_form(request: HtmxHttpRequest, context: dict[str, Any]) -> HttpResponse:
-    if request.htmx:
-        return render(request, "tasksets/taskset_form.html#taskset-form", context)
-    return render(request, "tasksets/taskset_form.html", context)
+    return render_page(request, "tasksets/taskset_form.html", "taskset-form", context)
 
 
 @csrf_exempt
@@ -166,9 +162,7 @@ def taskset_detail(request: HtmxHttpRequest, taskset_id: int) -> HttpResponse:
         "versions": versions,
         "can_edit": role.allows(Role.MEMBER),
     }
-    if request.htmx:
-        return render(request, "tasksets/taskset_detail.html#versions", context)
-    return render(request, "tasksets/taskset_detail.html", context)
+    return render_page(request, "tasksets/taskset_detail.html", "versions", context)
 
 
 @csrf_exempt
@@ -231,6 +225,4 @@ def taskset_preview(request: HtmxHttpRequest, taskset_id: int, number: int) -> H
         "version": version,
         "preview": preview,
     }
-    if request.htmx:
-        return render(request, "tasksets/taskset_preview.html#preview", context)
-    return render(request, "tasksets/taskset_preview.html", context)
+    return render_page(request, "tasksets/taskset_preview.html", "preview", context)

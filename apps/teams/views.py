@@ -26,7 +26,7 @@ from apps.teams.selectors import (
     team_list_for_user,
 )
 from apps.teams.services import ensure_role, membership_remove, membership_set, team_create
-from metaweb.htmx import HtmxHttpRequest, redirect_page
+from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -50,9 +50,7 @@ def _team_list_context(request: HtmxHttpRequest, form: TeamCreateForm | None = N
 @require_GET
 def team_list(request: HtmxHttpRequest) -> HttpResponse:
     context = _team_list_context(request)
-    if request.htmx:
-        return render(request, "teams/team_list.html#team-table", context)
-    return render(request, "teams/team_list.html", context)
+    return render_page(request, "teams/team_list.html", "team-table", context)
 
 
 @require_POST
@@ -66,9 +64,7 @@ def team_create_view(request: HtmxHttpRequest) -> HttpResponse:
         else:
             return redirect_page(request, reverse("teams:team-detail", kwargs={"team_slug": team.slug}))
     context = _team_list_context(request, form)
-    if request.htmx:
-        return render(request, "teams/team_list.html#team-create-form", context)
-    return render(request, "teams/team_list.html", context)
+    return render_page(request, "teams/team_list.html", "team-create-form", context)
 
 
 # -- one team's members -------------------------------------------------------------------------
@@ -115,9 +111,7 @@ def _members_response(
 def team_detail(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
     team, _role = team_get_for_user(user=request.user, slug=team_slug)
     context = _members_context(request, team)
-    if request.htmx:
-        return render(request, "teams/team_detail.html#members", context)
-    return render(request, "teams/team_detail.html", context)
+    return render_page(request, "teams/team_detail.html", "members", context)
 
 
 @require_POST

@@ -7,9 +7,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
-from django.shortcuts import render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.experiments.models import RunStatus
@@ -21,19 +19,7 @@ from apps.registry.views.metamodels import review_panel
 from apps.teams.models import Role
 from apps.teams.selectors import role_for
 from apps.teams.services import ensure_role
-from metaweb.htmx import HtmxHttpRequest, redirect_page
-
-
-def _wants_partial(request: HtmxHttpRequest) -> bool:
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
-def _render(request: HtmxHttpRequest, template: str, partial: str, context: dict[str, Any]) -> HttpResponse:
-    name = f"{template}#{partial}" if _wants_partial(request) else template
-    response = render(request, name, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
-
+from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page
 
 # -- the adaptation form ----------------------------------------------------------------
 
@@ -78,7 +64,7 @@ def adapt_new(request: HtmxHttpRequest, meta_model_id: int) -> HttpResponse:
         "batch_tasks": services.adaptation_batch_tasks(),
         "meta_model_url": reverse("registry:metamodel-detail", args=[meta_model.pk]),
     }
-    return _render(request, "registry/adapt_new.html", "adapt-form", context)
+    return render_page(request, "registry/adapt_new.html", "adapt-form", context)
 
 
 # -- one adapted model --------------------------------------------------------------------
@@ -121,4 +107,4 @@ def adapted_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     soon as the run is queued."""
     adaptation = selectors.adaptation_get_visible(user=request.user, run_id=run_id)
     context = _detail_context(request, adaptation)
-    return _render(request, "registry/adapted_detail.html", "adapted-live", context)
+    return render_page(request, "registry/adapted_detail.html", "adapted-live", context)

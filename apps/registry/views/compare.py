@@ -6,8 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpResponse
-from django.shortcuts import render
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from apps.registry.forms_compare import CompareForm
@@ -20,18 +18,7 @@ from apps.registry.selectors import (
     leaderboard_for_taskset,
 )
 from apps.teams.selectors import team_get_for_user
-from metaweb.htmx import HtmxHttpRequest
-
-
-def _wants_partial(request: HtmxHttpRequest) -> bool:
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
-def _render(request: HtmxHttpRequest, template: str, partial: str, context: dict[str, Any]) -> HttpResponse:
-    name = f"{template}#{partial}" if _wants_partial(request) else template
-    response = render(request, name, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+from metaweb.htmx import HtmxHttpRequest, render_page, wants_partial
 
 
 @require_GET
@@ -65,7 +52,7 @@ def compare(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
         "min_items": MIN_ITEMS,
         "max_items": MAX_ITEMS,
     }
-    if not _wants_partial(request):
+    if not wants_partial(request):
         groups = comparison_choices(team=team)
         models = [model for group in groups for model in group.models]
         listed = {e.adapted_id for model in models for e in model.evaluations}
@@ -74,11 +61,11 @@ def compare(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
         context["open_models"] = {
             model.meta_model_id for model in models if any(e.adapted_id in picked for e in model.evaluations)
         }
-    return _render(request, "registry/compare.html", "compare-result", context)
+    return render_page(request, "registry/compare.html", "compare-result", context)
 
 
 @require_GET
 def leaderboard(request: HtmxHttpRequest, taskset_id: int) -> HttpResponse:
     page = leaderboard_for_taskset(user=request.user, taskset_id=taskset_id)
     context = {"team": page.taskset.team, "taskset": page.taskset, "boards": page.boards}
-    return _render(request, "registry/leaderboard.html", "leaderboard-boards", context)
+    return render_page(request, "registry/leaderboard.html", "leaderboard-boards", context)

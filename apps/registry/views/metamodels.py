@@ -39,19 +39,7 @@ from apps.registry.services import metamodels as services
 from apps.teams.models import Role
 from apps.teams.selectors import role_for, team_get_for_user
 from apps.teams.services import ensure_role
-from metaweb.htmx import HtmxHttpRequest, redirect_page
-
-
-def _wants_partial(request: HtmxHttpRequest) -> bool:
-    """htmx asked for a fragment (a history restore needs the whole page)."""
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
-def _render(request: HtmxHttpRequest, template: str, partial: str, context: dict[str, Any]) -> HttpResponse:
-    name = f"{template}#{partial}" if _wants_partial(request) else template
-    response = render(request, name, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page
 
 
 def _can_write(request: HtmxHttpRequest, team_id: int) -> bool:
@@ -74,7 +62,7 @@ def metamodel_list(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
         "groups": selectors.metamodel_groups_for_team(team=team, filters=filters),
         "filtered": bool(filters),
     }
-    return _render(request, "registry/metamodel_list.html", "metamodel-table", context)
+    return render_page(request, "registry/metamodel_list.html", "metamodel-table", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -103,7 +91,7 @@ def metamodel_upload(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
                 return redirect_page(request, url)
     else:
         form = MetaModelUploadForm(team=team)
-    return _render(request, "registry/metamodel_upload.html", "upload-form", {"team": team, "form": form})
+    return render_page(request, "registry/metamodel_upload.html", "upload-form", {"team": team, "form": form})
 
 
 # -- one meta-model ---------------------------------------------------------------------------
@@ -170,7 +158,9 @@ def _detail_context(request: HtmxHttpRequest, meta_model: MetaModel) -> dict[str
 @require_GET
 def metamodel_detail(request: HtmxHttpRequest, meta_model_id: int) -> HttpResponse:
     meta_model = selectors.metamodel_get_visible(user=request.user, meta_model_id=meta_model_id)
-    return _render(request, "registry/metamodel_detail.html", "lineage", _detail_context(request, meta_model))
+    return render_page(
+        request, "registry/metamodel_detail.html", "lineage", _detail_context(request, meta_model)
+    )
 
 
 @require_POST

@@ -9,9 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 START_HINTS = {
     "PostgreSQL": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
-    "Redis": (
-        'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no'
-    ),
+    "Redis": ('redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no'),
 }
 
 
@@ -28,8 +26,10 @@ class Command(BaseCommand):
             time.sleep(0.5)
             problems = self._problems()
         if problems:
-            lines = [f"{name} is unreachable at {where}: {err}\n  start it with: {START_HINTS[name]}"
-                     for name, where, err in problems]
+            lines = [
+                f"{name} is unreachable at {where}: {err}\n  start it with: {START_HINTS[name]}"
+                for name, where, err in problems
+            ]
             raise CommandError("\n".join(lines))
         self.stdout.write("PostgreSQL and Redis are reachable.")
 
