@@ -1,7 +1,7 @@
 """Task-set pages. Views are thin: parse, call a selector or service, render.
 
-With ``request.htmx`` they render a partial of the page template (``render_page``)
-(``"tasksets/<page>.html#<partial>"``), otherwise the whole page. The two views
+With ``request.htmx`` they render a partial of the page template
+(``"tasksets/<page>.html#<partial>"``, via ``render_page``), otherwise the whole page. The two views
 that take uploads are ``csrf_exempt`` only to put the upload-limit handler in
 front before the body is parsed; they apply ``csrf_protect`` straight after.
 """
