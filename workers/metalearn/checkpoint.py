@@ -40,6 +40,7 @@ from torch import Tensor
 
 from workers.metalearn.config import ConfigError, TrainConfig, config_to_dict, parse_config
 from workers.metalearn.episodes import FamilyInfo
+from workers.metalearn.fileio import write_atomic
 from workers.metalearn.types import CheckpointError
 
 FORMAT = 1
@@ -175,19 +176,6 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _cpu(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
 
@@ -248,7 +236,7 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_text_atomic(root / LATEST, name + "\n")
+    write_atomic(root / LATEST, name + "\n")
     _fsync_path(root)
     prune(root, keep=keep, protect=name)
     return final

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,7 @@ from apps.teams.services import ensure_role
 from metaweb.celery import app as celery_app
 from workers.metalearn.config import ConfigError, FamilySpec
 from workers.metalearn.families import make_family
+from workers.metalearn.fileio import write_atomic
 from workers.metalearn.types import DataError, EpisodeSpec
 
 __all__ = [
@@ -371,20 +370,6 @@ def adaptation_start(
 # -- the worker's side ------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 #: AdaptedModel fields the worker may set.
 _RESULT_FIELDS = frozenset(
     {
@@ -449,7 +434,7 @@ def adaptation_complete(
             if weights is not None:
                 folder = storage.adapted_model_dir(adapted.pk)
                 written = folder / storage.WEIGHTS_FILE
-                _write_atomic(written, weights)
+                write_atomic(written, weights)
                 adapted.weights_sha256 = hashlib.sha256(weights).hexdigest()
                 adapted.save(update_fields=["weights_sha256"])
             final = dict(summary or {})

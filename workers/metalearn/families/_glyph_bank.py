@@ -21,7 +21,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import tempfile
 import unicodedata
 import zipfile
 import zlib
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from workers.metalearn.families._base import FAMILY_SEED_SALT
+from workers.metalearn.fileio import atomic_writer
 
 BANK_VERSION = 1
 SIZE = 28
@@ -176,23 +176,16 @@ def _read(path: Path) -> GlyphBank | None:
 
 
 def _write(path: Path, bank: GlyphBank) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                images=bank.images,
-                offsets=bank.offsets,
-                font_ids=bank.font_ids,
-                codepoints=bank.codepoints,
-                fonts=np.array(bank.fonts),
-                **{f"split_{s}": ids for s, ids in bank.splits.items()},
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as fh:
+        np.savez_compressed(
+            fh,
+            images=bank.images,
+            offsets=bank.offsets,
+            font_ids=bank.font_ids,
+            codepoints=bank.codepoints,
+            fonts=np.array(bank.fonts),
+            **{f"split_{s}": ids for s, ids in bank.splits.items()},
+        )
 
 
 # -- rendering -------------------------------------------------------------------------------
