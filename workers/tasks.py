@@ -32,6 +32,7 @@ from django.db import close_old_connections
 
 from apps.experiments.models import Run, RunKind
 from apps.experiments.services import (
+    Claim,
     run_checkpointed,
     run_claim,
     run_fail,
@@ -114,23 +115,45 @@ def watchdog() -> list[int]:
     return run_requeue_stale()
 
 
+def _claim(
+    *, run_id: int, worker: str, kind: str, device_for: Callable[[Run], str]
+) -> tuple[Claim, str, Run] | None:
+    """Claim run ``run_id`` of ``kind`` for this worker, on the device ``device_for``
+    picks from the run: the claim, the device and the run as loaded before the claim.
+    None (logged) when the run is missing, of another kind, finished or held by a live
+    attempt: the delivery is then ignored."""
+    run = Run.objects.filter(pk=run_id).only("kind", "queue", "config").first()
+    if run is None:
+        logger.warning("run %s: no such run, delivery ignored", run_id)
+        return None
+    if run.kind != kind:
+        logger.error("run %s: a %s run was sent to the %s task, delivery ignored", run_id, run.kind, kind)
+        return None
+    device = device_for(run)
+    claim = run_claim(run_id=run_id, worker=worker, device=device)
+    if claim is not None:
+        logger.info("run %s: %s attempt %s on %s (%s)", run_id, kind, claim.attempt, worker, device)
+    return None if claim is None else (claim, device, run)
+
+
+def _requested_device(run: Run) -> str:
+    requested = run.config.get("device", "auto") if isinstance(run.config, dict) else "auto"
+    return requested if isinstance(requested, str) else "auto"
+
+
 def execute_run(*, run_id: int, worker: str, meta_train: MetaTrain | None = None) -> str:
     """The body of :func:`train_run`. ``meta_train`` replaces the engine (tests)."""
-    row = Run.objects.filter(pk=run_id).values_list("config", "kind").first()
-    if row is None:
-        logger.warning("run %s: no such run, delivery ignored", run_id)
+    claimed = _claim(
+        run_id=run_id,
+        worker=worker,
+        kind=RunKind.TRAIN,
+        device_for=lambda run: detect_device(_requested_device(run)),
+    )
+    if claimed is None:
         return "skipped"
-    raw, kind = row
-    if kind != RunKind.TRAIN:
-        logger.error("run %s: a %s run was sent to train_run, delivery ignored", run_id, kind)
-        return "skipped"
-    requested = raw.get("device", "auto") if isinstance(raw, dict) else "auto"
-    device = detect_device(requested if isinstance(requested, str) else "auto")
-    claim = run_claim(run_id=run_id, worker=worker, device=device)
-    if claim is None:
-        return "skipped"
+    claim, device, loaded = claimed
     token = claim.token
-    logger.info("run %s: attempt %s on %s (%s)", run_id, claim.attempt, worker, device)
+    requested = _requested_device(loaded)
 
     if requested == "cuda" and device == "cpu":
         run_fail(run_id=run_id, token=token, error=NO_GPU)
@@ -261,20 +284,16 @@ def execute_adaptation(
     from apps.registry.selectors.adaptations import meta_model_facts
     from apps.registry.services.adaptations import adaptation_complete
 
-    row = Run.objects.filter(pk=run_id).values_list("kind", "queue").first()
-    if row is None:
-        logger.warning("run %s: no such run, delivery ignored", run_id)
+    claimed = _claim(
+        run_id=run_id,
+        worker=worker,
+        kind=RunKind.ADAPT,
+        device_for=lambda run: detect_device("auto" if run.queue == Queue.GPU else "cpu"),
+    )
+    if claimed is None:
         return "skipped"
-    kind, queue = row
-    if kind != RunKind.ADAPT:
-        logger.error("run %s: a %s run was sent to adapt_run, delivery ignored", run_id, kind)
-        return "skipped"
-    device = detect_device("auto" if queue == Queue.GPU else "cpu")
-    claim = run_claim(run_id=run_id, worker=worker, device=device)
-    if claim is None:
-        return "skipped"
+    claim, device, _run = claimed
     token = claim.token
-    logger.info("run %s: adaptation attempt %s on %s (%s)", run_id, claim.attempt, worker, device)
 
     adaptation = (
         Adaptation.objects.select_related("run", "meta_model__taskset_version__taskset")
