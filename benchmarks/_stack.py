@@ -20,10 +20,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -358,3 +360,48 @@ def percentile(values: list[float], q: float) -> float:
     low = int(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+# -- one benchmark's stack, from set-up to clean-up ------------------------------------------
+
+
+@dataclass
+class BenchStack:
+    """What :func:`bench_stack` sets up: a work folder (logs), the environment for the
+    stack's processes, and the processes started so far (stopped at the end). Set
+    ``ok`` once the benchmark succeeded: the work folder is then removed."""
+
+    work: Path
+    env: dict[str, str]
+    redis_url: str
+    procs: list[Proc] = field(default_factory=list)
+    ok: bool = False
+
+
+@contextmanager
+def bench_stack(name: str) -> Iterator[BenchStack]:
+    """A fresh benchmark database and a Redis db of its own for the benchmark ``name``;
+    at the end every process is stopped, the database dropped and the Redis db freed."""
+    work = Path(tempfile.mkdtemp(prefix=f"metaweb-{name}-"))
+    redis_db = claim_redis_db(BENCH_REDIS_DBS)
+    env = stack_env(database_url=BENCH_DB_URL, redis_url=redis_db.url, data_dir=work)
+    recreate_database(BENCH_DB_URL)
+    stack = BenchStack(work=work, env=dict(env), redis_url=redis_db.url)
+    try:
+        yield stack
+    finally:
+        stop_all(stack.procs)
+        teardown(work, ok=stack.ok)
+        redis_db.release()
+
+
+def bench_member(slug: str = "bench"):
+    """A team ``slug`` and its member ``bench`` (password: the factories'), in the
+    benchmark's database (call after :func:`setup_django`)."""
+    from apps.teams.models import Role
+    from tests.factories import MembershipFactory, TeamFactory, UserFactory
+
+    team = TeamFactory(name="Bench", slug=slug)
+    user = UserFactory(username="bench")
+    MembershipFactory(team=team, user=user, role=Role.MEMBER)
+    return team, user

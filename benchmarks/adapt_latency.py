@@ -35,7 +35,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -82,18 +81,9 @@ def support_points(round_index: int) -> list[tuple[float, float]]:
 
 
 def _fixtures():
-    from apps.teams.models import Role
-    from tests.factories import (
-        ExperimentFactory,
-        MembershipFactory,
-        TaskSetVersionFactory,
-        TeamFactory,
-        UserFactory,
-    )
+    from tests.factories import ExperimentFactory, TaskSetVersionFactory
 
-    team = TeamFactory(name="Bench", slug=TEAM_SLUG)
-    user = UserFactory(username="bench")
-    MembershipFactory(team=team, user=user, role=Role.MEMBER)
+    team, user = _stack.bench_member(TEAM_SLUG)
     version = TaskSetVersionFactory(taskset__team=team, taskset__name="Sines", created_by=user, params={})
     experiment = ExperimentFactory(team=team, name="Adapt latency", created_by=user)
     return user, version, experiment
@@ -153,27 +143,21 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="metaweb-adapt-latency-"))
-    redis_db = _stack.claim_redis_db(_stack.BENCH_REDIS_DBS)
-    env = _stack.stack_env(database_url=_stack.BENCH_DB_URL, redis_url=redis_db.url, data_dir=work)
-    _stack.recreate_database(_stack.BENCH_DB_URL)
-    procs: list[_stack.Proc] = []
-    ok = False
-    try:
-        _stack.setup_django(env, migrate=True)  # before the worker, which needs the tables
+    with _stack.bench_stack("adapt-latency") as stack:
+        _stack.setup_django(stack.env, migrate=True)  # before the worker, which needs the tables
         user, version, experiment = _fixtures()
         daphne, base_url = _stack.start_daphne(
-            env=env, log_dir=work / "logs", app="tests.e2e.asgi_static:application"
+            env=stack.env, log_dir=stack.work / "logs", app="tests.e2e.asgi_static:application"
         )
-        worker = _stack.start_worker(env=env, log_dir=work / "logs")
-        procs += [daphne, worker]
+        worker = _stack.start_worker(env=stack.env, log_dir=stack.work / "logs")
+        stack.procs += [daphne, worker]
         _stack.wait_http_ready(daphne, base_url)
         _stack.wait_worker_ready(worker)
 
         started = time.monotonic()
         train_run, meta = meta_train(user, version, experiment)
         print(
-            f"stack: daphne {base_url}, 1 solo worker, redis {redis_db.url}; meta-trained {meta} "
+            f"stack: daphne {base_url}, 1 solo worker, redis {stack.redis_url}; meta-trained {meta} "
             f"(run {train_run.pk}, {TRAIN_CONFIG['iterations']} iterations) "
             f"in {time.monotonic() - started:.1f} s",
             flush=True,
@@ -221,13 +205,9 @@ def main() -> int:
             f"of which queued -> claimed p50 {statistics.median(claims):.1f} ms, "
             f"claimed -> finished p50 {statistics.median(work_s):.1f} ms (load now {os.getloadavg()[0]:.1f})"
         )
-        ok = True
+        stack.ok = True
         print(f"RESULT adapt_p50_ms={p50:.1f}")
         return 0
-    finally:
-        _stack.stop_all(procs)
-        _stack.teardown(work, ok=ok)
-        redis_db.release()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import json
 import re
 import statistics
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -184,18 +183,12 @@ def main() -> int:
     parser.add_argument("--launches", type=int, default=20, help="measured launches (after one warm-up)")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="metaweb-dispatch-latency-"))
-    redis_db = _stack.claim_redis_db(_stack.BENCH_REDIS_DBS)
-    env = _stack.stack_env(database_url=_stack.BENCH_DB_URL, redis_url=redis_db.url, data_dir=work)
-    _stack.recreate_database(_stack.BENCH_DB_URL)
-    procs: list[_stack.Proc] = []
-    ok = False
-    try:
-        _stack.setup_django(env, migrate=True)  # before the worker, which needs the tables
+    with _stack.bench_stack("dispatch-latency") as stack:
+        _stack.setup_django(stack.env, migrate=True)  # before the worker, which needs the tables
         experiment_id, taskset_id = _fixtures()
-        daphne, base_url = _stack.start_daphne(env=env, log_dir=work / "logs")
-        worker = _stack.start_worker(env=env, log_dir=work / "logs")
-        procs += [daphne, worker]
+        daphne, base_url = _stack.start_daphne(env=stack.env, log_dir=stack.work / "logs")
+        worker = _stack.start_worker(env=stack.env, log_dir=stack.work / "logs")
+        stack.procs += [daphne, worker]
         _stack.wait_http_ready(daphne, base_url)
         _stack.wait_worker_ready(worker)
 
@@ -205,36 +198,23 @@ def main() -> int:
         if status != 302:
             raise RuntimeError(f"login answered {status}")
         form = launch_form_data(experiment_id, taskset_id)
-        print(f"stack: daphne {base_url}, 1 solo worker, redis {redis_db.url}; "
+        print(f"stack: daphne {base_url}, 1 solo worker, redis {stack.redis_url}; "
               f"{args.launches} launches of {TINY}")
         latencies = asyncio.run(bench(base_url, browser, form, args.launches))
         p50 = statistics.median(latencies)
         p90 = _stack.percentile(latencies, 90)
         print(f"dispatch (POST returned -> run.status running on the socket), {len(latencies)} launches: "
               f"min {min(latencies):.1f} ms, p50 {p50:.1f} ms, p90 {p90:.1f} ms, max {max(latencies):.1f} ms")
-        ok = True
+        stack.ok = True
         print(f"RESULT dispatch_p50_ms={p50:.1f}")
         return 0
-    finally:
-        _stack.stop_all(procs)
-        _stack.teardown(work, ok=ok)
-        redis_db.release()
 
 
 def _fixtures() -> tuple[int, int]:
     """A team member, a sinusoid task set with a version, an experiment."""
-    from apps.teams.models import Role
-    from tests.factories import (
-        ExperimentFactory,
-        MembershipFactory,
-        TaskSetVersionFactory,
-        TeamFactory,
-        UserFactory,
-    )
+    from tests.factories import ExperimentFactory, TaskSetVersionFactory
 
-    team = TeamFactory(name="Bench", slug=TEAM_SLUG)
-    user = UserFactory(username="bench")
-    MembershipFactory(team=team, user=user, role=Role.MEMBER)
+    team, user = _stack.bench_member(TEAM_SLUG)
     version = TaskSetVersionFactory(taskset__team=team, taskset__created_by=user, number=1)
     experiment = ExperimentFactory(team=team, created_by=user, name="Dispatch latency")
     return experiment.pk, version.taskset_id

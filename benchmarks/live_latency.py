@@ -25,7 +25,6 @@ import asyncio
 import json
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -192,25 +191,19 @@ def main() -> int:
         return 0
 
     counts = [int(c) for c in args.clients.split(",") if c.strip()]
-    work = Path(tempfile.mkdtemp(prefix="metaweb-live-latency-"))
-    redis_db = _stack.claim_redis_db(_stack.BENCH_REDIS_DBS)
-    env = _stack.stack_env(database_url=_stack.BENCH_DB_URL, redis_url=redis_db.url, data_dir=work)
-    _stack.recreate_database(_stack.BENCH_DB_URL)
-    procs: list[_stack.Proc] = []
-    ok = False
-    try:
-        daphne, base_url = _stack.start_daphne(env=env, log_dir=work / "logs")
-        procs.append(daphne)
-        _stack.setup_django(env, migrate=True)
+    with _stack.bench_stack("live-latency") as stack:
+        daphne, base_url = _stack.start_daphne(env=stack.env, log_dir=stack.work / "logs")
+        stack.procs.append(daphne)
+        _stack.setup_django(stack.env, migrate=True)
         run_id, cookie = _fixtures()
         _stack.wait_http_ready(daphne, base_url)
         ws_url = base_url.replace("http://", "ws://") + f"/ws/runs/{run_id}/"
-        print(f"stack: daphne {base_url}, channel layer redis {redis_db.url}, run {run_id}; "
+        print(f"stack: daphne {base_url}, channel layer redis {stack.redis_url}, run {run_id}; "
               f"{args.events} events per phase at {args.rate:g}/s (+{WARMUP_EVENTS} warm-up)")
         results = {}
         for clients in counts:
             latencies, lost = asyncio.run(
-                measure(ws_url, base_url, cookie, clients=clients, run_id=run_id, env=env,
+                measure(ws_url, base_url, cookie, clients=clients, run_id=run_id, env=stack.env,
                         events=args.events, rate=args.rate)
             )
             p50, p99 = _stack.percentile(latencies, 50), _stack.percentile(latencies, 99)
@@ -221,24 +214,17 @@ def main() -> int:
         p50, p99 = results[counts[-1]]
         verdict = "ok" if p50 < 50 and p99 < 250 else "ABOVE TARGET"
         print(f"target p50 < 50 ms, p99 < 250 ms: {verdict}")
-        ok = True
+        stack.ok = True
         print(f"RESULT live_p50_ms={p50:.1f} live_p99_ms={p99:.1f} clients={counts[-1]}")
         return 0
-    finally:
-        _stack.stop_all(procs)
-        _stack.teardown(work, ok=ok)
-        redis_db.release()
 
 
 def _fixtures() -> tuple[int, str]:
     """A team member and one running run of theirs; the member's session cookie."""
     from apps.experiments.models import RunStatus
-    from apps.teams.models import Role
-    from tests.factories import MembershipFactory, RunFactory, TeamFactory, UserFactory
+    from tests.factories import RunFactory
 
-    team = TeamFactory(name="Bench", slug="bench")
-    user = UserFactory(username="bench")
-    MembershipFactory(team=team, user=user, role=Role.MEMBER)
+    team, user = _stack.bench_member("bench")
     run = RunFactory(experiment__team=team, experiment__created_by=user, status=RunStatus.RUNNING,
                      total_steps=1000)
     name, value = _stack.session_cookie(user)
