@@ -7,6 +7,7 @@ form can show it next to the input it concerns.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -99,20 +100,16 @@ class TrainConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> TrainConfig:
-        if self.algorithm in GRADIENT_ALGORITHMS - {"anil"} and self.inner_steps < 1:
-            raise ValueError("inner_steps: must be at least 1 for gradient-based algorithms")
-        if self.algorithm == "anil" and self.inner_steps < 1:
-            raise ValueError("inner_steps: must be at least 1 for ANIL")
-        if any(h < 1 or h > 4096 for h in self.hidden) or not self.hidden:
-            raise ValueError("hidden: give 1 to 8 layer sizes between 1 and 4096")
-        if len(self.hidden) > 8:
+        if self.algorithm in GRADIENT_ALGORITHMS and self.inner_steps < 1:
+            raise ValueError(f"inner_steps: must be at least 1 for {self.algorithm}")
+        if not 1 <= len(self.hidden) <= 8 or any(h < 1 or h > 4096 for h in self.hidden):
             raise ValueError("hidden: give 1 to 8 layer sizes between 1 and 4096")
         if self.bf16 and self.device == "cpu":
             raise ValueError("bf16: bf16 autocast needs device 'cuda' or 'auto'")
         return self
 
 
-def _field_of(error: dict[str, Any]) -> tuple[str, str]:
+def _field_of(error: Mapping[str, Any]) -> tuple[str, str]:
     loc = ".".join(str(part) for part in error.get("loc", ()))
     msg = str(error.get("msg", "invalid value"))
     # Model-level validators raise "field: message"; lift the field out.
@@ -120,7 +117,17 @@ def _field_of(error: dict[str, Any]) -> tuple[str, str]:
         msg = msg[len("Value error, ") :]
     if not loc and ": " in msg:
         loc, msg = msg.split(": ", 1)
-    return loc or "config", msg
+    return loc, msg
+
+
+def config_error(exc: ValidationError, *, under: str = "") -> ConfigError:
+    """A pydantic error as a :class:`ConfigError` keyed by dotted field, prefixed with
+    ``under`` (e.g. ``"family.params"``); the first message per field is kept."""
+    errors: dict[str, str] = {}
+    for err in exc.errors():
+        field, msg = _field_of(err)
+        errors.setdefault(".".join(part for part in (under, field) if part) or "config", msg)
+    return ConfigError(errors)
 
 
 def parse_config(data: dict[str, Any] | TrainConfig) -> TrainConfig:
@@ -132,11 +139,7 @@ def parse_config(data: dict[str, Any] | TrainConfig) -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
-        errors: dict[str, str] = {}
-        for err in exc.errors():
-            field, msg = _field_of(err)
-            errors.setdefault(field, msg)
-        raise ConfigError(errors) from None
+        raise config_error(exc) from None
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from workers.metalearn.config import ConfigError, FamilySpec
+from workers.metalearn.config import ConfigError, FamilySpec, config_error
 from workers.metalearn.families._base import (
     FAMILY_SEED_SALT,
     FIXED_TASK_LIMIT,
@@ -77,16 +77,6 @@ def _family_class(name: str) -> type[BaseFamily]:
     return cls
 
 
-def _error_field(error: Mapping[str, Any]) -> tuple[str, str]:
-    loc = ".".join(str(part) for part in error.get("loc", ()))
-    msg = str(error.get("msg", "invalid value"))
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    if not loc and ": " in msg:
-        loc, msg = msg.split(": ", 1)
-    return loc, msg
-
-
 def parse_family_params(name: str, params: Mapping[str, Any] | BaseModel | None = None) -> BaseModel:
     """Validate ``params`` for family ``name``, or raise :class:`ConfigError` keyed
     ``"family.params.<field>"`` (``"family.name"`` for an unknown family)."""
@@ -99,11 +89,7 @@ def parse_family_params(name: str, params: Mapping[str, Any] | BaseModel | None 
     try:
         return model.model_validate(dict(params or {}))
     except ValidationError as exc:
-        errors: dict[str, str] = {}
-        for err in exc.errors():
-            field, msg = _error_field(err)
-            errors.setdefault(f"family.params.{field}" if field else "family.params", msg)
-        raise ConfigError(errors) from None
+        raise config_error(exc, under="family.params") from None
 
 
 def family_kind(name: str, params: Mapping[str, Any] | None = None) -> TaskKind:
