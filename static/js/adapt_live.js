@@ -16,8 +16,6 @@
 (function () {
   "use strict";
 
-  var FINISHED = window.MetaLive.FINISHED;
-  var LABELS = window.MetaLive.LABELS;
   var COLORS = {
     support_loss: "#2f6fed", query_loss: "#c98a04", support_accuracy: "#2f6fed", query_accuracy: "#c98a04",
     "true function": "#6b7385", "before adaptation": "#d64545", "after adaptation": "#1f9d55",
@@ -179,85 +177,31 @@
 
   // -- the review page ------------------------------------------------------------------
 
+  function showProgress(step, total) {
+    if (typeof step !== "number") return;
+    var stepEl = document.getElementById("adapt-step");
+    if (stepEl) stepEl.textContent = String(step);
+    if (typeof total === "number") {
+      var totalEl = document.getElementById("adapt-total");
+      if (totalEl) totalEl.textContent = String(total);
+    }
+    var bar = document.getElementById("adapt-progress");
+    if (bar && typeof total === "number" && total > 0) {
+      bar.setAttribute("aria-valuenow", String(step));
+      bar.firstElementChild.style.width = Math.min(100, (100 * step) / total).toFixed(1) + "%";
+    }
+  }
+
   function reviewPage(root) {
-    var runId = parseInt(root.dataset.runId, 10);
-    var liveUrl = root.dataset.liveUrl;
-    var stateEl = document.getElementById("run-state");
-    var state = stateEl ? JSON.parse(stateEl.textContent) : { run: {}, metrics: {} };
-    var metrics = state.metrics || {};
-    var status = state.run.status;
     var charts = Array.prototype.map.call(root.querySelectorAll("[data-curve]"), function (el) {
       return new CurveChart(el, el.dataset.curve.split(/\s+/).filter(Boolean));
     });
-    var live = null;
-    var frame = null;
-
-    function redraw() {
-      if (frame) return;
-      frame = window.requestAnimationFrame(function () {
-        frame = null;
-        charts.forEach(function (chart) { chart.draw(metrics); });
-      });
-    }
-
-    function showProgress(step, total) {
-      if (typeof step !== "number") return;
-      var stepEl = document.getElementById("adapt-step");
-      if (stepEl) stepEl.textContent = String(step);
-      if (typeof total === "number") {
-        var totalEl = document.getElementById("adapt-total");
-        if (totalEl) totalEl.textContent = String(total);
-      }
-      var bar = document.getElementById("adapt-progress");
-      if (bar && typeof total === "number" && total > 0) {
-        bar.setAttribute("aria-valuenow", String(step));
-        bar.firstElementChild.style.width = Math.min(100, (100 * step) / total).toFixed(1) + "%";
-      }
-    }
-
-    function refreshPanel() {
-      if (window.htmx && liveUrl) window.htmx.ajax("GET", liveUrl, { target: "#adapted-live", swap: "outerHTML" });
-    }
-
-    function shownStatus() {
-      var panel = document.getElementById("adapted-live");
-      return panel ? panel.dataset.status : null;
-    }
-
-    function onMessage(message) {
-      if (message.type === "run.state" && message.run && message.run.id === runId) {
-        metrics = message.metrics || {};
-        status = message.run.status;
-        showProgress(message.run.step, message.run.total_steps);
-        if (shownStatus() !== status) refreshPanel();
-        redraw();
-      } else if (message.type === "run.progress" && message.run_id === runId) {
-        window.MetaCharts.mergePoints(metrics, message.points);
-        showProgress(message.step, message.total_steps);
-        redraw();
-      } else if (message.type === "run.status" && message.run_id === runId) {
-        status = message.status;
-        // The worker stores every point before it reports the end: re-read them all, so a
-        // page opened mid-run also ends with the complete curve.
-        if (FINISHED[status] && live) live.send({ type: "run.resync" });
-        var badge = document.getElementById("adapt-status");
-        if (badge && LABELS[status]) {
-          badge.className = "badge badge-" + status;
-          badge.dataset.status = status;
-          badge.textContent = LABELS[status];
-        }
-        showProgress(message.step, message.total_steps);
-        refreshPanel();
-      }
-    }
-
-    redraw();
-    if (!FINISHED[status]) {
-      live = window.MetaLive.socket("/ws/runs/" + runId + "/", {
-        onMessage: onMessage,
-        shouldReconnect: function () { return !FINISHED[status]; },
-      });
-    }
+    window.MetaLive.followRun(root, {
+      panelId: "adapted-live",
+      badgeId: "adapt-status",
+      draw: function (metrics) { charts.forEach(function (chart) { chart.draw(metrics); }); },
+      progress: showProgress,
+    });
   }
 
   // -- the form -------------------------------------------------------------------------

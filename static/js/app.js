@@ -45,9 +45,86 @@
     };
   }
 
+  var FINISHED = { succeeded: true, failed: true, cancelled: true };
+  var LABELS = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled" };
+
+  function setBadge(badge, status) {
+    if (!badge || !LABELS[status]) return;
+    badge.className = "badge badge-" + status;
+    badge.dataset.status = status;
+    badge.textContent = LABELS[status];
+  }
+
+  // Follow one run on its page. `root` carries data-run-id and data-live-url (the status
+  // panel's partial). The state starts from <script id="run-state"> (json_script), then
+  // /ws/runs/<id>/ sends run.state on each (re)connect, which replaces it; run.progress
+  // appends its new points; run.status updates the badge and re-reads the status panel
+  // with htmx. When the run finishes the page asks for run.resync: the worker stores every
+  // point before it reports the end, so a page opened mid-run ends with the whole curve.
+  // view: { panelId, badgeId, draw(metrics), progress(step, total, speed, eta) }.
+  function followRun(root, view) {
+    var runId = parseInt(root.dataset.runId, 10);
+    var liveUrl = root.dataset.liveUrl;
+    var stateEl = document.getElementById("run-state");
+    var state = stateEl ? JSON.parse(stateEl.textContent) : { run: {}, metrics: {} };
+    var metrics = state.metrics || {};
+    var status = state.run.status;
+    var live = null;
+    var frame = null;
+
+    function redraw() {
+      if (frame) return;
+      frame = window.requestAnimationFrame(function () {
+        frame = null;
+        view.draw(metrics);
+      });
+    }
+
+    function refreshPanel() {
+      if (window.htmx && liveUrl) {
+        window.htmx.ajax("GET", liveUrl, { target: "#" + view.panelId, swap: "outerHTML" });
+      }
+    }
+
+    function shownStatus() {
+      var panel = document.getElementById(view.panelId);
+      return panel ? panel.dataset.status : null;
+    }
+
+    function onMessage(message) {
+      if (message.type === "run.state" && message.run && message.run.id === runId) {
+        metrics = message.metrics || {};
+        status = message.run.status;
+        view.progress(message.run.step, message.run.total_steps, message.run.steps_per_sec, message.run.eta_seconds);
+        if (shownStatus() !== status) refreshPanel();
+        redraw();
+      } else if (message.type === "run.progress" && message.run_id === runId) {
+        window.MetaCharts.mergePoints(metrics, message.points);
+        view.progress(message.step, message.total_steps, message.steps_per_sec, message.eta_seconds);
+        redraw();
+      } else if (message.type === "run.status" && message.run_id === runId) {
+        status = message.status;
+        if (FINISHED[status] && live) live.send({ type: "run.resync" });
+        setBadge(document.getElementById(view.badgeId), status);
+        view.progress(message.step, message.total_steps);
+        refreshPanel();
+      }
+    }
+
+    redraw();
+    if (!FINISHED[status]) {
+      live = liveSocket("/ws/runs/" + runId + "/", {
+        onMessage: onMessage,
+        shouldReconnect: function () { return !FINISHED[status]; },
+      });
+    }
+  }
+
   window.MetaLive = {
     socket: liveSocket,
-    FINISHED: { succeeded: true, failed: true, cancelled: true },
-    LABELS: { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled" },
+    followRun: followRun,
+    setBadge: setBadge,
+    FINISHED: FINISHED,
+    LABELS: LABELS,
   };
 })();

@@ -8,9 +8,6 @@
 (function () {
   "use strict";
 
-  var FINISHED = window.MetaLive.FINISHED;
-  var LABELS = window.MetaLive.LABELS;
-
   function formatDuration(seconds) {
     if (seconds === null || seconds === undefined || !isFinite(seconds)) return "—";
     seconds = Math.round(seconds);
@@ -25,94 +22,36 @@
     if (el) el.textContent = text;
   }
 
-  function setBadge(badge, status) {
-    if (!LABELS[status]) return;
-    badge.className = "badge badge-" + status;
-    badge.dataset.status = status;
-    badge.textContent = LABELS[status];
-  }
-
   // -- the run page ------------------------------------------------------------------
 
+  function showProgress(step, total, speed, eta) {
+    if (typeof step === "number") {
+      setText("run-step", String(step));
+      var bar = document.getElementById("run-progress");
+      if (bar) {
+        bar.setAttribute("aria-valuenow", String(step));
+        if (typeof total === "number" && total > 0) {
+          bar.setAttribute("aria-valuemax", String(total));
+          bar.firstElementChild.style.width = Math.min(100, (100 * step) / total).toFixed(1) + "%";
+        }
+      }
+    }
+    if (typeof total === "number") setText("run-total-steps", String(total));
+    if (speed !== undefined) setText("run-speed", speed ? speed.toFixed(1) + " steps/s" : "—");
+    if (eta !== undefined) setText("run-eta", formatDuration(eta));
+  }
+
   function runPage(root) {
-    var runId = parseInt(root.dataset.runId, 10);
-    var liveUrl = root.dataset.liveUrl;
-    var stateEl = document.getElementById("run-state");
-    var state = stateEl ? JSON.parse(stateEl.textContent) : { run: {}, metrics: {} };
-    var metrics = state.metrics || {};
-    var status = state.run.status;
     var charts = ["chart-loss", "chart-val"]
       .map(function (id) { return document.getElementById(id); })
       .filter(Boolean)
       .map(function (el) { return new window.MetaCharts.SeriesChart(el); });
-    var live = null;
-    var frame = null;
-
-    function redraw() {
-      if (frame) return;
-      frame = window.requestAnimationFrame(function () {
-        frame = null;
-        charts.forEach(function (chart) { chart.draw(metrics); });
-      });
-    }
-
-    function showProgress(step, total, speed, eta) {
-      if (typeof step === "number") {
-        setText("run-step", String(step));
-        var bar = document.getElementById("run-progress");
-        if (bar) {
-          bar.setAttribute("aria-valuenow", String(step));
-          if (typeof total === "number" && total > 0) {
-            bar.setAttribute("aria-valuemax", String(total));
-            bar.firstElementChild.style.width = Math.min(100, (100 * step) / total).toFixed(1) + "%";
-          }
-        }
-      }
-      if (typeof total === "number") setText("run-total-steps", String(total));
-      if (speed !== undefined) setText("run-speed", speed ? speed.toFixed(1) + " steps/s" : "—");
-      if (eta !== undefined) setText("run-eta", formatDuration(eta));
-    }
-
-    // Re-read the status panel (badge, worker, error, history, cancel button) from the server.
-    function refreshPanel() {
-      if (window.htmx && liveUrl) window.htmx.ajax("GET", liveUrl, { target: "#run-live", swap: "outerHTML" });
-    }
-
-    function shownStatus() {
-      var panel = document.getElementById("run-live");
-      return panel ? panel.dataset.status : null;
-    }
-
-    function onMessage(message) {
-      if (message.type === "run.state" && message.run && message.run.id === runId) {
-        metrics = message.metrics || {};
-        status = message.run.status;
-        showProgress(message.run.step, message.run.total_steps, message.run.steps_per_sec, message.run.eta_seconds);
-        if (shownStatus() !== status) refreshPanel();
-        redraw();
-      } else if (message.type === "run.progress" && message.run_id === runId) {
-        window.MetaCharts.mergePoints(metrics, message.points);
-        showProgress(message.step, message.total_steps, message.steps_per_sec, message.eta_seconds);
-        redraw();
-      } else if (message.type === "run.status" && message.run_id === runId) {
-        status = message.status;
-        // The worker stores every point before it reports the end: re-read them all, so a
-        // page opened mid-run also ends with the complete curve.
-        if (FINISHED[status] && live) live.send({ type: "run.resync" });
-        var badge = document.getElementById("run-status");
-        if (badge) setBadge(badge, status);
-        showProgress(message.step, message.total_steps);
-        refreshPanel();
-      }
-    }
-
-    redraw();
-    if (!FINISHED[status]) {
-      live = window.MetaLive.socket("/ws/runs/" + runId + "/", {
-        onMessage: onMessage,
-        shouldReconnect: function () { return !FINISHED[status]; },
-      });
-    }
+    window.MetaLive.followRun(root, {
+      panelId: "run-live",
+      badgeId: "run-status",
+      draw: function (metrics) { charts.forEach(function (chart) { chart.draw(metrics); }); },
+      progress: showProgress,
+    });
   }
 
   // -- run lists ---------------------------------------------------------------------
@@ -151,7 +90,7 @@
 
   function showRun(id, status, step) {
     document.querySelectorAll('[data-run-badge="' + id + '"]').forEach(function (badge) {
-      setBadge(badge, status);
+      window.MetaLive.setBadge(badge, status);
     });
     if (typeof step !== "number") return;
     document.querySelectorAll('[data-run-step="' + id + '"]').forEach(function (span) {
