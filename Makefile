@@ -4,22 +4,33 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 TORCH  := torch==2.13.0
+LOCK   := requirements.lock
+# Where this machine kind keeps the CPU torch wheel that the lock pins (make lock only).
+WHEELS ?= /opt/wheels
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run worker beat test test-fast lint vendor bench clean
+.PHONY: install lock run worker beat test test-fast lint vendor bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch first, pinned: any other spec pulls a multi-GB CUDA build.
-$(STAMP): pyproject.toml | $(BIN)/python
+# torch first, pinned: any other spec pulls a multi-GB CUDA build. Then every other package
+# at the version and hash of requirements.lock, then the project itself without resolving.
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve requirements.lock after changing pyproject.toml's dependencies (settings in [tool.uv]);
+# tests/test_lockfile.py fails until the lock matches them again.
+lock: $(BIN)/python
+	test -x $(BIN)/uv || $(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --quiet --find-links $(WHEELS) --custom-compile-command "make lock" -o $(LOCK)
 
 run: install
 	$(BIN)/python manage.py migrate --noinput
