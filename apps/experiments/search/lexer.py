@@ -71,9 +71,7 @@ def _check_characters(query: str) -> None:
         )
     for i, char in enumerate(query):
         if char not in _SPACE and unicodedata.category(char) in ("Cc", "Cs"):
-            raise QuerySyntaxError(
-                f"the character U+{ord(char):04X} is not allowed in a search", offset=i
-            )
+            raise QuerySyntaxError(f"the character U+{ord(char):04X} is not allowed in a search", offset=i)
 
 
 def _next_token(query: str, i: int) -> tuple[Token, int]:
@@ -86,9 +84,7 @@ def _next_token(query: str, i: int) -> tuple[Token, int]:
     if char == "-" and i + 1 < len(query) and _starts_term(query[i + 1]):
         return Token("-", i, "-"), i + 1
     if _operator_at(query, i) is not None:
-        raise QuerySyntaxError(
-            f"expected a field name before '{_operator_at(query, i)}'", offset=i
-        )
+        raise QuerySyntaxError(f"expected a field name before '{_operator_at(query, i)}'", offset=i)
     end = i
     while end < len(query) and _in_word(query, end):
         end += 1
@@ -129,9 +125,7 @@ def _read_term(query: str, *, field: str, start: int, op: Op, op_offset: int) ->
         value, quoted = query[i:end], False
         if not value:
             found = "end of query" if i >= len(query) else _name_char(query[i])
-            raise QuerySyntaxError(
-                f"expected a value right after '{field}{op}', found {found}", offset=i
-            )
+            raise QuerySyntaxError(f"expected a value right after '{field}{op}', found {found}", offset=i)
     token = Token("term", start, field, op=op, value=value, quoted=quoted, value_offset=i)
     return token, end
 
