@@ -85,14 +85,15 @@ def as_moment(term: Term) -> tuple[datetime, datetime | None]:
         raise _error(term, expected)
     try:
         if _DATE_RE.fullmatch(term.value):
-            day = date.fromisoformat(term.value)
-            moment, end = datetime.combine(day, time.min), datetime.combine(day + timedelta(days=1), time.min)
+            moment = datetime.combine(date.fromisoformat(term.value), time.min)
+            whole_day = True
         else:
-            moment, end = datetime.fromisoformat(term.value), None
+            moment, whole_day = datetime.fromisoformat(term.value), False
     except ValueError:
         raise _error(term, expected) from None
     if moment.year not in _YEARS:
         raise _error(term, f"a date from {_YEARS.start} to {_YEARS.stop - 1}")
+    end = moment + timedelta(days=1) if whole_day else None
     return _aware(moment), None if end is None else _aware(end)
 
 
