@@ -4,6 +4,7 @@ must pass on PostgreSQL and on SQLite (run this file with each)."""
 from __future__ import annotations
 
 import datetime as dt
+import random
 import re
 from typing import Any
 
@@ -466,3 +467,29 @@ def test_a_search_is_one_query(runs, django_assert_num_queries):
     with django_assert_num_queries(1):
         found = list(run_search(queryset=team_runs, query=query))
     assert found == [runs["succeeded"]]
+
+
+def test_random_queries_reach_the_database_or_a_query_error_never_a_database_error(runs):
+    """Fuzz with pieces of real syntax: every query the parser and the compiler
+    accept must run on the database; every other one must be a QueryError."""
+    pieces = [
+        *field_names()[:-2], "config.inner_lr", "config.family.name", "config.first_order",
+        "metric.val_loss", "metric.query_loss", "config.contains", "tag", "config__x",
+        ":", "=", "!=", ">", ">=", "<", "<=", " ", " ", " OR ", " AND ", " NOT ", "-", "(", ")", '"',
+        "0", "-1", "0.01", "1e-3", "9223372036854775807", "99999999999999999999", "true", "fast",
+        "2026-11-01", "2026-11-01T10:00Z", "9998-12-31", "maml", "succeeded", "adapt", "gpu",
+        "sine", "%", "_", "'", ";", "\\", "é", "日本",
+    ]  # fmt: skip
+    rng = random.Random(99)
+    team_runs = Run.objects.filter(team_id=runs["succeeded"].team_id)
+    ran = refused = 0
+    for _ in range(400):
+        query = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        try:
+            found = run_search(queryset=team_runs, query=query)
+        except QueryError:
+            refused += 1
+            continue
+        assert set(found.values_list("pk", flat=True)) <= {run.pk for run in team_runs}
+        ran += 1
+    assert ran > 50 and refused > 50
