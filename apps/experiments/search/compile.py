@@ -80,7 +80,7 @@ def _term(term: Term) -> Q:
         value, kind = values.as_json_scalar(term)
         if kind == "boolean":
             _check_op(term, ("=", ":", "!="), "true or false")
-        return json_compare(column="config", keys=keys, op=_eq(term.op), value=value, kind=kind)  # type: ignore[arg-type]
+        return json_compare(column="config", keys=keys, op=_eq(term.op), value=value, kind=kind)
     if dot and prefix.lower() == METRIC_FIELD:
         (name,) = _keys(term, rest, limit=1)
         number = values.as_number(term)

@@ -76,8 +76,8 @@ def _check_characters(query: str) -> None:
 
 def _next_token(query: str, i: int) -> tuple[Token, int]:
     char = query[i]
-    if char in "()":
-        return Token(char, i, char), i + 1  # type: ignore[arg-type]
+    if char == "(" or char == ")":
+        return Token(char, i, char), i + 1
     if char == '"':
         text, end = _read_quoted(query, i)
         return Token("string", i, text), end

@@ -11,6 +11,7 @@ from datetime import date, datetime, time, timedelta
 
 from django.utils import timezone
 
+from apps.experiments.search.jsonq import JsonKind
 from apps.experiments.search.tree import QueryValueError, Term
 
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
@@ -56,7 +57,7 @@ def as_number(term: Term) -> int | float:
     return number
 
 
-def as_json_scalar(term: Term) -> tuple[int | float | bool | str, str]:
+def as_json_scalar(term: Term) -> tuple[int | float | bool | str, JsonKind]:
     """The value of a ``config.<key>`` term and its JSON kind: a bare number is a
     number, bare ``true``/``false`` a boolean, anything else (and anything quoted)
     a string."""
