@@ -4,6 +4,8 @@ hostile input. No database: parsing and compiling to ``Q`` touch none."""
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -221,3 +223,18 @@ def test_random_input_gives_a_tree_or_a_query_error_never_anything_else():
             assert 0 <= error.offset <= len(query)
             outcomes["error"] += 1
     assert outcomes["tree"] > 100 and outcomes["error"] > 100
+
+
+def test_the_search_package_is_torch_free():
+    """The run list's selector will import it in the web process."""
+    code = (
+        "import os, sys, django;"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'metaweb.settings.test');"
+        "django.setup();"
+        "import apps.experiments.search, apps.experiments.search.compile;"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "False"
