@@ -493,3 +493,12 @@ def test_random_queries_reach_the_database_or_a_query_error_never_a_database_err
         assert set(found.values_list("pk", flat=True)) <= {run.pk for run in team_runs}
         ran += 1
     assert ran > 50 and refused > 50
+
+
+@pytest.mark.parametrize("query", ["x" * 300 + ":1", "config." + "a" * 300 + ":1", "seed:" + "9" * 300])
+def test_error_messages_repeat_at_most_a_short_part_of_the_input(runs, query):
+    with pytest.raises(QueryError) as caught:
+        names(runs, query)
+    assert "…" in str(caught.value)
+    assert "x" * 41 not in str(caught.value) and "a" * 41 not in str(caught.value)
+    assert "9" * 41 not in str(caught.value)

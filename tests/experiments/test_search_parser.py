@@ -238,3 +238,10 @@ def test_the_search_package_is_torch_free():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "False"
+
+
+def test_error_messages_repeat_at_most_a_short_part_of_the_input():
+    with pytest.raises(QuerySyntaxError) as caught:
+        parse("f" * 300 + ">=")
+    assert f"expected a value right after '{'f' * 40}…>='" in str(caught.value)
+    assert len(str(caught.value)) < 120

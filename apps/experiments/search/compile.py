@@ -40,6 +40,7 @@ from apps.experiments.search.tree import (
     QueryValueError,
     Term,
     Text,
+    shorten,
 )
 
 _KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -96,12 +97,13 @@ def _term(term: Term) -> Q:
 
 
 def _unknown(term: Term) -> QueryFieldError:
-    name = term.field if len(term.field) <= 40 else term.field[:40] + "…"
     reason = PLANNED.get(term.field.lower())
     known = ", ".join(field_names())
     why = f": {reason}" if reason else ""
     return QueryFieldError(
-        f"unknown field {name!r}{why}; the fields are {known}", offset=term.offset, field=term.field
+        f"unknown field {shorten(term.field)!r}{why}; the fields are {known}",
+        offset=term.offset,
+        field=term.field,
     )
 
 
@@ -113,14 +115,14 @@ def _keys(term: Term, path: str, *, limit: int) -> tuple[str, ...]:
     for key in keys:
         if not _KEY_RE.fullmatch(key) or "__" in key or len(key) > KEY_MAX_LENGTH:
             raise QueryFieldError(
-                f"{prefix}.{path[:40]!s}: {what} is letters, digits and single underscores, "
+                f"{shorten(term.field)}: {what} is letters, digits and single underscores, "
                 f"not starting with a digit, at most {KEY_MAX_LENGTH} long",
                 offset=term.offset,
                 field=term.field,
             )
     if len(keys) > limit:
         raise QueryFieldError(
-            f"{prefix}.{path[:40]}: at most {limit} key{'s' if limit > 1 else ''} after '{prefix}.'",
+            f"{shorten(term.field)}: at most {limit} key{'s' if limit > 1 else ''} after '{prefix}.'",
             offset=term.offset,
             field=term.field,
         )

@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
-from apps.experiments.search.tree import OPERATORS, Op, QuerySyntaxError
+from apps.experiments.search.tree import OPERATORS, Op, QuerySyntaxError, shorten
 
 #: The longest query accepted, in characters.
 MAX_QUERY_LENGTH = 1000
@@ -42,10 +42,10 @@ def describe(token: Token) -> str:
     if token.kind in ("(", ")", "-"):
         return f"'{token.kind}'"
     if token.kind == "string":
-        return f'the quoted text "{token.text}"'
+        return f'the quoted text "{shorten(token.text)}"'
     if token.kind == "term":
-        return f"'{token.text}{token.op}'"
-    return f"'{token.text}'"
+        return f"'{shorten(token.text)}{token.op}'"
+    return f"'{shorten(token.text)}'"
 
 
 def tokenize(query: str) -> list[Token]:
@@ -125,7 +125,9 @@ def _read_term(query: str, *, field: str, start: int, op: Op, op_offset: int) ->
         value, quoted = query[i:end], False
         if not value:
             found = "end of query" if i >= len(query) else _name_char(query[i])
-            raise QuerySyntaxError(f"expected a value right after '{field}{op}', found {found}", offset=i)
+            raise QuerySyntaxError(
+                f"expected a value right after '{shorten(field)}{op}', found {found}", offset=i
+            )
     token = Token("term", start, field, op=op, value=value, quoted=quoted, value_offset=i)
     return token, end
 

@@ -55,6 +55,15 @@ class Not:
 Node = Term | Text | And | Or | Not
 
 
+#: How much of a user's text an error message repeats.
+SHOWN_CHARS = 40
+
+
+def shorten(text: str) -> str:
+    """``text`` cut to ``SHOWN_CHARS`` characters for an error message."""
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+
+
 class QueryError(ValueError):
     """Any error in a search query. ``str(error)`` is the message to show the user,
     which names the position; ``offset`` is the 0-based character offset."""

@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timedelta
 from django.utils import timezone
 
 from apps.experiments.search.jsonq import JsonKind
-from apps.experiments.search.tree import QueryValueError, Term
+from apps.experiments.search.tree import QueryValueError, Term, shorten
 
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _INTEGER_RE = re.compile(r"[+-]?\d+")
@@ -23,13 +23,9 @@ _INT_LIMIT = 2**63
 _YEARS = range(1900, 9999)
 
 
-def _shown(value: str) -> str:
-    return repr(value if len(value) <= 40 else value[:40] + "…")
-
-
 def _error(term: Term, expected: str) -> QueryValueError:
     return QueryValueError(
-        f"{term.field}{term.op} expects {expected}, found {_shown(term.value)}",
+        f"{shorten(term.field)}{term.op} expects {expected}, found {shorten(term.value)!r}",
         offset=term.value_offset,
         field=term.field,
     )
