@@ -8,17 +8,21 @@ Example::
 
 - Terms side by side must all match (``AND``); ``OR``, ``NOT`` (or ``-term``) and
   parentheses combine them; ``NOT`` binds tighter than ``AND``, ``AND`` than ``OR``.
-  Keywords are case-insensitive; quote them to search for the word itself.
+  Keywords are case-insensitive; quote them to search for the word itself. A
+  ``-`` negates only before a letter, ``_``, ``(`` or ``"`` (``-1`` is a word).
 - ``field<op>value`` with no spaces, ``op`` one of ``: = != > >= < <=``. ``:`` is
   equality, except for ``experiment`` and ``taskset`` (part of the name, ignoring
   case) and ``by`` (the username, ignoring case). ``=`` is always exact.
+  ``!=`` matches rows that have a value and a different one (a run never
+  finished is not ``finished!=2026-11-01``); ``NOT`` is the exact complement.
 - Values: ``"quoted with \\" and \\\\ escapes"`` or bare. Numbers, dates
   (``2026-11-01`` is the whole day, in the site's time zone) and date-times
   (``2026-11-01T14:30``) are typed by their field; choices are checked.
 - ``config.<key>`` (dotted for nesting): a bare number compares numbers, bare
   ``true``/``false`` booleans, anything else strings; a run whose value has another
   type, or lacks the key, does not match. ``metric.<name>`` compares a succeeded
-  run's final metric (see ``fields.SUMMARY_METRIC_SECTIONS``).
+  run's final metric (see ``fields.SUMMARY_METRIC_SECTIONS``); runs in progress
+  have none yet and do not match.
 - Any other word or quoted phrase is free text: part of the experiment's or task
   set's name, the algorithm or the run's error, ignoring case.
 
