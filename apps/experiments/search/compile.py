@@ -1,0 +1,183 @@
+"""From the syntax tree of a run search to a Django ``Q`` over ``Run``.
+
+Every field name is checked against ``apps.experiments.search.fields``; config
+keys and metric names must be identifiers without ``__`` and become
+``KeyTransform`` expressions, never lookup strings; values are typed by their
+field. Errors are QueryFieldError (unknown field or bad key) and QueryValueError
+(a value or operator that does not fit the field), both naming the position.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import reduce
+from operator import and_, or_
+from typing import Any
+
+from django.db.models import Q
+
+from apps.experiments.search import values
+from apps.experiments.search.fields import (
+    CONFIG_FIELD,
+    CONFIG_MAX_DEPTH,
+    FIELDS,
+    KEY_MAX_LENGTH,
+    METRIC_FIELD,
+    PLANNED,
+    SUMMARY_METRIC_SECTIONS,
+    TEXT_PATHS,
+    SearchField,
+    field_names,
+)
+from apps.experiments.search.jsonq import LOOKUPS, json_compare
+from apps.experiments.search.tree import (
+    ORDER_OPS,
+    And,
+    Node,
+    Not,
+    Or,
+    QueryFieldError,
+    QueryValueError,
+    Term,
+    Text,
+    shorten,
+)
+
+_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: For a whole day: the lookup, and whether it compares with the day's end
+#: (the start of the next day) rather than its start.
+_DAY_BOUNDS: dict[str, tuple[str, bool]] = {
+    ">": ("gte", True),
+    ">=": ("gte", False),
+    "<": ("lt", False),
+    "<=": ("lt", True),
+}
+
+
+def compile_query(node: Node | None) -> Q:
+    """The ``Q`` that selects the runs matching ``node`` (everything for None)."""
+    return Q() if node is None else _compile(node)
+
+
+def _compile(node: Node) -> Q:
+    if isinstance(node, And):
+        return reduce(and_, (_compile(child) for child in node.children))
+    if isinstance(node, Or):
+        return reduce(or_, (_compile(child) for child in node.children))
+    if isinstance(node, Not):
+        return ~_compile(node.child)
+    if isinstance(node, Text):
+        return reduce(or_, (Q(**{f"{path}__icontains": node.value}) for path in TEXT_PATHS))
+    return _term(node)
+
+
+def _term(term: Term) -> Q:
+    field = FIELDS.get(term.field.lower())
+    if field is not None:
+        return _column(field, term)
+    prefix, dot, rest = term.field.partition(".")
+    if dot and prefix.lower() == CONFIG_FIELD:
+        keys = _keys(term, rest, limit=CONFIG_MAX_DEPTH)
+        value, kind = values.as_json_scalar(term)
+        if kind == "boolean":
+            _check_op(term, ("=", ":", "!="), "true or false")
+        return json_compare(column="config", keys=keys, op=_eq(term.op), value=value, kind=kind)
+    if dot and prefix.lower() == METRIC_FIELD:
+        (name,) = _keys(term, rest, limit=1)
+        number = values.as_number(term)
+        op = _eq(term.op)
+        return reduce(
+            or_,
+            (
+                json_compare(column="summary", keys=(section, name), op=op, value=number, kind="number")
+                for section in SUMMARY_METRIC_SECTIONS
+            ),
+        )
+    raise _unknown(term)
+
+
+def _unknown(term: Term) -> QueryFieldError:
+    reason = PLANNED.get(term.field.lower())
+    known = ", ".join(field_names())
+    why = f": {reason}" if reason else ""
+    return QueryFieldError(
+        f"unknown field {shorten(term.field)!r}{why}; the fields are {known}",
+        offset=term.offset,
+        field=term.field,
+    )
+
+
+def _keys(term: Term, path: str, *, limit: int) -> tuple[str, ...]:
+    """The checked key segments of ``config.<path>`` or ``metric.<path>``."""
+    prefix = term.field.partition(".")[0]
+    keys = tuple(path.split("."))
+    what = "a key" if limit > 1 else "a metric name"
+    for key in keys:
+        if not _KEY_RE.fullmatch(key) or "__" in key or len(key) > KEY_MAX_LENGTH:
+            raise QueryFieldError(
+                f"{shorten(term.field)}: {what} is letters, digits and single underscores, "
+                f"not starting with a digit, at most {KEY_MAX_LENGTH} long",
+                offset=term.offset,
+                field=term.field,
+            )
+    if len(keys) > limit:
+        raise QueryFieldError(
+            f"{shorten(term.field)}: at most {limit} key{'s' if limit > 1 else ''} after '{prefix}.'",
+            offset=term.offset,
+            field=term.field,
+        )
+    return keys
+
+
+def _eq(op: str) -> str:
+    """``:`` is equality for every field but the text fields that match a part."""
+    return "=" if op == ":" else op
+
+
+def _check_op(term: Term, allowed: tuple[str, ...], what: str) -> None:
+    if term.op not in allowed:
+        shown = ", ".join(f"'{op}'" for op in allowed)
+        raise QueryValueError(
+            f"{term.field} compares {what} with {shown}, not '{term.op}'",
+            offset=term.offset + len(term.field),
+            field=term.field,
+        )
+
+
+def _column(field: SearchField, term: Term) -> Q:
+    if field.kind == "choice":
+        _check_op(term, (":", "=", "!="), "choices")
+        return _compare(field.path, _eq(term.op), values.as_choice(term, field.choices))
+    if field.kind == "integer":
+        return _compare(field.path, _eq(term.op), values.as_integer(term))
+    if field.kind == "moment":
+        return _moment(field.path, term)
+    if term.op == ":":
+        lookup = "icontains" if field.contains else "iexact"
+        return Q(**{f"{field.path}__{lookup}": term.value})
+    return _compare(field.path, term.op, term.value)
+
+
+def _compare(path: str, op: str, value: Any) -> Q:
+    if op == "!=":
+        return ~Q(**{f"{path}__exact": value})
+    return Q(**{f"{path}__{LOOKUPS[op]}": value})
+
+
+def _moment(path: str, term: Term) -> Q:
+    """A date is a whole day: ``created:D`` is that day, ``created>D`` after it,
+    ``created<=D`` up to its end. ``!=`` matches rows that have a time, not that one."""
+    start, end = values.as_moment(term)
+    op = _eq(term.op)
+    if end is None:
+        match = _compare(path, op, start)
+    elif op in ORDER_OPS:
+        lookup, after_the_day = _DAY_BOUNDS[op]
+        match = Q(**{f"{path}__{lookup}": end if after_the_day else start})
+    else:
+        match = Q(**{f"{path}__gte": start, f"{path}__lt": end})
+        if op == "!=":
+            match = ~match
+    if op == "!=":
+        match &= Q(**{f"{path}__isnull": False})
+    return match
