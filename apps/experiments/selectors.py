@@ -5,7 +5,6 @@ Torch-free: the web process (views, the websocket consumer) imports this module.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -24,19 +23,13 @@ from apps.registry.models import Review
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.selectors import team_ids_for_user
+from workers.metalearn.checkpoint_layout import latest_weights
 
 AnyUser = AbstractBaseUser | AnonymousUser
 
 RUNS_PER_PAGE = 25
 #: Rows per query when streaming a run's metrics as CSV.
 CSV_CHUNK_ROWS = 5000
-#: The checkpoint layout of ``workers.metalearn.checkpoint`` (not imported: it needs
-#: torch): ``<root>/latest`` names the newest ``step-NNNNNN`` folder, which holds
-#: ``params.safetensors`` (the meta-parameters) and, once complete, ``checkpoint.json``.
-CHECKPOINT_DIR_RE = re.compile(r"^step-(\d{1,12})$")
-CHECKPOINT_WEIGHTS = "params.safetensors"
-CHECKPOINT_META = "checkpoint.json"
-CHECKPOINT_LATEST = "latest"
 
 
 # -- experiments ---------------------------------------------------------------
@@ -290,37 +283,11 @@ def run_checkpoint_dir(run: Run) -> Path:
 def run_checkpoint_file(run: Run) -> Path | None:
     """The newest complete checkpoint's weights file, or None when there is none.
 
-    Like ``workers.metalearn.checkpoint.latest_checkpoint``: follows the ``latest``
-    pointer when it names a complete ``step-NNNNNN`` folder, else takes the
-    highest-numbered complete one. Names read from disk are
-    only used after matching ``step-<digits>``, and the result must lie inside the
-    run's checkpoint folder.
+    The engine's own lookup (:mod:`workers.metalearn.checkpoint_layout`): the
+    ``latest`` pointer when it names a complete ``step-NNNNNN`` folder, else the
+    highest-numbered complete one, always inside the run's checkpoint folder.
     """
-    root = run_checkpoint_dir(run)
-    if not root.is_dir():
-        return None
-    candidates: list[tuple[int, str]] = []
-    pointer = root / CHECKPOINT_LATEST
-    try:
-        latest = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else ""
-    except (OSError, UnicodeDecodeError):
-        latest = ""
-    latest_match = CHECKPOINT_DIR_RE.match(latest)
-    if latest_match:
-        candidates.append((-1, latest_match.group(0)))
-    try:
-        names = [entry.name for entry in root.iterdir() if entry.is_dir()]
-    except OSError:
-        names = []
-    numbered = [(int(m.group(1)), m.group(0)) for m in map(CHECKPOINT_DIR_RE.match, names) if m]
-    candidates.extend(sorted(numbered, reverse=True))
-    resolved_root = root.resolve()
-    for _, folder in candidates:
-        weights = (root / folder / CHECKPOINT_WEIGHTS).resolve()
-        complete = (root / folder / CHECKPOINT_META).is_file()
-        if complete and weights.is_file() and weights.is_relative_to(resolved_root):
-            return weights
-    return None
+    return latest_weights(run_checkpoint_dir(run))
 
 
 # -- choices for the launch and filter forms ----------------------------------------
