@@ -18,12 +18,14 @@ from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
-from apps.experiments.models import Experiment, Metric, Run, RunEvent, RunStatus
+from apps.experiments.models import Experiment, Metric, Run, RunEvent, RunKind, RunStatus
 from apps.registry.models import Review
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.selectors import team_ids_for_user
 from workers.metalearn.checkpoint_layout import latest_weights
+from workers.metalearn.config import ConfigError
+from workers.metalearn.families import family_input_shape, family_kind
 
 AnyUser = AbstractBaseUser | AnonymousUser
 
@@ -300,3 +302,28 @@ def taskset_list_launchable(*, team: Team) -> QuerySet[TaskSet]:
 
 def taskset_latest_version(*, taskset: TaskSet) -> TaskSetVersion | None:
     return TaskSetVersion.objects.filter(taskset=taskset).order_by("-number").first()
+
+
+def taskset_family_facts(
+    *, taskset: TaskSet, version: TaskSetVersion
+) -> tuple[str | None, tuple[int, ...] | None]:
+    """The family kind and input shape of a task set's version, without building the
+    family (None where unknown: bad parameters, or a table without its summary)."""
+    family = taskset.family
+    try:
+        kind: str | None = family_kind(family, version.params or {})
+        shape = family_input_shape(family)
+    except ConfigError:
+        return None, None
+    summary = version.data_summary if isinstance(version.data_summary, dict) else {}
+    if shape is None and isinstance(summary.get("input_shape"), list):
+        shape = tuple(int(s) for s in summary["input_shape"])
+    return kind, shape
+
+
+def run_last_launched(*, team: Team, user: AnyUser) -> Run | None:
+    """The user's most recent training run in the team (what they used last)."""
+    if not user.is_authenticated:
+        return None
+    runs = Run.objects.filter(team=team, launched_by=user, kind=RunKind.TRAIN)
+    return runs.select_related("taskset_version").order_by("-created_at", "-pk").first()

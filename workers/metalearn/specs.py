@@ -180,8 +180,8 @@ SPECS: dict[str, AlgorithmSpec] = {
 }
 #: Algorithm names, in the order forms list them.
 ALGORITHM_NAMES: tuple[str, ...] = tuple(SPECS)
-#: Every setting some algorithm uses.
-ALGORITHM_FIELDS = frozenset().union(*(spec.fields for spec in SPECS.values()))
+#: Every setting some algorithm uses, and ``ways`` (classification families).
+ALGORITHM_FIELDS = frozenset({"ways"}).union(*(spec.fields for spec in SPECS.values()))
 
 
 def spec_of(algorithm: str) -> AlgorithmSpec:
@@ -190,6 +190,19 @@ def spec_of(algorithm: str) -> AlgorithmSpec:
         return SPECS[algorithm]
     except KeyError:
         raise ConfigError({"algorithm": f"unknown algorithm {algorithm!r}"}) from None
+
+
+def launch_fields(algorithm: str, *, kind: str | None, input_shape: tuple[int, ...] | None) -> frozenset[str]:
+    """The settings that apply to ``algorithm`` on a family of ``kind`` whose inputs
+    have ``input_shape`` (None when unknown: then nothing is left out for it).
+    ``ways`` applies to classification only; the MLP's ``hidden`` sizes to vector
+    inputs and the conv net's ``conv_filters`` to images."""
+    fields = set(spec_of(algorithm).fields)
+    if kind in (None, "classification"):
+        fields.add("ways")
+    if input_shape is not None:
+        fields.discard("hidden" if uses_conv(input_shape) else "conv_filters")
+    return frozenset(fields)
 
 
 def check_compatible(algorithm: str, family_info: FamilyFacts | Mapping[str, Any]) -> None:
