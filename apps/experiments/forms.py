@@ -11,7 +11,12 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
 from apps.experiments.models import ALGORITHM_CHOICES, Experiment, Queue, RunStatus
-from apps.experiments.selectors import taskset_family_facts, taskset_latest_version, taskset_list_launchable
+from apps.experiments.selectors import (
+    LaunchFacts,
+    taskset_family_facts,
+    taskset_latest_version,
+    taskset_list_launchable,
+)
 from apps.tasksets.models import TaskSet
 from apps.teams.models import Team
 from workers.metalearn.config import TrainConfig
@@ -157,11 +162,14 @@ class RunLaunchForm(forms.Form):
         """The config fields that apply: all of them until the algorithm is known."""
         if self.spec is None:
             return ALGORITHM_FIELDS
-        kind, shape = None, None
+        facts = LaunchFacts()
         version = taskset_latest_version(taskset=self.chosen_taskset) if self.chosen_taskset else None
         if version is not None:
-            kind, shape = taskset_family_facts(taskset=self.chosen_taskset, version=version)
-        return launch_fields(self.spec.name, kind=kind, input_shape=shape)
+            facts = taskset_family_facts(taskset=self.chosen_taskset, version=version)
+        described = None if facts.kind is None else bool(facts.desc_dim)
+        return launch_fields(
+            self.spec.name, kind=facts.kind, input_shape=facts.input_shape, described=described
+        )
 
     def clean_hidden(self) -> list[int]:
         raw = self.cleaned_data["hidden"]

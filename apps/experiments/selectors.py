@@ -6,6 +6,7 @@ Torch-free: the web process (views, the websocket consumer) imports this module.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from apps.teams.models import Role, Team
 from apps.teams.selectors import team_ids_for_user
 from workers.metalearn.checkpoint_layout import latest_weights
 from workers.metalearn.config import ConfigError
-from workers.metalearn.families import family_input_shape, family_kind
+from workers.metalearn.families import family_desc_dim, family_input_shape, family_kind
 
 AnyUser = AbstractBaseUser | AnonymousUser
 
@@ -304,21 +305,30 @@ def taskset_latest_version(*, taskset: TaskSet) -> TaskSetVersion | None:
     return TaskSetVersion.objects.filter(taskset=taskset).order_by("-number").first()
 
 
-def taskset_family_facts(
-    *, taskset: TaskSet, version: TaskSetVersion
-) -> tuple[str | None, tuple[int, ...] | None]:
-    """The family kind and input shape of a task set's version, without building the
-    family (None where unknown: bad parameters, or a table without its summary)."""
+@dataclass(frozen=True)
+class LaunchFacts:
+    """What the launch form needs to know about a task set's family (None: unknown)."""
+
+    kind: str | None = None
+    input_shape: tuple[int, ...] | None = None
+    desc_dim: int | None = None
+
+
+def taskset_family_facts(*, taskset: TaskSet, version: TaskSetVersion) -> LaunchFacts:
+    """The family kind, input shape and description size of a task set's version,
+    without building the family (unknown: bad parameters, or a table without its
+    upload summary)."""
     family = taskset.family
     try:
-        kind: str | None = family_kind(family, version.params or {})
+        kind = family_kind(family, version.params or {})
         shape = family_input_shape(family)
+        desc_dim = family_desc_dim(family)
     except ConfigError:
-        return None, None
+        return LaunchFacts()
     summary = version.data_summary if isinstance(version.data_summary, dict) else {}
     if shape is None and isinstance(summary.get("input_shape"), list):
         shape = tuple(int(s) for s in summary["input_shape"])
-    return kind, shape
+    return LaunchFacts(kind=kind, input_shape=shape, desc_dim=desc_dim)
 
 
 def run_last_launched(*, team: Team, user: AnyUser) -> Run | None:

@@ -76,7 +76,13 @@ def selected(html: str, name: str) -> str | None:
         ("anil", "glyphs", INNER | {"ways", "conv_filters"}, {"hidden"}),
         ("fomaml", "sines", INNER, {"first_order"}),
         ("protonet", "digits", {"ways", "meta_lr"}, INNER | {"first_order"} | MNN),
-        ("mnn", "sines", MNN | {"inner_lr", "first_order"}, {"inner_steps", "ways", "seed_mnn_epochs"}),
+        (
+            "mnn",
+            "sines",  # described tasks: no set encoder, so no embedding size
+            {"mnn_hidden", "mnn_finetune_steps", "inner_lr", "first_order"},
+            {"mnn_embed_dim", "inner_steps", "ways", "seed_mnn_epochs"},
+        ),
+        ("mnn", "digits", MNN | {"ways"}, {"inner_steps"}),
         ("seed-mnn", "sines", {"seed_mnn_epochs", "iterations"}, INNER | MNN | {"meta_lr", "hidden"}),
     ],
 )
@@ -139,7 +145,9 @@ def test_changing_the_algorithm_swaps_the_fields_and_keeps_typed_values(client, 
     typed |= {"shots": "7", "inner_steps": "4", "mnn_hidden": "33", "first_order": "on"}
     partial = client.get(url(), typed, **HTMX).content.decode()
     assert "<html" not in partial and 'id="launch-fields" data-algorithm="mnn"' in partial
-    assert MNN <= fields_of(partial) and "inner_steps" not in fields_of(partial)
+    assert {"mnn_hidden", "mnn_finetune_steps"} <= fields_of(partial) and "inner_steps" not in fields_of(
+        partial
+    )
     assert 'name="shots" value="7"' in partial and 'name="mnn_hidden" value="33"' in partial
     # inner_steps does not apply to MNN: carried along hidden, so that switching back shows it.
     assert re.search(r'<input type="hidden" name="inner_steps" value="4" data-carried>', partial)

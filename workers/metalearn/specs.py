@@ -51,6 +51,8 @@ class AlgorithmSpec:
     uses_description: bool = False
     #: Adapts to a task with gradient steps (False: no inner loop at all).
     adapts: bool = True
+    #: Settings read only on families without a task description.
+    undescribed_fields: frozenset[str] = frozenset()
 
     def applies(self, field: str) -> bool:
         return field in self.fields
@@ -166,6 +168,7 @@ SPECS: dict[str, AlgorithmSpec] = {
             | BACKBONE_FIELDS
             | {"meta_lr", "inner_lr", "first_order", "mnn_hidden", "mnn_embed_dim", "mnn_finetune_steps"},
             uses_description=True,
+            undescribed_fields=frozenset({"mnn_embed_dim"}),  # the set encoder's width
         ),
         AlgorithmSpec(
             "seed-mnn",
@@ -192,16 +195,26 @@ def spec_of(algorithm: str) -> AlgorithmSpec:
         raise ConfigError({"algorithm": f"unknown algorithm {algorithm!r}"}) from None
 
 
-def launch_fields(algorithm: str, *, kind: str | None, input_shape: tuple[int, ...] | None) -> frozenset[str]:
+def launch_fields(
+    algorithm: str,
+    *,
+    kind: str | None,
+    input_shape: tuple[int, ...] | None,
+    described: bool | None = None,
+) -> frozenset[str]:
     """The settings that apply to ``algorithm`` on a family of ``kind`` whose inputs
-    have ``input_shape`` (None when unknown: then nothing is left out for it).
-    ``ways`` applies to classification only; the MLP's ``hidden`` sizes to vector
-    inputs and the conv net's ``conv_filters`` to images."""
-    fields = set(spec_of(algorithm).fields)
+    have ``input_shape`` and whose tasks are ``described`` or not (None when unknown:
+    then nothing is left out for it). ``ways`` applies to classification only; the
+    MLP's ``hidden`` sizes to vector inputs and the conv net's ``conv_filters`` to
+    images."""
+    spec = spec_of(algorithm)
+    fields = set(spec.fields)
     if kind in (None, "classification"):
         fields.add("ways")
     if input_shape is not None:
         fields.discard("hidden" if uses_conv(input_shape) else "conv_filters")
+    if described:
+        fields -= spec.undescribed_fields
     return frozenset(fields)
 
 

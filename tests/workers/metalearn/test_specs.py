@@ -58,6 +58,20 @@ def test_fields_follow_what_each_algorithm_reads():
     assert all(spec.applies("iterations") and spec.applies("shots") for spec in SPECS.values())
 
 
+def test_launch_fields_follow_the_family():
+    from workers.metalearn.specs import launch_fields
+
+    vector, image = (1,), (1, 28, 28)
+    regression = launch_fields("maml", kind="regression", input_shape=vector, described=True)
+    assert "ways" not in regression and "hidden" in regression and "conv_filters" not in regression
+    images = launch_fields("maml", kind="classification", input_shape=image, described=False)
+    assert "ways" in images and "conv_filters" in images and "hidden" not in images
+    assert "mnn_embed_dim" not in launch_fields("mnn", kind="regression", input_shape=vector, described=True)
+    assert "mnn_embed_dim" in launch_fields("mnn", kind="regression", input_shape=vector, described=False)
+    unknown = launch_fields("mnn", kind=None, input_shape=None)
+    assert {"ways", "hidden", "conv_filters", "mnn_embed_dim"} <= unknown
+
+
 def test_the_config_asks_for_inner_steps_only_where_they_apply():
     with pytest.raises(ConfigError) as error:
         parse_config({"algorithm": "maml", "inner_steps": 0})

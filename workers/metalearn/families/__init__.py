@@ -46,6 +46,7 @@ __all__ = [
     "HarmonicParams",
     "SinusoidParams",
     "TableParams",
+    "family_desc_dim",
     "family_input_shape",
     "family_kind",
     "inspect_table",
@@ -107,6 +108,12 @@ def family_input_shape(name: str) -> tuple[int, ...] | None:
     the data (the ``table`` family: see its upload's summary)."""
     shape = getattr(_family_class(name), "input_shape", None)
     return tuple(int(s) for s in shape) if shape is not None else None
+
+
+def family_desc_dim(name: str) -> int | None:
+    """How many task-description values a family's tasks carry (None: none), without
+    building it."""
+    return _family_class(name).desc_dim
 
 
 def make_family(spec: FamilySpec, *, data_path: str | Path | None = None) -> TaskFamily:
