@@ -3,6 +3,7 @@ services and in the engine's ``parse_config``, whose errors come back on these f
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django import forms
@@ -10,10 +11,16 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
 from apps.experiments.models import ALGORITHM_CHOICES, Experiment, Queue, RunStatus
-from apps.experiments.selectors import taskset_list_launchable
+from apps.experiments.selectors import (
+    LaunchFacts,
+    taskset_family_facts,
+    taskset_latest_version,
+    taskset_list_launchable,
+)
 from apps.tasksets.models import TaskSet
 from apps.teams.models import Team
 from workers.metalearn.config import TrainConfig
+from workers.metalearn.specs import ALGORITHM_FIELDS, SPECS, launch_fields
 
 _DEFAULTS = TrainConfig()
 DEVICE_CHOICES = [("auto", "Auto (CUDA when the worker has it)"), ("cpu", "CPU"), ("cuda", "CUDA")]
@@ -35,11 +42,21 @@ def _number(field: type[forms.Field], name: str, help_text: str = "", **kwargs: 
     )
 
 
+ALGORITHM_LABELS = [(spec.name, spec.label) for spec in SPECS.values()]
+
+
 class RunLaunchForm(forms.Form):
-    """The launch form. Ranges are checked by the engine's ``parse_config``, once."""
+    """The launch form. Ranges are checked by the engine's ``parse_config``, once.
+
+    Only the settings that apply to the chosen algorithm and task set are fields
+    (:func:`workers.metalearn.specs.launch_fields`); the others are dropped, so a
+    submitted value for them is ignored and the engine's default is used. Values
+    typed into a setting that no longer applies are carried along as hidden inputs
+    (``carried``), so that switching back shows them again.
+    """
 
     experiment = forms.ModelChoiceField(queryset=Experiment.objects.none(), empty_label=None)
-    algorithm = forms.ChoiceField(choices=ALGORITHM_CHOICES, initial=_DEFAULTS.algorithm)
+    algorithm = forms.ChoiceField(choices=ALGORITHM_LABELS, initial=_DEFAULTS.algorithm)
     taskset = forms.ModelChoiceField(
         queryset=TaskSet.objects.none(),
         empty_label=None,
@@ -52,9 +69,7 @@ class RunLaunchForm(forms.Form):
     meta_lr = _number(forms.FloatField, "meta_lr", label="Meta learning rate")
     meta_batch = _number(forms.IntegerField, "meta_batch", label="Meta-batch size")
     shots = _number(forms.IntegerField, "shots")
-    ways = _number(
-        forms.IntegerField, "ways", help_text="Classes per episode (classification task sets only)."
-    )
+    ways = _number(forms.IntegerField, "ways")
     query = _number(forms.IntegerField, "query")
     iterations = _number(forms.IntegerField, "iterations")
     eval_interval = _number(forms.IntegerField, "eval_interval", label="Eval interval")
@@ -68,43 +83,93 @@ class RunLaunchForm(forms.Form):
     device = forms.ChoiceField(choices=DEVICE_CHOICES, initial=_DEFAULTS.device)
     queue = forms.ChoiceField(choices=Queue.choices, initial=Queue.CPU)
 
-    # Advanced and algorithm-specific settings.
+    # Algorithm-specific settings.
+    mnn_hidden = _number(forms.IntegerField, "mnn_hidden", label="MNN hidden size")
+    mnn_embed_dim = _number(forms.IntegerField, "mnn_embed_dim", label="MNN embedding size")
+    mnn_finetune_steps = _number(forms.IntegerField, "mnn_finetune_steps", label="MNN fine-tune steps")
+    seed_mnn_epochs = _number(forms.IntegerField, "seed_mnn_epochs", label="seed-mnn epochs")
+
+    # Advanced settings.
     eval_tasks = _number(forms.IntegerField, "eval_tasks", label="Eval tasks")
     checkpoint_interval = _number(forms.IntegerField, "checkpoint_interval", label="Checkpoint interval")
     hidden = forms.CharField(
         max_length=HIDDEN_MAX_LENGTH,
         initial=", ".join(str(h) for h in _DEFAULTS.hidden),
         label="MLP hidden sizes",
-        help_text="Comma-separated layer sizes, e.g. 40, 40 (regression backbones).",
+        help_text="Comma-separated layer sizes, e.g. 40, 40.",
     )
     conv_filters = _number(forms.IntegerField, "conv_filters", label="Conv filters")
     bf16 = forms.BooleanField(required=False, label="bf16 autocast", help_text="CUDA only.")
     compile = forms.BooleanField(
         required=False, label="torch.compile", help_text="Pays off on long runs only."
     )
-    mnn_hidden = _number(forms.IntegerField, "mnn_hidden", label="MNN hidden size")
-    mnn_embed_dim = _number(forms.IntegerField, "mnn_embed_dim", label="MNN embedding size")
-    mnn_finetune_steps = _number(forms.IntegerField, "mnn_finetune_steps", label="MNN fine-tune steps")
-    seed_mnn_epochs = _number(forms.IntegerField, "seed_mnn_epochs", label="seed-mnn epochs")
 
     cloned_from = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
-    #: Fields shown in the "advanced" section, and which algorithms use them.
+    #: Fields of the "advanced" section, and of the algorithm's own section.
     ADVANCED = ("eval_tasks", "checkpoint_interval", "hidden", "conv_filters", "bf16", "compile")
-    EXTRAS = {
-        "mnn_hidden": ("mnn", "seed-mnn"),
-        "mnn_embed_dim": ("mnn", "seed-mnn"),
-        "mnn_finetune_steps": ("mnn",),
-        "seed_mnn_epochs": ("seed-mnn",),
-    }
+    SPECIFIC = ("mnn_hidden", "mnn_embed_dim", "mnn_finetune_steps", "seed_mnn_epochs")
     #: Fields that are not part of the engine's config.
     NOT_CONFIG = ("experiment", "taskset", "queue", "cloned_from")
+    CHOICES = ("experiment", "algorithm", "taskset")
 
-    def __init__(self, *args: Any, team: Team, **kwargs: Any):
+    def __init__(self, *args: Any, team: Team, fallback: Mapping[str, Any] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.team = team
         self.fields["experiment"].queryset = Experiment.objects.filter(team=team).order_by("name")
         self.fields["taskset"].queryset = taskset_list_launchable(team=team)
+        if not self.is_bound:
+            self._settle_choices(fallback or {})
+        self.spec = SPECS.get(str(self._chosen("algorithm")))
+        self.chosen_taskset = self._chosen_taskset()
+        self.applicable = self._applicable()
+        self.carried: dict[str, Any] = {}
+        for name in sorted(ALGORITHM_FIELDS - self.applicable):
+            self.fields.pop(name)
+            value = self.data.get(name) if self.is_bound else self.initial.get(name)
+            if value not in (None, ""):
+                self.carried[name] = value
+
+    # -- which choices and fields ------------------------------------------------------
+
+    def _chosen(self, name: str) -> Any:
+        if self.is_bound:
+            return self.data.get(name)
+        return self.initial.get(name, self.fields[name].initial)
+
+    def _settle_choices(self, fallback: Mapping[str, Any]) -> None:
+        """Keep an initial experiment or task set only if the team owns it; else take
+        ``fallback``'s (what the user used last), else the newest."""
+        for name in ("experiment", "taskset"):
+            queryset = self.fields[name].queryset
+            for candidate in (self.initial.get(name), fallback.get(name)):
+                if str(candidate).isdigit() and queryset.filter(pk=int(candidate)).exists():
+                    self.initial[name] = int(candidate)
+                    break
+            else:
+                newest = queryset.order_by("-pk").values_list("pk", flat=True).first()
+                self.initial[name] = newest
+
+    def _chosen_taskset(self) -> TaskSet | None:
+        value = self._chosen("taskset")
+        if isinstance(value, TaskSet):
+            value = value.pk
+        if not str(value).isdigit():
+            return None
+        return self.fields["taskset"].queryset.filter(pk=int(value)).first()
+
+    def _applicable(self) -> frozenset[str]:
+        """The config fields that apply: all of them until the algorithm is known."""
+        if self.spec is None:
+            return ALGORITHM_FIELDS
+        facts = LaunchFacts()
+        version = taskset_latest_version(taskset=self.chosen_taskset) if self.chosen_taskset else None
+        if version is not None:
+            facts = taskset_family_facts(taskset=self.chosen_taskset, version=version)
+        described = None if facts.kind is None else bool(facts.desc_dim)
+        return launch_fields(
+            self.spec.name, kind=facts.kind, input_shape=facts.input_shape, described=described
+        )
 
     def clean_hidden(self) -> list[int]:
         raw = self.cleaned_data["hidden"]
@@ -116,18 +181,24 @@ class RunLaunchForm(forms.Form):
             raise ValidationError("Give at least one layer size.")
         return sizes
 
+    # -- sections of the page ----------------------------------------------------------
+
+    def _present(self, names: Iterable[str]) -> list[forms.BoundField]:
+        return [self[name] for name in names if name in self.fields]
+
     def basic_fields(self) -> list[forms.BoundField]:
-        skip = set(self.ADVANCED) | set(self.EXTRAS) | {"experiment", "algorithm", "taskset", "cloned_from"}
-        return [self[name] for name in self.fields if name not in skip]
+        skip = {*self.ADVANCED, *self.SPECIFIC, *self.CHOICES, "cloned_from"}
+        return self._present(name for name in self.fields if name not in skip)
+
+    def specific_fields(self) -> list[forms.BoundField]:
+        return self._present(self.SPECIFIC)
 
     def advanced_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in self.ADVANCED]
-
-    def extra_fields(self) -> list[tuple[forms.BoundField, str]]:
-        return [(self[name], ", ".join(algorithms)) for name, algorithms in self.EXTRAS.items()]
+        return self._present(self.ADVANCED)
 
     def config(self) -> dict[str, Any]:
-        """The engine config from the cleaned data (the family is the service's job)."""
+        """The engine config from the cleaned data (the family is the service's job);
+        settings that do not apply are left to the engine's defaults."""
         data = self.cleaned_data
         return {name: data[name] for name in self.fields if name not in self.NOT_CONFIG}
 

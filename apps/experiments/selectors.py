@@ -5,8 +5,8 @@ Torch-free: the web process (views, the websocket consumer) imports this module.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,24 +19,20 @@ from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
-from apps.experiments.models import Experiment, Metric, Run, RunEvent, RunStatus
+from apps.experiments.models import Experiment, Metric, Run, RunEvent, RunKind, RunStatus
 from apps.registry.models import Review
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.selectors import team_ids_for_user
+from workers.metalearn.checkpoint_layout import latest_weights
+from workers.metalearn.config import ConfigError
+from workers.metalearn.families import family_desc_dim, family_input_shape, family_kind
 
 AnyUser = AbstractBaseUser | AnonymousUser
 
 RUNS_PER_PAGE = 25
 #: Rows per query when streaming a run's metrics as CSV.
 CSV_CHUNK_ROWS = 5000
-#: The checkpoint layout of ``workers.metalearn.checkpoint`` (not imported: it needs
-#: torch): ``<root>/latest`` names the newest ``step-NNNNNN`` folder, which holds
-#: ``params.safetensors`` (the meta-parameters) and, once complete, ``checkpoint.json``.
-CHECKPOINT_DIR_RE = re.compile(r"^step-(\d{1,12})$")
-CHECKPOINT_WEIGHTS = "params.safetensors"
-CHECKPOINT_META = "checkpoint.json"
-CHECKPOINT_LATEST = "latest"
 
 
 # -- experiments ---------------------------------------------------------------
@@ -290,37 +286,11 @@ def run_checkpoint_dir(run: Run) -> Path:
 def run_checkpoint_file(run: Run) -> Path | None:
     """The newest complete checkpoint's weights file, or None when there is none.
 
-    Like ``workers.metalearn.checkpoint.latest_checkpoint``: follows the ``latest``
-    pointer when it names a complete ``step-NNNNNN`` folder, else takes the
-    highest-numbered complete one. Names read from disk are
-    only used after matching ``step-<digits>``, and the result must lie inside the
-    run's checkpoint folder.
+    The engine's own lookup (:mod:`workers.metalearn.checkpoint_layout`): the
+    ``latest`` pointer when it names a complete ``step-NNNNNN`` folder, else the
+    highest-numbered complete one, always inside the run's checkpoint folder.
     """
-    root = run_checkpoint_dir(run)
-    if not root.is_dir():
-        return None
-    candidates: list[tuple[int, str]] = []
-    pointer = root / CHECKPOINT_LATEST
-    try:
-        latest = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else ""
-    except (OSError, UnicodeDecodeError):
-        latest = ""
-    latest_match = CHECKPOINT_DIR_RE.match(latest)
-    if latest_match:
-        candidates.append((-1, latest_match.group(0)))
-    try:
-        names = [entry.name for entry in root.iterdir() if entry.is_dir()]
-    except OSError:
-        names = []
-    numbered = [(int(m.group(1)), m.group(0)) for m in map(CHECKPOINT_DIR_RE.match, names) if m]
-    candidates.extend(sorted(numbered, reverse=True))
-    resolved_root = root.resolve()
-    for _, folder in candidates:
-        weights = (root / folder / CHECKPOINT_WEIGHTS).resolve()
-        complete = (root / folder / CHECKPOINT_META).is_file()
-        if complete and weights.is_file() and weights.is_relative_to(resolved_root):
-            return weights
-    return None
+    return latest_weights(run_checkpoint_dir(run))
 
 
 # -- choices for the launch and filter forms ----------------------------------------
@@ -333,3 +303,37 @@ def taskset_list_launchable(*, team: Team) -> QuerySet[TaskSet]:
 
 def taskset_latest_version(*, taskset: TaskSet) -> TaskSetVersion | None:
     return TaskSetVersion.objects.filter(taskset=taskset).order_by("-number").first()
+
+
+@dataclass(frozen=True)
+class LaunchFacts:
+    """What the launch form needs to know about a task set's family (None: unknown)."""
+
+    kind: str | None = None
+    input_shape: tuple[int, ...] | None = None
+    desc_dim: int | None = None
+
+
+def taskset_family_facts(*, taskset: TaskSet, version: TaskSetVersion) -> LaunchFacts:
+    """The family kind, input shape and description size of a task set's version,
+    without building the family (unknown: bad parameters, or a table without its
+    upload summary)."""
+    family = taskset.family
+    try:
+        kind = family_kind(family, version.params or {})
+        shape = family_input_shape(family)
+        desc_dim = family_desc_dim(family)
+    except ConfigError:
+        return LaunchFacts()
+    summary = version.data_summary if isinstance(version.data_summary, dict) else {}
+    if shape is None and isinstance(summary.get("input_shape"), list):
+        shape = tuple(int(s) for s in summary["input_shape"])
+    return LaunchFacts(kind=kind, input_shape=shape, desc_dim=desc_dim)
+
+
+def run_last_launched(*, team: Team, user: AnyUser) -> Run | None:
+    """The user's most recent training run in the team (what they used last)."""
+    if not user.is_authenticated:
+        return None
+    runs = Run.objects.filter(team=team, launched_by=user, kind=RunKind.TRAIN)
+    return runs.select_related("taskset_version").order_by("-created_at", "-pk").first()

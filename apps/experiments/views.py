@@ -100,15 +100,27 @@ def _launch_context(team: Team, form: RunLaunchForm, source: Run | None = None) 
     return {"team": team, "form": form, "source": source}
 
 
+def _launch_initial(request: HtmxHttpRequest) -> dict[str, str]:
+    """Values from the query string (``?taskset=<id>&experiment=<id>`` from the task-set
+    and experiment pages; the whole form when the fields are swapped on a change).
+    They only prefill the form: the ids are checked against the team by the form."""
+    names = set(RunLaunchForm.base_fields) - {"cloned_from"}
+    return {name: value for name, value in request.GET.items() if name in names}
+
+
+def _last_used(request: HtmxHttpRequest, team: Team) -> dict[str, int]:
+    last = selectors.run_last_launched(team=team, user=request.user)
+    if last is None:
+        return {}
+    return {"experiment": last.experiment_id, "taskset": last.taskset_version.taskset_id}
+
+
 @require_http_methods(["GET", "POST"])
 def run_launch(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
     team, _ = team_get_for_user(user=request.user, slug=team_slug)
     ensure_role(user=request.user, team=team, required=Role.MEMBER)
     if request.method == "GET":
-        initial = {}
-        if request.GET.get("experiment", "").isdigit():
-            initial["experiment"] = int(request.GET["experiment"])
-        form = RunLaunchForm(team=team, initial=initial)
+        form = RunLaunchForm(team=team, initial=_launch_initial(request), fallback=_last_used(request, team))
         return render_page(request, "experiments/run_launch.html", "launch-form", _launch_context(team, form))
 
     form = RunLaunchForm(request.POST, team=team)

@@ -379,12 +379,10 @@ class AdaptForm(forms.Form):
             else:
                 what = f"{facts.input_size} inputs, then the {'class' if facts.classification else 'target'}"
             self.fields["support_text"].help_text = f"One example per line, {columns} values: {what}."
-        if not facts.desc_dim:
-            del self.fields["desc"]
+        if facts.needs_desc:  # only models that read the description ask for it
+            self.fields["desc"].help_text = f"{facts.desc_dim} values separated by commas."
         else:
-            self.fields["desc"].help_text = f"{facts.desc_dim} values separated by commas" + (
-                " (required by this model)." if facts.needs_desc else " (optional)."
-            )
+            del self.fields["desc"]
         if not facts.takes_steps:
             self.fields["steps"].help_text = f"{facts.algorithm} takes no inner step; ignored."
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 from django.conf import settings
 
-WEIGHTS_FILE = "params.safetensors"
-CHECKPOINT_JSON = "checkpoint.json"
+from workers.metalearn.checkpoint_layout import META_FILE as CHECKPOINT_JSON
+from workers.metalearn.checkpoint_layout import PARAMS_FILE as WEIGHTS_FILE
+
+__all__ = ["CHECKPOINT_JSON", "WEIGHTS_FILE", "adapted_model_dir", "meta_model_dir", "registry_root"]
 
 
 def registry_root() -> Path:

@@ -93,6 +93,7 @@ def launch_run(
     page.goto(f"{base_url}/t/{team_slug}/runs/new/")
     page.select_option("#id_experiment", label=experiment)
     page.select_option("#id_taskset", label=taskset)
+    await_launch_fields(page)
     _fill(page, fields)
     if advanced:
         page.click("#advanced-settings > summary")
@@ -102,12 +103,27 @@ def launch_run(
     return int(re.search(r"/runs/(\d+)/$", page.url).group(1))
 
 
+def await_launch_fields(page: Page) -> None:
+    """Wait until the launch form's settings belong to its chosen algorithm and task
+    set: the htmx swap that follows a change has landed (no-op on other pages)."""
+    page.wait_for_function(
+        """() => {
+            const fields = document.querySelector('#launch-fields');
+            if (!fields) return true;
+            return !document.querySelector('.htmx-request')
+                && fields.dataset.algorithm === document.querySelector('#id_algorithm').value
+                && fields.dataset.taskset === document.querySelector('#id_taskset').value;
+        }"""
+    )
+
+
 def _fill(page: Page, values: dict[str, Any]) -> None:
     for name, value in values.items():
         field = page.locator(f"#id_{name}")
         tag = field.evaluate("el => el.tagName.toLowerCase()")
         if tag == "select":
             field.select_option(str(value))
+            await_launch_fields(page)
         elif field.get_attribute("type") == "checkbox":
             field.set_checked(bool(value))
         else:

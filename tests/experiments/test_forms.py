@@ -56,7 +56,7 @@ def test_initial_values_are_the_engine_defaults(launchable):
     form = RunLaunchForm(team=team)
     defaults = TrainConfig()
     for name in ("inner_lr", "inner_steps", "meta_lr", "meta_batch", "shots", "ways", "query", "iterations"):
-        assert form.fields[name].initial == getattr(defaults, name), name
+        assert form.base_fields[name].initial == getattr(defaults, name), name
     assert form.fields["hidden"].initial == "40, 40"
     assert form.fields["inner_lr"].help_text == TrainConfig.model_fields["inner_lr"].description
 
@@ -112,8 +112,8 @@ def test_service_errors_land_on_their_fields(launchable):
     team, experiment, version = launchable
     form = RunLaunchForm(form_data(experiment, version), team=team)
     assert form.is_valid()
-    form.add_service_errors(ValidationError({"ways": "too many", "bogus": "extra inputs are not permitted"}))
-    assert form.errors["ways"] == ["too many"]
+    form.add_service_errors(ValidationError({"shots": "too many", "bogus": "extra inputs are not permitted"}))
+    assert form.errors["shots"] == ["too many"]
     assert form.non_field_errors() == ["bogus: extra inputs are not permitted"]
 
 

@@ -163,7 +163,7 @@ def test_form_page_and_partial(client, world):
         and 'name="support_images"' not in page
     )
     assert 'name="lr" value="0.01"' in page and 'name="steps" value="10"' in page
-    assert 'name="desc"' in page  # sinusoid tasks have descriptions (optional for MAML)
+    assert 'name="desc"' not in page  # sinusoid tasks have descriptions, but MAML does not read them
     assert "csrfmiddlewaretoken" in page
     partial = client.get(adapt_url(world["meta_model"]), **HTMX).content.decode()
     assert "<html" not in partial and partial.lstrip().startswith("<form") and 'id="adapt-form"' in partial
@@ -222,8 +222,6 @@ BAD_POSTS = [
         "query_text",
         "line 2: expected 2 values",
     ),
-    ({"target": "custom", "support_text": "1, 2", "desc": "1, 2, 3"}, "desc", "Give 2 finite numbers."),
-    ({"target": "custom", "support_text": "1, 2", "desc": "1, x"}, "desc", "is not a number"),
     ({"task_index": "600"}, "task_index", "less than or equal to 599"),
     ({"task_index": ""}, "task_index", "Pick a meta-test task."),
     ({"target": "batch", "shots": "0"}, "shots", "greater than or equal to 1"),
@@ -292,6 +290,38 @@ def test_missing_checkpoint_disables_the_form(client, world, sent):
     response = client.post(adapt_url(world["meta_model"]), form_data(), **HTMX)
     assert "checkpoint is missing" in response.content.decode()
     assert adapt_runs() == 1 and sent == []
+
+
+# -- models that read the task description ---------------------------------------------
+
+
+@pytest.fixture
+def described_model(team_roles, sent):
+    """An MNN meta-model of a family with 2-value task descriptions."""
+    team, users = team_roles
+    version = TaskSetVersionFactory(taskset__team=team, taskset__family="sinusoid")
+    meta_model = MetaModelFactory(experiment__team=team, taskset_version=version, algorithm="mnn")
+    write_checkpoint_json(
+        meta_model, family="sinusoid", kind="regression", input_shape=[1], ways=1, algorithm="mnn"
+    )
+    path = storage.meta_model_dir(meta_model.pk) / storage.CHECKPOINT_JSON
+    meta = json.loads(path.read_text())
+    meta["family_info"]["desc_dim"] = 2
+    path.write_text(json.dumps(meta))
+    return {"users": users, "meta_model": meta_model}
+
+
+@pytest.mark.parametrize(
+    ("desc", "message"), [("1, 2, 3", "Give 2 finite numbers."), ("1, x", "is not a number"), ("", "needs")]
+)
+def test_description_field_only_for_models_that_read_it(client, described_model, desc, message):
+    login(client, described_model["users"]["member"])
+    url = adapt_url(described_model["meta_model"])
+    assert 'name="desc"' in client.get(url).content.decode()
+    data = form_data(target="custom", support_text="1, 2", desc=desc)
+    content = client.post(url, data, **HTMX).content.decode()
+    block = re.search(r'data-field="desc".*?(?=data-field=|</form>)', content, re.S)
+    assert block and "errorlist" in block.group(0) and message in block.group(0), content
 
 
 # -- image models --------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from tests.factories import (
     TaskSetVersionFactory,
 )
 from workers.metalearn.config import parse_config
-from workers.metalearn.shapes import expected_shapes
+from workers.metalearn.specs import expected_shapes
 
 pytestmark = pytest.mark.django_db
 

@@ -29,7 +29,7 @@ from tests.factories import (
     UserFactory,
 )
 from workers.metalearn.config import parse_config
-from workers.metalearn.shapes import expected_shapes
+from workers.metalearn.specs import expected_shapes
 
 pytestmark = pytest.mark.django_db
 
@@ -531,7 +531,8 @@ def test_the_registry_web_side_never_imports_torch():
     code = (
         "import django, sys; django.setup(); "
         "import metaweb.urls, apps.registry.views.metamodels, apps.registry.forms, apps.registry.services, "
-        "apps.registry.selectors, apps.registry.admin, apps.registry.weights, workers.metalearn.shapes; "
+        "apps.registry.selectors, apps.registry.admin, apps.registry.weights, "
+        "workers.metalearn.shapes, workers.metalearn.specs; "
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', "
         "'workers.metalearn.api', 'workers.metalearn.loop', 'workers.metalearn.algorithms'))); "
         "print(bad); sys.exit(1 if bad else 0)"

@@ -236,7 +236,7 @@ def adapt(
                 yq_np = _targets(query[1], xq_np.shape[0], info, "query")
         else:
             xq_np = _inputs(query, info, "query")
-    needs_desc = algorithm.name == "seed-mnn" or getattr(algorithm, "use_desc", False)
+    needs_desc = algorithm.spec.describes(info.desc_dim)
     d = int(info.desc_dim or 0)
     if desc is None:
         if needs_desc:

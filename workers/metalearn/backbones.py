@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from workers.metalearn.config import ConfigError, TrainConfig
+from workers.metalearn.config import TrainConfig
+from workers.metalearn.shapes import CONV_BLOCKS, check_conv_input, uses_conv
 
 Params = dict[str, Tensor]
 
@@ -94,7 +95,7 @@ class ConvNet(nn.Module):
         super().__init__()
         channels, height, width = (int(s) for s in input_shape)
         blocks: list[nn.Module] = []
-        for _ in range(4):
+        for _ in range(CONV_BLOCKS):
             blocks += [
                 nn.Conv2d(channels, filters, kernel_size=3, padding=1),
                 TaskBatchNorm2d(filters),
@@ -115,11 +116,6 @@ class ConvNet(nn.Module):
 Backbone = MLP | ConvNet
 
 
-def uses_conv(input_shape: Sequence[int]) -> bool:
-    """Image-shaped inputs ``[C, H, W]`` get the conv net; everything else the MLP."""
-    return len(input_shape) == 3
-
-
 def make_backbone(input_shape: Sequence[int], out_features: int, config: TrainConfig) -> Backbone:
     """The backbone for a family's input shape, sized by ``config.hidden``/``conv_filters``.
 
@@ -127,11 +123,7 @@ def make_backbone(input_shape: Sequence[int], out_features: int, config: TrainCo
     """
     shape = tuple(int(s) for s in input_shape)
     if uses_conv(shape):
-        if min(shape[1:]) < 16:
-            size = f"{shape[1]}x{shape[2]}"
-            raise ConfigError(
-                {"family": f"images of {size} are too small for the 4-block conv net (min 16x16)"}
-            )
+        check_conv_input(shape)
         return ConvNet(shape, config.conv_filters, out_features)
     return MLP(math.prod(shape) if shape else 1, config.hidden, out_features)
 

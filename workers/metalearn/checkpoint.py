@@ -1,11 +1,8 @@
 """Checkpoints: safetensors for tensors, one small JSON for the rest. No pickle.
 
-A run directory holds one folder per checkpoint and a ``latest`` pointer::
-
-    run/
-      latest                  "step-000500"
-      step-000400/ params.safetensors  optimizer.safetensors  checkpoint.json
-      step-000500/ ...
+The layout (folder and file names, the ``latest`` pointer, the lookup of the
+newest complete checkpoint, the JSON record) is
+:mod:`workers.metalearn.checkpoint_layout`, shared with the web side.
 
 ``params.safetensors`` holds the meta-parameters; ``optimizer.safetensors`` the
 optimiser's per-parameter tensors (Adam's ``exp_avg``, ``exp_avg_sq``, ``step``)
@@ -22,9 +19,7 @@ Only the last ``keep`` checkpoints are kept.
 from __future__ import annotations
 
 import base64
-import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -38,17 +33,29 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from workers.metalearn.checkpoint_layout import (
+    FORMAT,
+    LATEST,
+    META_FILE,
+    OPTIMIZER_FILE,
+    PARAMS_FILE,
+    TMP_PREFIX,
+    latest_checkpoint,
+    list_checkpoints,
+    read_record,
+    record_text,
+    step_dir_name,
+)
 from workers.metalearn.config import ConfigError, TrainConfig, config_to_dict, parse_config
 from workers.metalearn.episodes import FamilyInfo
 from workers.metalearn.fileio import write_atomic
 from workers.metalearn.types import CheckpointError
 
-FORMAT = 1
-PARAMS_FILE = "params.safetensors"
-OPTIMIZER_FILE = "optimizer.safetensors"
-META_FILE = "checkpoint.json"
-LATEST = "latest"
-_STEP_DIR = re.compile(r"^step-(\d+)$")
+__all__ = [
+    "FORMAT", "LATEST", "META_FILE", "OPTIMIZER_FILE", "PARAMS_FILE", "Checkpoint", "latest_checkpoint",
+    "list_checkpoints", "load_checkpoint", "load_optimizer_state", "optimizer_tensors", "prune", "resolve",
+    "restore_rng", "rng_state", "save_checkpoint", "step_dir_name",
+]  # fmt: skip
 
 
 @dataclass
@@ -164,10 +171,6 @@ def _jsonable(value: Any) -> Any:
 
 
 # ----- writing ---------------------------------------------------------------------------
-def step_dir_name(step: int) -> str:
-    return f"step-{step:06d}"
-
-
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -216,11 +219,11 @@ def save_checkpoint(
         "rng": rng_state(),
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-", dir=root))
     try:
         save_file(tensors, str(tmp / PARAMS_FILE), metadata={"format": "pt"})
         save_file(opt_tensors, str(tmp / OPTIMIZER_FILE), metadata={"format": "pt"})
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
+        (tmp / META_FILE).write_text(record_text(meta), encoding="utf-8")
         for child in tmp.iterdir():
             _fsync_path(child)
         _fsync_path(tmp)
@@ -242,39 +245,13 @@ def save_checkpoint(
     return final
 
 
-def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints under ``root`` as ``(step, path)``, oldest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = []
-    for child in root.iterdir():
-        match = _STEP_DIR.match(child.name)
-        if match and (child / META_FILE).is_file():
-            found.append((int(match.group(1)), child))
-    return sorted(found)
-
-
 def prune(root: str | Path, *, keep: int, protect: str | None = None) -> None:
     checkpoints = list_checkpoints(root)
     for _, path in checkpoints[: max(0, len(checkpoints) - max(1, keep))]:
         if path.name != protect:
             shutil.rmtree(path, ignore_errors=True)
-    for leftover in Path(root).glob(".tmp-step-*"):  # from a crash mid-write
+    for leftover in Path(root).glob(f"{TMP_PREFIX}step-*"):  # from a crash mid-write
         shutil.rmtree(leftover, ignore_errors=True)
-
-
-def latest_checkpoint(root: str | Path) -> Path | None:
-    """The folder ``latest`` points at, or (if it is missing or dangling) the newest
-    complete checkpoint; None when the run has none."""
-    root = Path(root)
-    pointer = root / LATEST
-    if pointer.is_file():
-        target = root / pointer.read_text(encoding="utf-8").strip()
-        if _STEP_DIR.match(target.name) and (target / META_FILE).is_file():
-            return target
-    checkpoints = list_checkpoints(root)
-    return checkpoints[-1][1] if checkpoints else None
 
 
 # ----- reading ---------------------------------------------------------------------------
@@ -299,7 +276,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     """
     folder = resolve(path)
     try:
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        meta = read_record(folder)
         params = load_file(str(folder / PARAMS_FILE), device="cpu")
         opt_path = folder / OPTIMIZER_FILE
         opt_tensors = load_file(str(opt_path), device="cpu") if opt_path.is_file() else {}

@@ -12,27 +12,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Algorithm = Literal["maml", "fomaml", "reptile", "metasgd", "anil", "protonet", "mnn", "seed-mnn"]
+from workers.metalearn.specs import ALGORITHM_NAMES, SPECS
+from workers.metalearn.types import ConfigError
+
+#: The algorithms' names, from their specs (:mod:`workers.metalearn.specs`).
+Algorithm = Literal[ALGORITHM_NAMES]  # type: ignore[valid-type]
 FamilyName = Literal["sinusoid", "harmonic", "glyphs", "digits", "table"]
 Device = Literal["auto", "cpu", "cuda"]
 
-ALGORITHMS: tuple[str, ...] = Algorithm.__args__  # type: ignore[attr-defined]
+ALGORITHMS: tuple[str, ...] = ALGORITHM_NAMES
 FAMILIES: tuple[str, ...] = FamilyName.__args__  # type: ignore[attr-defined]
-
-#: Algorithms that adapt with gradient steps in an inner loop.
-GRADIENT_ALGORITHMS = frozenset({"maml", "fomaml", "reptile", "metasgd", "anil"})
-#: Algorithms that only make sense for classification families.
-CLASSIFICATION_ONLY = frozenset({"protonet"})
-#: Algorithms that need the family's description vector.
-NEEDS_DESCRIPTION = frozenset({"seed-mnn"})
-
-
-class ConfigError(ValueError):
-    """Invalid configuration. ``errors`` maps a dotted field name to a message."""
-
-    def __init__(self, errors: dict[str, str]):
-        self.errors = dict(errors)
-        super().__init__("; ".join(f"{field}: {msg}" for field, msg in self.errors.items()))
 
 
 class _Frozen(BaseModel):
@@ -100,7 +89,7 @@ class TrainConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> TrainConfig:
-        if self.algorithm in GRADIENT_ALGORITHMS and self.inner_steps < 1:
+        if SPECS[self.algorithm].applies("inner_steps") and self.inner_steps < 1:
             raise ValueError(f"inner_steps: must be at least 1 for {self.algorithm}")
         if not 1 <= len(self.hidden) <= 8 or any(h < 1 or h > 4096 for h in self.hidden):
             raise ValueError("hidden: give 1 to 8 layer sizes between 1 and 4096")

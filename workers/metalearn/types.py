@@ -150,6 +150,14 @@ class DivergenceError(EngineError, FloatingPointError):
         super().__init__(f"{phase} diverged at {where} {step}: {quantity} is {value}")
 
 
+class ConfigError(ValueError):
+    """Invalid configuration. ``errors`` maps a dotted field name to a message."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{field}: {msg}" for field, msg in self.errors.items()))
+
+
 class CheckpointError(EngineError):
     """A checkpoint is missing, unreadable, or does not fit the expected shapes."""
 

@@ -25,14 +25,14 @@ from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
 from metaweb.celery import app as celery_app
 from workers.metalearn.config import (
-    CLASSIFICATION_ONLY,
-    NEEDS_DESCRIPTION,
     ConfigError,
     TrainConfig,
     config_to_dict,
     parse_config,
 )
 from workers.metalearn.families import make_family
+from workers.metalearn.shapes import family_info_dict
+from workers.metalearn.specs import check_compatible
 from workers.metalearn.types import DataError, EpisodeSpec
 
 __all__ = [
@@ -114,11 +114,12 @@ def _config_errors(errors: dict[str, str]) -> ValidationError:
 
 
 def _check_family(*, config: TrainConfig, version: TaskSetVersion) -> None:
-    """Build the task set's family (numpy only) and check that the episode fits it
-    and that the algorithm suits the family. Raises ValidationError on form fields."""
+    """Build the task set's family (numpy only) and check that the algorithm suits
+    the family (its spec's rule) and that the episode fits it. Raises ValidationError on form fields."""
     data_path = version.data_file.path if version.data_file else None
     try:
         family = make_family(config.family, data_path=data_path)
+        check_compatible(config.algorithm, family_info_dict(family, config))
         family.check_episode(EpisodeSpec(shots=config.shots, query=config.query, ways=config.ways))
     except ConfigError as exc:
         raise _config_errors(exc.errors) from None
@@ -128,14 +129,6 @@ def _check_family(*, config: TrainConfig, version: TaskSetVersion) -> None:
         raise ValidationError({field: message}) from None
     except OSError:
         raise ValidationError({"taskset": "The task set's data file cannot be read."}) from None
-    if config.algorithm in CLASSIFICATION_ONLY and family.kind != "classification":
-        raise ValidationError(
-            {"algorithm": f"{config.algorithm} needs a classification task set; this one is {family.kind}."}
-        )
-    if config.algorithm in NEEDS_DESCRIPTION and family.desc_dim is None:
-        raise ValidationError(
-            {"algorithm": f"{config.algorithm} needs task descriptions, which this task set does not have."}
-        )
 
 
 def _validated_config(*, config: Any, version: TaskSetVersion, queue: str) -> TrainConfig:

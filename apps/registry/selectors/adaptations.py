@@ -1,13 +1,13 @@
 """Reads for adaptations and adapted models. Permission filtering happens here, once.
 
-Torch-free: the meta-model's ``checkpoint.json`` is read with :mod:`json`, and the
+Torch-free: the meta-model's ``checkpoint.json`` is read with the engine's
+checkpoint layout (:mod:`workers.metalearn.checkpoint_layout`), and the
 review page's figures (charts, confusion matrix, histogram) are computed with
 numpy from what the worker stored.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +21,12 @@ from apps.registry import storage
 from apps.registry.models import Adaptation, AdaptationTarget, AdaptedModel, MetaModel
 from apps.tasksets.previews import FLAT_IMAGE_SHAPES
 from apps.teams.selectors import team_ids_for_user
+from workers.metalearn.checkpoint_layout import read_record
+from workers.metalearn.specs import AlgorithmSpec, spec_of
+from workers.metalearn.types import ConfigError
 
 __all__ = [
     "ADAPT_TEST_TASKS",
-    "NO_INNER_STEPS",
     "ModelFacts",
     "adaptation_get_visible",
     "adapted_model_arrays",
@@ -39,8 +41,6 @@ AnyUser = AbstractBaseUser | AnonymousUser
 
 #: Tasks of the meta-test split a single-task adaptation may pick (the standard 600).
 ADAPT_TEST_TASKS = 600
-#: Algorithms without an inner loop (``Algorithm.adapts`` is False): they take no step.
-NO_INNER_STEPS = frozenset({"protonet", "seed-mnn"})
 #: Bins of the per-task histogram on a batch's review page.
 HISTOGRAM_BINS = 30
 #: At most this many images of each set are shown on the review page.
@@ -78,12 +78,15 @@ class ModelFacts:
     def needs_desc(self) -> bool:
         """The model cannot adapt without the task's description (seed-mnn; MNN on a
         family with descriptions)."""
-        has_desc = bool(self.desc_dim)
-        return self.algorithm == "seed-mnn" or (self.algorithm == "mnn" and has_desc)
+        return self.spec.describes(self.desc_dim)
 
     @property
     def takes_steps(self) -> bool:
-        return self.algorithm not in NO_INNER_STEPS
+        return self.spec.adapts
+
+    @property
+    def spec(self) -> AlgorithmSpec:
+        return spec_of(self.algorithm)
 
     @property
     def image_shape(self) -> tuple[int, int] | None:
@@ -103,13 +106,15 @@ def _facts_from_checkpoint(meta: dict[str, Any]) -> ModelFacts:
     info = meta["family_info"]
     config = meta.get("config") or {}
     desc_dim = info.get("desc_dim")
+    algorithm = str(meta.get("algorithm") or config.get("algorithm") or "")
+    spec_of(algorithm)  # an unknown algorithm makes the record unusable
     return ModelFacts(
         family=str(info["name"]),
         kind=str(info["kind"]),
         input_shape=tuple(int(s) for s in info["input_shape"]),
         desc_dim=None if desc_dim is None else int(desc_dim),
         ways=int(info["ways"]),
-        algorithm=str(meta.get("algorithm") or config.get("algorithm") or ""),
+        algorithm=algorithm,
         shots=int(config.get("shots", 5)),
         query=int(config.get("query", 10)),
         inner_lr=float(config.get("inner_lr", 0.01)),
@@ -120,11 +125,9 @@ def _facts_from_checkpoint(meta: dict[str, Any]) -> ModelFacts:
 def meta_model_facts(meta_model: MetaModel) -> ModelFacts | None:
     """The meta-model's facts from ``<registry>/meta/<id>/checkpoint.json``; None when
     the file is missing or unreadable (the weights are not in storage)."""
-    path = storage.meta_model_dir(meta_model.pk) / storage.CHECKPOINT_JSON
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-        return _facts_from_checkpoint(meta)
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return _facts_from_checkpoint(read_record(storage.meta_model_dir(meta_model.pk)))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, ConfigError):
         return None
 
 

@@ -10,7 +10,7 @@ folder (or the renamed one) is removed and the transaction rolls back, so neithe
 row without files nor files without a row remain.
 
 Torch-free: uploads are checked by reading the safetensors header
-(:mod:`apps.registry.weights`) against :func:`workers.metalearn.shapes.expected_shapes`.
+(:mod:`apps.registry.weights`) against :func:`workers.metalearn.specs.expected_shapes`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from django.db.models import Max
 from django.utils.text import slugify
 
 from apps.experiments.models import Experiment, Run, RunEvent, RunKind, RunStatus
-from apps.experiments.selectors import CHECKPOINT_META, run_checkpoint_file
+from apps.experiments.selectors import run_checkpoint_file
 from apps.experiments.services.runs import code_version
 from apps.registry import storage
 from apps.registry.models import (
@@ -50,9 +50,11 @@ from apps.registry.weights import WeightsError, read_safetensors_header
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
+from workers.metalearn.checkpoint_layout import FORMAT, META_FILE
 from workers.metalearn.config import ConfigError, config_to_dict, parse_config
 from workers.metalearn.families import make_family
-from workers.metalearn.shapes import expected_shapes, family_info_dict, shape_differences
+from workers.metalearn.shapes import family_info_dict, shape_differences
+from workers.metalearn.specs import expected_shapes
 from workers.metalearn.types import DataError
 
 __all__ = [
@@ -69,7 +71,7 @@ logger = logging.getLogger(__name__)
 AnyUser = AbstractBaseUser | AnonymousUser
 
 #: ``workers.metalearn.checkpoint.FORMAT`` (that module imports torch).
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = FORMAT
 #: The alias that needs an approve verdict on the version it points at.
 PRODUCTION_ALIAS = "production"
 #: Uploads larger than this are refused while they are copied.
@@ -236,7 +238,7 @@ def metamodel_register_from_run(*, run_id: int) -> MetaModel:
     staged = _staging_dir()
     try:
         sha256, size = _copy_hashed(_read_chunks(weights), staged / storage.WEIGHTS_FILE)
-        shutil.copyfile(weights.parent / CHECKPOINT_META, staged / storage.CHECKPOINT_JSON)
+        shutil.copyfile(weights.parent / META_FILE, staged / storage.CHECKPOINT_JSON)
     except OSError:
         shutil.rmtree(staged, ignore_errors=True)
         raise ValidationError({"run": "The run's checkpoint cannot be read."}) from None

@@ -49,3 +49,20 @@ def test_config_types_and_package_import_without_torch():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+def test_the_web_side_imports_the_engine_facts_without_torch():
+    """The web process reads algorithm specs, shapes and the checkpoint layout from the
+    engine package; none of that (nor any page's module) may pull in torch."""
+    code = (
+        "import django, sys; django.setup()\n"
+        "import metaweb.urls, apps.experiments.views, apps.experiments.forms\n"
+        "import apps.registry.views.adaptations, apps.registry.views.metamodels\n"
+        "import apps.registry.forms_adapt, apps.registry.services\n"
+        "from workers.metalearn import checkpoint_layout, shapes, specs\n"
+        "from apps.experiments.forms import RunLaunchForm\n"
+        "assert set(RunLaunchForm.base_fields) >= specs.ALGORITHM_FIELDS\n"
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)

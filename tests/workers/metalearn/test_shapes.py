@@ -1,4 +1,4 @@
-"""``shapes.expected_shapes`` (pure Python) equals the shapes of the engine's own
+"""``specs.expected_shapes`` (pure Python) equals the shapes of the engine's own
 ``init_params`` for every algorithm the engine allows on a sinusoid MLP, a glyphs
 conv net and a digits MLP, and refuses what the engine refuses."""
 
@@ -15,7 +15,8 @@ from workers.metalearn.algorithms import make_algorithm
 from workers.metalearn.config import ALGORITHMS, ConfigError, FamilySpec, parse_config
 from workers.metalearn.episodes import FamilyInfo
 from workers.metalearn.families import make_family
-from workers.metalearn.shapes import expected_shapes, family_info_dict, shape_differences
+from workers.metalearn.shapes import family_info_dict, shape_differences
+from workers.metalearn.specs import expected_shapes
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -96,7 +97,7 @@ def test_shapes_module_imports_without_torch():
     code = (
         "import sys\n"
         "from workers.metalearn.config import parse_config\n"
-        "from workers.metalearn.shapes import expected_shapes\n"
+        "from workers.metalearn.specs import expected_shapes\n"
         "info = {'name': 's', 'kind': 'regression', 'input_shape': [1], 'desc_dim': 2, 'ways': 1}\n"
         "assert expected_shapes(parse_config({}), info)['head.weight'] == [1, 40]\n"
         "assert 'torch' not in sys.modules\n"

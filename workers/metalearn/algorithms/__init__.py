@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import torch
 
+from workers.metalearn import specs
 from workers.metalearn.algorithms.base import Algorithm, Params, inner_step
 from workers.metalearn.algorithms.maml import ANIL, FOMAML, MAML, MetaSGD
 from workers.metalearn.algorithms.mnn import MNN
 from workers.metalearn.algorithms.protonet import ProtoNet
 from workers.metalearn.algorithms.reptile import Reptile
 from workers.metalearn.algorithms.seed_mnn import SeedMNN
-from workers.metalearn.config import ConfigError, TrainConfig
+from workers.metalearn.config import TrainConfig
 from workers.metalearn.episodes import FamilyInfo
 
 __all__ = [
@@ -37,23 +38,15 @@ __all__ = [
 ]
 
 ALGORITHM_CLASSES: dict[str, type[Algorithm]] = {
-    cls.name: cls for cls in (MAML, FOMAML, Reptile, MetaSGD, ANIL, ProtoNet, MNN, SeedMNN)
+    cls.spec.name: cls for cls in (MAML, FOMAML, Reptile, MetaSGD, ANIL, ProtoNet, MNN, SeedMNN)
 }
+assert set(ALGORITHM_CLASSES) == set(specs.SPECS), "every spec has its module, and every module its spec"
 
 
 def check_compatible(config: TrainConfig, info: FamilyInfo) -> None:
-    """Raise :class:`ConfigError` naming ``algorithm`` when it does not fit the family."""
-    if config.algorithm == "protonet" and not info.classification:
-        raise ConfigError(
-            {"algorithm": f"protonet is for classification; family {info.name!r} is regression"}
-        )
-    if config.algorithm == "seed-mnn" and (info.classification or not info.desc_dim):
-        raise ConfigError(
-            {
-                "algorithm": "seed-mnn needs a regression family with a task description; "
-                f"family {info.name!r} is {info.kind}" + ("" if info.desc_dim else " without a description")
-            }
-        )
+    """Raise :class:`ConfigError` naming ``algorithm`` when it does not fit the family
+    (the rule is the algorithm's spec, :mod:`workers.metalearn.specs`)."""
+    specs.check_compatible(config.algorithm, info)
 
 
 def make_algorithm(config: TrainConfig, info: FamilyInfo) -> Algorithm:

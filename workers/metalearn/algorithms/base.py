@@ -34,6 +34,7 @@ from torch.func import grad, vmap
 
 from workers.metalearn.config import TrainConfig
 from workers.metalearn.episodes import Episode, FamilyInfo
+from workers.metalearn.specs import AlgorithmSpec
 
 Params = dict[str, Tensor]
 LearningRates = float | Tensor | Mapping[str, Tensor]
@@ -70,9 +71,17 @@ class Algorithm:
     and hands them to :meth:`meta_grads`; nothing here keeps state between calls.
     """
 
+    #: The algorithm's facts (:mod:`workers.metalearn.specs`); ``name`` and ``adapts``
+    #: (whether adaptation takes gradient steps) are read from it.
+    spec: ClassVar[AlgorithmSpec]
     name: ClassVar[str] = ""
-    #: Whether adaptation takes gradient steps (False for ProtoNets and seed-mnn).
     adapts: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "spec" in cls.__dict__:
+            cls.name = cls.spec.name
+            cls.adapts = cls.spec.adapts
 
     def __init__(self, config: TrainConfig, info: FamilyInfo):
         self.config = config

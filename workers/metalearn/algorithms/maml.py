@@ -23,6 +23,7 @@ from workers.metalearn.backbones import (
 )
 from workers.metalearn.config import TrainConfig
 from workers.metalearn.episodes import FamilyInfo
+from workers.metalearn.specs import SPECS
 
 
 class MAML(Algorithm):
@@ -36,7 +37,7 @@ class MAML(Algorithm):
     With ``first_order`` the inner gradients are detached (FOMAML, same paper).
     """
 
-    name = "maml"
+    spec = SPECS["maml"]
 
     def __init__(self, config: TrainConfig, info: FamilyInfo):
         super().__init__(config, info)
@@ -57,7 +58,7 @@ class FOMAML(MAML):
     are treated as constants, so the meta-gradient is the query-loss gradient at the
     adapted weights. Same as ``algorithm="maml"`` with ``first_order=True``."""
 
-    name = "fomaml"
+    spec = SPECS["fomaml"]
 
     def __init__(self, config: TrainConfig, info: FamilyInfo):
         super().__init__(config, info)
@@ -74,7 +75,7 @@ class MetaSGD(MAML):
     ``theta - lr * grad`` elementwise.
     """
 
-    name = "metasgd"
+    spec = SPECS["metasgd"]
     LR = "lr."
 
     def init_params(self) -> Params:
@@ -95,7 +96,7 @@ class ANIL(Algorithm):
     sets are computed once per task, and the inner steps run on the linear head.
     """
 
-    name = "anil"
+    spec = SPECS["anil"]
 
     def __init__(self, config: TrainConfig, info: FamilyInfo):
         super().__init__(config, info)

@@ -24,6 +24,7 @@ from workers.metalearn.backbones import (
 )
 from workers.metalearn.config import TrainConfig
 from workers.metalearn.episodes import FamilyInfo
+from workers.metalearn.specs import SPECS
 
 HYPER = "hyper."
 ENCODER = "encoder."
@@ -54,7 +55,7 @@ class MNN(Algorithm):
     generated weights on the support set.
     """
 
-    name = "mnn"
+    spec = SPECS["mnn"]
 
     def __init__(self, config: TrainConfig, info: FamilyInfo):
         super().__init__(config, info)

@@ -9,6 +9,7 @@ from workers.metalearn.algorithms.base import Algorithm, Params
 from workers.metalearn.backbones import BODY, body_forward, make_backbone, split_params, to_stateless
 from workers.metalearn.config import TrainConfig
 from workers.metalearn.episodes import FamilyInfo
+from workers.metalearn.specs import SPECS
 
 
 class ProtoNet(Algorithm):
@@ -22,8 +23,7 @@ class ProtoNet(Algorithm):
     step (the prototypes are the adaptation), so ``inner_steps`` is ignored.
     """
 
-    name = "protonet"
-    adapts = False
+    spec = SPECS["protonet"]
 
     def __init__(self, config: TrainConfig, info: FamilyInfo):
         super().__init__(config, info)

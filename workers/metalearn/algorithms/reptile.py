@@ -9,6 +9,7 @@ from workers.metalearn.algorithms.base import Params
 from workers.metalearn.algorithms.maml import MAML
 from workers.metalearn.config import TrainConfig
 from workers.metalearn.episodes import Episode, FamilyInfo
+from workers.metalearn.specs import SPECS
 
 
 class Reptile(MAML):
@@ -22,7 +23,7 @@ class Reptile(MAML):
     loss is the query loss of the adapted weights.
     """
 
-    name = "reptile"
+    spec = SPECS["reptile"]
 
     def __init__(self, config: TrainConfig, info: FamilyInfo):
         super().__init__(config, info)

@@ -8,8 +8,10 @@ from torch.func import functional_call
 
 from workers.metalearn.algorithms.base import Algorithm, Params
 from workers.metalearn.backbones import glorot_uniform_, to_stateless
-from workers.metalearn.config import ConfigError, TrainConfig
+from workers.metalearn.config import TrainConfig
 from workers.metalearn.episodes import Episode, FamilyInfo
+from workers.metalearn.shapes import Facts
+from workers.metalearn.specs import SEED_MNN_LAYERS, SPECS
 
 #: The baseline's optimiser, fixed: Keras' Adam defaults at lr 0.001.
 SEED_MNN_LR = 1e-3
@@ -19,12 +21,16 @@ SEED_MNN_EPS = 1e-7
 class _SeedNet(nn.Module):
     def __init__(self, in_features: int):
         super().__init__()
-        self.dense = glorot_uniform_(nn.Linear(in_features, 128))
-        self.dense_1 = glorot_uniform_(nn.Linear(128, 64))
-        self.dense_2 = glorot_uniform_(nn.Linear(64, 1))
+        width = in_features
+        for name, size in SEED_MNN_LAYERS:  # dense, dense_1, dense_2: 128, 64, 1
+            setattr(self, name, glorot_uniform_(nn.Linear(width, size)))
+            width = size
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dense_2(torch.relu(self.dense_1(torch.relu(self.dense(x)))))
+        *hidden, last = (getattr(self, name) for name, _ in SEED_MNN_LAYERS)
+        for layer in hidden:
+            x = torch.relu(layer(x))
+        return last(x)
 
 
 class SeedMNN(Algorithm):
@@ -42,14 +48,10 @@ class SeedMNN(Algorithm):
     as input; regression families with a description only.
     """
 
-    name = "seed-mnn"
-    adapts = False
+    spec = SPECS["seed-mnn"]
 
     def __init__(self, config: TrainConfig, info: FamilyInfo):
-        if info.classification or not info.desc_dim:
-            raise ConfigError(
-                {"algorithm": "seed-mnn needs a regression family with a task description (e.g. sinusoid)"}
-            )
+        self.spec.check_family(Facts.of(info))
         super().__init__(config, info)
         in_features = int(info.desc_dim) + int(torch.Size(info.input_shape).numel())
         self.net, self._init = to_stateless(_SeedNet(in_features))

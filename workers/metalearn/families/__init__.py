@@ -46,6 +46,8 @@ __all__ = [
     "HarmonicParams",
     "SinusoidParams",
     "TableParams",
+    "family_desc_dim",
+    "family_input_shape",
     "family_kind",
     "inspect_table",
     "make_family",
@@ -99,6 +101,19 @@ def family_kind(name: str, params: Mapping[str, Any] | None = None) -> TaskKind:
     if cls is TableFamily:
         return parse_family_params(name, params).kind  # type: ignore[attr-defined,no-any-return]
     return cls.kind
+
+
+def family_input_shape(name: str) -> tuple[int, ...] | None:
+    """A built-in family's input shape without building it; None where it depends on
+    the data (the ``table`` family: see its upload's summary)."""
+    shape = getattr(_family_class(name), "input_shape", None)
+    return tuple(int(s) for s in shape) if shape is not None else None
+
+
+def family_desc_dim(name: str) -> int | None:
+    """How many task-description values a family's tasks carry (None: none), without
+    building it."""
+    return _family_class(name).desc_dim
 
 
 def make_family(spec: FamilySpec, *, data_path: str | Path | None = None) -> TaskFamily:

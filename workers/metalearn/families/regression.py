@@ -72,9 +72,12 @@ class _RegressionFamily(BaseFamily):
     input_shape = (1,)
     desc_names: tuple[str, ...]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.desc_dim = len(cls.desc_names)
+
     def __init__(self, params: FamilyParams):
         self.params = params
-        self.desc_dim = len(self.desc_names)
 
     def _draw_desc(self, rng: np.random.Generator) -> tuple[float, ...]:
         raise NotImplementedError

@@ -1,0 +1,229 @@
+"""The launch form shows only the settings that apply to the chosen algorithm and
+task set, swaps them on a change (htmx GET), ignores the others on submit, and
+defaults its experiment and task set to where the user came from or what they used
+last, never to another team's."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.experiments.forms import RunLaunchForm
+from apps.experiments.models import Run
+from metaweb.celery import app as celery_app
+from tests.factories import ExperimentFactory, RunFactory, TaskSetVersionFactory, UserFactory
+from workers.metalearn.config import TrainConfig
+from workers.metalearn.specs import SPECS
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+INNER = {"inner_lr", "inner_steps"}
+MNN = {"mnn_hidden", "mnn_embed_dim", "mnn_finetune_steps"}
+
+
+@pytest.fixture
+def world(team_roles, monkeypatch):
+    team, users = team_roles
+    member = users["member"]
+    sent: list[str] = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append(name))
+    return {
+        "team": team,
+        "member": member,
+        "sent": sent,
+        "old": ExperimentFactory(team=team, created_by=member, name="Old study"),
+        "new": ExperimentFactory(team=team, created_by=member, name="New study"),
+        "sines": TaskSetVersionFactory(taskset__team=team, taskset__name="Sines"),
+        "digits": TaskSetVersionFactory(taskset__team=team, taskset__family="digits", taskset__name="Digits"),
+        "glyphs": TaskSetVersionFactory(taskset__team=team, taskset__family="glyphs", taskset__name="Glyphs"),
+        "foreign": TaskSetVersionFactory(taskset__name="Theirs"),
+        "foreign_experiment": ExperimentFactory(name="Their study"),
+    }
+
+
+def url() -> str:
+    return reverse("experiments:run-launch", kwargs={"team_slug": "alpha"})
+
+
+def fields_of(html: str) -> set[str]:
+    """The settings rendered as visible inputs of the fields partial."""
+    block = re.search(r'<div id="launch-fields".*', html, re.S).group(0)
+    names = set(re.findall(r'data-field="([a-z_0-9]+)"', block))
+    return names
+
+
+def selected(html: str, name: str) -> str | None:
+    select = re.search(rf'<select name="{name}".*?</select>', html, re.S).group(0)
+    found = re.search(r'<option value="([^"]*)" selected>', select)
+    return found.group(1) if found else None
+
+
+# -- which fields -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "taskset", "present", "absent"),
+    [
+        ("maml", "sines", INNER | {"first_order", "meta_lr", "hidden"}, {"ways", "conv_filters"} | MNN),
+        ("maml", "digits", INNER | {"ways", "hidden"}, {"conv_filters", "seed_mnn_epochs"}),
+        ("anil", "glyphs", INNER | {"ways", "conv_filters"}, {"hidden"}),
+        ("fomaml", "sines", INNER, {"first_order"}),
+        ("protonet", "digits", {"ways", "meta_lr"}, INNER | {"first_order"} | MNN),
+        (
+            "mnn",
+            "sines",  # described tasks: no set encoder, so no embedding size
+            {"mnn_hidden", "mnn_finetune_steps", "inner_lr", "first_order"},
+            {"mnn_embed_dim", "inner_steps", "ways", "seed_mnn_epochs"},
+        ),
+        ("mnn", "digits", MNN | {"ways"}, {"inner_steps"}),
+        ("seed-mnn", "sines", {"seed_mnn_epochs", "iterations"}, INNER | MNN | {"meta_lr", "hidden"}),
+    ],
+)
+def test_form_offers_only_the_settings_that_apply(world, algorithm, taskset, present, absent):
+    form = RunLaunchForm(
+        team=world["team"], initial={"algorithm": algorithm, "taskset": world[taskset].taskset_id}
+    )
+    assert present <= set(form.fields), present - set(form.fields)
+    assert not absent & set(form.fields), absent & set(form.fields)
+    assert {"experiment", "algorithm", "taskset", "shots", "query", "seed", "queue"} <= set(form.fields)
+
+
+def test_every_setting_shown_somewhere_is_an_engine_setting():
+    config_fields = set(TrainConfig.model_fields) - {"algorithm", "family"}
+    for spec in SPECS.values():
+        assert spec.fields <= config_fields, spec.name
+    assert set(RunLaunchForm.base_fields) - set(RunLaunchForm.NOT_CONFIG) - {"algorithm"} <= config_fields
+
+
+def test_settings_that_do_not_apply_are_ignored_on_submit(client, world, django_capture_on_commit_callbacks):
+    """A value for a hidden setting is not trusted: the engine's default is used."""
+    client.force_login(world["member"])
+    data = {
+        "experiment": world["new"].pk, "algorithm": "protonet", "taskset": world["digits"].taskset_id,
+        "meta_lr": "0.001", "meta_batch": "2", "shots": "1", "ways": "3", "query": "2", "iterations": "10",
+        "eval_interval": "5", "seed": "1", "device": "cpu", "queue": "cpu", "eval_tasks": "5",
+        "checkpoint_interval": "5", "hidden": "8",
+        "inner_steps": "not a number", "inner_lr": "-3", "mnn_hidden": "999999", "first_order": "on",
+    }  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url(), data, **HTMX)
+    assert response.status_code == 200 and response["HX-Redirect"], response.content.decode()[:2000]
+    run = Run.objects.get(experiment=world["new"])
+    defaults = TrainConfig()
+    assert (run.config["inner_steps"], run.config["inner_lr"]) == (defaults.inner_steps, defaults.inner_lr)
+    assert run.config["mnn_hidden"] == defaults.mnn_hidden and run.config["first_order"] is False
+    assert run.config["ways"] == 3 and world["sent"] == ["workers.tasks.train_run"]
+
+
+def test_the_wrong_combination_is_still_refused_on_the_algorithm(client, world):
+    client.force_login(world["member"])
+    data = {
+        "experiment": world["new"].pk, "algorithm": "protonet", "taskset": world["sines"].taskset_id,
+        "meta_lr": "0.001", "meta_batch": "2", "shots": "1", "query": "2", "iterations": "10",
+        "eval_interval": "5", "seed": "1", "device": "cpu", "queue": "cpu", "eval_tasks": "5",
+        "checkpoint_interval": "5", "hidden": "8",
+    }  # fmt: skip
+    html = client.post(url(), data, **HTMX).content.decode()
+    error = re.search(r'id="id_algorithm_error">(.*?)</ul>', html, re.S)
+    assert error and "protonet is for classification" in error.group(1)
+    assert not Run.objects.exists() and world["sent"] == []
+
+
+# -- the swap ------------------------------------------------------------------------------
+
+
+def test_changing_the_algorithm_swaps_the_fields_and_keeps_typed_values(client, world):
+    client.force_login(world["member"])
+    typed = {"algorithm": "mnn", "taskset": world["sines"].taskset_id, "experiment": world["old"].pk}
+    typed |= {"shots": "7", "inner_steps": "4", "mnn_hidden": "33", "first_order": "on"}
+    partial = client.get(url(), typed, **HTMX).content.decode()
+    assert "<html" not in partial and 'id="launch-fields" data-algorithm="mnn"' in partial
+    assert {"mnn_hidden", "mnn_finetune_steps"} <= fields_of(partial) and "inner_steps" not in fields_of(
+        partial
+    )
+    assert 'name="shots" value="7"' in partial and 'name="mnn_hidden" value="33"' in partial
+    # inner_steps does not apply to MNN: carried along hidden, so that switching back shows it.
+    assert re.search(r'<input type="hidden" name="inner_steps" value="4" data-carried>', partial)
+    back = client.get(url(), typed | {"algorithm": "maml"}, **HTMX).content.decode()
+    assert 'name="inner_steps" value="4"' in back and "mnn_hidden" not in fields_of(back)
+    assert re.search(r'name="mnn_hidden" value="33" data-carried', back)
+    assert selected(back, "experiment") == str(world["old"].pk)
+
+
+def test_without_htmx_the_same_query_gives_the_whole_page(client, world):
+    client.force_login(world["member"])
+    page = client.get(url(), {"algorithm": "seed-mnn", "taskset": world["sines"].taskset_id}).content.decode()
+    assert "<html" in page and 'id="launch-form"' in page
+    assert "seed_mnn_epochs" in fields_of(page) and "inner_lr" not in fields_of(page)
+    assert 'hx-trigger="change from:#id_algorithm, change from:#id_taskset"' in page
+    assert selected(page, "algorithm") == "seed-mnn"
+
+
+def test_choosing_a_classification_task_set_brings_ways(client, world):
+    client.force_login(world["member"])
+    sines = client.get(url(), {"taskset": world["sines"].taskset_id}, **HTMX).content.decode()
+    digits = client.get(url(), {"taskset": world["digits"].taskset_id}, **HTMX).content.decode()
+    assert "ways" not in fields_of(sines) and "ways" in fields_of(digits)
+
+
+# -- defaults ---------------------------------------------------------------------------------
+
+
+def test_query_parameters_preselect_the_teams_experiment_and_task_set(client, world):
+    client.force_login(world["member"])
+    query = {"experiment": world["old"].pk, "taskset": world["digits"].taskset_id}
+    page = client.get(url(), query).content.decode()
+    assert selected(page, "experiment") == str(world["old"].pk)
+    assert selected(page, "taskset") == str(world["digits"].taskset_id)
+
+
+def test_another_teams_ids_are_refused(client, world):
+    client.force_login(world["member"])
+    query = {"experiment": world["foreign_experiment"].pk, "taskset": world["foreign"].taskset_id}
+    page = client.get(url(), query).content.decode()
+    assert "Their study" not in page and "Theirs" not in page
+    assert selected(page, "experiment") == str(world["new"].pk)  # the newest of the team's own
+    assert selected(page, "taskset") == str(world["glyphs"].taskset_id)
+
+
+def test_defaults_follow_the_users_last_run(client, world, django_assert_num_queries):
+    client.force_login(world["member"])
+    earlier = RunFactory(
+        experiment=world["new"], taskset_version=world["glyphs"], launched_by=world["member"]
+    )
+    last = RunFactory(experiment=world["old"], taskset_version=world["digits"], launched_by=world["member"])
+    Run.objects.filter(pk=earlier.pk).update(created_at=timezone.now() - dt.timedelta(days=1))
+    RunFactory(
+        experiment=world["new"], taskset_version=world["sines"], launched_by=UserFactory()
+    )  # not theirs
+    with CaptureQueriesContext(connection) as first:
+        client.get(url())
+    for n in range(3):  # more choices and runs: the same number of queries
+        version = TaskSetVersionFactory(taskset__team=world["team"], taskset__name=f"More {n}")
+        RunFactory(experiment=ExperimentFactory(team=world["team"]), taskset_version=version)
+    with django_assert_num_queries(len(first)):
+        page = client.get(url()).content.decode()
+    assert selected(page, "experiment") == str(last.experiment_id)
+    assert selected(page, "taskset") == str(world["digits"].taskset_id)
+    assert "ways" in fields_of(page)
+    # The query string wins over the last run.
+    page = client.get(url(), {"taskset": world["sines"].taskset_id}).content.decode()
+    assert selected(page, "taskset") == str(world["sines"].taskset_id)
+    assert selected(page, "experiment") == str(last.experiment_id)
+
+
+def test_viewers_and_outsiders_cannot_open_the_swap(client, team_roles):
+    _, users = team_roles
+    client.force_login(users["viewer"])
+    assert client.get(url(), {"algorithm": "mnn"}, **HTMX).status_code == 403
+    client.force_login(users["outsider"])
+    assert client.get(url(), {"algorithm": "mnn"}, **HTMX).status_code == 404
+    client.logout()
+    assert client.get(url(), {"algorithm": "mnn"}).status_code == 302

@@ -1,0 +1,111 @@
+"""The on-disk layout of checkpoints: names, the newest-checkpoint lookup and the
+JSON record. Torch-free: the engine writes and reads checkpoints through it
+(:mod:`workers.metalearn.checkpoint`), and the web side finds a run's newest
+weights and reads a meta-model's record with it, without importing torch::
+
+    run/
+      latest                  "step-000500"
+      step-000400/ params.safetensors  optimizer.safetensors  checkpoint.json
+      step-000500/ ...
+
+A checkpoint folder is complete once its ``checkpoint.json`` and
+``params.safetensors`` are both there; anything else (a crash mid-write, a
+``.tmp-`` folder) is ignored by the lookup.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+#: Version of the JSON record; readers refuse other values.
+FORMAT = 1
+PARAMS_FILE = "params.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+META_FILE = "checkpoint.json"
+#: The pointer file naming the newest checkpoint folder.
+LATEST = "latest"
+#: Prefix of the temporary folder a checkpoint is written into before its rename.
+TMP_PREFIX = ".tmp-"
+STEP_DIR = re.compile(r"^step-(\d{1,12})$")
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def is_complete(folder: Path) -> bool:
+    """A ``step-NNNNNN`` folder holding both its record and its weights."""
+    return (
+        bool(STEP_DIR.match(folder.name))
+        and (folder / META_FILE).is_file()
+        and (folder / PARAMS_FILE).is_file()
+    )
+
+
+def _inside(folder: Path, root: Path) -> bool:
+    """``folder`` (followed through links) lies inside ``root``."""
+    try:
+        return folder.resolve().is_relative_to(root.resolve())
+    except OSError:
+        return False
+
+
+def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints directly under ``root`` as ``(step, path)``, oldest first."""
+    root = Path(root)
+    try:
+        children = list(root.iterdir()) if root.is_dir() else []
+    except OSError:
+        return []
+    found = []
+    for child in children:
+        match = STEP_DIR.match(child.name)
+        if match and is_complete(child) and _inside(child, root):
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def _pointed(root: Path) -> Path | None:
+    """The folder ``latest`` names, when it is a complete checkpoint inside ``root``."""
+    try:
+        name = (root / LATEST).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not STEP_DIR.match(name):
+        return None
+    folder = root / name
+    return folder if is_complete(folder) and _inside(folder, root) else None
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    """The folder ``latest`` points at, or (if it is missing, dangling or not a
+    complete checkpoint) the newest complete one; None when the run has none."""
+    root = Path(root)
+    pointed = _pointed(root)
+    if pointed is not None:
+        return pointed
+    checkpoints = list_checkpoints(root)
+    return checkpoints[-1][1] if checkpoints else None
+
+
+def latest_weights(root: str | Path) -> Path | None:
+    """The newest complete checkpoint's ``params.safetensors``, resolved; or None."""
+    folder = latest_checkpoint(root)
+    return None if folder is None else (folder / PARAMS_FILE).resolve()
+
+
+def record_text(record: dict[str, Any]) -> str:
+    """The JSON record as written to ``checkpoint.json``."""
+    return json.dumps(record, indent=1, sort_keys=True)
+
+
+def read_record(folder: str | Path) -> dict[str, Any]:
+    """``checkpoint.json`` of a checkpoint folder (or a registry model's folder).
+    Raises ``OSError`` or ``ValueError`` when it is missing or not a JSON object."""
+    record = json.loads((Path(folder) / META_FILE).read_text(encoding="utf-8"))
+    if not isinstance(record, dict):
+        raise ValueError(f"{META_FILE} is not a JSON object")
+    return record

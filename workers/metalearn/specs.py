@@ -1,0 +1,236 @@
+"""One declarative spec per algorithm: what it needs, which settings apply to it,
+and the names and shapes of its meta-parameters for a config. Torch-free.
+
+The engine (:mod:`workers.metalearn.algorithms`, :mod:`workers.metalearn.config`)
+and the web side (launch form, run service, upload checks, adaptation form)
+import these facts; none of them restates them. Adding an algorithm means adding
+its module under ``algorithms/``, its spec here, and their tests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from workers.metalearn.shapes import Facts, FamilyFacts, Shapes, backbone_shapes, linear, uses_conv
+from workers.metalearn.types import ConfigError
+
+#: Settings every algorithm uses (besides the algorithm and the task family).
+COMMON_FIELDS = frozenset(
+    {
+        "meta_batch", "iterations", "grad_clip", "shots", "query", "eval_interval", "eval_tasks",
+        "checkpoint_interval", "seed", "device", "bf16", "compile",
+    }
+)  # fmt: skip
+#: Settings of the backbones (``hidden`` for the MLP, ``conv_filters`` for images).
+BACKBONE_FIELDS = frozenset({"hidden", "conv_filters"})
+#: The inner loop of the gradient-based learners.
+INNER_FIELDS = frozenset({"inner_lr", "inner_steps"})
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """What the rest of the system needs to know about one algorithm.
+
+    ``fields`` are the config settings that change what it does (the launch form
+    shows only those); ``shapes(config, facts)`` gives its meta-parameters'
+    ``{name: shape}``, equal to the torch module's ``init_params()``.
+    """
+
+    name: str
+    label: str
+    shapes: Callable[[Any, Facts], Shapes]
+    fields: frozenset[str]
+    #: Refuses regression families (ProtoNets' prototypes are per class).
+    classification_only: bool = False
+    #: Refuses families without a task description (and classification families).
+    needs_description: bool = False
+    #: Conditions on the task description when the family has one.
+    uses_description: bool = False
+    #: Adapts to a task with gradient steps (False: no inner loop at all).
+    adapts: bool = True
+    #: Settings read only on families without a task description.
+    undescribed_fields: frozenset[str] = frozenset()
+
+    def applies(self, field: str) -> bool:
+        return field in self.fields
+
+    def check_family(self, facts: Facts) -> None:
+        """Raise :class:`ConfigError` (``algorithm``) when the family does not suit it."""
+        if self.classification_only and not facts.classification:
+            raise ConfigError(
+                {"algorithm": f"{self.name} is for classification; family {facts.name!r} is {facts.kind}"}
+            )
+        if self.needs_description and (facts.classification or not facts.desc_dim):
+            suffix = "" if facts.desc_dim else " without a description"
+            raise ConfigError(
+                {
+                    "algorithm": f"{self.name} needs a regression family with a task description; "
+                    f"family {facts.name!r} is {facts.kind}{suffix}"
+                }
+            )
+
+    def describes(self, desc_dim: int | None) -> bool:
+        """Whether a model of this algorithm reads the task description of a family
+        with ``desc_dim`` description features."""
+        return self.needs_description or (self.uses_description and bool(desc_dim))
+
+
+# -- meta-parameter shapes, one function per kind of algorithm --------------------------
+
+
+def _backbone(config: Any, facts: Facts) -> Shapes:
+    """MAML, FOMAML, Reptile and ANIL: the backbone's weights."""
+    return backbone_shapes(facts.input_shape, facts.ways, config)[0]
+
+
+def _metasgd(config: Any, facts: Facts) -> Shapes:
+    """The backbone's weights and a learning rate ``lr.<name>`` of the same shape each."""
+    weights = _backbone(config, facts)
+    return {**weights, **{f"lr.{k}": list(v) for k, v in weights.items()}}
+
+
+def _protonet(config: Any, facts: Facts) -> Shapes:
+    """The backbone's body (the embedding); no head."""
+    return {k: v for k, v in _backbone(config, facts).items() if k.startswith("body.")}
+
+
+def _mnn(config: Any, facts: Facts) -> Shapes:
+    """The conv body (images only), the hypernetwork ``hyper.*`` writing the target
+    network (the whole MLP, or the conv net's head), and the set encoder
+    ``encoder.*`` when the family has no description."""
+    backbone, feature_dim = backbone_shapes(facts.input_shape, facts.ways, config)
+    if uses_conv(facts.input_shape):
+        body = {k: v for k, v in backbone.items() if k.startswith("body.")}
+        target = {k: v for k, v in backbone.items() if k.startswith("head.")}
+    else:
+        body, target = {}, backbone
+        feature_dim = math.prod(facts.input_shape)
+    hidden = int(config.mnn_hidden)
+    encoder: Shapes = {}
+    if facts.desc_dim:
+        r_dim = facts.desc_dim
+    else:
+        in_dim = feature_dim if facts.classification else feature_dim + 1
+        embed = int(config.mnn_embed_dim)
+        encoder = {**linear("encoder.0.", in_dim, hidden), **linear("encoder.2.", hidden, embed)}
+        r_dim = embed * (facts.ways if facts.classification else 1)
+    n_target = sum(math.prod(shape) for shape in target.values())
+    hyper = {
+        **linear("hyper.0.", r_dim, hidden),
+        **linear("hyper.2.", hidden, hidden),
+        **linear("hyper.4.", hidden, n_target),
+    }
+    return {**body, **hyper, **encoder}
+
+
+#: seed-mnn's fixed network: ``Dense(128) -> Dense(64) -> Dense(1)``.
+SEED_MNN_LAYERS = (("dense", 128), ("dense_1", 64), ("dense_2", 1))
+
+
+def _seed_mnn(config: Any, facts: Facts) -> Shapes:
+    """The fixed MLP on ``concat(description, x)``."""
+    shapes: Shapes = {}
+    width = int(facts.desc_dim or 0) + math.prod(facts.input_shape)
+    for name, size in SEED_MNN_LAYERS:
+        shapes.update(linear(f"{name}.", width, size))
+        width = size
+    return shapes
+
+
+# -- the specs -----------------------------------------------------------------------------
+
+_GRADIENT = COMMON_FIELDS | BACKBONE_FIELDS | INNER_FIELDS | {"meta_lr"}
+
+SPECS: dict[str, AlgorithmSpec] = {
+    spec.name: spec
+    for spec in (
+        AlgorithmSpec("maml", "MAML", _backbone, _GRADIENT | {"first_order"}),
+        AlgorithmSpec("fomaml", "First-order MAML", _backbone, _GRADIENT),
+        AlgorithmSpec("reptile", "Reptile", _backbone, _GRADIENT),
+        AlgorithmSpec("metasgd", "Meta-SGD", _metasgd, _GRADIENT | {"first_order"}),
+        AlgorithmSpec("anil", "ANIL", _backbone, _GRADIENT | {"first_order"}),
+        AlgorithmSpec(
+            "protonet",
+            "Prototypical Networks",
+            _protonet,
+            COMMON_FIELDS | BACKBONE_FIELDS | {"meta_lr"},
+            classification_only=True,
+            adapts=False,
+        ),
+        AlgorithmSpec(
+            "mnn",
+            "MNN (hypernetwork)",
+            _mnn,
+            COMMON_FIELDS
+            | BACKBONE_FIELDS
+            | {"meta_lr", "inner_lr", "first_order", "mnn_hidden", "mnn_embed_dim", "mnn_finetune_steps"},
+            uses_description=True,
+            undescribed_fields=frozenset({"mnn_embed_dim"}),  # the set encoder's width
+        ),
+        AlgorithmSpec(
+            "seed-mnn",
+            "seed-mnn (baseline)",
+            _seed_mnn,
+            COMMON_FIELDS | {"seed_mnn_epochs"},
+            needs_description=True,
+            uses_description=True,
+            adapts=False,
+        ),
+    )
+}
+#: Algorithm names, in the order forms list them.
+ALGORITHM_NAMES: tuple[str, ...] = tuple(SPECS)
+#: Every setting some algorithm uses, and ``ways`` (classification families).
+ALGORITHM_FIELDS = frozenset({"ways"}).union(*(spec.fields for spec in SPECS.values()))
+
+
+def spec_of(algorithm: str) -> AlgorithmSpec:
+    """The spec of ``algorithm``; :class:`ConfigError` (``algorithm``) if unknown."""
+    try:
+        return SPECS[algorithm]
+    except KeyError:
+        raise ConfigError({"algorithm": f"unknown algorithm {algorithm!r}"}) from None
+
+
+def launch_fields(
+    algorithm: str,
+    *,
+    kind: str | None,
+    input_shape: tuple[int, ...] | None,
+    described: bool | None = None,
+) -> frozenset[str]:
+    """The settings that apply to ``algorithm`` on a family of ``kind`` whose inputs
+    have ``input_shape`` and whose tasks are ``described`` or not (None when unknown:
+    then nothing is left out for it). ``ways`` applies to classification only; the
+    MLP's ``hidden`` sizes to vector inputs and the conv net's ``conv_filters`` to
+    images."""
+    spec = spec_of(algorithm)
+    fields = set(spec.fields)
+    if kind in (None, "classification"):
+        fields.add("ways")
+    if input_shape is not None:
+        fields.discard("hidden" if uses_conv(input_shape) else "conv_filters")
+    if described:
+        fields -= spec.undescribed_fields
+    return frozenset(fields)
+
+
+def check_compatible(algorithm: str, family_info: FamilyFacts | Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` naming ``algorithm`` when it does not fit the family."""
+    spec_of(algorithm).check_family(Facts.of(family_info))
+
+
+def expected_shapes(config: Any, family_info: FamilyFacts | Mapping[str, Any]) -> Shapes:
+    """``{name: shape}`` of the meta-parameters ``make_algorithm(config, info)`` creates.
+
+    ``family_info`` is a ``FamilyInfo``, anything with its fields, or its ``to_dict()``.
+    Raises :class:`ConfigError` (keyed ``algorithm`` or ``family``) where the engine
+    would refuse the combination.
+    """
+    spec = spec_of(config.algorithm)
+    facts = Facts.of(family_info)
+    spec.check_family(facts)
+    return spec.shapes(config, facts)
