@@ -46,7 +46,9 @@ def test_home_lands_on_first_team_by_name_before_any_visit(user_in_three):
 def test_home_lands_on_the_team_used_last_even_after_logging_in_again(user_in_three):
     user, _teams = user_in_three
     client = _logged_in(user)
-    assert client.get(reverse("experiments:experiment-list", kwargs={"team_slug": "gamma"})).status_code == 200
+    assert (
+        client.get(reverse("experiments:experiment-list", kwargs={"team_slug": "gamma"})).status_code == 200
+    )
     assert client.get("/")["Location"] == _runs_url("gamma")
     assert client.get(reverse("tasksets:taskset-list", kwargs={"team_slug": "beta"})).status_code == 200
 
@@ -81,7 +83,7 @@ def test_nav_offers_a_chooser_of_every_team_with_the_current_one_marked(user_in_
     assert 'id="team-chooser"' in body and "switch team" in body
     for slug in ("alpha", "beta", "gamma"):
         assert f'href="{_runs_url(slug)}" data-team="{slug}"' in body
-    assert f'data-team="beta" class="current" aria-current="true"' in body
+    assert 'data-team="beta" class="current" aria-current="true"' in body
     assert 'data-team="alpha" class="current"' not in body
     assert f'href="{reverse("teams:team-list")}"' in body
 
