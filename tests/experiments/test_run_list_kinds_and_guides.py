@@ -201,8 +201,11 @@ def test_empty_experiment_task_set_and_model_lists_guide_members_not_viewers(cli
         raw, text = _page(client, users["member"], url)
         assert guide in text and f'href="{action}"' in raw, url
         raw, text = _page(client, users["viewer"], url)
-        assert guide not in text and f'href="{action}"' not in raw, url
+        assert guide not in text and f'href="{action}"' not in raw and "/runs/new/" not in raw, url
         assert "You are a viewer" in text or "See the team's runs" in text, url
+    models = reverse("registry:metamodel-list", kwargs={"team_slug": team.slug})
+    raw, _text = _page(client, users["member"], models)
+    assert f'href="{reverse("experiments:run-launch", kwargs={"team_slug": team.slug})}">Launch a training run' in raw
 
 
 # -- launching from context ----------------------------------------------------------------------
