@@ -205,7 +205,8 @@ def test_empty_experiment_task_set_and_model_lists_guide_members_not_viewers(cli
         assert "You are a viewer" in text or "See the team's runs" in text, url
     models = reverse("registry:metamodel-list", kwargs={"team_slug": team.slug})
     raw, _text = _page(client, users["member"], models)
-    assert f'href="{reverse("experiments:run-launch", kwargs={"team_slug": team.slug})}">Launch a training run' in raw
+    launch = reverse("experiments:run-launch", kwargs={"team_slug": team.slug})
+    assert f'href="{launch}">Launch a training run' in raw
 
 
 # -- launching from context ----------------------------------------------------------------------
