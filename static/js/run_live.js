@@ -4,9 +4,10 @@
 //     (new chart points, step, speed, ETA) and run.status events.
 //   Run lists ([data-team-live]): /ws/teams/<slug>/ sends team.state on connect, then
 //     relays run.status events; badges swap in place, and a newly queued run not on the
-//     page refreshes the list's partial. So does any status change while the partial
-//     shows queued runs ([data-queue-wait]): their places in the queue have moved. A
-//     queued run's page carries data-team-live too, and refreshes its status panel.
+//     page refreshes the list's partial. So does queue.changed (a run of any team was
+//     queued, started or ended) while the partial shows queued runs ([data-queue-wait]):
+//     their places have moved. A queued run's page carries data-team-live too, and
+//     refreshes its status panel.
 (function () {
   "use strict";
 
@@ -80,9 +81,12 @@
           });
           return;
         }
+        if (message.type === "queue.changed") {
+          // A run of any team was queued, started or ended: the queued runs shown here moved.
+          if (el.querySelector("[data-queue-wait]")) refreshList();
+          return;
+        }
         if (message.type !== "run.status") return;
-        // A run started or ended: the queued runs shown here moved up their queue.
-        if (el.querySelector("[data-queue-wait]")) refreshList();
         var id = String(parseInt(message.run_id, 10));
         var badges = document.querySelectorAll('[data-run-badge="' + id + '"]');
         // A run not on the page: a newly queued one may belong here.
