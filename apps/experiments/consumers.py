@@ -17,8 +17,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 
-from apps.experiments.events import run_group, team_group
-from apps.experiments.models import FINISHED_STATUSES, Run
+from apps.experiments.events import queue_group, run_group, team_group
+from apps.experiments.models import FINISHED_STATUSES, Queue, Run
 from apps.experiments.selectors import run_get_visible, run_state
 from apps.teams.selectors import team_get_for_user
 
@@ -126,7 +126,20 @@ class RunConsumer(_GroupConsumer):
 
 
 class TeamRunsConsumer(_GroupConsumer):
-    """Status changes of a team's runs: ``team.state`` on connect, then ``run.status``."""
+    """Status changes of a team's runs: ``team.state`` on connect, then ``run.status``;
+    and ``queue.changed`` (no run, no team) when any team's run moves a shared queue,
+    so that the queued runs shown can re-read their places."""
+
+    queue_groups = tuple(queue_group(queue) for queue in Queue.values)
+
+    async def disconnect(self, code: int) -> None:
+        await super().disconnect(code)
+        if self.group is not None:
+            for group in self.queue_groups:
+                await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def queue_changed(self, event: dict[str, Any]) -> None:
+        await self.send_json(event)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -141,5 +154,7 @@ class TeamRunsConsumer(_GroupConsumer):
             return
         self.group = team_group(team_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        for group in self.queue_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         await self.send_json(await database_sync_to_async(_team_state)(team_id))

@@ -25,6 +25,10 @@ def team_group(team_id: int) -> str:
     return f"team-{team_id}"
 
 
+def queue_group(queue: str) -> str:
+    return f"queue-{queue}"
+
+
 @dataclass(frozen=True)
 class RunStatusEvent:
     """The run's status changed (queued, running, succeeded, failed, cancelled)."""
@@ -56,7 +60,17 @@ class RunProgressEvent:
     type: str = field(default="run.progress", init=False)
 
 
-Event = RunStatusEvent | RunProgressEvent
+@dataclass(frozen=True)
+class QueueChangedEvent:
+    """A run of this Celery queue was queued, started or ended, so the queued runs'
+    places in it moved. It names no run or team: every team's run lists hear it,
+    because teams share the queues."""
+
+    queue: str
+    type: str = field(default="queue.changed", init=False)
+
+
+Event = RunStatusEvent | RunProgressEvent | QueueChangedEvent
 
 
 def event_message(event: Event) -> dict[str, Any]:
@@ -80,26 +94,45 @@ def server_loop() -> asyncio.AbstractEventLoop | None:
     return loop if loop is not None and not loop.is_closed() else None
 
 
-def publish(group: str, event: Event) -> None:
-    """Send now, from synchronous code (views, services). Workers use the reporter's
+def publish_many(messages: list[tuple[str, Event]]) -> None:
+    """Send each ``(group, event)`` now, in order, from synchronous code (views,
+    services), with one hop onto an event loop. Workers use the reporter's
     persistent loop instead (``workers.reporting``)."""
     layer = get_channel_layer()
     if layer is None:
         return
+
+    async def send_all() -> None:
+        for group, event in messages:
+            await layer.group_send(group, event_message(event))
+
     loop = server_loop()
     if loop is not None:
         # Fire and forget onto the server's loop; never block the caller on it.
-        asyncio.run_coroutine_threadsafe(layer.group_send(group, event_message(event)), loop)
+        asyncio.run_coroutine_threadsafe(send_all(), loop)
         return
-    async_to_sync(layer.group_send)(group, event_message(event))
+    async_to_sync(send_all)()
+
+
+def publish(group: str, event: Event) -> None:
+    """Send one event to one group now."""
+    publish_many([(group, event)])
 
 
 def publish_on_commit(groups: list[str], event: Event) -> None:
     """Send after the surrounding transaction commits, so that a socket that reacts
     by re-reading the database sees the new state."""
+    messages: list[tuple[str, Event]] = [(group, event) for group in groups]
+    transaction.on_commit(lambda: publish_many(messages))
 
-    def send() -> None:
-        for group in groups:
-            publish(group, event)
 
-    transaction.on_commit(send)
+def publish_status_on_commit(event: RunStatusEvent, *, team_id: int, queue: str) -> None:
+    """After commit, in one callback: the status to the run's page (``run-<id>``) and
+    its team's lists (``team-<id>``), then ``queue.changed`` to every team's lists
+    (``queue-<name>``), since a status change moves the run's queue."""
+    messages: list[tuple[str, Event]] = [
+        (run_group(event.run_id), event),
+        (team_group(team_id), event),
+        (queue_group(queue), QueueChangedEvent(queue=queue)),
+    ]
+    transaction.on_commit(lambda: publish_many(messages))

@@ -5,7 +5,7 @@ Torch-free: the web process (views, the websocket consumer) imports this module.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -19,7 +19,7 @@ from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
-from apps.experiments.models import Experiment, Metric, Run, RunEvent, RunKind, RunStatus
+from apps.experiments.models import Experiment, Metric, Queue, Run, RunEvent, RunKind, RunStatus
 from apps.registry.models import Review
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.teams.models import Role, Team
@@ -31,6 +31,8 @@ from workers.metalearn.families import family_desc_dim, family_input_shape, fami
 AnyUser = AbstractBaseUser | AnonymousUser
 
 RUNS_PER_PAGE = 25
+#: The run list's ``kind`` filter value that lists training runs and adaptations together.
+KIND_ALL = "all"
 #: Rows per query when streaming a run's metrics as CSV.
 CSV_CHUNK_ROWS = 5000
 
@@ -122,13 +124,16 @@ def run_list_for_team(
     """One page of the team's runs, newest first.
 
     ``filters`` holds cleaned values (``RunFilterForm.cleaned_data``); empty ones are
-    ignored: ``status`` and ``algorithm`` (strings), ``taskset`` (a TaskSet or id),
+    ignored: ``kind`` (``train`` or ``adapt``; ``KIND_ALL`` or none lists both),
+    ``status`` and ``algorithm`` (strings), ``taskset`` (a TaskSet or id),
     ``launched_by`` (a user or id), ``experiment`` (an Experiment or id),
     ``date_from`` and ``date_to`` (dates, inclusive, in the current time zone).
     An out-of-range or malformed ``page`` gives the nearest valid page.
     """
     queryset = Run.objects.filter(team=team)
     filters = filters or {}
+    if filters.get("kind") in RunKind.values:
+        queryset = queryset.filter(kind=filters["kind"])
     if filters.get("status"):
         queryset = queryset.filter(status=filters["status"])
     if filters.get("algorithm"):
@@ -143,15 +148,90 @@ def run_list_for_team(
         queryset = queryset.filter(created_at__gte=_start_of(filters["date_from"]))
     if filters.get("date_to"):
         queryset = queryset.filter(created_at__lt=_start_of(filters["date_to"] + timedelta(days=1)))
-    return Paginator(_runs_for_listing(queryset), per_page).get_page(page)
+    result = Paginator(_runs_for_listing(queryset), per_page).get_page(page)
+    result.object_list = runs_with_queue_waits(result.object_list)
+    return result
 
 
 def _start_of(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-def run_list_for_experiment(*, experiment: Experiment) -> QuerySet[Run]:
-    return _runs_for_listing(Run.objects.filter(experiment=experiment))
+def run_list_for_experiment(*, experiment: Experiment) -> list[Run]:
+    """The experiment's runs, newest first, each with its ``queue_wait``."""
+    return runs_with_queue_waits(_runs_for_listing(Run.objects.filter(experiment=experiment)))
+
+
+# -- why a queued run waits -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueWait:
+    """Where a queued run stands in its Celery queue, read from the database.
+
+    ``position`` is 1 for the next run to start: queued runs of the same queue are
+    taken oldest first (the queue is FIFO and workers prefetch one task), so the
+    runs ahead are the older queued ones. ``ahead_run_id`` is the run directly
+    ahead (the newest older queued run, else a running one), shown only when it
+    belongs to the same team; ``ahead`` counts every queued or running run before
+    it, of any team. The number of workers is not known here and is not guessed.
+    """
+
+    queue: str
+    position: int
+    ahead: int
+    running: int
+    ahead_run_id: int | None
+    ahead_is_running: bool
+
+    @property
+    def queue_label(self) -> str:
+        return Queue(self.queue).label if self.queue in Queue.values else self.queue
+
+
+def _queue_wait(run: Run, rows: list[tuple[int, int, str, str]]) -> QueueWait:
+    """``rows``: (pk, team_id, queue, status) of the queue's queued and running runs, oldest first."""
+    running = [row for row in rows if row[3] == RunStatus.RUNNING]
+    queued_ahead = []
+    for row in rows:
+        if row[0] == run.pk:
+            break
+        if row[3] == RunStatus.QUEUED:
+            queued_ahead.append(row)
+    nearest = queued_ahead[-1] if queued_ahead else (running[-1] if running else None)
+    return QueueWait(
+        queue=run.queue,
+        position=len(queued_ahead) + 1,
+        ahead=len(queued_ahead) + len(running),
+        running=len(running),
+        ahead_run_id=nearest[0] if nearest is not None and nearest[1] == run.team_id else None,
+        ahead_is_running=nearest is not None and nearest[3] == RunStatus.RUNNING,
+    )
+
+
+def run_queue_waits(*, runs: Iterable[Run]) -> dict[int, QueueWait]:
+    """Each queued run's place in its queue, by run id: one query whatever the number
+    of runs, none when no run is queued."""
+    queued = [run for run in runs if run.status == RunStatus.QUEUED]
+    if not queued:
+        return {}
+    rows = list(
+        Run.objects.filter(
+            queue__in={run.queue for run in queued}, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]
+        )
+        .order_by("created_at", "pk")
+        .values_list("pk", "team_id", "queue", "status")
+    )
+    return {run.pk: _queue_wait(run, [row for row in rows if row[2] == run.queue]) for run in queued}
+
+
+def runs_with_queue_waits(runs: Iterable[Run]) -> list[Run]:
+    """The runs as a list, each with ``queue_wait`` (a QueueWait, or None unless queued)."""
+    listed = list(runs)
+    waits = run_queue_waits(runs=listed)
+    for run in listed:
+        run.queue_wait = waits.get(run.pk)
+    return listed
 
 
 def run_events(*, run: Run) -> QuerySet[RunEvent]:
@@ -299,6 +379,16 @@ def run_checkpoint_file(run: Run) -> Path | None:
 def taskset_list_launchable(*, team: Team) -> QuerySet[TaskSet]:
     """The team's task sets that have at least one version."""
     return TaskSet.objects.filter(team=team, versions__isnull=False).distinct().order_by("name")
+
+
+def launch_guide_for_team(*, team: Team, limit: int = 6) -> dict[str, list[Any]]:
+    """What an empty run list offers a new user: the task sets a run can be launched
+    on (``tasksets``) and the team's newest experiments (``experiments``; for a
+    fresh demo team, the seeded one). Two queries."""
+    return {
+        "tasksets": list(taskset_list_launchable(team=team)[:limit]),
+        "experiments": list(Experiment.objects.filter(team=team).order_by("-created_at", "-pk")[:3]),
+    }
 
 
 def taskset_latest_version(*, taskset: TaskSet) -> TaskSetVersion | None:

@@ -15,8 +15,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.experiments import selectors, services
-from apps.experiments.forms import ExperimentForm, RunFilterForm, RunLaunchForm
-from apps.experiments.models import Run, RunStatus
+from apps.experiments.filters import RunListFilterForm
+from apps.experiments.forms import ExperimentForm, RunLaunchForm
+from apps.experiments.models import Run, RunKind, RunStatus
 from apps.teams.models import Role, Team
 from apps.teams.selectors import role_for, team_get_for_user
 from apps.teams.services import ensure_role
@@ -65,11 +66,13 @@ def experiment_create(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
 def experiment_detail(request: HtmxHttpRequest, experiment_id: int) -> HttpResponse:
     experiment = selectors.experiment_get_visible(user=request.user, experiment_id=experiment_id)
     role = role_for(user=request.user, team=experiment.team_id)
+    runs = selectors.run_list_for_experiment(experiment=experiment)
     context = {
         "team": experiment.team,
         "experiment": experiment,
         "can_write": bool(role and role.allows(Role.MEMBER)),
-        "runs": selectors.run_list_for_experiment(experiment=experiment),
+        "runs": runs,
+        "guide": None if runs else selectors.launch_guide_for_team(team=experiment.team),
     }
     return render_page(request, "experiments/experiment_detail.html", "experiment-runs", context)
 
@@ -80,11 +83,14 @@ def experiment_detail(request: HtmxHttpRequest, experiment_id: int) -> HttpRespo
 @require_GET
 def run_list(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
     team, role = team_get_for_user(user=request.user, slug=team_slug)
-    filter_form = RunFilterForm(request.GET, team=team)
+    filter_form = RunListFilterForm(request.GET, team=team)
     filters = filter_form.filters()
     page = selectors.run_list_for_team(team=team, filters=filters, page=request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
+    filtered = any(name != "kind" for name in filters)
+    kind = filters["kind"]
+    needs_guide = not page.object_list and not filtered and kind != RunKind.ADAPT
     context = {
         "team": team,
         "can_write": role.allows(Role.MEMBER),
@@ -92,6 +98,9 @@ def run_list(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
         "page_obj": page,
         "runs": page.object_list,
         "filter_query": query.urlencode(),
+        "filtered": filtered,
+        "kind": kind,
+        "guide": selectors.launch_guide_for_team(team=team) if needs_guide else None,
     }
     return render_page(request, "experiments/run_list.html", "run-table", context)
 
@@ -201,6 +210,7 @@ def _run_context(request: HttpRequest, run: Run, error: str = "") -> dict[str, A
         "can_write": bool(role and role.allows(Role.MEMBER)),
         "has_checkpoint": selectors.run_checkpoint_file(run) is not None,
         "latest_version": latest,
+        "queue_wait": selectors.run_queue_waits(runs=[run]).get(run.pk),
         "cancel_error": error,
     }
 

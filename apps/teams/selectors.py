@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, QuerySet
+from django.db.models import Count, F, QuerySet
 from django.http import Http404
 
 from apps.teams.models import Membership, Role, Team
@@ -15,6 +15,19 @@ def team_list_for_user(*, user: AnyUser) -> QuerySet[Team]:
     if not user.is_authenticated:
         return Team.objects.none()
     return Team.objects.filter(memberships__user=user).order_by("name")
+
+
+def team_landing_for_user(*, user: AnyUser) -> Team | None:
+    """The team ``/`` lands on: the one the user used last, else their first by name."""
+    if not user.is_authenticated:
+        return None
+    membership = (
+        Membership.objects.filter(user=user)
+        .select_related("team")
+        .order_by(F("last_used_at").desc(nulls_last=True), "team__name", "team_id")
+        .first()
+    )
+    return membership.team if membership is not None else None
 
 
 def role_for(*, user: AnyUser, team: Team | int) -> Role | None:

@@ -7,6 +7,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import Http404
+from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.teams.models import Membership, Role, Team
@@ -79,3 +80,12 @@ def _ensure_another_admin(*, team: Team, leaving: Membership) -> None:
     others = Membership.objects.filter(team=team, role=Role.ADMIN).exclude(pk=leaving.pk)
     if not others.exists():
         raise ValidationError({"role": "A team needs at least one admin."})
+
+
+def membership_mark_used(*, user: AnyUser, team_slug: str) -> bool:
+    """Record that the user opened one of the team's pages now, so that ``/`` lands
+    there next time (across log-ins). One UPDATE; False when they are not a member."""
+    if not user.is_authenticated:
+        return False
+    updated = Membership.objects.filter(user=user, team__slug=team_slug).update(last_used_at=timezone.now())
+    return updated > 0

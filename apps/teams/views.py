@@ -23,15 +23,15 @@ from apps.teams.selectors import (
     membership_list_for_user,
     role_for,
     team_get_for_user,
-    team_list_for_user,
+    team_landing_for_user,
 )
 from apps.teams.services import ensure_role, membership_remove, membership_set, team_create
 from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    """Send the user to their first team, or show that they have none yet."""
-    team = team_list_for_user(user=request.user).first()
+    """Send the user to the team they used last, or show that they have none yet."""
+    team = team_landing_for_user(user=request.user)
     if team is None:
         return render(request, "teams/no_team.html")
     return redirect("experiments:run-list", team_slug=team.slug)

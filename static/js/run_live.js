@@ -4,7 +4,10 @@
 //     (new chart points, step, speed, ETA) and run.status events.
 //   Run lists ([data-team-live]): /ws/teams/<slug>/ sends team.state on connect, then
 //     relays run.status events; badges swap in place, and a newly queued run not on the
-//     page refreshes the list's partial.
+//     page refreshes the list's partial. So does queue.changed (a run of any team was
+//     queued, started or ended) while the partial shows queued runs ([data-queue-wait]):
+//     their places have moved. A queued run's page carries data-team-live too, and
+//     refreshes its status panel.
 (function () {
   "use strict";
 
@@ -76,6 +79,11 @@
           message.runs.forEach(function (run) {
             showRun(String(parseInt(run.id, 10)), run.status, run.step);
           });
+          return;
+        }
+        if (message.type === "queue.changed") {
+          // A run of any team was queued, started or ended: the queued runs shown here moved.
+          if (el.querySelector("[data-queue-wait]")) refreshList();
           return;
         }
         if (message.type !== "run.status") return;

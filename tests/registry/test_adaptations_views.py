@@ -623,10 +623,12 @@ def test_run_page_and_run_list_link_to_the_adapted_page(client, world):
     page = client.get(reverse("experiments:run-detail", kwargs={"run_id": run.pk})).content.decode()
     assert f'id="adapted-link" data-testid="adapted-link" href="{detail_url(run)}"' in page
     assert 'id="clone-run"' not in page
-    listing = client.get(
-        reverse("experiments:run-list", kwargs={"team_slug": world["team"].slug})
-    ).content.decode()
-    assert f'data-run-kind="adapt" href="{detail_url(run)}"' in listing
+    runs_url = reverse("experiments:run-list", kwargs={"team_slug": world["team"].slug})
+    for kind in ("adapt", "all"):
+        listing = client.get(runs_url, {"kind": kind}).content.decode()
+        assert f'data-run-kind="adapt" href="{detail_url(run)}"' in listing
+    # The run list shows training runs unless asked otherwise.
+    assert f'id="run-row-{run.pk}"' not in client.get(runs_url).content.decode()
 
 
 # -- the run socket of an adaptation -----------------------------------------------------

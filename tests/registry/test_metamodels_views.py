@@ -483,7 +483,8 @@ def test_run_and_experiment_lists_show_verdict_badges_without_n_plus_one(client,
     with CaptureQueriesContext(connection) as few:
         client.get(runs_url, **HTMX)
     for _ in range(5):
-        run = RunFactory(experiment=world["experiment"], taskset_version=world["version"])
+        # Finished, like the first: a queued run adds the (one) queue-position query.
+        run = RunFactory(experiment=world["experiment"], taskset_version=world["version"], status="succeeded")
         ReviewFactory(meta_model=MetaModelFactory(experiment=world["experiment"], training_run=run))
     with CaptureQueriesContext(connection) as many:
         client.get(runs_url, **HTMX)

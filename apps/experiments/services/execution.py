@@ -30,7 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.experiments.events import RunStatusEvent, publish_on_commit, run_group, team_group
+from apps.experiments.events import RunStatusEvent, publish_status_on_commit
 from apps.experiments.models import Metric, Run, RunEvent, RunKind, RunStatus
 
 __all__ = [
@@ -79,7 +79,7 @@ def _publish_status(run: Run) -> None:
         error=run.error,
         error_step=run.error_step,
     )
-    publish_on_commit([run_group(run.pk), team_group(run.team_id)], event)
+    publish_status_on_commit(event, team_id=run.team_id, queue=run.queue)
 
 
 def _event(run: Run, kind: str, message: str = "") -> None:

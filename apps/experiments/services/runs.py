@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from apps.experiments.events import RunStatusEvent, publish_on_commit, run_group, team_group
+from apps.experiments.events import RunStatusEvent, publish_status_on_commit
 from apps.experiments.models import Experiment, Queue, Run, RunEvent, RunKind, RunStatus
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
@@ -207,8 +207,7 @@ def run_create(
 
 
 def _publish_status(run: Run) -> None:
-    publish_on_commit(
-        [run_group(run.pk), team_group(run.team_id)],
+    publish_status_on_commit(
         RunStatusEvent(
             run_id=run.pk,
             status=run.status,
@@ -217,6 +216,8 @@ def _publish_status(run: Run) -> None:
             error=run.error,
             error_step=run.error_step,
         ),
+        team_id=run.team_id,
+        queue=run.queue,
     )
 
 

@@ -28,7 +28,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from apps.experiments.events import RunStatusEvent, publish_on_commit, run_group, team_group
+from apps.experiments.events import RunStatusEvent, publish_status_on_commit
 from apps.experiments.models import Queue, Run, RunEvent, RunKind, RunStatus
 from apps.experiments.services import code_version, run_succeed
 from apps.registry import storage
@@ -245,9 +245,10 @@ def _clean_desc(desc: Any, facts: ModelFacts) -> list[float] | None:
 
 
 def _publish_status(run: Run) -> None:
-    publish_on_commit(
-        [run_group(run.pk), team_group(run.team_id)],
+    publish_status_on_commit(
         RunStatusEvent(run_id=run.pk, status=run.status, step=run.step, total_steps=run.total_steps),
+        team_id=run.team_id,
+        queue=run.queue,
     )
 
 
