@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q
+from django.db.models import F, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 from django.http import Http404
 
 from apps.experiments.models import RunStatus
@@ -370,16 +371,29 @@ def _tasks_key(meta: MetaModel, adapted: AdaptedModel) -> tuple[str, str]:
     return key, f"{name} ({params_text}; {shown})"
 
 
+def _newest_per(queryset: QuerySet, *partition: str) -> QuerySet:
+    """The newest row (by ``created_at``, then ``pk``) of each group of equal
+    ``partition`` fields, in one query. A ``ROW_NUMBER()`` window, which PostgreSQL
+    and SQLite both run (and where NULLs partition together), in place of
+    PostgreSQL's ``DISTINCT ON``."""
+    newest_first = Window(
+        RowNumber(),
+        partition_by=[F(name) for name in partition],
+        order_by=[F("created_at").desc(), F("pk").desc()],
+    )
+    return queryset.annotate(newest_rank=newest_first).filter(newest_rank=1)
+
+
 def _latest_verdicts(*, meta_ids: Sequence[int], adapted_ids: Sequence[int]) -> dict[tuple[str, int], str]:
-    """{("meta", id) or ("adapted", id): latest verdict}, in one query (DISTINCT ON the
-    subject: NULLs count as equal, so each subject keeps its newest review)."""
+    """{("meta", id) or ("adapted", id): latest verdict}, in one query (the subject's
+    other field is NULL, so each subject keeps its newest review)."""
     if not meta_ids and not adapted_ids:
         return {}
-    rows = (
-        Review.objects.filter(Q(meta_model_id__in=list(meta_ids)) | Q(adapted_model_id__in=list(adapted_ids)))
-        .order_by("meta_model_id", "adapted_model_id", "-created_at", "-pk")
-        .distinct("meta_model_id", "adapted_model_id")
-        .values_list("meta_model_id", "adapted_model_id", "verdict")
+    reviews = Review.objects.filter(
+        Q(meta_model_id__in=list(meta_ids)) | Q(adapted_model_id__in=list(adapted_ids))
+    )
+    rows = _newest_per(reviews, "meta_model_id", "adapted_model_id").values_list(
+        "meta_model_id", "adapted_model_id", "verdict"
     )
     verdicts: dict[tuple[str, int], str] = {}
     for meta_id, adapted_id, verdict in rows:
@@ -400,13 +414,8 @@ def _batch_evaluations() -> Any:
 
 
 def _latest_batch_per_meta_model(meta_ids: Sequence[int]) -> dict[int, AdaptedModel]:
-    rows = (
-        _batch_evaluations()
-        .filter(meta_model_id__in=list(meta_ids))
-        .select_related("adaptation__run", "meta_model__taskset_version__taskset")
-        .order_by("meta_model_id", "-created_at", "-pk")
-        .distinct("meta_model_id")
-    )
+    rows = _newest_per(_batch_evaluations().filter(meta_model_id__in=list(meta_ids)), "meta_model_id")
+    rows = rows.select_related("adaptation__run", "meta_model__taskset_version__taskset")
     return {row.meta_model_id: row for row in rows}
 
 
@@ -826,13 +835,12 @@ def leaderboard_for_taskset(*, user: AnyUser, taskset_id: int) -> LeaderboardPag
     tasks gets a board of its own. Http404 if the user cannot see the task set.
     """
     taskset = taskset_get_visible(user=user, taskset_id=taskset_id)
+    evaluations = _batch_evaluations().filter(meta_model__taskset_version__taskset=taskset)
     rows = list(
-        _batch_evaluations()
-        .filter(meta_model__taskset_version__taskset=taskset)
+        _newest_per(evaluations, "meta_model_id")
         .select_related("adaptation", "meta_model__taskset_version__taskset")
         .defer("losses", "curve", "predictions", "meta_model__description")
-        .order_by("meta_model_id", "-created_at", "-pk")
-        .distinct("meta_model_id")
+        .order_by("meta_model_id")
     )
     verdicts = _latest_verdicts(meta_ids=[row.meta_model_id for row in rows], adapted_ids=[])
     grouped: dict[str, list[tuple[AdaptedModel, np.ndarray, np.ndarray]]] = defaultdict(list)
