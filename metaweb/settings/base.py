@@ -101,6 +101,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "metaweb.middleware.HtmxErrorMiddleware",
 ]
 
 ROOT_URLCONF = "metaweb.urls"
