@@ -57,9 +57,8 @@ __all__ = [
     "Leaderboard",
     "LeaderboardPage",
     "LeaderboardRow",
-    "PickerGroup",
+    "batch_evaluations",
     "comparison_build",
-    "comparison_choices",
     "leaderboard_for_taskset",
     "outcome",
     "p_text",
@@ -188,42 +187,11 @@ class Comparison:
             "kind": self.kind,
             "metric": self.metric,
             "steps": list(range(self.max_steps + 1)),
-            "labels": [f"{item.label} · #{item.adapted_id}" for item in self.items],
+            "labels": [f"{item.label} · #{item.run_id}" for item in self.items],
             "curves": [item.curve for item in self.items],
             "bin_edges": self.bin_edges,
             "hist": [item.hist_counts for item in self.items],
         }
-
-
-@dataclass(frozen=True)
-class PickerChoice:
-    adapted_id: int
-    created_at: Any
-    after: float | None
-    ci95: float | None
-    n_tasks: int
-    n_steps: int
-
-
-@dataclass
-class PickerModel:
-    meta_model_id: int
-    name: str
-    version: int
-    algorithm: str
-    metric: str
-    evaluations: list[PickerChoice] = field(default_factory=list)
-
-    @property
-    def latest(self) -> PickerChoice:
-        return self.evaluations[0]
-
-
-@dataclass
-class PickerGroup:
-    taskset_id: int
-    taskset_name: str
-    models: list[PickerModel] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -342,7 +310,7 @@ def _task_ids(adapted: AdaptedModel) -> np.ndarray:
 
 def _describe(adapted: AdaptedModel) -> str:
     meta = adapted.meta_model
-    return f"{meta.name} v{meta.version} (adapted model #{adapted.pk})"
+    return f"{meta.name} v{meta.version} (adaptation #{adapted.adaptation.run_id})"
 
 
 def _episode(meta: MetaModel, adapted: AdaptedModel, metric: str) -> dict[str, Any]:
@@ -404,7 +372,7 @@ def _latest_verdicts(*, meta_ids: Sequence[int], adapted_ids: Sequence[int]) -> 
     return verdicts
 
 
-def _batch_evaluations() -> Any:
+def batch_evaluations() -> Any:
     """Adapted models that hold a finished batch evaluation."""
     return AdaptedModel.objects.filter(
         adaptation__target=AdaptationTarget.BATCH,
@@ -414,7 +382,7 @@ def _batch_evaluations() -> Any:
 
 
 def _latest_batch_per_meta_model(meta_ids: Sequence[int]) -> dict[int, AdaptedModel]:
-    rows = _newest_per(_batch_evaluations().filter(meta_model_id__in=list(meta_ids)), "meta_model_id")
+    rows = _newest_per(batch_evaluations().filter(meta_model_id__in=list(meta_ids)), "meta_model_id")
     rows = rows.select_related("adaptation__run", "meta_model__taskset_version__taskset")
     return {row.meta_model_id: row for row in rows}
 
@@ -756,72 +724,6 @@ def _single_comparison(
     )
 
 
-# -- the picker -----------------------------------------------------------------------------
-
-
-def comparison_choices(*, team: Team) -> list[PickerGroup]:
-    """The team's meta-models with batch evaluations, grouped by task set, each with
-    its evaluations newest first. One query, without the matrices."""
-    rows = (
-        _batch_evaluations()
-        .filter(team=team)
-        .order_by(
-            "meta_model__taskset_version__taskset__name",
-            "meta_model__name",
-            "-meta_model__version",
-            "-created_at",
-            "-pk",
-        )
-        .values_list(
-            "pk",
-            "created_at",
-            "after",
-            "ci95",
-            "n_tasks",
-            "n_steps",
-            "metric",
-            "meta_model_id",
-            "meta_model__name",
-            "meta_model__version",
-            "meta_model__algorithm",
-            "meta_model__taskset_version__taskset_id",
-            "meta_model__taskset_version__taskset__name",
-        )
-    )
-    groups: dict[int, PickerGroup] = {}
-    models: dict[int, PickerModel] = {}
-    for (
-        pk,
-        created,
-        after,
-        ci95,
-        n_tasks,
-        n_steps,
-        metric,
-        meta_id,
-        name,
-        version,
-        algo,
-        ts_id,
-        ts_name,
-    ) in rows:
-        group = groups.get(ts_id)
-        if group is None:
-            group = groups[ts_id] = PickerGroup(taskset_id=ts_id, taskset_name=ts_name)
-        model = models.get(meta_id)
-        if model is None:
-            model = models[meta_id] = PickerModel(
-                meta_model_id=meta_id, name=name, version=version, algorithm=algo, metric=metric
-            )
-            group.models.append(model)
-        model.evaluations.append(
-            PickerChoice(
-                adapted_id=pk, created_at=created, after=after, ci95=ci95, n_tasks=n_tasks, n_steps=n_steps
-            )
-        )
-    return list(groups.values())
-
-
 # -- leaderboard --------------------------------------------------------------------------------
 
 
@@ -835,7 +737,7 @@ def leaderboard_for_taskset(*, user: AnyUser, taskset_id: int) -> LeaderboardPag
     tasks gets a board of its own. Http404 if the user cannot see the task set.
     """
     taskset = taskset_get_visible(user=user, taskset_id=taskset_id)
-    evaluations = _batch_evaluations().filter(meta_model__taskset_version__taskset=taskset)
+    evaluations = batch_evaluations().filter(meta_model__taskset_version__taskset=taskset)
     rows = list(
         _newest_per(evaluations, "meta_model_id")
         .select_related("adaptation", "meta_model__taskset_version__taskset")
