@@ -64,7 +64,9 @@ class HtmxErrorMiddleware:
             return response
         if response.get("Content-Type", "").startswith("text/plain") and _own_message(response):
             return response
-        return plain_error(response.status_code, _own_message(response) or error_message(response.status_code))
+        return plain_error(
+            response.status_code, _own_message(response) or error_message(response.status_code)
+        )
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not getattr(request, "htmx", False):

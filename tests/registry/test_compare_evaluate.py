@@ -38,7 +38,8 @@ def world(team_roles, sent):
     trained = register_trained(team=team, launched_by=users["member"])
     version = trained.taskset_version
     evaluated = [
-        MetaModelFactory(experiment=trained.experiment, taskset_version=version, name=f"done-{i}") for i in (1, 2)
+        MetaModelFactory(experiment=trained.experiment, taskset_version=version, name=f"done-{i}")
+        for i in (1, 2)
     ]
     evaluations = [evaluate(meta) for meta in evaluated]
     return {"team": team, "users": users, "trained": trained, "evaluations": evaluations}

@@ -390,7 +390,8 @@ def test_picker_lists_the_teams_batch_evaluations_by_task_set(world, django_asse
     waiting = {model.meta_model_id: model for model in sines.unevaluated}
     assert set(waiting) == {m2.pk, m3.pk}
     assert waiting[m2.pk].pending_run_id is None
-    assert (waiting[m3.pk].pending_run_id, waiting[m3.pk].pending_label) == (running.adaptation.run_id, "Running")
+    assert waiting[m3.pk].pending_run_id == running.adaptation.run_id
+    assert waiting[m3.pk].pending_label == "Running"
     assert [(m.meta_model_id, m.pending_run_id) for m in groups[1].unevaluated] == [(never.pk, None)]
     assert groups[1].models == [] and groups[0].unevaluated == []
     assert pending_evaluations_exist(team=world["team"])
