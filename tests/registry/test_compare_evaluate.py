@@ -15,7 +15,7 @@ from apps.registry.models import Adaptation, AdaptationTarget
 from apps.registry.selectors import meta_model_facts
 from apps.registry.services import ADAPT_TASK, DEFAULT_ADAPT_STEPS
 from metaweb.celery import app as celery_app
-from tests.factories import MetaModelFactory
+from tests.factories import MetaModelFactory, TaskSetVersionFactory
 from tests.registry.test_adaptations_services import register_trained
 from tests.registry.test_comparison import evaluate
 
@@ -143,3 +143,11 @@ def test_adaptations_carry_their_run_id_in_the_picker_and_the_result(client, wor
         assert int(picker.group(1)) == run_id
         link = reverse("registry:adapted-detail", kwargs={"run_id": run_id})
         assert f'href="{link}" data-testid="adapted-link">adaptation #{run_id}</a>' in html
+
+
+def test_an_empty_leaderboard_points_to_the_compare_page(client, world):
+    version = TaskSetVersionFactory(taskset__team=world["team"])
+    client.force_login(world["users"]["viewer"])
+    url = reverse("registry:leaderboard", kwargs={"taskset_id": version.taskset_id})
+    html = client.get(url).content.decode()
+    assert 'id="leaderboard-empty"' in html and f'href="{compare_url(world["team"])}"' in html
