@@ -13,8 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from metaweb.settings.base import SQLITE_OPTIONS
-from metaweb.settings.test import *  # noqa: F403
+from metaweb.settings.test import *  # noqa: F403  (first: it sets the environment base.py reads)
+from metaweb.settings.test import SQLITE_OPTIONS
 
 _TEST_DB = Path(tempfile.gettempdir()) / f"metaweb-test-{os.getpid()}.sqlite3"
 
