@@ -1,5 +1,6 @@
-"""The side-by-side comparison and the leaderboard. Thin: parse, call a selector,
-render; htmx requests get the page's partial."""
+"""The side-by-side comparison (with the 600-task evaluation it needs, started from
+its picker) and the leaderboard. Thin: parse, call a selector or service, render;
+htmx requests get the page's partial."""
 
 from __future__ import annotations
 
