@@ -43,9 +43,15 @@ worker: install
 beat: install
 	$(BIN)/celery -A metaweb beat --loglevel INFO
 
+# The web tests (all but the browser and the pure engine) run a second time on SQLite,
+# the embedded default's database: every query must work on both.
+WEB_TESTS := tests --ignore=tests/e2e --ignore=tests/workers/metalearn -m "not e2e"
+
 test: install
 	DJANGO_SETTINGS_MODULE=metaweb.settings.test $(BIN)/python manage.py wait_for_services --timeout 15
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@echo "== the web tests again, on SQLite (metaweb.settings.test_sqlite) =="
+	$(BIN)/python -m pytest --ds metaweb.settings.test_sqlite $(WEB_TESTS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not e2e and not slow" $(PYTEST_ARGS)

@@ -25,7 +25,12 @@ from django.core.files.uploadedfile import UploadedFile
 from apps.experiments.models import Queue
 from apps.registry.models import AdaptationTarget
 from apps.registry.selectors.adaptations import ADAPT_TEST_TASKS, ModelFacts
-from apps.registry.services.adaptations import MAX_ADAPT_SHOTS, MAX_ADAPT_STEPS, MAX_SET_EXAMPLES
+from apps.registry.services.adaptations import (
+    DEFAULT_ADAPT_STEPS,
+    MAX_ADAPT_SHOTS,
+    MAX_ADAPT_STEPS,
+    MAX_SET_EXAMPLES,
+)
 
 #: Largest CSV file accepted for a support or query set.
 MAX_CSV_BYTES = 2 * 1024 * 1024
@@ -343,7 +348,11 @@ class AdaptForm(forms.Form):
         help_text="Support examples per meta-test task (per class when classifying).",
     )
     steps = forms.IntegerField(
-        min_value=0, max_value=MAX_ADAPT_STEPS, initial=10, label="Inner steps", help_text="0 to 100."
+        min_value=0,
+        max_value=MAX_ADAPT_STEPS,
+        initial=DEFAULT_ADAPT_STEPS,
+        label="Inner steps",
+        help_text=f"0 to {MAX_ADAPT_STEPS}.",
     )
     lr = forms.FloatField(label="Learning rate", help_text="Inner-loop learning rate, above 0.")
     queue = forms.ChoiceField(choices=Queue.choices, initial=Queue.CPU)

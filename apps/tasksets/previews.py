@@ -9,7 +9,9 @@ the same task), built with the engine's numpy families:
   PNG data URIs (Pillow), drawn server-side;
 * anything else (tabular features): the first support rows as numbers.
 
-Versions are immutable, so a preview is cached by version id and start.
+Versions are immutable, so a preview is cached by version and start. The key holds
+the version's creation time beside its id: SQLite hands a deleted row's id to the
+next new row, which must not inherit its predecessor's preview.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def clamp_start(value: Any) -> int:
 def taskset_version_preview(*, version: TaskSetVersion, start: int = 0) -> Preview:
     """The preview of ``TASKS_PER_PAGE`` fixed val tasks from ``start`` (cached)."""
     start = clamp_start(start)
-    key = f"tasksets:preview:{_CACHE_FORMAT}:{version.pk}:{start}"
+    key = f"tasksets:preview:{_CACHE_FORMAT}:{version.pk}:{version.created_at.timestamp()}:{start}"
     preview = cache.get(key)
     if preview is None:
         preview = _build(version=version, start=start)

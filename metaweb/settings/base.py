@@ -101,6 +101,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "metaweb.middleware.HtmxErrorMiddleware",
     "apps.teams.middleware.LastTeamMiddleware",
 ]
 
@@ -135,18 +136,17 @@ if not DATABASE_URL:
     # The self-contained default keeps its SQLite file in the data folder; a fresh
     # checkout has none yet.
     DATA_DIR.mkdir(parents=True, exist_ok=True)
+#: SQLite as the embedded default runs it (the web process and its worker thread write
+#: concurrently): wait for locks, take the write lock up front, WAL journal.
+SQLITE_OPTIONS = {
+    "timeout": 20,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL;",
+}
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
     if DATABASE_URL
-    else {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": DATA_DIR / "db.sqlite3",
-        "OPTIONS": {
-            "timeout": 20,
-            "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL;",
-        },
-    }
+    else {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "db.sqlite3", "OPTIONS": SQLITE_OPTIONS}
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

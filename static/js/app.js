@@ -120,6 +120,42 @@
     }
   }
 
+  // htmx failures are never silent. A 4xx/5xx answer, an unreachable server or a timeout
+  // shows a message in the page's alert region (#request-error in base.html) until it is
+  // dismissed. A text/plain answer is the server's own message (metaweb/middleware.py
+  // sends one for every failed htmx request); otherwise the status is named.
+  var MAX_MESSAGE_CHARS = 300;
+
+  function showRequestError(text) {
+    var region = document.getElementById("request-error");
+    if (!region) return;
+    region.querySelector("[data-error-text]").textContent = text;
+    region.hidden = false;
+  }
+
+  function responseMessage(xhr) {
+    var type = xhr.getResponseHeader("Content-Type") || "";
+    var body = (xhr.responseText || "").trim();
+    if (type.indexOf("text/plain") === 0 && body && body.length <= MAX_MESSAGE_CHARS) return body;
+    return "The server answered " + xhr.status + (xhr.statusText ? " " + xhr.statusText : "") + ".";
+  }
+
+  var REQUEST_ERRORS = {
+    "htmx:responseError": function (detail) { return responseMessage(detail.xhr); },
+    "htmx:sendError": function () { return "Could not reach the server. Check your connection and try again."; },
+    "htmx:timeout": function () { return "The server took too long to answer. Try again."; },
+    "htmx:swapError": function () { return "The page could not show the server's answer. Reload the page."; },
+  };
+  Object.keys(REQUEST_ERRORS).forEach(function (name) {
+    document.addEventListener(name, function (event) { showRequestError(REQUEST_ERRORS[name](event.detail)); });
+  });
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest("[data-dismiss-error]") : null;
+    if (!button) return;
+    var region = document.getElementById("request-error");
+    if (region) region.hidden = true;
+  });
+
   window.MetaLive = {
     socket: liveSocket,
     followRun: followRun,

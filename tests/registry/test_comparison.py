@@ -1,4 +1,4 @@
-"""apps.registry.selectors.comparison against the real PostgreSQL: side-by-side
+"""apps.registry.selectors (comparison, picker, leaderboard) on PostgreSQL and SQLite: side-by-side
 comparisons built from real float32 matrices, their errors, visibility, the number
 of queries, the picker and the leaderboard."""
 
@@ -15,6 +15,7 @@ from apps.registry.selectors import (
     comparison_build,
     comparison_choices,
     leaderboard_for_taskset,
+    pending_evaluations_exist,
 )
 from apps.registry.stats import mean_ci95, paired_comparison
 from tests.factories import (
@@ -22,6 +23,7 @@ from tests.factories import (
     MetaModelFactory,
     ReviewFactory,
     TaskSetVersionFactory,
+    TeamFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -366,20 +368,35 @@ def test_picker_lists_the_teams_batch_evaluations_by_task_set(world, django_asse
     old, new = evaluate(m1), evaluate(m1)
     evaluate(m2, status=RunStatus.FAILED)
     single(m3)
-    evaluate(MetaModelFactory())  # another team's
+    foreign = evaluate(MetaModelFactory(), status=RunStatus.RUNNING)  # another team's
     other_set = MetaModelFactory(
         experiment__team=world["team"], taskset_version__taskset__name="Another set", name="zz"
     )
     evaluate(other_set)
 
-    with django_assert_num_queries(1):
+    running = evaluate(m3, status=RunStatus.RUNNING)
+    never = MetaModelFactory(experiment__team=world["team"], taskset_version__taskset__name="New set")
+
+    with django_assert_num_queries(2):
         groups = comparison_choices(team=world["team"])
 
-    assert [g.taskset_name for g in groups] == ["Another set", "Sines"]
-    sines = groups[1]
+    assert [g.taskset_name for g in groups] == ["Another set", "New set", "Sines"]
+    sines = groups[2]
     assert [model.meta_model_id for model in sines.models] == [m1.pk]
     assert [e.adapted_id for e in sines.models[0].evaluations] == [new.pk, old.pk]
+    assert [e.run_id for e in sines.models[0].evaluations] == [new.adaptation.run_id, old.adaptation.run_id]
     assert sines.models[0].latest.adapted_id == new.pk
+    # Models without a finished 600-task evaluation are listed apart, with the one under way.
+    waiting = {model.meta_model_id: model for model in sines.unevaluated}
+    assert set(waiting) == {m2.pk, m3.pk}
+    assert waiting[m2.pk].pending_run_id is None
+    assert waiting[m3.pk].pending_run_id == running.adaptation.run_id
+    assert waiting[m3.pk].pending_label == "Running"
+    assert [(m.meta_model_id, m.pending_run_id) for m in groups[1].unevaluated] == [(never.pk, None)]
+    assert groups[1].models == [] and groups[0].unevaluated == []
+    assert pending_evaluations_exist(team=world["team"])
+    assert pending_evaluations_exist(team=foreign.team)
+    assert not pending_evaluations_exist(team=TeamFactory())
 
 
 # -- leaderboard ---------------------------------------------------------------------------

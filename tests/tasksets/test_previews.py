@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from apps.tasksets.models import TaskSetVersion
 from apps.tasksets.previews import MAX_START, clamp_start, png_data_uri, taskset_version_preview
 from apps.tasksets.services import taskset_create
 
@@ -91,3 +92,21 @@ def test_missing_data_file_is_reported_not_raised(team_roles):
         "The data file is missing from storage.",
         [],
     )
+
+
+def test_a_new_version_with_a_reused_id_gets_its_own_preview(team_roles):
+    """SQLite reuses a deleted row's id: the cached preview is not the old version's."""
+    team, users = team_roles
+    old = taskset_create(
+        team=team, actor=users["member"], name="Old", family="sinusoid", description="", params={}
+    )
+    old_version = old.versions.get()
+    assert taskset_version_preview(version=old_version, start=0).kind == "regression-chart"
+    reused_id = old_version.pk
+    old.delete()
+    new = taskset_create(
+        team=team, actor=users["member"], name="New", family="digits", description="", params={}
+    )
+    TaskSetVersion.objects.filter(pk=new.versions.get().pk).update(id=reused_id)
+    version = TaskSetVersion.objects.get(pk=reused_id)
+    assert taskset_version_preview(version=version, start=0).kind == "images"

@@ -1,4 +1,4 @@
-"""Side-by-side comparisons and leaderboards of adapted models. Torch-free.
+"""Side-by-side comparisons of adapted models. Torch-free.
 
 What can be compared
 --------------------
@@ -16,10 +16,9 @@ What can be compared
   their per-step curves and before/after figures only (no intervals, no test).
   Batch and single-task items never mix.
 
-Matrices are read with ``numpy.frombuffer`` straight from the database bytes
-(little-endian float32 losses ``[tasks, steps+1]`` and scores ``[tasks]``; task
-ids as little-endian int64 or int32, told apart by their length). A comparison of
-up to 6 items costs a constant number of queries.
+Matrices are read straight from the database bytes (``selectors/evaluations.py``,
+shared with the leaderboard). A comparison of up to 6 items costs a constant
+number of queries.
 """
 
 from __future__ import annotations
@@ -28,21 +27,30 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q
 from django.http import Http404
 
 from apps.experiments.models import RunStatus
-from apps.registry.models import AdaptationTarget, AdaptedModel, MetaModel, Review, Verdict
+from apps.registry.models import AdaptationTarget, AdaptedModel, MetaModel, Verdict
+from apps.registry.selectors.evaluations import (
+    ComparisonError,
+    batch_evaluations,
+    describe,
+    higher_is_better,
+    latest_verdicts,
+    newest_per,
+    outcome,
+    p_text,
+    stored_floats,
+    stored_task_ids,
+    tasks_key,
+)
 from apps.registry.stats import MeanCI, PairedResult, mean_ci95, paired_comparison
-from apps.tasksets.models import TaskSet
-from apps.tasksets.selectors import taskset_get_visible
 from apps.teams.models import Team
 from apps.teams.selectors import team_ids_for_user
 
@@ -53,15 +61,7 @@ __all__ = [
     "Comparison",
     "ComparisonError",
     "ComparisonItem",
-    "Leaderboard",
-    "LeaderboardPage",
-    "LeaderboardRow",
-    "PickerGroup",
     "comparison_build",
-    "comparison_choices",
-    "leaderboard_for_taskset",
-    "outcome",
-    "p_text",
 ]
 
 AnyUser = AbstractBaseUser | AnonymousUser
@@ -76,10 +76,6 @@ HIST_UPPER_QUANTILE = 0.99
 #: Width of the server-side box plots, in SVG user units.
 BOX_WIDTH = 1000.0
 BATCH_EVALUATION_HINT = "run the 600-task evaluation first"
-
-
-class ComparisonError(Exception):
-    """The picked items cannot be compared; ``str(error)`` says why, for the page."""
 
 
 # -- results ------------------------------------------------------------------------
@@ -175,7 +171,7 @@ class Comparison:
 
     @property
     def higher_is_better(self) -> bool:
-        return _higher_is_better(self.metric)
+        return higher_is_better(self.metric)
 
     @property
     def reference(self) -> ComparisonItem:
@@ -187,121 +183,14 @@ class Comparison:
             "kind": self.kind,
             "metric": self.metric,
             "steps": list(range(self.max_steps + 1)),
-            "labels": [f"{item.label} · #{item.adapted_id}" for item in self.items],
+            "labels": [f"{item.label} · #{item.run_id}" for item in self.items],
             "curves": [item.curve for item in self.items],
             "bin_edges": self.bin_edges,
             "hist": [item.hist_counts for item in self.items],
         }
 
 
-@dataclass(frozen=True)
-class PickerChoice:
-    adapted_id: int
-    created_at: Any
-    after: float | None
-    ci95: float | None
-    n_tasks: int
-    n_steps: int
-
-
-@dataclass
-class PickerModel:
-    meta_model_id: int
-    name: str
-    version: int
-    algorithm: str
-    metric: str
-    evaluations: list[PickerChoice] = field(default_factory=list)
-
-    @property
-    def latest(self) -> PickerChoice:
-        return self.evaluations[0]
-
-
-@dataclass
-class PickerGroup:
-    taskset_id: int
-    taskset_name: str
-    models: list[PickerModel] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class LeaderboardRow:
-    rank: int
-    metric: str
-    meta_model_id: int
-    adapted_id: int
-    run_id: int
-    name: str
-    version: int
-    algorithm: str
-    taskset_version: int
-    n_tasks: int
-    n_steps: int
-    mean_ci: MeanCI
-    versus_best: PairedResult | None
-    verdict: str | None
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} v{self.version}"
-
-    @property
-    def verdict_label(self) -> str:
-        return Verdict(self.verdict).label if self.verdict else ""
-
-    @property
-    def outcome(self) -> str:
-        return outcome(self.versus_best, self.metric)
-
-    @property
-    def p_text(self) -> str:
-        return p_text(self.versus_best.p_value if self.versus_best else None)
-
-
-@dataclass
-class Leaderboard:
-    """One board: meta-models evaluated on identical tasks, best first."""
-
-    metric: str
-    description: str
-    versions: list[int]
-    rows: list[LeaderboardRow]
-
-    @property
-    def higher_is_better(self) -> bool:
-        return _higher_is_better(self.metric)
-
-
-@dataclass
-class LeaderboardPage:
-    taskset: TaskSet
-    boards: list[Leaderboard]
-
-
 # -- helpers ---------------------------------------------------------------------------
-
-
-def _higher_is_better(metric: str) -> bool:
-    return metric == "accuracy"
-
-
-def outcome(paired: PairedResult | None, metric: str) -> str:
-    """``"better"``, ``"worse"`` (significant at 0.05, by the metric's direction),
-    ``"not significant"``, or ``""`` for the reference itself."""
-    if paired is None:
-        return ""
-    if not paired.significant:
-        return "not significant"
-    improved = paired.mean_diff > 0 if _higher_is_better(metric) else paired.mean_diff < 0
-    return "better" if improved else "worse"
-
-
-def p_text(p: float | None) -> str:
-    """A p-value as a page shows it: ``< 0.001`` below a thousandth, else 3 digits."""
-    if p is None:
-        return ""
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _allowed_team_ids(user: AnyUser, team: Team | None) -> list[int]:
@@ -318,95 +207,9 @@ def _unique_ints(values: Iterable[Any]) -> list[int]:
     return list(seen)
 
 
-def _floats(raw: Any, count: int | None = None) -> np.ndarray:
-    array = np.frombuffer(raw, dtype="<f4")
-    if count is not None and array.size != count:
-        raise ValueError(f"{array.size} values stored, {count} expected")
-    return array
-
-
-def _task_ids(adapted: AdaptedModel) -> np.ndarray:
-    """The stored task ids (int64 or int32 by their length); the engine numbers the
-    fixed tasks 0..n-1, which is what a row without ids means."""
-    raw = adapted.task_ids
-    if raw is None or len(raw) == 0:
-        return np.arange(adapted.n_tasks, dtype=np.int64)
-    size = len(raw) // max(adapted.n_tasks, 1)
-    if size not in (4, 8) or len(raw) != size * adapted.n_tasks:
-        raise ComparisonError(
-            f"{_describe(adapted)}: its stored task ids do not fit its {adapted.n_tasks} tasks."
-        )
-    return np.frombuffer(raw, dtype="<i8" if size == 8 else "<i4").astype(np.int64)
-
-
-def _describe(adapted: AdaptedModel) -> str:
-    meta = adapted.meta_model
-    return f"{meta.name} v{meta.version} (adapted model #{adapted.pk})"
-
-
-def _episode(meta: MetaModel, adapted: AdaptedModel, metric: str) -> dict[str, Any]:
-    config = meta.config or {}
-    shots = adapted.adaptation.shots or config.get("shots")
-    episode = {"shots": shots, "query": config.get("query")}
-    if metric == "accuracy":
-        episode["ways"] = config.get("ways")
-    return episode
-
-
-def _tasks_key(meta: MetaModel, adapted: AdaptedModel) -> tuple[str, str]:
-    """What makes two evaluations' tasks identical, as (a key, a readable description)."""
-    family = (meta.config or {}).get("family") or {}
-    version = meta.taskset_version
-    name = family.get("name") or version.taskset.family
-    params = family.get("params", version.params or {})
-    episode = _episode(meta, adapted, adapted.metric)
-    key = json.dumps(
-        {"family": name, "params": params, "data": version.data_sha256, "episode": episode},
-        sort_keys=True,
-        default=str,
-    )
-    shown = ", ".join(f"{k} {v}" for k, v in episode.items() if v is not None)
-    params_text = json.dumps(params, sort_keys=True) if params else "default parameters"
-    return key, f"{name} ({params_text}; {shown})"
-
-
-def _latest_verdicts(*, meta_ids: Sequence[int], adapted_ids: Sequence[int]) -> dict[tuple[str, int], str]:
-    """{("meta", id) or ("adapted", id): latest verdict}, in one query (DISTINCT ON the
-    subject: NULLs count as equal, so each subject keeps its newest review)."""
-    if not meta_ids and not adapted_ids:
-        return {}
-    rows = (
-        Review.objects.filter(Q(meta_model_id__in=list(meta_ids)) | Q(adapted_model_id__in=list(adapted_ids)))
-        .order_by("meta_model_id", "adapted_model_id", "-created_at", "-pk")
-        .distinct("meta_model_id", "adapted_model_id")
-        .values_list("meta_model_id", "adapted_model_id", "verdict")
-    )
-    verdicts: dict[tuple[str, int], str] = {}
-    for meta_id, adapted_id, verdict in rows:
-        if adapted_id is not None:
-            verdicts[("adapted", adapted_id)] = verdict
-        else:
-            verdicts[("meta", meta_id)] = verdict
-    return verdicts
-
-
-def _batch_evaluations() -> Any:
-    """Adapted models that hold a finished batch evaluation."""
-    return AdaptedModel.objects.filter(
-        adaptation__target=AdaptationTarget.BATCH,
-        adaptation__run__status=RunStatus.SUCCEEDED,
-        scores__isnull=False,
-    )
-
-
 def _latest_batch_per_meta_model(meta_ids: Sequence[int]) -> dict[int, AdaptedModel]:
-    rows = (
-        _batch_evaluations()
-        .filter(meta_model_id__in=list(meta_ids))
-        .select_related("adaptation__run", "meta_model__taskset_version__taskset")
-        .order_by("meta_model_id", "-created_at", "-pk")
-        .distinct("meta_model_id")
-    )
+    rows = newest_per(batch_evaluations().filter(meta_model_id__in=list(meta_ids)), "meta_model_id")
+    rows = rows.select_related("adaptation__run", "meta_model__taskset_version__taskset")
     return {row.meta_model_id: row for row in rows}
 
 
@@ -446,7 +249,7 @@ def _place(box: BoxStats, lo: float, hi: float) -> BoxStats:
 
 def _shared_edges(pooled: np.ndarray, metric: str) -> np.ndarray:
     lo = float(pooled.min())
-    if _higher_is_better(metric):
+    if higher_is_better(metric):
         hi = float(pooled.max())
     else:
         hi = float(np.quantile(pooled, HIST_UPPER_QUANTILE))
@@ -513,14 +316,14 @@ def comparison_build(
     unique: list[tuple[str, AdaptedModel]] = []
     for picked, adapted in chosen:
         if adapted.pk in items_seen:
-            notes.append(f"{_describe(adapted)} was picked twice; it is shown once.")
+            notes.append(f"{describe(adapted)} was picked twice; it is shown once.")
             continue
         items_seen.add(adapted.pk)
         unique.append((picked, adapted))
     if len(unique) < MIN_ITEMS:
         raise ComparisonError(f"Pick at least {MIN_ITEMS} different models to compare.")
 
-    verdicts = _latest_verdicts(
+    verdicts = latest_verdicts(
         meta_ids=[a.meta_model_id for p, a in unique if p == "meta"],
         adapted_ids=[a.pk for p, a in unique if p == "adapted"],
     )
@@ -529,7 +332,7 @@ def comparison_build(
         one = next(a for (_, a), b in zip(unique, batch, strict=True) if b)
         other = next(a for (_, a), b in zip(unique, batch, strict=True) if not b)
         raise ComparisonError(
-            f"{_describe(one)} is an evaluation on the meta-test tasks and {_describe(other)} a "
+            f"{describe(one)} is an evaluation on the meta-test tasks and {describe(other)} a "
             "single-task adaptation: compare evaluations with evaluations, or single-task "
             "adaptations to the same task with each other."
         )
@@ -548,7 +351,7 @@ def _is_batch(adapted: AdaptedModel) -> bool:
     if adapted.adaptation.target != AdaptationTarget.BATCH:
         return False
     if adapted.adaptation.run.status != RunStatus.SUCCEEDED or adapted.scores is None:
-        raise ComparisonError(f"{_describe(adapted)} has no results yet: its evaluation has not finished.")
+        raise ComparisonError(f"{describe(adapted)} has no results yet: its evaluation has not finished.")
     return True
 
 
@@ -557,19 +360,19 @@ def _check_same_metric(unique: list[tuple[str, AdaptedModel]]) -> None:
     for _, adapted in unique[1:]:
         if adapted.metric != first.metric:
             raise ComparisonError(
-                f"{_describe(first)} is scored by {first.metric} and {_describe(adapted)} by "
+                f"{describe(first)} is scored by {first.metric} and {describe(adapted)} by "
                 f"{adapted.metric}: they solve different kinds of task."
             )
 
 
 def _check_same_tasks(unique: list[tuple[str, AdaptedModel]]) -> None:
     first = unique[0][1]
-    key, shown = _tasks_key(first.meta_model, first)
+    key, shown = tasks_key(first.meta_model, first)
     for _, adapted in unique[1:]:
-        other_key, other_shown = _tasks_key(adapted.meta_model, adapted)
+        other_key, other_shown = tasks_key(adapted.meta_model, adapted)
         if other_key != key:
             raise ComparisonError(
-                f"{_describe(first)} and {_describe(adapted)} were not evaluated on the same tasks: "
+                f"{describe(first)} and {describe(adapted)} were not evaluated on the same tasks: "
                 f"{shown} against {other_shown}."
             )
 
@@ -589,7 +392,7 @@ def _check_same_target(unique: list[tuple[str, AdaptedModel]]) -> None:
     for _, adapted in unique[1:]:
         if target(adapted) != target(first):
             raise ComparisonError(
-                f"{_describe(first)} and {_describe(adapted)} were adapted to different tasks: "
+                f"{describe(first)} and {describe(adapted)} were adapted to different tasks: "
                 "single-task adaptations are compared only on the same task."
             )
     if target(first)[0] == "test_task":
@@ -603,29 +406,29 @@ def _batch_comparison(
     loaded: list[tuple[str, AdaptedModel, np.ndarray, np.ndarray]] = []
     reference_ids: np.ndarray | None = None
     for picked, adapted in unique:
-        ids = _task_ids(adapted)
+        ids = stored_task_ids(adapted)
         order = np.argsort(ids, kind="stable")
         ids = ids[order]
         if reference_ids is None:
             reference_ids = ids
         elif ids.shape != reference_ids.shape or not np.array_equal(ids, reference_ids):
             raise ComparisonError(
-                f"{_describe(unique[0][1])} was evaluated on {reference_ids.size} tasks and "
-                f"{_describe(adapted)} on {ids.size} tasks that are not the same ones."
+                f"{describe(unique[0][1])} was evaluated on {reference_ids.size} tasks and "
+                f"{describe(adapted)} on {ids.size} tasks that are not the same ones."
             )
         try:
-            scores = _floats(adapted.scores, adapted.n_tasks)[order]
-            losses = _floats(adapted.losses) if adapted.losses is not None else None
+            scores = stored_floats(adapted.scores, adapted.n_tasks)[order]
+            losses = stored_floats(adapted.losses) if adapted.losses is not None else None
             if losses is not None:
                 if losses.size % adapted.n_tasks:
                     raise ValueError(f"{losses.size} losses do not split into {adapted.n_tasks} tasks")
                 losses = losses.reshape(adapted.n_tasks, -1)
         except ValueError as error:
             raise ComparisonError(
-                f"{_describe(adapted)}: its stored results are damaged ({error})."
+                f"{describe(adapted)}: its stored results are damaged ({error})."
             ) from error
         if not np.all(np.isfinite(scores)):
-            raise ComparisonError(f"{_describe(adapted)} has non-finite scores (a diverged adaptation).")
+            raise ComparisonError(f"{describe(adapted)} has non-finite scores (a diverged adaptation).")
         loaded.append((picked, adapted, scores, losses))
 
     pooled = np.concatenate([scores for _, _, scores, _ in loaded])
@@ -745,146 +548,3 @@ def _single_comparison(
         max_steps=max_steps,
         notes=["One task each: curves and before/after only; a paired test needs the 600-task evaluations."],
     )
-
-
-# -- the picker -----------------------------------------------------------------------------
-
-
-def comparison_choices(*, team: Team) -> list[PickerGroup]:
-    """The team's meta-models with batch evaluations, grouped by task set, each with
-    its evaluations newest first. One query, without the matrices."""
-    rows = (
-        _batch_evaluations()
-        .filter(team=team)
-        .order_by(
-            "meta_model__taskset_version__taskset__name",
-            "meta_model__name",
-            "-meta_model__version",
-            "-created_at",
-            "-pk",
-        )
-        .values_list(
-            "pk",
-            "created_at",
-            "after",
-            "ci95",
-            "n_tasks",
-            "n_steps",
-            "metric",
-            "meta_model_id",
-            "meta_model__name",
-            "meta_model__version",
-            "meta_model__algorithm",
-            "meta_model__taskset_version__taskset_id",
-            "meta_model__taskset_version__taskset__name",
-        )
-    )
-    groups: dict[int, PickerGroup] = {}
-    models: dict[int, PickerModel] = {}
-    for (
-        pk,
-        created,
-        after,
-        ci95,
-        n_tasks,
-        n_steps,
-        metric,
-        meta_id,
-        name,
-        version,
-        algo,
-        ts_id,
-        ts_name,
-    ) in rows:
-        group = groups.get(ts_id)
-        if group is None:
-            group = groups[ts_id] = PickerGroup(taskset_id=ts_id, taskset_name=ts_name)
-        model = models.get(meta_id)
-        if model is None:
-            model = models[meta_id] = PickerModel(
-                meta_model_id=meta_id, name=name, version=version, algorithm=algo, metric=metric
-            )
-            group.models.append(model)
-        model.evaluations.append(
-            PickerChoice(
-                adapted_id=pk, created_at=created, after=after, ci95=ci95, n_tasks=n_tasks, n_steps=n_steps
-            )
-        )
-    return list(groups.values())
-
-
-# -- leaderboard --------------------------------------------------------------------------------
-
-
-def leaderboard_for_taskset(*, user: AnyUser, taskset_id: int) -> LeaderboardPage:
-    """Every meta-model of the task set (any version) that has a finished batch
-    evaluation, ranked by its latest one: lowest mean MSE or highest mean accuracy
-    first, each with mean ± 95% CI and the paired comparison with the best.
-
-    Meta-models whose evaluations ran on different tasks (versions with other family
-    parameters, another episode) are never ranked together: each set of identical
-    tasks gets a board of its own. Http404 if the user cannot see the task set.
-    """
-    taskset = taskset_get_visible(user=user, taskset_id=taskset_id)
-    rows = list(
-        _batch_evaluations()
-        .filter(meta_model__taskset_version__taskset=taskset)
-        .select_related("adaptation", "meta_model__taskset_version__taskset")
-        .defer("losses", "curve", "predictions", "meta_model__description")
-        .order_by("meta_model_id", "-created_at", "-pk")
-        .distinct("meta_model_id")
-    )
-    verdicts = _latest_verdicts(meta_ids=[row.meta_model_id for row in rows], adapted_ids=[])
-    grouped: dict[str, list[tuple[AdaptedModel, np.ndarray, np.ndarray]]] = defaultdict(list)
-    descriptions: dict[str, str] = {}
-    for adapted in rows:
-        try:
-            ids = _task_ids(adapted)
-            scores = _floats(adapted.scores, adapted.n_tasks)
-        except (ComparisonError, ValueError):
-            continue  # damaged rows are left off the board rather than failing it
-        if not np.all(np.isfinite(scores)):
-            continue
-        order = np.argsort(ids, kind="stable")
-        ids, scores = ids[order], scores[order]
-        key, shown = _tasks_key(adapted.meta_model, adapted)
-        key = f"{adapted.metric}|{key}|{hashlib.sha256(ids.tobytes()).hexdigest()}"
-        descriptions[key] = f"{shown}, {ids.size} tasks"
-        grouped[key].append((adapted, ids, scores))
-
-    boards = []
-    for key, members in grouped.items():
-        metric = members[0][0].metric
-        sign = -1.0 if _higher_is_better(metric) else 1.0
-        ranked = sorted(
-            ((adapted, scores, mean_ci95(scores)) for adapted, _, scores in members),
-            key=lambda entry: (sign * entry[2].mean, entry[0].meta_model.name, entry[0].meta_model.version),
-        )
-        best_scores = ranked[0][1]
-        board_rows = []
-        for rank, (adapted, scores, ci) in enumerate(ranked, start=1):
-            meta = adapted.meta_model
-            board_rows.append(
-                LeaderboardRow(
-                    rank=rank,
-                    metric=metric,
-                    meta_model_id=meta.pk,
-                    adapted_id=adapted.pk,
-                    run_id=adapted.adaptation.run_id,
-                    name=meta.name,
-                    version=meta.version,
-                    algorithm=meta.algorithm,
-                    taskset_version=meta.taskset_version.number,
-                    n_tasks=int(scores.size),
-                    n_steps=adapted.n_steps,
-                    mean_ci=ci,
-                    versus_best=None if rank == 1 else paired_comparison(best_scores, scores),
-                    verdict=verdicts.get(("meta", meta.pk)),
-                )
-            )
-        versions = sorted({row.taskset_version for row in board_rows})
-        boards.append(
-            Leaderboard(metric=metric, description=descriptions[key], versions=versions, rows=board_rows)
-        )
-    boards.sort(key=lambda board: (-len(board.rows), board.versions))
-    return LeaderboardPage(taskset=taskset, boards=boards)

@@ -46,12 +46,14 @@ __all__ = [
     "ADAPT_TASK",
     "MAX_ADAPT_LR",
     "MAX_ADAPT_SHOTS",
+    "DEFAULT_ADAPT_STEPS",
     "MAX_ADAPT_STEPS",
     "MAX_SET_EXAMPLES",
     "MAX_SET_VALUES",
     "adaptation_batch_tasks",
     "adaptation_complete",
     "adaptation_start",
+    "evaluation_start",
 ]
 
 AnyUser = AbstractBaseUser | AnonymousUser
@@ -59,6 +61,8 @@ AnyUser = AbstractBaseUser | AnonymousUser
 #: The Celery task that adapts, dispatched by name (the web never imports the worker).
 ADAPT_TASK = "workers.tasks.adapt_run"
 MAX_ADAPT_STEPS = 100
+#: Inner steps an adaptation takes unless told otherwise (the adapt form's default).
+DEFAULT_ADAPT_STEPS = 10
 #: As the engine's ``TrainConfig.inner_lr``.
 MAX_ADAPT_LR = 10.0
 #: Most support examples per meta-test task (per class) a test-task or batch adaptation may ask for.
@@ -456,3 +460,19 @@ def adaptation_complete(
 class _Lost(Exception):
     """The run changed hands between the lock and the finish (cannot happen while the
     row is locked; kept so that a refusal rolls everything back)."""
+
+
+def evaluation_start(*, actor: AnyUser, meta_model: MetaModel) -> Run:
+    """The 600-task evaluation with the defaults of the adapt form: ``DEFAULT_ADAPT_STEPS``
+    inner steps at the model's training inner learning rate, on the CPU queue (what the
+    compare page offers for a model it cannot compare yet). Members only; raises
+    ValidationError as :func:`adaptation_start` does."""
+    ensure_role(user=actor, team=meta_model.team_id, required=Role.MEMBER)
+    facts = _model_facts(meta_model)
+    return adaptation_start(
+        actor=actor,
+        meta_model=meta_model,
+        target=AdaptationTarget.BATCH,
+        steps=DEFAULT_ADAPT_STEPS,
+        lr=facts.inner_lr,
+    )

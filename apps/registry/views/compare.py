@@ -1,29 +1,44 @@
-"""The side-by-side comparison and the leaderboard. Thin: parse, call a selector,
-render; htmx requests get the page's partial."""
+"""The side-by-side comparison (with the 600-task evaluation it needs, started from
+its picker) and the leaderboard. Thin: parse, call a selector or service, render;
+htmx requests get the page's partial."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpResponse
-from django.views.decorators.http import require_GET
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRefresh
 
+from apps.registry import services
 from apps.registry.forms_compare import CompareForm
 from apps.registry.selectors import (
     MAX_ITEMS,
     MIN_ITEMS,
     ComparisonError,
+    adaptation_numbers,
     comparison_build,
     comparison_choices,
     leaderboard_for_taskset,
+    meta_model_get_for_adapt,
+    pending_evaluations_exist,
 )
+from apps.teams.models import Role, Team
 from apps.teams.selectors import team_get_for_user
-from metaweb.htmx import HtmxHttpRequest, render_page, wants_partial
+from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page, wants_partial
+
+#: The id of the picker's element that polls while 600-task evaluations are under way.
+PENDING_POLL_ID = "compare-pending"
 
 
 @require_GET
 def compare(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
-    team, _ = team_get_for_user(user=request.user, slug=team_slug)
+    team, role = team_get_for_user(user=request.user, slug=team_slug)
+    if request.htmx and request.htmx.trigger == PENDING_POLL_ID:
+        return _pending_poll(team)
     form = CompareForm(request.GET)
     comparison, error, hint = None, "", ""
     adapted_ids: list[int] = []
@@ -41,27 +56,64 @@ def compare(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
                 )
             except ComparisonError as exc:
                 error = str(exc)
-    picked = set(adapted_ids)
     context: dict[str, Any] = {
         "team": team,
         "comparison": comparison,
         "error": error,
         "hint": hint,
-        "picked_adapted": picked,
+        "picked_adapted": set(adapted_ids),
         "picked_meta": set(meta_ids),
         "min_items": MIN_ITEMS,
         "max_items": MAX_ITEMS,
+        "can_evaluate": role.allows(Role.MEMBER),
+        "pending_poll_id": PENDING_POLL_ID,
     }
     if not wants_partial(request):
-        groups = comparison_choices(team=team)
-        models = [model for group in groups for model in group.models]
-        listed = {e.adapted_id for model in models for e in model.evaluations}
-        context["groups"] = groups
-        context["unlisted"] = [pk for pk in adapted_ids if pk not in listed]
-        context["open_models"] = {
-            model.meta_model_id for model in models if any(e.adapted_id in picked for e in model.evaluations)
-        }
+        context.update(_picker_context(team, adapted_ids))
     return render_page(request, "registry/compare.html", "compare-result", context)
+
+
+def _picker_context(team: Team, adapted_ids: list[int]) -> dict[str, Any]:
+    """The picker of the full page: the team's models by task set, the picked
+    evaluations that it does not list, and which models to show open."""
+    groups = comparison_choices(team=team)
+    models = [model for group in groups for model in group.models]
+    listed = {e.adapted_id for model in models for e in model.evaluations}
+    unlisted = [pk for pk in adapted_ids if pk not in listed]
+    picked = set(adapted_ids)
+    numbers = adaptation_numbers(team=team, adapted_ids=unlisted)
+    return {
+        "groups": groups,
+        "pending": any(model.pending_run_id for group in groups for model in group.unevaluated),
+        "unlisted": [(pk, numbers.get(pk)) for pk in unlisted],
+        "open_models": {
+            model.meta_model_id for model in models if any(e.adapted_id in picked for e in model.evaluations)
+        },
+    }
+
+
+def _pending_poll(team: Team) -> HttpResponse:
+    """While an evaluation is under way, nothing to swap (204); once none is, the
+    page reloads, with the finished ones in the picker."""
+    if pending_evaluations_exist(team=team):
+        return HttpResponse(status=204)
+    return HttpResponseClientRefresh()
+
+
+@require_POST
+def evaluation_start(request: HtmxHttpRequest, meta_model_id: int) -> HttpResponse:
+    """Start the meta-model's 600-task evaluation from the compare page, then back to it."""
+    meta_model = meta_model_get_for_adapt(user=request.user, meta_model_id=meta_model_id)
+    label = f"{meta_model.name} v{meta_model.version}"
+    try:
+        run = services.evaluation_start(actor=request.user, meta_model=meta_model)
+    except ValidationError as error:
+        by_field = error.message_dict if hasattr(error, "error_dict") else {"meta_model": error.messages}
+        reasons = "; ".join(f"{field}: {' '.join(texts)}" for field, texts in by_field.items())
+        messages.error(request, f"{label} could not be evaluated ({reasons}).")
+    else:
+        messages.success(request, f"{label}: the 600-task evaluation is queued as adaptation #{run.pk}.")
+    return redirect_page(request, reverse("registry:compare", kwargs={"team_slug": meta_model.team.slug}))
 
 
 @require_GET
