@@ -9,11 +9,15 @@ from django.http import HttpRequest, HttpResponse
 
 from apps.teams.services import membership_mark_used
 
+#: The team this session last recorded as used.
+SESSION_KEY = "metaweb_last_team"
+
 
 class LastTeamMiddleware:
     """On a full-page GET of a team page (a view with a ``team_slug`` argument), record
     the team as the user's last used one through ``membership_mark_used``. htmx
-    fragments (filters, live refreshes) are not visits and write nothing."""
+    fragments (filters, live refreshes) are not visits and write nothing, and neither
+    does a page of the team this session recorded last: one write per switch of team."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -31,5 +35,8 @@ class LastTeamMiddleware:
         slug = view_kwargs.get("team_slug")
         if not slug or request.method != "GET" or getattr(request, "htmx", False):
             return None
-        membership_mark_used(user=request.user, team_slug=slug)
+        if request.session.get(SESSION_KEY) == slug:
+            return None
+        if membership_mark_used(user=request.user, team_slug=slug):
+            request.session[SESSION_KEY] = slug
         return None
