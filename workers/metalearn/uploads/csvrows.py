@@ -5,8 +5,9 @@ the command line:
 
 * UTF-8 text (a byte-order mark is dropped); rows are numbered as in a
   spreadsheet, counting blank lines: the first line is row 1.
-* The delimiter is the first of ``,``, ``;`` and tab found on the first row;
-  without any, cells are separated by runs of spaces.
+* One row per line (a quoted cell may not span lines). Each row's delimiter is
+  the first of ``,``, ``;`` and tab found in it; without any, cells are
+  separated by runs of spaces (so typed points may be ``1, 2``, ``1;2`` or ``1 2``).
 * Blank rows, and rows whose first cell starts with ``#`` (comments), are skipped.
 * Lines, cells, columns and rows are capped by :class:`UploadLimits` while the
   text streams in, so a hostile file is refused before it is held in memory.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +27,7 @@ from typing import IO
 from workers.metalearn.types import DataError
 from workers.metalearn.uploads.limits import DEFAULT_LIMITS, UploadLimits, check_file_size, format_mb
 
-#: Delimiters tried on the first row, in order; none found means runs of spaces.
+#: Delimiters tried on each row, in order; none found means runs of spaces.
 DELIMITERS = (",", ";", "\t")
 
 CsvSource = str | Path | IO[bytes]
@@ -67,7 +67,6 @@ class CsvRows:
         self.header_rows = 0
         self.line = 0
         self._chars = 0
-        self._spaces = False
         self._owned = isinstance(source, Path)
         self._stream = self._open(source)
 
@@ -112,35 +111,21 @@ class CsvRows:
                 raise DataError(self.name, f"is over {format_mb(self.limits.max_file_bytes)}, the limit")
             yield line
 
-    def _numbered(self, lines: Iterator[str]) -> Iterator[str]:
-        for line in lines:
-            self.line += 1
-            yield line.strip() + "\n" if self._spaces else line
-
-    def _reader(self) -> Iterator[list[str]]:
-        lines = self._physical_lines()
-        peeked: list[str] = []
-        for line in lines:
-            peeked.append(line)
-            if line.strip() and not line.lstrip().startswith("#"):
-                break
-        first = peeked[-1] if peeked else ""
-        delimiter = next((d for d in DELIMITERS if d in first), " ")
-        self._spaces = delimiter == " "
-        source = self._numbered(itertools.chain(peeked, lines))
-        return csv.reader(source, delimiter=delimiter, skipinitialspace=self._spaces)
+    @staticmethod
+    def _split(line: str) -> list[str]:
+        delimiter = next((d for d in DELIMITERS if d in line), None)
+        if delimiter is None:
+            return line.split()
+        return next(csv.reader([line], delimiter=delimiter, strict=True), [])
 
     def __iter__(self) -> Iterator[tuple[int, list[str]]]:
-        reader = self._reader()
         count = 0
-        while True:
+        for line in self._physical_lines():
+            self.line += 1
             try:
-                raw = next(reader, None)
+                cells = [cell.strip() for cell in self._split(line.rstrip("\r\n"))]
             except csv.Error as exc:
                 raise DataError(f"row {self.line}", f"is not valid CSV ({exc})") from None
-            if raw is None:
-                return
-            cells = [cell.strip() for cell in raw]
             if not any(cells) or cells[0].startswith("#"):
                 continue
             count += 1

@@ -50,6 +50,16 @@ class _Layout:
     target: int | None
     inputs: list[int]
 
+    @property
+    def what(self) -> str:
+        n = len(self.inputs)
+        inputs = f"{n} input{'s' if n != 1 else ''}"
+        return f"{self.width} ({inputs}, then the target)" if self.target is not None else f"{n} ({inputs})"
+
+
+def _values(n: int) -> str:
+    return f"{n} value{'s' if n != 1 else ''}"
+
 
 def _is_header(cells: list[str], input_size: int, classification: bool) -> bool:
     numeric = cells[:-1] if classification and len(cells) == input_size + 1 else cells
@@ -62,9 +72,11 @@ def _layout(cells: list[str], header: bool, input_size: int, need_target: bool, 
     target = next((names.index(n) for n in TARGET_NAMES if n in names), None)
     if target is None and width == input_size + 1:
         target = width - 1
-    what = f"{input_size} input column{'s' if input_size != 1 else ''} plus a target"
     if width - (target is not None) != input_size or (need_target and target is None):
-        raise DataError(f"row {number}", f"expected {input_size + 1} values ({what}), found {width}")
+        inputs = f"{input_size} input{'s' if input_size != 1 else ''}"
+        raise DataError(
+            f"row {number}", f"has {_values(width)}; expected {input_size + 1} ({inputs}, then the target)"
+        )
     return _Layout(width=width, target=target, inputs=[j for j in range(width) if j != target])
 
 
@@ -93,7 +105,7 @@ def read_points(
                     rows.columns, rows.header_rows = cells, 1
                     continue
             if len(cells) != layout.width:
-                raise DataError(f"row {number}", f"has {len(cells)} values; expected {layout.width}")
+                raise DataError(f"row {number}", f"has {_values(len(cells))}; expected {layout.what}")
             for j in layout.inputs:
                 values.append(parse_number(cells[j], f"row {number}, column {rows.column_name(j)}"))
             if layout.target is not None:
@@ -106,7 +118,7 @@ def read_points(
                     targets.append(parse_number(cell, where))
             numbers.append(number)
     if not numbers:
-        raise DataError(name, "holds no examples; give one per row")
+        raise DataError(name, "holds no examples; give at least 1, one per row")
     has_target = layout is not None and layout.target is not None
     return Points(
         x=np.frombuffer(values, dtype=np.float64).reshape(len(numbers), input_size).copy(),
