@@ -98,10 +98,8 @@ class CsvRows:
         while True:
             try:
                 line = self._stream.readline(cap + 1)
-            except UnicodeDecodeError as exc:
-                raise DataError(
-                    self.name, f"is not UTF-8 text (near row {self.line + 1}, {exc.reason})"
-                ) from None
+            except UnicodeDecodeError:
+                raise DataError(self.name, f"is not UTF-8 text (near row {self.line + 1})") from None
             if not line:
                 return
             if len(line.rstrip("\r\n")) > cap:
