@@ -63,8 +63,36 @@ def _check_header(
     return features
 
 
-def _code(codes: dict[str, int], name: str) -> int:
-    return codes.setdefault(name, len(codes))
+class _Buffers:
+    """Parsed rows so far, in compact arrays: four bytes per feature cell."""
+
+    def __init__(self, header: list[str], features: list[str], task: str, target: str, regression: bool):
+        index = {column: i for i, column in enumerate(header)}
+        self.width, self.task, self.target, self.regression = len(header), task, target, regression
+        self.feature_at = [(index[f], f"column '{f}'") for f in features]
+        self.task_at, self.target_at = index[task], index[target]
+        self.x: array[float] = array("f")
+        self.y: array[float] = array("f")
+        self.tasks: array[int] = array("q")
+        self.targets: array[int] = array("q")
+        self.task_codes: dict[str, int] = {}
+        self.target_codes: dict[str, int] = {}
+
+    def add(self, number: int, cells: list[str]) -> None:
+        if len(cells) != self.width:
+            raise DataError(f"row {number}", f"has {len(cells)} values; the header has {self.width} columns")
+        if not cells[self.task_at]:
+            raise DataError(f"row {number}, column '{self.task}'", "the task id is missing")
+        target_where = f"row {number}, column '{self.target}'"
+        if not cells[self.target_at]:
+            raise DataError(target_where, "the value is missing")
+        for j, column in self.feature_at:
+            self.x.append(parse_number(cells[j], f"row {number}, {column}"))
+        if self.regression:
+            self.y.append(parse_number(cells[self.target_at], target_where))
+        else:
+            self.targets.append(self.target_codes.setdefault(cells[self.target_at], len(self.target_codes)))
+        self.tasks.append(self.task_codes.setdefault(cells[self.task_at], len(self.task_codes)))
 
 
 def read_table_csv(
@@ -79,49 +107,27 @@ def read_table_csv(
     """Read and check a task-set CSV. Raises :class:`DataError` naming the file,
     row, column or task at fault."""
     name = path.name
-    x: array[float] = array("f")
-    y: array[float] = array("f")
-    tasks: array[int] = array("q")
-    targets: array[int] = array("q")
-    task_codes: dict[str, int] = {}
-    target_codes: dict[str, int] = {}
     with CsvRows(path, name=name, limits=limits) as rows:
         lines = iter(rows)
         first = next(lines, None)
-        if first is None or not any(first[1]):
+        if first is None:
             raise DataError(name, "the file is empty")
         header = first[1]
         rows.columns, rows.header_rows = header, 1
         features = _check_header(header, task_column, target_column, feature_columns)
-        index = {column: i for i, column in enumerate(header)}
-        feature_at = [(index[f], f"column '{f}'") for f in features]
-        task_at, target_at = index[task_column], index[target_column]
+        parsed = _Buffers(header, features, task_column, target_column, regression)
         for number, cells in lines:
-            if len(cells) != len(header):
-                raise DataError(
-                    f"row {number}", f"has {len(cells)} values; the header has {len(header)} columns"
-                )
-            if not cells[task_at]:
-                raise DataError(f"row {number}, column '{task_column}'", "the task id is missing")
-            target_where = f"row {number}, column '{target_column}'"
-            if not cells[target_at]:
-                raise DataError(target_where, "the value is missing")
-            for j, column in feature_at:
-                x.append(parse_number(cells[j], f"row {number}, {column}"))
-            if regression:
-                y.append(parse_number(cells[target_at], target_where))
-            else:
-                targets.append(_code(target_codes, cells[target_at]))
-            tasks.append(_code(task_codes, cells[task_at]))
-    if not tasks:
+            parsed.add(number, cells)
+    count = len(parsed.tasks)
+    if not count:
         raise DataError(name, "the file has a header but no rows")
     return TableColumns(
         header=header,
         features=features,
-        x=np.frombuffer(x, dtype=np.float32).reshape(len(tasks), len(features)),
-        tasks=np.frombuffer(tasks, dtype=np.int64),
-        task_names=list(task_codes),
-        y=np.frombuffer(y, dtype=np.float32) if regression else None,
-        targets=None if regression else np.frombuffer(targets, dtype=np.int64),
-        target_names=list(target_codes),
+        x=np.frombuffer(parsed.x, dtype=np.float32).reshape(count, len(features)),
+        tasks=np.frombuffer(parsed.tasks, dtype=np.int64),
+        task_names=list(parsed.task_codes),
+        y=np.frombuffer(parsed.y, dtype=np.float32) if regression else None,
+        targets=None if regression else np.frombuffer(parsed.targets, dtype=np.int64),
+        target_names=list(parsed.target_codes),
     )
