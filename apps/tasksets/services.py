@@ -199,9 +199,12 @@ def _inspect(*, path: Path, params: BaseModel) -> dict[str, Any]:
         summary = inspect_table(path, params, limits=upload_limits())
     except DataError as error:
         # The field names the row, column, zip entry or class at fault; when it is
-        # just our temporary file's name, the message stands alone.
+        # just our temporary file's name, the message is about "the file".
         field = str(error.field or "").strip()
-        text = error.message if field in {"", path.name, "data", "data_file"} else f"{field}: {error.message}"
+        text = f"{field}: {error.message}"
+        if field in {"", path.name, "data", "data_file"}:
+            text = error.message if error.message.startswith("the file") else f"the file {error.message}"
+            text = text[:1].upper() + text[1:]
         raise ValidationError({"data_file": text}) from None
     except ConfigError as error:
         raise ValidationError(

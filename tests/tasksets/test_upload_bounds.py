@@ -43,7 +43,7 @@ def test_a_zip_of_6000_big_pngs(team_roles, tmp_path):
     content = many_big_pngs(tmp_path / "many.zip").read_bytes()
     errors, peak = refused(team_roles, content, "many.zip")
     assert errors == [
-        "holds 6,000 images of 256x256 pixels, 393,216,000 pixels in all; the limit is 33,554,432"
+        "The file holds 6,000 images of 256x256 pixels, 393,216,000 pixels in all; the limit is 33,554,432"
     ]
     assert peak - len(content) < PEAK_BOUND  # the upload's own in-memory copy aside
     assert_nothing_written()
@@ -53,7 +53,7 @@ def test_a_zip_bomb(team_roles, tmp_path):
     files = {f"c{k}/{i}.png": png(value=k) for k in range(3) for i in range(2)}
     content = write_zip(tmp_path / "bomb.zip", {**files, "c0/pad.png": bytes(2_000_000)}).read_bytes()
     errors, peak = refused(team_roles, content, "bomb.zip")
-    assert len(errors) == 1 and errors[0].startswith("is compressed ")
+    assert len(errors) == 1 and errors[0].startswith("The file is compressed ")
     assert errors[0].endswith("times; the limit is 100")
     assert peak < PEAK_BOUND
     assert_nothing_written()

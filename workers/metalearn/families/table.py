@@ -66,7 +66,10 @@ class TableParams(FamilyParams):
         None, description="CSV: input columns; all but the task and target columns when empty."
     )
     max_bytes: int = Field(
-        20_000_000, ge=1, le=2_000_000_000, description="Largest file (or unpacked zip) accepted."
+        20_000_000,
+        ge=1,
+        le=2_000_000_000,
+        description="Largest file (or unpacked zip) accepted; lowers the site's limits, never raises them.",
     )
     val_fraction: float = Field(
         0.2, gt=0, lt=1, description="Share of tasks (CSV) or classes (images) for val."
