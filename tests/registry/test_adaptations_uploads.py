@@ -62,6 +62,20 @@ def test_the_cli_and_the_form_read_a_file_alike(client, world, sent, tmp_path, c
     assert stored == {"x": x.tolist(), "y": y.tolist()} == {"x": [[-1.0], [2.0]], "y": [0.5, 1.5]}
 
 
+def test_the_cli_and_the_form_label_classes_alike(tmp_path):
+    from apps.registry.forms_adapt import parse_rows
+    from tests.registry.test_adaptations_views import facts_for
+
+    content = "x1,label,x2\n1,dog,2\n3,cat,4\n5,10,6\n"
+    path = tmp_path / "support.csv"
+    path.write_text(content)
+    info = FamilyInfo(name="table", version=1, kind="classification", input_shape=(2,), desc_dim=None, ways=3)
+    x, labels, classes = read_table(str(path), info, need_target=True, field="support")
+    parsed = parse_rows(content, facts=facts_for(kind="classification", ways=3))
+    assert parsed == {"x": x.tolist(), "y": labels.tolist(), "classes": classes}
+    assert parsed == {"x": [[1, 2], [3, 4], [5, 6]], "y": [2, 1, 0], "classes": ["10", "cat", "dog"]}
+
+
 def test_the_cli_and_the_form_refuse_a_file_alike(client, world, sent, tmp_path):
     content = b"x,y\n1,2\n1,inf\n"
     with pytest.raises(DataError) as exc:

@@ -111,7 +111,7 @@ def _zip_directory(archive: zipfile.ZipFile, name: str, limits: UploadLimits) ->
             p for p in PurePosixPath(info.filename.replace("\\", "/")).parts if p not in ("", "/", ".")
         )
         if ".." in parts or info.filename.startswith("/"):
-            raise DataError(info.filename, "has '..' in its path; entries must stay inside the zip")
+            raise DataError(info.filename, "entries must stay inside the zip (no '..', no leading '/')")
         if not parts or _hidden(parts):
             continue
         if info.file_size > limits.max_entry_bytes:
