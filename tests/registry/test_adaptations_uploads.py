@@ -63,7 +63,7 @@ def test_the_cli_and_the_form_read_a_file_alike(client, world, sent, tmp_path, c
 
 
 def test_the_cli_and_the_form_label_classes_alike(tmp_path):
-    from apps.registry.forms_adapt import parse_rows
+    from apps.registry.adapt_uploads import parse_rows
     from tests.registry.test_adaptations_views import facts_for
 
     content = "x1,label,x2\n1,dog,2\n3,cat,4\n5,10,6\n"

@@ -673,7 +673,7 @@ def facts_for(**changes):
 def test_parse_rows_with_several_inputs_and_a_header():
     from django.core.exceptions import ValidationError
 
-    from apps.registry.forms_adapt import parse_rows
+    from apps.registry.adapt_uploads import parse_rows
 
     parsed = parse_rows("a,b,target\n1,2,3\n4\t5\t6\n", facts=facts_for())
     assert parsed == {"x": [[1.0, 2.0], [4.0, 5.0]], "y": [3.0, 6.0]}
@@ -685,7 +685,7 @@ def test_parse_rows_with_several_inputs_and_a_header():
 def test_parse_rows_maps_class_labels_in_order():
     from django.core.exceptions import ValidationError
 
-    from apps.registry.forms_adapt import parse_rows
+    from apps.registry.adapt_uploads import parse_rows
 
     facts = facts_for(kind="classification", ways=3)
     parsed = parse_rows("1,2,10\n3,4,2\n5,6,7\n7,8,2\n", facts=facts)

@@ -18,7 +18,7 @@ from workers.metalearn.uploads.images import (
     open_zip,
 )
 from workers.metalearn.uploads.labels import check_class_count, class_order, label_indices
-from workers.metalearn.uploads.limits import DEFAULT_LIMITS, UploadLimits, format_mb
+from workers.metalearn.uploads.limits import DEFAULT_LIMITS, UploadLimits, check_file_size, format_mb
 from workers.metalearn.uploads.points import TARGET_NAMES, Points, read_points
 from workers.metalearn.uploads.tables import TableColumns, read_table_csv
 
@@ -33,6 +33,7 @@ __all__ = [
     "TableColumns",
     "UploadLimits",
     "check_class_count",
+    "check_file_size",
     "check_images",
     "class_order",
     "folder_images",
