@@ -77,7 +77,7 @@ class CsvRows:
             if not source.is_file():
                 raise DataError(self.name, "no such file")
             check_file_size(self.name, source.stat().st_size, self.limits)
-            return open(source, encoding="utf-8-sig", newline="")  # noqa: SIM115 (closed by close())
+            return open(source, encoding="utf-8-sig", newline="")  # closed by close()
         return io.TextIOWrapper(source, encoding="utf-8-sig", newline="")
 
     def close(self) -> None:
@@ -97,7 +97,7 @@ class CsvRows:
         cap = self.limits.max_line_chars
         while True:
             try:
-                line = self._stream.readline(cap + 1)
+                line = self._stream.readline(cap + 2)  # room for "\r\n" after a full line
             except UnicodeDecodeError:
                 raise DataError(self.name, f"is not UTF-8 text (near row {self.line + 1})") from None
             if not line:
