@@ -1,46 +1,29 @@
-"""The adaptation form: parses what people type or upload into plain lists.
+"""The adaptation form: turns what people type or upload into plain lists.
 
 A custom task is typed as lines of numbers ("x, y": the model's inputs then the
 target), uploaded as a CSV file of the same columns, or, for image models, uploaded
 as a zip of ``class/image.png`` or as several files named ``class_anything.png``.
-Errors name the line or the file. The rules on the result (shapes, labels, shots,
+Reading them is :mod:`apps.registry.adapt_uploads`'s job (the engine's one reader);
+errors name the row or the file. The rules on the result (shapes, labels, shots,
 the model's fit to its task set) live in ``adaptation_start``, whose errors come
 back on these fields through :meth:`AdaptForm.add_service_errors`.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import re
-import zipfile
-from pathlib import PurePosixPath
 from typing import Any
 
-import numpy as np
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 
 from apps.experiments.models import Queue
+from apps.registry.adapt_uploads import parse_images, parse_rows
 from apps.registry.models import AdaptationTarget
 from apps.registry.selectors.adaptations import ADAPT_TEST_TASKS, ModelFacts
-from apps.registry.services.adaptations import (
-    DEFAULT_ADAPT_STEPS,
-    MAX_ADAPT_SHOTS,
-    MAX_ADAPT_STEPS,
-    MAX_SET_EXAMPLES,
-)
-
-#: Largest CSV file accepted for a support or query set.
-MAX_CSV_BYTES = 2 * 1024 * 1024
-#: Largest zip of images, and most images in one set.
-MAX_ZIP_BYTES = 20 * 1024 * 1024
-MAX_IMAGES = 600
-MAX_IMAGE_BYTES = 2 * 1024 * 1024
-#: Largest image accepted (as the task sets' image folders).
-MAX_IMAGE_PIXELS = 256 * 256
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
+from apps.registry.services.adaptations import DEFAULT_ADAPT_STEPS, MAX_ADAPT_SHOTS, MAX_ADAPT_STEPS
 
 _SPLIT = re.compile(r"\s*[,;\t]\s*|\s+")
 
@@ -63,7 +46,7 @@ class MultipleFileField(forms.FileField):
         return [single(data, initial)] if data else []
 
 
-# -- typed points and CSV files ---------------------------------------------------------
+# -- description values ---------------------------------------------------------------
 
 
 def _number(text: str, where: str) -> float:
@@ -75,217 +58,6 @@ def _number(text: str, where: str) -> float:
     if not math.isfinite(value):
         raise ValidationError(f"{where}: '{token[:20]}' is not a finite number (no NaN or inf).")
     return value
-
-
-def _class_order(names: set[str]) -> list[str]:
-    """Class names in label order: numerically when they are all whole numbers."""
-    if all(re.fullmatch(r"-?\d+", n) for n in names):
-        return sorted(names, key=int)
-    return sorted(names)
-
-
-def parse_rows(
-    text: str, *, facts: ModelFacts, classes: list[str] | None = None, source: str = "line"
-) -> dict[str, Any]:
-    """Rows of ``inputs..., target`` -> ``{"x": [[...]], "y": [...]}`` (classification:
-    ``y`` holds labels, ``classes`` the class names in label order). A first line that
-    is not numeric is taken for a header. ``classes`` given (a query set): labels must
-    be among them."""
-    n_inputs = facts.input_size
-    columns = n_inputs + 1
-    what = "x, y" if n_inputs == 1 else f"{n_inputs} inputs and a target"
-    xs: list[list[float]] = []
-    raw_labels: list[tuple[str, str]] = []
-    ys: list[float] = []
-    first = True
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        where = f"{source} {number}"
-        values = [v for v in _SPLIT.split(stripped) if v != ""]
-        if first:
-            first = False
-            try:
-                [float(v.strip("\"'")) for v in values[:n_inputs]]
-            except ValueError:
-                continue  # a header row
-        if len(values) != columns:
-            raise ValidationError(f"{where}: expected {columns} values ({what}), found {len(values)}.")
-        xs.append([_number(v, where) for v in values[:n_inputs]])
-        if facts.classification:
-            raw_labels.append((values[-1].strip().strip("\"'"), where))
-        else:
-            ys.append(_number(values[-1], where))
-        if len(xs) > MAX_SET_EXAMPLES:
-            raise ValidationError(f"Give at most {MAX_SET_EXAMPLES} rows.")
-    if not xs:
-        raise ValidationError("Give at least 1 point (one line per point).")
-    result: dict[str, Any] = {"x": xs}
-    if not facts.classification:
-        result["y"] = ys
-        return result
-    if classes is None:
-        classes = _class_order({label for label, _ in raw_labels})
-        _check_class_count(classes, facts)
-    index = {name: i for i, name in enumerate(classes)}
-    labels = []
-    for label, where in raw_labels:
-        if label not in index:
-            raise ValidationError(f"{where}: class '{label[:40]}' is not one of the support set's classes.")
-        labels.append(index[label])
-    result["y"] = labels
-    result["classes"] = classes
-    return result
-
-
-def _check_class_count(classes: list[str], facts: ModelFacts) -> None:
-    if len(classes) != facts.ways:
-        shown = ", ".join(c[:20] for c in classes[:8]) + (", ..." if len(classes) > 8 else "")
-        raise ValidationError(
-            f"Found {len(classes)} classes ({shown}); this model tells {facts.ways} classes apart, "
-            f"so give images of exactly {facts.ways} classes, at least 1 each."
-        )
-
-
-def read_text_upload(upload: UploadedFile) -> str:
-    if upload.size and upload.size > MAX_CSV_BYTES:
-        raise ValidationError(f"{upload.name} is larger than {MAX_CSV_BYTES // (1024 * 1024)} MB.")
-    data = upload.read(MAX_CSV_BYTES + 1)
-    if len(data) > MAX_CSV_BYTES:
-        raise ValidationError(f"{upload.name} is larger than {MAX_CSV_BYTES // (1024 * 1024)} MB.")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValidationError(f"{upload.name} is not a UTF-8 text (CSV) file.") from None
-
-
-# -- images ------------------------------------------------------------------------------
-
-
-def _decode_image(name: str, data: bytes) -> list[list[float]]:
-    """A grey image as rows of values in [0, 1]."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise ValidationError(f"{name}: the file is empty.")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise ValidationError(f"{name} is {image.width}x{image.height} pixels; the limit is 256x256.")
-            pixels = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        raise ValidationError(f"{name} is not a readable image.") from None
-    return pixels.tolist()
-
-
-def _zip_entries(upload: UploadedFile) -> list[tuple[str, str, bytes]]:
-    """``(class, name, bytes)`` of each image in a zip laid out as ``class/image.png``
-    (one folder around the classes is allowed)."""
-    if upload.size and upload.size > MAX_ZIP_BYTES:
-        raise ValidationError(f"{upload.name} is larger than {MAX_ZIP_BYTES // (1024 * 1024)} MB.")
-    try:
-        archive = zipfile.ZipFile(upload)
-    except (zipfile.BadZipFile, OSError):
-        raise ValidationError(f"{upload.name} is not a readable zip file.") from None
-    found: list[tuple[list[str], str, bytes]] = []
-    with archive:
-        for info in archive.infolist():
-            if info.is_dir():
-                continue
-            parts = [p for p in PurePosixPath(info.filename.replace("\\", "/")).parts if p not in ("", ".")]
-            if ".." in parts or info.filename.startswith("/"):
-                raise ValidationError(f"{info.filename}: paths must stay inside the zip.")
-            if not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
-                continue
-            if len(found) >= MAX_IMAGES:
-                raise ValidationError(f"{upload.name} holds more than {MAX_IMAGES} files.")
-            if info.file_size > MAX_IMAGE_BYTES:
-                raise ValidationError(f"{info.filename} is larger than 2 MB.")
-            try:
-                data = archive.read(info)
-            except (RuntimeError, zipfile.BadZipFile, NotImplementedError, OSError):
-                raise ValidationError(f"{info.filename} cannot be read from the zip.") from None
-            found.append((parts, info.filename, data))
-    if not found:
-        raise ValidationError(f"{upload.name} holds no images; lay them out as class/image.png.")
-    strip = len({parts[0] for parts, _, _ in found}) == 1 and all(len(parts) == 3 for parts, _, _ in found)
-    entries = []
-    for parts, name, data in found:
-        parts = parts[1:] if strip else parts
-        if len(parts) != 2:
-            raise ValidationError(
-                f"{name}: put each image in a folder named after its class (class/image.png)."
-            )
-        if PurePosixPath(name).suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValidationError(f"{name} is not an image ({', '.join(sorted(IMAGE_SUFFIXES))}).")
-        entries.append((parts[0], name, data))
-    return entries
-
-
-def _file_entries(uploads: list[UploadedFile]) -> list[tuple[str, str, bytes]]:
-    """``(class, name, bytes)`` of separately uploaded images named ``class_anything.png``."""
-    if len(uploads) > MAX_IMAGES:
-        raise ValidationError(f"Give at most {MAX_IMAGES} images.")
-    entries = []
-    for upload in uploads:
-        name = PurePosixPath(upload.name or "image").name
-        path = PurePosixPath(name)
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValidationError(f"{name} is not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or a zip.")
-        if "_" not in path.stem or not path.stem.split("_", 1)[0]:
-            raise ValidationError(f"{name}: name each image after its class, as class_anything.png.")
-        if upload.size and upload.size > MAX_IMAGE_BYTES:
-            raise ValidationError(f"{name} is larger than 2 MB.")
-        entries.append((path.stem.split("_", 1)[0], name, upload.read(MAX_IMAGE_BYTES + 1)))
-    return entries
-
-
-def parse_images(
-    uploads: list[UploadedFile], *, facts: ModelFacts, classes: list[str] | None = None
-) -> dict[str, Any]:
-    """Images per class -> ``{"x": [[flat pixels]], "y": [labels], "classes": [...],
-    "names": [...]}``. All images must share one size, the model's."""
-    shape = facts.image_shape
-    assert shape is not None
-    if len(uploads) == 1 and PurePosixPath(uploads[0].name or "").suffix.lower() == ".zip":
-        entries = _zip_entries(uploads[0])
-    elif any(PurePosixPath(u.name or "").suffix.lower() == ".zip" for u in uploads):
-        raise ValidationError("Upload one zip file, or several image files, not both.")
-    else:
-        entries = _file_entries(uploads)
-    if not entries:
-        raise ValidationError("Give at least 1 image for each class.")
-    height, width = shape
-    first: tuple[str, int, int] | None = None
-    pixels: list[list[float]] = []
-    names: list[str] = []
-    class_of: list[str] = []
-    for cls, name, data in sorted(entries, key=lambda e: (e[0], e[1])):
-        image = _decode_image(name, data)
-        h, w = len(image), len(image[0]) if image else 0
-        if first is None:
-            first = (name, h, w)
-        elif (h, w) != first[1:]:
-            raise ValidationError(
-                f"{name} is {w}x{h} pixels but {first[0]} is {first[2]}x{first[1]}; "
-                "all images must share one size."
-            )
-        if (h, w) != (height, width):
-            raise ValidationError(f"{name} is {w}x{h} pixels; this model takes {width}x{height} images.")
-        pixels.append([v for row in image for v in row])
-        names.append(name[:200])
-        class_of.append(cls)
-    if classes is None:
-        classes = _class_order(set(class_of))
-        _check_class_count(classes, facts)
-    index = {c: i for i, c in enumerate(classes)}
-    labels = []
-    for cls, name in zip(class_of, names, strict=True):
-        if cls not in index:
-            raise ValidationError(f"{name}: class '{cls[:40]}' is not one of the support set's classes.")
-        labels.append(index[cls])
-    return {"x": pixels, "y": labels, "classes": classes, "names": names}
 
 
 # -- the form ------------------------------------------------------------------------------
@@ -463,7 +235,7 @@ class AdaptForm(forms.Form):
             return None
         try:
             if upload:
-                return parse_rows(read_text_upload(upload), facts=facts, classes=classes, source="line")
+                return parse_rows(upload, facts=facts, classes=classes)
             return parse_rows(text, facts=facts, classes=classes)
         except ValidationError as exc:
             self.add_error(field, exc)

@@ -38,6 +38,7 @@ from apps.teams.services import ensure_role
 from workers.metalearn.config import ConfigError
 from workers.metalearn.families import FAMILY_PARAMS, inspect_table, parse_family_params
 from workers.metalearn.types import DataError
+from workers.metalearn.uploads import DEFAULT_LIMITS, UploadLimits
 
 logger = logging.getLogger(__name__)
 
@@ -187,15 +188,23 @@ def _checked_stored(*, version: TaskSetVersion, params: BaseModel) -> Iterator[C
         )
 
 
+def upload_limits() -> UploadLimits:
+    """The engine's upload caps, the file size lowered to ``TASKSET_UPLOAD_MAX_BYTES``."""
+    return DEFAULT_LIMITS.tightened(max_file_bytes=settings.TASKSET_UPLOAD_MAX_BYTES)
+
+
 def _inspect(*, path: Path, params: BaseModel) -> dict[str, Any]:
     """Ask the engine whether the file fits the family; its message goes on the field."""
     try:
-        summary = inspect_table(path, params)
+        summary = inspect_table(path, params, limits=upload_limits())
     except DataError as error:
         # The field names the row, column, zip entry or class at fault; when it is
-        # just our temporary file's name, the message stands alone.
+        # just our temporary file's name, the message is about "the file".
         field = str(error.field or "").strip()
-        text = error.message if field in {"", path.name, "data", "data_file"} else f"{field}: {error.message}"
+        text = f"{field}: {error.message}"
+        if field in {"", path.name, "data", "data_file"}:
+            text = error.message if error.message.startswith("the file") else f"the file {error.message}"
+            text = text[:1].upper() + text[1:]
         raise ValidationError({"data_file": text}) from None
     except ConfigError as error:
         raise ValidationError(

@@ -198,29 +198,29 @@ BAD_POSTS = [
     (
         {"target": "custom", "support_text": "1, 2\n3, 4, 5"},
         "support_text",
-        "line 2: expected 2 values (x, y), found 3.",
+        "row 2: has 3 values; expected 2 (1 input, then the target).",
     ),
     (
         {"target": "custom", "support_text": "1, 2\n3, nan"},
         "support_text",
-        "line 2: &#x27;nan&#x27; is not a finite number",
+        "row 2, column 2: NaN values are not allowed.",
     ),
     (
         {"target": "custom", "support_text": "1, 2\n3, inf"},
         "support_text",
-        "line 2: &#x27;inf&#x27; is not a finite number",
+        "row 2, column 2: infinite values are not allowed.",
     ),
     (
         {"target": "custom", "support_text": "1, 2\nabc, 4"},
         "support_text",
-        "line 2: &#x27;abc&#x27; is not a number.",
+        "row 2, column 1: &#x27;abc&#x27; is not a number.",
     ),
     ({"target": "custom", "support_text": ""}, "support_text", "Give at least 1 point"),
-    ({"target": "custom", "support_text": "x, y\n"}, "support_text", "Give at least 1 point"),
+    ({"target": "custom", "support_text": "x, y\n"}, "support_text", "Holds no examples; give at least 1"),
     (
         {"target": "custom", "support_text": "1, 2", "query_text": "1, 2\n2"},
         "query_text",
-        "line 2: expected 2 values",
+        "row 2: has 1 value; expected 2",
     ),
     ({"task_index": "600"}, "task_index", "less than or equal to 599"),
     ({"task_index": ""}, "task_index", "Pick a meta-test task."),
@@ -256,7 +256,7 @@ def test_csv_errors_name_the_line(client, world, sent):
     response = client.post(
         adapt_url(world["meta_model"]), form_data(target="custom", support_file=csv), **HTMX
     )
-    assert "line 3: &#x27;inf&#x27; is not a finite number" in response.content.decode()
+    assert "row 3, column &#x27;y&#x27;: infinite values are not allowed." in response.content.decode()
     both = SimpleUploadedFile("s.csv", b"1,2\n", content_type="text/csv")
     response = client.post(
         adapt_url(world["meta_model"]),
@@ -268,7 +268,7 @@ def test_csv_errors_name_the_line(client, world, sent):
     response = client.post(
         adapt_url(world["meta_model"]), form_data(target="custom", support_file=binary), **HTMX
     )
-    assert "is not a UTF-8 text (CSV) file" in response.content.decode()
+    assert "s.csv: is not UTF-8 text" in response.content.decode()
     assert adapt_runs() == 1 and sent == []
 
 
@@ -395,21 +395,24 @@ def test_images_as_several_files(client, digits_model, sent):
     [
         (
             {"a/1.png": png(), "b/1.png": png(7, 7), "c/1.png": png()},
-            "b/1.png is 7x7 pixels but a/1.png is 8x8; all images must share one size.",
+            "b/1.png: is 7x7 pixels but a/1.png is 8x8; all images must share one size.",
         ),
         (
             {"a/1.png": png(28, 28), "b/1.png": png(28, 28), "c/1.png": png(28, 28)},
-            "a/1.png is 28x28 pixels; this model takes 8x8 images.",
+            "a/1.png: is 28x28 pixels; this model takes 8x8 images.",
         ),
         ({"a/1.png": png(), "b/1.png": png()}, "Found 2 classes (a, b); this model tells 3 classes apart"),
         ({"a/1.png": png(), "b/1.png": png(), "c/1.png": png(), "d/1.png": png()}, "Found 4 classes"),
-        ({"a/1.png": png(), "b/1.png": b"not a png", "c/1.png": png()}, "b/1.png is not a readable image."),
-        ({"a/1.png": png(), "b/1.txt": b"hi", "c/1.png": png()}, "b/1.txt is not an image"),
+        ({"a/1.png": png(), "b/1.png": b"not a png", "c/1.png": png()}, "b/1.png: is not a readable image."),
+        ({"a/1.png": png(), "b/1.txt": b"hi", "c/1.png": png()}, "b/1.txt: is not an image"),
         (
             {"1.png": png(), "b/1.png": png(), "c/1.png": png()},
-            "1.png: put each image in a folder named after its class",
+            "1.png: images must sit directly in a folder named after their class",
         ),
-        ({"../a/1.png": png(), "b/1.png": png(), "c/1.png": png()}, "paths must stay inside the zip"),
+        (
+            {"../a/1.png": png(), "b/1.png": png(), "c/1.png": png()},
+            "../a/1.png: entries must stay inside the zip (no '..', no leading '/')",
+        ),
     ],
 )
 def test_bad_images_are_errors_naming_the_file(client, digits_model, sent, support, message):
@@ -702,19 +705,19 @@ def facts_for(**changes):
 def test_parse_rows_with_several_inputs_and_a_header():
     from django.core.exceptions import ValidationError
 
-    from apps.registry.forms_adapt import parse_rows
+    from apps.registry.adapt_uploads import parse_rows
 
     parsed = parse_rows("a,b,target\n1,2,3\n4\t5\t6\n", facts=facts_for())
     assert parsed == {"x": [[1.0, 2.0], [4.0, 5.0]], "y": [3.0, 6.0]}
     with pytest.raises(ValidationError) as info:
         parse_rows("1,2,3\n4,5\n", facts=facts_for())
-    assert "line 2: expected 3 values (2 inputs and a target), found 2." in str(info.value)
+    assert "row 2: has 2 values; expected 3 (2 inputs, then the target)." in str(info.value)
 
 
 def test_parse_rows_maps_class_labels_in_order():
     from django.core.exceptions import ValidationError
 
-    from apps.registry.forms_adapt import parse_rows
+    from apps.registry.adapt_uploads import parse_rows
 
     facts = facts_for(kind="classification", ways=3)
     parsed = parse_rows("1,2,10\n3,4,2\n5,6,7\n7,8,2\n", facts=facts)
@@ -725,7 +728,7 @@ def test_parse_rows_maps_class_labels_in_order():
     assert query["y"] == [2]
     with pytest.raises(ValidationError) as info:
         parse_rows("1,1,emu\n", facts=facts, classes=named["classes"])
-    assert "line 1: class 'emu' is not one of the support set's classes." in info.value.messages[0]
+    assert "row 1: class 'emu' is not one of the support set's classes." in info.value.messages[0]
     with pytest.raises(ValidationError) as info:
         parse_rows("1,2,cat\n3,4,dog\n", facts=facts)
     assert "Found 2 classes (cat, dog); this model tells 3 classes apart" in info.value.messages[0]

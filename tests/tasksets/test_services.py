@@ -204,8 +204,8 @@ def test_table_zip_of_images_is_accepted(team_roles):
             "data.zip",
             "c/0.png: is 10x10 pixels but a/0.png is 8x8; all images must share one size",
         ),
-        (b"not a zip", "data.zip", "is not a valid zip file"),
-        (b"\xff\xfe\x00\x01", "data.csv", "is not UTF-8 text (byte 0)"),
+        (b"not a zip", "data.zip", "The file is not a valid zip file"),
+        (b"\xff\xfe\x00\x01", "data.csv", "The file is not UTF-8 text (near row 1)"),
     ],
 )
 def test_bad_uploads_are_refused_on_the_file_field(team_roles, content, name, message):

@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from apps.experiments.models import Metric, Run, RunStatus
 from apps.experiments.services import run_cancel, run_claim, run_requeue_stale
 from apps.registry import storage
-from apps.registry.forms_adapt import parse_images
+from apps.registry.adapt_uploads import parse_images
 from apps.registry.models import AdaptedModel
 from apps.registry.selectors import adapted_model_arrays, meta_model_facts
 from apps.registry.services import adaptation_start

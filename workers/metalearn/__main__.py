@@ -29,6 +29,7 @@ import numpy as np
 
 from workers.metalearn.config import ConfigError, TrainConfig, parse_config
 from workers.metalearn.types import SPLITS, CheckpointError, DataError, DivergenceError
+from workers.metalearn.uploads import check_class_count, class_order, label_indices, read_points
 
 EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -120,72 +121,34 @@ def _read_json(path: str) -> Any:
         raise CliError(f"{path}: not valid JSON ({exc})") from None
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def read_table(
-    path: str, input_size: int, *, need_target: bool, field: str
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Inputs ``[N, input_size]`` and targets ``[N]`` (or None) from a CSV file.
-
-    With a header row, the column ``y`` (or ``label``/``target``) holds the target
-    and the others the inputs, in order; without one, the last column is the target
-    when there are ``input_size + 1`` columns.
-    """
+    path: str, info: Any, *, need_target: bool, field: str, classes: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """Inputs ``[N, input_size]``, targets ``[N]`` (or None) and, when classifying,
+    the class names in label order, from a CSV file read by the rule of
+    :mod:`workers.metalearn.uploads.points` (a header column ``y``, ``label`` or
+    ``target`` wherever it is, else the last column). ``classes`` given (a query
+    set): its labels must be among them."""
+    file = Path(path)
+    if not file.is_file():
+        raise CliError(f"{path}: no such file")
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = [row for row in csv.reader(fh) if row and any(cell.strip() for cell in row)]
-    except FileNotFoundError:
-        raise CliError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"{path}: cannot read ({exc})") from None
-    if not rows:
-        raise DataError(field, f"{path} holds no rows")
-    header: list[str] | None = None
-    if not all(_is_number(cell) for cell in rows[0]):
-        header = [cell.strip().lower() for cell in rows[0]]
-        rows = rows[1:]
-        if not rows:
-            raise DataError(field, f"{path} holds a header but no data")
-    width = len(header) if header is not None else len(rows[0])
-    target: int | None = None
-    if header is not None:
-        for name in ("y", "label", "target"):
-            if name in header:
-                target = header.index(name)
-                break
-    elif width == input_size + 1:
-        target = width - 1
-    n_inputs = width - (target is not None)
-    if n_inputs != input_size:
-        raise DataError(
-            field, f"{path}: expected {input_size} input column(s) plus a target, found {width} columns"
+        points = read_points(
+            file,
+            input_size=math.prod(info.input_shape),
+            classification=info.classification,
+            need_target=need_target,
+            name=file.name,
         )
-    if need_target and target is None:
-        raise DataError(field, f"{path}: needs a target column ('y' or 'label', or a last extra column)")
-    values = np.empty((len(rows), width), dtype=np.float64)
-    first_row = 2 if header is not None else 1
-    for i, row in enumerate(rows):
-        if len(row) != width:
-            raise DataError(f"{field}: row {i + first_row}", f"has {len(row)} columns, expected {width}")
-        for j, cell in enumerate(row):
-            try:
-                values[i, j] = float(cell)
-            except ValueError:
-                column = header[j] if header is not None else str(j + 1)
-                raise DataError(
-                    f"{field}: row {i + first_row}, column {column!r}", f"{cell!r} is not a number"
-                ) from None
-            if not math.isfinite(values[i, j]):
-                column = header[j] if header is not None else str(j + 1)
-                raise DataError(f"{field}: row {i + first_row}, column {column!r}", "must be finite")
-    inputs = np.delete(values, target, axis=1) if target is not None else values
-    return inputs, (values[:, target] if target is not None else None)
+        if points.labels is None:
+            return points.x, points.y, classes
+        if classes is None:
+            classes = class_order(points.labels)
+            check_class_count(classes, info.ways)
+        labels = np.asarray(label_indices(points.labels, classes, points.where), dtype=np.int64)
+    except DataError as error:
+        raise DataError(f"{field}: {error.field}", error.message) from None
+    return points.x, labels, classes
 
 
 # ----- commands ------------------------------------------------------------------------------
@@ -275,11 +238,10 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
     ckpt = load_checkpoint(args.checkpoint)
     info = ckpt.family_info
-    size = math.prod(info.input_shape)
-    xs, ys = read_table(args.support, size, need_target=True, field="support")
+    xs, ys, classes = read_table(args.support, info, need_target=True, field="support")
     query: Any = None
     if args.query:
-        xq, yq = read_table(args.query, size, need_target=False, field="query")
+        xq, yq, _ = read_table(args.query, info, need_target=False, field="query", classes=classes)
         query = (xq, yq)
     desc = None
     if args.desc is not None:
@@ -302,10 +264,12 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             if info.classification:
+                assert classes is not None
                 ways = result.predictions.shape[1]
                 writer.writerow(["label", "label_before", *[f"logit_{k}" for k in range(ways)]])
                 for after, before in zip(result.predictions, result.predictions_before, strict=True):
-                    writer.writerow([int(after.argmax()), int(before.argmax()), *[f"{v:.6g}" for v in after]])
+                    named = [classes[int(after.argmax())], classes[int(before.argmax())]]
+                    writer.writerow([*named, *[f"{v:.6g}" for v in after]])
             else:
                 writer.writerow(["y", "y_before"])
                 for after, before in zip(result.predictions, result.predictions_before, strict=True):
@@ -354,8 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ad = sub.add_parser("adapt", help="adapt to one new task given as CSV")
     ad.add_argument("--checkpoint", required=True, help="run folder or step-NNNNNN folder")
-    ad.add_argument("--support", required=True, help="CSV: input columns and a target column 'y' or 'label'")
-    ad.add_argument("--query", help="CSV: input columns, optionally a target column")
+    ad.add_argument(
+        "--support",
+        required=True,
+        help="CSV: the input columns, then the target (or a header naming it y, label or target)",
+    )
+    ad.add_argument("--query", help="CSV: the same columns; the target may be left out")
     ad.add_argument("--desc", help="task description, comma-separated (models conditioned on it)")
     ad.add_argument("--steps", type=int, help="inner steps (default: the run's)")
     ad.add_argument("--lr", type=float, help="inner learning rate (default: the run's)")

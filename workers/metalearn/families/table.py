@@ -7,8 +7,8 @@ Two layouts:
   task; classification tasks are N-way K-shot episodes over one task's target
   labels. Tasks (not rows) are split into train/val/test by a fixed permutation of
   the sorted task ids.
-* **Images**: a folder, or a ``.zip`` read in memory, laid out ``class/image.png``
-  (one optional top folder around it is allowed). Images are converted to
+* **Images**: a folder or a ``.zip``, laid out ``class/image.png`` (one optional
+  top folder around it is allowed). Images are converted to
   grayscale, scaled to [0, 1] and must share one size. Classes are split
   disjointly into train/val/test; episodes are N-way K-shot.
 
@@ -16,16 +16,18 @@ Every problem raises :class:`~workers.metalearn.types.DataError` naming the file
 row, column, task or class at fault. Rows are numbered as in a spreadsheet: the
 header is row 1, the first example row 2. :func:`inspect_table` validates a file
 and summarises it, for the web to check an upload before saving it.
+
+Both layouts are read by :mod:`workers.metalearn.uploads` (the one CSV reader and
+the one image reader), within its :class:`UploadLimits`: the site's caps, or
+tighter ones passed in, lowered again by ``max_bytes``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import zipfile
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -40,11 +42,16 @@ from workers.metalearn.families._base import (
     episode_labels,
 )
 from workers.metalearn.types import SPLITS, DataError, EpisodeSpec, Split, TaskBatch, TaskKind
+from workers.metalearn.uploads import (
+    DEFAULT_LIMITS,
+    ImageFile,
+    UploadLimits,
+    check_images,
+    folder_images,
+    open_zip,
+    read_table_csv,
+)
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
-#: Largest image accepted, in pixels (e.g. 256x256).
-MAX_IMAGE_PIXELS = 256 * 256
-_IGNORED_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini"})
 _TABLE_SPLIT_SEED = 0x7AB1E001
 
 
@@ -59,7 +66,10 @@ class TableParams(FamilyParams):
         None, description="CSV: input columns; all but the task and target columns when empty."
     )
     max_bytes: int = Field(
-        20_000_000, ge=1, le=2_000_000_000, description="Largest file (or unpacked zip) accepted."
+        20_000_000,
+        ge=1,
+        le=2_000_000_000,
+        description="Largest file (or unpacked zip) accepted; lowers the site's limits, never raises them.",
     )
     val_fraction: float = Field(
         0.2, gt=0, lt=1, description="Share of tasks (CSV) or classes (images) for val."
@@ -85,12 +95,15 @@ class TableData:
     None. ``sources[split]`` lists that split's sampling units: for CSV one per
     user task (``names``: its id), for images a single unit; each unit is a list of
     row-index groups, one per class (classification) or one in all (regression).
-    ``class_names`` parallels the groups.
+    ``class_names`` parallels the groups. ``x`` is None when the data was only
+    inspected (images checked one at a time, never held together).
     """
 
     format: Literal["csv", "images"]
     kind: TaskKind
-    x: np.ndarray
+    rows: int
+    input_shape: tuple[int, ...]
+    x: np.ndarray | None
     y: np.ndarray | None
     sources: dict[str, list[list[np.ndarray]]]
     names: dict[str, list[str]]
@@ -99,8 +112,12 @@ class TableData:
     feature_columns: list[str]
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+def _limits(params: TableParams, limits: UploadLimits | None) -> UploadLimits:
+    """The site's limits (or tighter ones given), lowered by the task set's
+    ``max_bytes``, which can never raise them."""
+    return (limits or DEFAULT_LIMITS).tightened(
+        max_file_bytes=params.max_bytes, max_unpacked_bytes=params.max_bytes
+    )
 
 
 def _split_names(names: list[str], params: TableParams, what: str, field: str) -> dict[str, list[str]]:
@@ -125,246 +142,101 @@ def _split_names(names: list[str], params: TableParams, what: str, field: str) -
 # -- CSV -------------------------------------------------------------------------------------
 
 
-def _read_text(path: Path, params: TableParams) -> str:
-    if not path.is_file():
-        raise DataError(path.name, "no such file")
-    size = path.stat().st_size
-    if size == 0:
-        raise DataError(path.name, "the file is empty")
-    if size > params.max_bytes:
-        raise DataError(path.name, f"the file is {_mb(size)}; the limit is {_mb(params.max_bytes)}")
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(path.name, f"is not UTF-8 text (byte {exc.start})") from None
-
-
-def _numbers(cells: list[list[str]], row_numbers: list[int], columns: list[str]) -> np.ndarray:
-    """Parse a ``[rows, columns]`` grid of strings into float32, or name the first bad
-    cell (``row_numbers`` are the rows' numbers in the file)."""
-    grid = np.array(cells, dtype=str).reshape(len(cells), len(columns))
-    try:
-        values = grid.astype(np.float64)
-    except ValueError:
-        for r, row in enumerate(cells):
-            for c, cell in enumerate(row):
-                try:
-                    float(cell)
-                except ValueError:
-                    where = f"row {row_numbers[r]}, column '{columns[c]}'"
-                    if not cell.strip():
-                        raise DataError(where, "the value is missing") from None
-                    raise DataError(where, f"{cell.strip()[:40]!r} is not a number") from None
-        raise
-    bad = np.argwhere(~np.isfinite(values))
-    if len(bad):
-        r, c = bad[0]
-        what = "NaN" if np.isnan(values[r, c]) else "infinite"
-        raise DataError(f"row {row_numbers[r]}, column '{columns[c]}'", f"{what} values are not allowed")
-    return values.astype(np.float32)
-
-
-def load_csv(path: Path, params: TableParams) -> TableData:
-    text = _read_text(path, params)
-    rows = csv.reader(io.StringIO(text, newline=""))
-    header = [name.strip() for name in next(rows, [])]
-    if not any(header):
-        raise DataError(path.name, "the file is empty")
-    seen: set[str] = set()
-    for name in header:
-        if name in seen:
-            raise DataError(f"column '{name}'", "appears twice in the header")
-        seen.add(name)
-    wanted = [params.task_column, params.target_column, *(params.feature_columns or ())]
-    for name in wanted:
-        if name not in seen:
-            raise DataError(
-                f"column '{name}'", f"no such column; the file has {', '.join(map(repr, header))}"
-            )
-    features = list(params.feature_columns or (h for h in header if h not in wanted[:2]))
-    if not features:
-        raise DataError(
-            "feature_columns", "no feature columns: the file has only the task and target columns"
-        )
-    for name in features:
-        if name in (params.task_column, params.target_column):
-            raise DataError(f"column '{name}'", "cannot be a feature and the task or target column at once")
-
-    index = {name: i for i, name in enumerate(header)}
-    feature_at = [index[name] for name in features]
-    task_at, target_at = index[params.task_column], index[params.target_column]
-    tasks, targets, cells, row_numbers = [], [], [], []
-    number = 1
-    try:
-        for number, row in enumerate(rows, start=2):
-            if not row or not any(cell.strip() for cell in row):
-                continue  # a blank line
-            if len(row) != len(header):
-                raise DataError(
-                    f"row {number}", f"has {len(row)} values; the header has {len(header)} columns"
-                )
-            task = row[task_at].strip()
-            if not task:
-                raise DataError(f"row {number}, column '{params.task_column}'", "the task id is missing")
-            target = row[target_at].strip()
-            if not target:
-                raise DataError(f"row {number}, column '{params.target_column}'", "the value is missing")
-            tasks.append(task)
-            targets.append(target)
-            cells.append([row[i] for i in feature_at])
-            row_numbers.append(number)
-    except csv.Error as exc:
-        raise DataError(f"row {number + 1}", f"is not valid CSV ({exc})") from None
-    if not cells:
-        raise DataError(path.name, "the file has a header but no rows")
-
-    x = _numbers(cells, row_numbers, features)
-    y = None
-    if params.kind == "regression":
-        y = _numbers([[t] for t in targets], row_numbers, [params.target_column])[:, 0]
-
-    task_rows: dict[str, list[int]] = {}
-    for i, task in enumerate(tasks):
-        task_rows.setdefault(task, []).append(i)
-    split_tasks = _split_names(list(task_rows), params, "tasks", f"column '{params.task_column}'")
+def _csv_sources(
+    tasks: np.ndarray,
+    targets: np.ndarray | None,
+    target_names: list[str],
+    split_tasks: dict[str, list[str]],
+    task_code: dict[str, int],
+) -> tuple[dict[str, list[list[np.ndarray]]], dict[str, list[list[str]]]]:
+    """Each split's units: per task, its rows (regression) or its rows per label."""
+    order = np.argsort(tasks, kind="stable")
+    groups = np.split(order, np.cumsum(np.bincount(tasks, minlength=len(task_code)))[:-1])
     sources: dict[str, list[list[np.ndarray]]] = {}
     class_names: dict[str, list[list[str]]] = {}
     for split, names in split_tasks.items():
         sources[split], class_names[split] = [], []
         for task in names:
-            members = np.asarray(task_rows[task], dtype=np.int64)
-            if params.kind == "regression":
+            members = groups[task_code[task]]
+            if targets is None:
                 sources[split].append([members])
                 class_names[split].append([])
                 continue
-            labels = sorted({targets[i] for i in members})
-            sources[split].append([members[[targets[i] == label for i in members]] for label in labels])
-            class_names[split].append(labels)
+            codes = targets[members]
+            labels = sorted((target_names[c], c) for c in set(codes.tolist()))
+            sources[split].append([members[codes == c] for _, c in labels])
+            class_names[split].append([name for name, _ in labels])
+    return sources, class_names
+
+
+def load_csv(path: Path, params: TableParams, limits: UploadLimits | None = None) -> TableData:
+    columns = read_table_csv(
+        path,
+        task_column=params.task_column,
+        target_column=params.target_column,
+        feature_columns=params.feature_columns,
+        regression=params.kind == "regression",
+        limits=_limits(params, limits),
+    )
+    split_tasks = _split_names(columns.task_names, params, "tasks", f"column '{params.task_column}'")
+    task_code = {name: i for i, name in enumerate(columns.task_names)}
+    sources, class_names = _csv_sources(
+        columns.tasks, columns.targets, columns.target_names, split_tasks, task_code
+    )
     return TableData(
         format="csv",
         kind=params.kind,
-        x=x,
-        y=y,
+        rows=len(columns.x),
+        input_shape=tuple(columns.x.shape[1:]),
+        x=columns.x,
+        y=columns.y,
         sources=sources,
         names=split_tasks,
         class_names=class_names,
-        columns=header,
-        feature_columns=features,
+        columns=columns.header,
+        feature_columns=columns.features,
     )
 
 
 # -- images ----------------------------------------------------------------------------------
 
 
-def _hidden(parts: tuple[str, ...]) -> bool:
-    return any(part.startswith(".") or part in _IGNORED_NAMES for part in parts)
-
-
-def _image_entries(path: Path, params: TableParams) -> list[tuple[str, str, bytes]]:
-    """(class, display name, bytes) of every image under ``path`` (folder or zip), sorted."""
-    found: list[tuple[tuple[str, ...], bytes]] = []
+@contextlib.contextmanager
+def _image_files(path: Path, limits: UploadLimits) -> Iterator[list[ImageFile]]:
     if path.is_dir():
-        total = 0
-        for file in sorted(path.rglob("*")):
-            parts = file.relative_to(path).parts
-            if file.is_symlink() or not file.is_file() or _hidden(parts):
-                continue
-            total += file.stat().st_size
-            if total > params.max_bytes:
-                raise DataError(path.name, f"the folder holds over {_mb(params.max_bytes)}, the limit")
-            found.append((parts, file.read_bytes()))
-    else:
-        if not path.is_file():
-            raise DataError(path.name, "no such file or folder")
-        size = path.stat().st_size
-        if size == 0:
-            raise DataError(path.name, "the file is empty")
-        if size > params.max_bytes:
-            raise DataError(path.name, f"the file is {_mb(size)}; the limit is {_mb(params.max_bytes)}")
-        try:
-            archive = zipfile.ZipFile(io.BytesIO(path.read_bytes()))
-        except zipfile.BadZipFile:
-            raise DataError(path.name, "is not a valid zip file") from None
-        with archive:
-            infos = [i for i in archive.infolist() if not i.is_dir()]
-            unpacked = sum(i.file_size for i in infos)
-            if unpacked > params.max_bytes:
-                raise DataError(
-                    path.name, f"unpacks to {_mb(unpacked)}; the limit is {_mb(params.max_bytes)}"
-                )
-            for info in sorted(infos, key=lambda i: i.filename):
-                # Names are only labels here: never joined to a path on disk.
-                parts = tuple(
-                    p for p in PurePosixPath(info.filename.replace("\\", "/")).parts if p not in ("", "/")
-                )
-                if ".." in parts:
-                    raise DataError(info.filename, "has '..' in its path; entries must stay inside the zip")
-                if not parts or _hidden(parts):
-                    continue
-                try:
-                    found.append((parts, archive.read(info)))
-                except (RuntimeError, zipfile.BadZipFile, NotImplementedError, OSError) as exc:
-                    raise DataError(info.filename, f"cannot be read from the zip ({exc})") from None
-    if not found:
-        raise DataError(path.name, "holds no images; lay them out as class/image.png")
-    # Allow one folder around the classes (zipping a folder adds it).
-    strip = len({parts[0] for parts, _ in found}) == 1 and all(len(parts) == 3 for parts, _ in found)
-    entries = []
-    for parts, data in found:
-        name = "/".join(parts)
-        parts = parts[1:] if strip else parts
-        if len(parts) != 2:
-            raise DataError(
-                name, "images must sit directly in a folder named after their class: class/image.png"
-            )
-        if PurePosixPath(name).suffix.lower() not in IMAGE_SUFFIXES:
-            raise DataError(name, f"is not an image ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        entries.append((parts[0], name, data))
-    return entries
+        yield folder_images(path, limits=limits)
+        return
+    with open_zip(path, name=path.name, limits=limits) as files:
+        yield files
 
 
-def _decode(name: str, data: bytes) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise DataError(name, "the file is empty")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise DataError(
-                    name,
-                    f"is {image.width}x{image.height} pixels; the limit is {MAX_IMAGE_PIXELS} (256x256)",
-                )
-            return np.asarray(image.convert("L"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(name, "is not a readable image") from None
-
-
-def load_images(path: Path, params: TableParams) -> TableData:
+def load_images(
+    path: Path, params: TableParams, limits: UploadLimits | None = None, *, keep_pixels: bool = True
+) -> TableData:
+    """Images per class folder, checked by :mod:`workers.metalearn.uploads` (sizes
+    from the headers first), then decoded one at a time into ``x`` (float32 in
+    [0, 1]), or only checked when ``keep_pixels`` is False."""
     if params.kind != "classification":
         raise DataError("kind", "image folders hold classification data; set kind to 'classification'")
-    entries = _image_entries(path, params)
-    pixels, by_class = [], {}
-    first: tuple[str, tuple[int, ...]] | None = None
-    for cls, name, data in entries:
-        image = _decode(name, data)
-        if first is None:
-            first = (name, image.shape)
-        elif image.shape != first[1]:
-            (h, w), (h0, w0) = image.shape, first[1]
-            raise DataError(
-                name, f"is {w}x{h} pixels but {first[0]} is {w0}x{h0}; all images must share one size"
-            )
-        by_class.setdefault(cls, []).append(len(pixels))
-        pixels.append(image)
-    x = (np.stack(pixels)[:, None].astype(np.float32)) / np.float32(255)
+    bounds = _limits(params, limits)
+    with _image_files(path, bounds) as files:
+        images = check_images(files, where=path.name, limits=bounds)
+        shape = (images.height, images.width)
+        x = np.empty((len(files), 1, *shape), dtype=np.float32) if keep_pixels else None
+        by_class: dict[str, list[int]] = {}
+        for i, image in enumerate(images.files):
+            pixels = images.decode(image)
+            if pixels.shape != shape:
+                raise DataError(image.name, "is not a readable image")
+            if x is not None:
+                x[i, 0] = pixels.astype(np.float32) / np.float32(255)
+            by_class.setdefault(image.cls, []).append(i)
     split_classes = _split_names(list(by_class), params, "classes", path.name)
     return TableData(
         format="images",
         kind="classification",
+        rows=len(files),
+        input_shape=(1, *shape),
         x=x,
         y=None,
         sources={
@@ -386,19 +258,35 @@ def _coerce(params: Mapping[str, Any] | TableParams | None) -> TableParams:
     return parse_family_params("table", params)  # type: ignore[return-value]
 
 
-def load_table(path: str | Path, params: Mapping[str, Any] | TableParams | None = None) -> TableData:
-    """Read and validate ``path``: a ``.csv`` file, a ``.zip`` of images or a folder of them."""
+def load_table(
+    path: str | Path,
+    params: Mapping[str, Any] | TableParams | None = None,
+    *,
+    limits: UploadLimits | None = None,
+) -> TableData:
+    """Read and validate ``path``: a ``.csv`` file, a ``.zip`` of images or a folder
+    of them, within ``limits`` (the site's by default) and ``params.max_bytes``."""
     params = _coerce(params)
     path = Path(path)
     if path.is_dir() or path.suffix.lower() == ".zip":
-        return load_images(path, params)
-    return load_csv(path, params)
+        return load_images(path, params, limits)
+    return load_csv(path, params, limits)
 
 
-def inspect_table(path: str | Path, params: Mapping[str, Any] | TableParams | None = None) -> dict[str, Any]:
+def inspect_table(
+    path: str | Path,
+    params: Mapping[str, Any] | TableParams | None = None,
+    *,
+    limits: UploadLimits | None = None,
+) -> dict[str, Any]:
     """Validate an upload and summarise it (JSON-ready), raising :class:`DataError`
-    (bad data) or :class:`~workers.metalearn.config.ConfigError` (bad parameters)."""
-    return _summary(load_table(path, params))
+    (bad data) or :class:`~workers.metalearn.config.ConfigError` (bad parameters).
+    Images are decoded one at a time and not kept."""
+    params = _coerce(params)
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() == ".zip":
+        return _summary(load_images(path, params, limits, keep_pixels=False))
+    return _summary(load_csv(path, params, limits))
 
 
 def _summary(data: TableData) -> dict[str, Any]:
@@ -414,9 +302,9 @@ def _summary(data: TableData) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "format": data.format,
         "kind": data.kind,
-        "rows": int(len(data.x)),
+        "rows": data.rows,
         "classes": len(labels),
-        "input_shape": list(data.x.shape[1:]),
+        "input_shape": list(data.input_shape),
         "splits": splits,
     }
     if data.format == "csv":
@@ -444,7 +332,7 @@ class TableFamily(BaseFamily):
         self.params = params
         self.data = load_table(data_path, params)
         self.kind = self.data.kind
-        self.input_shape = tuple(int(n) for n in self.data.x.shape[1:])
+        self.input_shape = tuple(int(n) for n in self.data.input_shape)
 
     def num_classes(self, split: Split) -> int:
         if self.kind != "classification":
@@ -495,6 +383,7 @@ class TableFamily(BaseFamily):
             query.append(q)
         s_idx, q_idx = np.stack(support), np.stack(query)
         x = self.data.x
+        assert x is not None
         if self.kind == "regression":
             y = self.data.y
             assert y is not None
