@@ -105,7 +105,14 @@ def test_eval_flushes_and_sends_at_once(claimed, django_assert_num_queries):
         ("val_loss", 2),
     }
     assert len(sent) == 2 and sent[-1][1]["val_metric"] == 0.5
-    assert sent[-1][1]["points"] == {"loss": [[2, 2.0]], "val_mse": [[2, 0.5]], "val_loss": [[2, 0.7]]}
+    # Step 1's event went out before its point was stored, so it carried none: points
+    # travel only once stored, and the eval's event carries the whole flush.
+    assert sent[0][1]["points"] == {}
+    assert sent[-1][1]["points"] == {
+        "loss": [[1, 3.0], [2, 2.0]],
+        "val_mse": [[2, 0.5]],
+        "val_loss": [[2, 0.7]],
+    }
 
 
 def test_points_are_stored_before_each_checkpoint_in_one_insert(claimed, django_assert_num_queries):
@@ -235,7 +242,9 @@ def test_progress_reaches_the_redis_channel_layer(claimed):
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(f"run-{run.pk}", channel)
-    reporter = RunReporter(run_id=run.pk, token=claim.token, total_steps=10, executor=InlineExecutor())
+    reporter = RunReporter(
+        run_id=run.pk, token=claim.token, total_steps=10, executor=InlineExecutor(), flush_points=1
+    )  # step 1 is stored at once, so its event carries it
     reporter.on_step(1, {"loss": 0.25})
     message = async_to_sync(layer.receive)(channel)
     assert message["type"] == "run.progress" and message["points"] == {"loss": [[1, 0.25]]}
@@ -275,7 +284,9 @@ def test_embedded_sends_run_on_the_server_loop(claimed, server_loop):
     channel = on_server(layer.new_channel())
     on_server(layer.group_add(f"run-{run.pk}", channel))
 
-    reporter = RunReporter(run_id=run.pk, token=claim.token, total_steps=10, executor=InlineExecutor())
+    reporter = RunReporter(
+        run_id=run.pk, token=claim.token, total_steps=10, executor=InlineExecutor(), flush_points=1
+    )  # step 1 is stored at once, so its event carries it
     reporter.on_step(1, {"loss": 0.5})  # the default sender
     message = on_server(asyncio.wait_for(layer.receive(channel), 2))
     assert message["type"] == "run.progress" and message["points"] == {"loss": [[1, 0.5]]}
