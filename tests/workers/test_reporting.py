@@ -237,18 +237,38 @@ def test_heartbeat_thread_beats_and_notices_lost_ownership():
 
 
 def test_progress_reaches_the_redis_channel_layer(claimed):
-    """The default sender: one persistent loop thread, real channels-redis."""
+    """The default sender: one persistent loop thread, real channels-redis (pub/sub:
+    the receiving channel lives on one loop, as a consumer's does)."""
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+
     run, claim = claimed
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(f"run-{run.pk}", channel)
     reporter = RunReporter(
         run_id=run.pk, token=claim.token, total_steps=10, executor=InlineExecutor(), flush_points=1
     )  # step 1 is stored at once, so its event carries it
-    reporter.on_step(1, {"loss": 0.25})
-    message = async_to_sync(layer.receive)(channel)
+
+    async def listen() -> dict:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(f"run-{run.pk}", channel)
+        try:
+            await sync_to_async(reporter.on_step)(1, {"loss": 0.25})
+            return await asyncio.wait_for(layer.receive(channel), 5)
+        finally:
+            await layer.group_discard(f"run-{run.pk}", channel)
+
+    message = async_to_sync(listen)()
     assert message["type"] == "run.progress" and message["points"] == {"loss": [[1, 0.25]]}
-    async_to_sync(layer.group_discard)(f"run-{run.pk}", channel)
+
+
+def test_real_stack_uses_the_pubsub_layer(settings):
+    """One Redis publish per group message, fanned out per process (see settings)."""
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["socket_timeout"] is None
+    assert isinstance(get_channel_layer(), RedisPubSubChannelLayer)
 
 
 @pytest.fixture
