@@ -87,6 +87,35 @@ async def test_viewer_gets_the_state_then_group_events(run, team_roles):
     await communicator.disconnect()
 
 
+async def test_relayed_events_skip_the_per_message_database_hop(run, team_roles, monkeypatch):
+    """run.progress and run.status go straight to the socket: no close_old_connections
+    hop to the sync thread per event per socket (the cost of a 200-socket fan-out);
+    the resync, which reads the database, still goes through channels' dispatch."""
+    import channels.consumer
+
+    hops: list[None] = []
+    real = channels.consumer.aclose_old_connections
+
+    async def counted() -> None:
+        hops.append(None)
+        await real()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    _team, users = team_roles
+    communicator, connected, _ = await _connect(f"/ws/runs/{run.pk}/", users["viewer"])
+    assert connected
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "run.state"
+    hops.clear()
+    progress = {"type": "run.progress", "run_id": run.pk, "step": 3, "points": {"loss": [[3, 0.1]]}}
+    await get_channel_layer().group_send(f"run-{run.pk}", progress)
+    assert await communicator.receive_json_from(timeout=5) == progress
+    assert hops == []
+    await communicator.send_json_to({"type": "run.resync"})
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "run.state"
+    assert len(hops) == 1
+    await communicator.disconnect()
+
+
 async def test_resync_resends_the_state_with_points_stored_since_connect(run, team_roles):
     """A page that joined mid-run asks again when the run ends and gets every point."""
     _team, users = team_roles
