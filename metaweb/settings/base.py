@@ -167,7 +167,8 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # make run: in memory, cleaning and copying once per group message (metaweb/layers.py).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "metaweb.layers.FanoutInMemoryChannelLayer"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -279,7 +279,7 @@ def server_loop(settings):
 
     from apps.experiments import events
 
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "metaweb.layers.FanoutInMemoryChannelLayer"}}
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
