@@ -129,6 +129,7 @@ async def measure(ws_url: str, origin: str, cookie: str, *, clients: int, run_id
     total = WARMUP_EVENTS + events
     latencies: list[float] = []
     received = [set() for _ in range(clients)]
+    finished: set[int] = set()
     done = asyncio.Event()
 
     sockets = []
@@ -153,8 +154,10 @@ async def measure(ws_url: str, origin: str, cookie: str, *, clients: int, run_id
                 if step > WARMUP_EVENTS:
                     latencies.append((now - sent_at) * 1000.0)
                 received[index].add(step)
-                if all(len(r) and max(r) >= total for r in received):
-                    done.set()
+                if step >= total:  # this socket has the last event (an O(1) check per message)
+                    finished.add(index)
+                    if len(finished) == clients:
+                        done.set()
         except websockets.ConnectionClosed:
             return
 

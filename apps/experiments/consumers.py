@@ -11,6 +11,7 @@ a page that reconnects gets a fresh state.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -67,6 +68,25 @@ def _team_state(team_id: int) -> dict[str, Any]:
     return {"type": "team.state", "team_id": team_id, "runs": [_run_row(run) for run in active + recent]}
 
 
+#: The last progress event encoded in this process: (run_id, step, sent_at), its JSON.
+_last_progress: tuple[tuple[Any, ...], str] | None = None
+
+
+def _progress_text(event: dict[str, Any]) -> str:
+    """The event's JSON, encoded once per process rather than once per socket: every
+    socket on the run relays the same event in turn. An event is identified by its run,
+    step and send time (the reporter's ``time.time()``); one without ``sent_at`` is
+    always encoded."""
+    global _last_progress
+    key = (event.get("run_id"), event.get("step"), event.get("sent_at"))
+    if key[2] is not None and _last_progress is not None and _last_progress[0] == key:
+        return _last_progress[1]
+    text = json.dumps(event)  # what send_json sends
+    if key[2] is not None:
+        _last_progress = (key, text)
+    return text
+
+
 #: Group events that are only relayed to the socket, without touching the database.
 RELAYED = frozenset({"run.status", "run.progress"})
 
@@ -103,7 +123,7 @@ class _GroupConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(event)
 
     async def run_progress(self, event: dict[str, Any]) -> None:
-        await self.send_json(event)
+        await self.send(text_data=_progress_text(event))
 
 
 class RunConsumer(_GroupConsumer):

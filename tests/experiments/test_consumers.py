@@ -116,6 +116,32 @@ async def test_relayed_events_skip_the_per_message_database_hop(run, team_roles,
     await communicator.disconnect()
 
 
+async def test_progress_is_encoded_once_for_every_socket(run, team_roles, monkeypatch):
+    """Sockets on the same run relay the same JSON text; a different event is encoded anew."""
+    from apps.experiments import consumers
+
+    encoded: list[dict] = []
+    real = consumers.json.dumps
+    monkeypatch.setattr(consumers.json, "dumps", lambda obj, **kw: encoded.append(obj) or real(obj, **kw))
+    _team, users = team_roles
+    sockets = []
+    for _ in range(3):
+        communicator, connected, _ = await _connect(f"/ws/runs/{run.pk}/", users["viewer"])
+        assert connected
+        await communicator.receive_json_from(timeout=5)
+        sockets.append(communicator)
+    encoded.clear()
+    for step in (3, 4):
+        event = {"type": "run.progress", "run_id": run.pk, "step": step, "sent_at": 1.5 + step,
+                 "points": {"loss": [[step, 0.1]]}}
+        await get_channel_layer().group_send(f"run-{run.pk}", event)
+        for communicator in sockets:
+            assert await communicator.receive_json_from(timeout=5) == event
+    assert [e["step"] for e in encoded if e.get("type") == "run.progress"] == [3, 4]
+    for communicator in sockets:
+        await communicator.disconnect()
+
+
 async def test_resync_resends_the_state_with_points_stored_since_connect(run, team_roles):
     """A page that joined mid-run asks again when the run ends and gets every point."""
     _team, users = team_roles
