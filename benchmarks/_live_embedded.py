@@ -24,7 +24,9 @@ from pathlib import Path
 
 from benchmarks import _stack
 
-#: A MAML run long enough to outlast every phase (sinusoid, meta-batch 25: the README's figures).
+#: A MAML run (sinusoid, meta-batch 25) stored at every step (10,000 at most: see
+#: workers/reporting.py), so that the state sent on connect grows as a real run's does;
+#: about 150 steps a second here, long enough to outlast both phases.
 RUN_CONFIG = {
     "algorithm": "maml",
     "family": {"name": "sinusoid"},
@@ -34,7 +36,7 @@ RUN_CONFIG = {
     "meta_batch": 25,
     "shots": 5,
     "query": 10,
-    "iterations": 1_000_000,
+    "iterations": 10_000,
     "eval_interval": 1000,
     "eval_tasks": 20,
     "checkpoint_interval": 1000,
@@ -74,6 +76,10 @@ def _fixtures() -> tuple[int, str]:
     return run.pk, f"{name}={value}"
 
 
+#: Points the run has stored before the first phase: a state worth reading on connect.
+WARM_POINTS = 2000
+
+
 def _wait_running(run_id: int, timeout: float = 120.0) -> None:
     from apps.experiments.models import Metric, Run
 
@@ -82,10 +88,17 @@ def _wait_running(run_id: int, timeout: float = 120.0) -> None:
         run = Run.objects.get(pk=run_id)
         if run.status not in {"queued", "running"}:
             raise RuntimeError(f"run {run_id} ended: {run.status} {run.error}")
-        if run.status == "running" and Metric.objects.filter(run_id=run_id).exists():
+        if run.status == "running" and Metric.objects.filter(run_id=run_id).count() >= WARM_POINTS:
             return
         time.sleep(0.2)
-    raise TimeoutError(f"run {run_id} not running with points in {timeout:.0f} s")
+    raise TimeoutError(f"run {run_id} has not stored {WARM_POINTS} points in {timeout:.0f} s")
+
+
+def stored_points(run_id: int) -> int:
+    """How many metric points the run has stored: what ``run.state`` sends on connect."""
+    from apps.experiments.models import Metric
+
+    return Metric.objects.filter(run_id=run_id).count()
 
 
 @contextmanager

@@ -233,7 +233,9 @@ def embedded(args, counts: list[int]) -> tuple[float, float, float]:
             got = asyncio.run(_live_embedded.measure(stack, clients=clients, seconds=args.seconds,
                                                      parse=_progress_sent_at))
             first = _stack.percentile(got["first"], 50)
-            p50, p99 = _report("embedded", clients, got["latency"], f"first-message p50={first:.0f} ms ")
+            points = _live_embedded.stored_points(stack.run_id)
+            p50, p99 = _report("embedded", clients, got["latency"],
+                               f"run points={points} first-message p50={first:.0f} ms ")
     return p50, p99, first
 
 
