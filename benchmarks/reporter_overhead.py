@@ -36,6 +36,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -138,7 +139,6 @@ async def _drain(layer, channel: str) -> int:
 
 def _reporter_run(config, family, work: Path, fixtures: dict) -> tuple[float, float, dict]:
     """steps/s, share of wall time inside reporter calls, and counts."""
-    from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
     from django.conf import settings
 
@@ -154,8 +154,17 @@ def _reporter_run(config, family, work: Path, fixtures: dict) -> tuple[float, fl
         total_steps=config.iterations,
     )
     layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(f"run-{run.pk}", channel)
+    # A listener on one loop of its own, as a consumer (the pub/sub layer needs the
+    # channel's loop to keep running while the worker publishes).
+    loop = asyncio.new_event_loop()
+    listener = threading.Thread(target=loop.run_forever, name="bench-listener", daemon=True)
+    listener.start()
+
+    def on(coro):
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=30)
+
+    channel = on(layer.new_channel())
+    on(layer.group_add(f"run-{run.pk}", channel))
     claim = run_claim(run_id=run.pk, worker="bench", device="cpu")
     reporter = RunReporter(
         run_id=run.pk,
@@ -170,10 +179,14 @@ def _reporter_run(config, family, work: Path, fixtures: dict) -> tuple[float, fl
         reporter.close()
     counts = {
         "events": reporter.events_sent,
-        "received": async_to_sync(_drain)(layer, channel),
+        "received": on(_drain(layer, channel)),
         "points": Metric.objects.filter(run=run).count(),
     }
-    async_to_sync(layer.group_discard)(f"run-{run.pk}", channel)
+    on(layer.group_discard(f"run-{run.pk}", channel))
+    on(layer.flush())
+    loop.call_soon_threadsafe(loop.stop)
+    listener.join(timeout=5)
+    loop.close()
     return timed.rate, timed.seconds / (timed.last_at - timed.first_at) * 100, counts
 
 

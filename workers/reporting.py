@@ -18,9 +18,12 @@
   the last step; every evaluation (``val_*``); not ``step_seconds``. The unique
   (run, name, step) constraint makes a replayed step after a resume a no-op.
 * **Progress** goes to the group ``run-<id>`` as ``run.progress`` events, at most
-  one per ``event_seconds`` (10 a second by default). Each carries the new points
-  since the previous event, so a page draws the same curve it would read from
-  the database. Events are sent with ``asyncio.run_coroutine_threadsafe`` onto
+  one per ``event_seconds`` (10 a second by default). Each carries the points
+  stored since the previous event, never a point not yet stored: a page that
+  joins the group, then reads the database, then merges by step (``run.state``
+  on connect) misses nothing, because every point sent before it joined is in
+  what it reads. So charts grow once per flush, the progress figures 10 times a
+  second. Events are sent with ``asyncio.run_coroutine_threadsafe`` onto
   ONE persistent loop: the ASGI server's loop in embedded mode (the in-memory
   layer lives there), otherwise a daemon thread's loop kept for the process (one
   Redis connection, no per-message ``async_to_sync``). A send still in flight
@@ -204,7 +207,9 @@ class RunReporter:
 
         self._lost = threading.Event()
         self._buffer: list[tuple[str, int, float]] = []
-        self._unsent: dict[str, list[list[float]]] = {}
+        # Points stored (by the I/O thread) and not yet sent in an event.
+        self._stored: dict[str, list[list[float]]] = {}
+        self._stored_lock = threading.Lock()
         self._pending: Future | None = None
         now = clock()
         self._last_flush = now
@@ -367,7 +372,7 @@ class RunReporter:
             self.flush()
             self.sync()
         finally:
-            if self._unsent:
+            if self._stored:
                 self._emit(self._clock(), force=True, wait=True)
             if self._owns_io:
                 self._io.submit(_close_connection)  # the I/O thread's own connection
@@ -379,6 +384,7 @@ class RunReporter:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 self.points_stored += run_metrics_record(run_id=self.run_id, token=self.token, points=points)
+                self._sendable(points)
                 return
             except DatabaseError:
                 if attempt == WRITE_ATTEMPTS:
@@ -410,7 +416,17 @@ class RunReporter:
 
     def _add(self, name: str, step: int, value: float) -> None:
         self._buffer.append((name, step, value))
-        self._unsent.setdefault(name, []).append([step, value])
+
+    def _sendable(self, points: list[tuple[str, int, float]]) -> None:
+        """On the I/O thread, once ``points`` are stored: the next event carries them."""
+        with self._stored_lock:
+            for name, step, value in points:
+                self._stored.setdefault(name, []).append([step, value])
+
+    def _take_stored(self) -> dict[str, list[list[float]]]:
+        with self._stored_lock:
+            points, self._stored = self._stored, {}
+        return points
 
     def _emit(self, now: float, *, force: bool = False, wait: bool = False) -> None:
         if self._pending is not None and not self._pending.done() and not wait:
@@ -432,10 +448,9 @@ class RunReporter:
             steps_per_sec=figures["steps_per_sec"],
             eta_seconds=figures["eta_seconds"],
             device_memory_mb=memory,
-            points=self._unsent,
+            points=self._take_stored(),
             sent_at=time.time(),
         )
-        self._unsent = {}
         self._last_event = now
         try:
             self._pending = self._send(run_group(self.run_id), _message(event))

@@ -330,6 +330,9 @@ def execute_adaptation(
         token=token,
         total_steps=total,
         aux_every=1,
+        # Points travel in events once stored: an adaptation's curve is short and watched
+        # step by step, so store ten times a second (a training run stores once a second).
+        flush_seconds=0.1,
         device_memory_mb=_device_memory_reader(device),
     )
     heartbeat = Heartbeat(run_id=run_id, token=token, reporter=reporter, interval=settings.HEARTBEAT_SECONDS)

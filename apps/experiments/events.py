@@ -44,8 +44,8 @@ class RunStatusEvent:
 
 @dataclass(frozen=True)
 class RunProgressEvent:
-    """Progress of a running run; ``points`` are new metric points since the last event,
-    as ``{name: [[step, value], ...]}``."""
+    """Progress of a running run; ``points`` are the metric points stored since the last
+    event (never one not yet stored), as ``{name: [[step, value], ...]}``."""
 
     run_id: int
     step: int

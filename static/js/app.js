@@ -56,11 +56,15 @@
   }
 
   // Follow one run on its page. `root` carries data-run-id and data-live-url (the status
-  // panel's partial). The state starts from <script id="run-state"> (json_script), then
-  // /ws/runs/<id>/ sends run.state on each (re)connect, which replaces it; run.progress
-  // appends its new points; run.status updates the badge and re-reads the status panel
-  // with htmx. When the run finishes the page asks for run.resync: the worker stores every
-  // point before it reports the end, so a page opened mid-run ends with the whole curve.
+  // panel's partial). The state starts from <script id="run-state"> (json_script). Then
+  // the page subscribes first and reads the snapshot second: /ws/runs/<id>/ joins the
+  // run's group, then reads the database and sends run.state (on each (re)connect); its
+  // points are merged by step into what the page holds, never replacing it. The worker
+  // sends a point only once it is stored, so every point sent before the socket joined
+  // is in the snapshot and every later one comes over the socket: no hole. run.progress
+  // merges its points the same way; run.status updates the badge and re-reads the status
+  // panel with htmx. When the run finishes the page asks for run.resync: the worker stores
+  // every point before it reports the end, so the page ends with the whole curve.
   // view: { panelId, badgeId, draw(metrics), progress(step, total, speed, eta) }.
   function followRun(root, view) {
     var runId = parseInt(root.dataset.runId, 10);
@@ -93,7 +97,7 @@
 
     function onMessage(message) {
       if (message.type === "run.state" && message.run && message.run.id === runId) {
-        metrics = message.metrics || {};
+        window.MetaCharts.mergePoints(metrics, message.metrics);
         status = message.run.status;
         view.progress(message.run.step, message.run.total_steps, message.run.steps_per_sec, message.run.eta_seconds);
         if (shownStatus() !== status) refreshPanel();

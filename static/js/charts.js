@@ -1,7 +1,8 @@
 // Line charts of a run's metrics, drawn with the vendored uPlot (static/vendor/uplot).
 // A chart element lists candidate metric names in data-series ("val_accuracy val_loss"):
 // it plots the first one that has points. After each draw it sets data-metric (the name
-// shown) and data-points (how many points), which the browser tests read.
+// shown) and data-points (how many points), which the browser tests read; they read the
+// points drawn from the element's metaChart (this chart) too.
 (function () {
   "use strict";
 
@@ -13,6 +14,8 @@
     this.plot = null;
     this.name = null;
     this.empty = null;
+    this.shown = [[], []];  // the steps and values drawn last
+    el.metaChart = this;
     var self = this;
     window.addEventListener("resize", function () {
       if (self.plot) self.plot.setSize({ width: self.width(), height: HEIGHT });
@@ -39,6 +42,7 @@
       this.empty.textContent = "No points yet.";
       this.el.appendChild(this.empty);
     }
+    this.shown = [[], []];
     this.el.dataset.metric = "";
     this.el.dataset.points = "0";
   };
@@ -54,6 +58,7 @@
       data[0][i] = points[i][0];
       data[1][i] = points[i][1];
     }
+    this.shown = data;
     if (typeof window.uPlot !== "function") {
       // The chart library failed to load: keep the counts so the page still reports progress.
       this.el.dataset.metric = name;

@@ -87,6 +87,61 @@ async def test_viewer_gets_the_state_then_group_events(run, team_roles):
     await communicator.disconnect()
 
 
+async def test_relayed_events_skip_the_per_message_database_hop(run, team_roles, monkeypatch):
+    """run.progress and run.status go straight to the socket: no close_old_connections
+    hop to the sync thread per event per socket (the cost of a 200-socket fan-out);
+    the resync, which reads the database, still goes through channels' dispatch."""
+    import channels.consumer
+
+    hops: list[None] = []
+    real = channels.consumer.aclose_old_connections
+
+    async def counted() -> None:
+        hops.append(None)
+        await real()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    _team, users = team_roles
+    communicator, connected, _ = await _connect(f"/ws/runs/{run.pk}/", users["viewer"])
+    assert connected
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "run.state"
+    hops.clear()
+    progress = {"type": "run.progress", "run_id": run.pk, "step": 3, "points": {"loss": [[3, 0.1]]}}
+    await get_channel_layer().group_send(f"run-{run.pk}", progress)
+    assert await communicator.receive_json_from(timeout=5) == progress
+    assert hops == []
+    await communicator.send_json_to({"type": "run.resync"})
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "run.state"
+    assert len(hops) == 1
+    await communicator.disconnect()
+
+
+async def test_progress_is_encoded_once_for_every_socket(run, team_roles, monkeypatch):
+    """Sockets on the same run relay the same JSON text; a different event is encoded anew."""
+    from apps.experiments import consumers
+
+    encoded: list[dict] = []
+    real = consumers.json.dumps
+    monkeypatch.setattr(consumers.json, "dumps", lambda obj, **kw: encoded.append(obj) or real(obj, **kw))
+    _team, users = team_roles
+    sockets = []
+    for _ in range(3):
+        communicator, connected, _ = await _connect(f"/ws/runs/{run.pk}/", users["viewer"])
+        assert connected
+        await communicator.receive_json_from(timeout=5)
+        sockets.append(communicator)
+    encoded.clear()
+    for step in (3, 4):
+        event = {"type": "run.progress", "run_id": run.pk, "step": step, "sent_at": 1.5 + step,
+                 "points": {"loss": [[step, 0.1]]}}
+        await get_channel_layer().group_send(f"run-{run.pk}", event)
+        for communicator in sockets:
+            assert await communicator.receive_json_from(timeout=5) == event
+    assert [e["step"] for e in encoded if e.get("type") == "run.progress"] == [3, 4]
+    for communicator in sockets:
+        await communicator.disconnect()
+
+
 async def test_resync_resends_the_state_with_points_stored_since_connect(run, team_roles):
     """A page that joined mid-run asks again when the run ends and gets every point."""
     _team, users = team_roles
@@ -118,7 +173,14 @@ async def test_reporter_progress_reaches_the_socket(team_roles):
     await database_sync_to_async(reporter.on_step)(1, {"loss": 0.75})
     event = await communicator.receive_json_from(timeout=5)
     assert event["type"] == "run.progress" and event["run_id"] == run.pk
-    assert event["step"] == 1 and event["loss"] == 0.75 and event["points"] == {"loss": [[1, 0.75]]}
+    assert event["step"] == 1 and event["loss"] == 0.75
+    # The point travels once stored: at the latest with the event that close() sends.
+    points = event["points"]
+    if not points:
+        await database_sync_to_async(reporter.close)()
+        points = (await communicator.receive_json_from(timeout=5))["points"]
+    assert points == {"loss": [[1, 0.75]]}
+    await database_sync_to_async(reporter.close)()
     await communicator.disconnect()
 
 

@@ -3,10 +3,11 @@ commit, events), cancel, clone."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
@@ -128,22 +129,30 @@ def test_run_create_records_everything_and_dispatches_after_commit(
 
 def test_run_create_publishes_the_status_to_the_team_group(alpha, sent, django_capture_on_commit_callbacks):
     team, users, experiment, version = alpha
-    layer = get_channel_layer()
     group = team_group(team.pk)
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(group, channel)
-    try:
+
+    def create():
         with django_capture_on_commit_callbacks(execute=True):
-            run = services.run_create(
+            return services.run_create(
                 experiment=experiment,
                 actor=users["member"],
                 taskset_version=version,
                 config=launch_config(),
                 queue="cpu",
             )
-        message = async_to_sync(layer.receive)(channel)
-    finally:
-        async_to_sync(layer.group_discard)(group, channel)
+
+    async def listen():
+        # One loop holds the channel, as a consumer does (the pub/sub layer needs it).
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        try:
+            created = await sync_to_async(create)()
+            return created, await asyncio.wait_for(layer.receive(channel), 5)
+        finally:
+            await layer.group_discard(group, channel)
+
+    run, message = async_to_sync(listen)()
     assert message["type"] == "run.status"
     assert (message["run_id"], message["status"], message["total_steps"]) == (run.pk, "queued", 20)
     assert len(sent) == 1

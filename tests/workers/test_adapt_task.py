@@ -128,24 +128,41 @@ def test_single_task_adaptation_lowers_the_query_loss_and_stores_everything(worl
 
 def test_each_inner_step_reaches_the_run_group_live(world):
     """The run.progress events on run-<id> carry the per-step points (what the page draws)."""
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+
     run = launch(world)
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(f"run-{run.pk}", channel)
-    try:
-        assert adapt_run.run(run.pk) == "succeeded"
-        points: dict[str, list] = {}
-        statuses = []
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and "succeeded" not in statuses:
-            message = async_to_sync(layer.receive)(channel)
-            if message["type"] == "run.progress":
-                for name, pairs in message["points"].items():
-                    points.setdefault(name, []).extend(pairs)
-            elif message["type"] == "run.status":
-                statuses.append(message["status"])
-    finally:
-        async_to_sync(layer.group_discard)(f"run-{run.pk}", channel)
+    points: dict[str, list] = {}
+    statuses: list[str] = []
+
+    def adapt_and_close() -> str:
+        from django.db import connection
+
+        try:
+            return adapt_run.run(run.pk)
+        finally:
+            connection.close()  # the worker thread's own connection
+
+    async def listen() -> None:
+        # One loop holds the channel, as a consumer does (the pub/sub layer needs it).
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(f"run-{run.pk}", channel)
+        try:
+            assert await sync_to_async(adapt_and_close, thread_sensitive=False)() == "succeeded"
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and "succeeded" not in statuses:
+                message = await asyncio.wait_for(layer.receive(channel), 10)
+                if message["type"] == "run.progress":
+                    for name, pairs in message["points"].items():
+                        points.setdefault(name, []).extend(pairs)
+                elif message["type"] == "run.status":
+                    statuses.append(message["status"])
+        finally:
+            await layer.group_discard(f"run-{run.pk}", channel)
+
+    async_to_sync(listen)()
     assert [p[0] for p in points["query_loss"]] == list(range(11))
     assert [p[0] for p in points["support_loss"]] == list(range(11))
     assert statuses[-1] == "succeeded"

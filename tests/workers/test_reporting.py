@@ -105,7 +105,14 @@ def test_eval_flushes_and_sends_at_once(claimed, django_assert_num_queries):
         ("val_loss", 2),
     }
     assert len(sent) == 2 and sent[-1][1]["val_metric"] == 0.5
-    assert sent[-1][1]["points"] == {"loss": [[2, 2.0]], "val_mse": [[2, 0.5]], "val_loss": [[2, 0.7]]}
+    # Step 1's event went out before its point was stored, so it carried none: points
+    # travel only once stored, and the eval's event carries the whole flush.
+    assert sent[0][1]["points"] == {}
+    assert sent[-1][1]["points"] == {
+        "loss": [[1, 3.0], [2, 2.0]],
+        "val_mse": [[2, 0.5]],
+        "val_loss": [[2, 0.7]],
+    }
 
 
 def test_points_are_stored_before_each_checkpoint_in_one_insert(claimed, django_assert_num_queries):
@@ -230,16 +237,38 @@ def test_heartbeat_thread_beats_and_notices_lost_ownership():
 
 
 def test_progress_reaches_the_redis_channel_layer(claimed):
-    """The default sender: one persistent loop thread, real channels-redis."""
+    """The default sender: one persistent loop thread, real channels-redis (pub/sub:
+    the receiving channel lives on one loop, as a consumer's does)."""
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+
     run, claim = claimed
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(f"run-{run.pk}", channel)
-    reporter = RunReporter(run_id=run.pk, token=claim.token, total_steps=10, executor=InlineExecutor())
-    reporter.on_step(1, {"loss": 0.25})
-    message = async_to_sync(layer.receive)(channel)
+    reporter = RunReporter(
+        run_id=run.pk, token=claim.token, total_steps=10, executor=InlineExecutor(), flush_points=1
+    )  # step 1 is stored at once, so its event carries it
+
+    async def listen() -> dict:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(f"run-{run.pk}", channel)
+        try:
+            await sync_to_async(reporter.on_step)(1, {"loss": 0.25})
+            return await asyncio.wait_for(layer.receive(channel), 5)
+        finally:
+            await layer.group_discard(f"run-{run.pk}", channel)
+
+    message = async_to_sync(listen)()
     assert message["type"] == "run.progress" and message["points"] == {"loss": [[1, 0.25]]}
-    async_to_sync(layer.group_discard)(f"run-{run.pk}", channel)
+
+
+def test_real_stack_uses_the_pubsub_layer(settings):
+    """One Redis publish per group message, fanned out per process (see settings)."""
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["socket_timeout"] is None
+    assert isinstance(get_channel_layer(), RedisPubSubChannelLayer)
 
 
 @pytest.fixture
@@ -250,7 +279,7 @@ def server_loop(settings):
 
     from apps.experiments import events
 
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "metaweb.layers.FanoutInMemoryChannelLayer"}}
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -275,7 +304,9 @@ def test_embedded_sends_run_on_the_server_loop(claimed, server_loop):
     channel = on_server(layer.new_channel())
     on_server(layer.group_add(f"run-{run.pk}", channel))
 
-    reporter = RunReporter(run_id=run.pk, token=claim.token, total_steps=10, executor=InlineExecutor())
+    reporter = RunReporter(
+        run_id=run.pk, token=claim.token, total_steps=10, executor=InlineExecutor(), flush_points=1
+    )  # step 1 is stored at once, so its event carries it
     reporter.on_step(1, {"loss": 0.5})  # the default sender
     message = on_server(asyncio.wait_for(layer.receive(channel), 2))
     assert message["type"] == "run.progress" and message["points"] == {"loss": [[1, 0.5]]}

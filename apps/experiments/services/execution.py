@@ -307,6 +307,8 @@ def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
     next heartbeat fails and it stops. ``train_run`` (``adapt_run`` for an adaptation)
     is sent again on commit; the new attempt resumes from the last checkpoint. A run
     whose cancel was requested is marked cancelled instead. Returns the ids requeued.
+    A run whose row is locked at that instant (its worker's heartbeat UPDATE in flight,
+    a claim) is skipped, not waited for: the next pass takes it if it is still stale.
     """
     cutoff = older_than or _heartbeat_cutoff()
     requeued: list[int] = []

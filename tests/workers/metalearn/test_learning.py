@@ -76,8 +76,15 @@ def test_mnn_set_encoder_without_description_learns(sinusoid):
 
         return replace(batch, desc=None)
 
-    first, last, _ = run({**BASE, "algorithm": "mnn", "iterations": 500}, NoDesc(sinusoid))
-    assert last < 0.75 * first, (first, last)
+    # Without the description the set encoder must infer each task from its 5 support
+    # points: the loss sits on a plateau near 3 for the first ~500 iterations, then falls.
+    # last/first measured on this 2-core CPU kind (seeds 0-5, meta_lr 3e-3):
+    #   500 iterations:  0.70-0.90 (1 thread): on the plateau, the old 0.75 bound was a coin toss;
+    #   1000 iterations: 0.24-0.42 (1 thread), 0.27-0.38 (2 threads);
+    #   1500 iterations: 0.21-0.25 (1 thread), 0.24 (2 threads, seed 0).
+    # 1500 iterations (about 7 s) and a bound of 0.5: twice the worst ratio measured.
+    first, last, _ = run({**BASE, "algorithm": "mnn", "iterations": 1500}, NoDesc(sinusoid))
+    assert last < 0.5 * first, (first, last)
 
 
 @pytest.mark.parametrize(
