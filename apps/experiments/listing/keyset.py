@@ -85,7 +85,7 @@ def _order(keys: list[_Key], *, forward: bool) -> list[OrderBy]:
     order = []
     for k in keys:
         descending = k.descending if forward else not k.descending
-        nulls = {"nulls_last": forward, "nulls_first": not forward} if k.key.nullable else {}
+        nulls = ({"nulls_last": True} if forward else {"nulls_first": True}) if k.key.nullable else {}
         expression = F(k.alias)
         order.append(expression.desc(**nulls) if descending else expression.asc(**nulls))
     return order
