@@ -104,7 +104,8 @@ def test_keyset_pages_cover_every_run_once_in_order(scored, token):
 
 def test_config_sort_puts_numbers_as_numbers_then_strings_then_missing(scored):
     team, _users, runs = scored
-    page = run_page_for_team(team=team, filters={"kind": "all"}, sort=sort_parse("config.inner_lr"), per_page=50)
+    sort = sort_parse("config.inner_lr")
+    page = run_page_for_team(team=team, filters={"kind": "all"}, sort=sort, per_page=50)
     values = [r.config.get("inner_lr") for r in page.runs]
     numbers = [v for v in values if isinstance(v, int | float)]
     assert numbers == sorted(numbers) and numbers[-1] == 5  # 5 after 0.5: not compared as text
@@ -175,7 +176,7 @@ def test_columns_show_values_and_sort_links(client, scored):
     assert 'data-column="metric.val_loss"' in body and 'data-column="config.inner_lr"' in body
     order = [int(pk) for pk in re.findall(r'data-run-id="(\d+)"', body)]
     assert order == _expected(runs, _loss, descending=True)[: len(order)]
-    assert '<td class="num" data-cell="%d">10</td>' % order[0] in body
+    assert f'<td class="num" data-cell="{order[0]}">10</td>' in body
     link = re.search(r'href="\?([^"]*)" data-sort="metric.val_loss"', body).group(1)
     assert "sort=metric.val_loss" in html.unescape(link)  # a second click sorts ascending
     assert "cols=metric.val_loss%2Cconfig.inner_lr" in html.unescape(link)

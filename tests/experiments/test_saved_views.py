@@ -23,7 +23,8 @@ CREATE = reverse("experiments:saved-view-create", kwargs={"team_slug": "alpha"})
 
 
 def _post(**fields):
-    return {"name": "Best MAML", "q": "algorithm:maml", "cols": "metric.val_loss", "sort": "metric.val_loss", **fields}
+    view = {"name": "Best MAML", "q": "algorithm:maml", "cols": "metric.val_loss", "sort": "metric.val_loss"}
+    return {**view, **fields}
 
 
 def _delete_url(view):
@@ -63,9 +64,12 @@ def test_members_save_the_list_and_everyone_sees_the_chip(client, team_roles, he
     assert f'data-delete-view="{view.pk}"' not in body  # a viewer deletes nothing
     assert 'id="saved-view-form"' not in body  # nor saves
     client.force_login(users["outsider"])
-    assert client.get(reverse("experiments:run-list", kwargs={"team_slug": "beta"})).content.count(
-        b"data-saved-view="
-    ) == 0
+    assert (
+        client.get(reverse("experiments:run-list", kwargs={"team_slug": "beta"})).content.count(
+            b"data-saved-view="
+        )
+        == 0
+    )
 
 
 @pytest.mark.parametrize("headers", [{}, HTMX])
