@@ -46,7 +46,10 @@ def scored(team_roles):
             config=config,
             summary={"val": {"val_loss": loss}, "metrics": {"loss": 1.0}} if loss is not None else {},
         )
-        Run.objects.filter(pk=run.pk).update(created_at=start + dt.timedelta(minutes=i % 4))  # ties
+        Run.objects.filter(pk=run.pk).update(
+            created_at=start + dt.timedelta(minutes=i % 4),  # ties
+            finished_at=start + dt.timedelta(hours=i % 3) if loss is not None else None,  # ties, NULLs
+        )
         runs.append(run)
     RunFactory(summary={"val": {"val_loss": 0.0}})  # another team's
     return team, users, runs
@@ -84,18 +87,33 @@ def _loss(run):
     return run.summary.get("val", {}).get("val_loss") if run.summary else None
 
 
-@pytest.mark.parametrize("token", ["-metric.val_loss", "metric.val_loss", "-created", "created", "id"])
+def _inner_lr(run):
+    value = run.config.get("inner_lr")
+    if isinstance(value, int | float):
+        return (0, value, "")
+    return (1, 0, value) if isinstance(value, str) else None
+
+
+#: Each sort's key in Python (None: the run has no value and sorts last).
+KEYS = {
+    "metric.val_loss": _loss,
+    "created": lambda r: r.created_at,
+    "finished": lambda r: r.finished_at,
+    "config.inner_lr": _inner_lr,
+    "id": lambda r: r.pk,
+}
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["-metric.val_loss", "metric.val_loss", "-created", "created", "id", "-finished", "config.inner_lr"],
+)
 def test_keyset_pages_cover_every_run_once_in_order(scored, token):
     team, _users, runs = scored
     for run in runs:
         run.refresh_from_db()
     sort = sort_parse(token)
-    if token.endswith("val_loss"):
-        expected = _expected(runs, _loss, descending=sort.descending)
-    elif token.endswith("created"):
-        expected = _expected(runs, lambda r: r.created_at, descending=sort.descending)
-    else:
-        expected = _expected(runs, lambda r: r.pk, descending=False)
+    expected = _expected(runs, KEYS[token.lstrip("-")], descending=sort.descending)
     forward, backward = _walk(team, sort, per_page=4)
     assert [pk for page in forward for pk in page] == expected  # no duplicates, no gaps
     assert forward == backward  # Previous gives back the same pages
