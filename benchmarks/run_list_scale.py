@@ -114,6 +114,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--runs", type=int, default=RUNS)
+    parser.add_argument("--explain", action="store_true", help="print the deep default page's plan")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="metaweb-run-list-"))
@@ -184,6 +185,29 @@ def _run(args: argparse.Namespace) -> bool:
         assert len(rows) == 25
 
     cursor_default = deep_cursor("-created")
+    if args.explain:
+        sort = sort_parse("-created")
+        train = runs_filtered(Run.objects.filter(team=team), {"kind": "train"})
+        deep = keyset_page(train, sort=sort, cursor="", per_page=DEEP // 2).next_cursor
+        probe: list[str] = []
+        with connection.execute_wrapper(
+            lambda run, sql, *rest: (
+                probe.append(
+                    sql
+                    % tuple(
+                        repr(p) if isinstance(p, str) else f"'{p}'" if hasattr(p, "isoformat") else p
+                        for p in rest[0]
+                    )
+                )
+                or run(sql, *rest)
+            )
+        ):
+            keyset_page(train, sort=sort, cursor=deep, per_page=25)
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN ANALYZE " + probe[0])
+            print("plan, default list (training runs) 4,500 rows deep:")
+            for (line,) in cursor.fetchall()[:8]:
+                print("   ", line)
     results["offset_deep_query"] = _timed(offset_deep, repeats=args.repeats)
     results["keyset_deep_query"] = _timed(keyset_deep_query, repeats=args.repeats)
     for name, timings in results.items():

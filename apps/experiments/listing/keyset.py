@@ -112,7 +112,13 @@ def _past(keys: list[_Key], values: list[Any], *, forward: bool) -> Q:
         if beyond is not None:
             clauses.append(same & beyond)
         same &= Q(**{f"{k.alias}__isnull": True}) if value is None else Q(**{k.alias: value})
-    return reduce(or_, clauses)
+    past = reduce(or_, clauses)
+    first, value = keys[0], values[0]
+    if not first.key.nullable and value is not None:
+        # Implied by the clauses, but a plain range an index scan can start from.
+        lookup = "gte" if forward != first.descending else "lte"
+        past &= Q(**{f"{first.alias}__{lookup}": value})
+    return past
 
 
 def keyset_page(queryset: QuerySet[Model], *, sort: Sort, cursor: str, per_page: int) -> KeysetPage:
