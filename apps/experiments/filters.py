@@ -78,6 +78,16 @@ class RunListParams:
         """Whether anything narrows the list besides the kind."""
         return bool(self.query.strip()) or any(name != "kind" for name in self.filters)
 
+    def shows(self, *, query: str, columns: list[str], sort: str, kind: str) -> bool:
+        """Whether the list shows what a saved view with these fields shows."""
+        mine = (self.query.strip(), [c.name for c in self.columns], self.sort.token, self.filters["kind"])
+        return mine == (
+            query.strip(),
+            columns,
+            sort or DEFAULT_SORT,
+            kind or RunKind.TRAIN.value,
+        ) and not any(name != "kind" for name in self.filters)
+
     def url_query(self, **changes: str) -> str:
         """The list's query string with ``changes`` (an empty value drops the
         parameter), without the cursor: a new sort or filter starts on page one."""

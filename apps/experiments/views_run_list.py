@@ -61,9 +61,8 @@ def _context(
     needs_guide = not page.runs and not params.filtered and kind != RunKind.ADAPT and not query_error
     saved_views = saved_view_list_for_team(team=team)
     for view in saved_views:
-        view.list_query = saved_view_query(
-            query=view.query, columns=view.columns, sort=view.sort, kind=view.kind
-        )
+        fields = {"query": view.query, "columns": view.columns, "sort": view.sort, "kind": view.kind}
+        view.list_query, view.active = saved_view_query(**fields), params.shows(**fields)
     return {
         "team": team,
         "role": role,
@@ -82,6 +81,7 @@ def _context(
         "column_choices": _column_choices(team, params),
         "field_help": field_help(),
         "saved_views": saved_views,
+        "all_runs_active": params.shows(query="", columns=[], sort="", kind=""),
         "save_form": save_form or SavedViewForm.for_params(params),
         "compare_min": COMPARE_MIN,
         "compare_max": COMPARE_MAX,

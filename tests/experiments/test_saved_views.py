@@ -61,6 +61,11 @@ def test_members_save_the_list_and_everyone_sees_the_chip(client, team_roles, he
     client.force_login(users["viewer"])
     body = html.unescape(client.get(LIST).content.decode())
     assert f'data-saved-view="{view.pk}"' in body and "Best MAML" in body
+    chips = body[body.index('id="saved-views"') :].split("</nav>")[0]
+    assert chips.count("chip-active") == 1 and 'chip chip-active" href="/t/alpha/runs/"' in chips
+    opened = html.unescape(client.get(target).content.decode())
+    chip = opened[opened.index(f'data-saved-view="{view.pk}"') :]
+    assert 'class="chip chip-active"' in chip.split("</a>")[0]
     assert f'data-delete-view="{view.pk}"' not in body  # a viewer deletes nothing
     assert 'id="saved-view-form"' not in body  # nor saves
     client.force_login(users["outsider"])
