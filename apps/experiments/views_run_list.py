@@ -115,7 +115,7 @@ def saved_view_create(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
             )
         except ValidationError as error:
             for field, messages in error.message_dict.items():
-                form.add_error(field if field in ("name",) else None, messages)
+                form.add_error("name" if field == "name" else None, messages)
         else:
             query = saved_view_query(
                 query=data["q"], columns=form.column_names(), sort=data["sort"], kind=data["kind"]

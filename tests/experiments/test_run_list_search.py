@@ -14,10 +14,17 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.experiments.listing.columns import sort_parse
+from apps.experiments.listing.columns import (
+    ColumnError,
+    column_display,
+    column_parse,
+    columns_parse,
+    sort_parse,
+)
 from apps.experiments.listing.keyset import cursor_make
 from apps.experiments.listing.selectors import run_column_choices, run_page_for_team
 from apps.experiments.models import Run, RunStatus
+from apps.experiments.search.fields import FIELDS, SearchField
 from tests.factories import SMALL_CONFIG, ExperimentFactory, RunFactory, TaskSetVersionFactory
 
 pytestmark = pytest.mark.django_db
@@ -271,3 +278,24 @@ def test_compare_selection_bar_on_both_tables(client, scored):
     detail = reverse("experiments:experiment-detail", args=[runs[0].experiment_id])
     body = client.get(detail).content.decode()
     assert f'data-select-run="{runs[0].pk}"' in body and "data-compare-button" in body
+
+
+@pytest.mark.parametrize("name", sorted(FIELDS))
+def test_every_search_field_is_a_sortable_column(scored, name):
+    team, _users, runs = scored
+    column = column_parse(name)
+    for token in (name, f"-{name}"):
+        forward, backward = _walk(team, sort_parse(token), per_page=5)
+        assert sorted(pk for page in forward for pk in page) == sorted(r.pk for r in runs)
+        assert forward == backward
+    assert column_display(column.value(runs[0])) != "" or name in ("started", "finished")
+
+
+def test_a_field_with_many_values_per_run_is_not_a_column(monkeypatch):
+    monkeypatch.setitem(FIELDS, "metricname", SearchField("metricname", "text", "metrics__name", "a metric"))
+    with pytest.raises(ColumnError, match="metricname has many values per run"):
+        column_parse("metricname")
+    columns, errors = columns_parse("seed,metricname")
+    assert [c.name for c in columns] == ["seed"] and errors == [
+        "cols: metricname has many values per run: search it, not a column"
+    ]

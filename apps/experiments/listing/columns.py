@@ -67,7 +67,7 @@ class Column:
 
     def sort_keys(self) -> list[SortKey]:
         if self.source == "field":
-            return [SortKey(F(self.keys[0]), _nullable(self.keys[0]))]
+            return [SortKey(F(self.keys[0]), _path_facts(self.keys[0])[0])]
         if self.source == "config":
             key = key_path("config", self.keys)
             return [SortKey(JSONScalar(key, "number"), True), SortKey(JSONScalar(key, "string"), True)]
@@ -118,6 +118,10 @@ def column_parse(name: str, *, param: str = "cols") -> Column:
     name = name.strip()
     field = FIELDS.get(name.lower())
     if field is not None:
+        if _path_facts(field.path)[1]:
+            raise ColumnError(
+                f"{param}: {field.name} has many values per run: search it, not a column", param=param
+            )
         return Column(field.name, "field", (field.path,))
     prefix, dot, rest = name.partition(".")
     if dot and prefix.lower() in (CONFIG_FIELD, METRIC_FIELD):
@@ -164,20 +168,23 @@ def _shown(name: str, limit: int = 40) -> str:
     return repr(name if len(name) <= limit else name[:limit] + "…")
 
 
-def _nullable(path: str) -> bool:
-    """Whether the ORM ``path`` from ``FIELDS`` can be NULL on the way (``pk`` cannot)."""
+def _path_facts(path: str) -> tuple[bool, bool]:
+    """For an ORM ``path`` from ``FIELDS``: whether it can be NULL on the way, and
+    whether it crosses a to-many relation (a run would then have many values)."""
     model: Any = Run
+    nullable = False
     for part in path.split("__"):
         if part == "pk":
-            return False
+            return nullable, False
         try:
             field = model._meta.get_field(part)
         except FieldDoesNotExist:  # pragma: no cover - FIELDS holds real paths (tested)
-            return True
-        if field.null:
-            return True
+            return True, True
+        if field.many_to_many or field.one_to_many:
+            return True, True
+        nullable = nullable or bool(field.null)
         model = field.related_model
-    return False
+    return nullable, False
 
 
 def _attribute(run: Run, path: str) -> Any:

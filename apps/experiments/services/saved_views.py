@@ -34,7 +34,7 @@ def _checked(*, name: str, query: str, columns: list[str], sort: str, kind: str)
     try:
         run_search_q(query=query)
     except QueryError as error:
-        errors["query"] = str(error)
+        errors["query"] = f"query: {error}"
     try:
         names = [column_parse(column).name for column in columns]
         sort = sort_parse(sort).token if sort else ""
