@@ -94,6 +94,11 @@ class Run(models.Model):
         indexes = [
             models.Index(fields=["team", "-created_at"], name="run_team_recent"),
             models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
+            # The run list: a team's runs of one kind (training runs by default), newest
+            # first, resumed after a (created_at, id) cursor; and its common filters.
+            models.Index(fields=["team", "kind", "-created_at", "-id"], name="run_team_kind_recent"),
+            models.Index(fields=["team", "status", "-created_at"], name="run_team_status_recent"),
+            models.Index(fields=["team", "algorithm", "-created_at"], name="run_team_algorithm_recent"),
         ]
 
     def __str__(self) -> str:
@@ -135,3 +140,24 @@ class RunEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.message}"
+
+
+class SavedView(models.Model):
+    """A named run-list view shared by the team: a search, extra columns, a sort and
+    the kind of runs. Members create them; the creator or an admin deletes them."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="saved_views")
+    name = models.CharField(max_length=80)
+    query = models.TextField(blank=True)
+    columns = models.JSONField(default=list, blank=True)
+    sort = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(max_length=10, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="uniq_saved_view_name_per_team")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

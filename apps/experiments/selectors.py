@@ -5,16 +5,15 @@ Torch-free: the web process (views, the websocket consumer) imports this module.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.core.paginator import Page, Paginator
 from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
@@ -30,7 +29,6 @@ from workers.metalearn.families import family_desc_dim, family_input_shape, fami
 
 AnyUser = AbstractBaseUser | AnonymousUser
 
-RUNS_PER_PAGE = 25
 #: The run list's ``kind`` filter value that lists training runs and adaptations together.
 KIND_ALL = "all"
 #: Rows per query when streaming a run's metrics as CSV.
@@ -95,7 +93,7 @@ def run_get_visible(*, user: AnyUser, run_id: int) -> Run:
     return run
 
 
-def _runs_for_listing(queryset: QuerySet[Run]) -> QuerySet[Run]:
+def runs_for_listing(queryset: QuerySet[Run]) -> QuerySet[Run]:
     """Each run with the meta-model it registered (``meta_model_pk``,
     ``meta_model_name``, ``meta_model_version``; None when none) and that
     meta-model's latest verdict (``latest_verdict``)."""
@@ -114,52 +112,9 @@ def _runs_for_listing(queryset: QuerySet[Run]) -> QuerySet[Run]:
     )
 
 
-def run_list_for_team(
-    *,
-    team: Team,
-    filters: Mapping[str, Any] | None = None,
-    page: int | str | None = 1,
-    per_page: int = RUNS_PER_PAGE,
-) -> Page:
-    """One page of the team's runs, newest first.
-
-    ``filters`` holds cleaned values (``RunFilterForm.cleaned_data``); empty ones are
-    ignored: ``kind`` (``train`` or ``adapt``; ``KIND_ALL`` or none lists both),
-    ``status`` and ``algorithm`` (strings), ``taskset`` (a TaskSet or id),
-    ``launched_by`` (a user or id), ``experiment`` (an Experiment or id),
-    ``date_from`` and ``date_to`` (dates, inclusive, in the current time zone).
-    An out-of-range or malformed ``page`` gives the nearest valid page.
-    """
-    queryset = Run.objects.filter(team=team)
-    filters = filters or {}
-    if filters.get("kind") in RunKind.values:
-        queryset = queryset.filter(kind=filters["kind"])
-    if filters.get("status"):
-        queryset = queryset.filter(status=filters["status"])
-    if filters.get("algorithm"):
-        queryset = queryset.filter(algorithm=filters["algorithm"])
-    if filters.get("taskset"):
-        queryset = queryset.filter(taskset_version__taskset=filters["taskset"])
-    if filters.get("launched_by"):
-        queryset = queryset.filter(launched_by=filters["launched_by"])
-    if filters.get("experiment"):
-        queryset = queryset.filter(experiment=filters["experiment"])
-    if filters.get("date_from"):
-        queryset = queryset.filter(created_at__gte=_start_of(filters["date_from"]))
-    if filters.get("date_to"):
-        queryset = queryset.filter(created_at__lt=_start_of(filters["date_to"] + timedelta(days=1)))
-    result = Paginator(_runs_for_listing(queryset), per_page).get_page(page)
-    result.object_list = runs_with_queue_waits(result.object_list)
-    return result
-
-
-def _start_of(day: date) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time.min))
-
-
 def run_list_for_experiment(*, experiment: Experiment) -> list[Run]:
     """The experiment's runs, newest first, each with its ``queue_wait``."""
-    return runs_with_queue_waits(_runs_for_listing(Run.objects.filter(experiment=experiment)))
+    return runs_with_queue_waits(runs_for_listing(Run.objects.filter(experiment=experiment)))
 
 
 # -- why a queued run waits -------------------------------------------------------

@@ -1,11 +1,17 @@
 from django.urls import path
 
-from apps.experiments import views
+from apps.experiments import views, views_run_list
 
 app_name = "experiments"
 
 urlpatterns = [
-    path("t/<slug:team_slug>/runs/", views.run_list, name="run-list"),
+    path("t/<slug:team_slug>/runs/", views_run_list.run_list, name="run-list"),
+    path("t/<slug:team_slug>/runs/views/", views_run_list.saved_view_create, name="saved-view-create"),
+    path(
+        "t/<slug:team_slug>/runs/views/<int:view_id>/delete/",
+        views_run_list.saved_view_delete,
+        name="saved-view-delete",
+    ),
     path("t/<slug:team_slug>/runs/new/", views.run_launch, name="run-launch"),
     path("t/<slug:team_slug>/experiments/", views.experiment_list, name="experiment-list"),
     path("t/<slug:team_slug>/experiments/new/", views.experiment_create, name="experiment-create"),

@@ -15,9 +15,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.experiments import selectors, services
-from apps.experiments.filters import RunListFilterForm
 from apps.experiments.forms import ExperimentForm, RunLaunchForm
-from apps.experiments.models import Run, RunKind, RunStatus
+from apps.experiments.models import Run, RunStatus
 from apps.teams.models import Role, Team
 from apps.teams.selectors import role_for, team_get_for_user
 from apps.teams.services import ensure_role
@@ -77,32 +76,7 @@ def experiment_detail(request: HtmxHttpRequest, experiment_id: int) -> HttpRespo
     return render_page(request, "experiments/experiment_detail.html", "experiment-runs", context)
 
 
-# -- run list and launch ---------------------------------------------------------------
-
-
-@require_GET
-def run_list(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
-    team, role = team_get_for_user(user=request.user, slug=team_slug)
-    filter_form = RunListFilterForm(request.GET, team=team)
-    filters = filter_form.filters()
-    page = selectors.run_list_for_team(team=team, filters=filters, page=request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    filtered = any(name != "kind" for name in filters)
-    kind = filters["kind"]
-    needs_guide = not page.object_list and not filtered and kind != RunKind.ADAPT
-    context = {
-        "team": team,
-        "can_write": role.allows(Role.MEMBER),
-        "filter_form": filter_form,
-        "page_obj": page,
-        "runs": page.object_list,
-        "filter_query": query.urlencode(),
-        "filtered": filtered,
-        "kind": kind,
-        "guide": selectors.launch_guide_for_team(team=team) if needs_guide else None,
-    }
-    return render_page(request, "experiments/run_list.html", "run-table", context)
+# -- launch ---------------------------------------------------------------
 
 
 def _launch_context(team: Team, form: RunLaunchForm, source: Run | None = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from django.utils.html import strip_tags
 
 from apps.experiments import selectors
 from apps.experiments.filters import RunListFilterForm
+from apps.experiments.listing.selectors import run_page_for_team
 from apps.experiments.models import RunStatus
 from tests.factories import (
     AdaptationFactory,
@@ -56,17 +57,17 @@ def mixed(team_roles):
 
 
 def _ids(page) -> set[int]:
-    return {run.pk for run in page.object_list}
+    return {run.pk for run in page.runs}
 
 
 def test_selector_filters_by_kind(mixed):
     team, _users, runs = mixed
     every = {run.pk for run in runs.values()}
-    assert _ids(selectors.run_list_for_team(team=team)) == every
-    assert _ids(selectors.run_list_for_team(team=team, filters={"kind": selectors.KIND_ALL})) == every
-    assert _ids(selectors.run_list_for_team(team=team, filters={"kind": "adapt"})) == {runs["adapt"].pk}
-    trained = selectors.run_list_for_team(team=team, filters={"kind": "train", "algorithm": "maml"})
-    assert _ids(trained) == {runs["train_maml"].pk} and trained.paginator.count == 1
+    assert _ids(run_page_for_team(team=team)) == every
+    assert _ids(run_page_for_team(team=team, filters={"kind": selectors.KIND_ALL})) == every
+    assert _ids(run_page_for_team(team=team, filters={"kind": "adapt"})) == {runs["adapt"].pk}
+    trained = run_page_for_team(team=team, filters={"kind": "train", "algorithm": "maml"})
+    assert _ids(trained) == {runs["train_maml"].pk} and trained.count == 1
 
 
 @pytest.mark.parametrize(
@@ -106,10 +107,13 @@ def test_run_list_shows_training_runs_by_default_and_the_algorithm_filter_follow
 
 def test_count_and_pages_follow_the_kind(mixed):
     team, _users, _runs = mixed
-    trained = selectors.run_list_for_team(team=team, filters={"kind": "train"}, per_page=1)
-    assert (trained.paginator.count, trained.paginator.num_pages) == (2, 2)
-    every = selectors.run_list_for_team(team=team, filters={"kind": selectors.KIND_ALL}, per_page=1, page=3)
-    assert (every.paginator.count, every.number) == (3, 3)
+    trained = run_page_for_team(team=team, filters={"kind": "train"}, per_page=1)
+    assert (trained.count, len(trained.runs), bool(trained.next_cursor)) == (2, 1, True)
+    every = run_page_for_team(team=team, filters={"kind": selectors.KIND_ALL}, per_page=2)
+    last = run_page_for_team(
+        team=team, filters={"kind": selectors.KIND_ALL}, per_page=2, cursor=every.next_cursor
+    )
+    assert (every.count, len(last.runs), last.next_cursor) == (3, 1, "")
 
 
 # -- empty lists guide -------------------------------------------------------------------------

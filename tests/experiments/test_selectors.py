@@ -12,6 +12,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from apps.experiments import selectors
+from apps.experiments.listing.selectors import run_page_for_team
 from apps.experiments.models import Metric, Run, RunStatus
 from tests.factories import ExperimentFactory, MetricFactory, RunFactory, TaskSetVersionFactory, UserFactory
 
@@ -90,7 +91,7 @@ def runs(team_roles):
 
 def names(page, made):
     by_pk = {run.pk: key for key, run in made.items()}
-    return [by_pk[run.pk] for run in page.object_list]
+    return [by_pk[run.pk] for run in page.runs]
 
 
 @pytest.mark.parametrize(
@@ -104,49 +105,44 @@ def names(page, made):
 )
 def test_run_list_filters_by_values(runs, filters, expected):
     team, _, made, _, _ = runs
-    assert names(selectors.run_list_for_team(team=team, filters=filters), made) == expected
+    assert names(run_page_for_team(team=team, filters=filters), made) == expected
 
 
 def test_run_list_filters_by_taskset_user_and_dates(runs):
     team, users, made, sine, digits = runs
     today = timezone.localdate()
-    assert names(selectors.run_list_for_team(team=team, filters={"taskset": sine.taskset}), made) == [
+    assert names(run_page_for_team(team=team, filters={"taskset": sine.taskset}), made) == [
         "b",
         "a",
     ]
-    assert names(selectors.run_list_for_team(team=team, filters={"taskset": digits.taskset_id}), made) == [
-        "c"
-    ]
-    assert names(selectors.run_list_for_team(team=team, filters={"launched_by": users["admin"]}), made) == [
-        "c"
-    ]
+    assert names(run_page_for_team(team=team, filters={"taskset": digits.taskset_id}), made) == ["c"]
+    assert names(run_page_for_team(team=team, filters={"launched_by": users["admin"]}), made) == ["c"]
     since = {"date_from": today - dt.timedelta(days=6)}
-    assert names(selectors.run_list_for_team(team=team, filters=since), made) == ["c", "b"]
+    assert names(run_page_for_team(team=team, filters=since), made) == ["c", "b"]
     window = {"date_from": today - dt.timedelta(days=11), "date_to": today - dt.timedelta(days=5)}
-    assert names(selectors.run_list_for_team(team=team, filters=window), made) == ["b", "a"]
-    assert (
-        names(
-            selectors.run_list_for_team(team=team, filters={"date_to": today - dt.timedelta(days=30)}), made
-        )
-        == []
-    )
+    assert names(run_page_for_team(team=team, filters=window), made) == ["b", "a"]
+    assert names(run_page_for_team(team=team, filters={"date_to": today - dt.timedelta(days=30)}), made) == []
 
 
-def test_run_list_paginates(runs):
+def test_run_list_pages_by_cursor(runs):
     team, _, made, _, _ = runs
-    first = selectors.run_list_for_team(team=team, page=1, per_page=2)
+    first = run_page_for_team(team=team, per_page=2)
     assert names(first, made) == ["c", "b"]
-    assert first.paginator.count == 3 and first.paginator.num_pages == 2 and first.has_next()
-    assert names(selectors.run_list_for_team(team=team, page="2", per_page=2), made) == ["a"]
-    assert names(selectors.run_list_for_team(team=team, page="99", per_page=2), made) == ["a"]
-    assert names(selectors.run_list_for_team(team=team, page="nope", per_page=2), made) == ["c", "b"]
+    assert first.count == 3 and first.next_cursor and not first.prev_cursor
+    second = run_page_for_team(team=team, per_page=2, cursor=first.next_cursor)
+    assert names(second, made) == ["a"] and not second.next_cursor and second.prev_cursor
+    back = run_page_for_team(team=team, per_page=2, cursor=second.prev_cursor)
+    assert names(back, made) == ["c", "b"]
+    assert names(run_page_for_team(team=team, per_page=2, cursor="forged"), made) == ["c", "b"]
 
 
 def test_run_list_for_team_is_query_bounded(runs, django_assert_max_num_queries):
     team, *_ = runs
     with django_assert_max_num_queries(2):  # count + page, with related rows joined
-        page = selectors.run_list_for_team(team=team)
-        labels = [(r.experiment.name, r.taskset_version.taskset.name, r.launched_by.username) for r in page]
+        page = run_page_for_team(team=team)
+        labels = [
+            (r.experiment.name, r.taskset_version.taskset.name, r.launched_by.username) for r in page.runs
+        ]
     assert len(labels) == 3
 
 

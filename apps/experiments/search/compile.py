@@ -9,7 +9,6 @@ field. Errors are QueryFieldError (unknown field or bad key) and QueryValueError
 
 from __future__ import annotations
 
-import re
 from functools import reduce
 from operator import and_, or_
 from typing import Any
@@ -21,13 +20,13 @@ from apps.experiments.search.fields import (
     CONFIG_FIELD,
     CONFIG_MAX_DEPTH,
     FIELDS,
-    KEY_MAX_LENGTH,
     METRIC_FIELD,
     PLANNED,
     SUMMARY_METRIC_SECTIONS,
     TEXT_PATHS,
     SearchField,
     field_names,
+    key_problem,
 )
 from apps.experiments.search.jsonq import LOOKUPS, json_compare
 from apps.experiments.search.tree import (
@@ -43,7 +42,6 @@ from apps.experiments.search.tree import (
     shorten,
 )
 
-_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: For a whole day: the lookup, and whether it compares with the day's end
 #: (the start of the next day) rather than its start.
 _DAY_BOUNDS: dict[str, tuple[str, bool]] = {
@@ -109,24 +107,10 @@ def _unknown(term: Term) -> QueryFieldError:
 
 def _keys(term: Term, path: str, *, limit: int) -> tuple[str, ...]:
     """The checked key segments of ``config.<path>`` or ``metric.<path>``."""
-    prefix = term.field.partition(".")[0]
-    keys = tuple(path.split("."))
-    what = "a key" if limit > 1 else "a metric name"
-    for key in keys:
-        if not _KEY_RE.fullmatch(key) or "__" in key or len(key) > KEY_MAX_LENGTH:
-            raise QueryFieldError(
-                f"{shorten(term.field)}: {what} is letters, digits and single underscores, "
-                f"not starting with a digit, at most {KEY_MAX_LENGTH} long",
-                offset=term.offset,
-                field=term.field,
-            )
-    if len(keys) > limit:
-        raise QueryFieldError(
-            f"{shorten(term.field)}: at most {limit} key{'s' if limit > 1 else ''} after '{prefix}.'",
-            offset=term.offset,
-            field=term.field,
-        )
-    return keys
+    problem = key_problem(term.field.partition(".")[0], path, limit=limit)
+    if problem:
+        raise QueryFieldError(f"{shorten(term.field)}: {problem}", offset=term.offset, field=term.field)
+    return tuple(path.split("."))
 
 
 def _eq(op: str) -> str:

@@ -8,6 +8,7 @@ To add a field (``tag:`` once runs have tags), add a :class:`SearchField` to
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -71,6 +72,26 @@ TEXT_PATHS: tuple[str, ...] = ("experiment__name", "taskset_version__taskset__na
 PLANNED: Mapping[str, str] = {"tag": "runs have no tags yet"}
 #: The longest key segment or metric name accepted.
 KEY_MAX_LENGTH = 64
+_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def key_problem(prefix: str, path: str, *, limit: int) -> str:
+    """Why ``path`` (what follows ``prefix``, ``config`` or ``metric``, and a dot) is not a key path of at
+    most ``limit`` segments, or "" when it is. Each segment is letters, digits and
+    single underscores, not starting with a digit, so that it can only ever become a
+    ``KeyTransform``, never a lookup (``__``). The one rule for search terms, run-list
+    columns and sorts."""
+    keys = path.split(".")
+    what = "a key" if limit > 1 else "a metric name"
+    for key in keys:
+        if not _KEY_RE.fullmatch(key) or "__" in key or len(key) > KEY_MAX_LENGTH:
+            return (
+                f"{what} is letters, digits and single underscores, "
+                f"not starting with a digit, at most {KEY_MAX_LENGTH} long"
+            )
+    if len(keys) > limit:
+        return f"at most {limit} key{'s' if limit > 1 else ''} after '{prefix}.'"
+    return ""
 
 
 def field_names() -> list[str]:

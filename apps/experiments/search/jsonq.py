@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from django.db import NotSupportedError
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import BooleanField, F, Func, JSONField, Q, Value
+from django.db.models import BooleanField, F, FloatField, Func, JSONField, Q, TextField, Value
 from django.db.models.fields.json import KeyTransform, compile_json_path
 from django.db.models.sql.compiler import SQLCompiler
 
@@ -83,3 +83,35 @@ def json_compare(*, column: str, keys: tuple[str, ...], op: str, value: Any, kin
     if op == "!=":
         return typed & ~Q(key.get_lookup("exact")(key, rhs))
     return typed & Q(key.get_lookup(LOOKUPS[op])(key, rhs))
+
+
+class JSONScalar(Func):
+    """The JSON value at ``key`` as an SQL number (``kind="number"``, a float) or
+    text (``kind="string"``), NULL when it is missing or of another type. For
+    sorting: numbers then compare as numbers on both backends, and a run without
+    the value can be placed last (``nulls_last``)."""
+
+    def __init__(self, key: KeyTransform, kind: Literal["number", "string"]) -> None:
+        super().__init__(key, output_field=FloatField() if kind == "number" else TextField())
+        self.kind = kind
+
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any) -> Any:
+        raise NotSupportedError(
+            f"Sorting by JSON values needs PostgreSQL or SQLite, not {connection.vendor}."
+        )
+
+    def as_postgresql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any) -> Any:
+        sql, params = compiler.compile(self.source_expressions[0])
+        cast = "::double precision" if self.kind == "number" else ""
+        return (
+            f"(CASE WHEN jsonb_typeof({sql}) = %s THEN ({sql} #>> '{{}}'){cast} END)",
+            (*params, self.kind, *params),
+        )
+
+    def as_sqlite(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any) -> Any:
+        column, params, keys = self.source_expressions[0].preprocess_lhs(compiler, connection)
+        path = compile_json_path(keys)
+        types = _SQLITE_TYPES[self.kind]
+        marks = ", ".join(["%s"] * len(types))
+        sql = f"(CASE WHEN JSON_TYPE({column}, %s) IN ({marks}) THEN JSON_EXTRACT({column}, %s) END)"
+        return sql, (*params, path, *types, *params, path)

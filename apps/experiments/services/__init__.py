@@ -1,10 +1,12 @@
 """Writes for experiments and runs.
 
-``runs`` holds what people do from the browser (create, launch, cancel, clone);
+``runs`` holds what people do from the browser (create, launch, cancel, clone),
+``saved_views`` the run list's saved views;
 ``execution`` holds what workers do (claim, heartbeat, record metrics, finish,
-requeue after a lost heartbeat). Both are re-exported here: import from
+requeue after a lost heartbeat). All are re-exported here: import from
 ``apps.experiments.services``.
 """
 
 from apps.experiments.services.execution import *  # noqa: F403
 from apps.experiments.services.runs import *  # noqa: F403
+from apps.experiments.services.saved_views import *  # noqa: F403

@@ -1,0 +1,80 @@
+"""Saved views of the run list: a team's named searches with their columns and sort.
+
+Members and admins create them; the creator or a team admin deletes them; every
+member of the team, viewers included, sees and uses them.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+
+from apps.experiments.listing.columns import ColumnError, column_parse, sort_parse
+from apps.experiments.models import RunKind, SavedView
+from apps.experiments.search import QueryError, run_search_q
+from apps.experiments.selectors import KIND_ALL
+from apps.teams.models import Role, Team
+from apps.teams.services import ensure_role
+
+__all__ = ["saved_view_create", "saved_view_delete"]
+
+AnyUser = AbstractBaseUser | AnonymousUser
+
+
+def _checked(*, name: str, query: str, columns: list[str], sort: str, kind: str) -> dict[str, object]:
+    """The view's fields, checked as the run list would read them; ValidationError
+    naming each field that is wrong."""
+    errors: dict[str, str] = {}
+    max_length = SavedView._meta.get_field("name").max_length or 80
+    if not name:
+        errors["name"] = "Give the view a name."
+    elif len(name) > max_length:
+        errors["name"] = f"Use at most {max_length} characters."
+    try:
+        run_search_q(query=query)
+    except QueryError as error:
+        errors["query"] = f"query: {error}"
+    try:
+        names = [column_parse(column).name for column in columns]
+        sort = sort_parse(sort).token if sort else ""
+    except ColumnError as error:
+        errors[error.param if error.param == "sort" else "columns"] = str(error)
+        names = []
+    if kind not in (*RunKind.values, KIND_ALL, ""):
+        errors["kind"] = f"kind: {kind[:20]!r} is not one of {', '.join((*RunKind.values, KIND_ALL))}"
+    if errors:
+        raise ValidationError(errors)
+    return {"name": name, "query": query, "columns": names, "sort": sort, "kind": kind}
+
+
+def saved_view_create(
+    *,
+    team: Team,
+    actor: AnyUser,
+    name: str,
+    query: str = "",
+    columns: list[str],
+    sort: str = "",
+    kind: str = "",
+) -> SavedView:
+    """A new saved view in the team (members and admins). The name is unique in the
+    team, ignoring case; the query, columns and sort must be ones the list reads."""
+    ensure_role(user=actor, team=team, required=Role.MEMBER)
+    fields = _checked(name=(name or "").strip(), query=query or "", columns=columns, sort=sort, kind=kind)
+    taken = ValidationError({"name": f"The team has a view called '{fields['name']}' already."})
+    if SavedView.objects.filter(team=team, name__iexact=fields["name"]).exists():
+        raise taken
+    try:
+        with transaction.atomic():
+            return SavedView.objects.create(team=team, created_by=actor, **fields)
+    except IntegrityError as error:  # a view of that name saved meanwhile
+        raise taken from error
+
+
+def saved_view_delete(*, saved_view: SavedView, actor: AnyUser) -> None:
+    """Delete ``saved_view``: its creator (while a member or admin) or a team admin."""
+    role = ensure_role(user=actor, team=saved_view.team_id, required=Role.MEMBER)
+    if saved_view.created_by_id != actor.pk and not role.allows(Role.ADMIN):
+        raise PermissionDenied("Only the view's creator or a team admin may delete it.")
+    saved_view.delete()

@@ -1,0 +1,135 @@
+"""The run list, a team's search page: search box, filters, columns, sort, keyset
+pages, saved views and the selection for comparing runs. Thin: parse, call a
+selector or service, render; htmx requests get the table's partial."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from apps.experiments import selectors, services
+from apps.experiments.filters import (
+    EXTRA_FIELD_COLUMNS,
+    RunListParams,
+    SavedViewForm,
+    run_list_params,
+    saved_view_query,
+)
+from apps.experiments.listing.columns import Column, column_display, column_parse
+from apps.experiments.listing.selectors import (
+    RunPage,
+    run_column_choices,
+    run_page_for_team,
+    saved_view_get_for_team,
+    saved_view_list_for_team,
+)
+from apps.experiments.models import RunKind
+from apps.experiments.search import QueryError, field_help
+from apps.teams.models import Role, Team
+from apps.teams.selectors import team_get_for_user
+from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page
+
+#: The compare page's selection limits ("Compare (n)" is enabled within them).
+COMPARE_MIN, COMPARE_MAX = 2, 20
+
+
+def _column_choices(team: Team, params: RunListParams) -> list[Column]:
+    """The columns offered: those shown now, then the team's metrics and config keys,
+    then the search fields that the table does not show already."""
+    fields = [column_parse(name) for name in EXTRA_FIELD_COLUMNS]
+    return list(dict.fromkeys([*params.columns, *run_column_choices(team=team), *fields]))
+
+
+def _context(
+    team: Team, role: Role, params: RunListParams, save_form: SavedViewForm | None
+) -> dict[str, Any]:
+    query_error = ""
+    try:
+        page = run_page_for_team(
+            team=team, filters=params.filters, query=params.query, sort=params.sort, cursor=params.cursor
+        )
+    except QueryError as error:
+        query_error, page = str(error), RunPage()
+    for run in page.runs:
+        run.column_cells = [column_display(column.value(run)) for column in params.columns]
+    links = params.sort_links()
+    kind = params.filters["kind"]
+    needs_guide = not page.runs and not params.filtered and kind != RunKind.ADAPT and not query_error
+    saved_views = saved_view_list_for_team(team=team)
+    for view in saved_views:
+        fields = {"query": view.query, "columns": view.columns, "sort": view.sort, "kind": view.kind}
+        view.list_query, view.active = saved_view_query(**fields), params.shows(**fields)
+    return {
+        "team": team,
+        "role": role,
+        "can_write": role.allows(Role.MEMBER),
+        "is_admin": role.allows(Role.ADMIN),
+        "params": params,
+        "filter_form": params.filter_form,
+        "page": page,
+        "runs": page.runs,
+        "query_error": query_error,
+        "filtered": params.filtered,
+        "kind": kind,
+        "guide": selectors.launch_guide_for_team(team=team) if needs_guide else None,
+        "sort_links": links,
+        "column_headers": [(column, links[column.name]) for column in params.columns],
+        "column_choices": _column_choices(team, params),
+        "field_help": field_help(),
+        "saved_views": saved_views,
+        "all_runs_active": params.shows(query="", columns=[], sort="", kind=""),
+        "save_form": save_form or SavedViewForm.for_params(params),
+        "compare_min": COMPARE_MIN,
+        "compare_max": COMPARE_MAX,
+    }
+
+
+@require_GET
+def run_list(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
+    team, role = team_get_for_user(user=request.user, slug=team_slug)
+    context = _context(team, role, run_list_params(request.GET, team=team), None)
+    return render_page(request, "experiments/run_list.html", "run-table", context)
+
+
+@require_POST
+def saved_view_create(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
+    """Save the list as it is (the form's hidden fields) under a name. On an error,
+    htmx gets the form back with the message under its field."""
+    team, role = team_get_for_user(user=request.user, slug=team_slug)
+    form = SavedViewForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.saved_view_create(
+                team=team,
+                actor=request.user,
+                name=data["name"],
+                query=data["q"],
+                columns=form.column_names(),
+                sort=data["sort"],
+                kind=data["kind"],
+            )
+        except ValidationError as error:
+            for field, messages in error.message_dict.items():
+                form.add_error("name" if field == "name" else None, messages)
+        else:
+            query = saved_view_query(
+                query=data["q"], columns=form.column_names(), sort=data["sort"], kind=data["kind"]
+            )
+            url = reverse("experiments:run-list", kwargs={"team_slug": team.slug})
+            return redirect_page(request, f"{url}?{query}" if query else url)
+    context = _context(team, role, run_list_params(request.GET, team=team), form)
+    return render_page(request, "experiments/run_list.html", "saved-view-form", context)
+
+
+@require_POST
+def saved_view_delete(request: HtmxHttpRequest, team_slug: str, view_id: int) -> HttpResponse:
+    team, _role = team_get_for_user(user=request.user, slug=team_slug)
+    services.saved_view_delete(
+        saved_view=saved_view_get_for_team(team=team, view_id=view_id), actor=request.user
+    )
+    return redirect_page(request, reverse("experiments:run-list", kwargs={"team_slug": team.slug}))
