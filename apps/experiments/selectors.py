@@ -15,11 +15,11 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
-from apps.experiments.models import Experiment, Metric, Queue, Run, RunEvent, RunKind, RunStatus
+from apps.experiments.models import Experiment, Metric, Queue, Run, RunEvent, RunKind, RunStatus, Tag
 from apps.registry.models import Review
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.teams.models import Role, Team
@@ -73,6 +73,14 @@ def experiment_get_visible(*, user: AnyUser, experiment_id: int) -> Experiment:
     return experiment
 
 
+# -- tags ------------------------------------------------------------------------
+
+
+def tag_names_for_team(*, team: Team | int) -> list[str]:
+    """Every tag name the team has used, A to Z: the add-a-tag suggestions."""
+    return list(Tag.objects.filter(team=team).order_by("name").values_list("name", flat=True))
+
+
 # -- runs ------------------------------------------------------------------------
 
 
@@ -97,13 +105,15 @@ def run_get_visible(*, user: AnyUser, run_id: int) -> Run:
 
 def _runs_for_listing(queryset: QuerySet[Run]) -> QuerySet[Run]:
     """Each run with the meta-model it registered (``meta_model_pk``,
-    ``meta_model_name``, ``meta_model_version``; None when none) and that
-    meta-model's latest verdict (``latest_verdict``)."""
+    ``meta_model_name``, ``meta_model_version``; None when none), that
+    meta-model's latest verdict (``latest_verdict``) and its tags (prefetched:
+    one more query for the whole list)."""
     latest_review = Review.objects.filter(meta_model__training_run=OuterRef("pk")).order_by(
         "-created_at", "-pk"
     )
     return (
         queryset.select_related("experiment", "taskset_version__taskset", "launched_by")
+        .prefetch_related(Prefetch("tags", queryset=Tag.objects.order_by("name")))
         .annotate(
             meta_model_pk=F("meta_model__pk"),
             meta_model_name=F("meta_model__name"),

@@ -1,10 +1,12 @@
 """Writes for experiments and runs.
 
 ``runs`` holds what people do from the browser (create, launch, cancel, clone);
+``annotations`` the tags and notes members put on runs and experiments;
 ``execution`` holds what workers do (claim, heartbeat, record metrics, finish,
-requeue after a lost heartbeat). Both are re-exported here: import from
+requeue after a lost heartbeat). All three are re-exported here: import from
 ``apps.experiments.services``.
 """
 
+from apps.experiments.services.annotations import *  # noqa: F403
 from apps.experiments.services.execution import *  # noqa: F403
 from apps.experiments.services.runs import *  # noqa: F403
