@@ -43,6 +43,7 @@ def annotations_context(*, target: Annotated, kind: Kind, can_write: bool) -> di
         "can_write": can_write,
         "tag_add_url": reverse(f"experiments:{kind}-tag-add", kwargs={"pk": target.pk}),
         "note_url": reverse(f"experiments:{kind}-note", kwargs={"pk": target.pk}),
+        "note_version": services.note_version(target),
     }
 
 
@@ -93,8 +94,10 @@ def tag_remove(request: HtmxHttpRequest, kind: Kind, pk: int, tag_id: int) -> Ht
 def note_update(request: HtmxHttpRequest, kind: Kind, pk: int) -> HttpResponse:
     target = _target(request, kind, pk)
     text = request.POST.get("note", "")
+    base = request.POST.get("base_version")  # absent from an old form: last write wins
     try:
-        services.note_update(target=target, actor=request.user, text=text)
+        services.note_update(target=target, actor=request.user, text=text, base_version=base)
     except ValidationError as error:
+        target = _target(request, kind, pk)  # a newer note, if one was saved meanwhile
         return _answer(request, target, kind, NOTE_PANEL, note_error=_message(error, "note"), note_value=text)
     return _answer(request, target, kind, NOTE_PANEL)

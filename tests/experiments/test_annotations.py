@@ -4,6 +4,8 @@ count of the run lists that show tags."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
@@ -342,3 +344,40 @@ def test_run_list_selector_prefetches_tags_in_one_query(world, django_assert_num
     with django_assert_num_queries(0):
         names = [sorted(tag.name for tag in run.tags.all()) for run in runs]
     assert names.count([]) == 1 and ["shared", "tag-0"] in names
+
+
+# -- two people editing one note ------------------------------------------------------------------
+
+
+def test_note_update_refuses_to_overwrite_a_note_saved_meanwhile(world):
+    run, member, admin = world["run"], world["users"]["member"], world["users"]["admin"]
+    opened = services.note_version(run)
+    assert opened == ""
+    services.note_update(target=run, actor=admin, text="admin's findings", base_version=opened)
+    stale = Run.objects.get(pk=run.pk)
+    fresh_version = services.note_version(stale)
+    with pytest.raises(ValidationError) as caught:
+        services.note_update(target=stale, actor=member, text="member's", base_version=opened)
+    assert "admin saved this note at " in caught.value.message_dict["note"][0]
+    assert Run.objects.get(pk=run.pk).note == "admin's findings"
+    services.note_update(target=stale, actor=member, text="merged", base_version=fresh_version)
+    services.note_update(target=stale, actor=member, text="no version: last write wins")
+    assert Run.objects.get(pk=run.pk).note == "no version: last write wins"
+
+
+def test_the_form_shows_theirs_keeps_mine_and_a_second_save_goes_through(client, world):
+    experiment, member = world["experiment"], world["users"]["member"]
+    client.force_login(member)
+    page = client.get(reverse("experiments:experiment-detail", args=[experiment.pk])).content.decode()
+    opened = re.search(r'name="base_version" value="([^"]*)"', page).group(1)
+    services.note_update(target=experiment, actor=world["users"]["admin"], text="**theirs**")
+    url = reverse("experiments:experiment-note", kwargs={"pk": experiment.pk})
+    body = client.post(url, {"note": "mine", "base_version": opened}, **HTMX).content.decode()
+    assert 'id="note-text-error"' in body and "admin saved this note" in body
+    assert "<strong>theirs</strong>" in body and ">mine</textarea>" in body
+    newer = re.search(r'name="base_version" value="([^"]*)"', body).group(1)
+    assert newer != opened
+    body = client.post(url, {"note": "theirs and mine", "base_version": newer}, **HTMX).content.decode()
+    assert 'id="note-text-error"' not in body
+    experiment.refresh_from_db()
+    assert experiment.note == "theirs and mine"
