@@ -144,9 +144,12 @@ def test_run_list_paginates(runs):
 
 def test_run_list_for_team_is_query_bounded(runs, django_assert_max_num_queries):
     team, *_ = runs
-    with django_assert_max_num_queries(2):  # count + page, with related rows joined
+    with django_assert_max_num_queries(3):  # count + page, with related rows joined + the page's tags
         page = selectors.run_list_for_team(team=team)
-        labels = [(r.experiment.name, r.taskset_version.taskset.name, r.launched_by.username) for r in page]
+        labels = [
+            (r.experiment.name, r.taskset_version.taskset.name, r.launched_by.username, list(r.tags.all()))
+            for r in page
+        ]
     assert len(labels) == 3
 
 
