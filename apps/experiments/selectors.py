@@ -40,17 +40,22 @@ CSV_CHUNK_ROWS = 5000
 # -- experiments ---------------------------------------------------------------
 
 
-def experiment_list_for_team(*, team: Team) -> QuerySet[Experiment]:
+def experiment_list_for_team(*, team: Team, tag: str = "") -> QuerySet[Experiment]:
     """The team's experiments, those with the most recent run first, each annotated
     with ``run_count`` and ``latest_run_at`` (None when it has no run yet), and the
     latest verdict recorded on any of its meta-models: ``latest_verdict`` and the
-    meta-model's id, ``latest_verdict_model_id`` (None when there is none)."""
+    meta-model's id, ``latest_verdict_model_id`` (None when there is none); their
+    tags are prefetched. ``tag`` (a cleaned name) keeps those that carry it."""
     latest_review = Review.objects.filter(meta_model__experiment=OuterRef("pk")).order_by(
         "-created_at", "-pk"
     )
+    experiments = Experiment.objects.filter(team=team)
+    if tag:  # a subquery, not a join: the run counts must not multiply
+        tagged = Experiment.tags.through.objects.filter(tag__team=team, tag__name=tag)
+        experiments = experiments.filter(pk__in=tagged.values("experiment_id"))
     return (
-        Experiment.objects.filter(team=team)
-        .select_related("created_by")
+        experiments.select_related("created_by")
+        .prefetch_related(Prefetch("tags", queryset=Tag.objects.order_by("name")))
         .annotate(
             run_count=Count("runs"),
             latest_run_at=Max("runs__created_at"),

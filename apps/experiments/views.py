@@ -18,7 +18,7 @@ from apps.experiments import selectors, services
 from apps.experiments.annotation_views import annotations_context
 from apps.experiments.filters import RunListFilterForm
 from apps.experiments.forms import ExperimentForm, RunLaunchForm
-from apps.experiments.models import Run, RunKind, RunStatus
+from apps.experiments.models import Run, RunKind, RunStatus, tag_name_clean
 from apps.teams.models import Role, Team
 from apps.teams.selectors import role_for, team_get_for_user
 from apps.teams.services import ensure_role
@@ -33,11 +33,19 @@ CANCELLABLE = (RunStatus.QUEUED, RunStatus.RUNNING)
 @require_GET
 def experiment_list(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
     team, role = team_get_for_user(user=request.user, slug=team_slug)
+    tag, tag_error = request.GET.get("tag", "").strip(), ""
+    if tag:
+        try:
+            tag = tag_name_clean(tag)
+        except ValidationError as error:
+            tag, tag_error = "", " ".join(error.messages)
     context = {
         "team": team,
         "role": role,
         "can_write": role.allows(Role.MEMBER),
-        "experiments": selectors.experiment_list_for_team(team=team),
+        "experiments": selectors.experiment_list_for_team(team=team, tag=tag),
+        "tag": tag,
+        "tag_error": tag_error,
     }
     return render_page(request, "experiments/experiment_list.html", "experiment-table", context)
 

@@ -381,3 +381,55 @@ def test_the_form_shows_theirs_keeps_mine_and_a_second_save_goes_through(client,
     assert 'id="note-text-error"' not in body
     experiment.refresh_from_db()
     assert experiment.note == "theirs and mine"
+
+
+# -- the experiment list: tag chips and the tag filter ----------------------------------------------
+
+
+def tagged_experiments(world, count: int, *, start: int = 0) -> list[Experiment]:
+    made = []
+    for number in range(start, start + count):
+        experiment = ExperimentFactory(team=world["team"], created_by=world["users"]["member"])
+        RunFactory(experiment=experiment, taskset_version=world["run"].taskset_version)
+        services.tag_add(target=experiment, actor=world["users"]["member"], name=f"tag-{number % 2}")
+        made.append(experiment)
+    return made
+
+
+def test_experiment_list_shows_tags_in_constant_queries(client, world):
+    client.force_login(world["users"]["viewer"])
+    url = reverse("experiments:experiment-list", kwargs={"team_slug": "alpha"})
+    tagged_experiments(world, 2)
+    few = list_queries(client, url)
+    tagged_experiments(world, 6, start=2)
+    assert list_queries(client, url) == few
+    page = client.get(url).content.decode()
+    assert page.count('class="chip chip-tag" data-tag="tag-0"') == 4
+    assert 'href="?tag=tag-1"' in page
+
+
+@pytest.mark.parametrize("htmx", [False, True], ids=["page", "htmx"])
+def test_experiment_list_filters_by_tag_without_multiplying_run_counts(client, world, htmx):
+    made = tagged_experiments(world, 4)
+    services.tag_add(target=made[0], actor=world["users"]["member"], name="extra")
+    RunFactory(experiment=made[0], taskset_version=world["run"].taskset_version)
+    client.force_login(world["users"]["member"])
+    url = reverse("experiments:experiment-list", kwargs={"team_slug": "alpha"})
+    body = client.get(url, {"tag": " TAG-0 "}, **(HTMX if htmx else {})).content.decode()
+    shown = {int(pk) for pk in re.findall(r'id="experiment-row-(\d+)"', body)}
+    assert shown == {made[0].pk, made[2].pk}
+    assert 'id="tag-filter"' in body and "?q=tag%3Atag-0" in body
+    row = body[body.index(f'id="experiment-row-{made[0].pk}"') :]
+    assert re.search(r'data-testid="run-count">2<', row)
+    assert ("<html" in body) is not htmx
+
+
+def test_experiment_list_names_a_bad_tag_and_lists_nothing_filtered(client, world):
+    tagged_experiments(world, 1)
+    client.force_login(world["users"]["member"])
+    url = reverse("experiments:experiment-list", kwargs={"team_slug": "alpha"})
+    body = client.get(url, {"tag": "no such/tag"}).content.decode()
+    assert 'id="tag-filter-error"' in body and "Tag: A tag is at most 40" in body
+    assert 'id="tag-filter"' not in body
+    body = client.get(url, {"tag": "unused"}).content.decode()
+    assert "No experiment is tagged unused." in body
