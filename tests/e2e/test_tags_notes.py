@@ -98,3 +98,31 @@ def test_a_member_tags_a_run_and_writes_its_note(live_stack, e2e_page, e2e_user)
     page.goto(f"{base}/experiments/{experiment.pk}/")
     page.locator(f'#run-row-{run.pk} [data-tag="baseline"]').click()
     page.wait_for_url(f"{base}/t/{team.slug}/runs/?q=tag%3Abaseline")
+
+
+def test_a_viewer_reads_tags_and_note_without_controls(live_stack, e2e_page, e2e_user):
+    from apps.experiments import services
+    from apps.teams.models import Role
+    from tests.factories import (
+        ExperimentFactory,
+        MembershipFactory,
+        RunFactory,
+        TaskSetVersionFactory,
+        UserFactory,
+    )
+
+    page, base = e2e_page, live_stack.base_url
+    admin, team = e2e_user
+    viewer = MembershipFactory(team=team, role=Role.VIEWER, user=UserFactory(username="vera")).user
+    version = TaskSetVersionFactory(taskset__team=team, taskset__created_by=admin)
+    run = RunFactory(experiment=ExperimentFactory(team=team, created_by=admin), taskset_version=version)
+    services.tag_add(target=run, actor=admin, name="baseline")
+    services.note_update(target=run, actor=admin, text="## Read me\n\n- one point")
+
+    log_in(page, base, viewer.username)
+    page.goto(f"{base}/runs/{run.pk}/")
+    expect(page.locator('#tag-list [data-tag="baseline"] a')).to_be_visible()
+    expect(page.locator("#note-body h2")).to_have_text("Read me")
+    for control in ("#tag-name", "#tag-add", "#note-edit", "#tag-list button"):
+        expect(page.locator(control)).to_have_count(0)
+    page.shots.take(page, "viewer-run-page")
