@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from apps.tasksets.models import TaskSetVersion
@@ -10,7 +13,56 @@ from workers.metalearn.config import ALGORITHMS
 ALGORITHM_CHOICES = [(name, name) for name in ALGORITHMS]
 
 
-class Experiment(models.Model):
+#: A tag name: letters, digits, ``_``, ``.`` and ``-``, stored lowercase.
+TAG_NAME_MAX_LENGTH = 40
+TAG_NAME_RE = re.compile(r"[\w.-]+")
+#: The longest note accepted, in characters.
+NOTE_MAX_LENGTH = 20_000
+
+
+def tag_name_clean(name: str) -> str:
+    """``name`` stripped and lowercased, or ValidationError saying what a tag name is.
+    The one rule for tag names: the services and the search's ``tag:`` field use it."""
+    cleaned = name.strip().lower()
+    if not cleaned:
+        raise ValidationError("Give the tag a name.")
+    if len(cleaned) > TAG_NAME_MAX_LENGTH or not TAG_NAME_RE.fullmatch(cleaned):
+        raise ValidationError(
+            f"A tag is at most {TAG_NAME_MAX_LENGTH} letters, digits, '_', '.' or '-', without spaces."
+        )
+    return cleaned
+
+
+class Tag(models.Model):
+    """A label a team puts on its runs and experiments (``baseline``, ``paper-v2``)."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=TAG_NAME_MAX_LENGTH)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="uniq_tag_name_per_team")]
+        # ``tag:<name>`` looks tags up by name across the visible teams.
+        indexes = [models.Index(fields=["name"], name="tag_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Noted(models.Model):
+    """A Markdown note, who last changed it and when (shown rendered and sanitised)."""
+
+    note = models.TextField(blank=True)
+    note_updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note_updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class Experiment(Noted):
     """A group of runs that answer one question, shared by the team."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="experiments")
@@ -18,6 +70,7 @@ class Experiment(models.Model):
     description = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="experiments")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["team", "name"], name="uniq_experiment_name_per_team")]
@@ -48,7 +101,7 @@ class Queue(models.TextChoices):
     CPU = "cpu", "CPU"
 
 
-class Run(models.Model):
+class Run(Noted):
     """One execution of the engine: queued -> running -> succeeded | failed | cancelled.
 
     ``attempt`` counts deliveries that claimed the run; ``attempt_token`` identifies
@@ -88,6 +141,7 @@ class Run(models.Model):
     error = models.TextField(blank=True)
     error_step = models.PositiveIntegerField(null=True, blank=True)
     summary = models.JSONField(default=dict, blank=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="runs")
 
     class Meta:
         ordering = ["-created_at"]

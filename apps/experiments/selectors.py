@@ -14,11 +14,11 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
-from apps.experiments.models import Experiment, Metric, Queue, Run, RunEvent, RunKind, RunStatus
+from apps.experiments.models import Experiment, Metric, Queue, Run, RunEvent, RunKind, RunStatus, Tag
 from apps.registry.models import Review
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.teams.models import Role, Team
@@ -38,17 +38,22 @@ CSV_CHUNK_ROWS = 5000
 # -- experiments ---------------------------------------------------------------
 
 
-def experiment_list_for_team(*, team: Team) -> QuerySet[Experiment]:
+def experiment_list_for_team(*, team: Team, tag: str = "") -> QuerySet[Experiment]:
     """The team's experiments, those with the most recent run first, each annotated
     with ``run_count`` and ``latest_run_at`` (None when it has no run yet), and the
     latest verdict recorded on any of its meta-models: ``latest_verdict`` and the
-    meta-model's id, ``latest_verdict_model_id`` (None when there is none)."""
+    meta-model's id, ``latest_verdict_model_id`` (None when there is none); their
+    tags are prefetched. ``tag`` (a cleaned name) keeps those that carry it."""
     latest_review = Review.objects.filter(meta_model__experiment=OuterRef("pk")).order_by(
         "-created_at", "-pk"
     )
+    experiments = Experiment.objects.filter(team=team)
+    if tag:  # a subquery, not a join: the run counts must not multiply
+        tagged = Experiment.tags.through.objects.filter(tag__team=team, tag__name=tag)
+        experiments = experiments.filter(pk__in=tagged.values("experiment_id"))
     return (
-        Experiment.objects.filter(team=team)
-        .select_related("created_by")
+        experiments.select_related("created_by")
+        .prefetch_related(Prefetch("tags", queryset=Tag.objects.order_by("name")))
         .annotate(
             run_count=Count("runs"),
             latest_run_at=Max("runs__created_at"),
@@ -69,6 +74,14 @@ def experiment_get_visible(*, user: AnyUser, experiment_id: int) -> Experiment:
     if experiment is None:
         raise Http404("No such experiment.")
     return experiment
+
+
+# -- tags ------------------------------------------------------------------------
+
+
+def tag_names_for_team(*, team: Team | int) -> list[str]:
+    """Every tag name the team has used, A to Z: the add-a-tag suggestions."""
+    return list(Tag.objects.filter(team=team).order_by("name").values_list("name", flat=True))
 
 
 # -- runs ------------------------------------------------------------------------
@@ -95,13 +108,15 @@ def run_get_visible(*, user: AnyUser, run_id: int) -> Run:
 
 def runs_for_listing(queryset: QuerySet[Run]) -> QuerySet[Run]:
     """Each run with the meta-model it registered (``meta_model_pk``,
-    ``meta_model_name``, ``meta_model_version``; None when none) and that
-    meta-model's latest verdict (``latest_verdict``)."""
+    ``meta_model_name``, ``meta_model_version``; None when none), that
+    meta-model's latest verdict (``latest_verdict``) and its tags (prefetched:
+    one more query for the whole list)."""
     latest_review = Review.objects.filter(meta_model__training_run=OuterRef("pk")).order_by(
         "-created_at", "-pk"
     )
     return (
         queryset.select_related("experiment", "taskset_version__taskset", "launched_by")
+        .prefetch_related(Prefetch("tags", queryset=Tag.objects.order_by("name")))
         .annotate(
             meta_model_pk=F("meta_model__pk"),
             meta_model_name=F("meta_model__name"),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.experiments import views, views_run_list
+from apps.experiments import annotation_views, views, views_run_list
 
 app_name = "experiments"
 
@@ -22,3 +22,18 @@ urlpatterns = [
     path("runs/<int:run_id>/metrics.csv", views.run_metrics_csv, name="run-metrics-csv"),
     path("runs/<int:run_id>/checkpoint.safetensors", views.run_checkpoint, name="run-checkpoint"),
 ]
+
+# Tags and notes, the same endpoints for runs and for experiments.
+for _kind, _prefix in (("run", "runs"), ("experiment", "experiments")):
+    urlpatterns += [
+        path(f"{_prefix}/<int:pk>/tags/", annotation_views.tag_add, {"kind": _kind}, name=f"{_kind}-tag-add"),
+        path(
+            f"{_prefix}/<int:pk>/tags/<int:tag_id>/remove/",
+            annotation_views.tag_remove,
+            {"kind": _kind},
+            name=f"{_kind}-tag-remove",
+        ),
+        path(
+            f"{_prefix}/<int:pk>/note/", annotation_views.note_update, {"kind": _kind}, name=f"{_kind}-note"
+        ),
+    ]

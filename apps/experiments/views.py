@@ -15,12 +15,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.experiments import selectors, services
+from apps.experiments.annotation_views import annotations_context
 from apps.experiments.forms import ExperimentForm, RunLaunchForm
-from apps.experiments.models import Run, RunStatus
+from apps.experiments.models import Run, RunStatus, tag_name_clean
 from apps.teams.models import Role, Team
 from apps.teams.selectors import role_for, team_get_for_user
 from apps.teams.services import ensure_role
-from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page
+from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page, wants_partial
 
 CANCELLABLE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
@@ -31,11 +32,19 @@ CANCELLABLE = (RunStatus.QUEUED, RunStatus.RUNNING)
 @require_GET
 def experiment_list(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
     team, role = team_get_for_user(user=request.user, slug=team_slug)
+    tag, tag_error = request.GET.get("tag", "").strip(), ""
+    if tag:
+        try:
+            tag = tag_name_clean(tag)
+        except ValidationError as error:
+            tag, tag_error = "", " ".join(error.messages)
     context = {
         "team": team,
         "role": role,
         "can_write": role.allows(Role.MEMBER),
-        "experiments": selectors.experiment_list_for_team(team=team),
+        "experiments": selectors.experiment_list_for_team(team=team, tag=tag),
+        "tag": tag,
+        "tag_error": tag_error,
     }
     return render_page(request, "experiments/experiment_list.html", "experiment-table", context)
 
@@ -66,13 +75,16 @@ def experiment_detail(request: HtmxHttpRequest, experiment_id: int) -> HttpRespo
     experiment = selectors.experiment_get_visible(user=request.user, experiment_id=experiment_id)
     role = role_for(user=request.user, team=experiment.team_id)
     runs = selectors.run_list_for_experiment(experiment=experiment)
+    can_write = bool(role and role.allows(Role.MEMBER))
     context = {
         "team": experiment.team,
         "experiment": experiment,
-        "can_write": bool(role and role.allows(Role.MEMBER)),
+        "can_write": can_write,
         "runs": runs,
         "guide": None if runs else selectors.launch_guide_for_team(team=experiment.team),
     }
+    if not wants_partial(request):
+        context.update(annotations_context(target=experiment, kind="experiment", can_write=can_write))
     return render_page(request, "experiments/experiment_detail.html", "experiment-runs", context)
 
 
@@ -192,7 +204,10 @@ def _run_context(request: HttpRequest, run: Run, error: str = "") -> dict[str, A
 @require_GET
 def run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     run = selectors.run_get_visible(user=request.user, run_id=run_id)
-    return render_page(request, "experiments/run_detail.html", "run-live", _run_context(request, run))
+    context = _run_context(request, run)
+    if not wants_partial(request):  # the live refresh re-reads the status card only
+        context.update(annotations_context(target=run, kind="run", can_write=context["can_write"]))
+    return render_page(request, "experiments/run_detail.html", "run-live", context)
 
 
 @require_POST

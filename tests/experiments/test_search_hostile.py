@@ -65,11 +65,6 @@ def test_an_unknown_field_lists_the_known_ones(runs):
     assert ", ".join(field_names()) in str(caught.value)
 
 
-def test_tag_is_named_as_not_there_yet(runs):
-    with pytest.raises(QueryFieldError, match="unknown field 'tag': runs have no tags yet"):
-        names(runs, "tag:baseline")
-
-
 @pytest.mark.parametrize(
     "query",
     [

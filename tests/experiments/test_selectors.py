@@ -138,10 +138,11 @@ def test_run_list_pages_by_cursor(runs):
 
 def test_run_list_for_team_is_query_bounded(runs, django_assert_max_num_queries):
     team, *_ = runs
-    with django_assert_max_num_queries(2):  # count + page, with related rows joined
+    with django_assert_max_num_queries(3):  # count + page, with related rows joined + the page's tags
         page = run_page_for_team(team=team)
         labels = [
-            (r.experiment.name, r.taskset_version.taskset.name, r.launched_by.username) for r in page.runs
+            (r.experiment.name, r.taskset_version.taskset.name, r.launched_by.username, list(r.tags.all()))
+            for r in page.runs
         ]
     assert len(labels) == 3
 

@@ -23,6 +23,8 @@ Example::
   type, or lacks the key, does not match. ``metric.<name>`` compares a succeeded
   run's final metric (see ``fields.SUMMARY_METRIC_SECTIONS``); runs in progress
   have none yet and do not match.
+- ``tag:<name>`` matches runs that carry the tag or whose experiment carries it
+  (names ignore case); ``NOT tag:<name>`` the others.
 - Any other word or quoted phrase is free text: part of the experiment's or task
   set's name, the algorithm or the run's error, ignoring case.
 

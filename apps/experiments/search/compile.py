@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db.models import Q
 
+from apps.experiments.models import Experiment, Run
 from apps.experiments.search import values
 from apps.experiments.search.fields import (
     CONFIG_FIELD,
@@ -136,10 +137,23 @@ def _column(field: SearchField, term: Term) -> Q:
         return _compare(field.path, _eq(term.op), values.as_integer(term))
     if field.kind == "moment":
         return _moment(field.path, term)
+    if field.kind == "tag":
+        return _tag(term)
     if term.op == ":":
         lookup = "icontains" if field.contains else "iexact"
         return Q(**{f"{field.path}__{lookup}": term.value})
     return _compare(field.path, term.op, term.value)
+
+
+def _tag(term: Term) -> Q:
+    """``tag:<name>`` (or ``=``): runs that carry the tag or whose experiment does.
+    Two ``IN`` subqueries, so no join multiplies the runs; ``NOT tag:x`` is the
+    exact complement. Names compare lowercased, like the stored ones."""
+    _check_op(term, (":", "="), "tag names")
+    name = values.as_tag_name(term)
+    run_ids = Run.tags.through.objects.filter(tag__name=name).values("run_id")
+    experiment_ids = Experiment.tags.through.objects.filter(tag__name=name).values("experiment_id")
+    return Q(pk__in=run_ids) | Q(experiment_id__in=experiment_ids)
 
 
 def _compare(path: str, op: str, value: Any) -> Q:

@@ -1,9 +1,9 @@
 """The fields a run search can name: the one whitelist. A name the user writes is
 looked up here; only the ORM paths written in this module reach a lookup.
 
-To add a field (``tag:`` once runs have tags), add a :class:`SearchField` to
-``FIELDS`` with a kind the compiler knows, or a new kind and its case in
-``apps.experiments.search.compile``, and take its name out of ``PLANNED``.
+To add a field, add a :class:`SearchField` to ``FIELDS`` with a kind the
+compiler knows, or a new kind and its case in ``apps.experiments.search.compile``
+(and take its name out of ``PLANNED`` if it was there).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Literal
 from apps.experiments.models import Queue, RunKind, RunStatus
 from workers.metalearn.config import ALGORITHMS
 
-FieldKind = Literal["choice", "integer", "moment", "text"]
+FieldKind = Literal["choice", "integer", "moment", "text", "tag"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ FIELDS: Mapping[str, SearchField] = {
         SearchField("created", "moment", "created_at", "when the run was queued"),
         SearchField("started", "moment", "started_at", "when the run first started"),
         SearchField("finished", "moment", "finished_at", "when the run ended"),
+        # ``tag:<name>``: the run carries the tag, or its experiment does (compile._tag).
+        SearchField("tag", "tag", "tags__name", "a tag on the run or on its experiment"),
     )
 }
 
@@ -69,7 +71,7 @@ SUMMARY_METRIC_SECTIONS: tuple[str, ...] = ("metrics", "val", "final")
 TEXT_PATHS: tuple[str, ...] = ("experiment__name", "taskset_version__taskset__name", "algorithm", "error")
 #: Names that will be fields but are not yet, and why: a search that uses one
 #: gets this reason instead of a bare "unknown field".
-PLANNED: Mapping[str, str] = {"tag": "runs have no tags yet"}
+PLANNED: Mapping[str, str] = {}
 #: The longest key segment or metric name accepted.
 KEY_MAX_LENGTH = 64
 _KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from apps.experiments.models import tag_name_clean
 from apps.experiments.search.jsonq import JsonKind
 from apps.experiments.search.tree import QueryValueError, Term, shorten
 
@@ -39,6 +41,14 @@ def as_integer(term: Term) -> int:
     if not -_INT_LIMIT < number < _INT_LIMIT:
         raise _error(term, "a whole number below 2^63")
     return number
+
+
+def as_tag_name(term: Term) -> str:
+    """A tag name, lowercased; the rule is ``apps.experiments.models.tag_name_clean``."""
+    try:
+        return tag_name_clean(term.value)
+    except ValidationError as error:
+        raise _error(term, "a tag name (letters, digits, '_', '.' or '-')") from error
 
 
 def as_number(term: Term) -> int | float:
