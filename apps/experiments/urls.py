@@ -1,12 +1,16 @@
 from django.urls import path
 
-from apps.experiments import views
+from apps.experiments import compare_views, views
 
 app_name = "experiments"
 
 urlpatterns = [
     path("t/<slug:team_slug>/runs/", views.run_list, name="run-list"),
     path("t/<slug:team_slug>/runs/new/", views.run_launch, name="run-launch"),
+    path("t/<slug:team_slug>/runs/compare/", compare_views.run_compare, name="run-compare"),
+    path(
+        "t/<slug:team_slug>/runs/compare/series/", compare_views.run_compare_series, name="run-compare-series"
+    ),
     path("t/<slug:team_slug>/experiments/", views.experiment_list, name="experiment-list"),
     path("t/<slug:team_slug>/experiments/new/", views.experiment_create, name="experiment-create"),
     path("experiments/<int:experiment_id>/", views.experiment_detail, name="experiment-detail"),

@@ -96,7 +96,13 @@ def test_config_flatten_and_diff_put_differing_keys_first():
     a = {"inner_lr": 0.01, "model": {"hidden": 40, "layers": 2}, "first_order": False, "ways": 5}
     b = {"inner_lr": 0.1, "model": {"hidden": 40, "layers": 2}, "first_order": False, "ways": 5.0}
     c = {"inner_lr": 0.01, "model": {"hidden": 40}, "first_order": 0, "ways": 5}
-    assert config_flatten(a) == {"inner_lr": 0.01, "model.hidden": 40, "model.layers": 2, "first_order": False, "ways": 5}
+    assert config_flatten(a) == {
+        "inner_lr": 0.01,
+        "model.hidden": 40,
+        "model.layers": 2,
+        "first_order": False,
+        "ways": 5,
+    }
     rows = config_diff([a, b, c])
     assert [row.key for row in rows] == ["first_order", "inner_lr", "model.layers", "model.hidden", "ways"]
     assert [row.differs for row in rows] == [True, True, True, False, False]
@@ -114,8 +120,16 @@ def test_config_diff_of_identical_configs_has_no_differing_key():
 
 @pytest.mark.parametrize(
     ("name", "higher"),
-    [("accuracy", True), ("val_accuracy", True), ("val.acc", True), ("loss", False), ("val_loss", False),
-     ("mse", False), ("grad_norm", False), ("accuracy_drop_loss", False)],
+    [
+        ("accuracy", True),
+        ("val_accuracy", True),
+        ("val.acc", True),
+        ("loss", False),
+        ("val_loss", False),
+        ("mse", False),
+        ("grad_norm", False),
+        ("accuracy_drop_loss", False),
+    ],
 )
 def test_direction_per_metric(name, higher):
     assert higher_is_better(name) is higher

@@ -8,7 +8,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-
 #: Metric names (after any ``val_`` prefix) that are better high; all others are
 #: better low (loss, mse, error...).
 HIGHER_IS_BETTER = ("accuracy", "acc", "precision", "recall", "f1", "auc", "r2")
