@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
-from django.db.models import Max, Min, Q
+from django.db import connections
+from django.db.models import Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from apps.experiments.analysis.configdiff import DiffRow, config_diff, config_flatten, varying_keys
@@ -131,15 +132,18 @@ def compare_config_diff(*, runs: Sequence[Run]) -> list[DiffRow]:
 
 
 def _config_with_facts(run: Run) -> dict[str, Any]:
+    """The config with the run's own facts under ``run.``; the seed only when the
+    config does not carry it already (it is the same fact)."""
     version = run.taskset_version
-    return {
-        **run.config,
+    facts: dict[str, Any] = {
         "run.algorithm": run.algorithm,
         "run.taskset": f"{version.taskset.name} v{version.number}",
-        "run.seed": run.seed,
         "run.code_version": run.code_version or "",
         "run.launched_by": run.launched_by.get_username(),
     }
+    if "seed" not in run.config:
+        facts["run.seed"] = run.seed
+    return {**run.config, **facts}
 
 
 def _rates(runs: Sequence[Run], now: datetime) -> dict[int, float | None]:
@@ -174,15 +178,7 @@ def compare_series(
         if hi is not None:
             bounds &= Q(step__lte=max(math.ceil(hi / rate) if rate else 0, 0))
         where |= bounds
-    rows = (
-        list(
-            Metric.objects.filter(where, name=metric)
-            .order_by("run_id", "step")
-            .values_list("run_id", "step", "value")
-        )
-        if where
-        else []
-    )
+    rows = _fetch_points(Metric.objects.filter(where, name=metric)) if where else []
     by_run = _split_by_run(rows)
     payload = []
     for run in runs:
@@ -196,6 +192,17 @@ def compare_series(
             {"id": run.pk, "x": series.x.tolist(), "y": series.y.tolist(), "total": total, "dropped": dropped}
         )
     return {"metric": metric, "x": x, "runs": payload}
+
+
+def _fetch_points(queryset: QuerySet[Metric]) -> list[tuple[int, int, float]]:
+    """``(run_id, step, value)`` rows ordered by run and step, fetched as plain tuples
+    by the database cursor: a full range is up to 2 million rows, and building them
+    through the ORM's row iterator costs several times the query."""
+    query = queryset.order_by("run_id", "step").values_list("run_id", "step", "value")
+    sql, params = query.query.sql_with_params()
+    with connections[query.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def _split_by_run(rows: list[tuple[int, int, float]]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -230,14 +237,16 @@ def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
 def parallel_coordinates(*, runs: Sequence[Run]) -> dict[str, Any]:
     """Rows for the parallel-coordinates chart: the config keys that vary between
     the runs (each axis numeric when all its values are numbers, else categorical),
-    and every final metric of the runs' summaries. No query: runs are loaded."""
+    and every final metric of the runs' summaries, the first ``val.`` one (a
+    meta-validation figure) chosen by default. No query: runs are loaded."""
     configs = [run.config for run in runs]
     keys = varying_keys(configs)
     flats = [config_flatten(config) for config in configs]
     finals = [summary_metrics(run.summary) for run in runs]
     metrics = sorted({name for final in finals for name in final})
+    default = next((name for name in metrics if name.startswith("val.")), metrics[0] if metrics else "")
     rows = [
         {"id": run.pk, "status": run.status, "config": {key: flat.get(key) for key in keys}, "metrics": final}
         for run, flat, final in zip(runs, flats, finals, strict=True)
     ]
-    return {"keys": keys, "metrics": metrics, "rows": rows}
+    return {"keys": keys, "metrics": metrics, "default_metric": default, "rows": rows}

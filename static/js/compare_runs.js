@@ -86,7 +86,8 @@
       legend: { show: false },
       cursor: { sync: { key: "compare-runs" }, drag: { x: true, y: false, setScale: false } },
       series: [{ label: settings.x }].concat(runs.map(function (run) {
-        return { label: run.label, stroke: colourOf(run.colour), width: 1.5, spanGaps: true, points: { show: false } };
+        // Points show where they are sparse enough (uPlot's default), so a lone point is seen.
+        return { label: run.label, stroke: colourOf(run.colour), width: 1.5, spanGaps: true };
       })),
       axes: [{ label: settings.x === "time" ? "seconds since start (estimated)" : "step" }, { size: 64 }],
       hooks: {

@@ -123,6 +123,10 @@ def test_config_diff_includes_the_runs_own_facts():
     assert {"inner_lr", "run.seed"} <= set(differing) and "ways" not in differing
     assert [row.key for row in rows][: len(differing)] == differing
     assert {"run.taskset", "run.launched_by", "run.code_version", "ways"} <= {row.key for row in rows}
+    for run in runs:
+        run.config["seed"] = run.seed  # the config carries it: shown once
+    keys = [row.key for row in compare.compare_config_diff(runs=runs)]
+    assert "seed" in keys and "run.seed" not in keys
 
 
 def test_parallel_coordinates_rows():
@@ -130,6 +134,7 @@ def test_parallel_coordinates_rows():
     data = compare.parallel_coordinates(runs=runs)
     assert data["keys"] == ["inner_lr"]
     assert data["metrics"] == ["metrics.loss", "val.accuracy"]
+    assert data["default_metric"] == "val.accuracy"
     assert data["rows"][2]["config"] == {"inner_lr": pytest.approx(0.03)}
     assert data["rows"][2]["metrics"]["val.accuracy"] == pytest.approx(0.7)
 
