@@ -113,5 +113,20 @@ def test_compare_three_finished_runs(live_stack, e2e_page, e2e_user):
     assert chart.get_attribute("data-lines") == "3"
     assert page.locator('#parallel-chart g[data-axis="inner_lr"]').count() == 1
 
+    # Brushing the bottom of the inner_lr axis keeps the two runs at 0.01, and offers
+    # to compare just those.
+    chart.scroll_into_view_if_needed()
+    axis = page.locator('#parallel-chart g[data-axis="inner_lr"] line').bounding_box()
+    x = axis["x"] + axis["width"] / 2
+    page.mouse.move(x, axis["y"] + axis["height"] - 20)
+    page.mouse.down()
+    page.mouse.move(x, axis["y"] + axis["height"] + 5, steps=4)
+    page.mouse.up()
+    assert chart.get_attribute("data-kept") == "2"
+    link = page.locator("#parallel-compare")
+    assert link.is_visible()
+    assert link.get_attribute("href").endswith("ids=" + "%2C".join(map(str, run_ids[:2])))
+    shots.take(page, "compare-parallel-brushed")
+
     errors = [line for line in page.console_log if "PAGEERROR" in line]
     assert not errors, errors
