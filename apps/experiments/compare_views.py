@@ -28,7 +28,7 @@ def run_compare(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
     raw_ids = request.GET.get("ids", "").strip()
     context: dict[str, Any] = {"team": team, "query": query, "raw_ids": raw_ids, "errors": {}}
     runs = []
-    if raw_ids or not query:
+    if raw_ids:
         try:
             runs = compare.compare_runs_get(team=team, ids=compare.compare_ids_parse(raw_ids))
         except compare.CompareError as error:

@@ -217,3 +217,12 @@ def test_a_bad_search_names_the_field(client, world):
     login(client, world, "viewer")
     html = client.get(page_url(world["team"], q="nosuch:1")).content.decode()
     assert 'data-field="q"' in html and "q: position 1: unknown field" in html
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_an_empty_selection_explains_what_to_do(client, world, htmx):
+    login(client, world, "viewer")
+    response = client.get(page_url(world["team"]), **(HTMX if htmx else {}))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'data-testid="compare-hint"' in html and 'data-testid="compare-error"' not in html
