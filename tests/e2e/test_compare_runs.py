@@ -108,6 +108,13 @@ def test_compare_three_finished_runs(live_stack, e2e_page, e2e_user):
     assert all(f"#{run_id}" in hover for run_id in run_ids), hover
     shots.take(page, "compare-zoomed")
 
+    # Wall time on x: the charts reload the full range in seconds since each start.
+    with page.expect_response(lambda r: "/runs/compare/series/" in r.url and "x=time" in r.url) as answer:
+        page.check("[data-testid=x-time]")
+    timed = answer.value.json()
+    assert timed["x"] == "time" and all(run["x"] for run in timed["runs"]), timed
+    page.wait_for_function(CHARTS_READY, arg=3)
+
     # The parallel coordinates draw every run, with the varying key as an axis.
     chart = page.locator("[data-testid=parallel-chart]")
     assert chart.get_attribute("data-lines") == "3"
