@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
-from django.db import connections
 from django.db.models import Max, Min, Q, QuerySet
 from django.utils import timezone
 
@@ -195,14 +194,8 @@ def compare_series(
 
 
 def _fetch_points(queryset: QuerySet[Metric]) -> list[tuple[int, int, float]]:
-    """``(run_id, step, value)`` rows ordered by run and step, fetched as plain tuples
-    by the database cursor: a full range is up to 2 million rows, and building them
-    through the ORM's row iterator costs several times the query."""
-    query = queryset.order_by("run_id", "step").values_list("run_id", "step", "value")
-    sql, params = query.query.sql_with_params()
-    with connections[query.db].cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+    """``(run_id, step, value)`` rows ordered by run and step."""
+    return list(queryset.order_by("run_id", "step").values_list("run_id", "step", "value"))
 
 
 def _split_by_run(rows: list[tuple[int, int, float]]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
