@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.experiments import annotation_views, views, views_run_list
+from apps.experiments import annotation_views, compare_views, views, views_run_list
 
 app_name = "experiments"
 
@@ -13,6 +13,10 @@ urlpatterns = [
         name="saved-view-delete",
     ),
     path("t/<slug:team_slug>/runs/new/", views.run_launch, name="run-launch"),
+    path("t/<slug:team_slug>/runs/compare/", compare_views.run_compare, name="run-compare"),
+    path(
+        "t/<slug:team_slug>/runs/compare/series/", compare_views.run_compare_series, name="run-compare-series"
+    ),
     path("t/<slug:team_slug>/experiments/", views.experiment_list, name="experiment-list"),
     path("t/<slug:team_slug>/experiments/new/", views.experiment_create, name="experiment-create"),
     path("experiments/<int:experiment_id>/", views.experiment_detail, name="experiment-detail"),

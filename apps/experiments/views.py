@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.experiments import selectors, services
+from apps.experiments.analysis.summary import duration_display
 from apps.experiments.annotation_views import annotations_context
 from apps.experiments.forms import ExperimentForm, RunLaunchForm
 from apps.experiments.models import Run, RunStatus, tag_name_clean
@@ -165,19 +166,6 @@ def run_clone(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 # -- one run ------------------------------------------------------------------------------
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{minutes} min {secs:02d} s"
-    return f"{secs} s"
-
-
 def _run_context(request: HttpRequest, run: Run, error: str = "") -> dict[str, Any]:
     role = role_for(user=request.user, team=run.team_id)
     latest = selectors.taskset_latest_version(taskset=run.taskset_version.taskset)
@@ -189,7 +177,7 @@ def _run_context(request: HttpRequest, run: Run, error: str = "") -> dict[str, A
         "state": state,
         "progress_pct": round(100 * min(run.step / run.total_steps, 1), 1) if run.total_steps else 0,
         "speed_display": f"{speed:.1f} steps/s" if speed else "—",
-        "eta_display": _duration(state["run"]["eta_seconds"]),
+        "eta_display": duration_display(state["run"]["eta_seconds"]),
         "config_json": json.dumps(run.config, indent=2, sort_keys=True),
         "events": selectors.run_events(run=run),
         "can_cancel": bool(role and role.allows(Role.MEMBER)) and run.status in CANCELLABLE,

@@ -112,5 +112,23 @@
     return store;
   }
 
-  window.MetaCharts = { SeriesChart: SeriesChart, mergePoints: mergePoints };
+  // Exponential moving average with TensorBoard's debiasing (the first value is not
+  // pulled towards zero): weight 0 returns the values, 0.99 smooths hard. Nulls are
+  // kept as gaps and do not move the average.
+  function ema(values, weight) {
+    if (!(weight > 0)) return values.slice();
+    var out = new Array(values.length);
+    var last = 0;
+    var n = 0;
+    for (var i = 0; i < values.length; i++) {
+      var v = values[i];
+      if (v === null || v === undefined || !isFinite(v)) { out[i] = null; continue; }
+      n += 1;
+      last = last * weight + (1 - weight) * v;
+      out[i] = last / (1 - Math.pow(weight, n));
+    }
+    return out;
+  }
+
+  window.MetaCharts = { SeriesChart: SeriesChart, mergePoints: mergePoints, ema: ema };
 })();

@@ -1,0 +1,85 @@
+"""Curves for charts: min-max downsampling per pixel bucket and the estimated wall
+time of a step. (EMA smoothing is done by the chart, ``static/js/compare_runs.js``,
+over the points served, so the slider redraws without a request.)
+
+Downsampling splits the visible x range into ``points // 2`` equal-width buckets
+(about one per pixel column) and keeps, in each bucket, the point with the lowest
+and the point with the highest value (one point when they coincide). So every
+bucket's minimum and maximum survive exactly, at their own x: a one-step spike of
+100x is the maximum of its bucket and stays drawn, where averaging or striding
+would erase it. Min-max was chosen over LTTB because LTTB keeps one point per
+bucket picked by triangle area, which can drop a bucket's extreme.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+#: The default and the largest number of points per series sent to a chart.
+DEFAULT_POINTS = 2000
+MAX_POINTS = 4000
+
+
+@dataclass(frozen=True)
+class Series:
+    """One curve: ``x`` ascending, ``y`` finite, same length."""
+
+    x: NDArray[np.float64]
+    y: NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return int(self.x.size)
+
+
+def series_clean(x: ArrayLike, y: ArrayLike) -> tuple[Series, int]:
+    """The finite points of ``(x, y)`` sorted by x, and how many were dropped for
+    being NaN or infinite (JSON and log scales cannot carry them)."""
+    xs = np.asarray(x, dtype=np.float64).reshape(-1)
+    ys = np.asarray(y, dtype=np.float64).reshape(-1)
+    if xs.shape != ys.shape:
+        raise ValueError(f"x has {xs.size} values and y {ys.size}")
+    keep = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[keep], ys[keep]
+    order = np.argsort(xs, kind="stable")
+    return Series(xs[order], ys[order]), int((~keep).sum())
+
+
+def downsample_minmax(
+    series: Series, *, points: int = DEFAULT_POINTS, lo: float | None = None, hi: float | None = None
+) -> Series:
+    """At most ``points`` points of ``series`` (ascending x, finite y), keeping the
+    minimum and the maximum of each of ``points // 2`` equal-width buckets over
+    ``[lo, hi]`` (the series' own range by default). Points outside ``[lo, hi]``
+    are dropped. A series that already fits is returned whole."""
+    if points < 2:
+        raise ValueError("points must be at least 2")
+    x, y = series.x, series.y
+    lo = float(x[0]) if lo is None and x.size else lo
+    hi = float(x[-1]) if hi is None and x.size else hi
+    if x.size and (lo is not None and hi is not None):
+        inside = (x >= lo) & (x <= hi)
+        x, y = x[inside], y[inside]
+    if x.size <= points:
+        return Series(x, y)
+    buckets = points // 2
+    span = (hi - lo) or 1.0
+    bucket = np.minimum(((x - lo) / span * buckets).astype(np.int64), buckets - 1)
+    # Sorted by bucket, then value: each bucket's first row is its minimum, its last
+    # its maximum (ties: the stable sort keeps the earliest x first).
+    order = np.lexsort((y, bucket))
+    starts = np.flatnonzero(np.r_[True, bucket[order][1:] != bucket[order][:-1]])
+    ends = np.r_[starts[1:], order.size] - 1
+    keep = np.unique(np.concatenate([order[starts], order[ends]]))
+    return Series(x[keep], y[keep])
+
+
+def seconds_per_step(*, elapsed_seconds: float | None, last_step: int) -> float | None:
+    """The run's mean time per step: no metric stores its own time, so a step's wall
+    time is estimated as ``step * seconds_per_step`` from the run's start. None
+    when the run has not started or made no step."""
+    if elapsed_seconds is None or last_step <= 0 or elapsed_seconds < 0:
+        return None
+    return elapsed_seconds / last_step

@@ -1,0 +1,245 @@
+"""Reads for the compare-runs page: the picked runs of a team, their metrics'
+summaries, downsampled curves, and the rows of the parallel-coordinates chart.
+Every read is filtered to one team (the caller checked membership) and costs a
+fixed number of queries, whatever the number of runs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+from django.db.models import Max, Min, Q, QuerySet
+from django.utils import timezone
+
+from apps.experiments.analysis.configdiff import DiffRow, config_diff, config_flatten, varying_keys
+from apps.experiments.analysis.curves import DEFAULT_POINTS, downsample_minmax, seconds_per_step, series_clean
+from apps.experiments.analysis.summary import MetricSummary, metric_summary, run_duration
+from apps.experiments.models import Metric, Run
+from apps.experiments.search import run_search
+from apps.experiments.search.fields import SUMMARY_METRIC_SECTIONS
+from apps.teams.models import Team
+
+MIN_RUNS = 2
+MAX_RUNS = 20
+#: Runs a search may bring to the parallel-coordinates chart.
+MAX_SEARCH_RUNS = 500
+#: Characters of the ``ids`` parameter read at most (20 ids fit many times over).
+MAX_IDS_LENGTH = 400
+
+XAxis = Literal["step", "time"]
+
+
+class CompareError(Exception):
+    """The picked runs cannot be compared; ``str(error)`` is the message for the
+    page and ``field`` the query parameter at fault."""
+
+    def __init__(self, message: str, *, field: str = "ids") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def compare_ids_parse(raw: str) -> list[int]:
+    """``"3,1, 2"`` -> ``[3, 1, 2]`` (order kept, repeats dropped). Raises
+    CompareError naming the bad part, too few or too many ids."""
+    if len(raw) > MAX_IDS_LENGTH:
+        raise CompareError(f"ids: pick at most {MAX_RUNS} runs.")
+    ids: list[int] = []
+    for part in (p.strip() for p in raw.replace(" ", ",").split(",")):
+        if not part:
+            continue
+        if not part.isdigit() or len(part) > 18:
+            raise CompareError(f"ids: {part[:20]!r} is not a run number.")
+        if int(part) not in ids:
+            ids.append(int(part))
+    if len(ids) < MIN_RUNS:
+        raise CompareError(f"ids: pick at least {MIN_RUNS} runs to compare (got {len(ids)}).")
+    if len(ids) > MAX_RUNS:
+        raise CompareError(f"ids: pick at most {MAX_RUNS} runs to compare (got {len(ids)}).")
+    return ids
+
+
+def compare_runs_get(*, team: Team, ids: Sequence[int]) -> list[Run]:
+    """The team's runs with these ids, in the order given, in one query. Raises
+    CompareError listing the ids that are not runs of this team (another team's
+    runs read as not found)."""
+    runs = {
+        run.pk: run
+        for run in Run.objects.filter(team=team, pk__in=list(ids)).select_related(
+            "experiment", "taskset_version__taskset", "launched_by"
+        )
+    }
+    missing = [run_id for run_id in ids if run_id not in runs]
+    if missing:
+        listed = ", ".join(f"#{run_id}" for run_id in missing)
+        raise CompareError(f"ids: no run {listed} in this team.")
+    return [runs[run_id] for run_id in ids]
+
+
+def _elapsed(run: Run, now: datetime) -> float | None:
+    end = run.finished_at or run.heartbeat_at or (now if run.started_at else None)
+    return run_duration(run.started_at, end)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A compared run's figures: duration (seconds) and each metric's summary."""
+
+    run: Run
+    duration: float | None
+    metrics: dict[str, MetricSummary]
+
+
+def compare_summaries(*, runs: Sequence[Run]) -> tuple[list[str], list[RunSummary]]:
+    """The metric names of any of the runs (sorted) and each run's summary: two
+    queries (extremes and last step per run and metric, then the last values)."""
+    now = timezone.now()
+    extremes = list(
+        Metric.objects.filter(run__in=[run.pk for run in runs])
+        .values("run_id", "name")
+        .annotate(low=Min("value"), high=Max("value"), last=Max("step"))
+        .order_by()
+    )
+    finals: dict[tuple[int, str], float] = {}
+    if extremes:
+        at_last = Q()
+        for row in extremes:
+            at_last |= Q(run_id=row["run_id"], name=row["name"], step=row["last"])
+        finals = {
+            (run_id, name): value
+            for run_id, name, value in Metric.objects.filter(at_last)
+            .order_by()
+            .values_list("run_id", "name", "value")
+        }
+    names = sorted({row["name"] for row in extremes})
+    per_run: dict[int, dict[str, MetricSummary]] = {run.pk: {} for run in runs}
+    for row in extremes:
+        key = (row["run_id"], row["name"])
+        per_run[row["run_id"]][row["name"]] = metric_summary(
+            row["name"], final=finals.get(key), low=row["low"], high=row["high"]
+        )
+    return names, [RunSummary(run, _elapsed(run, now), per_run[run.pk]) for run in runs]
+
+
+def compare_config_diff(*, runs: Sequence[Run]) -> list[DiffRow]:
+    """The config diff of the runs, with the run's own columns (task-set version,
+    seed, code version, who launched) as keys beside the config's."""
+    return config_diff([_config_with_facts(run) for run in runs])
+
+
+def _config_with_facts(run: Run) -> dict[str, Any]:
+    """The config with the run's own facts under ``run.``; the seed only when the
+    config does not carry it already (it is the same fact)."""
+    version = run.taskset_version
+    facts: dict[str, Any] = {
+        "run.algorithm": run.algorithm,
+        "run.taskset": f"{version.taskset.name} v{version.number}",
+        "run.code_version": run.code_version or "",
+        "run.launched_by": run.launched_by.get_username(),
+    }
+    if "seed" not in run.config:
+        facts["run.seed"] = run.seed
+    return {**run.config, **facts}
+
+
+def _rates(runs: Sequence[Run], now: datetime) -> dict[int, float | None]:
+    """Seconds per step of each run: the wall-time axis is estimated from the run's
+    start, its last heartbeat or finish, and its last step (no point stores a time)."""
+    return {run.pk: seconds_per_step(elapsed_seconds=_elapsed(run, now), last_step=run.step) for run in runs}
+
+
+def compare_series(
+    *,
+    runs: Sequence[Run],
+    metric: str,
+    x: XAxis = "step",
+    lo: float | None = None,
+    hi: float | None = None,
+    points: int = DEFAULT_POINTS,
+) -> dict[str, Any]:
+    """One metric of every run as chart data, in one query that reads only the
+    steps in ``[lo, hi]`` (in the units of ``x``: steps, or seconds since the run's
+    start), downsampled to at most ``points`` per run by min-max per bucket.
+    ``{"metric", "x", "runs": [{"id", "x": [...], "y": [...], "total", "dropped"}]}``;
+    on the time axis a run that never started has no points."""
+    rates = _rates(runs, timezone.now()) if x == "time" else {run.pk: 1.0 for run in runs}
+    where = Q()
+    for run in runs:
+        rate = rates[run.pk]
+        if rate is None:
+            continue
+        bounds = Q(run_id=run.pk)
+        if lo is not None:
+            bounds &= Q(step__gte=max(math.floor(lo / rate) if rate else 0, 0))
+        if hi is not None:
+            bounds &= Q(step__lte=max(math.ceil(hi / rate) if rate else 0, 0))
+        where |= bounds
+    rows = _fetch_points(Metric.objects.filter(where, name=metric)) if where else []
+    by_run = _split_by_run(rows)
+    payload = []
+    for run in runs:
+        steps, values = by_run.get(run.pk, (np.empty(0), np.empty(0)))
+        rate = rates[run.pk] or 0.0
+        series, dropped = series_clean(steps * rate if x == "time" else steps, values)
+        total = len(series)
+        if total:
+            series = downsample_minmax(series, points=points, lo=lo, hi=hi)
+        payload.append(
+            {"id": run.pk, "x": series.x.tolist(), "y": series.y.tolist(), "total": total, "dropped": dropped}
+        )
+    return {"metric": metric, "x": x, "runs": payload}
+
+
+def _fetch_points(queryset: QuerySet[Metric]) -> list[tuple[int, int, float]]:
+    """``(run_id, step, value)`` rows ordered by run and step."""
+    return list(queryset.order_by("run_id", "step").values_list("run_id", "step", "value"))
+
+
+def _split_by_run(rows: list[tuple[int, int, float]]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """``[(run_id, step, value), ...]`` ordered by run -> ``{run_id: (steps, values)}``."""
+    if not rows:
+        return {}
+    table = np.array(rows, dtype=np.float64)
+    run_ids, starts = np.unique(table[:, 0], return_index=True)
+    ends = np.r_[starts[1:], len(rows)]
+    return {int(r): (table[s:e, 1], table[s:e, 2]) for r, s, e in zip(run_ids, starts, ends, strict=True)}
+
+
+def compare_search_runs(*, team: Team, query: str) -> list[Run]:
+    """Up to ``MAX_SEARCH_RUNS`` of the team's runs matching a run search, newest
+    first, in one query. Raises the search's QueryError."""
+    queryset = run_search(queryset=Run.objects.filter(team=team), query=query)
+    return list(queryset.order_by("-created_at", "-pk")[:MAX_SEARCH_RUNS])
+
+
+def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """A run's final metrics from ``Run.summary``, keyed ``<section>.<name>``
+    (``val.accuracy``, ``metrics.loss``); non-numbers are skipped."""
+    found: dict[str, float] = {}
+    for section in SUMMARY_METRIC_SECTIONS:
+        block = summary.get(section) if isinstance(summary, dict) else None
+        for name, value in (block or {}).items() if isinstance(block, dict) else ():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                found[f"{section}.{name}"] = float(value)
+    return found
+
+
+def parallel_coordinates(*, runs: Sequence[Run]) -> dict[str, Any]:
+    """Rows for the parallel-coordinates chart: the config keys that vary between
+    the runs (each axis numeric when all its values are numbers, else categorical),
+    and every final metric of the runs' summaries, the first ``val.`` one (a
+    meta-validation figure) chosen by default. No query: runs are loaded."""
+    configs = [run.config for run in runs]
+    keys = varying_keys(configs)
+    flats = [config_flatten(config) for config in configs]
+    finals = [summary_metrics(run.summary) for run in runs]
+    metrics = sorted({name for final in finals for name in final})
+    default = next((name for name in metrics if name.startswith("val.")), metrics[0] if metrics else "")
+    rows = [
+        {"id": run.pk, "status": run.status, "config": {key: flat.get(key) for key in keys}, "metrics": final}
+        for run, flat, final in zip(runs, flats, finals, strict=True)
+    ]
+    return {"keys": keys, "metrics": metrics, "default_metric": default, "rows": rows}

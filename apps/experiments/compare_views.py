@@ -1,0 +1,122 @@
+"""The compare-runs page and the chart data it asks for on zoom. Thin: parse,
+call the compare selectors, render; htmx requests get the page's partial."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.http import HttpResponse, JsonResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from apps.experiments import compare_selectors as compare
+from apps.experiments.analysis.curves import DEFAULT_POINTS, MAX_POINTS
+from apps.experiments.analysis.summary import duration_display, higher_is_better
+from apps.experiments.search import QueryError
+from apps.teams.selectors import team_get_for_user
+from metaweb.htmx import HtmxHttpRequest, render_page
+
+#: The longest metric name (``Metric.name``).
+MAX_METRIC_LENGTH = 50
+
+
+@require_GET
+def run_compare(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
+    team, _ = team_get_for_user(user=request.user, slug=team_slug)
+    query = request.GET.get("q", "").strip()
+    raw_ids = request.GET.get("ids", "").strip()
+    context: dict[str, Any] = {"team": team, "query": query, "raw_ids": raw_ids, "errors": {}}
+    runs = []
+    if raw_ids:
+        try:
+            runs = compare.compare_runs_get(team=team, ids=compare.compare_ids_parse(raw_ids))
+        except compare.CompareError as error:
+            context["errors"][error.field] = str(error)
+        else:
+            context.update(_compare_context(team_slug, runs))
+    picked = runs
+    if query:
+        try:
+            picked = compare.compare_search_runs(team=team, query=query)
+        except QueryError as error:
+            context["errors"]["q"] = f"q: {error}"
+            picked = []
+    context["parallel"] = compare.parallel_coordinates(runs=picked)
+    context["parallel_count"] = len(picked)
+    context["limits"] = {"min": compare.MIN_RUNS, "max": compare.MAX_RUNS, "search": compare.MAX_SEARCH_RUNS}
+    return render_page(request, "experiments/run_compare.html", "compare-body", context)
+
+
+def _compare_context(team_slug: str, runs: list[Any]) -> dict[str, Any]:
+    names, summaries = compare.compare_summaries(runs=runs)
+    rows = [
+        {
+            "run": item.run,
+            "colour": index,
+            "duration": duration_display(item.duration),
+            "metrics": [item.metrics.get(name) for name in names],
+        }
+        for index, item in enumerate(summaries)
+    ]
+    chart = {
+        "series_url": reverse("experiments:run-compare-series", kwargs={"team_slug": team_slug}),
+        "ids": ",".join(str(run.pk) for run in runs),
+        "metrics": names,
+        "runs": [
+            {"id": run.pk, "label": f"#{run.pk} {run.algorithm}", "colour": i} for i, run in enumerate(runs)
+        ],
+        "points": DEFAULT_POINTS,
+    }
+    return {
+        "runs": runs,
+        "rows": rows,
+        "metric_names": names,
+        "metric_columns": [{"name": name, "higher": higher_is_better(name)} for name in names],
+        "diff": compare.compare_config_diff(runs=runs),
+        "chart": chart,
+    }
+
+
+def _number(request: HtmxHttpRequest, name: str) -> float | None:
+    raw = request.GET.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise compare.CompareError(f"{name}: {raw[:20]!r} is not a number.", field=name) from None
+    if not math.isfinite(value):
+        raise compare.CompareError(f"{name}: must be a finite number.", field=name)
+    return value
+
+
+def _series_params(request: HtmxHttpRequest) -> dict[str, Any]:
+    metric = request.GET.get("metric", "").strip()
+    if not metric or len(metric) > MAX_METRIC_LENGTH:
+        raise compare.CompareError("metric: name the metric to draw.", field="metric")
+    x = request.GET.get("x", "step")
+    if x not in ("step", "time"):
+        raise compare.CompareError("x: choose step or time.", field="x")
+    try:
+        points = int(request.GET.get("points") or DEFAULT_POINTS)
+    except ValueError:
+        points = 0
+    if not 2 <= points <= MAX_POINTS:
+        raise compare.CompareError(f"points: a whole number from 2 to {MAX_POINTS}.", field="points")
+    lo, hi = _number(request, "from"), _number(request, "to")
+    if lo is not None and hi is not None and lo > hi:
+        raise compare.CompareError("from: must not be after to.", field="from")
+    return {"metric": metric, "x": x, "points": points, "lo": lo, "hi": hi}
+
+
+@require_GET
+def run_compare_series(request: HtmxHttpRequest, team_slug: str) -> JsonResponse:
+    """One metric of the picked runs, downsampled for the visible range (JSON)."""
+    team, _ = team_get_for_user(user=request.user, slug=team_slug)
+    try:
+        params = _series_params(request)
+        runs = compare.compare_runs_get(team=team, ids=compare.compare_ids_parse(request.GET.get("ids", "")))
+    except compare.CompareError as error:
+        return JsonResponse({"error": str(error), "field": error.field}, status=400)
+    return JsonResponse(compare.compare_series(runs=runs, **params))
