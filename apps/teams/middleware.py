@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
 
 from apps.teams.services import membership_mark_used
 
@@ -14,29 +14,33 @@ SESSION_KEY = "metaweb_last_team"
 
 
 class LastTeamMiddleware:
-    """On a full-page GET of a team page (a view with a ``team_slug`` argument), record
-    the team as the user's last used one through ``membership_mark_used``. htmx
-    fragments (filters, live refreshes) are not visits and write nothing, and neither
-    does a page of the team this session recorded last: one write per switch of team."""
+    """After a full HTML page of a team (a view with a ``team_slug`` argument) answered
+    200 to a GET, record the team as the user's last used one through
+    ``membership_mark_used``. htmx fragments, JSON and downloads are not visits, and a
+    page of the team this session recorded last writes nothing: one write per switch."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
+        response = self.get_response(request)
+        slug = _page_team(request, response)
+        if slug and request.session.get(SESSION_KEY) != slug:
+            if membership_mark_used(user=request.user, team_slug=slug):
+                request.session[SESSION_KEY] = slug
+        return response
 
-    def process_view(
-        self,
-        request: HttpRequest,
-        view_func: Callable[..., Any],
-        view_args: tuple[Any, ...],
-        view_kwargs: dict[str, Any],
-    ) -> None:
-        slug = view_kwargs.get("team_slug")
-        if not slug or request.method != "GET" or getattr(request, "htmx", False):
-            return None
-        if request.session.get(SESSION_KEY) == slug:
-            return None
-        if membership_mark_used(user=request.user, team_slug=slug):
-            request.session[SESSION_KEY] = slug
+
+def _page_team(request: HttpRequest, response: HttpResponse) -> str | None:
+    """The team slug of a full-page visit, or None."""
+    if request.method != "GET" or getattr(request, "htmx", False) or response.status_code != 200:
         return None
+    if not response.get("Content-Type", "").startswith("text/html"):
+        return None
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return None
+    return match.kwargs.get("team_slug")
