@@ -9,6 +9,7 @@ import pytest
 from django.http import Http404
 
 from apps.experiments.models import RunStatus
+from apps.registry.comparison.analysis import mean_ci95, paired_comparison
 from apps.registry.models import AdaptationTarget, Verdict
 from apps.registry.selectors import (
     ComparisonError,
@@ -17,7 +18,6 @@ from apps.registry.selectors import (
     leaderboard_for_taskset,
     pending_evaluations_exist,
 )
-from apps.registry.stats import mean_ci95, paired_comparison
 from tests.factories import (
     AdaptedModelFactory,
     MetaModelFactory,

@@ -4,26 +4,30 @@ evaluation, one board per set of identical tasks. Torch-free."""
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-from apps.registry.models import AdaptedModel, Verdict
-from apps.registry.selectors.evaluations import (
+from apps.registry.comparison.analysis import (
+    MeanCI,
+    PairedResult,
+    higher_is_better,
+    mean_ci95,
+    outcome,
+    paired_comparison,
+)
+from apps.registry.comparison.display import p_text
+from apps.registry.comparison.load import (
     ComparisonError,
     batch_evaluations,
-    higher_is_better,
     latest_verdicts,
     newest_per,
-    outcome,
-    p_text,
     stored_floats,
     stored_task_ids,
     tasks_key,
 )
-from apps.registry.stats import MeanCI, PairedResult, mean_ci95, paired_comparison
+from apps.registry.models import AdaptedModel, Verdict
 from apps.tasksets.models import TaskSet
 from apps.tasksets.selectors import taskset_get_visible
 
@@ -104,8 +108,20 @@ def leaderboard_for_taskset(*, user: AnyUser, taskset_id: int) -> LeaderboardPag
         .order_by("meta_model_id")
     )
     verdicts = latest_verdicts(meta_ids=[row.meta_model_id for row in rows], adapted_ids=[])
-    grouped: dict[str, list[tuple[AdaptedModel, np.ndarray, np.ndarray]]] = defaultdict(list)
-    descriptions: dict[str, str] = {}
+    boards = [
+        _board(members, description, verdicts) for description, members in _same_tasks_groups(rows).values()
+    ]
+    boards.sort(key=lambda board: (-len(board.rows), board.versions))
+    return LeaderboardPage(taskset=taskset, boards=boards)
+
+
+Member = tuple[AdaptedModel, np.ndarray]
+
+
+def _same_tasks_groups(rows: list[AdaptedModel]) -> dict[str, tuple[str, list[Member]]]:
+    """The evaluations with their scores sorted by task id, grouped by identical
+    tasks (metric, family, episode, task ids): {key: (description, members)}."""
+    grouped: dict[str, tuple[str, list[Member]]] = {}
     for adapted in rows:
         try:
             ids = stored_task_ids(adapted)
@@ -118,42 +134,39 @@ def leaderboard_for_taskset(*, user: AnyUser, taskset_id: int) -> LeaderboardPag
         ids, scores = ids[order], scores[order]
         key, shown = tasks_key(adapted.meta_model, adapted)
         key = f"{adapted.metric}|{key}|{hashlib.sha256(ids.tobytes()).hexdigest()}"
-        descriptions[key] = f"{shown}, {ids.size} tasks"
-        grouped[key].append((adapted, ids, scores))
+        grouped.setdefault(key, (f"{shown}, {ids.size} tasks", []))[1].append((adapted, scores))
+    return grouped
 
-    boards = []
-    for key, members in grouped.items():
-        metric = members[0][0].metric
-        sign = -1.0 if higher_is_better(metric) else 1.0
-        ranked = sorted(
-            ((adapted, scores, mean_ci95(scores)) for adapted, _, scores in members),
-            key=lambda entry: (sign * entry[2].mean, entry[0].meta_model.name, entry[0].meta_model.version),
-        )
-        best_scores = ranked[0][1]
-        board_rows = []
-        for rank, (adapted, scores, ci) in enumerate(ranked, start=1):
-            meta = adapted.meta_model
-            board_rows.append(
-                LeaderboardRow(
-                    rank=rank,
-                    metric=metric,
-                    meta_model_id=meta.pk,
-                    adapted_id=adapted.pk,
-                    run_id=adapted.adaptation.run_id,
-                    name=meta.name,
-                    version=meta.version,
-                    algorithm=meta.algorithm,
-                    taskset_version=meta.taskset_version.number,
-                    n_tasks=int(scores.size),
-                    n_steps=adapted.n_steps,
-                    mean_ci=ci,
-                    versus_best=None if rank == 1 else paired_comparison(best_scores, scores),
-                    verdict=verdicts.get(("meta", meta.pk)),
-                )
+
+def _board(members: list[Member], description: str, verdicts: dict[tuple[str, int], str]) -> Leaderboard:
+    """One board, best mean first, each row compared with the best."""
+    metric = members[0][0].metric
+    sign = -1.0 if higher_is_better(metric) else 1.0
+    ranked = sorted(
+        ((adapted, scores, mean_ci95(scores)) for adapted, scores in members),
+        key=lambda entry: (sign * entry[2].mean, entry[0].meta_model.name, entry[0].meta_model.version),
+    )
+    best_scores = ranked[0][1]
+    rows = []
+    for rank, (adapted, scores, ci) in enumerate(ranked, start=1):
+        meta = adapted.meta_model
+        rows.append(
+            LeaderboardRow(
+                rank=rank,
+                metric=metric,
+                meta_model_id=meta.pk,
+                adapted_id=adapted.pk,
+                run_id=adapted.adaptation.run_id,
+                name=meta.name,
+                version=meta.version,
+                algorithm=meta.algorithm,
+                taskset_version=meta.taskset_version.number,
+                n_tasks=int(scores.size),
+                n_steps=adapted.n_steps,
+                mean_ci=ci,
+                versus_best=None if rank == 1 else paired_comparison(best_scores, scores),
+                verdict=verdicts.get(("meta", meta.pk)),
             )
-        versions = sorted({row.taskset_version for row in board_rows})
-        boards.append(
-            Leaderboard(metric=metric, description=descriptions[key], versions=versions, rows=board_rows)
         )
-    boards.sort(key=lambda board: (-len(board.rows), board.versions))
-    return LeaderboardPage(taskset=taskset, boards=boards)
+    versions = sorted({row.taskset_version for row in rows})
+    return Leaderboard(metric=metric, description=description, versions=versions, rows=rows)

@@ -14,8 +14,8 @@ from datetime import datetime
 from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 
 from apps.experiments.models import RunStatus
+from apps.registry.comparison.load import batch_evaluations
 from apps.registry.models import Adaptation, AdaptationTarget, AdaptedModel, MetaModel
-from apps.registry.selectors.evaluations import batch_evaluations
 from apps.teams.models import Team
 
 __all__ = [

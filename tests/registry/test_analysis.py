@@ -1,4 +1,4 @@
-"""apps.registry.stats: the paired comparison against scipy and a hand computation,
+"""apps.registry.comparison.analysis: the paired comparison against scipy and a hand computation,
 its behaviour on clear and null effects, the confidence intervals, and the edge cases."""
 
 from __future__ import annotations
@@ -9,7 +9,18 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from apps.registry.stats import mean_ci95, paired_comparison
+from apps.registry.comparison.analysis import (
+    TaskMismatch,
+    align_tasks,
+    analyse_batch,
+    box_stats,
+    histogram,
+    mean_ci95,
+    mean_curve,
+    outcome,
+    paired_comparison,
+    shared_edges,
+)
 
 
 def _pair(seed: int, n: int = 600, shift: float = 0.0, noise: float = 0.3):
@@ -142,3 +153,67 @@ def test_mean_ci95_rejects_nan_and_empty():
         mean_ci95([1.0, float("nan")])
     with pytest.raises(ValueError, match="empty"):
         mean_ci95([])
+
+
+# -- pairing, distributions and a whole batch analysis, all without a database --------
+
+
+def test_align_tasks_pairs_by_id_whatever_the_stored_order():
+    ids_a = np.array([2, 0, 1, 3])
+    ids_b = np.array([3, 1, 0, 2])
+    orders = align_tasks([ids_a, ids_b])
+    assert ids_a[orders[0]].tolist() == ids_b[orders[1]].tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("other", [np.array([0, 1, 2, 4]), np.array([0, 1, 2])])
+def test_align_tasks_names_the_first_item_on_other_tasks(other):
+    with pytest.raises(TaskMismatch) as caught:
+        align_tasks([np.arange(4), np.arange(4), other])
+    assert (caught.value.index, caught.value.reference_size, caught.value.size) == (2, 4, other.size)
+
+
+def test_box_stats_are_tukeys():
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 100.0])
+    box = box_stats(values)
+    assert (box.q1, box.median, box.q3) == (3.0, 5.0, 7.0)
+    assert (box.whisker_low, box.whisker_high) == (1.0, 8.0)
+    assert (box.outliers_low, box.outliers_high, box.maximum) == (0, 1, 100.0)
+
+
+def test_shared_edges_stop_at_the_99th_percentile_for_mse_and_the_maximum_for_accuracy():
+    pooled = np.arange(1001, dtype=np.float64)
+    mse = shared_edges(pooled, "mse")
+    accuracy = shared_edges(pooled, "accuracy")
+    assert mse.size == accuracy.size == 31
+    assert mse[0] == accuracy[0] == 0.0
+    assert mse[-1] == pytest.approx(990.0) and accuracy[-1] == 1000.0
+    assert shared_edges(np.full(5, 2.0), "mse")[-1] > 2.0  # equal values still get a width
+
+
+def test_histogram_counts_the_tail_apart():
+    edges = np.array([0.0, 1.0, 2.0])
+    counts, overflow = histogram(np.array([-1.0, 0.5, 1.5, 2.0, 3.0, 9.0]), edges)
+    assert counts == [2, 2] and overflow == 2
+
+
+def test_mean_curve_averages_tasks_and_blanks_diverged_steps():
+    losses = np.array([[2.0, 1.0, np.inf], [4.0, 3.0, 1.0]], dtype=np.float32)
+    assert mean_curve(losses) == [3.0, 2.0, None]
+
+
+def test_analyse_batch_compares_with_the_first_on_shared_edges():
+    rng = np.random.default_rng(7)
+    a = rng.gamma(2.0, 1.0, 200)
+    b = a * 0.5  # every task better
+    losses = np.stack([a + 1.0, a], axis=1)
+    analysis = analyse_batch([a, b], [losses, None], "mse")
+    first, second = analysis.items
+    assert first.paired is None and first.curve == pytest.approx([float(a.mean() + 1.0), float(a.mean())])
+    assert second.curve == [] and second.paired.mean_diff < 0 and second.paired.significant
+    assert outcome(second.paired, "mse") == "better" and outcome(second.paired, "accuracy") == "worse"
+    assert outcome(first.paired, "mse") == ""
+    assert analysis.bin_edges[0] == pytest.approx(min(a.min(), b.min()))
+    for figures, scores in ((first, a), (second, b)):
+        assert sum(figures.hist_counts) + figures.overflow == scores.size
+        assert figures.after == pytest.approx(scores.mean())
+        assert figures.mean_ci.mean == pytest.approx(scores.mean())
