@@ -22,14 +22,12 @@ from safetensors.numpy import save as save_numpy
 from apps.experiments.models import RunEvent, RunKind, RunStatus
 from apps.experiments.services import run_claim, run_succeed
 from apps.registry import storage
-from apps.registry.models import AliasMove, MetaModel, MetaModelSource, ModelAlias, Review, Verdict
-from apps.registry.services import (
-    alias_move,
-    metamodel_register_from_run,
-    metamodel_upload,
-    review_create,
-)
+from apps.registry.models import AliasMove, MetaModel, MetaModelSource, ModelAlias
+from apps.registry.services import alias_move, metamodel_register_from_run, metamodel_upload, staging, uploads
 from apps.registry.services import metamodels as services
+from apps.reviews.models import Review, Verdict
+from apps.reviews.selectors import latest_verdict
+from apps.reviews.services import review_create
 from tests.factories import (
     SMALL_CONFIG,
     AdaptedModelFactory,
@@ -187,7 +185,7 @@ def test_a_failure_while_publishing_leaves_no_row_and_no_files(trained_checkpoin
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(services.os, "replace", broken_replace)
+    monkeypatch.setattr(staging.os, "replace", broken_replace)
     with pytest.raises(OSError):
         metamodel_register_from_run(run_id=run.pk)
     assert not MetaModel.objects.exists() and _meta_entries() == []
@@ -457,7 +455,7 @@ def test_upload_is_for_members(upload):
 
 
 def test_upload_larger_than_the_limit_is_refused_while_copying(upload, monkeypatch):
-    monkeypatch.setattr(services, "MAX_UPLOAD_BYTES", 100)
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 100)
     with pytest.raises(ValidationError) as error:
         upload()
     assert "larger than the limit" in error.value.message_dict["weights_file"][0]
@@ -563,7 +561,7 @@ def test_verdict_history_is_append_only_and_names_who(versions):
         ("approve", "admin"),
         ("needs_work", "member"),
     ]
-    assert services.latest_verdict(v1) == "approve"
+    assert latest_verdict(v1) == "approve"
 
 
 def test_verdicts_on_adapted_models(team_roles):
@@ -597,4 +595,4 @@ def test_verdict_rules(versions):
 def test_review_factory_fits_the_latest_verdict_helper(versions):
     _, _, v1, _ = versions
     ReviewFactory(meta_model=v1, verdict="reject")
-    assert services.latest_verdict(v1) == "reject"
+    assert latest_verdict(v1) == "reject"

@@ -1,0 +1,22 @@
+"""Responses that download a model's files: its safetensors weights and its JSON
+model card, for meta-models (``apps.registry.views``) and adapted models
+(``apps.adaptations.views``) alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.http import FileResponse, JsonResponse
+
+
+def weights_response(path: Path, filename: str) -> FileResponse:
+    return FileResponse(
+        path.open("rb"), as_attachment=True, filename=filename, content_type="application/octet-stream"
+    )
+
+
+def card_response(card: dict[str, Any], filename: str) -> JsonResponse:
+    response = JsonResponse(card, json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
