@@ -19,9 +19,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 
+from apps.adaptations.checks import DEFAULT_ADAPT_STEPS, MAX_ADAPT_SHOTS, MAX_ADAPT_STEPS
 from apps.adaptations.models import AdaptationTarget
 from apps.adaptations.selectors import ADAPT_TEST_TASKS, ModelFacts
-from apps.adaptations.services import DEFAULT_ADAPT_STEPS, MAX_ADAPT_SHOTS, MAX_ADAPT_STEPS
 from apps.adaptations.uploads import parse_images, parse_rows
 from apps.experiments.models import Queue
 

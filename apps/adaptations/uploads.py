@@ -19,8 +19,8 @@ import numpy as np
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 
+from apps.adaptations.checks import MAX_SET_EXAMPLES, MAX_SET_VALUES
 from apps.adaptations.selectors import ModelFacts
-from apps.adaptations.services import MAX_SET_EXAMPLES, MAX_SET_VALUES
 from workers.metalearn.types import DataError
 from workers.metalearn.uploads import (
     DEFAULT_LIMITS,
