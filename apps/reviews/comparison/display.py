@@ -26,6 +26,7 @@ __all__ = [
     "BOX_WIDTH",
     "Comparison",
     "ComparisonItem",
+    "ModelLabels",
     "PlacedBox",
     "batch_comparison",
     "p_text",
@@ -96,8 +97,39 @@ def place_box(box: BoxStats, lo: float, hi: float) -> PlacedBox:
     )
 
 
+class ModelLabels:
+    """What a table row shows of a compared model: its name and version, the latest
+    verdict, and the outcome and p-value of its paired test (:attr:`compared`, None
+    for the reference). Mixed into :class:`ComparisonItem` and the leaderboard's rows."""
+
+    name: str
+    version: int
+    metric: str
+    verdict: str | None
+
+    @property
+    def compared(self) -> PairedResult | None:
+        raise NotImplementedError
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    @property
+    def verdict_label(self) -> str:
+        return Verdict(self.verdict).label if self.verdict else ""
+
+    @property
+    def outcome(self) -> str:
+        return outcome(self.compared, self.metric)
+
+    @property
+    def p_text(self) -> str:
+        return p_text(self.compared.p_value if self.compared else None)
+
+
 @dataclass
-class ComparisonItem:
+class ComparisonItem(ModelLabels):
     """One compared model. ``picked`` is ``"meta"`` when it was chosen as a meta-model
     (standing for its latest batch evaluation) and ``"adapted"`` otherwise;
     ``verdict`` is the latest verdict on what was picked."""
@@ -125,20 +157,8 @@ class ComparisonItem:
     target: str = ""
 
     @property
-    def label(self) -> str:
-        return f"{self.name} v{self.version}"
-
-    @property
-    def verdict_label(self) -> str:
-        return Verdict(self.verdict).label if self.verdict else ""
-
-    @property
-    def outcome(self) -> str:
-        return outcome(self.paired, self.metric)
-
-    @property
-    def p_text(self) -> str:
-        return p_text(self.paired.p_value if self.paired else None)
+    def compared(self) -> PairedResult | None:
+        return self.paired
 
     @property
     def wilcoxon_text(self) -> str:

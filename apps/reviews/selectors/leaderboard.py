@@ -15,10 +15,9 @@ from apps.reviews.comparison.analysis import (
     PairedResult,
     higher_is_better,
     mean_ci95,
-    outcome,
     paired_comparison,
 )
-from apps.reviews.comparison.display import p_text
+from apps.reviews.comparison.display import ModelLabels
 from apps.reviews.comparison.load import (
     ComparisonError,
     batch_evaluations,
@@ -28,7 +27,6 @@ from apps.reviews.comparison.load import (
     stored_task_ids,
     tasks_key,
 )
-from apps.reviews.models import Verdict
 from apps.tasksets.models import TaskSet
 from apps.tasksets.selectors import taskset_get_visible
 
@@ -38,7 +36,7 @@ AnyUser = AbstractBaseUser | AnonymousUser
 
 
 @dataclass(frozen=True)
-class LeaderboardRow:
+class LeaderboardRow(ModelLabels):
     rank: int
     metric: str
     meta_model_id: int
@@ -55,20 +53,8 @@ class LeaderboardRow:
     verdict: str | None
 
     @property
-    def label(self) -> str:
-        return f"{self.name} v{self.version}"
-
-    @property
-    def verdict_label(self) -> str:
-        return Verdict(self.verdict).label if self.verdict else ""
-
-    @property
-    def outcome(self) -> str:
-        return outcome(self.versus_best, self.metric)
-
-    @property
-    def p_text(self) -> str:
-        return p_text(self.versus_best.p_value if self.versus_best else None)
+    def compared(self) -> PairedResult | None:
+        return self.versus_best
 
 
 @dataclass
