@@ -1,4 +1,4 @@
-"""apps.registry.selectors (comparison, picker, leaderboard) on PostgreSQL and SQLite: side-by-side
+"""apps.reviews.selectors (comparison, picker, leaderboard) on PostgreSQL and SQLite: side-by-side
 comparisons built from real float32 matrices, their errors, visibility, the number
 of queries, the picker and the leaderboard."""
 
