@@ -209,7 +209,7 @@ def main() -> int:
         world = populate(args.models)
         stored = AdaptedModel.objects.count()
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('registry_adaptedmodel'))")
+            cursor.execute("SELECT pg_size_pretty(pg_total_relation_size(%s))", [AdaptedModel._meta.db_table])
             size = cursor.fetchone()[0]
         print(
             f"{stored} adapted models of [{TASKS}, {STEPS + 1}] float32 stored ({size} with TOAST) "
