@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -118,10 +118,11 @@ def adapted_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 @require_GET
 def adapted_weights(request: HtmxHttpRequest, run_id: int) -> FileResponse:
     adapted = selectors.adapted_get_visible(user=request.user, run_id=run_id)
-    path = selectors.adapted_weights_file(adapted)
-    if path is None:
-        raise Http404("This adapted model has no weights (a batch evaluation keeps scores only).")
-    return weights_response(path, f"adapted-{adapted.pk}.safetensors")
+    return weights_response(
+        selectors.adapted_weights_file(adapted),
+        f"adapted-{adapted.pk}.safetensors",
+        missing="This adapted model has no weights (a batch evaluation keeps scores only).",
+    )
 
 
 @require_GET

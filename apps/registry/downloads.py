@@ -7,10 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.http import FileResponse, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse
 
 
-def weights_response(path: Path, filename: str) -> FileResponse:
+def weights_response(path: Path | None, filename: str, *, missing: str) -> FileResponse:
+    """The weights file as an attachment named ``filename``; Http404 with ``missing``
+    when there is no file."""
+    if path is None:
+        raise Http404(missing)
     return FileResponse(
         path.open("rb"), as_attachment=True, filename=filename, content_type="application/octet-stream"
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -154,10 +154,11 @@ def alias_move(request: HtmxHttpRequest, meta_model_id: int) -> HttpResponse:
 @require_GET
 def metamodel_weights(request: HtmxHttpRequest, meta_model_id: int) -> FileResponse:
     meta_model = selectors.metamodel_get_visible(user=request.user, meta_model_id=meta_model_id)
-    path = selectors.metamodel_weights_file(meta_model)
-    if path is None:
-        raise Http404("This meta-model's weights are missing.")
-    return weights_response(path, f"{meta_model.name}-v{meta_model.version}.safetensors")
+    return weights_response(
+        selectors.metamodel_weights_file(meta_model),
+        f"{meta_model.name}-v{meta_model.version}.safetensors",
+        missing="This meta-model's weights are missing.",
+    )
 
 
 @require_GET
