@@ -49,15 +49,10 @@ def populate(models: int = MODELS) -> dict:
     import numpy as np
     from django.utils import timezone
 
+    from apps.adaptations.models import Adaptation, AdaptationTarget, AdaptedModel
     from apps.experiments.models import Experiment, Run, RunKind, RunStatus
-    from apps.registry.models import (
-        Adaptation,
-        AdaptationTarget,
-        AdaptedModel,
-        MetaModel,
-        Review,
-        Verdict,
-    )
+    from apps.registry.models import MetaModel
+    from apps.reviews.models import Review, Verdict
     from apps.teams.models import Role
     from tests.factories import (
         SMALL_CONFIG,
@@ -207,14 +202,14 @@ def main() -> int:
         from django.test.utils import CaptureQueriesContext
         from django.urls import reverse
 
-        from apps.registry.models import AdaptedModel
-        from apps.registry.selectors import comparison_build
+        from apps.adaptations.models import AdaptedModel
+        from apps.reviews.selectors import comparison_build
 
         started = time.perf_counter()
         world = populate(args.models)
         stored = AdaptedModel.objects.count()
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('registry_adaptedmodel'))")
+            cursor.execute("SELECT pg_size_pretty(pg_total_relation_size(%s))", [AdaptedModel._meta.db_table])
             size = cursor.fetchone()[0]
         print(
             f"{stored} adapted models of [{TASKS}, {STEPS + 1}] float32 stored ({size} with TOAST) "
@@ -223,7 +218,7 @@ def main() -> int:
             flush=True,
         )
         metas, adapted = world["metas"], world["adapted"]
-        base = reverse("registry:compare", kwargs={"team_slug": world["team"].slug})
+        base = reverse("reviews:compare", kwargs={"team_slug": world["team"].slug})
         # Spread over the table: old and new rows, some picked as adapted models, some
         # as meta-models (those go through the latest-evaluation lookup).
         picks = [7, 51, 103, 149, 176, 198]

@@ -13,4 +13,6 @@ urlpatterns = [
     path("", include("apps.tasksets.urls")),
     path("", include("apps.experiments.urls")),
     path("", include("apps.registry.urls")),
+    path("", include("apps.adaptations.urls")),
+    path("", include("apps.reviews.urls")),
 ]

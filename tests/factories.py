@@ -119,14 +119,9 @@ class MetricFactory(factory.django.DjangoModelFactory):
 
 # -- registry ---------------------------------------------------------------------------
 
-from apps.registry.models import (  # noqa: E402
-    Adaptation,
-    AdaptationTarget,
-    AdaptedModel,
-    MetaModel,
-    Review,
-    Verdict,
-)
+from apps.adaptations.models import Adaptation, AdaptationTarget, AdaptedModel  # noqa: E402
+from apps.registry.models import MetaModel  # noqa: E402
+from apps.reviews.models import Review, Verdict  # noqa: E402
 
 
 class MetaModelFactory(factory.django.DjangoModelFactory):

@@ -46,7 +46,7 @@ def _single_task_data(adaptation: Any, facts: Any, family: Any) -> dict[str, Any
     """Support, query and description of a single-task adaptation, as numpy arrays."""
     import numpy as np
 
-    from apps.registry.models import AdaptationTarget
+    from apps.adaptations.models import AdaptationTarget
     from workers.metalearn.types import EpisodeSpec
 
     if adaptation.target == AdaptationTarget.TEST_TASK:

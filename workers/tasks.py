@@ -278,11 +278,11 @@ def execute_adaptation(
     meta-test batch (progress per chunk, step = tasks done), then store the one
     adapted model and mark the run succeeded in one transaction
     (``adaptation_complete``). ``adapt``/``evaluate`` replace the engine (tests)."""
+    from apps.adaptations.models import Adaptation, AdaptationTarget
+    from apps.adaptations.selectors import meta_model_facts
+    from apps.adaptations.services import adaptation_complete
     from apps.experiments.models import Queue
     from apps.registry import storage
-    from apps.registry.models import Adaptation, AdaptationTarget
-    from apps.registry.selectors.adaptations import meta_model_facts
-    from apps.registry.services.adaptations import adaptation_complete
 
     claimed = _claim(
         run_id=run_id,

@@ -19,7 +19,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from apps.experiments.models import Experiment, Metric, Queue, Run, RunEvent, RunKind, RunStatus, Tag
-from apps.registry.models import Review
+from apps.reviews.models import Review
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.selectors import team_ids_for_user

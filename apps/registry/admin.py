@@ -1,4 +1,5 @@
 """Admin for the registry: read-only. Meta-models, aliases, adaptations and verdicts
+(``apps.adaptations.admin``, ``apps.reviews.admin`` use the same base classes)
 change through services (the browser and the workers), which keep the files on disk,
 the version numbers, the alias history and the review rules consistent; editing
 rows here would bypass all of that."""
@@ -10,7 +11,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from apps.registry.models import Adaptation, AdaptedModel, AliasMove, MetaModel, ModelAlias, Review
+from apps.registry.models import AliasMove, MetaModel, ModelAlias
+from apps.reviews.models import Review
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -80,33 +82,3 @@ class ModelAliasAdmin(ReadOnlyAdmin):
     search_fields = ["model_name", "alias"]
     list_select_related = ["meta_model", "team"]
     inlines = [AliasMoveInline]
-
-
-@admin.register(Adaptation)
-class AdaptationAdmin(ReadOnlyAdmin):
-    list_display = ["id", "meta_model", "target", "task_index", "steps", "lr", "run"]
-    list_filter = ["target"]
-    search_fields = ["meta_model__name", "run__id"]
-    list_select_related = ["meta_model", "run"]
-    raw_id_fields = ["run", "meta_model"]
-
-
-@admin.register(AdaptedModel)
-class AdaptedModelAdmin(ReadOnlyAdmin):
-    list_display = ["id", "meta_model", "team", "metric", "before", "after", "ci95", "n_tasks", "created_at"]
-    list_filter = ["metric", "team"]
-    search_fields = ["meta_model__name", "adaptation__run__id"]
-    list_select_related = ["meta_model", "team"]
-    exclude = ["losses", "scores", "task_ids"]  # raw float32 bytes; the review page draws them
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [f.name for f in self.model._meta.fields if f.name not in self.exclude]
-
-
-@admin.register(Review)
-class ReviewAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "verdict", "meta_model", "adapted_model", "author", "team"]
-    list_filter = ["verdict", "team"]
-    search_fields = ["comment", "author__username", "meta_model__name"]
-    list_select_related = ["meta_model", "adapted_model", "author", "team"]
-    date_hierarchy = "created_at"

@@ -1,4 +1,4 @@
-"""Forms for meta-models: the list's filter, uploads, alias moves and verdicts. They
+"""Forms for meta-models: the list's filter, uploads and alias moves. They
 parse input into types; the rules live in the services, whose ValidationErrors come
 back on these fields."""
 
@@ -11,8 +11,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from apps.experiments.models import Experiment
-from apps.registry.models import ALGORITHM_CHOICES, Verdict
-from apps.registry.selectors.metamodels import metamodel_tasksets_for_team
+from apps.registry.models import ALGORITHM_CHOICES
+from apps.registry.selectors import metamodel_tasksets_for_team
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.teams.models import Team
 
@@ -88,17 +88,3 @@ class AliasMoveForm(forms.Form):
         help_text="candidate, production, or any short name; production needs an approve verdict.",
         widget=forms.TextInput(attrs={"list": "alias-suggestions", "autocomplete": "off"}),
     )
-
-
-class ReviewForm(forms.Form):
-    verdict = forms.ChoiceField(choices=Verdict.choices, widget=forms.RadioSelect)
-    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=5000)
-
-
-def add_service_errors(form: forms.Form, error: ValidationError) -> None:
-    """Put a service's ValidationError on the form's fields (others on the form)."""
-    if hasattr(error, "error_dict"):
-        for name, errors in error.error_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, error)

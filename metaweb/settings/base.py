@@ -89,6 +89,8 @@ INSTALLED_APPS = [
     "apps.tasksets",
     "apps.experiments",
     "apps.registry",
+    "apps.adaptations",
+    "apps.reviews",
 ]
 
 MIDDLEWARE = [

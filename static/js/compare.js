@@ -1,4 +1,4 @@
-// The side-by-side page (templates/registry/compare.html): draws the adaptation curves
+// The side-by-side page (templates/reviews/compare.html): draws the adaptation curves
 // and the shared-bin histograms from the #compare-data JSON (json_script) with the
 // vendored uPlot, on load and after each htmx swap of #compare-result. After a draw,
 // each chart element carries data-series (models drawn) and data-points (x values),

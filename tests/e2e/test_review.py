@@ -117,7 +117,8 @@ def _evaluate_600(page, base, meta) -> int:
 
 
 def test_adapt_evaluate_compare_and_approve(live_stack, e2e_page, e2e_user):
-    from apps.registry.models import AdaptedModel, ModelAlias
+    from apps.adaptations.models import AdaptedModel
+    from apps.registry.models import ModelAlias
 
     page, shots = e2e_page, e2e_page.shots
     page.add_init_script(CURVE_RECORDER)

@@ -151,7 +151,7 @@ def expect_status(page: Page, status: str, *, timeout_s: float) -> None:
 
 # -- registry: adapt, review, compare ---------------------------------------------------------
 #
-# Selectors are the registry templates' own: the adapt form (``templates/registry/adapt_new.html``:
+# Selectors are the registry templates' own: the adapt form (``templates/adaptations/adapt_new.html``:
 # ``#adapt-form``, ``#adapt-submit``), the adapted model's page (``adapted_detail.html``:
 # ``#adapted-live`` with ``data-status``, ``#adapt-curve`` with ``data-points`` and
 # ``data-last-step`` set by ``static/js/adapt_live.js``) and the side-by-side page

@@ -28,7 +28,7 @@ def assert_plain(response, status: int) -> str:
 def test_another_teams_page_says_the_views_404_message(client, team_roles):
     _team, users = team_roles
     client.force_login(users["outsider"])
-    url = reverse("registry:compare", kwargs={"team_slug": "alpha"})
+    url = reverse("reviews:compare", kwargs={"team_slug": "alpha"})
     assert assert_plain(client.get(url, **HX), 404) == "No such team."
     page = client.get(url)
     assert page.status_code == 404 and not page["Content-Type"].startswith("text/plain")

@@ -22,20 +22,15 @@ from safetensors.numpy import save as save_numpy
 from apps.experiments.models import RunEvent, RunKind, RunStatus
 from apps.experiments.services import run_claim, run_succeed
 from apps.registry import storage
-from apps.registry.models import AliasMove, MetaModel, MetaModelSource, ModelAlias, Review, Verdict
-from apps.registry.services import (
-    alias_move,
-    metamodel_register_from_run,
-    metamodel_upload,
-    review_create,
-)
+from apps.registry.models import AliasMove, MetaModel, MetaModelSource, ModelAlias
+from apps.registry.services import alias_move, metamodel_register_from_run, metamodel_upload, staging, uploads
 from apps.registry.services import metamodels as services
+from apps.reviews.models import Verdict
+from apps.reviews.services import review_create
 from tests.factories import (
     SMALL_CONFIG,
-    AdaptedModelFactory,
     ExperimentFactory,
     MetaModelFactory,
-    ReviewFactory,
     RunFactory,
     TaskSetVersionFactory,
 )
@@ -187,7 +182,7 @@ def test_a_failure_while_publishing_leaves_no_row_and_no_files(trained_checkpoin
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(services.os, "replace", broken_replace)
+    monkeypatch.setattr(staging.os, "replace", broken_replace)
     with pytest.raises(OSError):
         metamodel_register_from_run(run_id=run.pk)
     assert not MetaModel.objects.exists() and _meta_entries() == []
@@ -457,7 +452,7 @@ def test_upload_is_for_members(upload):
 
 
 def test_upload_larger_than_the_limit_is_refused_while_copying(upload, monkeypatch):
-    monkeypatch.setattr(services, "MAX_UPLOAD_BYTES", 100)
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 100)
     with pytest.raises(ValidationError) as error:
         upload()
     assert "larger than the limit" in error.value.message_dict["weights_file"][0]
@@ -547,54 +542,3 @@ def test_alias_moves_are_for_members(versions):
     with pytest.raises(Http404):
         alias_move(actor=users["outsider"], **kwargs)
     assert not ModelAlias.objects.exists()
-
-
-# -- verdicts ---------------------------------------------------------------------------------
-
-
-def test_verdict_history_is_append_only_and_names_who(versions):
-    team, users, v1, _ = versions
-    first = review_create(actor=users["member"], verdict="needs_work", comment="  noisy  ", meta_model=v1)
-    second = review_create(actor=users["admin"], verdict="approve", comment="better now", meta_model=v1)
-    assert first.team == team and first.comment == "noisy" and first.author == users["member"]
-    history = list(v1.reviews.all())
-    assert history == [second, first]
-    assert [(r.verdict, r.author.username) for r in history] == [
-        ("approve", "admin"),
-        ("needs_work", "member"),
-    ]
-    assert services.latest_verdict(v1) == "approve"
-
-
-def test_verdicts_on_adapted_models(team_roles):
-    team, users = team_roles
-    adapted = AdaptedModelFactory(adaptation__meta_model__experiment__team=team)
-    review = review_create(actor=users["member"], verdict="reject", comment="", adapted_model=adapted)
-    assert review.adapted_model == adapted and review.meta_model is None and review.team == team
-
-
-def test_verdict_rules(versions):
-    team, users, v1, _ = versions
-    adapted = AdaptedModelFactory(adaptation__meta_model=v1)
-    with pytest.raises(ValidationError) as error:
-        review_create(actor=users["member"], verdict="approve", meta_model=v1, adapted_model=adapted)
-    assert "subject" in error.value.message_dict
-    with pytest.raises(ValidationError):
-        review_create(actor=users["member"], verdict="approve")
-    with pytest.raises(ValidationError) as error:
-        review_create(actor=users["member"], verdict="maybe", meta_model=v1)
-    assert "verdict" in error.value.message_dict
-    with pytest.raises(ValidationError) as error:
-        review_create(actor=users["member"], verdict="approve", comment="x" * 5001, meta_model=v1)
-    assert "comment" in error.value.message_dict
-    with pytest.raises(PermissionDenied):
-        review_create(actor=users["viewer"], verdict="approve", meta_model=v1)
-    with pytest.raises(Http404):
-        review_create(actor=users["outsider"], verdict="approve", meta_model=v1)
-    assert not Review.objects.exists()
-
-
-def test_review_factory_fits_the_latest_verdict_helper(versions):
-    _, _, v1, _ = versions
-    ReviewFactory(meta_model=v1, verdict="reject")
-    assert services.latest_verdict(v1) == "reject"

@@ -18,7 +18,8 @@ from safetensors.numpy import save as save_numpy
 
 from apps.experiments.models import RunStatus
 from apps.registry import storage
-from apps.registry.models import AliasMove, MetaModel, ModelAlias, Review
+from apps.registry.models import AliasMove, MetaModel, ModelAlias
+from apps.reviews.models import Review
 from tests.factories import (
     AdaptedModelFactory,
     ExperimentFactory,
@@ -104,10 +105,10 @@ def _urls(world):
         "detail": reverse("registry:metamodel-detail", args=[v1.pk]),
         "weights": reverse("registry:metamodel-weights", args=[v1.pk]),
         "card": reverse("registry:metamodel-card", args=[v1.pk]),
-        "adapted-weights": reverse("registry:adapted-weights", args=[single.adaptation.run_id]),
-        "adapted-card": reverse("registry:adapted-card", args=[single.adaptation.run_id]),
-        "reviews": reverse("registry:review-create", kwargs={"meta_model_id": v1.pk}),
-        "adapted-reviews": reverse("registry:review-create", kwargs={"run_id": single.adaptation.run_id}),
+        "adapted-weights": reverse("adaptations:adapted-weights", args=[single.adaptation.run_id]),
+        "adapted-card": reverse("adaptations:adapted-card", args=[single.adaptation.run_id]),
+        "reviews": reverse("reviews:review-create", kwargs={"meta_model_id": v1.pk}),
+        "adapted-reviews": reverse("reviews:review-create", kwargs={"run_id": single.adaptation.run_id}),
         "alias": reverse("registry:alias-move", args=[v1.pk]),
     }
 
@@ -164,7 +165,7 @@ def test_the_upload_page_is_for_members(client, world, role):
 
 def test_unknown_ids_are_404(client, world):
     client.force_login(world["users"]["admin"])
-    for name in ("registry:metamodel-detail", "registry:metamodel-card", "registry:adapted-card"):
+    for name in ("registry:metamodel-detail", "registry:metamodel-card", "adaptations:adapted-card"):
         assert client.get(reverse(name, args=[999999])).status_code == 404
 
 
@@ -234,13 +235,13 @@ def test_detail_page_shows_lineage_both_ways(client, world):
     assert reverse("tasksets:taskset-detail", args=[world["version"].taskset_id]) in html
     assert reverse("experiments:run-detail", args=[run.pk]) in html
     assert reverse("experiments:experiment-detail", args=[world["experiment"].pk]) in html
-    assert reverse("registry:adapted-detail", args=[single.adaptation.run_id]) in html
-    assert reverse("registry:adapted-detail", args=[batch.adaptation.run_id]) in html
+    assert reverse("adaptations:adapted-detail", args=[single.adaptation.run_id]) in html
+    assert reverse("adaptations:adapted-detail", args=[batch.adaptation.run_id]) in html
     assert 'data-verdict="reject"' in html and "<b>no</b>" not in html  # badge only, comments escaped
     assert reverse("registry:metamodel-weights", args=[v1.pk]) in html
     assert reverse("registry:metamodel-card", args=[v1.pk]) in html
-    assert reverse("registry:adapt-new", args=[v1.pk]) in html
-    assert reverse("registry:compare", kwargs={"team_slug": "alpha"}) + f"?m={v1.pk}" in html
+    assert reverse("adaptations:adapt-new", args=[v1.pk]) in html
+    assert reverse("reviews:compare", kwargs={"team_slug": "alpha"}) + f"?m={v1.pk}" in html
     assert 'id="alias-form"' in html and 'data-testid="record-verdict"' in html
     assert "val_loss" in html and "abc1234" in html
 
@@ -291,45 +292,6 @@ def test_moving_an_alias_without_htmx_redirects_with_a_message(client, world):
     assert response.redirect_chain[-1][0] == reverse("registry:metamodel-detail", args=[world["v1"].pk])
     assert "sine-waves-maml@production now points at v1" in response.content.decode()
     assert ModelAlias.objects.get(alias="production").meta_model == world["v1"]
-
-
-# -- verdicts ---------------------------------------------------------------------------------
-
-
-def test_recording_a_verdict_with_htmx_returns_the_panel_with_history(client, world):
-    client.force_login(world["users"]["member"])
-    url = reverse("registry:review-create", kwargs={"meta_model_id": world["v1"].pk})
-    client.post(url, {"verdict": "needs_work", "comment": "first"}, **HTMX)
-    response = client.post(url, {"verdict": "approve", "comment": "<script>x</script>"}, **HTMX)
-    html = response.content.decode()
-    assert response.status_code == 200 and "<html" not in html
-    assert f'id="reviews-meta-{world["v1"].pk}"' in html
-    assert html.index('data-verdict="approve"') < html.index('data-verdict="needs_work"')
-    assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>x" not in html
-    assert list(Review.objects.values_list("verdict", flat=True)) == ["approve", "needs_work"]
-
-
-def test_an_invalid_verdict_shows_errors_and_saves_nothing(client, world):
-    client.force_login(world["users"]["member"])
-    url = reverse("registry:review-create", kwargs={"meta_model_id": world["v1"].pk})
-    html = client.post(url, {"verdict": "maybe"}, **HTMX).content.decode()
-    assert "errorlist" in html and not Review.objects.exists()
-    response = client.post(url, {"verdict": "maybe"}, follow=True)
-    assert "The verdict was not recorded" in response.content.decode() and not Review.objects.exists()
-
-
-def test_verdicts_on_adapted_models_without_htmx_go_back_to_its_page(client, world):
-    single = world["single"]
-    client.force_login(world["users"]["admin"])
-    url = reverse("registry:review-create", kwargs={"run_id": single.adaptation.run_id})
-    response = client.post(url, {"verdict": "reject", "comment": "overfits"})
-    assert response.status_code == 302
-    assert response["Location"] == reverse("registry:adapted-detail", args=[single.adaptation.run_id])
-    review = Review.objects.get()
-    assert review.adapted_model == single and review.author == world["users"]["admin"]
-    assert client.get(url).status_code == 302  # the panel lives on the subject's page
-    panel = client.get(url, **HTMX).content.decode()
-    assert "overfits" in panel and f'id="reviews-adapted-{single.pk}"' in panel
 
 
 # -- uploads ----------------------------------------------------------------------------------
@@ -408,14 +370,16 @@ def test_weights_download_is_the_stored_file(client, world):
     body = b"".join(response.streaming_content)
     assert body == b"weights of v1" and hashlib.sha256(body).hexdigest() == world["v1"].weights_sha256
     assert 'filename="sine-waves-maml-v1.safetensors"' in response["Content-Disposition"]
-    adapted = client.get(reverse("registry:adapted-weights", args=[world["single"].adaptation.run_id]))
+    adapted = client.get(reverse("adaptations:adapted-weights", args=[world["single"].adaptation.run_id]))
     assert b"".join(adapted.streaming_content) == b"adapted weights"
 
 
 def test_missing_weights_are_404(client, world):
     client.force_login(world["users"]["admin"])
     assert (
-        client.get(reverse("registry:adapted-weights", args=[world["batch"].adaptation.run_id])).status_code
+        client.get(
+            reverse("adaptations:adapted-weights", args=[world["batch"].adaptation.run_id])
+        ).status_code
         == 404
     )
     (storage.meta_model_dir(world["v2"].pk) / storage.WEIGHTS_FILE).unlink()
@@ -446,7 +410,9 @@ def test_model_card_has_lineage_metrics_aliases_and_reviews(client, world):
 def test_adapted_card_points_back_to_its_meta_model_and_target(client, world):
     single, batch, v1 = world["single"], world["batch"], world["v1"]
     client.force_login(world["users"]["viewer"])
-    card = json.loads(client.get(reverse("registry:adapted-card", args=[single.adaptation.run_id])).content)
+    card = json.loads(
+        client.get(reverse("adaptations:adapted-card", args=[single.adaptation.run_id])).content
+    )
     assert card["lineage"]["meta_model"] == {
         "id": v1.pk,
         "name": "sine-waves-maml",
@@ -460,7 +426,7 @@ def test_adapted_card_points_back_to_its_meta_model_and_target(client, world):
     assert card["metrics"]["before"] == 2.0 and card["metrics"]["after"] == 0.5
     assert card["weights"]["format"] == "safetensors"
     batch_card = json.loads(
-        client.get(reverse("registry:adapted-card", args=[batch.adaptation.run_id])).content
+        client.get(reverse("adaptations:adapted-card", args=[batch.adaptation.run_id])).content
     )
     assert batch_card["weights"] is None and batch_card["metrics"]["tasks"] == 600
     assert batch_card["metrics"]["ci95"] == 0.05
@@ -508,17 +474,23 @@ def test_run_page_links_to_its_meta_model(client, world):
 
 def test_admin_pages_render_read_only(client, world):
     client.force_login(UserFactory(username="boss", is_staff=True, is_superuser=True))
-    for model in ("metamodel", "modelalias", "adaptation", "adaptedmodel", "review"):
-        assert client.get(reverse(f"admin:registry_{model}_changelist")).status_code == 200, model
+    for model in (
+        "registry_metamodel",
+        "registry_modelalias",
+        "adaptations_adaptation",
+        "adaptations_adaptedmodel",
+        "reviews_review",
+    ):
+        assert client.get(reverse(f"admin:{model}_changelist")).status_code == 200, model
     ModelAlias.objects.create(
         team=world["team"], model_name="sine-waves-maml", alias="x", meta_model=world["v1"]
     )
     for model, pk in [
-        ("metamodel", world["v1"].pk),
-        ("adaptedmodel", world["single"].pk),
-        ("modelalias", ModelAlias.objects.get().pk),
+        ("registry_metamodel", world["v1"].pk),
+        ("adaptations_adaptedmodel", world["single"].pk),
+        ("registry_modelalias", ModelAlias.objects.get().pk),
     ]:
-        assert client.get(reverse(f"admin:registry_{model}_change", args=[pk])).status_code == 200, model
+        assert client.get(reverse(f"admin:{model}_change", args=[pk])).status_code == 200, model
     assert client.get(reverse("admin:registry_metamodel_add")).status_code == 403
     client.post(reverse("admin:registry_metamodel_change", args=[world["v1"].pk]), {"name": "renamed"})
     assert MetaModel.objects.get(pk=world["v1"].pk).name == "sine-waves-maml"
@@ -531,8 +503,8 @@ def test_the_registry_web_side_never_imports_torch():
 
     code = (
         "import django, sys; django.setup(); "
-        "import metaweb.urls, apps.registry.views.metamodels, apps.registry.forms, apps.registry.services, "
-        "apps.registry.selectors, apps.registry.admin, apps.registry.weights, "
+        "import metaweb.urls, apps.registry.views, apps.registry.forms, apps.registry.services, "
+        "apps.registry.selectors, apps.registry.admin, apps.registry.weights, apps.reviews.views, "
         "workers.metalearn.shapes, workers.metalearn.specs; "
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', "
         "'workers.metalearn.api', 'workers.metalearn.loop', 'workers.metalearn.algorithms'))); "

@@ -27,14 +27,14 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from safetensors.torch import load_file
 
+from apps.adaptations.models import AdaptedModel
+from apps.adaptations.selectors import adapted_model_arrays, meta_model_facts
+from apps.adaptations.services import adaptation_start
+from apps.adaptations.uploads import parse_images
 from apps.experiments.models import Metric, Run, RunStatus
 from apps.experiments.services import run_cancel, run_claim, run_requeue_stale
 from apps.registry import storage
-from apps.registry.adapt_uploads import parse_images
-from apps.registry.models import AdaptedModel
-from apps.registry.selectors import adapted_model_arrays, meta_model_facts
-from apps.registry.services import adaptation_start
-from tests.registry.test_adaptations_services import register_trained
+from tests.adaptations.test_services import register_trained
 from workers.tasks import adapt_run, execute_adaptation
 
 torch.set_num_threads(1)

@@ -57,8 +57,9 @@ def test_the_web_side_imports_the_engine_facts_without_torch():
     code = (
         "import django, sys; django.setup()\n"
         "import metaweb.urls, apps.experiments.views, apps.experiments.forms\n"
-        "import apps.registry.views.adaptations, apps.registry.views.metamodels\n"
-        "import apps.registry.forms_adapt, apps.registry.services\n"
+        "import apps.adaptations.views, apps.registry.views, apps.reviews.views\n"
+        "import apps.adaptations.forms, apps.adaptations.services\n"
+        "import apps.registry.services, apps.reviews.services\n"
         "from workers.metalearn import checkpoint_layout, shapes, specs\n"
         "from apps.experiments.forms import RunLaunchForm\n"
         "assert set(RunLaunchForm.base_fields) >= specs.ALGORITHM_FIELDS\n"

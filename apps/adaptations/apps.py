@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AdaptationsConfig(AppConfig):
+    name = "apps.adaptations"
+    verbose_name = "Adaptations"
