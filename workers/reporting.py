@@ -43,7 +43,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import threading
@@ -54,10 +53,9 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import fields
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.db import DatabaseError, close_old_connections, connection
 
-from apps.experiments.events import RunProgressEvent, run_group, server_loop
+from apps.experiments.events import RunProgressEvent, group_send_nowait, run_group
 from apps.experiments.services import run_checkpointed, run_heartbeat, run_metrics_record, run_stop_reason
 
 logger = logging.getLogger(__name__)
@@ -77,35 +75,6 @@ AUX_EVERY = 10
 PREFLUSH_STEPS = 3
 #: Tries of one metric INSERT before the failure is raised (at the next sync).
 WRITE_ATTEMPTS = 3
-
-_loop_lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
-
-
-def _sender_loop() -> asyncio.AbstractEventLoop:
-    """The process's persistent sender loop, started on first use in a daemon thread."""
-    global _loop
-    with _loop_lock:
-        if _loop is None or _loop.is_closed():
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="channel-sender", daemon=True)
-            thread.start()
-            _loop = loop
-        return _loop
-
-
-def event_loop() -> asyncio.AbstractEventLoop:
-    """Where channel-layer sends from worker threads run: the server's loop in
-    embedded mode, the persistent sender loop otherwise."""
-    return server_loop() or _sender_loop()
-
-
-def group_send_nowait(group: str, message: dict[str, Any]) -> Future | None:
-    """Schedule ``group_send`` on :func:`event_loop` without waiting for it."""
-    layer = get_channel_layer()
-    if layer is None:
-        return None
-    return asyncio.run_coroutine_threadsafe(layer.group_send(group, message), event_loop())
 
 
 def _message(event: RunProgressEvent) -> dict[str, Any]:

@@ -294,8 +294,7 @@ def server_loop(settings):
 def test_embedded_sends_run_on_the_server_loop(claimed, server_loop):
     import asyncio
 
-    from apps.experiments.events import RunStatusEvent, publish
-    from workers.reporting import event_loop
+    from apps.experiments.events import RunStatusEvent, event_loop, publish
 
     run, claim = claimed
     assert event_loop() is server_loop

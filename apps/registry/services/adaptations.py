@@ -28,7 +28,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from apps.experiments.events import RunStatusEvent, publish_status_on_commit
+from apps.experiments.events import publish_run_status_on_commit
 from apps.experiments.models import Queue, Run, RunEvent, RunKind, RunStatus
 from apps.experiments.services import code_version, run_succeed
 from apps.registry import storage
@@ -248,14 +248,6 @@ def _clean_desc(desc: Any, facts: ModelFacts) -> list[float] | None:
 # -- launching ----------------------------------------------------------------------
 
 
-def _publish_status(run: Run) -> None:
-    publish_status_on_commit(
-        RunStatusEvent(run_id=run.pk, status=run.status, step=run.step, total_steps=run.total_steps),
-        team_id=run.team_id,
-        queue=run.queue,
-    )
-
-
 @transaction.atomic
 def adaptation_start(
     *,
@@ -368,7 +360,7 @@ def adaptation_start(
     )
     run_id, run_queue = run.pk, run.queue
     transaction.on_commit(lambda: celery_app.send_task(ADAPT_TASK, args=[run_id], queue=run_queue))
-    _publish_status(run)
+    publish_run_status_on_commit(run)
     return run
 
 
