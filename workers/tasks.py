@@ -179,8 +179,6 @@ def execute_run(*, run_id: int, worker: str, meta_train: MetaTrain | None = None
         run_id=run_id,
         token=token,
         total_steps=config.iterations,
-        checkpoint_interval=config.checkpoint_interval,
-        eval_interval=config.eval_interval,
         device_memory_mb=_device_memory_reader(device),
     )
     heartbeat = Heartbeat(run_id=run_id, token=token, reporter=reporter, interval=settings.HEARTBEAT_SECONDS)

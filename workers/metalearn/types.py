@@ -100,6 +100,12 @@ class Reporter(Protocol):
     ``on_step`` is called after every meta-iteration with its metrics (at least
     ``loss``); ``on_eval`` after each meta-validation; ``should_stop`` is polled
     between iterations, and a True answer ends the run cleanly after a checkpoint.
+
+    Checkpoints: ``before_checkpoint(step)`` is called just before the loop writes
+    the checkpoint of ``step`` (everything reported up to ``step`` must be kept by
+    then: an attempt resumed from that checkpoint never replays those steps), and
+    ``on_checkpoint(step)`` once it is durable (its files renamed into place), so a
+    reporter never guesses when the engine checkpoints.
     """
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None: ...
@@ -107,6 +113,10 @@ class Reporter(Protocol):
     def on_eval(self, step: int, metrics: dict[str, float]) -> None: ...
 
     def should_stop(self) -> bool: ...
+
+    def before_checkpoint(self, step: int) -> None: ...
+
+    def on_checkpoint(self, step: int) -> None: ...
 
 
 class NullReporter:
@@ -120,6 +130,12 @@ class NullReporter:
 
     def should_stop(self) -> bool:
         return False
+
+    def before_checkpoint(self, step: int) -> None:
+        return None
+
+    def on_checkpoint(self, step: int) -> None:
+        return None
 
 
 class EngineError(Exception):
