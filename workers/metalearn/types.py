@@ -210,10 +210,14 @@ class AdaptResult:
     """One task adapted. ``curve[i]`` holds support and query loss (and accuracy when
     classifying) after ``i`` inner steps, ``i = 0..steps``. ``predictions`` are on
     the query inputs after adaptation, ``predictions_before`` before it (regression:
-    values ``[N, 1]``; classification: logits ``[N, ways]``). ``weights`` maps
-    parameter names to the adapted tensors (torch), ready for safetensors."""
+    values ``[N, 1]``; classification: logits ``[N, ways]``). ``grid`` and
+    ``grid_before`` are the same on the extra inputs asked for (None if none were).
+    ``weights`` maps parameter names to the adapted tensors (torch), ready for
+    safetensors."""
 
     weights: dict[str, Any]
     curve: list[dict[str, float]]
     predictions: np.ndarray
     predictions_before: np.ndarray
+    grid: np.ndarray | None = None
+    grid_before: np.ndarray | None = None
