@@ -157,7 +157,6 @@ class RunReporter:
         self._writes: list[Future] = []
         self._poll: Future | None = None
         self._closed = False
-
         self.step = 0
         self.loss: float | None = None
         self.val_metric: float | None = None
@@ -168,17 +167,14 @@ class RunReporter:
         self.checkpoint_step: int | None = None
         self.events_sent = 0
         self.points_stored = 0
-
         self._lost = threading.Event()
         self._buffer: list[tuple[str, int, float]] = []
         # Points stored (by the I/O thread) and not yet sent in an event.
         self._stored: dict[str, list[list[float]]] = {}
         self._stored_lock = threading.Lock()
         self._pending: Future | None = None
-        now = clock()
-        self._last_flush = now
-        self._last_event = -math.inf
-        self._last_poll = -math.inf
+        self._last_flush = clock()
+        self._last_event = self._last_poll = -math.inf
         self._rate_window: deque[tuple[float, int]] = deque()
 
     # -- the Reporter protocol -------------------------------------------------

@@ -32,7 +32,7 @@ from apps.experiments.services import run_cancel, run_claim, run_requeue_stale
 from apps.registry import storage
 from apps.registry.adapt_uploads import parse_images
 from apps.registry.models import AdaptedModel
-from apps.registry.selectors import adapted_model_arrays, meta_model_facts
+from apps.registry.selectors import adapted_model_arrays, adapted_review, meta_model_facts
 from apps.registry.services import adaptation_start
 from tests.registry.test_adaptations_services import register_trained
 from workers.tasks import adapt_run, execute_adaptation
@@ -414,7 +414,12 @@ def test_classification_adaptation_from_uploaded_images(team_roles, sent):
     assert confusion.shape == (3, 3) and confusion.sum() == 9 and list(confusion.sum(axis=1)) == [3, 3, 3]
     assert np.trace(confusion) / 9 == pytest.approx(adapted.after)
     assert len(predictions["support_images"]) == 3 and len(predictions["query_images"]) == 9
-    assert all(img["src"].startswith("data:image/png;base64,") for img in predictions["query_images"])
+    # Stored as pixel values, not pictures: the review page draws them when asked.
+    assert predictions["image_shape"] == [8, 8]
+    assert all(len(img["x"]) == 64 and "src" not in img for img in predictions["query_images"])
+    review = adapted_review(adapted.adaptation, adapted)
+    assert len(review["query_images"]) == 9
+    assert all(img["src"].startswith("data:image/png;base64,") for img in review["query_images"])
     assert steps_of(run, "query_accuracy") == [0]
 
 

@@ -72,6 +72,34 @@ def _check_eval_args(
         raise DataError("batch_size", "must be at least 1")
 
 
+def _eval_episode(
+    ckpt: Checkpoint,
+    family: TaskFamily,
+    info: FamilyInfo,
+    *,
+    split: str,
+    shots: int | None,
+    query: int | None,
+    batch_size: int | None,
+) -> tuple[EpisodeSpec, int]:
+    """The run's episode with ``shots``/``query`` overridden, checked against the
+    split, and the tasks per chunk (default: as many as ``eval_chunk`` allows)."""
+    for name, value in (("shots", shots), ("query", query)):
+        if value is not None and int(value) < 1:
+            raise DataError(name, "must be at least 1")
+    spec = episode_spec(ckpt.config, info.kind)
+    spec = dataclasses.replace(
+        spec,
+        shots=spec.shots if shots is None else int(shots),
+        query=spec.query if query is None else int(query),
+    )
+    family.check_episode(spec, split)  # type: ignore[arg-type]
+    if batch_size is None:
+        per_class = spec.shots + spec.query
+        batch_size = eval_chunk(per_class * max(1, spec.ways) * math.prod(info.input_shape))
+    return spec, int(batch_size)
+
+
 def _eval_family(ckpt: Checkpoint, family: TaskFamily | None) -> tuple[TaskFamily, FamilyInfo]:
     """The family to evaluate on (default: the one the config names), checked against
     the checkpoint's."""
@@ -124,22 +152,12 @@ def evaluate(
     e.g. to test at K=5 a model meta-trained at K=10 as in Finn et al. (2017).
     """
     _check_eval_args(split=split, count=count, steps=steps, lr=lr, batch_size=batch_size)
-    for name, value in (("shots", shots), ("query", query)):
-        if value is not None and int(value) < 1:
-            raise DataError(name, "must be at least 1")
     ckpt, algorithm, meta = restore(checkpoint_dir, device)
     family, info = _eval_family(ckpt, family)
-    spec = episode_spec(ckpt.config, info.kind)
-    spec = dataclasses.replace(
-        spec,
-        shots=spec.shots if shots is None else int(shots),
-        query=spec.query if query is None else int(query),
+    spec, batch_size = _eval_episode(
+        ckpt, family, info, split=split, shots=shots, query=query, batch_size=batch_size
     )
-    family.check_episode(spec, split)  # type: ignore[arg-type]
     n_steps = algorithm.resolve_steps(steps)
-    if batch_size is None:
-        per_class = spec.shots + spec.query
-        batch_size = eval_chunk(per_class * max(1, spec.ways) * math.prod(info.input_shape))
     losses, scores, ids = _evaluate_chunks(
         algorithm,
         meta,

@@ -20,6 +20,7 @@ import hashlib
 import math
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ __all__ = [
     "MAX_SET_EXAMPLES",
     "MAX_SET_VALUES",
     "adaptation_batch_tasks",
+    "AdaptedResult",
     "adaptation_complete",
     "adaptation_start",
     "evaluation_start",
@@ -367,29 +369,31 @@ def adaptation_start(
 # -- the worker's side ------------------------------------------------------------------
 
 
-#: AdaptedModel fields the worker may set.
-_RESULT_FIELDS = frozenset(
-    {
-        "metric",
-        "before",
-        "after",
-        "ci95",
-        "curve",
-        "predictions",
-        "n_tasks",
-        "n_steps",
-        "losses",
-        "scores",
-        "task_ids",
-    }
-)
+@dataclass(frozen=True)
+class AdaptedResult:
+    """What an adaptation run produced: the :class:`AdaptedModel`'s fields. A single
+    task gives the curve and the review data (``predictions``, numbers only: pictures
+    are drawn when the page asks); a batch the ``[tasks, steps+1]`` query losses,
+    scores and task ids as little-endian bytes."""
+
+    metric: str
+    before: float | None = None
+    after: float | None = None
+    ci95: float | None = None
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    predictions: dict[str, Any] = field(default_factory=dict)
+    n_tasks: int = 1
+    n_steps: int = 0
+    losses: bytes | None = None
+    scores: bytes | None = None
+    task_ids: bytes | None = None
 
 
 def adaptation_complete(
     *,
     run_id: int,
     token: str,
-    result: Mapping[str, Any],
+    result: AdaptedResult,
     weights: bytes | None = None,
     summary: Mapping[str, Any] | None = None,
     step: int | None = None,
@@ -397,15 +401,11 @@ def adaptation_complete(
     """Store the product of adaptation run ``run_id`` and mark the run succeeded, in
     one transaction. None (nothing written) when ``token`` no longer owns the run.
 
-    ``result`` holds :class:`AdaptedModel` fields (``metric``, ``before``, ``after``,
-    ``curve``, ``predictions``; a batch's ``losses``/``scores``/``task_ids`` bytes...).
+    ``result`` holds the :class:`AdaptedModel`'s fields.
     ``weights`` are the adapted weights as safetensors bytes, written atomically to
     ``<registry>/adapted/<id>/params.safetensors``. The adapted model is one-to-one
     with the adaptation: a redelivered task updates it, never duplicates it.
     """
-    unknown = set(result) - _RESULT_FIELDS
-    if unknown:
-        raise ValueError(f"unknown adapted-model fields: {sorted(unknown)}")
     written: Path | None = None
     try:
         with transaction.atomic():
@@ -417,7 +417,7 @@ def adaptation_complete(
             if run is None or not token:
                 return None
             adaptation = Adaptation.objects.select_related("meta_model").get(run_id=run_id)
-            values = dict(result)
+            values: dict[str, Any] = asdict(result)
             if weights is None:
                 values["weights_sha256"] = ""
             adapted, _ = AdaptedModel.objects.update_or_create(
