@@ -126,6 +126,23 @@ def test_single_task_adaptation_lowers_the_query_loss_and_stores_everything(worl
     ]
 
 
+def test_a_single_task_adaptation_calls_the_engine_once(world):
+    """The dense grid's predictions come from the same call as the adapted weights."""
+    from workers.metalearn import adapt
+
+    run = launch(world, steps=3)
+    calls: list[dict] = []
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return adapt(*args, **kwargs)
+
+    assert execute_adaptation(run_id=run.pk, worker="w", adapt=counting) == "succeeded"
+    assert len(calls) == 1 and calls[0]["grid"].shape == (200, 1) and calls[0]["on_step"] is not None
+    grid = AdaptedModel.objects.get().predictions["grid"]
+    assert len(grid["x"]) == len(grid["before"]) == len(grid["after"]) == 200
+
+
 def test_each_inner_step_reaches_the_run_group_live(world):
     """The run.progress events on run-<id> carry the per-step points (what the page draws)."""
     import asyncio
