@@ -24,10 +24,11 @@
   joins the group, then reads the database, then merges by step (``run.state``
   on connect) misses nothing, because every point sent before it joined is in
   what it reads. So charts grow once per flush, the progress figures 10 times a
-  second. Events are sent with ``asyncio.run_coroutine_threadsafe`` onto
-  ONE persistent loop: the ASGI server's loop in embedded mode (the in-memory
-  layer lives there), otherwise a daemon thread's loop kept for the process (one
-  Redis connection, no per-message ``async_to_sync``). A send still in flight
+  second. Events go through the one send path of every event,
+  :func:`apps.experiments.events.group_send_nowait`: ONE persistent loop per
+  process, the ASGI server's loop in embedded mode (the in-memory layer lives
+  there), otherwise a daemon thread's loop (one Redis connection, no per-message
+  ``async_to_sync``). A send still in flight
   makes the next event wait: points are coalesced, never dropped.
 * **Checkpoints**: the loop calls ``on_checkpoint(step)`` once a checkpoint is
   durable; only then does ``checkpoint_step`` move, and it is recorded on the run

@@ -52,6 +52,7 @@ from workers.reporting import RunReporter
 logger = logging.getLogger(__name__)
 
 __all__ = ["INTERNAL_ERROR", "adapt_run", "execute_adaptation", "execute_run", "train_run", "watchdog"]
+
 NO_GPU = (
     "This run asks for CUDA, but its worker has no GPU. "
     "Launch it on the GPU queue, or with device auto or cpu."
