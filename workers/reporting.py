@@ -200,7 +200,10 @@ class RunReporter:
             for name, value in clean.items():
                 if name == "loss" or aux:
                     self._add(name, step, value)
-        if len(self._buffer) >= self.flush_points or now - self._last_flush >= self.flush_seconds:
+        if last:  # the final step is stored at once, so that the next event carries it
+            self.flush()
+            self.sync()
+        elif len(self._buffer) >= self.flush_points or now - self._last_flush >= self.flush_seconds:
             self.flush()
         if now - self._last_event >= self.event_seconds:
             self._emit(now)
