@@ -3,7 +3,7 @@
 Starts the real stack (daphne serving ``metaweb.asgi.application``, the Redis
 channel layer, PostgreSQL), logs N websocket clients in on ``/ws/runs/<id>/``
 with a session cookie, then publishes ``run.progress`` events from a SEPARATE
-process the way the worker does (``workers.reporting.group_send_nowait``: one
+process the way the worker does (``apps.experiments.events.group_send_nowait``: one
 persistent event loop, channels-redis ``group_send``), about 10 a second, each
 with its send time in ``sent_at``. Every client notes the receive time of every
 event; latency = receive - sent_at (same machine, same clock).
@@ -59,7 +59,7 @@ def publish(run_id: int, events: int, rate: float) -> None:
     from apps.experiments.events import RunProgressEvent, event_message, run_group
 
     try:
-        from workers.reporting import group_send_nowait  # the worker's own publisher
+        from apps.experiments.events import group_send_nowait  # the one send path
     except ImportError:  # pragma: no cover - before the reporter existed
         group_send_nowait = _fallback_sender()
 

@@ -229,6 +229,12 @@ class Progress:
     def should_stop(self) -> bool:
         return False
 
+    def before_checkpoint(self, step: int) -> None:
+        return None
+
+    def on_checkpoint(self, step: int) -> None:
+        return None
+
 
 def ci95(values: np.ndarray) -> float:
     values = np.asarray(values, dtype=np.float64)

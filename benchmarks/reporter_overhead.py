@@ -109,6 +109,16 @@ class _Timed:
         self.seconds += time.perf_counter() - started
         return stop
 
+    def before_checkpoint(self, step) -> None:
+        started = time.perf_counter()
+        self.reporter.before_checkpoint(step)
+        self.seconds += time.perf_counter() - started
+
+    def on_checkpoint(self, step) -> None:
+        started = time.perf_counter()
+        self.reporter.on_checkpoint(step)
+        self.seconds += time.perf_counter() - started
+
 
 def _train(config, family, timed: _Timed, work: Path) -> None:
     """One complete meta_train from scratch, in a fresh checkpoint folder."""
@@ -170,8 +180,6 @@ def _reporter_run(config, family, work: Path, fixtures: dict) -> tuple[float, fl
         run_id=run.pk,
         token=claim.token,
         total_steps=config.iterations,
-        checkpoint_interval=config.checkpoint_interval,
-        eval_interval=config.eval_interval,
     )
     timed = _Timed(reporter, config.iterations)
     with Heartbeat(run_id=run.pk, token=claim.token, reporter=reporter, interval=settings.HEARTBEAT_SECONDS):

@@ -1,32 +1,60 @@
 """Adaptation runs, between the engine and the registry: build a task's data from an
-:class:`~apps.registry.models.Adaptation`, adapt (streaming each inner step through
+:class:`~apps.adaptations.models.Adaptation`, adapt (streaming each inner step through
 the run's reporter) or evaluate the fixed meta-test tasks, and shape the results
-into the adapted model's fields (curves, predictions for the review page, the loss
-matrix as compact bytes).
+into a typed :class:`~apps.adaptations.services.AdaptedResult` (curves, predictions for
+the review page as numbers, the loss matrix as compact bytes). Pictures are not drawn
+here: images are stored as their pixel values, and the review page draws them.
 
-``workers.tasks.adapt_run`` is the Celery shell around these. torch is imported
-lazily, inside the functions that run the engine.
+``workers.tasks.adapt_run`` is the Celery shell around :func:`adaptation_job`, through
+:func:`workers.attempt.run_attempt`. torch is imported lazily, inside the functions
+that run the engine.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
-from workers.metalearn.types import DivergenceError
+from apps.adaptations.models import Adaptation, AdaptationTarget
+from apps.adaptations.selectors import ModelFacts, meta_model_facts
+from apps.adaptations.services import AdaptedResult, adaptation_complete
+from apps.registry import storage
+from workers.attempt import Attempt, Failed, Finished, Job, Outcome, Stopped, Wording, taskset_data_path
+from workers.metalearn.config import ConfigError, FamilySpec
+from workers.metalearn.families import make_family
+from workers.metalearn.types import DataError, DivergenceError
 from workers.reporting import RunReporter
 
 #: Points of the dense x grid a regression adaptation is plotted on.
 ADAPT_GRID_POINTS = 200
-#: At most this many support and query images are kept (as small PNGs) for the review page.
+#: At most this many support and query images are kept (as pixel values) for the review page.
 ADAPT_MAX_IMAGES = 200
+#: Significant digits kept of each pixel value.
+PIXEL_DIGITS = 3
+#: Appended to an adaptation that diverged.
+DIVERGENCE_HINT = (
+    "The meta-model may have been meta-trained for fewer inner steps or a smaller step size: "
+    "try fewer steps or a smaller learning rate."
+)
 
 Adapt = Callable[..., Any]
 Evaluate = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Adapted:
+    """What one adaptation produced: the adapted model's fields, its weights
+    (safetensors bytes; None for a batch), the run's summary and last step."""
+
+    result: AdaptedResult
+    weights: bytes | None
+    summary: dict[str, Any]
+    step: int
 
 
 class AdaptStopped(Exception):
@@ -42,11 +70,10 @@ def _r(value: Any, digits: int = 6) -> float | None:
     return float(f"{number:.{digits}g}")
 
 
-def _single_task_data(adaptation: Any, facts: Any, family: Any) -> dict[str, Any]:
+def _single_task_data(adaptation: Adaptation, facts: ModelFacts, family: Any) -> dict[str, Any]:
     """Support, query and description of a single-task adaptation, as numpy arrays."""
     import numpy as np
 
-    from apps.adaptations.models import AdaptationTarget
     from workers.metalearn.types import EpisodeSpec
 
     if adaptation.target == AdaptationTarget.TEST_TASK:
@@ -82,94 +109,191 @@ def _single_task_data(adaptation: Any, facts: Any, family: Any) -> dict[str, Any
     return data
 
 
+def adaptation_job(
+    attempt: Attempt,
+    *,
+    memory: Callable[[], float | None] | None,
+    adapt: Adapt | None = None,
+    evaluate: Evaluate | None = None,
+) -> Job | Failed:
+    """The engine call of an adaptation attempt, or why it cannot start."""
+    adaptation = (
+        Adaptation.objects.select_related("run", "meta_model__taskset_version__taskset")
+        .filter(run_id=attempt.run_id)
+        .first()
+    )
+    if adaptation is None:
+        return Failed("This adaptation run has no adaptation to carry out.")
+    facts = meta_model_facts(adaptation.meta_model)
+    if facts is None:
+        return Failed("The meta-model's checkpoint is missing from storage or unreadable.")
+    version = adaptation.meta_model.taskset_version
+    try:
+        spec = FamilySpec(name=version.taskset.family, params=version.params or {})
+        family = make_family(spec, data_path=taskset_data_path(version))
+    except (ConfigError, DataError, OSError) as exc:
+        return Failed(f"Problem with the task set: {exc}")
+    checkpoint = storage.meta_model_dir(adaptation.meta_model.pk)
+    reporter = RunReporter(
+        run_id=attempt.run_id,
+        token=attempt.token,
+        total_steps=adaptation.run.total_steps,
+        aux_every=1,
+        # Points travel in events once stored: an adaptation's curve is short and watched
+        # step by step, so store ten times a second (a training run stores once a second).
+        flush_seconds=0.1,
+        device_memory_mb=memory,
+    )
+    device = "cuda" if attempt.device.startswith("cuda") else "cpu"
+
+    def work() -> Outcome:
+        try:
+            if adaptation.target == AdaptationTarget.BATCH:
+                adapted = adapt_batch(
+                    adaptation, family, checkpoint, reporter, device=device, evaluate=evaluate
+                )
+            else:
+                adapted = adapt_single(
+                    adaptation, facts, family, checkpoint, reporter, device=device, adapt=adapt
+                )
+        except AdaptStopped:
+            adapted = None
+        return Stopped(reporter.step) if adapted is None else _finished(attempt, adapted)
+
+    wording = Wording(
+        noun="adaptation",
+        checkpoint=checkpoint,
+        checkpoint_label="the meta-model's checkpoint folder",
+        unasked_stop="The adaptation stopped before the end, without being asked to.",
+        divergence_hint=f". {DIVERGENCE_HINT}",
+        name_steps=False,
+    )
+    return Job(reporter=reporter, work=work, wording=wording)
+
+
+def _finished(attempt: Attempt, adapted: Adapted) -> Finished:
+    """Store the one adapted model and mark the run succeeded, in one transaction."""
+    return Finished(
+        adapted.step,
+        store=lambda: (
+            adaptation_complete(
+                run_id=attempt.run_id,
+                token=attempt.token,
+                result=adapted.result,
+                weights=adapted.weights,
+                summary=adapted.summary,
+                step=adapted.step,
+            )
+            is not None
+        ),
+    )
+
+
 def adapt_single(
-    adaptation: Any,
-    facts: Any,
+    adaptation: Adaptation,
+    facts: ModelFacts,
     family: Any,
     checkpoint: Path,
     reporter: RunReporter,
     *,
     device: str,
     adapt: Adapt | None,
-) -> dict[str, Any]:
-    """Adapt to one task, streaming each inner step; the adapted model's fields."""
+) -> Adapted:
+    """Adapt to one task in one engine call, streaming each inner step: the support
+    and query predictions and, for a 1-D regression, those on a dense grid."""
     if adapt is None:
         from workers.metalearn import adapt  # torch-backed: imported here only
     from safetensors.torch import save as safetensors_bytes
 
     data = _single_task_data(adaptation, facts, family)
-    xs, ys, xq, yq, desc = data["xs"], data["ys"], data["xq"], data["yq"], data["desc"]
-    steps, lr = int(adaptation.steps), float(adaptation.lr)
 
     def on_step(step: int, entry: dict[str, float]) -> None:
         reporter.on_step(step, entry)
         if reporter.should_stop():
             raise AdaptStopped
 
-    query = None if xq is None else (xq, yq)
-    result = adapt(checkpoint, (xs, ys), query, steps=steps, lr=lr, on_step=on_step, desc=desc, device=device)
-    curve = [{"step": i, **{k: _r(v) for k, v in entry.items()}} for i, entry in enumerate(result.curve)]
-    has_query = xq is not None
-    if facts.classification:
-        key = "query_accuracy" if has_query else "support_accuracy"
-        metric = "accuracy" if has_query else "support_accuracy"
-    else:
-        key = "query_loss" if has_query else "support_loss"
-        metric = "mse" if has_query else "support_mse"
-    first, last = result.curve[0], result.curve[-1]
-    before, after = first.get(key), last.get(key)
-
+    query = None if data["xq"] is None else (data["xq"], data["yq"])
+    grid = None if facts.classification else _grid(facts, family, data)
+    extra = {} if grid is None else {"grid": grid[:, None]}
+    result = adapt(
+        checkpoint,
+        (data["xs"], data["ys"]),
+        query,
+        steps=int(adaptation.steps),
+        lr=float(adaptation.lr),
+        on_step=on_step,
+        desc=data["desc"],
+        device=device,
+        **extra,
+    )
     if facts.classification:
         predictions = _classification_predictions(facts, data, result)
     else:
-        predictions = _regression_predictions(
-            adaptation, facts, family, checkpoint, data, result, adapt=adapt, device=device
-        )
+        predictions = _regression_predictions(family, data, result, grid)
     weights = safetensors_bytes({k: v.contiguous() for k, v in result.weights.items()})
-    n_steps = len(result.curve) - 1
-    return {
-        "result": {
-            "metric": metric,
-            "before": None if before is None else _r(before, 9),
-            "after": None if after is None else _r(after, 9),
-            "ci95": None,
-            "curve": curve,
-            "predictions": predictions,
-            "n_tasks": 1,
-            "n_steps": n_steps,
-            "losses": None,
-            "scores": None,
-            "task_ids": None,
-        },
-        "weights": weights,
-        "summary": {
-            "metric": metric,
-            "before": _r(before, 9) if before is not None else None,
-            "after": _r(after, 9) if after is not None else None,
-            "final": {k: _r(v, 9) for k, v in last.items()},
-            "steps_per_sec": reporter.steps_per_sec,
-            "shots": int(xs.shape[0]),
-            "query": 0 if xq is None else int(xq.shape[0]),
-            "device": device,
-        },
-        "step": n_steps,
-    }
+    return _single_adapted(facts, data, result, predictions, weights, reporter=reporter, device=device)
 
 
-def _regression_predictions(
-    adaptation: Any,
-    facts: Any,
-    family: Any,
-    checkpoint: Path,
+def _single_adapted(
+    facts: ModelFacts,
     data: dict[str, Any],
     result: Any,
+    predictions: dict[str, Any],
+    weights: bytes,
     *,
-    adapt: Adapt,
+    reporter: RunReporter,
     device: str,
-) -> dict[str, Any]:
+) -> Adapted:
+    """The adapted model's fields and the run's summary of a one-task adaptation."""
+    has_query = data["xq"] is not None
+    if facts.classification:
+        key, metric = (
+            ("query_accuracy", "accuracy") if has_query else ("support_accuracy", "support_accuracy")
+        )
+    else:
+        key, metric = ("query_loss", "mse") if has_query else ("support_loss", "support_mse")
+    first, last = result.curve[0], result.curve[-1]
+    before = None if first.get(key) is None else _r(first[key], 9)
+    after = None if last.get(key) is None else _r(last[key], 9)
+    n_steps = len(result.curve) - 1
+    curve = [{"step": i, **{k: _r(v) for k, v in entry.items()}} for i, entry in enumerate(result.curve)]
+    summary = {
+        "metric": metric,
+        "before": before,
+        "after": after,
+        "final": {k: _r(v, 9) for k, v in last.items()},
+        "steps_per_sec": reporter.steps_per_sec,
+        "shots": int(data["xs"].shape[0]),
+        "query": int(data["xq"].shape[0]) if has_query else 0,
+        "device": device,
+    }
+    fields = AdaptedResult(
+        metric=metric, before=before, after=after, curve=curve, predictions=predictions, n_steps=n_steps
+    )
+    return Adapted(result=fields, weights=weights, summary=summary, step=n_steps)
+
+
+def _grid(facts: ModelFacts, family: Any, data: dict[str, Any]) -> Any:
+    """A dense x grid over the family's input range and the task's points, for a
+    regression with 1-D inputs (None otherwise)."""
+    import numpy as np
+
+    if facts.input_size != 1:
+        return None
+    xs, xq = data["xs"], data["xq"]
+    params = getattr(family, "params", None)
+    seen = [float(v) for v in xs.reshape(-1)] + ([] if xq is None else [float(v) for v in xq.reshape(-1)])
+    low = min([float(getattr(params, "x_min", min(seen)))] + seen)
+    high = max([float(getattr(params, "x_max", max(seen)))] + seen)
+    if high <= low:
+        low, high = low - 1.0, high + 1.0
+    return np.linspace(low, high, ADAPT_GRID_POINTS, dtype=np.float32)
+
+
+def _regression_predictions(family: Any, data: dict[str, Any], result: Any, grid: Any) -> dict[str, Any]:
     """Support and query points with the predictions before and after; for 1-D inputs
-    also a dense grid over the family's input range with the predictions before and
-    after and, for a meta-test task of a synthetic family, the true function."""
+    also the dense grid with the predictions before and after and, for a meta-test
+    task of a synthetic family, the true function."""
     import numpy as np
 
     xs, ys, xq, yq = data["xs"], data["ys"], data["xq"], data["yq"]
@@ -187,28 +311,12 @@ def _regression_predictions(
             "before": [_r(v) for v in np.asarray(result.predictions_before).reshape(-1)],
             "after": [_r(v) for v in np.asarray(result.predictions).reshape(-1)],
         }
-    if facts.input_size != 1:
+    if grid is None:
         return predictions
-    params = getattr(family, "params", None)
-    seen = [float(v) for v in xs.reshape(-1)] + ([] if xq is None else [float(v) for v in xq.reshape(-1)])
-    low = min([float(getattr(params, "x_min", min(seen)))] + seen)
-    high = max([float(getattr(params, "x_max", max(seen)))] + seen)
-    if high <= low:
-        low, high = low - 1.0, high + 1.0
-    grid = np.linspace(low, high, ADAPT_GRID_POINTS, dtype=np.float32)
-    on_grid = adapt(
-        checkpoint,
-        (xs, ys),
-        grid[:, None],
-        steps=int(adaptation.steps),
-        lr=float(adaptation.lr),
-        desc=data["desc"],
-        device=device,
-    )
     predictions["grid"] = {
         "x": [_r(v) for v in grid],
-        "before": [_r(v) for v in np.asarray(on_grid.predictions_before).reshape(-1)],
-        "after": [_r(v) for v in np.asarray(on_grid.predictions).reshape(-1)],
+        "before": [_r(v) for v in np.asarray(result.grid_before).reshape(-1)],
+        "after": [_r(v) for v in np.asarray(result.grid).reshape(-1)],
     }
     if data["truth"]:
         truth = family.truth(data["desc"], grid[:, None])
@@ -217,24 +325,24 @@ def _regression_predictions(
     return predictions
 
 
-def _classification_predictions(facts: Any, data: dict[str, Any], result: Any) -> dict[str, Any]:
+def _classification_predictions(facts: ModelFacts, data: dict[str, Any], result: Any) -> dict[str, Any]:
     """Predicted labels before and after, the confusion matrix (true x predicted,
-    after adaptation) and the support and query images as small PNG data URIs."""
+    after adaptation) and the support and query images as their pixel values
+    (``x``, flat, ``image_shape`` long), which the review page draws."""
     import numpy as np
-
-    from apps.tasksets.previews import png_data_uri
 
     ways = facts.ways
     predictions: dict[str, Any] = {"kind": "classification", "ways": ways, "classes": data["classes"]}
     shape = facts.image_shape
     xs, ys, xq, yq = data["xs"], data["ys"], data["xq"], data["yq"]
 
-    def picture(x: Any) -> str:
-        return png_data_uri(np.asarray(x, dtype=np.float32).reshape(1, *shape))
+    def pixels(x: Any) -> list[float | None]:
+        return [_r(v, PIXEL_DIGITS) for v in np.asarray(x, dtype=np.float32).reshape(-1)]
 
     if shape is not None:
+        predictions["image_shape"] = list(shape)
         predictions["support_images"] = [
-            {"src": picture(x), "label": int(y)} for x, y in list(zip(xs, ys, strict=True))[:ADAPT_MAX_IMAGES]
+            {"x": pixels(x), "label": int(y)} for x, y in list(zip(xs, ys, strict=True))[:ADAPT_MAX_IMAGES]
         ]
     if xq is None:
         return predictions
@@ -247,32 +355,28 @@ def _classification_predictions(facts: Any, data: dict[str, Any], result: Any) -
     predictions["confusion"] = confusion.tolist()
     if shape is not None:
         predictions["query_images"] = [
-            {"src": picture(x), "label": int(y), "pred": int(p), "pred_before": int(b)}
+            {"x": pixels(x), "label": int(y), "pred": int(p), "pred_before": int(b)}
             for x, y, p, b in list(zip(xq, labels, after, before, strict=True))[:ADAPT_MAX_IMAGES]
         ]
     return predictions
 
 
 def adapt_batch(
-    adaptation: Any,
+    adaptation: Adaptation,
     family: Any,
     checkpoint: Path,
     reporter: RunReporter,
     *,
-    total: int,
     device: str,
     evaluate: Evaluate | None,
-) -> dict[str, Any] | None:
-    """Evaluate the first ``total`` meta-test tasks, reporting progress per chunk (step =
-    tasks done). None when stopped (cancelled, or the run was lost)."""
+) -> Adapted | None:
+    """Evaluate the first ``total_steps`` meta-test tasks, reporting progress per chunk
+    (step = tasks done). None when stopped (cancelled, or the run was lost)."""
     import numpy as np
 
     if evaluate is None:
         from workers.metalearn import evaluate  # torch-backed: imported here only
-
-    def progress(done: int, count: int) -> None:
-        reporter.on_step(done, {})
-
+    total = reporter.total_steps
     result = evaluate(
         checkpoint,
         split="test",
@@ -283,15 +387,22 @@ def adapt_batch(
         # The engine sizes chunks by the tasks' inputs; a setting may pin it (tests do).
         batch_size=getattr(settings, "ADAPT_BATCH_CHUNK", None),
         device=device,
-        progress=progress,
+        progress=lambda done, count: reporter.on_step(done, {}),
         should_stop=reporter.should_stop,
         shots=adaptation.shots,
     )
+    if reporter.stop_reason is not None or np.asarray(result.scores).shape[0] < total:
+        return None
+    return _batch_adapted(result, device=device)
+
+
+def _batch_adapted(result: Any, *, device: str) -> Adapted:
+    """The loss matrix, scores and mean curve with its 95% CI of a finished batch;
+    a non-finite loss raises :class:`DivergenceError` naming the first inner step."""
+    import numpy as np
+
     losses = np.asarray(result.losses, dtype="<f4")
     scores = np.asarray(result.scores, dtype="<f4")
-    task_ids = np.asarray(result.task_ids, dtype="<i8")
-    if reporter.stop_reason is not None or scores.shape[0] < total:
-        return None
     bad = ~np.isfinite(losses)
     if bad.any():
         n_bad = int(bad.any(axis=1).sum())
@@ -307,31 +418,22 @@ def adapt_batch(
         {"step": i, "query_loss": _r(m, 9), "query_loss_ci95": _r(c, 9)}
         for i, (m, c) in enumerate(zip(mean_curve, ci_curve, strict=True))
     ]
-    before = float(mean_curve[0])
-    summary = {
+    figures = {
         "metric": result.metric,
-        "before": _r(before, 9),
+        "before": _r(float(mean_curve[0]), 9),
         "after": _r(result.mean, 9),
         "ci95": _r(result.ci95, 9),
         "n_tasks": int(scores.shape[0]),
         "n_steps": int(result.steps),
-        "device": device,
     }
-    return {
-        "result": {
-            "metric": result.metric,
-            "before": _r(before, 9),
-            "after": _r(result.mean, 9),
-            "ci95": _r(result.ci95, 9),
-            "curve": curve,
-            "predictions": {"kind": "batch", "metric": result.metric},
-            "n_tasks": int(scores.shape[0]),
-            "n_steps": int(result.steps),
-            "losses": losses.tobytes(),
-            "scores": scores.tobytes(),
-            "task_ids": task_ids.tobytes(),
-        },
-        "weights": None,
-        "summary": summary,
-        "step": int(scores.shape[0]),
-    }
+    fields = AdaptedResult(
+        **figures,
+        curve=curve,
+        predictions={"kind": "batch", "metric": result.metric},
+        losses=losses.tobytes(),
+        scores=scores.tobytes(),
+        task_ids=np.asarray(result.task_ids, dtype="<i8").tobytes(),
+    )
+    return Adapted(
+        result=fields, weights=None, summary={**figures, "device": device}, step=figures["n_tasks"]
+    )

@@ -9,28 +9,30 @@
   points so far are stored (:meth:`RunReporter.sync`).
 * **Metrics** are buffered and written in batches, one INSERT per batch
   (``run_metrics_record``), every ``flush_seconds`` (1 s) or ``flush_points`` (500) points,
-  and at each evaluation, at each checkpoint step (before the engine writes the
-  checkpoint, so a resumed attempt never misses steps it will not replay), when
-  stopping, and at the end. What is stored: ``loss`` at every step while a run
-  has at most ``MAX_POINTS_PER_METRIC`` steps (longer runs: every k-th step, k =
-  ceil(total / MAX_POINTS_PER_METRIC)); the other step metrics (``grad_norm``,
-  training ``accuracy``) at every ``AUX_EVERY``-th of those steps; everything at
-  the last step; every evaluation (``val_*``); not ``step_seconds``. The unique
-  (run, name, step) constraint makes a replayed step after a resume a no-op.
+  at each evaluation, before each checkpoint (the loop calls ``before_checkpoint``:
+  a resumed attempt never replays the steps a checkpoint holds, so their points are
+  stored before it exists), when stopping, and at the end. What is stored: ``loss``
+  at every step while a run has at most ``MAX_POINTS_PER_METRIC`` steps (longer
+  runs: every k-th step, k = ceil(total / MAX_POINTS_PER_METRIC)); the other step
+  metrics (``grad_norm``, training ``accuracy``) at every ``AUX_EVERY``-th of those
+  steps; everything at the last step; every evaluation (``val_*``); not
+  ``step_seconds``. The unique (run, name, step) constraint makes a replayed step
+  after a resume a no-op.
 * **Progress** goes to the group ``run-<id>`` as ``run.progress`` events, at most
   one per ``event_seconds`` (10 a second by default). Each carries the points
   stored since the previous event, never a point not yet stored: a page that
   joins the group, then reads the database, then merges by step (``run.state``
   on connect) misses nothing, because every point sent before it joined is in
   what it reads. So charts grow once per flush, the progress figures 10 times a
-  second. Events are sent with ``asyncio.run_coroutine_threadsafe`` onto
-  ONE persistent loop: the ASGI server's loop in embedded mode (the in-memory
-  layer lives there), otherwise a daemon thread's loop kept for the process (one
-  Redis connection, no per-message ``async_to_sync``). A send still in flight
+  second. Events go through the one send path of every event,
+  :func:`apps.experiments.events.group_send_nowait`: ONE persistent loop per
+  process, the ASGI server's loop in embedded mode (the in-memory layer lives
+  there), otherwise a daemon thread's loop (one Redis connection, no per-message
+  ``async_to_sync``). A send still in flight
   makes the next event wait: points are coalesced, never dropped.
-* **Checkpoints**: the engine writes one after the ``on_step``/``on_eval`` of each
-  multiple of ``checkpoint_interval``; the reporter infers it at the next step and
-  records ``checkpoint_step`` (one UPDATE per checkpoint).
+* **Checkpoints**: the loop calls ``on_checkpoint(step)`` once a checkpoint is
+  durable; only then does ``checkpoint_step`` move, and it is recorded on the run
+  (one UPDATE per checkpoint), after the points up to ``step`` are stored.
 * **Stopping**: ``should_stop`` has the I/O thread read the run at most every
   ``stop_poll_seconds`` and answers True, at the call after the answer came, when
   a cancel was requested (``stop_reason == "cancel"``) or the attempt lost
@@ -43,7 +45,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import threading
@@ -54,10 +55,9 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import fields
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.db import DatabaseError, close_old_connections, connection
 
-from apps.experiments.events import RunProgressEvent, run_group, server_loop
+from apps.experiments.events import RunProgressEvent, group_send_nowait, run_group
 from apps.experiments.services import run_checkpointed, run_heartbeat, run_metrics_record, run_stop_reason
 
 logger = logging.getLogger(__name__)
@@ -73,39 +73,8 @@ NOT_STORED = frozenset({"step_seconds"})
 #: Step metrics other than ``loss`` (``grad_norm``, training ``accuracy``) are stored
 #: every this many stored steps: noisy diagnostics, not the curve people watch.
 AUX_EVERY = 10
-#: Steps before a checkpoint at which the buffer is handed over without waiting.
-PREFLUSH_STEPS = 3
 #: Tries of one metric INSERT before the failure is raised (at the next sync).
 WRITE_ATTEMPTS = 3
-
-_loop_lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
-
-
-def _sender_loop() -> asyncio.AbstractEventLoop:
-    """The process's persistent sender loop, started on first use in a daemon thread."""
-    global _loop
-    with _loop_lock:
-        if _loop is None or _loop.is_closed():
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="channel-sender", daemon=True)
-            thread.start()
-            _loop = loop
-        return _loop
-
-
-def event_loop() -> asyncio.AbstractEventLoop:
-    """Where channel-layer sends from worker threads run: the server's loop in
-    embedded mode, the persistent sender loop otherwise."""
-    return server_loop() or _sender_loop()
-
-
-def group_send_nowait(group: str, message: dict[str, Any]) -> Future | None:
-    """Schedule ``group_send`` on :func:`event_loop` without waiting for it."""
-    layer = get_channel_layer()
-    if layer is None:
-        return None
-    return asyncio.run_coroutine_threadsafe(layer.group_send(group, message), event_loop())
 
 
 def _message(event: RunProgressEvent) -> dict[str, Any]:
@@ -156,8 +125,6 @@ class RunReporter:
         run_id: int,
         token: str,
         total_steps: int,
-        checkpoint_interval: int | None = None,
-        eval_interval: int | None = None,
         flush_seconds: float = 1.0,
         flush_points: int = 500,
         event_seconds: float = 0.1,
@@ -171,8 +138,6 @@ class RunReporter:
         self.run_id = run_id
         self.token = token
         self.total_steps = total_steps
-        self.checkpoint_interval = checkpoint_interval
-        self.eval_interval = eval_interval
         self.flush_seconds = flush_seconds
         self.flush_points = flush_points
         self.event_seconds = event_seconds
@@ -193,7 +158,6 @@ class RunReporter:
         self._writes: list[Future] = []
         self._poll: Future | None = None
         self._closed = False
-
         self.step = 0
         self.loss: float | None = None
         self.val_metric: float | None = None
@@ -204,33 +168,21 @@ class RunReporter:
         self.checkpoint_step: int | None = None
         self.events_sent = 0
         self.points_stored = 0
-
         self._lost = threading.Event()
         self._buffer: list[tuple[str, int, float]] = []
         # Points stored (by the I/O thread) and not yet sent in an event.
         self._stored: dict[str, list[list[float]]] = {}
         self._stored_lock = threading.Lock()
         self._pending: Future | None = None
-        now = clock()
-        self._last_flush = now
-        self._last_event = -math.inf
-        self._last_poll = -math.inf
+        self._last_flush = clock()
+        self._last_event = self._last_poll = -math.inf
         self._rate_window: deque[tuple[float, int]] = deque()
 
     # -- the Reporter protocol -------------------------------------------------
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         now = self._clock()
-        previous, self.step = self.step, step
-        if (
-            self.checkpoint_interval
-            and previous
-            and previous % self.checkpoint_interval == 0
-            and previous != self.checkpoint_step
-        ):
-            # The engine checkpoints after a multiple of the interval's on_step/on_eval,
-            # before the next step: by now that checkpoint is on disk.
-            self._checkpointed(previous)
+        self.step = step
         clean = {
             name: v
             for name, value in metrics.items()
@@ -248,22 +200,10 @@ class RunReporter:
             for name, value in clean.items():
                 if name == "loss" or aux:
                     self._add(name, step, value)
-        # Points up to a checkpoint are stored before the engine writes it: an attempt
-        # that resumes from it never replays those steps, so they must not be lost.
-        # When an evaluation comes first, on_eval stores them with its own, in one INSERT.
-        eval_due = self.eval_interval is not None and self._due(step, self.eval_interval)
-        if eval_due:
-            pass
-        elif self._due(step, self.checkpoint_interval):
+        if last:  # the final step is stored at once, so that the next event carries it
             self.flush()
             self.sync()
-        elif (
-            len(self._buffer) >= self.flush_points
-            or now - self._last_flush >= self.flush_seconds
-            or (self.checkpoint_interval and self._due(step + PREFLUSH_STEPS, self.checkpoint_interval))
-        ):
-            # A few steps before a checkpoint, store what we have: the wait at the
-            # checkpoint is then for a handful of points only.
+        elif len(self._buffer) >= self.flush_points or now - self._last_flush >= self.flush_seconds:
             self.flush()
         if now - self._last_event >= self.event_seconds:
             self._emit(now)
@@ -282,13 +222,7 @@ class RunReporter:
         for name, value in clean.items():
             self._add(name if name.startswith(VAL_PREFIX) else VAL_PREFIX + name, step, value)
         self.flush()
-        if self._due(step, self.checkpoint_interval):
-            self.sync()  # the engine checkpoints this step next
         self._emit(self._clock(), force=True)
-
-    def _due(self, step: int, interval: int | None) -> bool:
-        """Whether the engine acts at ``step`` for ``interval`` (every multiple, and the last step)."""
-        return step >= self.total_steps or bool(interval and step % interval == 0)
 
     def should_stop(self) -> bool:
         """Never waits on the database: the poll runs on the I/O thread, and its answer
@@ -306,7 +240,7 @@ class RunReporter:
             return False
         self.stop_reason = reason
         self.flush()
-        self.sync()  # the engine checkpoints the current step before it returns
+        self.sync()  # a stop leaves every point reported so far stored
         return True
 
     def _poll_answer(self) -> str | None:
@@ -320,13 +254,20 @@ class RunReporter:
             logger.warning("run %s: stop poll failed", self.run_id, exc_info=True)
             return None
 
-    # -- beyond the protocol ---------------------------------------------------
+    def before_checkpoint(self, step: int) -> None:
+        """The loop is about to checkpoint ``step``: store every point up to it now
+        (the attempt that resumes from that checkpoint never replays those steps)."""
+        self.flush()
+        self.sync()
 
     def on_checkpoint(self, step: int) -> None:
-        """A checkpoint was written at ``step`` (for an engine that says so; the
-        current one is inferred from ``checkpoint_interval``): record it now."""
+        """The checkpoint of ``step`` is durable: once the points up to ``step`` are
+        stored, move ``checkpoint_step`` and record it on the run."""
         self.flush()
+        self.sync()
         self._checkpointed(step)
+
+    # -- beyond the protocol ---------------------------------------------------
 
     def _checkpointed(self, step: int) -> None:
         self.checkpoint_step = step

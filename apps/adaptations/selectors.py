@@ -23,7 +23,7 @@ from apps.registry import storage
 from apps.registry.models import MetaModel
 from apps.registry.selectors import CARD_FORMAT, iso_or_none, metamodel_lineage_card
 from apps.reviews.selectors.reviews import review_list, reviews_card
-from apps.tasksets.previews import FLAT_IMAGE_SHAPES
+from apps.tasksets.previews import FLAT_IMAGE_SHAPES, png_data_uri
 from apps.teams.selectors import team_ids_for_user
 from workers.metalearn.checkpoint_layout import read_record
 from workers.metalearn.specs import AlgorithmSpec, spec_of
@@ -262,22 +262,41 @@ def _confusion_cells(matrix: list[list[int]], names: list[str]) -> list[dict[str
     return rows
 
 
-def _named_images(images: Any, names: list[str]) -> list[dict[str, Any]]:
-    """Images with their class names, and whether the prediction is right (query)."""
+def _named_images(images: Any, names: list[str], shape: Any) -> list[dict[str, Any]]:
+    """Images with their class names, and whether the prediction is right (query),
+    drawn now as small grey PNG data URIs from their stored pixel values (``x``, flat,
+    ``shape`` = ``[H, W]``). Rows stored before pixel values were (a ``src`` data
+    URI drawn by the worker) are shown as they are."""
 
     def name(label: Any) -> str:
         return names[label] if isinstance(label, int) and 0 <= label < len(names) else str(label)
 
     shown = []
     for image in (images if isinstance(images, list) else [])[:MAX_IMAGES_SHOWN]:
-        if not isinstance(image, dict) or not str(image.get("src", "")).startswith("data:image/png;base64,"):
+        src = _image_src(image, shape) if isinstance(image, dict) else None
+        if src is None:
             continue
-        entry = {"src": image["src"], "label_name": name(image.get("label"))}
+        entry = {"src": src, "label_name": name(image.get("label"))}
         if "pred" in image:
             entry["pred_name"] = name(image["pred"])
             entry["correct"] = image.get("pred") == image.get("label")
         shown.append(entry)
     return shown
+
+
+def _image_src(image: dict[str, Any], shape: Any) -> str | None:
+    """A PNG data URI of one stored image, or None when it cannot be drawn."""
+    src = image.get("src")
+    if isinstance(src, str):  # a row stored before pixel values were
+        return src if src.startswith("data:image/png;base64,") else None
+    pixels = image.get("x")
+    if not isinstance(pixels, list) or not isinstance(shape, list) or len(shape) != 2:
+        return None
+    try:
+        array = np.asarray([np.nan if v is None else v for v in pixels], dtype=np.float32)
+        return png_data_uri(array.reshape([1, *(int(n) for n in shape)]))
+    except (TypeError, ValueError):
+        return None
 
 
 def _aligned(columns: dict[str, dict[float, float | None]], kinds: dict[str, str]) -> dict[str, Any]:
@@ -373,8 +392,9 @@ def adapted_review(adaptation: Adaptation, adapted: AdaptedModel | None) -> dict
         matrix = predictions.get("confusion")
         if isinstance(matrix, list) and matrix:
             review["confusion"] = _confusion_cells(matrix, names)
-        review["support_images"] = _named_images(predictions.get("support_images"), names)
-        review["query_images"] = _named_images(predictions.get("query_images"), names)
+        shape = predictions.get("image_shape")
+        review["support_images"] = _named_images(predictions.get("support_images"), names, shape)
+        review["query_images"] = _named_images(predictions.get("query_images"), names, shape)
         query = predictions.get("query") or {}
         labels, before = query.get("y") or [], query.get("before") or []
         if labels and len(before) == len(labels):

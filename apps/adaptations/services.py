@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from apps.adaptations.checks import (
 )
 from apps.adaptations.models import Adaptation, AdaptationTarget, AdaptedModel
 from apps.adaptations.selectors import ADAPT_TEST_TASKS, ModelFacts
-from apps.experiments.events import RunStatusEvent, publish_status_on_commit
+from apps.experiments.events import publish_run_status_on_commit
 from apps.experiments.models import Queue, Run, RunEvent, RunKind, RunStatus
 from apps.experiments.services import code_version, run_succeed
 from apps.registry import storage
@@ -62,6 +62,7 @@ __all__ = [
     "MAX_SET_EXAMPLES",
     "MAX_SET_VALUES",
     "adaptation_batch_tasks",
+    "AdaptedResult",
     "adaptation_complete",
     "adaptation_start",
     "evaluation_start",
@@ -80,14 +81,6 @@ def adaptation_batch_tasks() -> int:
 
 
 # -- launching ----------------------------------------------------------------------
-
-
-def _publish_status(run: Run) -> None:
-    publish_status_on_commit(
-        RunStatusEvent(run_id=run.pk, status=run.status, step=run.step, total_steps=run.total_steps),
-        team_id=run.team_id,
-        queue=run.queue,
-    )
 
 
 @transaction.atomic
@@ -141,7 +134,7 @@ def adaptation_start(
     )
     run_id, run_queue = run.pk, run.queue
     transaction.on_commit(lambda: celery_app.send_task(ADAPT_TASK, args=[run_id], queue=run_queue))
-    _publish_status(run)
+    publish_run_status_on_commit(run)
     return run
 
 
@@ -251,29 +244,31 @@ def _records_create(
 # -- the worker's side ------------------------------------------------------------------
 
 
-#: AdaptedModel fields the worker may set.
-_RESULT_FIELDS = frozenset(
-    {
-        "metric",
-        "before",
-        "after",
-        "ci95",
-        "curve",
-        "predictions",
-        "n_tasks",
-        "n_steps",
-        "losses",
-        "scores",
-        "task_ids",
-    }
-)
+@dataclass(frozen=True)
+class AdaptedResult:
+    """What an adaptation run produced: the :class:`AdaptedModel`'s fields. A single
+    task gives the curve and the review data (``predictions``, numbers only: pictures
+    are drawn when the page asks); a batch the ``[tasks, steps+1]`` query losses,
+    scores and task ids as little-endian bytes."""
+
+    metric: str
+    before: float | None = None
+    after: float | None = None
+    ci95: float | None = None
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    predictions: dict[str, Any] = field(default_factory=dict)
+    n_tasks: int = 1
+    n_steps: int = 0
+    losses: bytes | None = None
+    scores: bytes | None = None
+    task_ids: bytes | None = None
 
 
 def adaptation_complete(
     *,
     run_id: int,
     token: str,
-    result: Mapping[str, Any],
+    result: AdaptedResult,
     weights: bytes | None = None,
     summary: Mapping[str, Any] | None = None,
     step: int | None = None,
@@ -281,15 +276,11 @@ def adaptation_complete(
     """Store the product of adaptation run ``run_id`` and mark the run succeeded, in
     one transaction. None (nothing written) when ``token`` no longer owns the run.
 
-    ``result`` holds :class:`AdaptedModel` fields (``metric``, ``before``, ``after``,
-    ``curve``, ``predictions``; a batch's ``losses``/``scores``/``task_ids`` bytes...).
+    ``result`` holds the :class:`AdaptedModel`'s fields.
     ``weights`` are the adapted weights as safetensors bytes, written atomically to
     ``<registry>/adapted/<id>/params.safetensors``. The adapted model is one-to-one
     with the adaptation: a redelivered task updates it, never duplicates it.
     """
-    unknown = set(result) - _RESULT_FIELDS
-    if unknown:
-        raise ValueError(f"unknown adapted-model fields: {sorted(unknown)}")
     written: Path | None = None
     try:
         with transaction.atomic():
@@ -301,7 +292,7 @@ def adaptation_complete(
             if run is None or not token:
                 return None
             adaptation = Adaptation.objects.select_related("meta_model").get(run_id=run_id)
-            values = dict(result)
+            values: dict[str, Any] = asdict(result)
             if weights is None:
                 values["weights_sha256"] = ""
             adapted, _ = AdaptedModel.objects.update_or_create(

@@ -1,4 +1,9 @@
-"""Typed websocket payloads, and publishing them after the transaction commits.
+"""Typed websocket payloads, and the one path that sends them to the channel layer.
+
+Every event (status, progress, state, queue changes) goes through
+:func:`send_messages_nowait`: services publish on commit with :func:`publish_many`,
+the worker's reporter sends progress with :func:`group_send_nowait`. Both schedule
+onto ONE persistent loop per process (the ASGI server's loop in embedded mode).
 
 The database is the source of truth; these events only notify. Groups are
 ``run-<id>`` (one run's page) and ``team-<id>`` (the team's run lists). Event
@@ -9,12 +14,29 @@ same name, dot as underscore.
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+class RunLike(Protocol):
+    """What a status event is made of (a :class:`~apps.experiments.models.Run`)."""
+
+    pk: int
+    status: str
+    step: int
+    total_steps: int
+    error: str
+    error_step: int | None
+    team_id: int
+    queue: str
 
 
 def run_group(run_id: int) -> str:
@@ -82,6 +104,11 @@ def event_message(event: Event) -> dict[str, Any]:
 # other threads must be scheduled onto it (run_coroutine_threadsafe), or they
 # arrive late. None with the Redis layer, whose sends work from any loop.
 _server_loop: asyncio.AbstractEventLoop | None = None
+_sender_lock = threading.Lock()
+_sender: asyncio.AbstractEventLoop | None = None
+# One lock per loop: sends scheduled from any thread go out in the order they were
+# scheduled (asyncio locks are fair), so a status event never overtakes an earlier one.
+_order: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
 
 def set_server_loop(loop: asyncio.AbstractEventLoop | None) -> None:
@@ -94,29 +121,63 @@ def server_loop() -> asyncio.AbstractEventLoop | None:
     return loop if loop is not None and not loop.is_closed() else None
 
 
-def publish_many(messages: list[tuple[str, Event]]) -> None:
-    """Send each ``(group, event)`` now, in order, from synchronous code (views,
-    services), with one hop onto an event loop. Workers use the reporter's
-    persistent loop instead (``workers.reporting``)."""
+def _sender_loop() -> asyncio.AbstractEventLoop:
+    """The process's persistent sender loop, started on first use in a daemon thread
+    (one Redis connection for the process, no per-message ``async_to_sync``)."""
+    global _sender
+    with _sender_lock:
+        if _sender is None or _sender.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="channel-sender", daemon=True)
+            thread.start()
+            _sender = loop
+        return _sender
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """Where every send to the channel layer runs: the server's loop in embedded mode,
+    the persistent sender loop otherwise."""
+    return server_loop() or _sender_loop()
+
+
+def _logged(future: Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning("channel-layer send failed", exc_info=future.exception())
+
+
+def send_messages_nowait(messages: list[tuple[str, dict[str, Any]]]) -> Future | None:
+    """THE send path: schedule ``group_send`` of each ``(group, message)``, in order, on
+    :func:`event_loop`, without waiting. Services (on commit) and the worker's reporter
+    both come here. The returned future is done when every message is sent."""
     layer = get_channel_layer()
     if layer is None:
-        return
+        return None
 
     async def send_all() -> None:
-        for group, event in messages:
-            await layer.group_send(group, event_message(event))
+        loop = asyncio.get_running_loop()
+        lock = _order.setdefault(loop, asyncio.Lock())
+        async with lock:
+            for group, message in messages:
+                await layer.group_send(group, message)
 
-    loop = server_loop()
-    if loop is not None:
-        # Fire and forget onto the server's loop; never block the caller on it.
-        asyncio.run_coroutine_threadsafe(send_all(), loop)
-        return
-    async_to_sync(send_all)()
+    future = asyncio.run_coroutine_threadsafe(send_all(), event_loop())
+    future.add_done_callback(_logged)
+    return future
 
 
-def publish(group: str, event: Event) -> None:
+def group_send_nowait(group: str, message: dict[str, Any]) -> Future | None:
+    """Send one channel-layer message to one group (the reporter's ``send``)."""
+    return send_messages_nowait([(group, message)])
+
+
+def publish_many(messages: list[tuple[str, Event]]) -> Future | None:
+    """Send each ``(group, event)`` now, in order, never blocking the caller."""
+    return send_messages_nowait([(group, event_message(event)) for group, event in messages])
+
+
+def publish(group: str, event: Event) -> Future | None:
     """Send one event to one group now."""
-    publish_many([(group, event)])
+    return publish_many([(group, event)])
 
 
 def publish_on_commit(groups: list[str], event: Event) -> None:
@@ -136,3 +197,17 @@ def publish_status_on_commit(event: RunStatusEvent, *, team_id: int, queue: str)
         (queue_group(queue), QueueChangedEvent(queue=queue)),
     ]
     transaction.on_commit(lambda: publish_many(messages))
+
+
+def publish_run_status_on_commit(run: RunLike) -> None:
+    """The run's current status, error included, as :func:`publish_status_on_commit`
+    sends it: the one way services announce a status change."""
+    event = RunStatusEvent(
+        run_id=run.pk,
+        status=run.status,
+        step=run.step,
+        total_steps=run.total_steps,
+        error=run.error,
+        error_step=run.error_step,
+    )
+    publish_status_on_commit(event, team_id=run.team_id, queue=run.queue)

@@ -22,7 +22,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 
 from apps.adaptations.models import Adaptation, AdaptationTarget, AdaptedModel
-from apps.adaptations.services import adaptation_complete, adaptation_start
+from apps.adaptations.services import AdaptedResult, adaptation_complete, adaptation_start
 from apps.experiments.models import Run, RunEvent, RunKind, RunStatus
 from apps.experiments.services import run_claim
 from apps.registry import storage
@@ -388,13 +388,7 @@ def test_complete_creates_one_adapted_model_and_writes_the_weights(world, sent):
     run = start(world)
     claim = run_claim(run_id=run.pk, worker="w", device="cpu")
     weights = b"not really safetensors, only bytes"
-    result = {
-        "metric": "mse",
-        "before": 2.0,
-        "after": 0.5,
-        "curve": [{"step": 0, "query_loss": 2.0}],
-        "n_steps": 0,
-    }
+    result = AdaptedResult(metric="mse", before=2.0, after=0.5, curve=[{"step": 0, "query_loss": 2.0}])
     adapted = adaptation_complete(run_id=run.pk, token=claim.token, result=result, weights=weights, step=0)
     assert adapted is not None and adapted.adaptation == run.adaptation
     assert adapted.meta_model == world["meta_model"] and adapted.team == world["team"]
@@ -410,7 +404,10 @@ def test_complete_creates_one_adapted_model_and_writes_the_weights(world, sent):
 def test_complete_by_a_lost_attempt_writes_nothing(world, sent):
     run = start(world)
     run_claim(run_id=run.pk, worker="w", device="cpu")
-    assert adaptation_complete(run_id=run.pk, token="stale", result={"metric": "mse"}, weights=b"x") is None
+    assert (
+        adaptation_complete(run_id=run.pk, token="stale", result=AdaptedResult(metric="mse"), weights=b"x")
+        is None
+    )
     assert not AdaptedModel.objects.exists()
     assert not storage.adapted_model_dir(1).exists() and not (storage.registry_root() / "adapted").exists()
     assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
@@ -427,7 +424,9 @@ def test_complete_rolls_back_and_removes_the_file_on_error(world, sent, monkeypa
 
     monkeypatch.setattr(module, "run_succeed", broken)
     with pytest.raises(RuntimeError):
-        adaptation_complete(run_id=run.pk, token=claim.token, result={"metric": "mse"}, weights=b"x")
+        adaptation_complete(
+            run_id=run.pk, token=claim.token, result=AdaptedResult(metric="mse"), weights=b"x"
+        )
     assert not AdaptedModel.objects.exists()
     adapted_root = storage.registry_root() / "adapted"
     assert adapted_root.is_dir() and not any(adapted_root.rglob("*"))  # written, then removed

@@ -570,7 +570,10 @@ def test_batch_result(client, world):
     assert reverse("adaptations:adapted-card", kwargs={"run_id": run.pk}) in page
 
 
-def test_classification_result_escapes_class_names(client, digits_model):
+@pytest.mark.parametrize("stored", ["pixels", "src"])
+def test_classification_result_escapes_class_names(client, digits_model, stored):
+    """Images are stored as pixel values and drawn when the page is asked for; rows
+    stored before that (a PNG data URI drawn by the worker) still show."""
     from apps.adaptations.services import adaptation_start
 
     meta_model = digits_model["meta_model"]
@@ -587,6 +590,7 @@ def test_classification_result_escapes_class_names(client, digits_model):
     from apps.tasksets.previews import png_data_uri
 
     src = png_data_uri(np.full((1, 8, 8), 0.5, dtype=np.float32))
+    good = {"src": src} if stored == "src" else {"x": image}
     finish(
         run,
         metric="accuracy",
@@ -598,17 +602,20 @@ def test_classification_result_escapes_class_names(client, digits_model):
             "classes": ["<b>a</b>", "b", "c"],
             "query": {"y": [0, 1, 2], "before": [0, 0, 0], "after": [0, 1, 1]},
             "confusion": [[1, 0, 0], [0, 1, 0], [0, 1, 0]],
-            "support_images": [{"src": src, "label": c} for c in range(3)],
+            "image_shape": [8, 8],
+            "support_images": [{**good, "label": c} for c in range(3)],
             "query_images": [
-                {"src": src, "label": 2, "pred": 1, "pred_before": 0},
+                {**good, "label": 2, "pred": 1, "pred_before": 0},
                 {"src": "javascript:alert(1)", "label": 0, "pred": 0},
+                {"x": [0.5] * 10, "label": 0, "pred": 0},  # not 8x8: not drawn
             ],
         },
     )
     login(client, digits_model["users"]["viewer"])
     page = client.get(detail_url(run)).content.decode()
     assert 'id="adapt-confusion"' in page and "&lt;b&gt;a&lt;/b&gt;" in page and "<b>a</b>" not in page
-    assert page.count('class="preview-img"') == 4  # 3 support, 1 query (the bad src is dropped)
+    assert page.count('class="preview-img"') == 4  # 3 support, 1 query (the bad ones are dropped)
+    assert page.count(f'src="{src}"') == 4  # drawn now, as the worker used to draw them
     assert "javascript:" not in page
     assert 'data-correct="0"' in page and 'id="adapt-accuracy"' in page
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 from safetensors.torch import load_file
 
 from apps.adaptations.models import AdaptedModel
-from apps.adaptations.selectors import adapted_model_arrays, meta_model_facts
+from apps.adaptations.selectors import adapted_model_arrays, adapted_review, meta_model_facts
 from apps.adaptations.services import adaptation_start
 from apps.adaptations.uploads import parse_images
 from apps.experiments.models import Metric, Run, RunStatus
@@ -124,6 +124,23 @@ def test_single_task_adaptation_lowers_the_query_loss_and_stores_everything(worl
         "claimed",
         "succeeded",
     ]
+
+
+def test_a_single_task_adaptation_calls_the_engine_once(world):
+    """The dense grid's predictions come from the same call as the adapted weights."""
+    from workers.metalearn import adapt
+
+    run = launch(world, steps=3)
+    calls: list[dict] = []
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return adapt(*args, **kwargs)
+
+    assert execute_adaptation(run_id=run.pk, worker="w", adapt=counting) == "succeeded"
+    assert len(calls) == 1 and calls[0]["grid"].shape == (200, 1) and calls[0]["on_step"] is not None
+    grid = AdaptedModel.objects.get().predictions["grid"]
+    assert len(grid["x"]) == len(grid["before"]) == len(grid["after"]) == 200
 
 
 def test_each_inner_step_reaches_the_run_group_live(world):
@@ -414,7 +431,12 @@ def test_classification_adaptation_from_uploaded_images(team_roles, sent):
     assert confusion.shape == (3, 3) and confusion.sum() == 9 and list(confusion.sum(axis=1)) == [3, 3, 3]
     assert np.trace(confusion) / 9 == pytest.approx(adapted.after)
     assert len(predictions["support_images"]) == 3 and len(predictions["query_images"]) == 9
-    assert all(img["src"].startswith("data:image/png;base64,") for img in predictions["query_images"])
+    # Stored as pixel values, not pictures: the review page draws them when asked.
+    assert predictions["image_shape"] == [8, 8]
+    assert all(len(img["x"]) == 64 and "src" not in img for img in predictions["query_images"])
+    review = adapted_review(adapted.adaptation, adapted)
+    assert len(review["query_images"]) == 9
+    assert all(img["src"].startswith("data:image/png;base64,") for img in review["query_images"])
     assert steps_of(run, "query_accuracy") == [0]
 
 

@@ -117,35 +117,54 @@ def test_eval_flushes_and_sends_at_once(claimed, django_assert_num_queries):
 
 def test_points_are_stored_before_each_checkpoint_in_one_insert(claimed, django_assert_num_queries):
     run, claim = claimed
-    reporter = _reporter(run, claim, checkpoint_interval=10, eval_interval=10, flush_seconds=1e9)
-    with django_assert_num_queries(0):
-        for step in range(1, 7):
+    reporter = _reporter(run, claim, flush_seconds=1e9)
+    with django_assert_num_queries(0):  # no guess about checkpoints: nothing stored yet
+        for step in range(1, 11):
             reporter.on_step(step, {"loss": 1.0})
-    with django_assert_num_queries(1):  # 3 steps before the checkpoint: what we have, without waiting
-        reporter.on_step(7, {"loss": 1.0})
-    with django_assert_num_queries(0):
-        for step in range(8, 11):
-            reporter.on_step(step, {"loss": 1.0})
-    with django_assert_num_queries(
-        1
-    ):  # the eval's and the last steps' points together, before the checkpoint
+    with django_assert_num_queries(1):  # the eval's and the steps' points together
         reporter.on_eval(10, {"val_loss": 0.5})
+    with django_assert_num_queries(0):  # already stored: nothing left to write
+        reporter.before_checkpoint(10)
     assert Metric.objects.filter(run=run).count() == 11
-    with django_assert_num_queries(1):  # the engine wrote the checkpoint: the next step records it
-        reporter.on_step(11, {"loss": 1.0})
+    assert reporter.checkpoint_step is None and Run.objects.get(pk=run.pk).checkpoint_step is None
+    with django_assert_num_queries(1):  # the loop says the checkpoint is durable: recorded at once
+        reporter.on_checkpoint(10)
     run.refresh_from_db()
     assert run.checkpoint_step == 10 and reporter.checkpoint_step == 10
 
 
-def test_checkpoint_without_eval_stores_at_the_step(db):
+def test_checkpoint_without_eval_stores_before_the_checkpoint(db):
     run = RunFactory(total_steps=100)
     claim = run_claim(run_id=run.pk, worker="t", device="cpu")
-    reporter = _reporter(run, claim, checkpoint_interval=5, eval_interval=50, flush_seconds=1e9)
-    for step in range(1, 5):
+    reporter = _reporter(run, claim, flush_seconds=1e9)
+    for step in range(1, 6):
         reporter.on_step(step, {"loss": 1.0})
-    assert Metric.objects.filter(run=run).count() == 2  # handed over 3 steps before the checkpoint
-    reporter.on_step(5, {"loss": 1.0})
+    assert Metric.objects.filter(run=run).count() == 0
+    reporter.before_checkpoint(5)
     assert Metric.objects.filter(run=run).count() == 5
+    assert reporter.checkpoint_step is None
+
+
+def test_on_checkpoint_stores_the_points_before_it_moves_checkpoint_step(claimed):
+    """Whatever the loop did before, ``checkpoint_step`` moves only once every point up
+    to the checkpoint is stored: a resumed attempt starts after it and never replays them."""
+    run, claim = claimed
+    order: list[tuple[str, int]] = []
+
+    class Recording(InlineExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            if getattr(fn, "__name__", "") == "run_checkpointed":
+                order.append(("checkpointed", kwargs["step"]))
+            elif getattr(fn, "__name__", "") == "_write":
+                order.append(("stored", max(step for _, step, _ in args[0])))
+            return super().submit(fn, *args, **kwargs)
+
+    reporter = _reporter(run, claim, flush_seconds=1e9, executor=Recording())
+    for step in range(1, 8):
+        reporter.on_step(step, {"loss": 1.0})
+    reporter.on_checkpoint(7)
+    assert order == [("stored", 7), ("checkpointed", 7)]
+    assert Metric.objects.filter(run=run).count() == 7 and Run.objects.get(pk=run.pk).checkpoint_step == 7
 
 
 def test_non_finite_values_are_not_stored(claimed):
@@ -294,8 +313,7 @@ def server_loop(settings):
 def test_embedded_sends_run_on_the_server_loop(claimed, server_loop):
     import asyncio
 
-    from apps.experiments.events import RunStatusEvent, publish
-    from workers.reporting import event_loop
+    from apps.experiments.events import RunStatusEvent, event_loop, publish
 
     run, claim = claimed
     assert event_loop() is server_loop

@@ -104,6 +104,12 @@ class CliReporter:
     def should_stop(self) -> bool:
         return self.stop_requested
 
+    def before_checkpoint(self, step: int) -> None:
+        return None  # every line is flushed as it is written
+
+    def on_checkpoint(self, step: int) -> None:
+        return None
+
     def request_stop(self, *_: Any) -> None:
         if self.stop_requested:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt

@@ -26,6 +26,7 @@ from workers.metalearn.types import (
     CheckpointError,
     DataError,
     DivergenceError,
+    EpisodeSpec,
     EvalResult,
     TaskFamily,
 )
@@ -54,6 +55,69 @@ def _ci95(scores: np.ndarray) -> float:
     if scores.size < 2:
         return 0.0
     return float(1.96 * scores.std(ddof=1) / math.sqrt(scores.size))
+
+
+def _check_eval_args(
+    *, split: str, count: int, steps: int | None, lr: float | None, batch_size: int | None
+) -> None:
+    if split not in SPLITS:
+        raise DataError("split", f"must be one of {', '.join(SPLITS)}")
+    if int(count) < 1:
+        raise DataError("count", "must be at least 1")
+    if steps is not None and int(steps) < 0:
+        raise DataError("steps", "must be 0 or more")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise DataError("lr", "must be a positive number")
+    if batch_size is not None and int(batch_size) < 1:
+        raise DataError("batch_size", "must be at least 1")
+
+
+def _eval_episode(
+    ckpt: Checkpoint,
+    family: TaskFamily,
+    info: FamilyInfo,
+    *,
+    split: str,
+    shots: int | None,
+    query: int | None,
+    batch_size: int | None,
+) -> tuple[EpisodeSpec, int]:
+    """The run's episode with ``shots``/``query`` overridden, checked against the
+    split, and the tasks per chunk (default: as many as ``eval_chunk`` allows)."""
+    for name, value in (("shots", shots), ("query", query)):
+        if value is not None and int(value) < 1:
+            raise DataError(name, "must be at least 1")
+    spec = episode_spec(ckpt.config, info.kind)
+    spec = dataclasses.replace(
+        spec,
+        shots=spec.shots if shots is None else int(shots),
+        query=spec.query if query is None else int(query),
+    )
+    family.check_episode(spec, split)  # type: ignore[arg-type]
+    if batch_size is None:
+        per_class = spec.shots + spec.query
+        batch_size = eval_chunk(per_class * max(1, spec.ways) * math.prod(info.input_shape))
+    return spec, int(batch_size)
+
+
+def _eval_family(ckpt: Checkpoint, family: TaskFamily | None) -> tuple[TaskFamily, FamilyInfo]:
+    """The family to evaluate on (default: the one the config names), checked against
+    the checkpoint's."""
+    config = ckpt.config
+    if family is None:
+        from workers.metalearn.families import make_family
+
+        family = make_family(config.family, data_path=config.family.data)
+    info = FamilyInfo.of(family, config)
+    if (info.kind, info.input_shape, info.desc_dim) != (
+        ckpt.family_info.kind,
+        ckpt.family_info.input_shape,
+        ckpt.family_info.desc_dim,
+    ):
+        raise DataError(
+            "family", f"{family.name!r} does not match the checkpoint's family {ckpt.family_info.name!r}"
+        )
+    return family, info
 
 
 def evaluate(
@@ -87,69 +151,70 @@ def evaluate(
     ``shots`` and ``query`` override the run's episode (per class when classifying),
     e.g. to test at K=5 a model meta-trained at K=10 as in Finn et al. (2017).
     """
-    if split not in SPLITS:
-        raise DataError("split", f"must be one of {', '.join(SPLITS)}")
-    if int(count) < 1:
-        raise DataError("count", "must be at least 1")
-    if steps is not None and int(steps) < 0:
-        raise DataError("steps", "must be 0 or more")
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise DataError("lr", "must be a positive number")
-    if batch_size is not None and int(batch_size) < 1:
-        raise DataError("batch_size", "must be at least 1")
-    for name, value in (("shots", shots), ("query", query)):
-        if value is not None and int(value) < 1:
-            raise DataError(name, "must be at least 1")
+    _check_eval_args(split=split, count=count, steps=steps, lr=lr, batch_size=batch_size)
     ckpt, algorithm, meta = restore(checkpoint_dir, device)
-    config = ckpt.config
-    if family is None:
-        from workers.metalearn.families import make_family
-
-        family = make_family(config.family, data_path=config.family.data)
-    info = FamilyInfo.of(family, config)
-    if (info.kind, info.input_shape, info.desc_dim) != (
-        ckpt.family_info.kind,
-        ckpt.family_info.input_shape,
-        ckpt.family_info.desc_dim,
-    ):
-        raise DataError(
-            "family", f"{family.name!r} does not match the checkpoint's family {ckpt.family_info.name!r}"
-        )
-    spec = episode_spec(config, info.kind)
-    spec = dataclasses.replace(
-        spec,
-        shots=spec.shots if shots is None else int(shots),
-        query=spec.query if query is None else int(query),
+    family, info = _eval_family(ckpt, family)
+    spec, batch_size = _eval_episode(
+        ckpt, family, info, split=split, shots=shots, query=query, batch_size=batch_size
     )
-    family.check_episode(spec, split)  # type: ignore[arg-type]
-    dev = next(iter(meta.values())).device
     n_steps = algorithm.resolve_steps(steps)
-    if batch_size is None:
-        per_class = spec.shots + spec.query
-        batch_size = eval_chunk(per_class * max(1, spec.ways) * math.prod(info.input_shape))
+    losses, scores, ids = _evaluate_chunks(
+        algorithm,
+        meta,
+        family.fixed_tasks,
+        split=split,
+        spec=spec,
+        count=int(count),
+        chunk=int(batch_size),
+        steps=n_steps,
+        lr=lr,
+        progress=progress,
+        should_stop=should_stop,
+    )
+    return EvalResult(
+        metric="accuracy" if info.classification else "mse",
+        mean=float(scores.mean()),
+        ci95=_ci95(scores.astype(np.float64)),
+        losses=losses,
+        scores=scores,
+        task_ids=ids,
+        steps=n_steps,
+    )
+
+
+def _evaluate_chunks(
+    algorithm: Algorithm,
+    meta: dict[str, Tensor],
+    fixed_tasks: Callable[..., Any],
+    *,
+    split: str,
+    spec: EpisodeSpec,
+    count: int,
+    chunk: int,
+    steps: int,
+    lr: float | None,
+    progress: Callable[[int, int], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Losses, scores and task ids of the first ``count`` fixed tasks, ``chunk`` at a
+    time, reporting ``progress`` and polling ``should_stop`` between chunks."""
+    dev = next(iter(meta.values())).device
     losses, scores, ids = [], [], []
-    for start in range(0, int(count), int(batch_size)):
-        batch = family.fixed_tasks(split, spec, count=min(int(batch_size), int(count) - start), start=start)  # type: ignore[arg-type]
-        loss, score = evaluate_tasks(
-            algorithm, meta, to_episode(batch, dev), steps=n_steps, lr=lr, chunk=batch_size
-        )
+    for start in range(0, count, chunk):
+        batch = fixed_tasks(split, spec, count=min(chunk, count - start), start=start)
+        loss, score = evaluate_tasks(algorithm, meta, to_episode(batch, dev), steps=steps, lr=lr, chunk=chunk)
         losses.append(loss)
         scores.append(score)
         ids.append(np.asarray(batch.task_ids))
         done = start + len(batch)
         if progress is not None:
-            progress(done, int(count))
-        if should_stop is not None and done < int(count) and should_stop():
+            progress(done, count)
+        if should_stop is not None and done < count and should_stop():
             break
-    all_scores = np.concatenate(scores).astype(np.float32)
-    return EvalResult(
-        metric="accuracy" if info.classification else "mse",
-        mean=float(all_scores.mean()),
-        ci95=_ci95(all_scores.astype(np.float64)),
-        losses=np.concatenate(losses).astype(np.float32),
-        scores=all_scores,
-        task_ids=np.concatenate(ids),
-        steps=n_steps,
+    return (
+        np.concatenate(losses).astype(np.float32),
+        np.concatenate(scores).astype(np.float32),
+        np.concatenate(ids),
     )
 
 
@@ -191,6 +256,63 @@ def _targets(y: ArrayLike, n: int, info: FamilyInfo, field: str) -> np.ndarray:
     return values.astype(np.float32).reshape(n, 1)
 
 
+@dataclasses.dataclass(frozen=True)
+class _AdaptInputs:
+    """One task's checked inputs as numpy arrays (see :func:`adapt`)."""
+
+    xs: np.ndarray
+    ys: np.ndarray
+    xq: np.ndarray | None
+    yq: np.ndarray | None
+    xg: np.ndarray | None
+    desc: np.ndarray
+
+
+def _query_inputs(
+    query: tuple[ArrayLike, ArrayLike] | ArrayLike | None, info: FamilyInfo
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if query is None:
+        return None, None
+    if not isinstance(query, tuple):
+        return _inputs(query, info, "query"), None
+    if len(query) != 2:
+        raise DataError("query", "give (x, y) or x")
+    xq = _inputs(query[0], info, "query")
+    yq = None if query[1] is None else _targets(query[1], xq.shape[0], info, "query")
+    return xq, yq
+
+
+def _desc_input(desc: ArrayLike | None, info: FamilyInfo, algorithm: Algorithm) -> np.ndarray:
+    d = int(info.desc_dim or 0)
+    if desc is None:
+        if algorithm.spec.describes(info.desc_dim):
+            raise DataError("desc", f"this {algorithm.name} model needs the task's description ({d} values)")
+        return np.zeros((d,), dtype=np.float32)
+    values = np.asarray(desc, dtype=np.float64).reshape(-1)
+    if values.size != d or not np.isfinite(values).all():
+        raise DataError("desc", f"needs {d} finite values, got {values.size}")
+    return values.astype(np.float32)
+
+
+def _adapt_inputs(
+    info: FamilyInfo,
+    algorithm: Algorithm,
+    support: tuple[ArrayLike, ArrayLike],
+    query: tuple[ArrayLike, ArrayLike] | ArrayLike | None,
+    desc: ArrayLike | None,
+    grid: ArrayLike | None,
+) -> _AdaptInputs:
+    if not isinstance(support, tuple | list) or len(support) != 2:
+        raise DataError("support", "give (x, y)")
+    xs = _inputs(support[0], info, "support")
+    ys = _targets(support[1], xs.shape[0], info, "support")
+    xq, yq = _query_inputs(query, info)
+    xg = None if grid is None else _inputs(grid, info, "grid")
+    if algorithm.name == "protonet" and len(np.unique(ys)) != info.ways:
+        raise DataError("support", f"every class 0..{info.ways - 1} needs at least one support example")
+    return _AdaptInputs(xs, ys, xq, yq, xg, _desc_input(desc, info, algorithm))
+
+
 def adapt(
     checkpoint_dir: str | Path,
     support: tuple[ArrayLike, ArrayLike],
@@ -201,6 +323,7 @@ def adapt(
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     desc: ArrayLike | None = None,
     device: str | None = None,
+    grid: ArrayLike | None = None,
 ) -> AdaptResult:
     """Adapt a meta-trained model to one new task.
 
@@ -209,84 +332,93 @@ def adapt(
     numbers (regression) or labels ``0..ways-1``. ``desc`` is the task description,
     needed by models conditioned on it (seed-mnn, MNN on a family with
     descriptions). ``steps``/``lr`` default to the run's. ``on_step(i, entry)`` is
-    called with each curve entry, ``i = 0..steps``. Raises :class:`DataError`
-    naming ``support``, ``query``, ``desc``, ``steps`` or ``lr`` for bad input, and
-    :class:`DivergenceError` naming the inner step and the quantity when a loss
-    becomes NaN or inf (e.g. more steps, or a larger lr, than the model was
-    meta-trained for).
+    called with each curve entry, ``i = 0..steps``. ``grid`` is more inputs to
+    predict on, before and after, in the same call (e.g. a dense x grid to plot the
+    adapted function): ``AdaptResult.grid`` and ``grid_before``. Raises
+    :class:`DataError` naming ``support``, ``query``, ``grid``, ``desc``, ``steps`` or
+    ``lr`` for bad input, and :class:`DivergenceError` naming the inner step and the
+    quantity when a loss becomes NaN or inf (e.g. more steps, or a larger lr, than
+    the model was meta-trained for).
     """
     if steps is not None and int(steps) < 0:
         raise DataError("steps", "must be 0 or more")
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise DataError("lr", "must be a positive number")
     ckpt, algorithm, meta = restore(checkpoint_dir, device)
-    info = ckpt.family_info
-    if not isinstance(support, tuple | list) or len(support) != 2:
-        raise DataError("support", "give (x, y)")
-    xs_np = _inputs(support[0], info, "support")
-    ys_np = _targets(support[1], xs_np.shape[0], info, "support")
-    xq_np: np.ndarray | None = None
-    yq_np: np.ndarray | None = None
-    if query is not None:
-        if isinstance(query, tuple):
-            if len(query) != 2:
-                raise DataError("query", "give (x, y) or x")
-            xq_np = _inputs(query[0], info, "query")
-            if query[1] is not None:
-                yq_np = _targets(query[1], xq_np.shape[0], info, "query")
-        else:
-            xq_np = _inputs(query, info, "query")
-    needs_desc = algorithm.spec.describes(info.desc_dim)
-    d = int(info.desc_dim or 0)
-    if desc is None:
-        if needs_desc:
-            raise DataError("desc", f"this {algorithm.name} model needs the task's description ({d} values)")
-        desc_np = np.zeros((d,), dtype=np.float32)
-    else:
-        desc_np = np.asarray(desc, dtype=np.float64).reshape(-1)
-        if desc_np.size != d or not np.isfinite(desc_np).all():
-            raise DataError("desc", f"needs {d} finite values, got {desc_np.size}")
-        desc_np = desc_np.astype(np.float32)
-    if algorithm.name == "protonet" and len(np.unique(ys_np)) != info.ways:
-        raise DataError("support", f"every class 0..{info.ways - 1} needs at least one support example")
-
-    dev = next(iter(meta.values())).device
-    xs, ys = torch.from_numpy(xs_np).to(dev), torch.from_numpy(ys_np).to(dev)
-    xq = None if xq_np is None else torch.from_numpy(xq_np).to(dev)
-    yq = None if yq_np is None else torch.from_numpy(yq_np).to(dev)
-    n_steps = algorithm.resolve_steps(steps)
-    curve: list[dict[str, float]] = []
+    inputs = _adapt_inputs(ckpt.family_info, algorithm, support, query, desc, grid)
     with torch.no_grad():
-        hs = algorithm.encode(meta, xs)
-        hq = None if xq is None else algorithm.encode(meta, xq)
-        fast, ctx = algorithm.start(meta, hs, ys, torch.from_numpy(desc_np).to(dev))
+        return _adapt_one(
+            algorithm, meta, ckpt.family_info, inputs, algorithm.resolve_steps(steps), lr, on_step
+        )
 
-        def predict(f: dict[str, Tensor]) -> np.ndarray:
-            if hq is None:
-                return np.zeros((0, info.ways), dtype=np.float32)
-            return algorithm.forward(meta, f, ctx, hq).float().cpu().numpy()
 
-        def observe(i: int, f: dict[str, Tensor]) -> None:
-            out = algorithm.forward(meta, f, ctx, hs)
-            entry = {"support_loss": float(algorithm.criterion(out, ys))}
-            if info.classification:
-                entry["support_accuracy"] = float(algorithm.score(out, ys))
-            if hq is not None and yq is not None:
-                out_q = algorithm.forward(meta, f, ctx, hq)
-                entry["query_loss"] = float(algorithm.criterion(out_q, yq))
-                if info.classification:
-                    entry["query_accuracy"] = float(algorithm.score(out_q, yq))
-            curve.append(entry)
-            for name, value in entry.items():
-                if not math.isfinite(value):
-                    raise DivergenceError(i, name, value, phase="adaptation")
-            if on_step is not None:
-                on_step(i, dict(entry))
+def _adapt_one(
+    algorithm: Algorithm,
+    meta: dict[str, Tensor],
+    info: FamilyInfo,
+    inputs: _AdaptInputs,
+    n_steps: int,
+    lr: float | None,
+    on_step: Callable[[int, dict[str, float]], None] | None,
+) -> AdaptResult:
+    """The inner loop of :func:`adapt` on checked inputs, under ``no_grad``."""
+    dev = next(iter(meta.values())).device
 
-        before = predict(fast)
-        observe(0, fast)
-        lrs = algorithm.inner_lrs(meta) if lr is None else lr
-        fast = algorithm.inner_loop(meta, fast, ctx, hs, ys, n_steps, lrs, True, observe)
-        after = predict(fast)
-        weights = {k: v.detach().cpu().contiguous() for k, v in algorithm.weights(meta, fast, ctx).items()}
-    return AdaptResult(weights=weights, curve=curve, predictions=after, predictions_before=before)
+    def tensor(array: np.ndarray | None) -> Tensor | None:
+        return None if array is None else torch.from_numpy(array).to(dev)
+
+    xs, ys, yq = tensor(inputs.xs), tensor(inputs.ys), tensor(inputs.yq)
+    hs = algorithm.encode(meta, xs)
+    hq = None if inputs.xq is None else algorithm.encode(meta, tensor(inputs.xq))
+    hg = None if inputs.xg is None else algorithm.encode(meta, tensor(inputs.xg))
+    fast, ctx = algorithm.start(meta, hs, ys, tensor(inputs.desc))
+    curve: list[dict[str, float]] = []
+
+    def predict(f: dict[str, Tensor], h: Tensor | None) -> np.ndarray:
+        if h is None:
+            return np.zeros((0, info.ways), dtype=np.float32)
+        return algorithm.forward(meta, f, ctx, h).float().cpu().numpy()
+
+    def observe(i: int, f: dict[str, Tensor]) -> None:
+        entry = _curve_entry(algorithm, meta, f, ctx, info, (hs, ys), None if yq is None else (hq, yq))
+        curve.append(entry)
+        for name, value in entry.items():
+            if not math.isfinite(value):
+                raise DivergenceError(i, name, value, phase="adaptation")
+        if on_step is not None:
+            on_step(i, dict(entry))
+
+    before, grid_before = predict(fast, hq), predict(fast, hg)
+    observe(0, fast)
+    lrs = algorithm.inner_lrs(meta) if lr is None else lr
+    fast = algorithm.inner_loop(meta, fast, ctx, hs, ys, n_steps, lrs, True, observe)
+    weights = {k: v.detach().cpu().contiguous() for k, v in algorithm.weights(meta, fast, ctx).items()}
+    return AdaptResult(
+        weights=weights,
+        curve=curve,
+        predictions=predict(fast, hq),
+        predictions_before=before,
+        grid=None if hg is None else predict(fast, hg),
+        grid_before=None if hg is None else grid_before,
+    )
+
+
+def _curve_entry(
+    algorithm: Algorithm,
+    meta: dict[str, Tensor],
+    fast: dict[str, Tensor],
+    ctx: Any,
+    info: FamilyInfo,
+    support: tuple[Tensor, Tensor],
+    query: tuple[Tensor | None, Tensor] | None,
+) -> dict[str, float]:
+    """Support (and query) loss, and accuracy when classifying, of the fast weights."""
+    entry: dict[str, float] = {}
+    for prefix, pair in (("support", support), ("query", query)):
+        if pair is None or pair[0] is None:
+            continue
+        out = algorithm.forward(meta, fast, ctx, pair[0])
+        entry[f"{prefix}_loss"] = float(algorithm.criterion(out, pair[1]))
+        if info.classification:
+            entry[f"{prefix}_accuracy"] = float(algorithm.score(out, pair[1]))
+    return entry

@@ -227,8 +227,18 @@ class _Run:
 
     # -- checkpoints -----------------------------------------------------------------------
     def save(self) -> None:
+        """Checkpoint the current step, telling the reporter before (store what the
+        resumed attempt will not replay) and once the checkpoint is durable."""
         if self.checkpoint_dir is None:
             return
+        self.reporter.before_checkpoint(self.step)
+        self._write_checkpoint()
+        self.reporter.on_checkpoint(self.step)
+
+    def _write_checkpoint(self) -> None:
+        """Write the checkpoint of the current step; durable when this returns (the
+        files are renamed into place)."""
+        assert self.checkpoint_dir is not None
         if self._describe is None:
             self._describe = dict(self.family.describe())
         save_checkpoint(
@@ -266,10 +276,12 @@ def meta_train(
     "accuracy"]})``. Every ``eval_interval`` steps (and at the end) it evaluates on
     the val split's fixed tasks (``reporter.on_eval(step, {"val_loss"[,
     "val_accuracy"]})``); every ``checkpoint_interval`` steps (and at the end) it
-    writes a checkpoint. ``reporter.should_stop()`` is polled between steps: a True
-    answer writes a checkpoint and returns ``status="stopped"``. A NaN or inf loss
-    or gradient norm raises :class:`DivergenceError` before the update, leaving the
-    last good checkpoint in place. If ``checkpoint_dir`` already holds checkpoints
+    writes a checkpoint, between ``reporter.before_checkpoint(step)`` and, once the
+    checkpoint is durable, ``reporter.on_checkpoint(step)``.
+    ``reporter.should_stop()`` is polled between steps: a True answer writes a
+    checkpoint and returns ``status="stopped"``. A NaN or inf loss or gradient norm
+    raises :class:`DivergenceError` before the update, leaving the last good
+    checkpoint in place. If ``checkpoint_dir`` already holds checkpoints
     of the same run, training continues from the latest one.
     """
     config = parse_config(config)

@@ -100,6 +100,12 @@ class Reporter(Protocol):
     ``on_step`` is called after every meta-iteration with its metrics (at least
     ``loss``); ``on_eval`` after each meta-validation; ``should_stop`` is polled
     between iterations, and a True answer ends the run cleanly after a checkpoint.
+
+    Checkpoints: ``before_checkpoint(step)`` is called just before the loop writes
+    the checkpoint of ``step`` (everything reported up to ``step`` must be kept by
+    then: an attempt resumed from that checkpoint never replays those steps), and
+    ``on_checkpoint(step)`` once it is durable (its files renamed into place), so a
+    reporter never guesses when the engine checkpoints.
     """
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None: ...
@@ -107,6 +113,10 @@ class Reporter(Protocol):
     def on_eval(self, step: int, metrics: dict[str, float]) -> None: ...
 
     def should_stop(self) -> bool: ...
+
+    def before_checkpoint(self, step: int) -> None: ...
+
+    def on_checkpoint(self, step: int) -> None: ...
 
 
 class NullReporter:
@@ -120,6 +130,12 @@ class NullReporter:
 
     def should_stop(self) -> bool:
         return False
+
+    def before_checkpoint(self, step: int) -> None:
+        return None
+
+    def on_checkpoint(self, step: int) -> None:
+        return None
 
 
 class EngineError(Exception):
@@ -194,10 +210,14 @@ class AdaptResult:
     """One task adapted. ``curve[i]`` holds support and query loss (and accuracy when
     classifying) after ``i`` inner steps, ``i = 0..steps``. ``predictions`` are on
     the query inputs after adaptation, ``predictions_before`` before it (regression:
-    values ``[N, 1]``; classification: logits ``[N, ways]``). ``weights`` maps
-    parameter names to the adapted tensors (torch), ready for safetensors."""
+    values ``[N, 1]``; classification: logits ``[N, ways]``). ``grid`` and
+    ``grid_before`` are the same on the extra inputs asked for (None if none were).
+    ``weights`` maps parameter names to the adapted tensors (torch), ready for
+    safetensors."""
 
     weights: dict[str, Any]
     curve: list[dict[str, float]]
     predictions: np.ndarray
     predictions_before: np.ndarray
+    grid: np.ndarray | None = None
+    grid_before: np.ndarray | None = None

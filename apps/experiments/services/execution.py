@@ -30,7 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.experiments.events import RunStatusEvent, publish_status_on_commit
+from apps.experiments.events import publish_run_status_on_commit
 from apps.experiments.models import Metric, Run, RunEvent, RunKind, RunStatus
 
 __all__ = [
@@ -68,18 +68,6 @@ class Claim:
 
 def _heartbeat_cutoff() -> datetime:
     return timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT_SECONDS)
-
-
-def _publish_status(run: Run) -> None:
-    event = RunStatusEvent(
-        run_id=run.pk,
-        status=run.status,
-        step=run.step,
-        total_steps=run.total_steps,
-        error=run.error,
-        error_step=run.error_step,
-    )
-    publish_status_on_commit(event, team_id=run.team_id, queue=run.queue)
 
 
 def _event(run: Run, kind: str, message: str = "") -> None:
@@ -120,7 +108,7 @@ def run_claim(*, run_id: int, worker: str, device: str) -> Claim | None:
         if run.cancel_requested_at is not None:
             _finish(run, RunStatus.CANCELLED, now=now)
             _event(run, "cancelled", "Cancelled before a worker picked it up again.")
-            _publish_status(run)
+            publish_run_status_on_commit(run)
             return None
 
         resumed = run.attempt > 0
@@ -149,7 +137,7 @@ def run_claim(*, run_id: int, worker: str, device: str) -> Claim | None:
         else:
             message = f"Attempt {run.attempt} on {where}."
         _event(run, "claimed", message)
-        _publish_status(run)
+        publish_run_status_on_commit(run)
         return Claim(run_id=run.pk, token=run.attempt_token, attempt=run.attempt, resumed=resumed)
 
 
@@ -241,7 +229,7 @@ def run_succeed(*, run_id: int, token: str, summary: dict[str, Any], step: int |
             run.step = step
         _finish(run, RunStatus.SUCCEEDED)
         _event(run, "succeeded", f"Finished at step {run.step}.")
-        _publish_status(run)
+        publish_run_status_on_commit(run)
         if run.kind == RunKind.TRAIN:
             transaction.on_commit(partial(_register_meta_model, run.pk), robust=True)
         return True
@@ -268,7 +256,7 @@ def run_fail(*, run_id: int, token: str, error: str, step: int | None = None) ->
         _finish(run, RunStatus.FAILED)
         where = f" at step {step}" if step is not None else ""
         _event(run, "failed", f"Failed{where}: {run.error}")
-        _publish_status(run)
+        publish_run_status_on_commit(run)
         return True
 
 
@@ -282,7 +270,7 @@ def run_mark_cancelled(*, run_id: int, token: str, step: int | None = None) -> b
             run.step = step
         _finish(run, RunStatus.CANCELLED)
         _event(run, "cancelled", f"Cancelled at step {run.step}.")
-        _publish_status(run)
+        publish_run_status_on_commit(run)
         return True
 
 
@@ -324,7 +312,7 @@ def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
             if run.cancel_requested_at is not None:
                 _finish(run, RunStatus.CANCELLED)
                 _event(run, "cancelled", f"Cancelled; its worker went silent (last heartbeat {last}).")
-                _publish_status(run)
+                publish_run_status_on_commit(run)
                 continue
             run.status = RunStatus.QUEUED
             run.attempt_token = ""
@@ -332,7 +320,7 @@ def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
             run.save(update_fields=["status", "attempt_token", "heartbeat_at"])
             resume = f"step {run.checkpoint_step}" if run.checkpoint_step is not None else "the start"
             _event(run, "heartbeat_lost", f"Heartbeat lost (last {last}); requeued to resume from {resume}.")
-            _publish_status(run)
+            publish_run_status_on_commit(run)
             _dispatch_on_commit(run.pk, run.queue)
             requeued.append(run.pk)
     if requeued:

@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from apps.experiments.events import RunStatusEvent, publish_status_on_commit
+from apps.experiments.events import publish_run_status_on_commit
 from apps.experiments.models import Experiment, Queue, Run, RunEvent, RunKind, RunStatus
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
@@ -202,23 +202,8 @@ def run_create(
 
     run_id, run_queue = run.pk, run.queue
     transaction.on_commit(lambda: celery_app.send_task(TRAIN_TASK, args=[run_id], queue=run_queue))
-    _publish_status(run)
+    publish_run_status_on_commit(run)
     return run
-
-
-def _publish_status(run: Run) -> None:
-    publish_status_on_commit(
-        RunStatusEvent(
-            run_id=run.pk,
-            status=run.status,
-            step=run.step,
-            total_steps=run.total_steps,
-            error=run.error,
-            error_step=run.error_step,
-        ),
-        team_id=run.team_id,
-        queue=run.queue,
-    )
 
 
 @transaction.atomic
@@ -241,7 +226,7 @@ def run_cancel(*, run: Run, actor: AnyUser) -> Run:
         locked.save(update_fields=["status", "finished_at", "cancel_requested_at"])
         message = f"Cancelled by {who} before it started."
         RunEvent.objects.create(run=locked, kind="cancelled", message=message, attempt=locked.attempt)
-        _publish_status(locked)
+        publish_run_status_on_commit(locked)
     elif locked.status == RunStatus.RUNNING:
         if locked.cancel_requested_at is None:
             locked.cancel_requested_at = now
@@ -252,7 +237,7 @@ def run_cancel(*, run: Run, actor: AnyUser) -> Run:
                 message=f"{who} asked to cancel; the worker stops after the current iteration.",
                 attempt=locked.attempt,
             )
-            _publish_status(locked)
+            publish_run_status_on_commit(locked)
     else:
         raise ValidationError({"status": f"This run has {locked.get_status_display().lower()} already."})
     return locked

@@ -135,6 +135,25 @@ def test_evaluate_classification(protonet_run):
     assert result.losses.shape == (10, 1) and 0.0 <= result.mean <= 1.0
 
 
+def test_one_adapt_call_predicts_on_the_query_and_on_a_grid(maml_run, sinusoid):
+    """The grid rides along in the same call: what a second call with the grid as its
+    query gives, and the curve and weights are unchanged by it."""
+    task = sinusoid.fixed_tasks("test", EpisodeSpec(shots=5, query=10), 1)
+    support, query = (task.x_support[0], task.y_support[0]), (task.x_query[0], task.y_query[0])
+    grid = np.linspace(-5, 5, 40, dtype=np.float32)[:, None]
+    both = adapt(maml_run, support, query, steps=5, lr=0.01, grid=grid)
+    plain = adapt(maml_run, support, query, steps=5, lr=0.01)
+    on_grid = adapt(maml_run, support, grid, steps=5, lr=0.01)
+    assert both.grid.shape == both.grid_before.shape == (40, 1) and plain.grid is None
+    np.testing.assert_allclose(both.grid, on_grid.predictions, rtol=1e-6)
+    np.testing.assert_allclose(both.grid_before, on_grid.predictions_before, rtol=1e-6)
+    assert not np.allclose(both.grid, both.grid_before)  # adapting moved the function
+    np.testing.assert_allclose(both.predictions, plain.predictions, rtol=1e-6)
+    assert both.curve == plain.curve
+    with pytest.raises(DataError, match="grid"):
+        adapt(maml_run, support, query, steps=1, grid=np.zeros((3, 2), dtype=np.float32))
+
+
 def test_adapt_lowers_query_loss(maml_run, sinusoid):
     task = sinusoid.fixed_tasks("test", EpisodeSpec(shots=5, query=50), 1)
     seen = []

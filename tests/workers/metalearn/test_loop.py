@@ -36,6 +36,8 @@ class Recorder(NullReporter):
     def __init__(self, stop_after: int | None = None, crash_at: int | None = None):
         self.steps: list[tuple[int, dict]] = []
         self.evals: list[tuple[int, dict]] = []
+        self.checkpoints: list[tuple[str, int, str | None]] = []
+        self.checkpoint_dir = None
         self.stop_after = stop_after
         self.crash_at = crash_at
 
@@ -49,6 +51,16 @@ class Recorder(NullReporter):
 
     def should_stop(self):
         return self.stop_after is not None and bool(self.steps) and self.steps[-1][0] >= self.stop_after
+
+    def _latest(self) -> str | None:
+        found = None if self.checkpoint_dir is None else latest_checkpoint(self.checkpoint_dir)
+        return None if found is None else found.name
+
+    def before_checkpoint(self, step):
+        self.checkpoints.append(("before", step, self._latest()))
+
+    def on_checkpoint(self, step):
+        self.checkpoints.append(("durable", step, self._latest()))
 
 
 def final_state(path):
@@ -82,6 +94,20 @@ def test_killed_run_resumed_from_step_5_is_bit_identical(tmp_path, sinusoid, alg
     assert result.status == "completed"
     assert [s for s, _ in resumed.steps] == [6, 7, 8, 9, 10]
     assert_bit_identical(final_state(tmp_path / "straight"), final_state(tmp_path / "killed"))
+
+
+def test_the_loop_tells_the_reporter_before_and_after_each_durable_checkpoint(tmp_path, sinusoid):
+    reporter = Recorder(stop_after=7)
+    reporter.checkpoint_dir = tmp_path
+    result = meta_train(SMALL, sinusoid, reporter, tmp_path)
+    assert result.status == "stopped"
+    # interval 5, then the stop at 7: each checkpoint is on disk exactly when on_checkpoint comes
+    assert reporter.checkpoints == [
+        ("before", 5, None),
+        ("durable", 5, "step-000005"),
+        ("before", 7, "step-000005"),
+        ("durable", 7, "step-000007"),
+    ]
 
 
 def test_should_stop_checkpoints_then_resume_is_bit_identical(tmp_path, sinusoid):
