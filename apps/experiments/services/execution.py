@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from apps.experiments.events import RunStatusEvent, publish_status_on_commit
 from apps.experiments.models import Metric, Run, RunEvent, RunKind, RunStatus
+from apps.experiments.services.runs import sweep_next_on_commit
 
 __all__ = [
     "Claim",
@@ -183,6 +184,10 @@ def run_metrics_record(*, run_id: int, token: str, points: Iterable[tuple[str, i
     ]
     if rows:
         Metric.objects.bulk_create(rows, ignore_conflicts=True, batch_size=5000)
+        if any(row.name.startswith("val_") for row in rows):
+            from apps.experiments.services.sweeps import sweep_asha_check  # sweeps imports the services package
+
+            sweep_asha_check(run_id=run_id, points=[(r.name, r.step, r.value) for r in rows])
     return len(rows)
 
 
@@ -228,6 +233,7 @@ def _finish(run: Run, status: RunStatus, *, now: datetime | None = None) -> None
             "error_step",
         ]
     )
+    sweep_next_on_commit(run)
 
 
 def run_succeed(*, run_id: int, token: str, summary: dict[str, Any], step: int | None = None) -> bool:
