@@ -19,6 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.http import Http404
 
 from apps.experiments.models import Experiment, Metric, Run, RunStatus, Sweep, SweepStatus, SweepStrategy
 from apps.experiments.selectors import taskset_family_facts
@@ -212,7 +213,7 @@ def sweep_advance(*, sweep_id: int) -> list[Run]:
             if sweep is None:
                 return []
             return _launch_next(sweep)
-    except (ValidationError, PermissionDenied) as exc:
+    except (ValidationError, PermissionDenied, Http404) as exc:
         message = "; ".join(getattr(exc, "messages", None) or [str(exc) or "not allowed"])
         Sweep.objects.filter(pk=sweep_id).update(
             status=SweepStatus.STOPPED, message=f"Stopped: its next run could not be launched ({message})."
@@ -267,7 +268,7 @@ def _asha_stop(run_id: int, *, rung: int, step: int, name: str, value: float) ->
     reason = f"Stopped by ASHA at rung {rung} (step {step}): {name} {value:.4g} is not in the top third."
     try:
         run_cancel(run=run, actor=run.sweep.created_by, reason=reason)  # type: ignore[union-attr]
-    except (ValidationError, PermissionDenied):
+    except (ValidationError, PermissionDenied, Http404):
         logger.info("run %s: ASHA stop refused (finished already, or its launcher left)", run_id)
         return False
     return True
