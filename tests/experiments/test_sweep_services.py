@@ -54,7 +54,9 @@ def create(alpha, **kwargs):
     return services.sweep_create(**options)
 
 
-def test_grid_sweep_queues_max_concurrent_runs_and_keeps_the_rest(alpha, sent, django_capture_on_commit_callbacks):
+def test_grid_sweep_queues_max_concurrent_runs_and_keeps_the_rest(
+    alpha, sent, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         sweep = create(alpha)
     assert len(sweep.configs) == 6 and sweep.next_index == 2
@@ -76,15 +78,19 @@ def test_random_sweep_is_seeded(alpha, sent):
 @pytest.mark.parametrize(
     ("kwargs", "field", "message"),
     [
-        ({"dimensions": {"inner_steps": "5..1 step 1"}}, "sweep_inner_steps", "empty"),
-        ({"dimensions": {"meta_lr": "0.001..0.1 log"}}, "sweep_meta_lr", "grid needs a list"),
+        ({"dimensions": {"inner_steps": "5..1 step 1"}}, "dim_inner_steps", "empty"),
+        ({"dimensions": {"meta_lr": "0.001..0.1 log"}}, "dim_meta_lr", "grid needs a list"),
         ({"dimensions": {"seed": "1..300 step 1"}}, "sweep_strategy", "300 runs; the limit is 200"),
-        ({"strategy": "random", "samples": 201, "dimensions": {"seed": "1,2"}}, "sweep_samples", "between 1 and 200"),
-        ({"dimensions": {"ways": "2,3"}}, "sweep_ways", "ignores ways"),
-        ({"dimensions": {"mnn_hidden": "8,16"}}, "sweep_mnn_hidden", "ignores mnn_hidden"),
-        ({"dimensions": {"hidden": "8,16"}}, "sweep_hidden", "cannot be swept"),
+        (
+            {"strategy": "random", "samples": 201, "dimensions": {"seed": "1,2"}},
+            "sweep_samples",
+            "between 1 and 200",
+        ),
+        ({"dimensions": {"ways": "2,3"}}, "dim_ways", "ignores ways"),
+        ({"dimensions": {"mnn_hidden": "8,16"}}, "dim_mnn_hidden", "ignores mnn_hidden"),
+        ({"dimensions": {"hidden": "8,16"}}, "dim_hidden", "cannot be swept"),
         ({"dimensions": {}}, "sweep_strategy", "at least one setting"),
-        ({"dimensions": {"inner_lr": "0.01, -1"}}, "sweep_inner_lr", "With inner_lr=-1"),
+        ({"dimensions": {"inner_lr": "0.01, -1"}}, "dim_inner_lr", "With inner_lr=-1"),
         ({"metric": "val_f1"}, "sweep_metric", "Choose one of"),
         ({"max_concurrent": 0}, "sweep_max_concurrent", "between 1"),
     ],
@@ -99,7 +105,7 @@ def test_bad_sweeps_are_refused_on_the_field_and_nothing_is_queued(alpha, sent, 
 def test_protonet_ignores_the_inner_loop(alpha, sent):
     with pytest.raises(ValidationError) as exc:
         create(alpha, base_config=base(algorithm="protonet"), dimensions={"inner_steps": "1,2"})
-    assert "ignores inner_steps" in exc.value.message_dict["sweep_inner_steps"][0]
+    assert "ignores inner_steps" in exc.value.message_dict["dim_inner_steps"][0]
 
 
 def test_viewers_and_outsiders_cannot_sweep(alpha, sent):
@@ -162,7 +168,9 @@ def test_stop_sweep_cancels_queued_and_running_runs_and_launches_no_more(
 
 
 def test_asha_stops_a_run_outside_the_top_third_at_a_rung(alpha, sent):
-    sweep = create(alpha, strategy="asha", samples=4, dimensions={"inner_lr": "0.01,0.02,0.03"}, max_concurrent=4)
+    sweep = create(
+        alpha, strategy="asha", samples=4, dimensions={"inner_lr": "0.01,0.02,0.03"}, max_concurrent=4
+    )
     runs = list(Run.objects.filter(sweep=sweep).order_by("pk"))
     claims = [services.run_claim(run_id=r.pk, worker="w", device="cpu") for r in runs]
     # Rung 1 is the first eval (step 10 of 20); loss: lower is better.

@@ -185,7 +185,7 @@ def run_metrics_record(*, run_id: int, token: str, points: Iterable[tuple[str, i
     if rows:
         Metric.objects.bulk_create(rows, ignore_conflicts=True, batch_size=5000)
         if any(row.name.startswith("val_") for row in rows):
-            from apps.experiments.services.sweeps import sweep_asha_check  # sweeps imports the services package
+            from apps.experiments.services.sweeps import sweep_asha_check  # noqa: PLC0415 (a cycle)
 
             sweep_asha_check(run_id=run_id, points=[(r.name, r.step, r.value) for r in rows])
     return len(rows)

@@ -45,7 +45,7 @@ ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 def _dimensions(
     texts: Mapping[str, str], *, algorithm: str, version: TaskSetVersion, strategy: str
 ) -> list[Dimension]:
-    """Parse the non-empty dimension texts; errors keyed ``sweep_<field>``."""
+    """Parse the non-empty dimension texts; errors keyed ``dim_<field>``."""
     facts = taskset_family_facts(taskset=version.taskset, version=version)
     described = None if facts.kind is None else bool(facts.desc_dim)
     applicable = launch_fields(algorithm, kind=facts.kind, input_shape=facts.input_shape, described=described)
@@ -55,7 +55,7 @@ def _dimensions(
     for field, text in texts.items():
         if not (text or "").strip():
             continue
-        key = f"sweep_{field}"
+        key = f"dim_{field}"
         if field not in sweepable_fields():
             errors[key] = f"{field} cannot be swept."
         elif field not in applicable:
@@ -68,7 +68,9 @@ def _dimensions(
                 errors[key] = str(exc)
                 continue
             if strategy == GRID and not dimension.finite:
-                errors[key] = "A grid needs a list or a range with a step; log ranges are for random and ASHA."
+                errors[key] = (
+                    "A grid needs a list or a range with a step; log ranges are for random and ASHA."
+                )
             dimensions.append(dimension)
     if errors:
         raise ValidationError(errors)
@@ -82,7 +84,9 @@ def _run_count(strategy: str, dimensions: list[Dimension], samples: int) -> int:
     if strategy == GRID:
         count = grid_size(dimensions)
         if count > limit:
-            raise ValidationError({"sweep_strategy": f"The grid makes {count:,} runs; the limit is {limit:,}."})
+            raise ValidationError(
+                {"sweep_strategy": f"The grid makes {count:,} runs; the limit is {limit:,}."}
+            )
         return count
     if not 1 <= samples <= limit:
         raise ValidationError({"sweep_samples": f"Choose between 1 and {limit:,} samples."})
@@ -102,7 +106,7 @@ def _checked_configs(
             detail = ", ".join(f"{k}={v}" for k, v in point.items())
             raise ValidationError(
                 {
-                    (f"sweep_{field}" if field in point else field): [f"With {detail}: {m}" for m in messages]
+                    (f"dim_{field}" if field in point else field): [f"With {detail}: {m}" for m in messages]
                     for field, messages in exc.message_dict.items()
                 }
             ) from None
@@ -144,7 +148,7 @@ def sweep_create(
 
     ``dimensions`` maps a setting to its dimension's text (``0.1, 0.2``,
     ``1..5 step 1``, ``1e-4..1e-1 log``). Errors are ValidationErrors keyed by
-    launch-form field (``sweep_<setting>`` for a dimension); nothing is written or
+    launch-form field (``dim_<setting>`` for a dimension); nothing is written or
     queued on error.
     """
     ensure_role(user=actor, team=experiment.team_id, required=Role.MEMBER)
@@ -256,7 +260,9 @@ def sweep_asha_check(*, run_id: int, points: Iterable[tuple[str, int, float]]) -
     for name, step, value in points:
         if name != row["sweep__metric"] or step not in rungs:
             continue
-        others = Metric.objects.filter(run__sweep_id=row["sweep_id"], name=name, step=step).exclude(run_id=run_id)
+        others = Metric.objects.filter(run__sweep_id=row["sweep_id"], name=name, step=step).exclude(
+            run_id=run_id
+        )
         if asha_keeps(value, list(others.values_list("value", flat=True)), maximize=row["sweep__maximize"]):
             continue
         return _asha_stop(run_id, rung=rungs.index(step) + 1, step=step, name=name, value=value)

@@ -118,7 +118,9 @@ def dimension_parse(
         return _log(field, match, value_type)
     if ".." in text:
         raise DimensionError(
-            "Write a range as 'start..stop step s' or 'low..high log'." if numeric else "Give a list of values."
+            "Write a range as 'start..stop step s' or 'low..high log'."
+            if numeric
+            else "Give a list of values."
         )
     parts = [part for part in text.split(",") if part.strip()]
     if not parts:

@@ -27,7 +27,9 @@ def grid_points(dimensions: Sequence[Dimension]) -> list[dict[str, Value]]:
         if not dimension.finite:
             raise DimensionError(f"{dimension.field}: a grid needs a list or a range, not a log range.")
     names = [d.field for d in dimensions]
-    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(d.values for d in dimensions))]
+    return [
+        dict(zip(names, combo, strict=True)) for combo in itertools.product(*(d.values for d in dimensions))
+    ]
 
 
 def _sample(dimension: Dimension, rng: random.Random) -> Value:
