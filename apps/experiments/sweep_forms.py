@@ -20,6 +20,14 @@ DIMENSION_HELP = (
 )
 
 
+def _placeholder(value_type: str, choices: tuple[str, ...]) -> str:
+    if value_type == "bool":
+        return "true, false"
+    if value_type == "choice":
+        return ", ".join(choices)
+    return "e.g. 1, 2, 4 or 1..5 step 1" if value_type == "int" else "e.g. 0.01, 0.1 or 1e-4..1e-1 log"
+
+
 class SweepForm(forms.Form):
     """``strategy`` empty: a single run (the rest is ignored)."""
 
@@ -49,10 +57,15 @@ class SweepForm(forms.Form):
     def __init__(self, *args: Any, applicable: Iterable[str], labels: dict[str, str], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.max_runs = settings.SWEEP_MAX_RUNS
-        for name in sorted(sweepable_fields(), key=lambda n: (n not in labels, n)):
-            if name in applicable:
+        for name in labels:  # in the launch form's order
+            if name in applicable and name in sweepable_fields():
+                value_type, choices = sweepable_fields()[name]
                 self.fields[PREFIX + name] = forms.CharField(
-                    required=False, max_length=500, label=labels.get(name, name), help_text=DIMENSION_HELP
+                    required=False,
+                    max_length=500,
+                    label=labels[name],
+                    help_text=DIMENSION_HELP,
+                    widget=forms.TextInput(attrs={"placeholder": _placeholder(value_type, choices)}),
                 )
 
     @property

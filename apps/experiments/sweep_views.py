@@ -30,7 +30,7 @@ from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page
 
 def sweep_form_for(form: RunLaunchForm, data: Any = None) -> SweepForm:
     """The launch form's sweep section, for the settings that apply."""
-    labels = {name: str(field.label or name) for name, field in form.fields.items()}
+    labels = {name: str(form[name].label) for name in form.fields}
     return SweepForm(data, applicable=form.applicable & set(form.fields), labels=labels)
 
 
