@@ -81,10 +81,8 @@ def test_compare_then_sweep_with_asha_stop_and_clone_best(live_stack, e2e_page, 
 
     # The leaderboard fills in as runs evaluate, with no reload.
     page.evaluate("() => { window.__sameDocument = true; }")
-    page.wait_for_function(
-        "() => document.querySelectorAll('#sweep-leaderboard tr[data-rank]:not([data-rank=\"\"])').length >= 2",
-        timeout=120_000,
-    )
+    ranked = "#sweep-leaderboard tr[data-rank]:not([data-rank=''])"
+    page.wait_for_function(f'() => document.querySelectorAll("{ranked}").length >= 2', timeout=120_000)
     assert page.evaluate("() => window.__sameDocument === true")
     ranks = page.eval_on_selector_all(
         "#sweep-leaderboard tr[data-run-id]", "rows => rows.map(r => r.dataset.rank)"
