@@ -167,26 +167,57 @@ def test_stop_sweep_cancels_queued_and_running_runs_and_launches_no_more(
         services.sweep_stop(sweep=sweep, actor=users["member"])
 
 
+def record(run, claim, name, step, value):
+    """A worker stores an evaluation, then polls whether to stop (the reporter's order)."""
+    services.run_metrics_record(run_id=run.pk, token=claim.token, points=[(name, step, value)])
+    return services.run_stop_reason(run_id=run.pk, token=claim.token)
+
+
 def test_asha_stops_a_run_outside_the_top_third_at_a_rung(alpha, sent):
     sweep = create(
         alpha, strategy="asha", samples=4, dimensions={"inner_lr": "0.01,0.02,0.03"}, max_concurrent=4
     )
     runs = list(Run.objects.filter(sweep=sweep).order_by("pk"))
     claims = [services.run_claim(run_id=r.pk, worker="w", device="cpu") for r in runs]
-    # Rung 1 is the first eval (step 10 of 20); loss: lower is better.
-    for run, claim, value in zip(runs[:3], claims, (0.5, 0.2, 0.9), strict=False):
-        services.run_metrics_record(run_id=run.pk, token=claim.token, points=[("val_loss", 10, value)])
+    # Rung 1 is the first eval (step 10 of 20); loss: lower is better. 0.5 (alone)
+    # and 0.2 (best of two) go on; 0.9 is third of three.
+    assert [
+        record(run, claim, "val_loss", 10, v) for run, claim, v in zip(runs, claims, (0.5, 0.2, 0.9))
+    ] == [
+        None,
+        None,
+        "cancel",
+    ]
     stopped = Run.objects.filter(sweep=sweep, cancel_requested_at__isnull=False)
-    # Each is judged on arrival: 0.5 (alone) and 0.2 (best of two) go on; 0.9 is third of three.
     assert list(stopped.values_list("pk", flat=True)) == [runs[2].pk]
     event = RunEvent.objects.filter(run=runs[2], kind="cancel_requested").get()
     assert event.message.startswith("Stopped by ASHA at rung 1 (step 10)")
     # Not at a rung, or another metric: nothing happens.
-    services.run_metrics_record(run_id=runs[3].pk, token=claims[3].token, points=[("val_loss", 11, 9.0)])
-    services.run_metrics_record(run_id=runs[3].pk, token=claims[3].token, points=[("loss", 10, 9.0)])
-    assert stopped.count() == 1
-    services.run_metrics_record(run_id=runs[3].pk, token=claims[3].token, points=[("val_loss", 10, 0.1)])
-    assert stopped.count() == 1  # the best of four goes on
+    assert record(runs[3], claims[3], "val_loss", 11, 9.0) is None
+    assert record(runs[3], claims[3], "loss", 10, 9.0) is None
+    # The best of four goes on; a later poll of run 0 (still at the rung, now second
+    # of four: 4 // 3 = 1 goes on) stops it.
+    assert record(runs[3], claims[3], "val_loss", 10, 0.1) is None
+    assert services.run_stop_reason(run_id=runs[0].pk, token=claims[0].token) == "cancel"
+    assert stopped.count() == 2
+
+
+def test_asha_costs_non_sweep_runs_nothing(alpha, sent, django_assert_num_queries):
+    users, experiment, version = alpha
+    run = Run.objects.create(
+        experiment=experiment,
+        team=experiment.team,
+        algorithm="maml",
+        taskset_version=version,
+        config=base(),
+        launched_by=users["member"],
+        total_steps=20,
+    )
+    claim = services.run_claim(run_id=run.pk, worker="w", device="cpu")
+    with django_assert_num_queries(1):
+        services.run_metrics_record(run_id=run.pk, token=claim.token, points=[("val_loss", 10, 1.0)])
+    with django_assert_num_queries(1):
+        assert services.run_stop_reason(run_id=run.pk, token=claim.token) is None
 
 
 def test_asha_ignores_runs_outside_asha_sweeps(alpha, sent):
@@ -194,5 +225,5 @@ def test_asha_ignores_runs_outside_asha_sweeps(alpha, sent):
     runs = list(Run.objects.filter(sweep=sweep))
     for run, value in zip(runs, (0.1, 0.9), strict=True):
         claim = services.run_claim(run_id=run.pk, worker="w", device="cpu")
-        services.run_metrics_record(run_id=run.pk, token=claim.token, points=[("val_loss", 10, value)])
+        assert record(run, claim, "val_loss", 10, value) is None
     assert not Run.objects.filter(cancel_requested_at__isnull=False).exists()

@@ -31,7 +31,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.experiments.events import RunStatusEvent, publish_status_on_commit
-from apps.experiments.models import Metric, Run, RunEvent, RunKind, RunStatus
+from apps.experiments.models import Metric, Run, RunEvent, RunKind, RunStatus, SweepStatus, SweepStrategy
 from apps.experiments.services.runs import sweep_next_on_commit
 
 __all__ = [
@@ -184,25 +184,32 @@ def run_metrics_record(*, run_id: int, token: str, points: Iterable[tuple[str, i
     ]
     if rows:
         Metric.objects.bulk_create(rows, ignore_conflicts=True, batch_size=5000)
-        if any(row.name.startswith("val_") for row in rows):
-            from apps.experiments.services.sweeps import sweep_asha_check  # noqa: PLC0415 (a cycle)
-
-            sweep_asha_check(run_id=run_id, points=[(r.name, r.step, r.value) for r in rows])
     return len(rows)
 
 
 def run_stop_reason(*, run_id: int, token: str) -> str | None:
     """Why the attempt holding ``token`` should stop, if it should: ``"cancel"`` when a
     cancel was requested, ``"lost"`` when the token no longer owns the running run.
-    One small read, polled by the worker between iterations."""
-    row = Run.objects.filter(pk=run_id).values_list("status", "attempt_token", "cancel_requested_at").first()
+    One small read, polled by the worker between iterations; for a run of a running
+    ASHA sweep, also the ASHA check (``sweep_asha_check``), which may stop it.
+    """
+    row = (
+        Run.objects.filter(pk=run_id)
+        .values_list("status", "attempt_token", "cancel_requested_at", "sweep__strategy", "sweep__status")
+        .first()
+    )
     if row is None:
         return "lost"
-    status, current, cancel_requested_at = row
+    status, current, cancel_requested_at, strategy, sweep_status = row
     if status != RunStatus.RUNNING or not token or current != token:
         return "lost"
     if cancel_requested_at is not None:
         return "cancel"
+    if strategy == SweepStrategy.ASHA and sweep_status == SweepStatus.RUNNING:
+        from apps.experiments.services.sweeps import sweep_asha_check  # noqa: PLC0415 (a cycle)
+
+        if sweep_asha_check(run_id=run_id):
+            return "cancel"
     return None
 
 

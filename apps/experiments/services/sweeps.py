@@ -13,7 +13,7 @@ same queue, claim, resume, metrics and registry.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -243,10 +243,11 @@ def sweep_stop(*, sweep: Sweep, actor: AnyUser) -> Sweep:
     return locked
 
 
-def sweep_asha_check(*, run_id: int, points: Iterable[tuple[str, int, float]]) -> bool:
-    """Called when eval metrics of a run are stored: if the run is in a running ASHA
-    sweep and reached a rung with the sweep's metric, stop it (``run_cancel``, with
-    the reason) unless it ranks in the top 1/eta there. True when it was stopped."""
+def sweep_asha_check(*, run_id: int) -> bool:
+    """Stop a running run of a running ASHA sweep when its latest value of the sweep's
+    metric is at a rung and not in the top 1/eta of the runs that reached that rung
+    (``run_cancel``, with the reason). True when it was stopped. Called from the
+    worker's stop poll (``run_stop_reason``): at most three small reads."""
     row = (
         Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True)
         .filter(sweep__strategy=SweepStrategy.ASHA, sweep__status=SweepStatus.RUNNING)
@@ -255,18 +256,20 @@ def sweep_asha_check(*, run_id: int, points: Iterable[tuple[str, int, float]]) -
     )
     if row is None:
         return False
+    metric = row["sweep__metric"]
+    latest = Metric.objects.filter(run_id=run_id, name=metric).order_by("-step").values_list("step", "value")
+    point = latest.first()
     config = row["config"] if isinstance(row["config"], dict) else {}
     rungs = asha_rungs(min_resource=int(config.get("eval_interval") or 0), max_resource=row["total_steps"])
-    for name, step, value in points:
-        if name != row["sweep__metric"] or step not in rungs:
-            continue
-        others = Metric.objects.filter(run__sweep_id=row["sweep_id"], name=name, step=step).exclude(
-            run_id=run_id
-        )
-        if asha_keeps(value, list(others.values_list("value", flat=True)), maximize=row["sweep__maximize"]):
-            continue
-        return _asha_stop(run_id, rung=rungs.index(step) + 1, step=step, name=name, value=value)
-    return False
+    if point is None or point[0] not in rungs:
+        return False
+    step, value = point
+    others = Metric.objects.filter(run__sweep_id=row["sweep_id"], name=metric, step=step).exclude(
+        run_id=run_id
+    )
+    if asha_keeps(value, list(others.values_list("value", flat=True)), maximize=row["sweep__maximize"]):
+        return False
+    return _asha_stop(run_id, rung=rungs.index(step) + 1, step=step, name=metric, value=value)
 
 
 def _asha_stop(run_id: int, *, rung: int, step: int, name: str, value: float) -> bool:

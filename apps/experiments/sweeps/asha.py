@@ -2,10 +2,12 @@
 Parallel Hyperparameter Tuning", arXiv:1810.05934), in its stopping form.
 
 Rungs are eval steps: ``min_resource`` (the first evaluation), then each ``eta``
-times the previous, below the run's last step. When a run reports its metric at a
-rung, it is compared with every run that reached that rung before it (and itself);
-it continues only if it ranks in the top ``1/eta`` of them (at least the best one).
-Runs are judged as they arrive, never re-judged: that is what makes it asynchronous.
+times the previous, below the run's last step. When a run has reported its metric
+at a rung, it is compared with every run that reached that rung so far (and
+itself); it continues only if it ranks in the top ``1/eta`` of them (at least the
+best one). No run waits for the others to reach a rung: that is what makes it
+asynchronous. (The service judges a run while its latest evaluation is at the rung,
+so until its next evaluation a late, better arrival can still stop it.)
 """
 
 from __future__ import annotations
