@@ -101,6 +101,10 @@ def test_compare_then_sweep_with_asha_stop_and_clone_best(live_stack, e2e_page, 
     assert sweep.status == "stopped"
     assert not Run.objects.filter(sweep=sweep, status="queued").exists()
     shots.take(page, "sweep-stopped")
+    page.click("#nav-sweeps")
+    expect(page.locator(f"#sweep-row-{sweep_id} [data-status]")).to_have_attribute("data-status", "stopped")
+    shots.take(page, "sweep-list")
+    page.goto(f"{base}/t/{team.slug}/sweeps/{sweep_id}/")
 
     # Clone the best: the launch form, prefilled from the top-ranked run.
     best = page.locator("#sweep-leaderboard tr[data-rank='1']").get_attribute("data-run-id")
