@@ -56,6 +56,7 @@ def populate_sweep(world: dict, runs: int, name: str):
             "inner_steps": {"kind": "list", "values": [1, 2, 3, 5]},
         },
         configs=[{}] * runs,
+        planned=runs,
         next_index=runs,
         metric="val_loss",
         max_concurrent=8,

@@ -126,6 +126,8 @@ class Sweep(models.Model):
     base_config = models.JSONField()
     dimensions = models.JSONField()
     configs = models.JSONField(default=list)
+    #: ``len(configs)``, so that lists need not load the configs.
+    planned = models.PositiveIntegerField(default=0)
     next_index = models.PositiveIntegerField(default=0)
     metric = models.CharField(max_length=50)
     maximize = models.BooleanField(default=False)
@@ -147,7 +149,7 @@ class Sweep(models.Model):
     @property
     def pending(self) -> int:
         """Configs not launched yet."""
-        return max(len(self.configs) - self.next_index, 0)
+        return max(self.planned - self.next_index, 0)
 
 
 class Run(Noted):

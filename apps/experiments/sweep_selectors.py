@@ -18,6 +18,7 @@ def sweep_list_for_team(*, team: Team) -> QuerySet[Sweep]:
     """The team's sweeps, newest first, with their runs counted by state (one query)."""
     return (
         Sweep.objects.filter(team=team)
+        .defer("configs", "base_config")
         .select_related("experiment", "created_by")
         .annotate(
             run_count=Count("runs"),
@@ -31,7 +32,8 @@ def sweep_list_for_team(*, team: Team) -> QuerySet[Sweep]:
 def sweep_get_for_team(*, team: Team, sweep_id: int) -> Sweep:
     """The team's sweep (the caller checked membership: ``team_get_for_user``); Http404 otherwise."""
     sweep = (
-        Sweep.objects.select_related("experiment", "created_by", "team")
+        Sweep.objects.defer("configs")
+        .select_related("experiment", "created_by", "team")
         .filter(pk=sweep_id, team=team)
         .first()
     )

@@ -34,6 +34,7 @@ def make_sweep(team, users, experiment, version, runs: int = 3, status=SweepStat
         base_config={},
         dimensions={"inner_lr": {"kind": "list", "values": [0.1, 0.2]}},
         configs=[{}] * runs,
+        planned=runs,
         next_index=runs,
         metric="val_loss",
         max_concurrent=2,

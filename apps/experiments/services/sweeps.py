@@ -172,6 +172,7 @@ def sweep_create(
         base_config=base_config,
         dimensions={d.field: d.to_dict() for d in parsed},
         configs=configs,
+        planned=len(configs),
         metric=metric,
         maximize=SWEEP_METRICS[metric],
         max_concurrent=max_concurrent,
