@@ -74,7 +74,7 @@ def sweep_errors_add(form: RunLaunchForm, sweep_form: SweepForm, error: Validati
             form.add_service_errors(ValidationError({field: errors}))
 
 
-def _page_context(request: HtmxHttpRequest, team: Team, role: Role, sweep: Sweep) -> dict[str, Any]:
+def _page_context(team: Team, role: Role, sweep: Sweep) -> dict[str, Any]:
     rows = sweep_leaderboard(sweep=sweep)
     best = next((row for row in rows if row.rank == 1), None)
     counts: dict[str, int] = {}
@@ -104,7 +104,7 @@ def sweep_detail(request: HtmxHttpRequest, team_slug: str, sweep_id: int) -> Htt
     team, role = team_get_for_user(user=request.user, slug=team_slug)
     sweep = sweep_get_for_team(team=team, sweep_id=sweep_id)
     return render_page(
-        request, "experiments/sweep_detail.html", "sweep-live", _page_context(request, team, role, sweep)
+        request, "experiments/sweep_detail.html", "sweep-live", _page_context(team, role, sweep)
     )
 
 
@@ -122,5 +122,5 @@ def sweep_stop(request: HtmxHttpRequest, team_slug: str, sweep_id: int) -> HttpR
             messages.error(request, error)
         return redirect("experiments:sweep-detail", team_slug=team.slug, sweep_id=sweep.pk)
     sweep = sweep_get_for_team(team=team, sweep_id=sweep.pk)
-    context = {**_page_context(request, team, role, sweep), "stop_error": error}
+    context = {**_page_context(team, role, sweep), "stop_error": error}
     return render_page(request, "experiments/sweep_detail.html", "sweep-live", context)

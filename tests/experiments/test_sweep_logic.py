@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apps.experiments.sweeps.asha import asha_keeps, asha_rungs
-from apps.experiments.sweeps.dimensions import DimensionError, dimension_from_dict, dimension_parse
+from apps.experiments.sweeps.dimensions import DimensionError, dimension_parse
 from apps.experiments.sweeps.expand import grid_points, grid_size, random_points
 
 
@@ -18,7 +18,7 @@ def test_list_range_and_log_are_parsed():
     assert dimension_parse("first_order", "true, False", value_type="bool").values == (True, False)
     device = dimension_parse("device", "cpu,auto", value_type="choice", choices=("auto", "cpu", "cuda"))
     assert device.values == ("cpu", "auto")
-    assert dimension_from_dict("meta_lr", log.to_dict()) == log
+    assert log.to_dict() == {"kind": "log", "low": 1e-4, "high": 0.1, "integer": False}
 
 
 @pytest.mark.parametrize(
@@ -35,6 +35,7 @@ def test_list_range_and_log_are_parsed():
         ("yes", "bool", "true or false"),
         ("1..5", "int", "Write a range as"),
         ("1..100000 step 1", "int", "at most"),
+        ("1," * 1500, "int", "at most 2,000 characters"),
     ],
 )
 def test_bad_dimensions_say_why(text, value_type, message):

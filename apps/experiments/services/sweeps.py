@@ -25,7 +25,7 @@ from apps.experiments.models import Experiment, Metric, Run, RunStatus, Sweep, S
 from apps.experiments.selectors import taskset_family_facts
 from apps.experiments.services.runs import AnyUser, _validated_config, run_cancel, run_create
 from apps.experiments.sweeps.asha import asha_keeps, asha_rungs
-from apps.experiments.sweeps.dimensions import Dimension, DimensionError, dimension_from_dict, dimension_parse
+from apps.experiments.sweeps.dimensions import Dimension, DimensionError, dimension_parse
 from apps.experiments.sweeps.expand import GRID, grid_size, point_config, sweep_points
 from apps.experiments.sweeps.fields import SWEEP_METRICS, sweepable_fields
 from apps.tasksets.models import TaskSetVersion
@@ -282,8 +282,3 @@ def _asha_stop(run_id: int, *, rung: int, step: int, name: str, value: float) ->
         logger.info("run %s: ASHA stop refused (finished already, or its launcher left)", run_id)
         return False
     return True
-
-
-def sweep_dimensions(sweep: Sweep) -> list[Dimension]:
-    """The sweep's stored dimensions."""
-    return [dimension_from_dict(field, data) for field, data in (sweep.dimensions or {}).items()]

@@ -24,6 +24,8 @@ Value = int | float | bool | str
 
 #: The most values one list or range may hold (a sweep's total is limited separately).
 MAX_VALUES = 1000
+#: The longest dimension text read.
+MAX_TEXT = 2000
 
 _RANGE = re.compile(r"^\s*(\S+?)\s*\.\.\s*(\S+?)\s+step\s+(\S+)\s*$", re.IGNORECASE)
 _LOG = re.compile(r"^\s*(\S+?)\s*\.\.\s*(\S+?)\s+log\s*$", re.IGNORECASE)
@@ -111,6 +113,8 @@ def dimension_parse(
     text = (text or "").strip()
     if not text:
         raise DimensionError("Give a list, a range with a step, or a log range.")
+    if len(text) > MAX_TEXT:
+        raise DimensionError(f"Use at most {MAX_TEXT:,} characters.")
     numeric = value_type in ("int", "float")
     if numeric and (match := _RANGE.match(text)):
         return _range(field, match, value_type)
@@ -129,16 +133,3 @@ def dimension_parse(
         raise DimensionError(f"The list holds {len(parts):,} values; at most {MAX_VALUES:,}.")
     values = tuple(dict.fromkeys(_scalar(part, value_type, choices) for part in parts))
     return Dimension(field=field, kind="list", values=values)
-
-
-def dimension_from_dict(field: str, data: dict[str, object]) -> Dimension:
-    """The inverse of :meth:`Dimension.to_dict` (for dimensions stored on a sweep)."""
-    if data.get("kind") == "log":
-        return Dimension(
-            field=field,
-            kind="log",
-            low=float(data["low"]),  # type: ignore[arg-type]
-            high=float(data["high"]),  # type: ignore[arg-type]
-            integer=bool(data.get("integer")),
-        )
-    return Dimension(field=field, kind=data.get("kind", "list"), values=tuple(data.get("values", ())))  # type: ignore[arg-type]
