@@ -134,8 +134,21 @@ def test_sweep_page_query_count_does_not_grow(client, world, django_assert_max_n
     with django_assert_max_num_queries(len(small_ctx.captured_queries)):
         assert client.get(detail_url(world, big)).status_code == 200
     list_url = reverse("experiments:sweep-list", kwargs={"team_slug": world["team"].slug})
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(10) as one_ctx:
         assert client.get(list_url).status_code == 200
+    for _ in range(5):
+        make_sweep(world["team"], world["users"], world["experiment"], world["version"], runs=2)
+    with django_assert_max_num_queries(len(one_ctx.captured_queries)):
+        assert client.get(list_url).content.count(b'id="sweep-row-') == 7
+
+
+def test_swapping_the_launch_fields_keeps_the_sweep_section(client, world):
+    login(client, world, "member")
+    url = reverse("experiments:run-launch", kwargs={"team_slug": world["team"].slug})
+    query = {"algorithm": "reptile", "sweep_strategy": "grid", "dim_inner_lr": "0.1, 0.2", "dim_ways": "2"}
+    body = client.get(url, query, **HTMX).content.decode()
+    assert 'value="0.1, 0.2"' in body and 'id="sweep-settings" data-testid="sweep-settings" open' in body
+    assert "dim_ways" not in body  # ways does not apply to a regression task set
 
 
 @pytest.mark.parametrize("htmx", [False, True])
