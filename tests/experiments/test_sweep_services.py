@@ -195,9 +195,10 @@ def test_asha_stops_a_run_outside_the_top_third_at_a_rung(alpha, sent):
     # Not at a rung, or another metric: nothing happens.
     assert record(runs[3], claims[3], "val_loss", 11, 9.0) is None
     assert record(runs[3], claims[3], "loss", 10, 9.0) is None
-    # The best of four goes on; a later poll of run 0 (still at the rung, now second
-    # of four: 4 // 3 = 1 goes on) stops it.
+    # The best of four goes on; a later poll of run 0 (rung 1 is still the highest it
+    # reached, though it evaluated since; now second of four: 4 // 3 = 1 goes on) stops it.
     assert record(runs[3], claims[3], "val_loss", 10, 0.1) is None
+    services.run_metrics_record(run_id=runs[0].pk, token=claims[0].token, points=[("val_loss", 15, 0.3)])
     assert services.run_stop_reason(run_id=runs[0].pk, token=claims[0].token) == "cancel"
     assert stopped.count() == 2
 

@@ -245,10 +245,12 @@ def sweep_stop(*, sweep: Sweep, actor: AnyUser) -> Sweep:
 
 
 def sweep_asha_check(*, run_id: int) -> bool:
-    """Stop a running run of a running ASHA sweep when its latest value of the sweep's
-    metric is at a rung and not in the top 1/eta of the runs that reached that rung
-    (``run_cancel``, with the reason). True when it was stopped. Called from the
-    worker's stop poll (``run_stop_reason``): at most three small reads."""
+    """Stop a running run of a running ASHA sweep unless, at the highest rung it has
+    reached, its value of the sweep's metric ranks in the top 1/eta of the runs that
+    reached that rung (``run_cancel``, with the reason). True when it was stopped.
+    Called from the worker's stop poll (``run_stop_reason``): at most three small
+    reads. The highest rung reached, not the latest evaluation: a poll that comes
+    after the next (non-rung) evaluation still judges the run."""
     row = (
         Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True)
         .filter(sweep__strategy=SweepStrategy.ASHA, sweep__status=SweepStatus.RUNNING)
@@ -258,11 +260,11 @@ def sweep_asha_check(*, run_id: int) -> bool:
     if row is None:
         return False
     metric = row["sweep__metric"]
-    latest = Metric.objects.filter(run_id=run_id, name=metric).order_by("-step").values_list("step", "value")
-    point = latest.first()
     config = row["config"] if isinstance(row["config"], dict) else {}
     rungs = asha_rungs(min_resource=int(config.get("eval_interval") or 0), max_resource=row["total_steps"])
-    if point is None or point[0] not in rungs:
+    reached = Metric.objects.filter(run_id=run_id, name=metric, step__in=rungs).order_by("-step")
+    point = reached.values_list("step", "value").first()
+    if point is None:
         return False
     step, value = point
     others = Metric.objects.filter(run__sweep_id=row["sweep_id"], name=metric, step=step).exclude(

@@ -2,12 +2,13 @@
 Parallel Hyperparameter Tuning", arXiv:1810.05934), in its stopping form.
 
 Rungs are eval steps: ``min_resource`` (the first evaluation), then each ``eta``
-times the previous, below the run's last step. When a run has reported its metric
-at a rung, it is compared with every run that reached that rung so far (and
-itself); it continues only if it ranks in the top ``1/eta`` of them (at least the
-best one). No run waits for the others to reach a rung: that is what makes it
-asynchronous. (The service judges a run while its latest evaluation is at the rung,
-so until its next evaluation a late, better arrival can still stop it.)
+times the previous, below the run's last step. A run is judged at the highest rung
+it has reached, against every run that reached that rung so far (and itself); it
+continues only if it ranks in the top ``1/eta`` of them (at least the best one).
+No run waits for the others to reach a rung: that is what makes it asynchronous.
+Until it reaches the next rung, a run can still be stopped by better runs that
+reach its rung after it: so only ``1/eta`` of the runs at a rung go past it, as in
+successive halving.
 """
 
 from __future__ import annotations
