@@ -101,6 +101,57 @@ class Queue(models.TextChoices):
     CPU = "cpu", "CPU"
 
 
+class SweepStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+    DONE = "done", "Done"
+
+
+class SweepStrategy(models.TextChoices):
+    GRID = "grid", "Grid"
+    RANDOM = "random", "Random"
+    ASHA = "asha", "Random with ASHA"
+
+
+class Sweep(models.Model):
+    """Runs launched together over the values of some settings. The sweep links its
+    runs (``Run.sweep``) and holds the configs not yet launched: ``configs[next_index:]``
+    become runs as earlier ones finish, at most ``max_concurrent`` queued or running."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="sweeps")
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="sweeps")
+    taskset_version = models.ForeignKey(TaskSetVersion, on_delete=models.PROTECT, related_name="sweeps")
+    name = models.CharField(max_length=120)
+    strategy = models.CharField(max_length=10, choices=SweepStrategy.choices)
+    base_config = models.JSONField()
+    dimensions = models.JSONField()
+    configs = models.JSONField(default=list)
+    #: ``len(configs)``, so that lists need not load the configs.
+    planned = models.PositiveIntegerField(default=0)
+    next_index = models.PositiveIntegerField(default=0)
+    metric = models.CharField(max_length=50)
+    maximize = models.BooleanField(default=False)
+    max_concurrent = models.PositiveIntegerField(default=1)
+    seed = models.BigIntegerField(default=0)
+    queue = models.CharField(max_length=10, choices=Queue.choices, default=Queue.CPU)
+    status = models.CharField(max_length=10, choices=SweepStatus.choices, default=SweepStatus.RUNNING)
+    message = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["team", "-created_at"], name="sweep_team_recent")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def pending(self) -> int:
+        """Configs not launched yet."""
+        return max(self.planned - self.next_index, 0)
+
+
 class Run(Noted):
     """One execution of the engine: queued -> running -> succeeded | failed | cancelled.
 
@@ -142,6 +193,7 @@ class Run(Noted):
     error_step = models.PositiveIntegerField(null=True, blank=True)
     summary = models.JSONField(default=dict, blank=True)
     tags = models.ManyToManyField(Tag, blank=True, related_name="runs")
+    sweep = models.ForeignKey(Sweep, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
 
     class Meta:
         ordering = ["-created_at"]

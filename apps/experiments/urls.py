@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.experiments import annotation_views, compare_views, views, views_run_list
+from apps.experiments import annotation_views, compare_views, sweep_views, views, views_run_list
 
 app_name = "experiments"
 
@@ -17,6 +17,9 @@ urlpatterns = [
     path(
         "t/<slug:team_slug>/runs/compare/series/", compare_views.run_compare_series, name="run-compare-series"
     ),
+    path("t/<slug:team_slug>/sweeps/", sweep_views.sweep_list, name="sweep-list"),
+    path("t/<slug:team_slug>/sweeps/<int:sweep_id>/", sweep_views.sweep_detail, name="sweep-detail"),
+    path("t/<slug:team_slug>/sweeps/<int:sweep_id>/stop/", sweep_views.sweep_stop, name="sweep-stop"),
     path("t/<slug:team_slug>/experiments/", views.experiment_list, name="experiment-list"),
     path("t/<slug:team_slug>/experiments/new/", views.experiment_create, name="experiment-create"),
     path("experiments/<int:experiment_id>/", views.experiment_detail, name="experiment-detail"),

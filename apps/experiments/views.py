@@ -19,6 +19,8 @@ from apps.experiments.analysis.summary import duration_display
 from apps.experiments.annotation_views import annotations_context
 from apps.experiments.forms import ExperimentForm, RunLaunchForm
 from apps.experiments.models import Run, RunStatus, tag_name_clean
+from apps.experiments.sweep_forms import SweepForm
+from apps.experiments.sweep_views import sweep_form_for, sweep_launch
 from apps.teams.models import Role, Team
 from apps.teams.selectors import role_for, team_get_for_user
 from apps.teams.services import ensure_role
@@ -92,8 +94,10 @@ def experiment_detail(request: HtmxHttpRequest, experiment_id: int) -> HttpRespo
 # -- launch ---------------------------------------------------------------
 
 
-def _launch_context(team: Team, form: RunLaunchForm, source: Run | None = None) -> dict[str, Any]:
-    return {"team": team, "form": form, "source": source}
+def _launch_context(
+    team: Team, form: RunLaunchForm, source: Run | None = None, sweep_form: SweepForm | None = None
+) -> dict[str, Any]:
+    return {"team": team, "form": form, "source": source, "sweep_form": sweep_form or sweep_form_for(form)}
 
 
 def _launch_initial(request: HtmxHttpRequest) -> dict[str, str]:
@@ -117,9 +121,13 @@ def run_launch(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
     ensure_role(user=request.user, team=team, required=Role.MEMBER)
     if request.method == "GET":
         form = RunLaunchForm(team=team, initial=_launch_initial(request), fallback=_last_used(request, team))
-        return render_page(request, "experiments/run_launch.html", "launch-form", _launch_context(team, form))
+        # A swap of the fields keeps the sweep section's values (the query string).
+        sweep_form = sweep_form_for(form, request.GET if "sweep_strategy" in request.GET else None)
+        context = _launch_context(team, form, sweep_form=sweep_form)
+        return render_page(request, "experiments/run_launch.html", "launch-form", context)
 
     form = RunLaunchForm(request.POST, team=team)
+    sweep_form = sweep_form_for(form, request.POST)
     source = None
     if form.is_valid():
         source = _clone_source(request, form.cleaned_data.get("cloned_from"))
@@ -127,6 +135,14 @@ def run_launch(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
         try:
             if version is None:
                 raise ValidationError({"taskset": "This task set has no version yet."})
+            if sweep_form.wanted:
+                response = sweep_launch(request, form, sweep_form, version)
+                return response or render_page(
+                    request,
+                    "experiments/run_launch.html",
+                    "launch-form",
+                    _launch_context(team, form, source, sweep_form),
+                )
             run = services.run_create(
                 experiment=form.cleaned_data["experiment"],
                 actor=request.user,
@@ -140,7 +156,7 @@ def run_launch(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
         else:
             return redirect_page(request, reverse("experiments:run-detail", args=[run.pk]))
     return render_page(
-        request, "experiments/run_launch.html", "launch-form", _launch_context(team, form, source)
+        request, "experiments/run_launch.html", "launch-form", _launch_context(team, form, source, sweep_form)
     )
 
 

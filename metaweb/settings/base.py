@@ -224,6 +224,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # watchdog requeues a run silent for longer than HEARTBEAT_TIMEOUT_SECONDS.
 HEARTBEAT_SECONDS = env_int("METAWEB_HEARTBEAT_SECONDS", 5)
 HEARTBEAT_TIMEOUT_SECONDS = env_int("METAWEB_HEARTBEAT_TIMEOUT_SECONDS", 60)
+#: The most runs one sweep may make (a grid's product, or random samples).
+SWEEP_MAX_RUNS = env_int("METAWEB_SWEEP_MAX_RUNS", 200)
 WATCHDOG_INTERVAL_SECONDS = env_int("METAWEB_WATCHDOG_INTERVAL_SECONDS", 15)
 CELERY_BEAT_SCHEDULE = {
     "runs-watchdog": {"task": "workers.tasks.watchdog", "schedule": float(WATCHDOG_INTERVAL_SECONDS)},

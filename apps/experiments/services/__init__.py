@@ -12,3 +12,4 @@ from apps.experiments.services.annotations import *  # noqa: F403
 from apps.experiments.services.execution import *  # noqa: F403
 from apps.experiments.services.runs import *  # noqa: F403
 from apps.experiments.services.saved_views import *  # noqa: F403
+from apps.experiments.services.sweeps import *  # noqa: F403

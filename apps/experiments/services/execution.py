@@ -31,7 +31,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.experiments.events import publish_run_status_on_commit
-from apps.experiments.models import Metric, Run, RunEvent, RunKind, RunStatus
+from apps.experiments.models import Metric, Run, RunEvent, RunKind, RunStatus, SweepStatus, SweepStrategy
+from apps.experiments.services.runs import sweep_next_on_commit
 
 __all__ = [
     "Claim",
@@ -177,15 +178,26 @@ def run_metrics_record(*, run_id: int, token: str, points: Iterable[tuple[str, i
 def run_stop_reason(*, run_id: int, token: str) -> str | None:
     """Why the attempt holding ``token`` should stop, if it should: ``"cancel"`` when a
     cancel was requested, ``"lost"`` when the token no longer owns the running run.
-    One small read, polled by the worker between iterations."""
-    row = Run.objects.filter(pk=run_id).values_list("status", "attempt_token", "cancel_requested_at").first()
+    One small read, polled by the worker between iterations; for a run of a running
+    ASHA sweep, also the ASHA check (``sweep_asha_check``), which may stop it.
+    """
+    row = (
+        Run.objects.filter(pk=run_id)
+        .values_list("status", "attempt_token", "cancel_requested_at", "sweep__strategy", "sweep__status")
+        .first()
+    )
     if row is None:
         return "lost"
-    status, current, cancel_requested_at = row
+    status, current, cancel_requested_at, strategy, sweep_status = row
     if status != RunStatus.RUNNING or not token or current != token:
         return "lost"
     if cancel_requested_at is not None:
         return "cancel"
+    if strategy == SweepStrategy.ASHA and sweep_status == SweepStatus.RUNNING:
+        from apps.experiments.services.sweeps import sweep_asha_check  # noqa: PLC0415 (a cycle)
+
+        if sweep_asha_check(run_id=run_id):
+            return "cancel"
     return None
 
 
@@ -216,6 +228,7 @@ def _finish(run: Run, status: RunStatus, *, now: datetime | None = None) -> None
             "error_step",
         ]
     )
+    sweep_next_on_commit(run)
 
 
 def run_succeed(*, run_id: int, token: str, summary: dict[str, Any], step: int | None = None) -> bool:

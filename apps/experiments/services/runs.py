@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.experiments.events import publish_run_status_on_commit
-from apps.experiments.models import Experiment, Queue, Run, RunEvent, RunKind, RunStatus
+from apps.experiments.models import Experiment, Queue, Run, RunEvent, RunKind, RunStatus, Sweep
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
@@ -166,6 +166,7 @@ def run_create(
     config: dict[str, Any],
     queue: str = Queue.CPU,
     cloned_from: Run | None = None,
+    sweep: Sweep | None = None,
 ) -> Run:
     """Validate and queue a meta-training run, then dispatch it after commit.
 
@@ -194,10 +195,13 @@ def run_create(
         launched_by=actor,
         cloned_from=cloned_from,
         total_steps=parsed.iterations,
+        sweep=sweep,
     )
     message = f"Queued on the {Queue(queue).label} queue by {actor.get_username()}"
     if cloned_from is not None:
         message += f", cloned from run {cloned_from.pk}"
+    if sweep is not None:
+        message += f", in sweep '{sweep.name}'"
     RunEvent.objects.create(run=run, kind="queued", message=message + ".")
 
     run_id, run_queue = run.pk, run.queue
@@ -206,14 +210,29 @@ def run_create(
     return run
 
 
+def sweep_next_on_commit(run: Run) -> None:
+    """After commit, let the sweep of a run that just ended launch its next run."""
+    if run.sweep_id is None:
+        return
+    sweep_id = run.sweep_id
+
+    def advance() -> None:
+        from apps.experiments.services.sweeps import sweep_advance  # it imports this module
+
+        sweep_advance(sweep_id=sweep_id)
+
+    transaction.on_commit(advance, robust=True)
+
+
 @transaction.atomic
-def run_cancel(*, run: Run, actor: AnyUser) -> Run:
+def run_cancel(*, run: Run, actor: AnyUser, reason: str = "") -> Run:
     """Cancel a run. Members and admins only.
 
     A queued run is cancelled at once (a worker that later receives it finds it
     cancelled and returns). A running run gets ``cancel_requested_at``; the worker's
     reporter sees it between iterations and marks the run cancelled. A finished run
-    cannot be cancelled.
+    cannot be cancelled. ``reason`` (e.g. a sweep's ASHA stop) replaces the event's
+    "cancelled by" message. A sweep's run that ends makes room for its next one.
     """
     ensure_role(user=actor, team=run.team_id, required=Role.MEMBER)
     locked = Run.objects.select_for_update().get(pk=run.pk)
@@ -224,9 +243,10 @@ def run_cancel(*, run: Run, actor: AnyUser) -> Run:
         locked.finished_at = now
         locked.cancel_requested_at = now
         locked.save(update_fields=["status", "finished_at", "cancel_requested_at"])
-        message = f"Cancelled by {who} before it started."
+        message = reason or f"Cancelled by {who} before it started."
         RunEvent.objects.create(run=locked, kind="cancelled", message=message, attempt=locked.attempt)
         publish_run_status_on_commit(locked)
+        sweep_next_on_commit(locked)
     elif locked.status == RunStatus.RUNNING:
         if locked.cancel_requested_at is None:
             locked.cancel_requested_at = now
@@ -234,7 +254,7 @@ def run_cancel(*, run: Run, actor: AnyUser) -> Run:
             RunEvent.objects.create(
                 run=locked,
                 kind="cancel_requested",
-                message=f"{who} asked to cancel; the worker stops after the current iteration.",
+                message=reason or f"{who} asked to cancel; the worker stops after the current iteration.",
                 attempt=locked.attempt,
             )
             publish_run_status_on_commit(locked)

@@ -1,0 +1,230 @@
+"""Sweep services on both databases: validation (field errors, nothing queued), the
+concurrency limit, stopping, and the ASHA stop through run_cancel."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+
+from apps.experiments import services
+from apps.experiments.models import Run, RunEvent, RunStatus, Sweep, SweepStatus
+from metaweb.celery import app as celery_app
+from tests.factories import SMALL_CONFIG, ExperimentFactory, TaskSetVersionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    calls: list[int] = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, args, **kw: calls.append(args[0]))
+    return calls
+
+
+@pytest.fixture
+def alpha(team_roles):
+    team, users = team_roles
+    experiment = ExperimentFactory(team=team, created_by=users["member"], name="Sine sweep")
+    version = TaskSetVersionFactory(
+        taskset__team=team, taskset__family="sinusoid", taskset__created_by=users["member"], params={}
+    )
+    return users, experiment, version
+
+
+def base(**changes):
+    config = {k: v for k, v in SMALL_CONFIG.items() if k != "family"}
+    config.update(changes)
+    return config
+
+
+def create(alpha, **kwargs):
+    users, experiment, version = alpha
+    options = {
+        "experiment": experiment,
+        "actor": users["member"],
+        "taskset_version": version,
+        "base_config": base(),
+        "dimensions": {"inner_lr": "0.01, 0.02", "inner_steps": "1..3 step 1"},
+        "strategy": "grid",
+        "metric": "val_loss",
+        "max_concurrent": 2,
+    }
+    options.update(kwargs)
+    return services.sweep_create(**options)
+
+
+def test_grid_sweep_queues_max_concurrent_runs_and_keeps_the_rest(
+    alpha, sent, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep = create(alpha)
+    assert len(sweep.configs) == 6 and sweep.next_index == 2
+    runs = list(Run.objects.filter(sweep=sweep).order_by("pk"))
+    assert [r.config["inner_lr"] for r in runs] == [0.01, 0.01]
+    assert [r.config["inner_steps"] for r in runs] == [1, 2]
+    assert sent == [r.pk for r in runs]
+    assert "in sweep" in RunEvent.objects.filter(run=runs[0], kind="queued").get().message
+
+
+def test_random_sweep_is_seeded(alpha, sent):
+    dims = {"meta_lr": "0.0001..0.01 log"}
+    one = create(alpha, strategy="random", samples=5, seed=3, dimensions=dims)
+    two = create(alpha, strategy="random", samples=5, seed=3, dimensions=dims)
+    assert [c["meta_lr"] for c in one.configs] == [c["meta_lr"] for c in two.configs]
+    assert len({c["meta_lr"] for c in one.configs}) == 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "message"),
+    [
+        ({"dimensions": {"inner_steps": "5..1 step 1"}}, "dim_inner_steps", "empty"),
+        ({"dimensions": {"meta_lr": "0.001..0.1 log"}}, "dim_meta_lr", "grid needs a list"),
+        ({"dimensions": {"seed": "1..300 step 1"}}, "sweep_strategy", "300 runs; the limit is 200"),
+        (
+            {"strategy": "random", "samples": 201, "dimensions": {"seed": "1,2"}},
+            "sweep_samples",
+            "between 1 and 200",
+        ),
+        ({"dimensions": {"ways": "2,3"}}, "dim_ways", "ignores ways"),
+        ({"dimensions": {"mnn_hidden": "8,16"}}, "dim_mnn_hidden", "ignores mnn_hidden"),
+        ({"dimensions": {"hidden": "8,16"}}, "dim_hidden", "cannot be swept"),
+        ({"dimensions": {}}, "sweep_strategy", "at least one setting"),
+        ({"dimensions": {"inner_lr": "0.01, -1"}}, "dim_inner_lr", "With inner_lr=-1"),
+        ({"metric": "val_f1"}, "sweep_metric", "Choose one of"),
+        ({"max_concurrent": 0}, "sweep_max_concurrent", "between 1"),
+    ],
+)
+def test_bad_sweeps_are_refused_on_the_field_and_nothing_is_queued(alpha, sent, kwargs, field, message):
+    with pytest.raises(ValidationError) as exc:
+        create(alpha, **kwargs)
+    assert message in " ".join(exc.value.message_dict[field])
+    assert not Sweep.objects.exists() and not Run.objects.exists() and sent == []
+
+
+def test_protonet_ignores_the_inner_loop(alpha, sent):
+    with pytest.raises(ValidationError) as exc:
+        create(alpha, base_config=base(algorithm="protonet"), dimensions={"inner_steps": "1,2"})
+    assert "ignores inner_steps" in exc.value.message_dict["dim_inner_steps"][0]
+
+
+def test_viewers_and_outsiders_cannot_sweep(alpha, sent):
+    users, _, _ = alpha
+    with pytest.raises(PermissionDenied):
+        create(alpha, actor=users["viewer"])
+    with pytest.raises(Http404):
+        create(alpha, actor=users["outsider"])
+    assert not Sweep.objects.exists()
+
+
+def finish(run: Run, status: str = RunStatus.SUCCEEDED) -> None:
+    """A worker's end of a run, through the execution services."""
+    claim = services.run_claim(run_id=run.pk, worker="w", device="cpu")
+    if status == RunStatus.SUCCEEDED:
+        assert services.run_succeed(run_id=run.pk, token=claim.token, summary={})
+    else:
+        assert services.run_fail(run_id=run.pk, token=claim.token, error="boom")
+
+
+def test_an_ending_run_queues_the_next_until_the_sweep_is_done(
+    alpha, sent, django_capture_on_commit_callbacks, monkeypatch
+):
+    monkeypatch.setattr("apps.experiments.services.execution._register_meta_model", lambda run_id: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep = create(alpha, dimensions={"inner_steps": "1..3 step 1"}, max_concurrent=2)
+    first, second = Run.objects.filter(sweep=sweep).order_by("pk")
+    with django_capture_on_commit_callbacks(execute=True):
+        finish(first)
+    sweep.refresh_from_db()
+    assert sweep.next_index == 3 and Run.objects.filter(sweep=sweep, status=RunStatus.QUEUED).count() == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        finish(second, RunStatus.FAILED)
+        services.run_cancel(run=Run.objects.filter(sweep=sweep).latest("pk"), actor=alpha[0]["member"])
+    sweep.refresh_from_db()
+    assert sweep.status == SweepStatus.DONE and Run.objects.filter(sweep=sweep).count() == 3
+
+
+def test_stop_sweep_cancels_queued_and_running_runs_and_launches_no_more(
+    alpha, sent, django_capture_on_commit_callbacks
+):
+    users, _, _ = alpha
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep = create(alpha)
+    running, queued = Run.objects.filter(sweep=sweep).order_by("pk")
+    services.run_claim(run_id=running.pk, worker="w", device="cpu")
+    with pytest.raises(PermissionDenied):
+        services.sweep_stop(sweep=sweep, actor=users["viewer"])
+    with django_capture_on_commit_callbacks(execute=True):
+        services.sweep_stop(sweep=sweep, actor=users["member"])
+    running.refresh_from_db()
+    queued.refresh_from_db()
+    assert queued.status == RunStatus.CANCELLED
+    assert running.status == RunStatus.RUNNING and running.cancel_requested_at is not None
+    assert Run.objects.filter(sweep=sweep).count() == 2
+    sweep.refresh_from_db()
+    assert sweep.status == SweepStatus.STOPPED and "member" in sweep.message
+    with pytest.raises(ValidationError):
+        services.sweep_stop(sweep=sweep, actor=users["member"])
+
+
+def record(run, claim, name, step, value):
+    """A worker stores an evaluation, then polls whether to stop (the reporter's order)."""
+    services.run_metrics_record(run_id=run.pk, token=claim.token, points=[(name, step, value)])
+    return services.run_stop_reason(run_id=run.pk, token=claim.token)
+
+
+def test_asha_stops_a_run_outside_the_top_third_at_a_rung(alpha, sent):
+    sweep = create(
+        alpha, strategy="asha", samples=4, dimensions={"inner_lr": "0.01,0.02,0.03"}, max_concurrent=4
+    )
+    runs = list(Run.objects.filter(sweep=sweep).order_by("pk"))
+    claims = [services.run_claim(run_id=r.pk, worker="w", device="cpu") for r in runs]
+    # Rung 1 is the first eval (step 10 of 20); loss: lower is better. 0.5 (alone)
+    # and 0.2 (best of two) go on; 0.9 is third of three.
+    assert [
+        record(run, claim, "val_loss", 10, v) for run, claim, v in zip(runs, claims, (0.5, 0.2, 0.9))
+    ] == [
+        None,
+        None,
+        "cancel",
+    ]
+    stopped = Run.objects.filter(sweep=sweep, cancel_requested_at__isnull=False)
+    assert list(stopped.values_list("pk", flat=True)) == [runs[2].pk]
+    event = RunEvent.objects.filter(run=runs[2], kind="cancel_requested").get()
+    assert event.message.startswith("Stopped by ASHA at rung 1 (step 10)")
+    # Not at a rung, or another metric: nothing happens.
+    assert record(runs[3], claims[3], "val_loss", 11, 9.0) is None
+    assert record(runs[3], claims[3], "loss", 10, 9.0) is None
+    # The best of four goes on; a later poll of run 0 (rung 1 is still the highest it
+    # reached, though it evaluated since; now second of four: 4 // 3 = 1 goes on) stops it.
+    assert record(runs[3], claims[3], "val_loss", 10, 0.1) is None
+    services.run_metrics_record(run_id=runs[0].pk, token=claims[0].token, points=[("val_loss", 15, 0.3)])
+    assert services.run_stop_reason(run_id=runs[0].pk, token=claims[0].token) == "cancel"
+    assert stopped.count() == 2
+
+
+def test_asha_costs_non_sweep_runs_nothing(alpha, sent, django_assert_num_queries):
+    users, experiment, version = alpha
+    run = Run.objects.create(
+        experiment=experiment,
+        team=experiment.team,
+        algorithm="maml",
+        taskset_version=version,
+        config=base(),
+        launched_by=users["member"],
+        total_steps=20,
+    )
+    claim = services.run_claim(run_id=run.pk, worker="w", device="cpu")
+    with django_assert_num_queries(1):
+        services.run_metrics_record(run_id=run.pk, token=claim.token, points=[("val_loss", 10, 1.0)])
+    with django_assert_num_queries(1):
+        assert services.run_stop_reason(run_id=run.pk, token=claim.token) is None
+
+
+def test_asha_ignores_runs_outside_asha_sweeps(alpha, sent):
+    sweep = create(alpha, strategy="random", samples=2, dimensions={"inner_lr": "0.01,0.02"})
+    runs = list(Run.objects.filter(sweep=sweep))
+    for run, value in zip(runs, (0.1, 0.9), strict=True):
+        claim = services.run_claim(run_id=run.pk, worker="w", device="cpu")
+        assert record(run, claim, "val_loss", 10, value) is None
+    assert not Run.objects.filter(cancel_requested_at__isnull=False).exists()

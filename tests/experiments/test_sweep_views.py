@@ -1,0 +1,243 @@
+"""Sweep pages: the permission matrix with and without HX-Request, the leaderboard's
+order, stopping, launching from the launch form (field errors, nothing queued), and
+query counts that do not grow with the number of runs."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from apps.experiments.models import Metric, Run, RunStatus, Sweep, SweepStatus
+from metaweb.celery import app as celery_app
+from tests.factories import SMALL_CONFIG, ExperimentFactory, RunFactory, TaskSetVersionFactory
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+ROLES = ["anonymous", "outsider", "viewer", "member", "admin"]
+
+
+@pytest.fixture(autouse=True)
+def sent(monkeypatch):
+    calls: list[int] = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, args, **kw: calls.append(args[0]))
+    return calls
+
+
+def make_sweep(team, users, experiment, version, runs: int = 3, status=SweepStatus.RUNNING) -> Sweep:
+    sweep = Sweep.objects.create(
+        team=team,
+        experiment=experiment,
+        taskset_version=version,
+        name="lr sweep <b>",
+        strategy="random",
+        base_config={},
+        dimensions={"inner_lr": {"kind": "list", "values": [0.1, 0.2]}},
+        configs=[{}] * runs,
+        planned=runs,
+        next_index=runs,
+        metric="val_loss",
+        max_concurrent=2,
+        status=status,
+        created_by=users["member"],
+    )
+    for i in range(runs):
+        run = RunFactory(
+            experiment=experiment,
+            taskset_version=version,
+            sweep=sweep,
+            config={**SMALL_CONFIG, "inner_lr": 0.1 * (i + 1)},
+            status=RunStatus.RUNNING if i == 0 else RunStatus.SUCCEEDED,
+        )
+        if i:  # the first has no eval yet
+            Metric.objects.bulk_create(
+                [Metric(run=run, name="val_loss", step=s, value=1.0 / (i * s)) for s in (10, 20)]
+            )
+    return sweep
+
+
+@pytest.fixture
+def world(team_roles):
+    team, users = team_roles
+    experiment = ExperimentFactory(team=team, created_by=users["member"], name="Sines")
+    version = TaskSetVersionFactory(
+        taskset__team=team, taskset__family="sinusoid", taskset__created_by=users["member"], params={}
+    )
+    sweep = make_sweep(team, users, experiment, version)
+    return {"team": team, "users": users, "experiment": experiment, "version": version, "sweep": sweep}
+
+
+def login(client, world, who):
+    if who != "anonymous":
+        client.force_login(world["users"][who])
+        client.get(reverse("experiments:run-list", kwargs={"team_slug": world["team"].slug}))
+
+
+def detail_url(world, sweep=None):
+    sweep = sweep or world["sweep"]
+    return reverse("experiments:sweep-detail", kwargs={"team_slug": world["team"].slug, "sweep_id": sweep.pk})
+
+
+def refused(response, who) -> bool:
+    if who == "anonymous":
+        assert response.status_code == 302 and response["Location"].startswith(reverse("login") + "?next=")
+        return True
+    if who == "outsider":
+        assert response.status_code == 404
+        return True
+    return False
+
+
+@pytest.mark.parametrize("who", ROLES)
+@pytest.mark.parametrize("htmx", [False, True])
+def test_sweep_pages_permissions(client, world, who, htmx):
+    login(client, world, who)
+    headers = HTMX if htmx else {}
+    list_url = reverse("experiments:sweep-list", kwargs={"team_slug": world["team"].slug})
+    for url in (list_url, detail_url(world)):
+        response = client.get(url, **headers)
+        if refused(response, who):
+            continue
+        assert response.status_code == 200
+        body = response.content.decode()
+        assert ("<html" in body) is not htmx
+        assert "lr sweep &lt;b&gt;" in body or url == detail_url(world)
+    if who in ("anonymous", "outsider"):
+        return
+    body = client.get(detail_url(world), **headers).content.decode()
+    assert ('id="stop-sweep"' in body) is (who != "viewer")
+    assert ('id="clone-best"' in body) is (who != "viewer")
+
+
+def test_leaderboard_ranks_by_latest_metric_best_first(client, world):
+    login(client, world, "viewer")
+    rows = [(r.rank, r.run.config["inner_lr"], r.value) for r in _rows(world)]
+    # val_loss at step 20: run 2 -> 1/40, run 1 -> 1/20; run 0 has no eval and comes last.
+    assert [(rank, round(lr, 1)) for rank, lr, _ in rows] == [(1, 0.3), (2, 0.2), (None, 0.1)]
+    body = client.get(detail_url(world)).content.decode()
+    best = Run.objects.get(sweep=world["sweep"], config__inner_lr=0.30000000000000004)
+    assert f'href="/runs/{best.pk}/clone/"' not in body  # viewers cannot clone
+    assert "sweep-parallel-data" in body
+
+
+def _rows(world):
+    from apps.experiments.sweep_selectors import sweep_leaderboard
+
+    return sweep_leaderboard(sweep=world["sweep"])
+
+
+def test_sweep_page_query_count_does_not_grow(client, world, django_assert_max_num_queries):
+    login(client, world, "member")
+    big = make_sweep(world["team"], world["users"], world["experiment"], world["version"], runs=30)
+    with django_assert_max_num_queries(12) as small_ctx:
+        client.get(detail_url(world))
+    with django_assert_max_num_queries(len(small_ctx.captured_queries)):
+        assert client.get(detail_url(world, big)).status_code == 200
+    list_url = reverse("experiments:sweep-list", kwargs={"team_slug": world["team"].slug})
+    with django_assert_max_num_queries(10) as one_ctx:
+        assert client.get(list_url).status_code == 200
+    for _ in range(5):
+        make_sweep(world["team"], world["users"], world["experiment"], world["version"], runs=2)
+    with django_assert_max_num_queries(len(one_ctx.captured_queries)):
+        assert client.get(list_url).content.count(b'id="sweep-row-') == 7
+
+
+def test_swapping_the_launch_fields_keeps_the_sweep_section(client, world):
+    login(client, world, "member")
+    url = reverse("experiments:run-launch", kwargs={"team_slug": world["team"].slug})
+    query = {"algorithm": "reptile", "sweep_strategy": "grid", "dim_inner_lr": "0.1, 0.2", "dim_ways": "2"}
+    body = client.get(url, query, **HTMX).content.decode()
+    assert 'value="0.1, 0.2"' in body and 'id="sweep-settings" data-testid="sweep-settings" open' in body
+    assert "dim_ways" not in body  # ways does not apply to a regression task set
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_stop_sweep_from_the_page(client, world, htmx):
+    url = reverse(
+        "experiments:sweep-stop", kwargs={"team_slug": world["team"].slug, "sweep_id": world["sweep"].pk}
+    )
+    login(client, world, "viewer")
+    assert client.post(url).status_code == 403
+    login(client, world, "member")
+    response = client.post(url, **(HTMX if htmx else {}))
+    world["sweep"].refresh_from_db()
+    assert world["sweep"].status == SweepStatus.STOPPED
+    running = Run.objects.get(sweep=world["sweep"], status=RunStatus.RUNNING)
+    assert running.cancel_requested_at is not None
+    if htmx:
+        assert response.status_code == 200 and 'id="stop-sweep"' not in response.content.decode()
+    else:
+        assert response.status_code == 302
+    again = client.post(url, **HTMX)
+    assert "stopped already" in again.content.decode()
+
+
+def test_outsider_cannot_stop(client, world):
+    login(client, world, "outsider")
+    url = reverse(
+        "experiments:sweep-stop", kwargs={"team_slug": world["team"].slug, "sweep_id": world["sweep"].pk}
+    )
+    assert client.post(url).status_code == 404
+    assert Sweep.objects.get(pk=world["sweep"].pk).status == SweepStatus.RUNNING
+
+
+def launch_data(world, **changes):
+    data = {k: v for k, v in SMALL_CONFIG.items() if k not in ("family", "hidden")}
+    data.update(
+        experiment=world["experiment"].pk,
+        taskset=world["version"].taskset_id,
+        queue="cpu",
+        hidden="8",
+        device="cpu",
+    )
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None and v is not False}
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_launch_a_sweep_from_the_launch_form(client, world, sent, htmx, django_capture_on_commit_callbacks):
+    login(client, world, "member")
+    url = reverse("experiments:run-launch", kwargs={"team_slug": world["team"].slug})
+    page = client.get(url).content.decode()
+    assert 'id="sweep-settings"' in page and "dim_inner_lr" in page
+    data = launch_data(
+        world,
+        sweep_strategy="asha",
+        sweep_samples=6,
+        sweep_seed=1,
+        sweep_metric="val_loss",
+        sweep_max_concurrent=2,
+        dim_meta_lr="1e-4..1e-2 log",
+        dim_inner_steps="1,2",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, data, **(HTMX if htmx else {}))
+    sweep = Sweep.objects.exclude(pk=world["sweep"].pk).get()
+    target = detail_url(world, sweep)
+    assert (response["HX-Redirect"] if htmx else response["Location"]) == target
+    assert (sweep.strategy, len(sweep.configs), Run.objects.filter(sweep=sweep).count()) == ("asha", 6, 2)
+    assert len(sent) == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "field_id", "message"),
+    [
+        ({"dim_inner_steps": "4..1 step 1"}, "id_dim_inner_steps_error", "empty"),
+        (
+            {"sweep_strategy": "random", "sweep_samples": 500, "dim_inner_lr": "0.1,0.2"},
+            "id_sweep_samples_error",
+            "between 1 and 200",
+        ),
+        ({"dim_seed": "1..300 step 1"}, "id_sweep_strategy_error", "300 runs; the limit is 200"),
+        ({"dim_ways": "2,3"}, "launch-errors", "ignores ways"),
+    ],
+)
+def test_bad_sweeps_show_field_errors_and_queue_nothing(client, world, sent, changes, field_id, message):
+    login(client, world, "member")
+    url = reverse("experiments:run-launch", kwargs={"team_slug": world["team"].slug})
+    data = launch_data(world, sweep_strategy="grid", sweep_metric="val_loss", sweep_max_concurrent=2)
+    data.update(changes)
+    response = client.post(url, data, **HTMX)
+    body = response.content.decode()
+    assert response.status_code == 200 and message in body and f'id="{field_id}"' in body
+    assert Sweep.objects.count() == 1 and Run.objects.filter(sweep=None).count() == 0 and sent == []
