@@ -10,7 +10,7 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "metaweb.settings.dev")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "metaweb.settings.base")
 
 django_asgi_app = get_asgi_application()
 
