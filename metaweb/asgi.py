@@ -18,11 +18,19 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from django.conf import settings  # noqa: E402
+
+from metaweb.bodylimit import BodyLimitMiddleware  # noqa: E402
 from metaweb.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Oversized bodies are refused here, before auth and before Django spools them.
+        "http": BodyLimitMiddleware(
+            django_asgi_app,
+            max_bytes=settings.REQUEST_BODY_MAX_BYTES,
+            max_upload_bytes=settings.REQUEST_BODY_MAX_BYTES_UPLOAD,
+        ),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -195,6 +195,11 @@ MEDIA_URL = "/media-not-served/"
 TASKSET_UPLOAD_MAX_BYTES = env_int("METAWEB_TASKSET_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# The ASGI body limit (metaweb/bodylimit.py), checked before Django reads a byte:
+# multipart bodies may carry one task-set upload plus 1 MiB of form fields and framing;
+# any other body what Django would accept in memory anyway. The proxy uses the former.
+REQUEST_BODY_MAX_BYTES_UPLOAD = TASKSET_UPLOAD_MAX_BYTES + 1024 * 1024
+REQUEST_BODY_MAX_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE
 
 # Celery: JSON only, ids only in messages, late acks, one task at a time per worker process.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
