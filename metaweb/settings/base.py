@@ -223,6 +223,23 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT 
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# What a run may cost, per queue (workers/metalearn/cost.py estimates it, torch-free):
+# meta-parameters, activation memory per meta-batch, and bytes per checkpoint
+# (parameters plus Adam's two moments). The launch form names the setting to lower.
+_GIB = 1024**3
+RUN_BUDGETS = {
+    "cpu": {
+        "parameters": env_int("METAWEB_CPU_MAX_PARAMETERS", 25_000_000),
+        "activation_bytes": env_int("METAWEB_CPU_MAX_ACTIVATION_BYTES", 4 * _GIB),
+        "checkpoint_bytes": env_int("METAWEB_CPU_MAX_CHECKPOINT_BYTES", 512 * 1024**2),
+    },
+    "gpu": {
+        "parameters": env_int("METAWEB_GPU_MAX_PARAMETERS", 80_000_000),
+        "activation_bytes": env_int("METAWEB_GPU_MAX_ACTIVATION_BYTES", 40 * _GIB),
+        "checkpoint_bytes": env_int("METAWEB_GPU_MAX_CHECKPOINT_BYTES", 1 * _GIB),
+    },
+}
+
 # Heartbeats: a running run's worker writes one every HEARTBEAT_SECONDS; the
 # watchdog requeues a run silent for longer than HEARTBEAT_TIMEOUT_SECONDS.
 HEARTBEAT_SECONDS = env_int("METAWEB_HEARTBEAT_SECONDS", 5)

@@ -50,7 +50,12 @@ def test_asgi_without_settings_module_or_key_fails_naming_the_key() -> None:
 def test_manage_py_without_settings_module_or_key_fails_naming_the_key() -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "METAWEB_"))}
     result = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
