@@ -11,6 +11,7 @@ own processes.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -85,6 +86,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "channels",
+    "axes",
     "apps.teams",
     "apps.tasksets",
     "apps.experiments",
@@ -103,7 +105,23 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "metaweb.middleware.HtmxErrorMiddleware",
     "apps.teams.middleware.LastTeamMiddleware",
+    # Last, as django-axes asks: it turns a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Login throttling (django-axes), on /accounts/login/ and /admin/login/ alike: after
+# AXES_FAILURE_LIMIT failures a username is locked out, and so is an IP address,
+# each on its own, for AXES_COOLOFF_TIME; a success resets the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("METAWEB_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("METAWEB_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
+AXES_CLIENT_IP_CALLABLE = "metaweb.client_ip.client_ip"
 
 ROOT_URLCONF = "metaweb.urls"
 WSGI_APPLICATION = None
