@@ -22,14 +22,17 @@ from django.conf import settings  # noqa: E402
 from metaweb.bodylimit import BodyLimitMiddleware  # noqa: E402
 from metaweb.routing import websocket_urlpatterns  # noqa: E402
 
+# Oversized bodies are refused here, before auth and before Django spools them
+# (``manage.py serve`` applies the same limits in daphne's HTTP layer).
+http_application = BodyLimitMiddleware(
+    django_asgi_app,
+    max_bytes=settings.REQUEST_BODY_MAX_BYTES,
+    max_upload_bytes=settings.REQUEST_BODY_MAX_BYTES_UPLOAD,
+)
+
 application = ProtocolTypeRouter(
     {
-        # Oversized bodies are refused here, before auth and before Django spools them.
-        "http": BodyLimitMiddleware(
-            django_asgi_app,
-            max_bytes=settings.REQUEST_BODY_MAX_BYTES,
-            max_upload_bytes=settings.REQUEST_BODY_MAX_BYTES_UPLOAD,
-        ),
+        "http": http_application,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -9,8 +9,9 @@ lies) and answers 413 as soon as they pass the limit, keeping nothing.
 
 Limits (settings): multipart bodies (the task-set upload forms) may carry
 ``REQUEST_BODY_MAX_BYTES_UPLOAD``; every other body ``REQUEST_BODY_MAX_BYTES``.
-The proxy in front (``deploy/Caddyfile``) enforces the upload limit as well, since
-daphne's HTTP layer buffers a body before it calls the application.
+daphne's HTTP layer buffers a body before it calls the application: the proxy in
+front (``deploy/Caddyfile``) enforces the upload limit first, and ``manage.py serve``
+runs daphne with the same limits in its HTTP layer (``metaweb/daphne_limits.py``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ class BodyLimitMiddleware:
         self.max_upload_bytes = max_upload_bytes
 
     def limit_for(self, scope: Scope) -> int:
-        content_type = (_header(scope, b"content-type") or b"").lower()
+        return self.limit_for_type((_header(scope, b"content-type") or b"").lower())
+
+    def limit_for_type(self, content_type: bytes) -> int:
+        """The limit for a lower-cased ``Content-Type`` header value."""
         return self.max_upload_bytes if content_type.startswith(b"multipart/form-data") else self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,7 +69,7 @@ class BodyLimitMiddleware:
                 await _refuse(send, 400, b"Bad Request: Content-Length is not a number.")
                 return
             if too_big:
-                await _refuse(send, 413, _too_large(limit))
+                await _refuse(send, 413, too_large_message(limit))
                 return
         await self._stream_counted(scope, receive, send, limit)
 
@@ -92,10 +96,10 @@ class BodyLimitMiddleware:
             await self.app(scope, counted_receive, tracked_send)
         except BodyTooLarge:
             if not started:
-                await _refuse(send, 413, _too_large(limit))
+                await _refuse(send, 413, too_large_message(limit))
 
 
-def _too_large(limit: int) -> bytes:
+def too_large_message(limit: int) -> bytes:
     return f"Request body too large: the limit is {format_limit(limit)}.".encode()
 
 
