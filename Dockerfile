@@ -17,7 +17,8 @@ COPY apps ./apps
 COPY workers ./workers
 RUN pip install .
 COPY . .
-RUN useradd --create-home --uid 1000 metaweb && mkdir -p /data && chown metaweb /data
+# /app/staticfiles exists, owned by the app user, so that compose's "static" volume starts writable.
+RUN useradd --create-home --uid 1000 metaweb && mkdir -p /data /app/staticfiles && chown metaweb /data /app/staticfiles
 USER metaweb
 EXPOSE 8000
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "metaweb.asgi:application"]

@@ -9,6 +9,9 @@ LOCK   := requirements.lock
 WHEELS ?= /opt/wheels
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# Unset DJANGO_SETTINGS_MODULE means production settings (DEBUG off, DJANGO_SECRET_KEY required);
+# the local targets below opt into dev explicitly, unless the caller chose a module.
+DEV    := DJANGO_SETTINGS_MODULE=$${DJANGO_SETTINGS_MODULE:-metaweb.settings.dev}
 
 .PHONY: install lock run worker beat test test-fast lint vendor bench clean
 
@@ -33,15 +36,15 @@ lock: $(BIN)/python
 	$(BIN)/uv pip compile pyproject.toml --quiet --find-links $(WHEELS) --custom-compile-command "make lock" -o $(LOCK)
 
 run: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo
-	$(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
+	$(DEV) $(BIN)/python manage.py migrate --noinput
+	$(DEV) $(BIN)/python manage.py seed_demo
+	$(DEV) $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
 
 worker: install
-	$(BIN)/celery -A metaweb worker -Q gpu,cpu --concurrency 1 --loglevel INFO
+	$(DEV) $(BIN)/celery -A metaweb worker -Q gpu,cpu --concurrency 1 --loglevel INFO
 
 beat: install
-	$(BIN)/celery -A metaweb beat --loglevel INFO
+	$(DEV) $(BIN)/celery -A metaweb beat --loglevel INFO
 
 # The web tests (all but the browser and the pure engine) run a second time on SQLite,
 # the embedded default's database: every query must work on both.

@@ -6,7 +6,7 @@ import os
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "metaweb.settings.dev")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "metaweb.settings.base")
 
 app = Celery("metaweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")

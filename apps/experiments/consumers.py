@@ -4,14 +4,21 @@
 Consumers authenticate in ``connect()`` and check team membership through the
 selectors, or close before accepting: 4403 for anonymous users, 4404 for runs or
 teams the user cannot see (their existence is not revealed). They then join the
-object's group, send the current state read from the database, and relay typed
-events (``run.status``, ``run.progress``). The database is the source of truth;
-a page that reconnects gets a fresh state.
+object's group and their user's (``user-<id>``), send the current state read from
+the database, and relay typed events (``run.status``, ``run.progress``). The
+database is the source of truth; a page that reconnects gets a fresh state.
+
+Membership is checked again on every client request (``run.resync``) and when the
+user is removed from the team (``membership.removed`` on ``user-<id>``): a socket
+whose user may no longer see its object closes with 4403.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import time
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -19,7 +26,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 
-from apps.experiments.events import queue_group, run_group, team_group
+from apps.experiments.events import queue_group, run_group, team_group, user_group
 from apps.experiments.models import FINISHED_STATUSES, Queue, Run
 from apps.experiments.selectors import run_get_visible, run_state
 from apps.teams.selectors import team_get_for_user
@@ -30,11 +37,13 @@ CLOSE_NOT_FOUND = 4404
 TEAM_STATE_RECENT = 20
 
 
-def _run_visible(user: Any, run_id: int) -> int | None:
+def _run_visible(user: Any, run_id: int) -> tuple[int, int] | None:
+    """The run's id and team id if the user may see it."""
     try:
-        return run_get_visible(user=user, run_id=run_id).pk
+        run = run_get_visible(user=user, run_id=run_id)
     except Http404:
         return None
+    return run.pk, run.team_id
 
 
 def _run_state(run_id: int) -> dict[str, Any] | None:
@@ -93,6 +102,9 @@ RELAYED = frozenset({"run.status", "run.progress"})
 
 class _GroupConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
+    team_id: int | None = None
+    #: The groups this socket joined, left again on disconnect.
+    joined: tuple[str, ...] = ()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Relay group events straight to the socket. channels' ``dispatch`` first runs
@@ -111,9 +123,24 @@ class _GroupConsumer(AsyncJsonWebsocketConsumer):
     async def _refuse(self, code: int) -> None:
         await self.close(code=code)
 
+    async def _join(self, group: str, *others: str) -> None:
+        """Join the object's ``group``, the user's group, and ``others``."""
+        self.group = group
+        self.joined = (group, user_group(self.scope["user"].pk), *others)
+        for name in self.joined:
+            await self.channel_layer.group_add(name, self.channel_name)
+
     async def disconnect(self, code: int) -> None:
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for name in self.joined:
+            await self.channel_layer.group_discard(name, self.channel_name)
+
+    async def _still_visible(self) -> bool:
+        raise NotImplementedError
+
+    async def membership_removed(self, event: dict[str, Any]) -> None:
+        """The user left a team: close if it was this socket's and they may no longer see it."""
+        if event.get("team_id") == self.team_id and not await self._still_visible():
+            await self._refuse(CLOSE_UNAUTHENTICATED)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """Clients only listen; anything they send is ignored."""
@@ -135,10 +162,40 @@ class RunConsumer(_GroupConsumer):
     point (``MetaLive.followRun`` in ``static/js/app.js``)."""
 
     run_id: int | None = None
+    #: At most one resync per this many seconds per socket; extra requests inside the
+    #: window are coalesced into one resync at its end.
+    RESYNC_INTERVAL = 1.0
+    _last_resync = -math.inf
+    _pending_resync: asyncio.Task | None = None
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if self.run_id is not None and isinstance(content, dict) and content.get("type") == "run.resync":
-            await self._send_state()
+        if self.run_id is None or not isinstance(content, dict) or content.get("type") != "run.resync":
+            return
+        if self._pending_resync is not None and not self._pending_resync.done():
+            return
+        wait = self._last_resync + self.RESYNC_INTERVAL - time.monotonic()
+        if wait <= 0:
+            await self._resync()
+        else:
+            self._pending_resync = asyncio.create_task(self._resync(after=wait))
+
+    async def _resync(self, after: float = 0.0) -> None:
+        """A fresh ``run.state``, if the user may still see the run (else close 4403)."""
+        if after > 0:
+            await asyncio.sleep(after)
+        self._last_resync = time.monotonic()
+        if not await self._still_visible():
+            await self._refuse(CLOSE_UNAUTHENTICATED)
+            return
+        await self._send_state()
+
+    async def _still_visible(self) -> bool:
+        return await database_sync_to_async(_run_visible)(self.scope["user"], self.run_id) is not None
+
+    async def disconnect(self, code: int) -> None:
+        if self._pending_resync is not None:
+            self._pending_resync.cancel()
+        await super().disconnect(code)
 
     async def _send_state(self) -> None:
         state = await database_sync_to_async(_run_state)(self.run_id)
@@ -152,17 +209,18 @@ class RunConsumer(_GroupConsumer):
         if user is None or not user.is_authenticated:
             await self._refuse(CLOSE_UNAUTHENTICATED)
             return
-        run_id = await database_sync_to_async(_run_visible)(
+        visible = await database_sync_to_async(_run_visible)(
             user, int(self.scope["url_route"]["kwargs"]["run_id"])
         )
-        if run_id is None:
+        if visible is None:
             await self._refuse(CLOSE_NOT_FOUND)
             return
+        run_id, self.team_id = visible
         # Join before reading the state: events from now on are relayed after it.
-        self.group = run_group(run_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self._join(run_group(run_id))
         await self.accept()
         self.run_id = run_id
+        self._last_resync = time.monotonic()
         await self._send_state()
 
 
@@ -173,11 +231,9 @@ class TeamRunsConsumer(_GroupConsumer):
 
     queue_groups = tuple(queue_group(queue) for queue in Queue.values)
 
-    async def disconnect(self, code: int) -> None:
-        await super().disconnect(code)
-        if self.group is not None:
-            for group in self.queue_groups:
-                await self.channel_layer.group_discard(group, self.channel_name)
+    async def _still_visible(self) -> bool:
+        slug = self.scope["url_route"]["kwargs"]["team_slug"]
+        return await database_sync_to_async(_team_visible)(self.scope["user"], slug) is not None
 
     async def queue_changed(self, event: dict[str, Any]) -> None:
         await self.send_json(event)
@@ -193,9 +249,7 @@ class TeamRunsConsumer(_GroupConsumer):
         if team_id is None:
             await self._refuse(CLOSE_NOT_FOUND)
             return
-        self.group = team_group(team_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        for group in self.queue_groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        self.team_id = team_id
+        await self._join(team_group(team_id), *self.queue_groups)
         await self.accept()
         await self.send_json(await database_sync_to_async(_team_state)(team_id))

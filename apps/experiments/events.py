@@ -51,6 +51,11 @@ def queue_group(queue: str) -> str:
     return f"queue-{queue}"
 
 
+def user_group(user_id: int) -> str:
+    """Every socket of one user: told when the user leaves a team."""
+    return f"user-{user_id}"
+
+
 @dataclass(frozen=True)
 class RunStatusEvent:
     """The run's status changed (queued, running, succeeded, failed, cancelled)."""
@@ -92,7 +97,15 @@ class QueueChangedEvent:
     type: str = field(default="queue.changed", init=False)
 
 
-Event = RunStatusEvent | RunProgressEvent | QueueChangedEvent
+@dataclass(frozen=True)
+class MembershipRemovedEvent:
+    """The user left the team (``user-<id>``): their sockets on it re-check and close."""
+
+    team_id: int
+    type: str = field(default="membership.removed", init=False)
+
+
+Event = RunStatusEvent | RunProgressEvent | QueueChangedEvent | MembershipRemovedEvent
 
 
 def event_message(event: Event) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from django.http import Http404
 from django.utils import timezone
 from django.utils.text import slugify
 
+from apps.experiments.events import MembershipRemovedEvent, publish_on_commit, user_group
 from apps.teams.models import Membership, Role, Team
 from apps.teams.selectors import role_for
 
@@ -74,6 +75,8 @@ def membership_remove(*, team: Team, actor: AnyUser, membership_id: int) -> None
     if membership.role == Role.ADMIN:
         _ensure_another_admin(team=team, leaving=membership)
     membership.delete()
+    # Their open sockets on this team's runs and lists re-check and close.
+    publish_on_commit([user_group(membership.user_id)], MembershipRemovedEvent(team_id=team.pk))
 
 
 def _ensure_another_admin(*, team: Team, leaving: Membership) -> None:

@@ -11,6 +11,7 @@ own processes.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -85,6 +86,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "channels",
+    "axes",
+    "csp",
     "apps.teams",
     "apps.tasksets",
     "apps.experiments",
@@ -95,6 +98,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -105,7 +109,41 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "metaweb.middleware.HtmxErrorMiddleware",
     "apps.teams.middleware.LastTeamMiddleware",
+    # Last, as django-axes asks: it turns a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Content-Security-Policy (django-csp): scripts, styles, fonts and fetches from this
+# origin only; no inline script or style (templates set sizes through data attributes,
+# static/js/app.js), no plugins, no framing. 'self' in connect-src covers the page's
+# own ws:/wss: origin (CSP level 3). img-src allows data: for the empty favicon.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# Login throttling (django-axes), on /accounts/login/ and /admin/login/ alike: after
+# AXES_FAILURE_LIMIT failures a username is locked out, and so is an IP address,
+# each on its own, for AXES_COOLOFF_TIME; a success resets the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("METAWEB_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("METAWEB_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
+AXES_CLIENT_IP_CALLABLE = "metaweb.client_ip.client_ip"
 
 ROOT_URLCONF = "metaweb.urls"
 WSGI_APPLICATION = None
@@ -197,6 +235,11 @@ MEDIA_URL = "/media-not-served/"
 TASKSET_UPLOAD_MAX_BYTES = env_int("METAWEB_TASKSET_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# The ASGI body limit (metaweb/bodylimit.py), checked before Django reads a byte:
+# multipart bodies may carry one task-set upload plus 1 MiB of form fields and framing;
+# any other body what Django would accept in memory anyway. The proxy uses the former.
+REQUEST_BODY_MAX_BYTES_UPLOAD = TASKSET_UPLOAD_MAX_BYTES + 1024 * 1024
+REQUEST_BODY_MAX_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE
 
 # Celery: JSON only, ids only in messages, late acks, one task at a time per worker process.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
@@ -219,6 +262,23 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 3600}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# What a run may cost, per queue (workers/metalearn/cost.py estimates it, torch-free):
+# meta-parameters, activation memory per meta-batch, and bytes per checkpoint
+# (parameters plus Adam's two moments). The launch form names the setting to lower.
+_GIB = 1024**3
+RUN_BUDGETS = {
+    "cpu": {
+        "parameters": env_int("METAWEB_CPU_MAX_PARAMETERS", 25_000_000),
+        "activation_bytes": env_int("METAWEB_CPU_MAX_ACTIVATION_BYTES", 4 * _GIB),
+        "checkpoint_bytes": env_int("METAWEB_CPU_MAX_CHECKPOINT_BYTES", 512 * 1024**2),
+    },
+    "gpu": {
+        "parameters": env_int("METAWEB_GPU_MAX_PARAMETERS", 80_000_000),
+        "activation_bytes": env_int("METAWEB_GPU_MAX_ACTIVATION_BYTES", 40 * _GIB),
+        "checkpoint_bytes": env_int("METAWEB_GPU_MAX_CHECKPOINT_BYTES", 1 * _GIB),
+    },
+}
 
 # Heartbeats: a running run's worker writes one every HEARTBEAT_SECONDS; the
 # watchdog requeues a run silent for longer than HEARTBEAT_TIMEOUT_SECONDS.

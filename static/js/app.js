@@ -160,6 +160,20 @@
     if (region) region.hidden = true;
   });
 
+  // Sizes and colours computed on the server travel as data attributes and are set
+  // through the CSSOM here: the Content-Security-Policy allows no style="" attributes.
+  // data-width="42.5" is a width in percent; data-heat="0.3" the alpha of a heat-map cell.
+  function applyDataStyles(root) {
+    root.querySelectorAll("[data-width]").forEach(function (el) {
+      el.style.width = Math.max(0, Math.min(100, Number(el.dataset.width) || 0)) + "%";
+    });
+    root.querySelectorAll("[data-heat]").forEach(function (el) {
+      el.style.backgroundColor = "rgba(47, 111, 237, " + (Number(el.dataset.heat) || 0) + ")";
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { applyDataStyles(document); });
+  document.addEventListener("htmx:load", function (event) { applyDataStyles(event.detail.elt.parentNode || document); });
+
   window.MetaLive = {
     socket: liveSocket,
     followRun: followRun,

@@ -388,7 +388,7 @@ def test_run_page_shows_state_config_and_controls(client, world):
     assert state["type"] == "run.state" and state["run"]["status"] == "running"
     assert state["metrics"] == {"loss": [[1, 1.0], [2, 0.5]]}
     assert 'id="run-status"' in html and ">Running<" in html
-    assert 'aria-valuenow="10"' in html and "width: 50.0%" in html
+    assert 'aria-valuenow="10"' in html and 'data-width="50.0"' in html
     assert 'id="cancel-run"' in html and 'id="clone-run"' in html
     assert "gpu-1" in html and "cuda:0" in html and "Attempt 1 on gpu-1." in html
     assert 'id="chart-loss"' in html and 'id="chart-val"' in html and "js/charts.js" in html

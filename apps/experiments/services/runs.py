@@ -30,6 +30,7 @@ from workers.metalearn.config import (
     config_to_dict,
     parse_config,
 )
+from workers.metalearn.cost import check_budget
 from workers.metalearn.families import make_family
 from workers.metalearn.shapes import family_info_dict
 from workers.metalearn.specs import check_compatible
@@ -113,14 +114,16 @@ def _config_errors(errors: dict[str, str]) -> ValidationError:
     return ValidationError(by_field)
 
 
-def _check_family(*, config: TrainConfig, version: TaskSetVersion) -> None:
+def _check_family(*, config: TrainConfig, version: TaskSetVersion, queue: str) -> None:
     """Build the task set's family (numpy only) and check that the algorithm suits
-    the family (its spec's rule) and that the episode fits it. Raises ValidationError on form fields."""
+    the family (its spec's rule), that the episode fits it, and that the estimated
+    cost fits the queue's budget (``RUN_BUDGETS``). Raises ValidationError on form fields."""
     data_path = version.data_file.path if version.data_file else None
     try:
         family = make_family(config.family, data_path=data_path)
         check_compatible(config.algorithm, family_info_dict(family, config))
         family.check_episode(EpisodeSpec(shots=config.shots, query=config.query, ways=config.ways))
+        check_budget(config, family_info_dict(family, config), settings.RUN_BUDGETS[queue], queue=queue)
     except ConfigError as exc:
         raise _config_errors(exc.errors) from None
     except DataError as exc:
@@ -153,7 +156,7 @@ def _validated_config(*, config: Any, version: TaskSetVersion, queue: str) -> Tr
         raise _config_errors(exc.errors) from None
     if parsed.device == "cuda" and queue != Queue.GPU:
         raise ValidationError({"device": "A CUDA run needs the GPU queue."})
-    _check_family(config=parsed, version=version)
+    _check_family(config=parsed, version=version, queue=queue)
     return parsed
 
 

@@ -47,7 +47,8 @@ class Command(BaseCommand):
         from daphne.endpoints import build_endpoint_description_strings
 
         from apps.experiments.events import set_server_loop
-        from metaweb.asgi import application
+        from metaweb.asgi import application, http_application
+        from metaweb.daphne_limits import BodyLimitedServer
 
         serve_static = static if static is not None else bool(settings.DEBUG or settings.DEV)
         app = application
@@ -68,7 +69,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Serving on http://{host}:{port}/ with {mode}; static files {'on' if serve_static else 'off'}."
         )
-        server = daphne.server.Server(
+        server = BodyLimitedServer(
+            limit_for=http_application.limit_for_type,
             application=app,
             endpoints=build_endpoint_description_strings(host=host, port=port),
             signal_handlers=True,
