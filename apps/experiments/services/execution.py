@@ -242,9 +242,11 @@ def run_succeed(*, run_id: int, token: str, summary: dict[str, Any], step: int |
             run.step = step
         _finish(run, RunStatus.SUCCEEDED)
         _event(run, "succeeded", f"Finished at step {run.step}.")
-        publish_run_status_on_commit(run)
         if run.kind == RunKind.TRAIN:
+            # Registered before the status goes out (callbacks run in order): a page
+            # that sees "succeeded" finds the run's meta-model.
             transaction.on_commit(partial(_register_meta_model, run.pk), robust=True)
+        publish_run_status_on_commit(run)
         return True
 
 
