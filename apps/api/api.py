@@ -1,0 +1,35 @@
+"""The API object: routers, authentication, the rate limit and the error mapping,
+mounted at ``/api/v1/`` (``metaweb/urls.py``)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from ninja import NinjaAPI
+
+from apps.api import runs, tasksets, teams
+from apps.api.auth import SessionCsrfAuth, TokenAuth
+from apps.api.docs import VendoredSwagger
+from apps.api.errors import install_error_handlers
+from apps.api.throttle import CallerRateThrottle
+
+api = NinjaAPI(
+    title="MetaWeb API",
+    version="1",
+    description=(
+        "Send a personal access token (Settings, API tokens) as `Authorization: Bearer ...`, "
+        "or use the browser session with the CSRF token. Validation errors are 422 with "
+        "`{detail: [{loc, msg}]}`; other teams' objects are 404; over the rate limit, 429 "
+        "with `Retry-After`."
+    ),
+    urls_namespace="api",
+    auth=[TokenAuth(), SessionCsrfAuth()],
+    throttle=[CallerRateThrottle()],
+    docs=VendoredSwagger(),
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+    docs_decorator=login_required,
+)
+install_error_handlers(api)
+
+for module in (teams, tasksets, runs):
+    api.add_router("/", module.router)
