@@ -3,7 +3,10 @@ mounted at ``/api/v1/`` (``metaweb/urls.py``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
+from django.urls import URLPattern
 from ninja import NinjaAPI
 
 from apps.api import runs, tasksets, teams
@@ -33,3 +36,14 @@ install_error_handlers(api)
 
 for module in (teams, tasksets, runs):
     api.add_router("/", module.router)
+
+
+def api_urls() -> tuple[list[Any], str, str]:
+    """``api.urls`` with the endpoints exempt from LoginRequiredMiddleware: they
+    authenticate themselves (token or session) and answer 401 in JSON, not a
+    redirect. The docs page and the schema keep the login redirect."""
+    patterns, app_name, namespace = api.urls
+    for pattern in patterns:
+        if isinstance(pattern, URLPattern) and pattern.name not in {"openapi-json", "openapi-view"}:
+            pattern.callback.login_required = False  # type: ignore[attr-defined]
+    return patterns, app_name, namespace

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from apps.api.auth import caller, team_for
@@ -106,7 +106,7 @@ def _launch_targets(team: Team, payload: RunLaunchIn) -> tuple[Experiment, TaskS
 
 
 @router.post("/teams/{team}/runs", response={201: RunOut, **WRITE_ERRORS})
-def run_launch(request: HttpRequest, team: str, payload: RunLaunchIn) -> tuple[int, RunOut]:
+def run_launch(request: HttpRequest, team: str, payload: RunLaunchIn) -> Status:
     """Queue a meta-training run: ``config`` is the engine's TrainConfig (less ``family``,
     which comes from the task set's latest version)."""
     the_team = team_for(request, team, need=Role.MEMBER)
@@ -121,7 +121,7 @@ def run_launch(request: HttpRequest, team: str, payload: RunLaunchIn) -> tuple[i
         config=payload.config,
         queue=payload.queue,
     )
-    return 201, run_out(run)
+    return Status(201, run_out(run))
 
 
 @router.get("/teams/{team}/runs/{run_id}", response={200: RunOut, 404: MessageOut})
@@ -136,7 +136,7 @@ def run_cancel_endpoint(request: HttpRequest, team: str, run_id: int) -> RunOut:
 
 
 @router.post("/teams/{team}/runs/{run_id}/clone", response={201: RunOut, **WRITE_ERRORS})
-def run_clone(request: HttpRequest, team: str, run_id: int, payload: RunCloneIn) -> tuple[int, RunOut]:
+def run_clone(request: HttpRequest, team: str, run_id: int, payload: RunCloneIn) -> Status:
     """A new run on the same task-set version with the same configuration, changed by ``config``."""
     run = run_in_team(request, team, run_id, need=Role.MEMBER)
     config = dict(run.config if isinstance(run.config, dict) else {})
@@ -150,7 +150,7 @@ def run_clone(request: HttpRequest, team: str, run_id: int, payload: RunCloneIn)
         queue=run.queue,
         cloned_from=run,
     )
-    return 201, run_out(clone)
+    return Status(201, run_out(clone))
 
 
 class MetricQuery(Schema):

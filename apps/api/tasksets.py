@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.http import Http404, HttpRequest
-from ninja import Router
+from ninja import Router, Status
 
 from apps.api.auth import caller, team_for
 from apps.api.schemas import MessageOut, TaskSetIn, TaskSetOut, ValidationErrorOut
@@ -43,7 +43,7 @@ def taskset_get(request: HttpRequest, team: str, taskset_id: int) -> TaskSetOut:
     "/teams/{team}/tasksets",
     response={201: TaskSetOut, 403: MessageOut, 422: ValidationErrorOut},
 )
-def taskset_create_endpoint(request: HttpRequest, team: str, payload: TaskSetIn) -> tuple[int, TaskSetOut]:
+def taskset_create_endpoint(request: HttpRequest, team: str, payload: TaskSetIn) -> Status:
     """Create a task set of a generated family from its parameters (the form's validation)."""
     the_team = team_for(request, team, need=Role.MEMBER)
     taskset = taskset_create(
@@ -54,4 +54,4 @@ def taskset_create_endpoint(request: HttpRequest, team: str, payload: TaskSetIn)
         description=payload.description,
         params=payload.params,
     )
-    return 201, _out(taskset, 1)
+    return Status(201, _out(taskset, 1))
