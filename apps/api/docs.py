@@ -15,4 +15,6 @@ if TYPE_CHECKING:
 
 class VendoredSwagger(DocsBase):
     def render_page(self, request: HttpRequest, api: NinjaAPI, **kwargs: Any) -> HttpResponse:
-        return render(request, "api/docs.html", {"api": api, "openapi_url": self.get_openapi_url(api, kwargs)})
+        return render(
+            request, "api/docs.html", {"api": api, "openapi_url": self.get_openapi_url(api, kwargs)}
+        )

@@ -18,7 +18,7 @@ from apps.teams.models import ApiToken, Team, TokenScope
 from apps.teams.selectors import role_for
 
 #: Every token starts with this, so a leaked one is easy to recognise (and to scan for).
-TOKEN_MARK = "mwp"
+TOKEN_MARK = "mwp"  # noqa: S105 - a public marker, not a secret
 #: ``last_used_at`` is written at most this often per token.
 LAST_USED_EVERY = timedelta(minutes=1)
 

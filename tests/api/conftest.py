@@ -39,6 +39,9 @@ def api_world(team_roles, settings):
     experiment = ExperimentFactory(team=team, created_by=users["member"], name="Sine study")
     version = TaskSetVersionFactory(taskset__team=team, taskset__name="Sines", params={})
     run = RunFactory(experiment=experiment, taskset_version=version, status=RunStatus.QUEUED)
+    external = RunFactory(
+        experiment=experiment, taskset_version=version, kind="external", status=RunStatus.RUNNING
+    )
     Metric.objects.bulk_create(Metric(run=run, name="loss", step=s, value=1.0 / (s + 1)) for s in range(50))
     folder = settings.RUNS_DIR / str(run.pk) / "checkpoints" / "step-000020"
     folder.mkdir(parents=True)
@@ -56,4 +59,12 @@ def api_world(team_roles, settings):
     revoked = api_token_create(user=users["admin"], team=team, name="r", scope="write", expires_in_days=30)
     api_token_revoke(user=users["admin"], token_id=revoked.token.pk)
     tokens["revoked"] = revoked.secret
-    return {"team": team, "users": users, "run": run, "experiment": experiment, "version": version, "tokens": tokens}
+    return {
+        "team": team,
+        "users": users,
+        "run": run,
+        "external": external,
+        "experiment": experiment,
+        "version": version,
+        "tokens": tokens,
+    }

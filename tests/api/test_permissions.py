@@ -21,7 +21,18 @@ SAMPLE_BODIES: dict[tuple[str, str], Any] = {
     ("post", "/api/v1/teams/{team}/runs"): {"experiment_id": "{experiment}", "taskset_id": "{taskset}"},
     ("post", "/api/v1/teams/{team}/runs/{run_id}/cancel"): None,
     ("post", "/api/v1/teams/{team}/runs/{run_id}/clone"): {"config": {"seed": 3}},
+    ("post", "/api/v1/teams/{team}/external-runs"): {
+        "experiment_id": "{experiment}",
+        "taskset_id": "{taskset}",
+        "algorithm": "maml",
+    },
+    ("post", "/api/v1/teams/{team}/runs/{run_id}/points"): {
+        "points": [{"name": "loss", "step": 1, "value": 0.5}]
+    },
+    ("post", "/api/v1/teams/{team}/runs/{run_id}/finish"): {"status": "succeeded"},
 }
+#: Operations on an external run (the others get the worker's run).
+ON_EXTERNAL = {"/api/v1/teams/{team}/runs/{run_id}/points", "/api/v1/teams/{team}/runs/{run_id}/finish"}
 #: Query strings that required parameters need.
 SAMPLE_QUERIES = {("get", "/api/v1/teams/{team}/runs/{run_id}/metrics"): {"name": "loss"}}
 
@@ -48,7 +59,8 @@ def _fill(value: Any, world: dict[str, Any]) -> Any:
 
 
 def call(client: Client, method: str, path: str, world: dict[str, Any], **extra: Any):
-    url = path.format(team=world["team"].slug, run_id=world["run"].pk, taskset_id=world["version"].taskset_id)
+    run = world["external"] if path in ON_EXTERNAL else world["run"]
+    url = path.format(team=world["team"].slug, run_id=run.pk, taskset_id=world["version"].taskset_id)
     if method in WRITE_METHODS:
         body = _fill(SAMPLE_BODIES[(method, path)], world)
         data = json.dumps(body) if body is not None else ""

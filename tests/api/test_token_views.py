@@ -57,7 +57,9 @@ def test_another_teams_id_is_not_a_choice(team_roles, client):
 def test_revoke_own_token_only(team_roles, client, headers):
     team, users = team_roles
     client.force_login(users["member"])
-    client.post("/settings/tokens/new/", {"name": "a", "team": team.pk, "scope": "read", "expires_in_days": 3})
+    client.post(
+        "/settings/tokens/new/", {"name": "a", "team": team.pk, "scope": "read", "expires_in_days": 3}
+    )
     token = ApiToken.objects.get()
     client.force_login(users["admin"])
     assert client.post(f"/settings/tokens/{token.pk}/revoke/", **headers).status_code == 404
@@ -71,11 +73,15 @@ def test_list_query_count_does_not_grow(team_roles, client, django_assert_max_nu
     team, users = team_roles
     client.force_login(users["member"])
     for i in range(5):
-        client.post("/settings/tokens/new/", {"name": f"t{i}", "team": team.pk, "scope": "read", "expires_in_days": 3})
+        client.post(
+            "/settings/tokens/new/", {"name": f"t{i}", "team": team.pk, "scope": "read", "expires_in_days": 3}
+        )
     with django_assert_max_num_queries(12) as captured:
         client.get("/settings/tokens/", **HTMX)
     few = len(captured)
     for i in range(5, 15):
-        client.post("/settings/tokens/new/", {"name": f"t{i}", "team": team.pk, "scope": "read", "expires_in_days": 3})
+        client.post(
+            "/settings/tokens/new/", {"name": f"t{i}", "team": team.pk, "scope": "read", "expires_in_days": 3}
+        )
     with django_assert_max_num_queries(few):
         client.get("/settings/tokens/", **HTMX)

@@ -96,7 +96,9 @@ def test_a_token_follows_its_users_current_role(team_roles, client):
 
 def test_read_scope_is_reported_as_viewer(team_roles, client):
     team, users = team_roles
-    issued = api_token_create(user=users["admin"], team=team, name="a", scope=TokenScope.READ, expires_in_days=1)
+    issued = api_token_create(
+        user=users["admin"], team=team, name="a", scope=TokenScope.READ, expires_in_days=1
+    )
     assert client.get("/api/v1/teams", **bearer(issued.secret)).json() == [
         {"slug": "alpha", "name": "Alpha", "role": "viewer"}
     ]
