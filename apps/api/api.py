@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import URLPattern
 from ninja import NinjaAPI
 
-from apps.api import external, runs, tasksets, teams
+from apps.api import external, registry, runs, tasksets, teams
 from apps.api.auth import SessionCsrfAuth, TokenAuth
 from apps.api.docs import VendoredSwagger
 from apps.api.errors import install_error_handlers
@@ -34,7 +34,7 @@ api = NinjaAPI(
 )
 install_error_handlers(api)
 
-for module in (teams, tasksets, runs, external):
+for module in (teams, tasksets, runs, external, registry):
     api.add_router("/", module.router)
 
 

@@ -12,7 +12,8 @@ from django.utils import timezone
 from apps.experiments.models import Metric, RunStatus
 from apps.teams.models import ApiToken, Role, TokenScope
 from apps.teams.token_services import api_token_create, api_token_revoke
-from tests.factories import ExperimentFactory, RunFactory, TaskSetVersionFactory
+from apps.registry import storage
+from tests.factories import ExperimentFactory, MetaModelFactory, RunFactory, TaskSetVersionFactory
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +49,10 @@ def api_world(team_roles, settings):
     (folder / "params.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     (folder / "checkpoint.json").write_text("{}")
     (folder.parent / "latest").write_text("step-000020\n")
+    meta_model = MetaModelFactory(experiment=experiment, taskset_version=version, name="sine-maml")
+    weights = storage.meta_model_dir(meta_model.pk)
+    weights.mkdir(parents=True)
+    (weights / storage.WEIGHTS_FILE).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     beta = users["outsider"].memberships.get().team
     tokens = {role: issue(users[role], team) for role in (Role.VIEWER, Role.MEMBER, Role.ADMIN)}
     tokens["read_only"] = issue(users["admin"], team, scope=TokenScope.READ)
@@ -63,6 +68,7 @@ def api_world(team_roles, settings):
         "team": team,
         "users": users,
         "run": run,
+        "meta_model": meta_model,
         "external": external,
         "experiment": experiment,
         "version": version,

@@ -110,3 +110,26 @@ def test_docs_page_is_vendored_and_needs_login(api_world, client):
     schema = client.get("/api/v1/openapi.json").json()
     config = schema["components"]["schemas"]["RunLaunchIn"]["properties"]["config"]
     assert config["title"] == "TrainConfig" and "inner_lr" in config["properties"]
+
+
+def test_production_alias_keeps_the_approve_rule(api_world, client):
+    model = api_world["meta_model"]
+    url = f"/api/v1/teams/alpha/models/{model.pk}/alias"
+    auth = bearer(api_world["tokens"]["member"])
+    response = client.post(url, {"alias": "production"}, content_type="application/json", **auth)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "alias"]
+    assert "Production needs an approve verdict" in response.json()["detail"][0]["msg"]
+
+
+def test_model_get_has_the_card_with_lineage(api_world, client):
+    model = api_world["meta_model"]
+    data = client.get(
+        f"/api/v1/teams/alpha/models/{model.pk}", **bearer(api_world["tokens"]["viewer"])
+    ).json()
+    assert data["card"]["lineage"]["experiment"]["id"] == api_world["experiment"].pk
+    assert data["adaptations"] == []
+    listed = client.get(
+        "/api/v1/teams/alpha/models", {"limit": 1}, **bearer(api_world["tokens"]["viewer"])
+    ).json()
+    assert [m["id"] for m in listed["results"]] == [model.pk] and listed["next_before"] is None

@@ -30,6 +30,7 @@ SAMPLE_BODIES: dict[tuple[str, str], Any] = {
         "points": [{"name": "loss", "step": 1, "value": 0.5}]
     },
     ("post", "/api/v1/teams/{team}/runs/{run_id}/finish"): {"status": "succeeded"},
+    ("post", "/api/v1/teams/{team}/models/{model_id}/alias"): {"alias": "candidate"},
 }
 #: Operations on an external run (the others get the worker's run).
 ON_EXTERNAL = {"/api/v1/teams/{team}/runs/{run_id}/points", "/api/v1/teams/{team}/runs/{run_id}/finish"}
@@ -60,7 +61,12 @@ def _fill(value: Any, world: dict[str, Any]) -> Any:
 
 def call(client: Client, method: str, path: str, world: dict[str, Any], **extra: Any):
     run = world["external"] if path in ON_EXTERNAL else world["run"]
-    url = path.format(team=world["team"].slug, run_id=run.pk, taskset_id=world["version"].taskset_id)
+    url = path.format(
+        team=world["team"].slug,
+        run_id=run.pk,
+        taskset_id=world["version"].taskset_id,
+        model_id=world["meta_model"].pk,
+    )
     if method in WRITE_METHODS:
         body = _fill(SAMPLE_BODIES[(method, path)], world)
         data = json.dumps(body) if body is not None else ""
