@@ -10,9 +10,9 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from apps.experiments.models import Metric, RunStatus
+from apps.registry import storage
 from apps.teams.models import ApiToken, Role, TokenScope
 from apps.teams.token_services import api_token_create, api_token_revoke
-from apps.registry import storage
 from tests.factories import ExperimentFactory, MetaModelFactory, RunFactory, TaskSetVersionFactory
 
 
