@@ -13,6 +13,7 @@ from apps.api import external, registry, runs, tasksets, teams
 from apps.api.auth import SessionCsrfAuth, TokenAuth
 from apps.api.docs import VendoredSwagger
 from apps.api.errors import install_error_handlers
+from apps.api.parser import NulSafeParser
 from apps.api.throttle import CallerRateThrottle
 
 api = NinjaAPI(
@@ -31,6 +32,7 @@ api = NinjaAPI(
     docs_url="/docs",
     openapi_url="/openapi.json",
     docs_decorator=login_required,
+    parser=NulSafeParser(),
 )
 install_error_handlers(api)
 

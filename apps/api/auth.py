@@ -71,7 +71,7 @@ def team_for(request: HttpRequest, slug: str, *, need: Role = Role.VIEWER) -> Te
     the role (capped by a read-only token's scope) is too low.
     """
     who = caller(request)
-    if who.token is not None and who.token.team.slug != slug:
+    if "\x00" in slug or (who.token is not None and who.token.team.slug != slug):
         raise Http404("No such team.")
     team, role = team_get_for_user(user=who.user, slug=slug)
     if who.token is not None and who.token.scope == TokenScope.READ:

@@ -71,6 +71,10 @@ def install_error_handlers(api: NinjaAPI) -> None:
 
     @api.exception_handler(HttpError)
     def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+        if exc.status_code == 400:  # ninja: a body that is not JSON at all, a validation error too
+            if isinstance(exc.__cause__, NinjaValidationError):  # our parser's own check
+                return request_invalid(request, exc.__cause__)
+            return _detail(api, request, [{"loc": ["body"], "msg": str(exc)}], 422)
         return _detail(api, request, str(exc), exc.status_code)
 
     @api.exception_handler(Exception)

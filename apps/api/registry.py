@@ -91,7 +91,7 @@ def _out(m: MetaModel) -> MetaModelOut:
     )
 
 
-@router.get("/teams/{team}/models", response=MetaModelPageOut)
+@router.get("/teams/{team}/models", response={200: MetaModelPageOut, 422: ValidationErrorOut})
 def model_list(request: HttpRequest, team: str, params: Query[ModelListQuery]) -> MetaModelPageOut:
     rows = MetaModel.objects.filter(team=team_for(request, team)).order_by("-pk")
     if params.before is not None:

@@ -160,7 +160,9 @@ class MetricQuery(Schema):
     points: int = Field(500, ge=2, le=MAX_POINTS, description="At most this many points (min-max buckets).")
 
 
-@router.get("/teams/{team}/runs/{run_id}/metrics", response={200: SeriesOut, 404: MessageOut})
+@router.get(
+    "/teams/{team}/runs/{run_id}/metrics", response={200: SeriesOut, 404: MessageOut, 422: ValidationErrorOut}
+)
 def run_metrics(request: HttpRequest, team: str, run_id: int, params: Query[MetricQuery]) -> SeriesOut:
     run = run_in_team(request, team, run_id)
     data = compare_series(runs=[run], metric=params.name, lo=params.lo, hi=params.hi, points=params.points)

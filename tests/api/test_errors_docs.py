@@ -43,7 +43,8 @@ def test_config_errors_name_the_launch_field(api_world, client):
 def test_request_shape_errors_are_422_too(api_world, client):
     auth = bearer(api_world["tokens"]["member"])
     response = client.post("/api/v1/teams/alpha/runs", "not json", content_type="application/json", **auth)
-    assert response.status_code == 400  # not JSON at all: nothing to point a field at
+    assert response.status_code == 422
+    assert response.json()["detail"] == [{"loc": ["body"], "msg": "Cannot parse request body"}]
     response = client.post(
         "/api/v1/teams/alpha/runs", {"experiment_id": "x"}, content_type="application/json", **auth
     )
@@ -133,3 +134,23 @@ def test_model_get_has_the_card_with_lineage(api_world, client):
         "/api/v1/teams/alpha/models", {"limit": 1}, **bearer(api_world["tokens"]["viewer"])
     ).json()
     assert [m["id"] for m in listed["results"]] == [model.pk] and listed["next_before"] is None
+
+
+@pytest.mark.parametrize(
+    "method,url,body",
+    [
+        ("post", "/api/v1/teams/alpha/tasksets", {"name": "a\x00b", "family": "sinusoid"}),
+        ("post", "/api/v1/teams/alpha/tasksets", {"name": "ab", "family": "sinusoid", "params": {"\x00": 1}}),
+        ("get", "/api/v1/teams/alpha/runs?q=a%00b", None),
+        ("get", "/api/v1/teams/al%00pha/runs", None),
+    ],
+)
+def test_nul_characters_are_refused_not_500(api_world, client, method, url, body):
+    auth = bearer(api_world["tokens"]["member"])
+    if body is None:
+        response = client.get(url, **auth)
+    else:
+        response = client.post(url, body, content_type="application/json", **auth)
+    assert response.status_code in (404, 422), response.content
+    if response.status_code == 422:
+        assert response.json()["detail"][0]["msg"] == "Null characters are not allowed."
