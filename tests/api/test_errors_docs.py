@@ -154,3 +154,18 @@ def test_nul_characters_are_refused_not_500(api_world, client, method, url, body
     assert response.status_code in (404, 422), response.content
     if response.status_code == 422:
         assert response.json()["detail"][0]["msg"] == "Null characters are not allowed."
+
+
+def test_the_api_never_imports_torch():
+    """The API runs in the web process: it validates with the engine's torch-free parts."""
+    import subprocess
+    import sys
+
+    code = (
+        "import django, sys; django.setup(); "
+        "import metaweb.urls, apps.api.api, apps.experiments.services.external, apps.teams.token_views; "
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
