@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +14,14 @@ from apps.experiments.models import Metric, RunStatus
 from apps.registry import storage
 from apps.teams.models import ApiToken, Role, TokenScope
 from apps.teams.token_services import api_token_create, api_token_revoke
-from tests.factories import ExperimentFactory, MetaModelFactory, RunFactory, TaskSetVersionFactory
+from tests.factories import (
+    SMALL_CONFIG,
+    AdaptationFactory,
+    ExperimentFactory,
+    MetaModelFactory,
+    RunFactory,
+    TaskSetVersionFactory,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +61,21 @@ def api_world(team_roles, settings):
     weights = storage.meta_model_dir(meta_model.pk)
     weights.mkdir(parents=True)
     (weights / storage.WEIGHTS_FILE).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    checkpoint = {
+        "format": 1,
+        "algorithm": "maml",
+        "config": {**SMALL_CONFIG, "family": {"name": "sinusoid", "version": 1, "params": {}}},
+        "family_info": {
+            "name": "sinusoid",
+            "version": 1,
+            "kind": "regression",
+            "input_shape": [1],
+            "desc_dim": 2,
+            "ways": 1,
+        },
+    }
+    (weights / storage.CHECKPOINT_JSON).write_text(json.dumps(checkpoint))
+    adaptation = AdaptationFactory(meta_model=meta_model)
     beta = users["outsider"].memberships.get().team
     tokens = {role: issue(users[role], team) for role in (Role.VIEWER, Role.MEMBER, Role.ADMIN)}
     tokens["read_only"] = issue(users["admin"], team, scope=TokenScope.READ)
@@ -69,6 +92,7 @@ def api_world(team_roles, settings):
         "users": users,
         "run": run,
         "meta_model": meta_model,
+        "adaptation": adaptation,
         "external": external,
         "experiment": experiment,
         "version": version,

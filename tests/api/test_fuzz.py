@@ -50,9 +50,12 @@ def fuzz_world(api_world, settings):
     suppress_health_check=list(HealthCheck),
 )
 def test_no_server_errors_and_responses_match_the_schema(case, fuzz_world):
+    run = fuzz_world["external"] if case.operation.path in ON_EXTERNAL else fuzz_world["run"]
+    if "/adaptations/" in case.operation.path:
+        run = fuzz_world["adaptation"].run
     ids = {
         "team": fuzz_world["team"].slug,
-        "run_id": (fuzz_world["external"] if case.operation.path in ON_EXTERNAL else fuzz_world["run"]).pk,
+        "run_id": run.pk,
         "model_id": fuzz_world["meta_model"].pk,
         "taskset_id": fuzz_world["version"].taskset_id,
     }

@@ -31,6 +31,11 @@ SAMPLE_BODIES: dict[tuple[str, str], Any] = {
     },
     ("post", "/api/v1/teams/{team}/runs/{run_id}/finish"): {"status": "succeeded"},
     ("post", "/api/v1/teams/{team}/models/{model_id}/alias"): {"alias": "candidate"},
+    ("post", "/api/v1/teams/{team}/models/{model_id}/adaptations"): {
+        "target": "batch",
+        "steps": 1,
+        "lr": 0.01,
+    },
 }
 #: Operations on an external run (the others get the worker's run).
 ON_EXTERNAL = {"/api/v1/teams/{team}/runs/{run_id}/points", "/api/v1/teams/{team}/runs/{run_id}/finish"}
@@ -67,6 +72,8 @@ def call(client: Client, method: str, path: str, world: dict[str, Any], **extra:
         taskset_id=world["version"].taskset_id,
         model_id=world["meta_model"].pk,
     )
+    if "/adaptations/" in path:
+        url = path.format(team=world["team"].slug, run_id=world["adaptation"].run_id)
     if method in WRITE_METHODS:
         body = _fill(SAMPLE_BODIES[(method, path)], world)
         data = json.dumps(body) if body is not None else ""
