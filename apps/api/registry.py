@@ -43,7 +43,7 @@ class MetaModelPageOut(Schema):
     results: list[MetaModelOut]
 
 
-class AdaptationOut(Schema):
+class LineageAdaptationOut(Schema):
     id: int
     run_id: int
     status: str
@@ -51,7 +51,7 @@ class AdaptationOut(Schema):
 
 class MetaModelDetailOut(Schema):
     card: dict[str, Any] = Field(description="The model card: lineage, metrics, aliases, reviews.")
-    adaptations: list[AdaptationOut]
+    adaptations: list[LineageAdaptationOut]
 
 
 class AliasIn(Schema):
@@ -106,7 +106,8 @@ def model_list(request: HttpRequest, team: str, params: Query[ModelListQuery]) -
 def model_get(request: HttpRequest, team: str, model_id: int) -> MetaModelDetailOut:
     meta_model = model_in_team(request, team, model_id)
     adaptations = [
-        AdaptationOut(id=a.pk, run_id=a.run_id, status=a.run.status) for a in metamodel_lineage(meta_model)
+        LineageAdaptationOut(id=a.pk, run_id=a.run_id, status=a.run.status)
+        for a in metamodel_lineage(meta_model)
     ]
     return MetaModelDetailOut(card=metamodel_card(meta_model), adaptations=adaptations)
 

@@ -169,3 +169,20 @@ def test_the_api_never_imports_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_names_are_unique():
+    """ninja names components after the classes: two schemas of one name would
+    share one component, and one of them would be documented wrong."""
+    from ninja import Schema
+
+    from apps.api import api as api_module  # noqa: F401 - imports every router
+
+    names = [cls.__name__ for cls in _subclasses(Schema) if cls.__module__.startswith("apps.api")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
