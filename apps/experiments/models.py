@@ -94,6 +94,8 @@ FINISHED_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.
 class RunKind(models.TextChoices):
     TRAIN = "train", "Meta-training"
     ADAPT = "adapt", "Adaptation"
+    #: Logged through the API by the user's own training loop; no worker, no checkpoint.
+    EXTERNAL = "external", "External"
 
 
 class Queue(models.TextChoices):

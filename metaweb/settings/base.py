@@ -299,3 +299,18 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("METAWEB_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# -- JSON API (apps/api) ---------------------------------------------------------
+#: Longest life of a personal access token, in days.
+API_TOKEN_MAX_DAYS = env_int("METAWEB_API_TOKEN_MAX_DAYS", 365)
+#: Requests per token (or per browser session's user) in a sliding window; then 429 + Retry-After.
+API_RATE_LIMIT = os.environ.get("METAWEB_API_RATE_LIMIT", "600/min")
+#: Page size of API lists (cursor pagination), and the most a client may ask for.
+API_PAGE_SIZE = 50
+API_PAGE_MAX = 200
+# The rate-limit windows live in the cache: shared through Redis when there is one.
+CACHES = (
+    {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    if REDIS_URL
+    else {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+)

@@ -319,6 +319,7 @@ def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
         stale = (
             Run.objects.select_for_update(skip_locked=True)
             .filter(status=RunStatus.RUNNING)
+            .exclude(kind=RunKind.EXTERNAL)  # no worker to requeue: the user's loop logs it
             .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
             .order_by("pk")
         )

@@ -1,0 +1,99 @@
+"""External runs: open one, post batches of metric points (idempotent per
+(run, name, step)), finish it. The user's own training loop uses these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+from ninja import Router, Schema, Status
+from pydantic import Field
+
+from apps.api.auth import caller, team_for
+from apps.api.runs import WRITE_ERRORS, run_in_team, run_out
+from apps.api.schemas import RunOut
+from apps.experiments.models import Experiment
+from apps.experiments.services.external import (
+    MAX_BATCH_POINTS,
+    external_run_create,
+    external_run_finish,
+    external_run_log,
+)
+from apps.tasksets.models import TaskSet
+from apps.tasksets.selectors import taskset_version_latest
+from apps.teams.models import Role
+
+router = Router(tags=["external runs"])
+
+
+class ExternalRunIn(Schema):
+    experiment_id: int = Field(ge=1, le=2**62)
+    taskset_id: int = Field(ge=1, le=2**62)
+    algorithm: str = Field(max_length=20)
+    total_steps: int = Field(0, ge=0, le=2**31 - 1)
+    config: dict[str, Any] = Field(default_factory=dict, description="Anything that describes the run.")
+
+
+class PointIn(Schema):
+    name: str = Field(min_length=1, max_length=50)
+    step: int = Field(ge=0, le=2**31 - 1)
+    value: float = Field(allow_inf_nan=False)
+
+
+class PointsIn(Schema):
+    points: list[PointIn] = Field(max_length=MAX_BATCH_POINTS)
+
+
+class PointsOut(Schema):
+    stored: int = Field(description="Points that were new; replayed (name, step) pairs are skipped.")
+    stop: bool = Field(description="A cancel was requested: stop and finish as cancelled.")
+
+
+class FinishIn(Schema):
+    status: str = Field(description="succeeded, failed or cancelled", max_length=20)
+    error: str = Field("", max_length=10_000)
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/teams/{team}/external-runs", response={201: RunOut, **WRITE_ERRORS})
+def external_create(request: HttpRequest, team: str, payload: ExternalRunIn) -> Status:
+    the_team = team_for(request, team, need=Role.MEMBER)
+    experiment = Experiment.objects.filter(team=the_team, pk=payload.experiment_id).first()
+    taskset = TaskSet.objects.filter(team=the_team, pk=payload.taskset_id).first()
+    version = taskset_version_latest(taskset=taskset) if taskset is not None else None
+    if experiment is None:
+        raise ValidationError({"experiment": "Choose one of this team's experiments."})
+    if version is None:
+        raise ValidationError({"taskset": "Choose one of this team's task sets."})
+    run = external_run_create(
+        experiment=experiment,
+        actor=caller(request).user,
+        taskset_version=version,
+        algorithm=payload.algorithm,
+        config=payload.config,
+        total_steps=payload.total_steps,
+    )
+    return Status(201, run_out(run))
+
+
+@router.post("/teams/{team}/runs/{run_id}/points", response={200: PointsOut, **WRITE_ERRORS})
+def external_points(request: HttpRequest, team: str, run_id: int, payload: PointsIn) -> PointsOut:
+    run = run_in_team(request, team, run_id, need=Role.MEMBER)
+    stored, stop = external_run_log(
+        run=run, actor=caller(request).user, points=[(p.name, p.step, p.value) for p in payload.points]
+    )
+    return PointsOut(stored=stored, stop=stop)
+
+
+@router.post("/teams/{team}/runs/{run_id}/finish", response={200: RunOut, **WRITE_ERRORS})
+def external_finish(request: HttpRequest, team: str, run_id: int, payload: FinishIn) -> RunOut:
+    run = run_in_team(request, team, run_id, need=Role.MEMBER)
+    finished = external_run_finish(
+        run=run,
+        actor=caller(request).user,
+        status=payload.status,
+        error=payload.error,
+        summary=payload.summary,
+    )
+    return run_out(finished)

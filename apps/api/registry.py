@@ -1,0 +1,152 @@
+"""``/teams/{team}/models``: meta-models: list, get with lineage (the model card and
+its adaptations), alias moves (the approve rule of ``alias_move``), downloads of
+the safetensors and the card. Kept apart from the run endpoints: the registry app
+is being split, and its imports go through the package level only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import FileResponse, Http404, HttpRequest
+from ninja import Query, Router, Schema
+from pydantic import Field
+
+from apps.api.auth import caller, team_for
+from apps.api.schemas import MessageOut, ValidationErrorOut
+from apps.registry.models import MetaModel
+from apps.registry.selectors import (
+    metamodel_card,
+    metamodel_get_visible,
+    metamodel_lineage,
+    metamodel_weights_file,
+)
+from apps.registry.services import alias_move
+from apps.teams.models import Role
+
+router = Router(tags=["meta-models"])
+
+
+class MetaModelOut(Schema):
+    id: int
+    name: str
+    version: int
+    source: str
+    algorithm: str
+    experiment_id: int
+    training_run_id: int | None
+    weights_sha256: str
+    created_at: Any
+
+
+class MetaModelPageOut(Schema):
+    next_before: int | None = Field(description="Pass as ``before`` for the next page; null on the last.")
+    results: list[MetaModelOut]
+
+
+class LineageAdaptationOut(Schema):
+    id: int
+    run_id: int
+    status: str
+
+
+class MetaModelDetailOut(Schema):
+    card: dict[str, Any] = Field(description="The model card: lineage, metrics, aliases, reviews.")
+    adaptations: list[LineageAdaptationOut]
+
+
+class AliasIn(Schema):
+    alias: str = Field(max_length=40)
+
+
+class AliasOut(Schema):
+    model_name: str
+    alias: str
+    meta_model_id: int
+
+
+class ModelListQuery(Schema):
+    before: int | None = Field(None, ge=1, le=2**62, description="Keyset cursor: ids below this one.")
+    limit: int = Field(50, ge=1, le=200)
+
+
+def model_in_team(request: HttpRequest, team: str, model_id: int, *, need: Role = Role.VIEWER) -> MetaModel:
+    the_team = team_for(request, team, need=need)
+    meta_model = metamodel_get_visible(user=caller(request).user, meta_model_id=model_id)
+    if meta_model.team_id != the_team.pk:
+        raise Http404("No such meta-model.")
+    return meta_model
+
+
+def _out(m: MetaModel) -> MetaModelOut:
+    return MetaModelOut(
+        id=m.pk,
+        name=m.name,
+        version=m.version,
+        source=m.source,
+        algorithm=m.algorithm,
+        experiment_id=m.experiment_id,
+        training_run_id=m.training_run_id,
+        weights_sha256=m.weights_sha256,
+        created_at=m.created_at,
+    )
+
+
+@router.get("/teams/{team}/models", response={200: MetaModelPageOut, 422: ValidationErrorOut})
+def model_list(request: HttpRequest, team: str, params: Query[ModelListQuery]) -> MetaModelPageOut:
+    rows = MetaModel.objects.filter(team=team_for(request, team)).order_by("-pk")
+    if params.before is not None:
+        rows = rows.filter(pk__lt=params.before)
+    page = list(rows[: params.limit + 1])
+    more = len(page) > params.limit
+    page = page[: params.limit]
+    return MetaModelPageOut(next_before=page[-1].pk if more else None, results=[_out(m) for m in page])
+
+
+@router.get("/teams/{team}/models/{model_id}", response={200: MetaModelDetailOut, 404: MessageOut})
+def model_get(request: HttpRequest, team: str, model_id: int) -> MetaModelDetailOut:
+    meta_model = model_in_team(request, team, model_id)
+    adaptations = [
+        LineageAdaptationOut(id=a.pk, run_id=a.run_id, status=a.run.status)
+        for a in metamodel_lineage(meta_model)
+    ]
+    return MetaModelDetailOut(card=metamodel_card(meta_model), adaptations=adaptations)
+
+
+@router.get("/teams/{team}/models/{model_id}/card", response={200: dict[str, Any], 404: MessageOut})
+def model_card(request: HttpRequest, team: str, model_id: int) -> dict[str, Any]:
+    return metamodel_card(model_in_team(request, team, model_id))
+
+
+@router.get(
+    "/teams/{team}/models/{model_id}/weights",
+    response={200: bytes, 404: MessageOut},
+    openapi_extra={"responses": {200: {"content": {"application/octet-stream": {}}}}},
+)
+def model_weights(request: HttpRequest, team: str, model_id: int) -> FileResponse:
+    meta_model = model_in_team(request, team, model_id)
+    path = metamodel_weights_file(meta_model)
+    if path is None:
+        raise Http404("This meta-model's weights are missing.")
+    return FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename=f"{meta_model.name}-v{meta_model.version}.safetensors",
+        content_type="application/octet-stream",
+    )
+
+
+@router.post(
+    "/teams/{team}/models/{model_id}/alias",
+    response={200: AliasOut, 403: MessageOut, 404: MessageOut, 422: ValidationErrorOut},
+)
+def model_alias_move(request: HttpRequest, team: str, model_id: int, payload: AliasIn) -> AliasOut:
+    """Point ``<name>@<alias>`` at this version; ``production`` needs an approve verdict."""
+    meta_model = model_in_team(request, team, model_id, need=Role.MEMBER)
+    pointer = alias_move(
+        team=meta_model.team,
+        actor=caller(request).user,
+        model_name=meta_model.name,
+        alias=payload.alias,
+        meta_model=meta_model,
+    )
+    return AliasOut(model_name=pointer.model_name, alias=pointer.alias, meta_model_id=pointer.meta_model_id)

@@ -1,0 +1,200 @@
+"""``/teams/{team}/runs``: list (cursor pages, the run search language), get,
+launch, cancel, clone, metrics over a range, events, checkpoint download."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, Http404, HttpRequest
+from ninja import Query, Router, Schema, Status
+from pydantic import Field
+
+from apps.api.auth import caller, team_for
+from apps.api.schemas import (
+    MessageOut,
+    RunCloneIn,
+    RunEventOut,
+    RunLaunchIn,
+    RunOut,
+    RunPageOut,
+    SeriesOut,
+    ValidationErrorOut,
+)
+from apps.experiments.analysis.curves import MAX_POINTS
+from apps.experiments.compare_selectors import compare_series
+from apps.experiments.listing.columns import sort_parse
+from apps.experiments.listing.selectors import run_page_for_team
+from apps.experiments.models import Experiment, Run
+from apps.experiments.selectors import run_checkpoint_file, run_events, run_get_visible
+from apps.experiments.services.runs import run_cancel, run_create
+from apps.tasksets.models import TaskSet
+from apps.tasksets.selectors import taskset_version_latest
+from apps.teams.models import Role, Team
+
+router = Router(tags=["runs"])
+
+WRITE_ERRORS = {403: MessageOut, 404: MessageOut, 422: ValidationErrorOut}
+
+
+def run_out(run: Run) -> RunOut:
+    return RunOut(
+        id=run.pk,
+        kind=run.kind,
+        status=run.status,
+        algorithm=run.algorithm,
+        experiment_id=run.experiment_id,
+        taskset_id=run.taskset_version.taskset_id,
+        taskset_version=run.taskset_version.number,
+        queue=run.queue,
+        step=run.step,
+        total_steps=run.total_steps,
+        seed=run.seed,
+        config=run.config if isinstance(run.config, dict) else {},
+        summary=run.summary if isinstance(run.summary, dict) else {},
+        error=run.error,
+        cloned_from_id=run.cloned_from_id,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+    )
+
+
+def run_in_team(request: HttpRequest, team: str, run_id: int, *, need: Role = Role.VIEWER) -> Run:
+    """The run if it belongs to the team in the URL, which the caller may act in."""
+    the_team = team_for(request, team, need=need)
+    run = run_get_visible(user=caller(request).user, run_id=run_id)
+    if run.team_id != the_team.pk:
+        raise Http404("No such run.")
+    return run
+
+
+class RunListQuery(Schema):
+    q: str = Field("", max_length=2000, description="The run search language, as on the run list.")
+    sort: str = Field("", max_length=200, description="A column, '-' first for descending.")
+    cursor: str = Field("", max_length=2000)
+    limit: int = Field(50, ge=1, le=200)
+
+
+@router.get("/teams/{team}/runs", response={200: RunPageOut, 422: ValidationErrorOut})
+def run_list(request: HttpRequest, team: str, filters: Query[RunListQuery]) -> RunPageOut:
+    page = run_page_for_team(
+        team=team_for(request, team),
+        filters={"kind": "all"},
+        query=filters.q,
+        sort=sort_parse(filters.sort),
+        cursor=filters.cursor,
+        per_page=filters.limit,
+    )
+    return RunPageOut(
+        count=page.count,
+        next_cursor=page.next_cursor,
+        prev_cursor=page.prev_cursor,
+        results=[run_out(run) for run in page.runs],
+    )
+
+
+def _launch_targets(team: Team, payload: RunLaunchIn) -> tuple[Experiment, TaskSet]:
+    experiment = Experiment.objects.filter(team=team, pk=payload.experiment_id).first()
+    taskset = TaskSet.objects.filter(team=team, pk=payload.taskset_id).first()
+    errors: dict[str, str] = {}
+    if experiment is None:
+        errors["experiment"] = "Choose one of this team's experiments."
+    if taskset is None:
+        errors["taskset"] = "Choose one of this team's task sets."
+    if errors:
+        raise ValidationError(errors)
+    return experiment, taskset  # type: ignore[return-value]
+
+
+@router.post("/teams/{team}/runs", response={201: RunOut, **WRITE_ERRORS})
+def run_launch(request: HttpRequest, team: str, payload: RunLaunchIn) -> Status:
+    """Queue a meta-training run: ``config`` is the engine's TrainConfig (less ``family``,
+    which comes from the task set's latest version)."""
+    the_team = team_for(request, team, need=Role.MEMBER)
+    experiment, taskset = _launch_targets(the_team, payload)
+    version = taskset_version_latest(taskset=taskset)
+    if version is None:
+        raise ValidationError({"taskset": "This task set has no version yet."})
+    run = run_create(
+        experiment=experiment,
+        actor=caller(request).user,
+        taskset_version=version,
+        config=payload.config,
+        queue=payload.queue,
+    )
+    return Status(201, run_out(run))
+
+
+@router.get("/teams/{team}/runs/{run_id}", response={200: RunOut, 404: MessageOut})
+def run_get(request: HttpRequest, team: str, run_id: int) -> RunOut:
+    return run_out(run_in_team(request, team, run_id))
+
+
+@router.post("/teams/{team}/runs/{run_id}/cancel", response={200: RunOut, **WRITE_ERRORS})
+def run_cancel_endpoint(request: HttpRequest, team: str, run_id: int) -> RunOut:
+    run = run_in_team(request, team, run_id, need=Role.MEMBER)
+    return run_out(run_cancel(run=run, actor=caller(request).user))
+
+
+@router.post("/teams/{team}/runs/{run_id}/clone", response={201: RunOut, **WRITE_ERRORS})
+def run_clone(request: HttpRequest, team: str, run_id: int, payload: RunCloneIn) -> Status:
+    """A new run on the same task-set version with the same configuration, changed by ``config``."""
+    run = run_in_team(request, team, run_id, need=Role.MEMBER)
+    config = dict(run.config if isinstance(run.config, dict) else {})
+    config.pop("family", None)
+    config.update(payload.config)
+    clone = run_create(
+        experiment=run.experiment,
+        actor=caller(request).user,
+        taskset_version=run.taskset_version,
+        config=config,
+        queue=run.queue,
+        cloned_from=run,
+    )
+    return Status(201, run_out(clone))
+
+
+class MetricQuery(Schema):
+    name: str = Field(max_length=50, description="The metric, e.g. train_loss.")
+    lo: float | None = Field(None, ge=0, le=1e12, description="First step of the range.")
+    hi: float | None = Field(None, ge=0, le=1e12, description="Last step of the range.")
+    points: int = Field(500, ge=2, le=MAX_POINTS, description="At most this many points (min-max buckets).")
+
+
+@router.get(
+    "/teams/{team}/runs/{run_id}/metrics", response={200: SeriesOut, 404: MessageOut, 422: ValidationErrorOut}
+)
+def run_metrics(request: HttpRequest, team: str, run_id: int, params: Query[MetricQuery]) -> SeriesOut:
+    run = run_in_team(request, team, run_id)
+    data = compare_series(runs=[run], metric=params.name, lo=params.lo, hi=params.hi, points=params.points)
+    series = data["runs"][0]
+    return SeriesOut(
+        metric=params.name, x=series["x"], y=series["y"], total=series["total"], dropped=series["dropped"]
+    )
+
+
+@router.get("/teams/{team}/runs/{run_id}/events", response={200: list[RunEventOut], 404: MessageOut})
+def run_event_list(request: HttpRequest, team: str, run_id: int) -> list[RunEventOut]:
+    run = run_in_team(request, team, run_id)
+    return [
+        RunEventOut(created_at=e.created_at, kind=e.kind, message=e.message, attempt=e.attempt)
+        for e in run_events(run=run)
+    ]
+
+
+@router.get(
+    "/teams/{team}/runs/{run_id}/checkpoint",
+    response={200: bytes, 404: MessageOut},
+    openapi_extra={"responses": {200: {"content": {"application/octet-stream": {}}}}},
+)
+def run_checkpoint(request: HttpRequest, team: str, run_id: int) -> FileResponse:
+    """The newest complete checkpoint's weights (safetensors), streamed."""
+    run = run_in_team(request, team, run_id)
+    path = run_checkpoint_file(run)
+    if path is None:
+        raise Http404("This run has no checkpoint yet.")
+    return FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename=f"run-{run.pk}-{path.parent.name}.safetensors",
+        content_type="application/octet-stream",
+    )

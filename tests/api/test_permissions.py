@@ -1,0 +1,138 @@
+"""The permission matrix: every operation of the OpenAPI schema, for every kind of
+caller. Operations come from the schema itself, so a new endpoint without a row
+here fails ``test_every_operation_has_a_sample`` instead of going untested."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from apps.api.api import api
+from tests.api.conftest import bearer
+
+pytestmark = pytest.mark.django_db
+
+#: A valid request body per writing operation, so that the answer is about permission.
+SAMPLE_BODIES: dict[tuple[str, str], Any] = {
+    ("post", "/api/v1/teams/{team}/tasksets"): {"name": "New sines", "family": "sinusoid"},
+    ("post", "/api/v1/teams/{team}/runs"): {"experiment_id": "{experiment}", "taskset_id": "{taskset}"},
+    ("post", "/api/v1/teams/{team}/runs/{run_id}/cancel"): None,
+    ("post", "/api/v1/teams/{team}/runs/{run_id}/clone"): {"config": {"seed": 3}},
+    ("post", "/api/v1/teams/{team}/external-runs"): {
+        "experiment_id": "{experiment}",
+        "taskset_id": "{taskset}",
+        "algorithm": "maml",
+    },
+    ("post", "/api/v1/teams/{team}/runs/{run_id}/points"): {
+        "points": [{"name": "loss", "step": 1, "value": 0.5}]
+    },
+    ("post", "/api/v1/teams/{team}/runs/{run_id}/finish"): {"status": "succeeded"},
+    ("post", "/api/v1/teams/{team}/models/{model_id}/alias"): {"alias": "candidate"},
+    ("post", "/api/v1/teams/{team}/models/{model_id}/adaptations"): {
+        "target": "batch",
+        "steps": 1,
+        "lr": 0.01,
+    },
+}
+#: Operations on an external run (the others get the worker's run).
+ON_EXTERNAL = {"/api/v1/teams/{team}/runs/{run_id}/points", "/api/v1/teams/{team}/runs/{run_id}/finish"}
+#: Query strings that required parameters need.
+SAMPLE_QUERIES = {("get", "/api/v1/teams/{team}/runs/{run_id}/metrics"): {"name": "loss"}}
+
+#: The team-less operation: everyone authenticated may list their own teams.
+TEAMLESS = {("get", "/api/v1/teams")}
+
+WRITE_METHODS = {"post", "put", "patch", "delete"}
+ALLOWED = {"viewer": "read", "member": "write", "admin": "write", "read_only": "read"}
+
+
+def operations() -> list[tuple[str, str]]:
+    schema = api.get_openapi_schema()
+    return [(method, path) for path, item in schema["paths"].items() for method in item]
+
+
+def _fill(value: Any, world: dict[str, Any]) -> Any:
+    names = {
+        "{experiment}": world["experiment"].pk,
+        "{taskset}": world["version"].taskset_id,
+    }
+    if isinstance(value, dict):
+        return {k: _fill(v, world) for k, v in value.items()}
+    return names.get(value, value) if isinstance(value, str) else value
+
+
+def call(client: Client, method: str, path: str, world: dict[str, Any], **extra: Any):
+    run = world["external"] if path in ON_EXTERNAL else world["run"]
+    url = path.format(
+        team=world["team"].slug,
+        run_id=run.pk,
+        taskset_id=world["version"].taskset_id,
+        model_id=world["meta_model"].pk,
+    )
+    if "/adaptations/" in path:
+        url = path.format(team=world["team"].slug, run_id=world["adaptation"].run_id)
+    if method in WRITE_METHODS:
+        body = _fill(SAMPLE_BODIES[(method, path)], world)
+        data = json.dumps(body) if body is not None else ""
+        return getattr(client, method)(url, data=data, content_type="application/json", **extra)
+    return client.get(url, SAMPLE_QUERIES.get((method, path), {}), **extra)
+
+
+def test_every_operation_has_a_sample():
+    writes = {op for op in operations() if op[0] in WRITE_METHODS}
+    assert writes == set(SAMPLE_BODIES), "add a sample body for each new writing endpoint"
+    assert len(operations()) >= 10
+
+
+@pytest.mark.parametrize("method,path", operations())
+@pytest.mark.parametrize("who", ["anonymous", "expired", "revoked"])
+def test_unauthenticated_callers_get_401(api_world, client, method, path, who):
+    extra = {} if who == "anonymous" else bearer(api_world["tokens"][who])
+    response = call(client, method, path, api_world, **extra)
+    assert response.status_code == 401, response.content
+    assert "Bearer" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("method,path", operations())
+def test_another_teams_token_gets_404(api_world, client, method, path):
+    response = call(client, method, path, api_world, **bearer(api_world["tokens"]["other_team"]))
+    if (method, path) in TEAMLESS:
+        assert response.status_code == 200
+        assert [t["slug"] for t in response.json()] == ["beta"]
+    else:
+        assert response.status_code == 404, response.content
+
+
+@pytest.mark.parametrize("method,path", operations())
+@pytest.mark.parametrize("who", ["viewer", "member", "admin", "read_only"])
+def test_roles(api_world, client, method, path, who):
+    response = call(client, method, path, api_world, **bearer(api_world["tokens"][who]))
+    if method in WRITE_METHODS and ALLOWED[who] == "read":
+        assert response.status_code == 403, response.content
+        expected = "read-only" if who == "read_only" else "member role"
+        assert expected in response.json()["detail"]
+    else:
+        assert 200 <= response.status_code < 300, response.content
+
+
+@pytest.mark.parametrize("method,path", operations())
+def test_a_user_in_another_team_with_a_session_gets_404(api_world, client, method, path):
+    client.force_login(api_world["users"]["outsider"])
+    response = call(client, method, path, api_world)
+    assert response.status_code == (200 if (method, path) in TEAMLESS else 404), response.content
+
+
+def test_session_writes_need_the_csrf_token(api_world):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(api_world["users"]["member"])
+    path = "/api/v1/teams/{team}/runs/{run_id}/cancel"
+    assert call(browser, "post", path, api_world).status_code == 403
+    browser.get("/api/v1/teams")  # reads need no token
+    browser.get("/accounts/login/")
+    token = browser.cookies["csrftoken"].value
+    response = call(browser, "post", path, api_world, HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "cancelled"
