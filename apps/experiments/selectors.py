@@ -13,7 +13,6 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
@@ -23,11 +22,10 @@ from apps.reviews.models import Review
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.selectors import team_ids_for_user
+from apps.teams.types import AnyUser
 from workers.metalearn.checkpoint_layout import latest_weights
 from workers.metalearn.config import ConfigError
 from workers.metalearn.families import family_desc_dim, family_input_shape, family_kind
-
-AnyUser = AbstractBaseUser | AnonymousUser
 
 #: The run list's ``kind`` filter value that lists training runs and adaptations together.
 KIND_ALL = "all"
