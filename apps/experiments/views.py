@@ -19,6 +19,7 @@ from apps.experiments.analysis.summary import duration_display
 from apps.experiments.annotation_views import annotations_context
 from apps.experiments.forms import ExperimentForm, RunLaunchForm
 from apps.experiments.models import Run, RunStatus, tag_name_clean
+from apps.teams.forms import add_service_errors
 from apps.teams.models import Role, Team
 from apps.teams.selectors import role_for, team_get_for_user
 from apps.teams.services import ensure_role
@@ -64,7 +65,7 @@ def experiment_create(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
                 description=form.cleaned_data["description"],
             )
         except ValidationError as error:
-            _add_errors(form, error)
+            add_service_errors(form, error)
         else:
             return redirect_page(request, reverse("experiments:experiment-detail", args=[experiment.pk]))
     context = {"team": team, "form": form}
@@ -240,11 +241,3 @@ def run_checkpoint(request: HttpRequest, run_id: int) -> FileResponse:
         filename=f"run-{run.pk}-{path.parent.name}.safetensors",
         content_type="application/octet-stream",
     )
-
-
-def _add_errors(form: Any, error: ValidationError) -> None:
-    if hasattr(error, "error_dict"):
-        for field, errors in error.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, error)

@@ -18,10 +18,10 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.tasksets.forms import (
+    PARAMS_PREFIX,
     FamilyParamsForm,
     TaskSetCreateForm,
     TaskSetVersionForm,
-    add_errors,
     family_choices,
     ordered_params,
     params_initial,
@@ -37,6 +37,7 @@ from apps.tasksets.selectors import (
 )
 from apps.tasksets.services import taskset_create, taskset_version_create
 from apps.tasksets.uploads import DATA_FAMILIES, UploadLimitHandler, install_upload_limit
+from apps.teams.forms import add_service_errors
 from apps.teams.models import Role
 from apps.teams.selectors import team_get_for_user
 from apps.teams.services import ensure_role
@@ -123,7 +124,7 @@ def _taskset_create(request: HtmxHttpRequest, *, team_slug: str, limit: UploadLi
                 data_file=form.cleaned_data.get("data_file"),
             )
         except ValidationError as error:
-            add_errors(error, form=form, params_form=params_form)
+            add_service_errors(form, error, subforms={PARAMS_PREFIX: params_form})
         else:
             detail = reverse("tasksets:taskset-detail", kwargs={"taskset_id": taskset.pk})
             return redirect_page(request, detail)
@@ -203,7 +204,7 @@ def _taskset_edit(request: HtmxHttpRequest, *, taskset_id: int, limit: UploadLim
                 data_file=form.cleaned_data.get("data_file"),
             )
         except ValidationError as error:
-            add_errors(error, form=form, params_form=params_form)
+            add_service_errors(form, error, subforms={PARAMS_PREFIX: params_form})
         else:
             detail = reverse("tasksets:taskset-detail", kwargs={"taskset_id": taskset.pk})
             return redirect_page(request, detail)
