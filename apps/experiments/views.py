@@ -176,7 +176,6 @@ def _run_context(request: HttpRequest, run: Run, error: str = "") -> dict[str, A
         "team": run.team,
         "run": run,
         "state": state,
-        "progress_pct": round(100 * min(run.step / run.total_steps, 1), 1) if run.total_steps else 0,
         "speed_display": f"{speed:.1f} steps/s" if speed else "—",
         "eta_display": duration_display(state["run"]["eta_seconds"]),
         "config_json": json.dumps(run.config, indent=2, sort_keys=True),
