@@ -312,18 +312,12 @@ def run_metrics_csv(*, run: Run) -> Iterator[str]:
 
 
 async def run_metrics_csv_async(*, run: Run) -> AsyncIterator[str]:
-    """:func:`run_metrics_csv` for ASGI servers: each chunk's query runs in a thread."""
-    yield CSV_HEADER
-    after: tuple[str, int] | None = None
-    fetch = sync_to_async(_metric_chunks)
-    while True:
-        rows = await fetch(run.pk, after)
-        if not rows:
-            return
-        yield _csv_lines(rows)
-        if len(rows) < CSV_CHUNK_ROWS:
-            return
-        after = (rows[-1][0], rows[-1][1])
+    """:func:`run_metrics_csv` for ASGI servers: the same chunks, each one produced
+    (its query included) in Django's sync thread, so the event loop never blocks."""
+    chunks = run_metrics_csv(run=run)
+    step = sync_to_async(next, thread_sensitive=True)
+    while (chunk := await step(chunks, None)) is not None:
+        yield chunk
 
 
 def run_checkpoint_dir(run: Run) -> Path:
