@@ -6,7 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 HTMX=2.0.11       # htmx.org, the 2.x line that django-htmx is built and tested against
-HTMX_WS=2.0.4     # htmx-ext-ws, the websocket extension for htmx 2
 UPLOT=1.6.32      # uplot
 
 work=$(mktemp -d)
@@ -20,22 +19,18 @@ fetch() {  # fetch <package> <version> -> unpacked into $work/<package>
 }
 
 fetch htmx.org "$HTMX"
-fetch htmx-ext-ws "$HTMX_WS"
 fetch uplot "$UPLOT"
 
-mkdir -p htmx htmx-ext-ws uplot
+mkdir -p htmx uplot
 cp "$work/htmx.org/dist/htmx.min.js" htmx/htmx.min.js
 cp "$work/htmx.org/LICENSE" htmx/LICENSE
-cp "$work/htmx-ext-ws/ws.js" htmx-ext-ws/ws.js
-cp "$work/htmx-ext-ws/LICENSE" htmx-ext-ws/LICENSE 2>/dev/null || true
 cp "$work/uplot/dist/uPlot.iife.min.js" uplot/uPlot.iife.min.js
 cp "$work/uplot/dist/uPlot.min.css" uplot/uPlot.min.css
 cp "$work/uplot/LICENSE" uplot/LICENSE
 
 cat > VERSIONS <<TXT
 htmx.org $HTMX
-htmx-ext-ws $HTMX_WS
 uplot $UPLOT
 TXT
-sha256sum htmx/htmx.min.js htmx-ext-ws/ws.js uplot/uPlot.iife.min.js uplot/uPlot.min.css >> VERSIONS
-echo "vendored: $(head -3 VERSIONS | tr '\n' ' ')"
+sha256sum htmx/htmx.min.js uplot/uPlot.iife.min.js uplot/uPlot.min.css >> VERSIONS
+echo "vendored: $(head -2 VERSIONS | tr '\n' ' ')"
