@@ -2,8 +2,8 @@
 
 With ``request.htmx`` they render a partial of the page template
 (``"tasksets/<page>.html#<partial>"``, via ``render_page``), otherwise the whole page. The two views
-that take uploads are ``csrf_exempt`` only to put the upload-limit handler in
-front before the body is parsed; they apply ``csrf_protect`` straight after.
+that take uploads are wrapped in ``upload_limited``: ``csrf_exempt`` only to put the
+upload-limit handler in front before the body is parsed, ``csrf_protect`` straight after.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from django.core.exceptions import ValidationError
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.tasksets.forms import (
@@ -36,7 +35,7 @@ from apps.tasksets.selectors import (
     taskset_version_list,
 )
 from apps.tasksets.services import taskset_create, taskset_version_create
-from apps.tasksets.uploads import DATA_FAMILIES, UploadLimitHandler, install_upload_limit
+from apps.tasksets.uploads import DATA_FAMILIES, UploadLimitHandler, upload_limited
 from apps.teams.forms import add_service_errors
 from apps.teams.models import Role
 from apps.teams.selectors import team_get_for_user
@@ -91,15 +90,11 @@ def _render_form(request: HtmxHttpRequest, context: dict[str, Any]) -> HttpRespo
     return render_page(request, "tasksets/taskset_form.html", "taskset-form", context)
 
 
-@csrf_exempt
 @require_http_methods(["GET", "POST"])
-def taskset_create_view(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
-    limit = install_upload_limit(request)
-    return _taskset_create(request, team_slug=team_slug, limit=limit)
-
-
-@csrf_protect
-def _taskset_create(request: HtmxHttpRequest, *, team_slug: str, limit: UploadLimitHandler) -> HttpResponse:
+@upload_limited
+def taskset_create_view(
+    request: HtmxHttpRequest, team_slug: str, *, limit: UploadLimitHandler
+) -> HttpResponse:
     team, _role = team_get_for_user(user=request.user, slug=team_slug)
     ensure_role(user=request.user, team=team, required=Role.MEMBER)
     if request.method == "GET":
@@ -166,15 +161,11 @@ def taskset_detail(request: HtmxHttpRequest, taskset_id: int) -> HttpResponse:
     return render_page(request, "tasksets/taskset_detail.html", "versions", context)
 
 
-@csrf_exempt
 @require_http_methods(["GET", "POST"])
-def taskset_edit_view(request: HtmxHttpRequest, taskset_id: int) -> HttpResponse:
-    limit = install_upload_limit(request)
-    return _taskset_edit(request, taskset_id=taskset_id, limit=limit)
-
-
-@csrf_protect
-def _taskset_edit(request: HtmxHttpRequest, *, taskset_id: int, limit: UploadLimitHandler) -> HttpResponse:
+@upload_limited
+def taskset_edit_view(
+    request: HtmxHttpRequest, taskset_id: int, *, limit: UploadLimitHandler
+) -> HttpResponse:
     taskset = taskset_get_visible(user=request.user, taskset_id=taskset_id)
     ensure_role(user=request.user, team=taskset.team, required=Role.MEMBER)
     family = taskset.family
