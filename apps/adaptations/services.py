@@ -42,9 +42,8 @@ from apps.adaptations.checks import (
 )
 from apps.adaptations.models import Adaptation, AdaptationTarget, AdaptedModel
 from apps.adaptations.selectors import ADAPT_TEST_TASKS, ModelFacts
-from apps.experiments.events import RunStatusEvent, publish_status_on_commit
 from apps.experiments.models import Queue, Run, RunEvent, RunKind, RunStatus
-from apps.experiments.services import code_version, run_succeed
+from apps.experiments.services import code_version, run_status_publish, run_succeed
 from apps.registry import storage
 from apps.registry.models import MetaModel
 from apps.teams.models import Role
@@ -79,14 +78,6 @@ def adaptation_batch_tasks() -> int:
 
 
 # -- launching ----------------------------------------------------------------------
-
-
-def _publish_status(run: Run) -> None:
-    publish_status_on_commit(
-        RunStatusEvent(run_id=run.pk, status=run.status, step=run.step, total_steps=run.total_steps),
-        team_id=run.team_id,
-        queue=run.queue,
-    )
 
 
 @transaction.atomic
@@ -140,7 +131,7 @@ def adaptation_start(
     )
     run_id, run_queue = run.pk, run.queue
     transaction.on_commit(lambda: celery_app.send_task(ADAPT_TASK, args=[run_id], queue=run_queue))
-    _publish_status(run)
+    run_status_publish(run=run)
     return run
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "run_mark_cancelled",
     "run_metrics_record",
     "run_requeue_stale",
+    "run_status_publish",
     "run_stop_reason",
     "run_succeed",
 ]
@@ -70,7 +71,8 @@ def _heartbeat_cutoff() -> datetime:
     return timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT_SECONDS)
 
 
-def _publish_status(run: Run) -> None:
+def run_status_publish(*, run: Run) -> None:
+    """Tell the run's page and queue, once the transaction commits, the run's status."""
     event = RunStatusEvent(
         run_id=run.pk,
         status=run.status,
@@ -120,7 +122,7 @@ def run_claim(*, run_id: int, worker: str, device: str) -> Claim | None:
         if run.cancel_requested_at is not None:
             _finish(run, RunStatus.CANCELLED, now=now)
             _event(run, "cancelled", "Cancelled before a worker picked it up again.")
-            _publish_status(run)
+            run_status_publish(run=run)
             return None
 
         resumed = run.attempt > 0
@@ -149,7 +151,7 @@ def run_claim(*, run_id: int, worker: str, device: str) -> Claim | None:
         else:
             message = f"Attempt {run.attempt} on {where}."
         _event(run, "claimed", message)
-        _publish_status(run)
+        run_status_publish(run=run)
         return Claim(run_id=run.pk, token=run.attempt_token, attempt=run.attempt, resumed=resumed)
 
 
@@ -241,7 +243,7 @@ def run_succeed(*, run_id: int, token: str, summary: dict[str, Any], step: int |
             run.step = step
         _finish(run, RunStatus.SUCCEEDED)
         _event(run, "succeeded", f"Finished at step {run.step}.")
-        _publish_status(run)
+        run_status_publish(run=run)
         if run.kind == RunKind.TRAIN:
             transaction.on_commit(partial(_register_meta_model, run.pk), robust=True)
         return True
@@ -268,7 +270,7 @@ def run_fail(*, run_id: int, token: str, error: str, step: int | None = None) ->
         _finish(run, RunStatus.FAILED)
         where = f" at step {step}" if step is not None else ""
         _event(run, "failed", f"Failed{where}: {run.error}")
-        _publish_status(run)
+        run_status_publish(run=run)
         return True
 
 
@@ -282,7 +284,7 @@ def run_mark_cancelled(*, run_id: int, token: str, step: int | None = None) -> b
             run.step = step
         _finish(run, RunStatus.CANCELLED)
         _event(run, "cancelled", f"Cancelled at step {run.step}.")
-        _publish_status(run)
+        run_status_publish(run=run)
         return True
 
 
@@ -324,7 +326,7 @@ def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
             if run.cancel_requested_at is not None:
                 _finish(run, RunStatus.CANCELLED)
                 _event(run, "cancelled", f"Cancelled; its worker went silent (last heartbeat {last}).")
-                _publish_status(run)
+                run_status_publish(run=run)
                 continue
             run.status = RunStatus.QUEUED
             run.attempt_token = ""
@@ -332,7 +334,7 @@ def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
             run.save(update_fields=["status", "attempt_token", "heartbeat_at"])
             resume = f"step {run.checkpoint_step}" if run.checkpoint_step is not None else "the start"
             _event(run, "heartbeat_lost", f"Heartbeat lost (last {last}); requeued to resume from {resume}.")
-            _publish_status(run)
+            run_status_publish(run=run)
             _dispatch_on_commit(run.pk, run.queue)
             requeued.append(run.pk)
     if requeued:

@@ -17,8 +17,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from apps.experiments.events import RunStatusEvent, publish_status_on_commit
 from apps.experiments.models import Experiment, Queue, Run, RunEvent, RunKind, RunStatus
+from apps.experiments.services.execution import run_status_publish
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
@@ -201,23 +201,8 @@ def run_create(
 
     run_id, run_queue = run.pk, run.queue
     transaction.on_commit(lambda: celery_app.send_task(TRAIN_TASK, args=[run_id], queue=run_queue))
-    _publish_status(run)
+    run_status_publish(run=run)
     return run
-
-
-def _publish_status(run: Run) -> None:
-    publish_status_on_commit(
-        RunStatusEvent(
-            run_id=run.pk,
-            status=run.status,
-            step=run.step,
-            total_steps=run.total_steps,
-            error=run.error,
-            error_step=run.error_step,
-        ),
-        team_id=run.team_id,
-        queue=run.queue,
-    )
 
 
 @transaction.atomic
@@ -240,7 +225,7 @@ def run_cancel(*, run: Run, actor: AnyUser) -> Run:
         locked.save(update_fields=["status", "finished_at", "cancel_requested_at"])
         message = f"Cancelled by {who} before it started."
         RunEvent.objects.create(run=locked, kind="cancelled", message=message, attempt=locked.attempt)
-        _publish_status(locked)
+        run_status_publish(run=locked)
     elif locked.status == RunStatus.RUNNING:
         if locked.cancel_requested_at is None:
             locked.cancel_requested_at = now
@@ -251,7 +236,7 @@ def run_cancel(*, run: Run, actor: AnyUser) -> Run:
                 message=f"{who} asked to cancel; the worker stops after the current iteration.",
                 attempt=locked.attempt,
             )
-            _publish_status(locked)
+            run_status_publish(run=locked)
     else:
         raise ValidationError({"status": f"This run has {locked.get_status_display().lower()} already."})
     return locked
