@@ -8,8 +8,10 @@ upload-limit handler in front before the body is parsed, ``csrf_protect`` straig
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from django import forms
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
@@ -90,6 +92,19 @@ def _render_form(request: HtmxHttpRequest, context: dict[str, Any]) -> HttpRespo
     return render_page(request, "tasksets/taskset_form.html", "taskset-form", context)
 
 
+def _save(
+    request: HtmxHttpRequest, form: forms.Form, params_form: FamilyParamsForm, save: Callable[[], TaskSet]
+) -> HttpResponse | None:
+    """Call ``save`` (a service) and go to the task set's page; on its ValidationError
+    put the errors on the two forms and return None (the view renders them)."""
+    try:
+        taskset = save()
+    except ValidationError as error:
+        add_service_errors(form, error, subforms={PARAMS_PREFIX: params_form})
+        return None
+    return redirect_page(request, reverse("tasksets:taskset-detail", kwargs={"taskset_id": taskset.pk}))
+
+
 @require_http_methods(["GET", "POST"])
 @upload_limited
 def taskset_create_view(
@@ -108,8 +123,11 @@ def taskset_create_view(
     params_form = FamilyParamsForm(request.POST, family=family)
     forms_valid = form.is_valid() & params_form.is_valid()  # both, for every error at once
     if forms_valid:
-        try:
-            taskset = taskset_create(
+        saved = _save(
+            request,
+            form,
+            params_form,
+            lambda: taskset_create(
                 team=team,
                 actor=request.user,
                 name=form.cleaned_data["name"],
@@ -117,12 +135,10 @@ def taskset_create_view(
                 description=form.cleaned_data["description"],
                 params=params_form.params,
                 data_file=form.cleaned_data.get("data_file"),
-            )
-        except ValidationError as error:
-            add_service_errors(form, error, subforms={PARAMS_PREFIX: params_form})
-        else:
-            detail = reverse("tasksets:taskset-detail", kwargs={"taskset_id": taskset.pk})
-            return redirect_page(request, detail)
+            ),
+        )
+        if saved is not None:
+            return saved
     return _render_form(request, _form_context(team=team, form=form, params_form=params_form))
 
 
@@ -186,19 +202,22 @@ def taskset_edit_view(
     )
     params_form = FamilyParamsForm(request.POST, family=family)
     if form.is_valid() & params_form.is_valid():
-        try:
-            taskset_version_create(
-                taskset=taskset,
-                actor=request.user,
-                description=form.cleaned_data["description"],
-                params=params_form.params,
-                data_file=form.cleaned_data.get("data_file"),
-            )
-        except ValidationError as error:
-            add_service_errors(form, error, subforms={PARAMS_PREFIX: params_form})
-        else:
-            detail = reverse("tasksets:taskset-detail", kwargs={"taskset_id": taskset.pk})
-            return redirect_page(request, detail)
+        saved = _save(
+            request,
+            form,
+            params_form,
+            lambda: (
+                taskset_version_create(
+                    taskset=taskset,
+                    actor=request.user,
+                    description=form.cleaned_data["description"],
+                    params=params_form.params,
+                    data_file=form.cleaned_data.get("data_file"),
+                ).taskset
+            ),
+        )
+        if saved is not None:
+            return saved
     return _render_form(
         request, _form_context(team=taskset.team, taskset=taskset, form=form, params_form=params_form)
     )
