@@ -341,6 +341,23 @@ def teardown(work: Path, *, ok: bool, database_url: str = BENCH_DB_URL) -> None:
         print(f"logs kept in {work / 'logs'}", file=sys.stderr)
 
 
+@contextmanager
+def bench_django(prefix: str, *, redis_url: str) -> Iterator[Path]:
+    """A fresh benchmark database (``BENCH_DB_URL``), migrated, with Django set up on
+    it in this process; yields the work folder. Afterwards the database is dropped and
+    the folder removed (kept, with its logs, when the block raised)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    env = stack_env(database_url=BENCH_DB_URL, redis_url=redis_url, data_dir=work)
+    recreate_database(BENCH_DB_URL)
+    ok = False
+    try:
+        setup_django(env, migrate=True)
+        yield work
+        ok = True
+    finally:
+        teardown(work, ok=ok)
+
+
 def session_cookie(user) -> tuple[str, str]:
     """A logged-in session for ``user``, as (cookie name, value)."""
     from django.conf import settings
