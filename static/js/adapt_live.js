@@ -150,11 +150,7 @@
       var totalEl = document.getElementById("adapt-total");
       if (totalEl) totalEl.textContent = String(total);
     }
-    var bar = document.getElementById("adapt-progress");
-    if (bar && typeof total === "number" && total > 0) {
-      bar.setAttribute("aria-valuenow", String(step));
-      bar.firstElementChild.style.width = Math.min(100, (100 * step) / total).toFixed(1) + "%";
-    }
+    window.MetaLive.setProgress("adapt-progress", step, total);
   }
 
   function reviewPage(root) {
