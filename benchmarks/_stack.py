@@ -412,13 +412,21 @@ def bench_stack(name: str) -> Iterator[BenchStack]:
         redis_db.release()
 
 
-def bench_member(slug: str = "bench"):
-    """A team ``slug`` and its member ``bench`` (password: the factories'), in the
-    benchmark's database (call after :func:`setup_django`)."""
-    from apps.teams.models import Role
+def bench_member(slug: str = "bench", *, username: str = "bench", role: str = "member"):
+    """A team ``slug`` and its user ``username`` with ``role`` (a member by default;
+    password: the factories'), in the benchmark's database (call after :func:`setup_django`)."""
     from tests.factories import MembershipFactory, TeamFactory, UserFactory
 
     team = TeamFactory(name="Bench", slug=slug)
-    user = UserFactory(username="bench")
-    MembershipFactory(team=team, user=user, role=Role.MEMBER)
+    user = UserFactory(username=username)
+    MembershipFactory(team=team, user=user, role=role)
     return team, user
+
+
+def bench_experiment(*, team, user):
+    """The team's task set "Sines" (its version) and experiment "Scale", made by ``user``."""
+    from apps.experiments.models import Experiment
+    from tests.factories import TaskSetVersionFactory
+
+    version = TaskSetVersionFactory(taskset__team=team, taskset__name="Sines", created_by=user)
+    return version, Experiment.objects.create(team=team, name="Scale", created_by=user)

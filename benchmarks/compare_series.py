@@ -49,21 +49,12 @@ def populate(runs: int, points: int) -> dict:
     from django.db import connection
     from django.utils import timezone
 
-    from apps.experiments.models import Experiment, Run, RunStatus
+    from apps.experiments.models import Run, RunStatus
     from apps.teams.models import Role
-    from tests.factories import (
-        SMALL_CONFIG,
-        MembershipFactory,
-        TaskSetVersionFactory,
-        TeamFactory,
-        UserFactory,
-    )
+    from tests.factories import SMALL_CONFIG
 
-    team = TeamFactory(name="Bench", slug="bench")
-    user = UserFactory(username="viewer")
-    MembershipFactory(team=team, user=user, role=Role.VIEWER)
-    version = TaskSetVersionFactory(taskset__team=team, taskset__name="Sines", created_by=user)
-    experiment = Experiment.objects.create(team=team, name="Scale", created_by=user)
+    team, user = _stack.bench_member(username="viewer", role=Role.VIEWER)
+    version, experiment = _stack.bench_experiment(team=team, user=user)
     now = timezone.now()
     created = Run.objects.bulk_create(
         Run(

@@ -49,23 +49,14 @@ def populate(models: int = MODELS) -> dict:
     from django.utils import timezone
 
     from apps.adaptations.models import Adaptation, AdaptationTarget, AdaptedModel
-    from apps.experiments.models import Experiment, Run, RunKind, RunStatus
+    from apps.experiments.models import Run, RunKind, RunStatus
     from apps.registry.models import MetaModel
     from apps.reviews.models import Review, Verdict
     from apps.teams.models import Role
-    from tests.factories import (
-        SMALL_CONFIG,
-        MembershipFactory,
-        TaskSetVersionFactory,
-        TeamFactory,
-        UserFactory,
-    )
+    from tests.factories import SMALL_CONFIG
 
-    team = TeamFactory(name="Bench", slug="bench")
-    user = UserFactory(username="reviewer")
-    MembershipFactory(team=team, user=user, role=Role.MEMBER)
-    version = TaskSetVersionFactory(taskset__team=team, taskset__name="Sines", created_by=user)
-    experiment = Experiment.objects.create(team=team, name="Scale", created_by=user)
+    team, user = _stack.bench_member(username="reviewer", role=Role.MEMBER)
+    version, experiment = _stack.bench_experiment(team=team, user=user)
     algorithms = ["maml", "fomaml", "reptile", "metasgd", "anil"]
     now = timezone.now()
 
