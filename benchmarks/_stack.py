@@ -341,6 +341,23 @@ def teardown(work: Path, *, ok: bool, database_url: str = BENCH_DB_URL) -> None:
         print(f"logs kept in {work / 'logs'}", file=sys.stderr)
 
 
+@contextmanager
+def bench_django(prefix: str, *, redis_url: str) -> Iterator[Path]:
+    """A fresh benchmark database (``BENCH_DB_URL``), migrated, with Django set up on
+    it in this process; yields the work folder. Afterwards the database is dropped and
+    the folder removed (kept, with its logs, when the block raised)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    env = stack_env(database_url=BENCH_DB_URL, redis_url=redis_url, data_dir=work)
+    recreate_database(BENCH_DB_URL)
+    ok = False
+    try:
+        setup_django(env, migrate=True)
+        yield work
+        ok = True
+    finally:
+        teardown(work, ok=ok)
+
+
 def session_cookie(user) -> tuple[str, str]:
     """A logged-in session for ``user``, as (cookie name, value)."""
     from django.conf import settings
@@ -395,13 +412,21 @@ def bench_stack(name: str) -> Iterator[BenchStack]:
         redis_db.release()
 
 
-def bench_member(slug: str = "bench"):
-    """A team ``slug`` and its member ``bench`` (password: the factories'), in the
-    benchmark's database (call after :func:`setup_django`)."""
-    from apps.teams.models import Role
+def bench_member(slug: str = "bench", *, username: str = "bench", role: str = "member"):
+    """A team ``slug`` and its user ``username`` with ``role`` (a member by default;
+    password: the factories'), in the benchmark's database (call after :func:`setup_django`)."""
     from tests.factories import MembershipFactory, TeamFactory, UserFactory
 
     team = TeamFactory(name="Bench", slug=slug)
-    user = UserFactory(username="bench")
-    MembershipFactory(team=team, user=user, role=Role.MEMBER)
+    user = UserFactory(username=username)
+    MembershipFactory(team=team, user=user, role=role)
     return team, user
+
+
+def bench_experiment(*, team, user):
+    """The team's task set "Sines" (its version) and experiment "Scale", made by ``user``."""
+    from apps.experiments.models import Experiment
+    from tests.factories import TaskSetVersionFactory
+
+    version = TaskSetVersionFactory(taskset__team=team, taskset__name="Sines", created_by=user)
+    return version, Experiment.objects.create(team=team, name="Scale", created_by=user)

@@ -28,7 +28,6 @@ import io
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -50,21 +49,12 @@ def populate(runs: int, points: int) -> dict:
     from django.db import connection
     from django.utils import timezone
 
-    from apps.experiments.models import Experiment, Run, RunStatus
+    from apps.experiments.models import Run, RunStatus
     from apps.teams.models import Role
-    from tests.factories import (
-        SMALL_CONFIG,
-        MembershipFactory,
-        TaskSetVersionFactory,
-        TeamFactory,
-        UserFactory,
-    )
+    from tests.factories import SMALL_CONFIG
 
-    team = TeamFactory(name="Bench", slug="bench")
-    user = UserFactory(username="viewer")
-    MembershipFactory(team=team, user=user, role=Role.VIEWER)
-    version = TaskSetVersionFactory(taskset__team=team, taskset__name="Sines", created_by=user)
-    experiment = Experiment.objects.create(team=team, name="Scale", created_by=user)
+    team, user = _stack.bench_member(username="viewer", role=Role.VIEWER)
+    version, experiment = _stack.bench_experiment(team=team, user=user)
     now = timezone.now()
     created = Run.objects.bulk_create(
         Run(
@@ -122,12 +112,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="metaweb-compare-series-"))
-    env = _stack.stack_env(database_url=_stack.BENCH_DB_URL, redis_url=REDIS_URL, data_dir=work)
-    _stack.recreate_database(_stack.BENCH_DB_URL)
-    ok = False
-    try:
-        _stack.setup_django(env, migrate=True)
+    with _stack.bench_django("metaweb-compare-series-", redis_url=REDIS_URL):
         from urllib.parse import urlencode
 
         from django.test import Client
@@ -181,14 +166,11 @@ def main() -> int:
                 at = first["x"].index(float(world["spike_step"]))
                 assert first["y"][at] > 50 * first["y"][at - 1], first["y"][at - 2 : at + 2]
         print(f"the 100x spike at step {world['spike_step']} is in the downsampled answer")
-        ok = True
         series_ms, zoom_ms, page_ms = medians[0], medians[1], medians[3]
         print(
             f"RESULT series20_p50_ms={series_ms:.1f} zoom20_p50_ms={zoom_ms:.1f} page20_p50_ms={page_ms:.1f}"
         )
-    finally:
-        _stack.teardown(work, ok=ok)
-    return 0 if ok else 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -50,23 +49,14 @@ def populate(models: int = MODELS) -> dict:
     from django.utils import timezone
 
     from apps.adaptations.models import Adaptation, AdaptationTarget, AdaptedModel
-    from apps.experiments.models import Experiment, Run, RunKind, RunStatus
+    from apps.experiments.models import Run, RunKind, RunStatus
     from apps.registry.models import MetaModel
     from apps.reviews.models import Review, Verdict
     from apps.teams.models import Role
-    from tests.factories import (
-        SMALL_CONFIG,
-        MembershipFactory,
-        TaskSetVersionFactory,
-        TeamFactory,
-        UserFactory,
-    )
+    from tests.factories import SMALL_CONFIG
 
-    team = TeamFactory(name="Bench", slug="bench")
-    user = UserFactory(username="reviewer")
-    MembershipFactory(team=team, user=user, role=Role.MEMBER)
-    version = TaskSetVersionFactory(taskset__team=team, taskset__name="Sines", created_by=user)
-    experiment = Experiment.objects.create(team=team, name="Scale", created_by=user)
+    team, user = _stack.bench_member(username="reviewer", role=Role.MEMBER)
+    version, experiment = _stack.bench_experiment(team=team, user=user)
     algorithms = ["maml", "fomaml", "reptile", "metasgd", "anil"]
     now = timezone.now()
 
@@ -191,12 +181,7 @@ def main() -> int:
     if args.repeats < 20:
         parser.error("--repeats must be at least 20")
 
-    work = Path(tempfile.mkdtemp(prefix="metaweb-review-scale-"))
-    env = _stack.stack_env(database_url=_stack.BENCH_DB_URL, redis_url=REDIS_URL, data_dir=work)
-    _stack.recreate_database(_stack.BENCH_DB_URL)
-    ok = False
-    try:
-        _stack.setup_django(env, migrate=True)
+    with _stack.bench_django("metaweb-review-scale-", redis_url=REDIS_URL):
         from django.db import connection
         from django.test import Client
         from django.test.utils import CaptureQueriesContext
@@ -267,11 +252,8 @@ def main() -> int:
             f"target median < {TARGET_MS:.0f} ms: {'ok' if p50 < TARGET_MS else 'ABOVE TARGET'} "
             f"(load now {os.getloadavg()[0]:.1f})"
         )
-        ok = True
         print(f"RESULT review6_p50_ms={p50:.1f} review6_p90_ms={p90:.1f} review2_p50_ms={baseline:.1f}")
         return 0
-    finally:
-        _stack.teardown(work, ok=ok)
 
 
 if __name__ == "__main__":

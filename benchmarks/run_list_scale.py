@@ -21,7 +21,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -117,15 +116,8 @@ def main() -> int:
     parser.add_argument("--explain", action="store_true", help="print the deep default page's plan")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="metaweb-run-list-"))
-    env = _stack.stack_env(database_url=_stack.BENCH_DB_URL, redis_url=REDIS_URL, data_dir=work)
-    _stack.recreate_database(_stack.BENCH_DB_URL)
-    ok = False
-    try:
-        _stack.setup_django(env, migrate=True)
+    with _stack.bench_django("metaweb-run-list-", redis_url=REDIS_URL):
         ok = _run(args)
-    finally:
-        _stack.teardown(work, ok=ok)
     return 0 if ok else 1
 
 

@@ -21,7 +21,6 @@ import argparse
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -104,12 +103,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="metaweb-tag-search-"))
-    env = _stack.stack_env(database_url=_stack.BENCH_DB_URL, redis_url=REDIS_URL, data_dir=work)
-    _stack.recreate_database(_stack.BENCH_DB_URL)
-    ok = False
-    try:
-        _stack.setup_django(env, migrate=True)
+    with _stack.bench_django("metaweb-tag-search-", redis_url=REDIS_URL):
         from django.db import connection
 
         from apps.experiments.models import Run
@@ -157,14 +151,11 @@ def main() -> int:
         base = results[("status:succeeded", "page")]
         tag_page, tag_count = results[("tag:t07", "page")], results[("tag:t07", "count")]
         print(f"tag:t07 page / status:succeeded page: {tag_page / base:.2f}x")
-        ok = True
         print(
             f"RESULT tag_page_p50_ms={tag_page:.2f} tag_count_p50_ms={tag_count:.2f} "
             f"baseline_page_p50_ms={base:.2f}"
         )
         return 0
-    finally:
-        _stack.teardown(work, ok=ok)
 
 
 if __name__ == "__main__":

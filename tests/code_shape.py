@@ -3,7 +3,9 @@
 Tests, migrations, benchmarks and vendored files are left out. Run it as a script to see the
 longest ten functions and every module over the limit:
 
-    .venv/bin/python tests/code_shape.py            # last line: SHAPE max_function=N functions_over=K modules_over=M
+    .venv/bin/python tests/code_shape.py
+
+Its last line reads ``SHAPE max_function=N functions_over=K modules_over=M``.
 
 ``tests/test_code_shape.py`` fails when a function passes FUNCTION_MAX lines or a module MODULE_MAX.
 """

@@ -24,6 +24,7 @@ from apps.adaptations.models import AdaptationTarget
 from apps.adaptations.selectors import ADAPT_TEST_TASKS, ModelFacts
 from apps.adaptations.uploads import parse_images, parse_rows
 from apps.experiments.models import Queue
+from apps.teams.forms import add_service_errors
 
 _SPLIT = re.compile(r"\s*[,;\t]\s*|\s+")
 
@@ -242,11 +243,6 @@ class AdaptForm(forms.Form):
             return None
 
     def add_service_errors(self, error: ValidationError) -> None:
-        """Put ``adaptation_start``'s errors on the fields they name."""
-        if not hasattr(error, "error_dict"):
-            self.add_error(None, error)
-            return
-        fields = {"support": self.support_field, "query": self.query_field}
-        for key, messages in error.error_dict.items():
-            field = fields.get(key, key)
-            self.add_error(field if field in self.fields else None, messages)
+        """Put ``adaptation_start``'s errors on the fields they name: its ``support``
+        and ``query`` keys go on whichever field held that part of the task."""
+        add_service_errors(self, error, aliases={"support": self.support_field, "query": self.query_field})

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import Http404
 
 from apps.adaptations.models import Adaptation, AdaptationTarget, AdaptedModel
@@ -25,6 +24,7 @@ from apps.registry.selectors import CARD_FORMAT, iso_or_none, metamodel_lineage_
 from apps.reviews.selectors.reviews import review_list, reviews_card
 from apps.tasksets.previews import FLAT_IMAGE_SHAPES, png_data_uri
 from apps.teams.selectors import team_ids_for_user
+from apps.teams.types import AnyUser
 from workers.metalearn.checkpoint_layout import read_record
 from workers.metalearn.specs import AlgorithmSpec, spec_of
 from workers.metalearn.types import ConfigError
@@ -44,7 +44,6 @@ __all__ = [
     "run_is_adaptation",
 ]
 
-AnyUser = AbstractBaseUser | AnonymousUser
 
 #: Tasks of the meta-test split a single-task adaptation may pick (the standard 600).
 ADAPT_TEST_TASKS = 600

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -50,6 +49,7 @@ from apps.registry import storage
 from apps.registry.models import MetaModel
 from apps.teams.models import Role
 from apps.teams.services import ensure_role
+from apps.teams.types import AnyUser
 from metaweb.celery import app as celery_app
 from workers.metalearn.fileio import write_atomic
 
@@ -68,7 +68,6 @@ __all__ = [
     "evaluation_start",
 ]
 
-AnyUser = AbstractBaseUser | AnonymousUser
 
 #: The Celery task that adapts, dispatched by name (the web never imports the worker).
 ADAPT_TASK = "workers.tasks.adapt_run"

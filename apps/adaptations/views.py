@@ -90,7 +90,6 @@ def _detail_context(request: HtmxHttpRequest, adaptation: Adaptation) -> dict[st
         "state": state,
         "events": run_events(run=run),
         "classification": bool(facts and facts.classification),
-        "progress_pct": round(100 * min(run.step / run.total_steps, 1), 1) if run.total_steps else 0,
         "can_write": bool(role and role.allows(Role.MEMBER)),
         "meta_model_url": reverse("registry:metamodel-detail", args=[meta_model.pk]),
         # A batch evaluation keeps scores only: no weights to download.

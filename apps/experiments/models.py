@@ -216,6 +216,11 @@ class Run(Noted):
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
 
+    @property
+    def progress_pct(self) -> float:
+        """How far the run got, in percent of its steps (0 before it knows its length)."""
+        return round(100 * min(self.step / self.total_steps, 1), 1) if self.total_steps else 0
+
 
 class Metric(models.Model):
     """One value of one metric at one step. Unique per (run, name, step), so a

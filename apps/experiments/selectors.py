@@ -13,7 +13,6 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
@@ -23,11 +22,10 @@ from apps.reviews.models import Review
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.selectors import team_ids_for_user
+from apps.teams.types import AnyUser
 from workers.metalearn.checkpoint_layout import latest_weights
 from workers.metalearn.config import ConfigError
 from workers.metalearn.families import family_desc_dim, family_input_shape, family_kind
-
-AnyUser = AbstractBaseUser | AnonymousUser
 
 #: The run list's ``kind`` filter value that lists training runs and adaptations together.
 KIND_ALL = "all"
@@ -314,18 +312,12 @@ def run_metrics_csv(*, run: Run) -> Iterator[str]:
 
 
 async def run_metrics_csv_async(*, run: Run) -> AsyncIterator[str]:
-    """:func:`run_metrics_csv` for ASGI servers: each chunk's query runs in a thread."""
-    yield CSV_HEADER
-    after: tuple[str, int] | None = None
-    fetch = sync_to_async(_metric_chunks)
-    while True:
-        rows = await fetch(run.pk, after)
-        if not rows:
-            return
-        yield _csv_lines(rows)
-        if len(rows) < CSV_CHUNK_ROWS:
-            return
-        after = (rows[-1][0], rows[-1][1])
+    """:func:`run_metrics_csv` for ASGI servers: the same chunks, each one produced
+    (its query included) in Django's sync thread, so the event loop never blocks."""
+    chunks = run_metrics_csv(run=run)
+    step = sync_to_async(next, thread_sensitive=True)
+    while (chunk := await step(chunks, None)) is not None:
+        yield chunk
 
 
 def run_checkpoint_dir(run: Run) -> Path:

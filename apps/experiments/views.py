@@ -21,6 +21,7 @@ from apps.experiments.forms import ExperimentForm, RunLaunchForm
 from apps.experiments.models import Run, RunStatus, tag_name_clean
 from apps.experiments.sweep_forms import SweepForm
 from apps.experiments.sweep_views import sweep_form_for, sweep_launch
+from apps.teams.forms import add_service_errors
 from apps.teams.models import Role, Team
 from apps.teams.selectors import role_for, team_get_for_user
 from apps.teams.services import ensure_role
@@ -66,7 +67,7 @@ def experiment_create(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
                 description=form.cleaned_data["description"],
             )
         except ValidationError as error:
-            _add_errors(form, error)
+            add_service_errors(form, error)
         else:
             return redirect_page(request, reverse("experiments:experiment-detail", args=[experiment.pk]))
     context = {"team": team, "form": form}
@@ -191,7 +192,6 @@ def _run_context(request: HttpRequest, run: Run, error: str = "") -> dict[str, A
         "team": run.team,
         "run": run,
         "state": state,
-        "progress_pct": round(100 * min(run.step / run.total_steps, 1), 1) if run.total_steps else 0,
         "speed_display": f"{speed:.1f} steps/s" if speed else "—",
         "eta_display": duration_display(state["run"]["eta_seconds"]),
         "config_json": json.dumps(run.config, indent=2, sort_keys=True),
@@ -256,11 +256,3 @@ def run_checkpoint(request: HttpRequest, run_id: int) -> FileResponse:
         filename=f"run-{run.pk}-{path.parent.name}.safetensors",
         content_type="application/octet-stream",
     )
-
-
-def _add_errors(form: Any, error: ValidationError) -> None:
-    if hasattr(error, "error_dict"):
-        for field, errors in error.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, error)

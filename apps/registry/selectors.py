@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import OuterRef, Prefetch, QuerySet
 from django.http import Http404
 
@@ -23,6 +22,7 @@ from apps.reviews.selectors.reviews import latest_verdict_subquery, review_list,
 from apps.tasksets.models import TaskSet
 from apps.teams.models import Team
 from apps.teams.selectors import team_ids_for_user
+from apps.teams.types import AnyUser
 
 __all__ = [
     "CARD_FORMAT",
@@ -39,7 +39,6 @@ __all__ = [
     "metamodel_weights_file",
 ]
 
-AnyUser = AbstractBaseUser | AnonymousUser
 
 #: Adaptations listed on a meta-model's page (newest first).
 LINEAGE_LIMIT = 100

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -11,10 +10,10 @@ from apps.registry.models import MetaModel
 from apps.reviews.models import Review, Verdict
 from apps.teams.models import Role
 from apps.teams.services import ensure_role
+from apps.teams.types import AnyUser
 
 __all__ = ["MAX_COMMENT_CHARS", "review_create"]
 
-AnyUser = AbstractBaseUser | AnonymousUser
 
 MAX_COMMENT_CHARS = 5000
 

@@ -36,23 +36,6 @@ def family_choices() -> list[tuple[str, str]]:
     return [(name, name) for name in FAMILIES if name in FAMILY_PARAMS]
 
 
-def add_errors(error: ValidationError, *, form: forms.Form, params_form: forms.Form | None = None) -> None:
-    """Put a service's ValidationError on the forms. Keys ``params.<field>`` go on
-    the parameter form's field; other keys go on the main form's field of that
-    name, or become form-wide errors."""
-    if not hasattr(error, "error_dict"):
-        form.add_error(None, error)
-        return
-    for key, messages in error.message_dict.items():
-        if key.startswith(f"{PARAMS_PREFIX}.") and params_form is not None:
-            name = key.split(".", 1)[1]
-            params_form.add_error(name if name in params_form.fields else None, messages)
-        elif key in form.fields:
-            form.add_error(key, messages)
-        else:
-            form.add_error(None, messages)
-
-
 # -- family parameters ----------------------------------------------------------------------------
 
 

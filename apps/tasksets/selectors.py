@@ -3,15 +3,13 @@ visible to the members of its team (any role), and to nobody else (Http404)."""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
 from django.http import Http404
 
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.selectors import team_ids_for_user
-
-AnyUser = AbstractBaseUser | AnonymousUser
+from apps.teams.types import AnyUser
 
 
 def taskset_list_for_team(*, team: Team, family: str | None = None) -> QuerySet[TaskSet]:

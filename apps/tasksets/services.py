@@ -24,7 +24,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import IntegrityError, transaction
@@ -35,6 +34,7 @@ from apps.tasksets.models import ALLOWED_DATA_SUFFIXES, TaskSet, TaskSetVersion
 from apps.tasksets.uploads import DATA_FAMILIES, format_bytes
 from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
+from apps.teams.types import AnyUser
 from workers.metalearn.config import ConfigError
 from workers.metalearn.families import FAMILY_PARAMS, inspect_table, parse_family_params
 from workers.metalearn.types import DataError
@@ -42,7 +42,6 @@ from workers.metalearn.uploads import DEFAULT_LIMITS, UploadLimits
 
 logger = logging.getLogger(__name__)
 
-AnyUser = AbstractBaseUser | AnonymousUser
 
 NAME_MAX_LENGTH = TaskSet._meta.get_field("name").max_length
 DESCRIPTION_MAX_LENGTH = 5000

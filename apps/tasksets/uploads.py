@@ -8,11 +8,14 @@ form field from the upload's size, and by the service before it reads anything.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 #: Families whose task sets take an uploaded data file.
 DATA_FAMILIES = frozenset({"table"})
@@ -61,3 +64,17 @@ def install_upload_limit(request: HttpRequest) -> UploadLimitHandler:
     handler = UploadLimitHandler(request)
     request.upload_handlers.insert(0, handler)
     return handler
+
+
+def upload_limited(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Wrap a view that takes an upload: the limit handler goes in front before the
+    body is parsed (so the wrapper is ``csrf_exempt``), then the view runs under
+    ``csrf_protect`` with the handler as its ``limit`` keyword."""
+    protected = csrf_protect(view)
+
+    @csrf_exempt
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return protected(request, *args, limit=install_upload_limit(request), **kwargs)
+
+    return wrapper

@@ -2,26 +2,27 @@
 
 With ``request.htmx`` they render a partial of the page template
 (``"tasksets/<page>.html#<partial>"``, via ``render_page``), otherwise the whole page. The two views
-that take uploads are ``csrf_exempt`` only to put the upload-limit handler in
-front before the body is parsed; they apply ``csrf_protect`` straight after.
+that take uploads are wrapped in ``upload_limited``: ``csrf_exempt`` only to put the
+upload-limit handler in front before the body is parsed, ``csrf_protect`` straight after.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from django import forms
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.tasksets.forms import (
+    PARAMS_PREFIX,
     FamilyParamsForm,
     TaskSetCreateForm,
     TaskSetVersionForm,
-    add_errors,
     family_choices,
     ordered_params,
     params_initial,
@@ -36,7 +37,8 @@ from apps.tasksets.selectors import (
     taskset_version_list,
 )
 from apps.tasksets.services import taskset_create, taskset_version_create
-from apps.tasksets.uploads import DATA_FAMILIES, UploadLimitHandler, install_upload_limit
+from apps.tasksets.uploads import DATA_FAMILIES, UploadLimitHandler, upload_limited
+from apps.teams.forms import add_service_errors
 from apps.teams.models import Role
 from apps.teams.selectors import team_get_for_user
 from apps.teams.services import ensure_role
@@ -90,15 +92,24 @@ def _render_form(request: HtmxHttpRequest, context: dict[str, Any]) -> HttpRespo
     return render_page(request, "tasksets/taskset_form.html", "taskset-form", context)
 
 
-@csrf_exempt
+def _save(
+    request: HtmxHttpRequest, form: forms.Form, params_form: FamilyParamsForm, save: Callable[[], TaskSet]
+) -> HttpResponse | None:
+    """Call ``save`` (a service) and go to the task set's page; on its ValidationError
+    put the errors on the two forms and return None (the view renders them)."""
+    try:
+        taskset = save()
+    except ValidationError as error:
+        add_service_errors(form, error, subforms={PARAMS_PREFIX: params_form})
+        return None
+    return redirect_page(request, reverse("tasksets:taskset-detail", kwargs={"taskset_id": taskset.pk}))
+
+
 @require_http_methods(["GET", "POST"])
-def taskset_create_view(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
-    limit = install_upload_limit(request)
-    return _taskset_create(request, team_slug=team_slug, limit=limit)
-
-
-@csrf_protect
-def _taskset_create(request: HtmxHttpRequest, *, team_slug: str, limit: UploadLimitHandler) -> HttpResponse:
+@upload_limited
+def taskset_create_view(
+    request: HtmxHttpRequest, team_slug: str, *, limit: UploadLimitHandler
+) -> HttpResponse:
     team, _role = team_get_for_user(user=request.user, slug=team_slug)
     ensure_role(user=request.user, team=team, required=Role.MEMBER)
     if request.method == "GET":
@@ -112,8 +123,11 @@ def _taskset_create(request: HtmxHttpRequest, *, team_slug: str, limit: UploadLi
     params_form = FamilyParamsForm(request.POST, family=family)
     forms_valid = form.is_valid() & params_form.is_valid()  # both, for every error at once
     if forms_valid:
-        try:
-            taskset = taskset_create(
+        saved = _save(
+            request,
+            form,
+            params_form,
+            lambda: taskset_create(
                 team=team,
                 actor=request.user,
                 name=form.cleaned_data["name"],
@@ -121,12 +135,10 @@ def _taskset_create(request: HtmxHttpRequest, *, team_slug: str, limit: UploadLi
                 description=form.cleaned_data["description"],
                 params=params_form.params,
                 data_file=form.cleaned_data.get("data_file"),
-            )
-        except ValidationError as error:
-            add_errors(error, form=form, params_form=params_form)
-        else:
-            detail = reverse("tasksets:taskset-detail", kwargs={"taskset_id": taskset.pk})
-            return redirect_page(request, detail)
+            ),
+        )
+        if saved is not None:
+            return saved
     return _render_form(request, _form_context(team=team, form=form, params_form=params_form))
 
 
@@ -165,15 +177,11 @@ def taskset_detail(request: HtmxHttpRequest, taskset_id: int) -> HttpResponse:
     return render_page(request, "tasksets/taskset_detail.html", "versions", context)
 
 
-@csrf_exempt
 @require_http_methods(["GET", "POST"])
-def taskset_edit_view(request: HtmxHttpRequest, taskset_id: int) -> HttpResponse:
-    limit = install_upload_limit(request)
-    return _taskset_edit(request, taskset_id=taskset_id, limit=limit)
-
-
-@csrf_protect
-def _taskset_edit(request: HtmxHttpRequest, *, taskset_id: int, limit: UploadLimitHandler) -> HttpResponse:
+@upload_limited
+def taskset_edit_view(
+    request: HtmxHttpRequest, taskset_id: int, *, limit: UploadLimitHandler
+) -> HttpResponse:
     taskset = taskset_get_visible(user=request.user, taskset_id=taskset_id)
     ensure_role(user=request.user, team=taskset.team, required=Role.MEMBER)
     family = taskset.family
@@ -194,19 +202,22 @@ def _taskset_edit(request: HtmxHttpRequest, *, taskset_id: int, limit: UploadLim
     )
     params_form = FamilyParamsForm(request.POST, family=family)
     if form.is_valid() & params_form.is_valid():
-        try:
-            taskset_version_create(
-                taskset=taskset,
-                actor=request.user,
-                description=form.cleaned_data["description"],
-                params=params_form.params,
-                data_file=form.cleaned_data.get("data_file"),
-            )
-        except ValidationError as error:
-            add_errors(error, form=form, params_form=params_form)
-        else:
-            detail = reverse("tasksets:taskset-detail", kwargs={"taskset_id": taskset.pk})
-            return redirect_page(request, detail)
+        saved = _save(
+            request,
+            form,
+            params_form,
+            lambda: (
+                taskset_version_create(
+                    taskset=taskset,
+                    actor=request.user,
+                    description=form.cleaned_data["description"],
+                    params=params_form.params,
+                    data_file=form.cleaned_data.get("data_file"),
+                ).taskset
+            ),
+        )
+        if saved is not None:
+            return saved
     return _render_form(
         request, _form_context(team=taskset.team, taskset=taskset, form=form, params_form=params_form)
     )

@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django import forms
 from django.core.exceptions import ValidationError
 
 from apps.teams.models import Role
 
 
-def add_service_errors(form: forms.Form, error: ValidationError) -> None:
+def add_service_errors(
+    form: forms.Form,
+    error: ValidationError,
+    *,
+    aliases: Mapping[str, str] | None = None,
+    subforms: Mapping[str, forms.Form] | None = None,
+) -> None:
     """Put a service's ValidationError on the form: keys that name a field go on
-    that field, any other key (or a plain message) becomes a form-wide error."""
+    that field, any other key (or a plain message) becomes a form-wide error.
+
+    ``aliases`` renames a service's key to the form field that holds it
+    (``{"support": "support_text"}``); ``subforms`` sends ``<prefix>.<field>`` keys to
+    another form on the same page (``{"params": params_form}``)."""
     if not hasattr(error, "error_dict"):
         form.add_error(None, error)
         return
-    for field, errors in error.message_dict.items():
-        form.add_error(field if field in form.fields else None, errors)
+    for key, messages in error.message_dict.items():
+        target, field = _error_target(form, (aliases or {}).get(key, key), subforms or {})
+        target.add_error(field, messages)
+
+
+def _error_target(
+    form: forms.Form, key: str, subforms: Mapping[str, forms.Form]
+) -> tuple[forms.Form, str | None]:
+    """The form and field (None: form-wide) that a service's error key lands on."""
+    prefix, _, name = key.partition(".")
+    if name and prefix in subforms:
+        form, key = subforms[prefix], name
+    return form, key if key in form.fields else None
 
 
 class TeamCreateForm(forms.Form):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, F, QuerySet
 from django.http import Http404
 
 from apps.teams.models import Membership, Role, Team
-
-AnyUser = AbstractBaseUser | AnonymousUser
+from apps.teams.types import AnyUser
 
 
 def team_list_for_user(*, user: AnyUser) -> QuerySet[Team]:

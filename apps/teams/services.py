@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import Http404
@@ -13,8 +13,7 @@ from django.utils.text import slugify
 from apps.experiments.events import MembershipRemovedEvent, publish_on_commit, user_group
 from apps.teams.models import Membership, Role, Team
 from apps.teams.selectors import role_for
-
-AnyUser = AbstractBaseUser | AnonymousUser
+from apps.teams.types import AnyUser
 
 
 def ensure_role(*, user: AnyUser, team: Team | int, required: Role) -> Role:

@@ -16,29 +16,24 @@
 (function () {
   "use strict";
 
+  var C = window.MetaCharts.COLOURS;
   var COLORS = {
-    support_loss: "#2f6fed", query_loss: "#c98a04", support_accuracy: "#2f6fed", query_accuracy: "#c98a04",
-    "true function": "#6b7385", "before adaptation": "#d64545", "after adaptation": "#1f9d55",
-    support: "#2f6fed", query: "#c98a04", ideal: "#6b7385",
+    support_loss: C.blue, query_loss: C.amber, support_accuracy: C.blue, query_accuracy: C.amber,
+    "true function": C.grey, "before adaptation": C.red, "after adaptation": C.green,
+    support: C.blue, query: C.amber, ideal: C.grey,
   };
   var HEIGHT = 260;
-
-  function width(el) {
-    return Math.max(el.clientWidth || 0, 220);
-  }
+  var MIN_WIDTH = 220;
 
   function lineSeries(label, dots) {
-    return { label: label, stroke: COLORS[label] || "#1d2430", width: 1.75, spanGaps: true, points: { show: !!dots, size: 5 } };
+    return { label: label, stroke: COLORS[label] || C.ink, width: 1.75, spanGaps: true, points: { show: !!dots, size: 5 } };
   }
 
   function pointSeries(label) {
-    var color = COLORS[label] || "#1d2430";
-    return {
-      label: label,
-      stroke: color,
-      paths: function () { return null; },
-      points: { show: true, size: label === "support" ? 9 : 6, stroke: color, fill: label === "query" ? "#fff" : color, width: 1.5 },
-    };
+    var color = COLORS[label] || C.ink;
+    return window.MetaCharts.pointSeries(label, {
+      stroke: color, fill: label === "query" ? "#fff" : color, size: label === "support" ? 9 : 6,
+    });
   }
 
   // {name: [[step, value], ...]} -> uPlot aligned data over the union of steps.
@@ -66,10 +61,6 @@
     this.xLabel = xLabel || "inner step";
     this.plot = null;
     this.shown = "";
-    var self = this;
-    window.addEventListener("resize", function () {
-      if (self.plot) self.plot.setSize({ width: width(self.el), height: HEIGHT });
-    });
   }
 
   CurveChart.prototype.draw = function (store) {
@@ -79,18 +70,11 @@
     this.el.dataset.points = String(xs.length);
     this.el.dataset.lastStep = xs.length ? String(xs[xs.length - 1]) : "";
     this.el.dataset.series = present.join(" ");
+    window.MetaCharts.emptyNote(this.el, !present.length);
     if (!present.length) {
       if (this.plot) { this.plot.destroy(); this.plot = null; this.shown = ""; }
-      if (!this.el.querySelector(".chart-empty")) {
-        var empty = document.createElement("p");
-        empty.className = "muted chart-empty";
-        empty.textContent = "No points yet.";
-        this.el.appendChild(empty);
-      }
       return;
     }
-    var emptyNote = this.el.querySelector(".chart-empty");
-    if (emptyNote) emptyNote.remove();
     if (typeof window.uPlot !== "function") return;
     var key = present.join(" ");
     if (this.plot && this.shown === key) {
@@ -99,18 +83,12 @@
     }
     if (this.plot) this.plot.destroy();
     this.shown = key;
-    this.plot = new window.uPlot(
-      {
-        width: width(this.el),
-        height: HEIGHT,
-        scales: { x: { time: false } },
-        series: [{ label: this.xLabel }].concat(present.map(function (name) { return lineSeries(name, true); })),
-        // Whole steps only on the x axis.
-        axes: [{ label: this.xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, { size: 60 }],
-      },
-      data,
-      this.el
-    );
+    this.plot = window.MetaCharts.plot(this.el, {
+      height: HEIGHT,
+      series: [{ label: this.xLabel }].concat(present.map(function (name) { return lineSeries(name, true); })),
+      // Whole steps only on the x axis.
+      axes: [{ label: this.xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, { size: 60 }],
+    }, data, { minWidth: MIN_WIDTH, resize: true });
   };
 
   // -- result charts (server data through json_script) ---------------------------------
@@ -120,35 +98,22 @@
       data.series.map(function (s) { return s.kind === "points" ? pointSeries(s.label) : lineSeries(s.label, false); })
     );
     var columns = [data.x].concat(data.series.map(function (s) { return s.values; }));
-    return new window.uPlot(
-      {
-        width: width(el),
-        height: 320,
-        scales: { x: { time: false } },
-        series: series,
-        axes: [{ label: data.xlabel || "x" }, { label: data.ylabel || "y", size: 60 }],
-      },
-      columns,
-      el
-    );
+    return window.MetaCharts.plot(el, {
+      height: 320,
+      series: series,
+      axes: [{ label: data.xlabel || "x" }, { label: data.ylabel || "y", size: 60 }],
+    }, columns, { minWidth: MIN_WIDTH });
   }
 
   function drawHistogram(el, data) {
-    var stepped = window.uPlot.paths && window.uPlot.paths.stepped ? window.uPlot.paths.stepped({ align: 1 }) : undefined;
-    return new window.uPlot(
-      {
-        width: width(el),
-        height: HEIGHT,
-        scales: { x: { time: false } },
-        series: [
-          { label: data.metric || "score" },
-          { label: "tasks", stroke: "#2f6fed", fill: "rgba(47, 111, 237, 0.25)", width: 1.5, paths: stepped, points: { show: false } },
-        ],
-        axes: [{ label: "post-adaptation " + (data.metric || "score") }, { label: "tasks", size: 50 }],
-      },
-      [data.x, data.counts],
-      el
-    );
+    return window.MetaCharts.histogram(el, {
+      edges: data.x,
+      counts: [data.counts],
+      series: [{ label: "tasks", stroke: C.blue, fill: "rgba(47, 111, 237, 0.25)", width: 1.5 }],
+      metric: data.metric || "score",
+      height: HEIGHT,
+      minWidth: MIN_WIDTH,
+    });
   }
 
   function drawResultChart(el) {
@@ -185,11 +150,7 @@
       var totalEl = document.getElementById("adapt-total");
       if (totalEl) totalEl.textContent = String(total);
     }
-    var bar = document.getElementById("adapt-progress");
-    if (bar && typeof total === "number" && total > 0) {
-      bar.setAttribute("aria-valuenow", String(step));
-      bar.firstElementChild.style.width = Math.min(100, (100 * step) / total).toFixed(1) + "%";
-    }
+    window.MetaLive.setProgress("adapt-progress", step, total);
   }
 
   function reviewPage(root) {

@@ -173,11 +173,23 @@
   }
   document.addEventListener("DOMContentLoaded", function () { applyDataStyles(document); });
   document.addEventListener("htmx:load", function (event) { applyDataStyles(event.detail.elt.parentNode || document); });
+  // Move the progress bar #id (role=progressbar, its first child the fill) to step of
+  // total: the same percentage the server renders (Run.progress_pct).
+  function setProgress(id, step, total) {
+    var bar = document.getElementById(id);
+    if (!bar || typeof step !== "number") return;
+    bar.setAttribute("aria-valuenow", String(step));
+    if (typeof total === "number" && total > 0) {
+      bar.setAttribute("aria-valuemax", String(total));
+      bar.firstElementChild.style.width = Math.min(100, (100 * step) / total).toFixed(1) + "%";
+    }
+  }
 
   window.MetaLive = {
     socket: liveSocket,
     followRun: followRun,
     setBadge: setBadge,
+    setProgress: setProgress,
     FINISHED: FINISHED,
     LABELS: LABELS,
   };

@@ -1,10 +1,79 @@
-// Line charts of a run's metrics, drawn with the vendored uPlot (static/vendor/uplot).
+// The one layer over the vendored uPlot (static/vendor/uplot) that every chart page uses:
+// colours, sizing (width from the element, one window resize handler), point series, the
+// "No points yet." note and the adaptation histogram (window.MetaCharts). Below them,
+// line charts of a run's metrics (SeriesChart).
 // A chart element lists candidate metric names in data-series ("val_accuracy val_loss"):
 // it plots the first one that has points. After each draw it sets data-metric (the name
 // shown) and data-points (how many points), which the browser tests read; they read the
 // points drawn from the element's metaChart (this chart) too.
 (function () {
   "use strict";
+
+  // Colours of the .swatch-N classes in app.css, in that order, then the neutral ones.
+  var COLOURS = {
+    blue: "#2f6fed", red: "#d64545", green: "#1f9d55", amber: "#c98a04", violet: "#7c3aed", teal: "#0e9aa7",
+    grey: "#6b7385", ink: "#1d2430",
+  };
+  var PALETTE = [COLOURS.blue, COLOURS.red, COLOURS.green, COLOURS.amber, COLOURS.violet, COLOURS.teal];
+  var sized = []; // {plot, el, min, height}: charts that follow the window's width
+
+  function width(el, min) {
+    return Math.max(el.clientWidth || 0, min);
+  }
+
+  // A uPlot chart drawn into el, or null when the library did not load. The x scale is
+  // numeric (not time) and the width follows el (at least sizing.minWidth, default 200)
+  // unless options say otherwise; with sizing.resize it follows the window too.
+  function plot(el, options, data, sizing) {
+    if (typeof window.uPlot !== "function") return null;
+    var min = (sizing && sizing.minWidth) || 200;
+    var chart = new window.uPlot(Object.assign({ width: width(el, min), scales: { x: { time: false } } }, options), data, el);
+    if (sizing && sizing.resize) sized.push({ plot: chart, el: el, min: min, height: options.height });
+    return chart;
+  }
+
+  window.addEventListener("resize", function () {
+    // A destroyed or swapped-out chart has left the document: forget it.
+    sized = sized.filter(function (s) { return s.plot.root.isConnected; });
+    sized.forEach(function (s) { s.plot.setSize({ width: width(s.el, s.min), height: s.height }); });
+  });
+
+  // Markers without a connecting line; style: {stroke, fill, size}.
+  function pointSeries(label, style) {
+    return {
+      label: label,
+      stroke: style.stroke,
+      paths: function () { return null; },
+      points: { show: true, size: style.size, stroke: style.stroke, fill: style.fill, width: 1.5 },
+    };
+  }
+
+  // Show or take away the "No points yet." note of a chart element.
+  function emptyNote(el, show) {
+    var note = el.querySelector(".chart-empty");
+    if (show && !note) {
+      note = document.createElement("p");
+      note.className = "muted chart-empty";
+      note.textContent = "No points yet.";
+      el.appendChild(note);
+    } else if (!show && note) {
+      note.remove();
+    }
+  }
+
+  // Post-adaptation scores over shared bins, as stepped lines: each count holds from its
+  // left edge to the next. h: {edges, counts: [per series: per bin, last one repeated],
+  // series: [uPlot series options], metric, height}.
+  function histogram(el, h) {
+    if (typeof window.uPlot !== "function") return null;
+    var stepped = window.uPlot.paths && window.uPlot.paths.stepped ? window.uPlot.paths.stepped({ align: 1 }) : undefined;
+    var series = h.series.map(function (s) { return Object.assign({}, s, { paths: stepped, points: { show: false } }); });
+    return plot(el, {
+      height: h.height,
+      series: [{ label: h.metric }].concat(series),
+      axes: [{ label: "post-adaptation " + h.metric }, { label: "tasks", size: 50 }],
+    }, [h.edges].concat(h.counts), { minWidth: h.minWidth, resize: true });
+  }
 
   var HEIGHT = 260;
 
@@ -13,18 +82,9 @@
     this.candidates = (el.dataset.series || "").split(/\s+/).filter(Boolean);
     this.plot = null;
     this.name = null;
-    this.empty = null;
     this.shown = [[], []];  // the steps and values drawn last
     el.metaChart = this;
-    var self = this;
-    window.addEventListener("resize", function () {
-      if (self.plot) self.plot.setSize({ width: self.width(), height: HEIGHT });
-    });
   }
-
-  SeriesChart.prototype.width = function () {
-    return Math.max(this.el.clientWidth || 0, 200);
-  };
 
   SeriesChart.prototype.pick = function (metrics) {
     for (var i = 0; i < this.candidates.length; i++) {
@@ -36,12 +96,7 @@
 
   SeriesChart.prototype.showEmpty = function () {
     if (this.plot) { this.plot.destroy(); this.plot = null; this.name = null; }
-    if (!this.empty) {
-      this.empty = document.createElement("p");
-      this.empty.className = "muted chart-empty";
-      this.empty.textContent = "No points yet.";
-      this.el.appendChild(this.empty);
-    }
+    emptyNote(this.el, true);
     this.shown = [[], []];
     this.el.dataset.metric = "";
     this.el.dataset.points = "0";
@@ -51,7 +106,7 @@
   SeriesChart.prototype.draw = function (metrics) {
     var name = this.pick(metrics);
     if (!name) return this.showEmpty();
-    if (this.empty) { this.empty.remove(); this.empty = null; }
+    emptyNote(this.el, false);
     var points = metrics[name];
     var data = [new Array(points.length), new Array(points.length)];
     for (var i = 0; i < points.length; i++) {
@@ -70,21 +125,15 @@
     } else {
       if (this.plot) this.plot.destroy();
       this.name = name;
-      this.plot = new window.uPlot(
-        {
-          width: this.width(),
-          height: HEIGHT,
-          scales: { x: { time: false } },
-          legend: { live: true },
-          series: [
-            { label: "step" },
-            { label: name, stroke: "#2f6fed", width: 1.5, spanGaps: true },
-          ],
-          axes: [{ label: "step" }, { size: 60 }],
-        },
-        data,
-        this.el
-      );
+      this.plot = plot(this.el, {
+        height: HEIGHT,
+        legend: { live: true },
+        series: [
+          { label: "step" },
+          { label: name, stroke: COLOURS.blue, width: 1.5, spanGaps: true },
+        ],
+        axes: [{ label: "step" }, { size: 60 }],
+      }, data, { resize: true });
     }
     this.el.dataset.metric = name;
     this.el.dataset.points = String(points.length);
@@ -130,5 +179,8 @@
     return out;
   }
 
-  window.MetaCharts = { SeriesChart: SeriesChart, mergePoints: mergePoints, ema: ema };
+  window.MetaCharts = {
+    COLOURS: COLOURS, PALETTE: PALETTE, width: width, plot: plot, pointSeries: pointSeries, emptyNote: emptyNote,
+    histogram: histogram, SeriesChart: SeriesChart, mergePoints: mergePoints, ema: ema,
+  };
 })();

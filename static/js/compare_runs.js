@@ -10,6 +10,7 @@
   "use strict";
 
   var HEIGHT = 280;
+  var MIN_WIDTH = 300;
   var charts = [];
   var drawn = null; // the #compare-runs-data element last set up (a swap brings a new one)
   var drawnParallel = null; // the #compare-parallel-data element last drawn
@@ -80,7 +81,6 @@
     var self = this;
     var runs = this.config.runs;
     return {
-      width: Math.max(this.el.clientWidth || 0, 300),
       height: HEIGHT,
       scales: { x: { time: false }, y: settings.log ? { distr: 3 } : {} },
       legend: { show: false },
@@ -105,7 +105,7 @@
     this.smoothed = built.tables;
     if (joined) {
       if (this.plot) this.plot.destroy();
-      this.plot = new window.uPlot(this.options(), joined, this.el);
+      this.plot = window.MetaCharts.plot(this.el, this.options(), joined, { minWidth: MIN_WIDTH, resize: true });
     }
     this.el.dataset.runs = String(withPoints);
     this.el.dataset.points = String(points);
@@ -252,10 +252,5 @@
   document.addEventListener("DOMContentLoaded", function () {
     setUp();
     document.body.addEventListener("htmx:afterSettle", setUp);
-    window.addEventListener("resize", function () {
-      charts.forEach(function (chart) {
-        if (chart.plot) chart.plot.setSize({ width: Math.max(chart.el.clientWidth || 0, 300), height: HEIGHT });
-      });
-    });
   });
 })();

@@ -30,14 +30,7 @@
   function showProgress(step, total, speed, eta) {
     if (typeof step === "number") {
       setText("run-step", String(step));
-      var bar = document.getElementById("run-progress");
-      if (bar) {
-        bar.setAttribute("aria-valuenow", String(step));
-        if (typeof total === "number" && total > 0) {
-          bar.setAttribute("aria-valuemax", String(total));
-          bar.firstElementChild.style.width = Math.min(100, (100 * step) / total).toFixed(1) + "%";
-        }
-      }
+      window.MetaLive.setProgress("run-progress", step, total);
     }
     if (typeof total === "number") setText("run-total-steps", String(total));
     if (speed !== undefined) setText("run-speed", speed ? speed.toFixed(1) + " steps/s" : "—");

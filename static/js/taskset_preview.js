@@ -1,4 +1,4 @@
-// Task-set preview charts: one small uPlot per regression task.
+// Task-set preview charts: one small uPlot per regression task (drawn through MetaCharts).
 //
 // The server renders, for each chart, an element
 //   <div class="preview-chart" data-preview-chart="ID"></div>
@@ -9,23 +9,19 @@
 (function () {
   "use strict";
 
+  var C = window.MetaCharts.COLOURS;
   var STYLES = {
-    "support": { stroke: "#2f6fed", fill: "#2f6fed", size: 8 },
-    "query": { stroke: "#c98a04", fill: "#ffffff", size: 6 },
-    "true function": { stroke: "#6b7385", width: 1.5 },
+    "support": { stroke: C.blue, fill: C.blue, size: 8 },
+    "query": { stroke: C.amber, fill: "#ffffff", size: 6 },
+    "true function": { stroke: C.grey, width: 1.5 },
   };
 
   function seriesOptions(s) {
-    var style = STYLES[s.label] || { stroke: "#1d2430", fill: "#1d2430", size: 6 };
+    var style = STYLES[s.label] || { stroke: C.ink, fill: C.ink, size: 6 };
     if (s.kind === "line") {
       return { label: s.label, stroke: style.stroke, width: style.width || 1.5, spanGaps: true, points: { show: false } };
     }
-    return {
-      label: s.label,
-      stroke: style.stroke,
-      paths: function () { return null; }, // points only, no connecting line
-      points: { show: true, size: style.size, stroke: style.stroke, fill: style.fill, width: 1.5 },
-    };
+    return window.MetaCharts.pointSeries(s.label, style);
   }
 
   function draw(el) {
@@ -37,17 +33,14 @@
       return;
     }
     var data = JSON.parse(source.textContent);
-    var width = Math.max(220, Math.min(el.clientWidth || 340, 480));
-    var opts = {
-      width: width,
+    var columns = [data.x].concat(data.series.map(function (s) { return s.values; }));
+    window.MetaCharts.plot(el, {
+      width: Math.max(220, Math.min(el.clientWidth || 340, 480)),
       height: 220,
-      scales: { x: { time: false } },
       cursor: { drag: { x: false, y: false } },
       series: [{ label: "x" }].concat(data.series.map(seriesOptions)),
       axes: [{ size: 32 }, { size: 44 }],
-    };
-    var columns = [data.x].concat(data.series.map(function (s) { return s.values; }));
-    new window.uPlot(opts, columns, el);
+    }, columns);
     el.dataset.rendered = "1";
   }
 

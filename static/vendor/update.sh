@@ -6,7 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 HTMX=2.0.11       # htmx.org, the 2.x line that django-htmx is built and tested against
-HTMX_WS=2.0.4     # htmx-ext-ws, the websocket extension for htmx 2
 UPLOT=1.6.32      # uplot
 SWAGGER=5.35.0    # swagger-ui-dist, the API docs page (/api/v1/docs)
 
@@ -21,15 +20,12 @@ fetch() {  # fetch <package> <version> -> unpacked into $work/<package>
 }
 
 fetch htmx.org "$HTMX"
-fetch htmx-ext-ws "$HTMX_WS"
 fetch uplot "$UPLOT"
 fetch swagger-ui-dist "$SWAGGER"
 
-mkdir -p htmx htmx-ext-ws uplot swagger-ui
+mkdir -p htmx uplot swagger-ui
 cp "$work/htmx.org/dist/htmx.min.js" htmx/htmx.min.js
 cp "$work/htmx.org/LICENSE" htmx/LICENSE
-cp "$work/htmx-ext-ws/ws.js" htmx-ext-ws/ws.js
-cp "$work/htmx-ext-ws/LICENSE" htmx-ext-ws/LICENSE 2>/dev/null || true
 cp "$work/uplot/dist/uPlot.iife.min.js" uplot/uPlot.iife.min.js
 cp "$work/uplot/dist/uPlot.min.css" uplot/uPlot.min.css
 cp "$work/uplot/LICENSE" uplot/LICENSE
@@ -39,10 +35,9 @@ cp "$work/swagger-ui-dist/LICENSE" swagger-ui/LICENSE
 
 cat > VERSIONS <<TXT
 htmx.org $HTMX
-htmx-ext-ws $HTMX_WS
 uplot $UPLOT
 swagger-ui-dist $SWAGGER
 TXT
-sha256sum htmx/htmx.min.js htmx-ext-ws/ws.js uplot/uPlot.iife.min.js uplot/uPlot.min.css \
+sha256sum htmx/htmx.min.js uplot/uPlot.iife.min.js uplot/uPlot.min.css \
   swagger-ui/swagger-ui-bundle.js swagger-ui/swagger-ui.css >> VERSIONS
 echo "vendored: $(head -3 VERSIONS | tr '\n' ' ')"

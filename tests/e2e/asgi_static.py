@@ -1,7 +1,7 @@
 """The real ASGI application, plus /static/ served from the finders.
 
 daphne serves no static files by itself, and with DEBUG off nothing else does
-in the test settings; the browser needs htmx, its ws extension and uPlot. The
+in the test settings; the browser needs htmx and uPlot. The
 wrapper answers only HTTP requests under STATIC_URL and hands everything else
 (pages, websockets) to ``metaweb.asgi.application`` unchanged.
 """

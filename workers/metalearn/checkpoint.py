@@ -48,7 +48,7 @@ from workers.metalearn.checkpoint_layout import (
 )
 from workers.metalearn.config import ConfigError, TrainConfig, config_to_dict, parse_config
 from workers.metalearn.episodes import FamilyInfo
-from workers.metalearn.fileio import write_atomic
+from workers.metalearn.fileio import fsync_path, write_atomic
 from workers.metalearn.types import CheckpointError
 
 __all__ = [
@@ -171,14 +171,6 @@ def _jsonable(value: Any) -> Any:
 
 
 # ----- writing ---------------------------------------------------------------------------
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _cpu(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
 
@@ -225,8 +217,8 @@ def save_checkpoint(
         save_file(opt_tensors, str(tmp / OPTIMIZER_FILE), metadata={"format": "pt"})
         (tmp / META_FILE).write_text(record_text(meta), encoding="utf-8")
         for child in tmp.iterdir():
-            _fsync_path(child)
-        _fsync_path(tmp)
+            fsync_path(child)
+        fsync_path(tmp)
         final = root / name
         if final.exists():  # re-saving a step (e.g. a stop right after a periodic save)
             old = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=root))
@@ -235,12 +227,12 @@ def save_checkpoint(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-        _fsync_path(root)
+        fsync_path(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     write_atomic(root / LATEST, name + "\n")
-    _fsync_path(root)
+    fsync_path(root)
     prune(root, keep=keep, protect=name)
     return final
 

@@ -34,3 +34,12 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     """Replace ``path`` with ``data`` (text is written as UTF-8)."""
     with atomic_writer(path, text=isinstance(data, str)) as fh:
         fh.write(data)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush ``path`` (a file, or a folder after a rename into it) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -8,7 +8,6 @@ that carries it keeps it in the team's vocabulary (the add form suggests it).
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -16,10 +15,10 @@ from django.utils import timezone
 from apps.experiments.models import NOTE_MAX_LENGTH, Experiment, Run, Tag, tag_name_clean
 from apps.teams.models import Role
 from apps.teams.services import ensure_role
+from apps.teams.types import AnyUser
 
 __all__ = ["MAX_TAGS_PER_OBJECT", "note_update", "note_version", "tag_add", "tag_remove"]
 
-AnyUser = AbstractBaseUser | AnonymousUser
 Annotated = Run | Experiment
 
 #: The most tags one run or experiment carries.

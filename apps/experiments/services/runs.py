@@ -13,7 +13,6 @@ import subprocess
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -23,6 +22,7 @@ from apps.experiments.models import Experiment, Queue, Run, RunEvent, RunKind, R
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
+from apps.teams.types import AnyUser
 from metaweb.celery import app as celery_app
 from workers.metalearn.config import (
     ConfigError,
@@ -46,7 +46,6 @@ __all__ = [
     "run_create",
 ]
 
-AnyUser = AbstractBaseUser | AnonymousUser
 
 #: The Celery task that trains a run, dispatched by name.
 TRAIN_TASK = "workers.tasks.train_run"

@@ -6,7 +6,6 @@ member of the team, viewers included, sees and uses them.
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
@@ -16,10 +15,9 @@ from apps.experiments.search import QueryError, run_search_q
 from apps.experiments.selectors import KIND_ALL
 from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
+from apps.teams.types import AnyUser
 
 __all__ = ["saved_view_create", "saved_view_delete"]
-
-AnyUser = AbstractBaseUser | AnonymousUser
 
 
 def _checked(*, name: str, query: str, columns: list[str], sort: str, kind: str) -> dict[str, object]:

@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -27,6 +26,7 @@ from apps.reviews.models import Verdict
 from apps.reviews.selectors.reviews import latest_verdict
 from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
+from apps.teams.types import AnyUser
 from workers.metalearn.checkpoint_layout import META_FILE
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-AnyUser = AbstractBaseUser | AnonymousUser
 
 #: The alias that needs an approve verdict on the version it points at.
 PRODUCTION_ALIAS = "production"

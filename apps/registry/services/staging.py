@@ -25,6 +25,7 @@ from django.db import transaction
 
 from apps.registry import storage
 from apps.registry.models import MetaModel
+from workers.metalearn.fileio import fsync_path
 
 __all__ = ["copy_hashed", "file_chunks", "read_chunks", "staging_dir", "with_files"]
 
@@ -37,14 +38,6 @@ def staging_dir() -> Path:
     parent = storage.registry_root() / "meta"
     parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def copy_hashed(chunks: Iterator[bytes], target: Path, *, limit: int | None = None) -> tuple[str, int]:
@@ -79,11 +72,11 @@ def _publish(staged: Path, meta_model_id: int) -> Path:
     that a rolled-back transaction may have left under the same id)."""
     final = storage.meta_model_dir(meta_model_id)
     for name in (storage.WEIGHTS_FILE, storage.CHECKPOINT_JSON):
-        _fsync(staged / name)
+        fsync_path(staged / name)
     if final.exists():
         shutil.rmtree(final)
     os.replace(staged, final)
-    _fsync(final.parent)
+    fsync_path(final.parent)
     return final
 
 

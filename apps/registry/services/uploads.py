@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 from typing import IO, Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.utils.text import slugify
 
@@ -26,6 +25,7 @@ from apps.registry.weights import WeightsError, read_safetensors_header
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
+from apps.teams.types import AnyUser
 from workers.metalearn.checkpoint_layout import FORMAT
 from workers.metalearn.config import ConfigError, config_to_dict, parse_config
 from workers.metalearn.families import make_family
@@ -35,7 +35,6 @@ from workers.metalearn.types import DataError
 
 __all__ = ["CHECKPOINT_FORMAT", "MAX_UPLOAD_BYTES", "metamodel_upload"]
 
-AnyUser = AbstractBaseUser | AnonymousUser
 
 #: ``workers.metalearn.checkpoint.FORMAT`` (that module imports torch).
 CHECKPOINT_FORMAT = FORMAT

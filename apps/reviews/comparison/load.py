@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.http import Http404
@@ -30,6 +29,7 @@ from apps.registry.models import MetaModel
 from apps.reviews.models import Review
 from apps.teams.models import Team
 from apps.teams.selectors import team_ids_for_user
+from apps.teams.types import AnyUser
 
 __all__ = [
     "BATCH_EVALUATION_HINT",
@@ -49,7 +49,6 @@ __all__ = [
     "tasks_key",
 ]
 
-AnyUser = AbstractBaseUser | AnonymousUser
 BATCH_EVALUATION_HINT = "run the 600-task evaluation first"
 
 

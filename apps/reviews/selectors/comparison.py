@@ -26,8 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-
 from apps.reviews.comparison.analysis import BoxStats, TaskMismatch, align_tasks, analyse_batch
 from apps.reviews.comparison.display import (
     Comparison,
@@ -46,6 +44,7 @@ from apps.reviews.comparison.load import (
     unique_ints,
 )
 from apps.teams.models import Team
+from apps.teams.types import AnyUser
 
 __all__ = [
     "MAX_ITEMS",
@@ -57,7 +56,6 @@ __all__ = [
     "comparison_build",
 ]
 
-AnyUser = AbstractBaseUser | AnonymousUser
 
 MIN_ITEMS = 2
 MAX_ITEMS = 6

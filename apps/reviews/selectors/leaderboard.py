@@ -7,7 +7,6 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from apps.adaptations.models import AdaptedModel
 from apps.reviews.comparison.analysis import (
@@ -29,10 +28,9 @@ from apps.reviews.comparison.load import (
 )
 from apps.tasksets.models import TaskSet
 from apps.tasksets.selectors import taskset_get_visible
+from apps.teams.types import AnyUser
 
 __all__ = ["Leaderboard", "LeaderboardPage", "LeaderboardRow", "leaderboard_for_taskset"]
-
-AnyUser = AbstractBaseUser | AnonymousUser
 
 
 @dataclass(frozen=True)
