@@ -15,7 +15,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -32,9 +31,8 @@ from apps.experiments.services.runs import MAX_CONFIG_BYTES, code_version
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role
 from apps.teams.services import ensure_role
+from apps.teams.types import AnyUser
 from workers.metalearn.config import ALGORITHMS
-
-AnyUser = AbstractBaseUser | AnonymousUser
 
 #: Most points in one batch, and the longest metric name (``Metric.name``).
 MAX_BATCH_POINTS = 5000

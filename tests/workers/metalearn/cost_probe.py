@@ -1,7 +1,9 @@
-"""Run in a fresh process by ``test_cost.py``: the peak RSS growth of one meta-gradient
-on a meta-batch 4x the config's, against the cost estimate of the 3x more tasks.
+"""Run in a fresh process by ``test_cost.py``: the peak RSS of a fresh process after one
+meta-gradient on ``factor`` times the config's meta-batch, with the cost estimate of one
+config meta-batch. Two such processes (factors 1 and 5) give the measured growth of 4
+meta-batches, free of the allocator's reuse of memory freed within one process.
 
-Usage: ``python -m tests.workers.metalearn.cost_probe '<config json>'``; prints JSON.
+Usage: ``python -m tests.workers.metalearn.cost_probe '<config json>' <factor>``; prints JSON.
 """
 
 from __future__ import annotations
@@ -22,22 +24,20 @@ from workers.metalearn.shapes import family_info_dict
 from workers.metalearn.types import EpisodeSpec
 
 
-def main(raw: str) -> None:
+def main(raw: str, factor: int) -> None:
     torch.set_num_threads(1)
     config = parse_config(json.loads(raw))
     family = make_family(config.family)
     algo = make_algorithm(config, FamilyInfo.of(family, config))
     meta = {k: v.requires_grad_() for k, v in algo.init_params().items()}
     spec = EpisodeSpec(shots=config.shots, query=config.query, ways=config.ways)
-    # The first meta-batch warms the allocator and kernels up and sets the peak.
-    algo.meta_grads(meta, to_episode(family.sample("train", config.meta_batch, spec, seed=0)))
+    episode = to_episode(family.sample("train", factor * config.meta_batch, spec, seed=0))
     gc.collect()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    algo.meta_grads(meta, to_episode(family.sample("train", 4 * config.meta_batch, spec, seed=1)))
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    algo.meta_grads(meta, episode)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     estimate = estimate_cost(config, family_info_dict(family, config))
-    print(json.dumps({"measured": after - before, "estimated": 3 * estimate.activation_bytes}))
+    print(json.dumps({"peak": peak, "activation": estimate.activation_bytes}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]))

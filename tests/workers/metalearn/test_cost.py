@@ -69,14 +69,22 @@ def test_parameter_count_is_exact(algorithm: str, family: str) -> None:
     ids=["mlp", "conv"],
 )  # fmt: skip
 def test_activation_estimate_is_within_3x_of_the_measured_peak(config) -> None:
+    """Peak RSS of a fresh process at 5 meta-batches minus one at 1: the memory of 4
+    (measured/estimated 1.15 for both configs here; one process warming up first let the
+    allocator reuse its memory, and measured 0 now and then)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.workers.metalearn.cost_probe", json.dumps(config)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
-    figures = json.loads(result.stdout)
-    ratio = figures["measured"] / figures["estimated"]
-    assert 1 / 3 <= ratio <= 3, f"measured {format_bytes(figures['measured'])}, estimated {figures}"
+
+    def probe(factor: int) -> dict:
+        result = subprocess.run(
+            [sys.executable, "-m", "tests.workers.metalearn.cost_probe", json.dumps(config), str(factor)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True,
+        )  # fmt: skip
+        return json.loads(result.stdout)
+
+    one, five = probe(1), probe(5)
+    measured, estimated = five["peak"] - one["peak"], 4 * one["activation"]
+    ratio = measured / estimated
+    assert 1 / 3 <= ratio <= 3, f"measured {format_bytes(measured)}, estimated {format_bytes(estimated)}"
 
 
 @pytest.mark.parametrize("budget", [CPU, GPU], ids=["cpu", "gpu"])
