@@ -13,6 +13,7 @@ from pydantic import Field
 
 from apps.api.auth import caller, team_for
 from apps.api.schemas import MessageOut, ValidationErrorOut
+from apps.registry.downloads import weights_response
 from apps.registry.models import MetaModel
 from apps.registry.selectors import (
     metamodel_card,
@@ -124,14 +125,10 @@ def model_card(request: HttpRequest, team: str, model_id: int) -> dict[str, Any]
 )
 def model_weights(request: HttpRequest, team: str, model_id: int) -> FileResponse:
     meta_model = model_in_team(request, team, model_id)
-    path = metamodel_weights_file(meta_model)
-    if path is None:
-        raise Http404("This meta-model's weights are missing.")
-    return FileResponse(
-        path.open("rb"),
-        as_attachment=True,
-        filename=f"{meta_model.name}-v{meta_model.version}.safetensors",
-        content_type="application/octet-stream",
+    return weights_response(
+        metamodel_weights_file(meta_model),
+        f"{meta_model.name}-v{meta_model.version}.safetensors",
+        missing="This meta-model's weights are missing.",
     )
 
 

@@ -24,8 +24,9 @@ from apps.experiments.compare_selectors import compare_series
 from apps.experiments.listing.columns import sort_parse
 from apps.experiments.listing.selectors import run_page_for_team
 from apps.experiments.models import Experiment, Run
-from apps.experiments.selectors import run_checkpoint_file, run_events, run_get_visible
+from apps.experiments.selectors import run_events, run_get_visible
 from apps.experiments.services.runs import run_cancel, run_create
+from apps.registry.downloads import checkpoint_response
 from apps.tasksets.models import TaskSet
 from apps.tasksets.selectors import taskset_version_latest
 from apps.teams.models import Role, Team
@@ -188,13 +189,4 @@ def run_event_list(request: HttpRequest, team: str, run_id: int) -> list[RunEven
 )
 def run_checkpoint(request: HttpRequest, team: str, run_id: int) -> FileResponse:
     """The newest complete checkpoint's weights (safetensors), streamed."""
-    run = run_in_team(request, team, run_id)
-    path = run_checkpoint_file(run)
-    if path is None:
-        raise Http404("This run has no checkpoint yet.")
-    return FileResponse(
-        path.open("rb"),
-        as_attachment=True,
-        filename=f"run-{run.pk}-{path.parent.name}.safetensors",
-        content_type="application/octet-stream",
-    )
+    return checkpoint_response(run_in_team(request, team, run_id))

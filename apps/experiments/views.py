@@ -21,6 +21,7 @@ from apps.experiments.forms import ExperimentForm, RunLaunchForm
 from apps.experiments.models import Run, RunStatus, tag_name_clean
 from apps.experiments.sweep_forms import SweepForm
 from apps.experiments.sweep_views import sweep_form_for, sweep_launch
+from apps.registry.downloads import checkpoint_response
 from apps.teams.forms import add_service_errors
 from apps.teams.models import Role, Team
 from apps.teams.selectors import role_for, team_get_for_user
@@ -246,13 +247,4 @@ def run_metrics_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
 
 @require_GET
 def run_checkpoint(request: HttpRequest, run_id: int) -> FileResponse:
-    run = selectors.run_get_visible(user=request.user, run_id=run_id)
-    path = selectors.run_checkpoint_file(run)
-    if path is None:
-        raise Http404("This run has no checkpoint yet.")
-    return FileResponse(
-        path.open("rb"),
-        as_attachment=True,
-        filename=f"run-{run.pk}-{path.parent.name}.safetensors",
-        content_type="application/octet-stream",
-    )
+    return checkpoint_response(selectors.run_get_visible(user=request.user, run_id=run_id))
