@@ -135,7 +135,7 @@ CONTENT_SECURITY_POLICY = {
 # AXES_FAILURE_LIMIT failures a username is locked out, and so is an IP address,
 # each on its own, for AXES_COOLOFF_TIME; a success resets the count.
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    "apps.teams.auth_backends.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env_int("METAWEB_LOGIN_FAILURE_LIMIT", 5)
