@@ -139,9 +139,9 @@ def adaptation_job(
         token=attempt.token,
         total_steps=adaptation.run.total_steps,
         aux_every=1,
-        # Points travel in events once stored: an adaptation's curve is short and watched
-        # step by step, so store ten times a second (a training run stores once a second).
+        # A short curve watched step by step: the first points at once, then ten times a second.
         flush_seconds=0.1,
+        first_points_at_once=True,
         device_memory_mb=memory,
     )
     device = "cuda" if attempt.device.startswith("cuda") else "cpu"

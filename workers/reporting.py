@@ -127,6 +127,7 @@ class RunReporter:
         total_steps: int,
         flush_seconds: float = 1.0,
         flush_points: int = 500,
+        first_points_at_once: bool = False,
         event_seconds: float = 0.1,
         stop_poll_seconds: float = 0.5,
         device_memory_mb: Callable[[], float | None] | None = None,
@@ -140,6 +141,7 @@ class RunReporter:
         self.total_steps = total_steps
         self.flush_seconds = flush_seconds
         self.flush_points = flush_points
+        self.first_points_at_once = first_points_at_once
         self.event_seconds = event_seconds
         self.stop_poll_seconds = stop_poll_seconds
         self.store_every = max(1, math.ceil(total_steps / MAX_POINTS_PER_METRIC)) if total_steps else 1
@@ -200,7 +202,11 @@ class RunReporter:
             for name, value in clean.items():
                 if name == "loss" or aux:
                     self._add(name, step, value)
-        if last:  # the final step is stored at once, so that the next event carries it
+        if last or (self.first_points_at_once and not self.events_sent and self._buffer):
+            # The final points (and with first_points_at_once the first) are stored at
+            # once, so that the next event carries them: a page open from the start
+            # draws an adaptation's curve from its first inner step, though its steps
+            # take milliseconds.
             self.flush()
             self.sync()
         elif len(self._buffer) >= self.flush_points or now - self._last_flush >= self.flush_seconds:
