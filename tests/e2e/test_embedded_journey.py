@@ -33,6 +33,7 @@ from tests.e2e.ui import (
     fill_adapt_form,
     launch_run,
     log_in,
+    pick_for_compare,
     submit_adapt,
     watch_run,
 )
@@ -144,9 +145,7 @@ def test_a_new_users_first_hour_under_make_run(make_run_server, e2e_page):
     assert page.locator('[data-testid^="unevaluated-"]').count() == 0
 
     # 4. Compare them: ticking two models shows the result, never a silent failure.
-    for meta_model_id in ids:
-        page.check(f'[data-testid="pick-m-{meta_model_id}"]')
-    page.wait_for_function("() => Number(document.getElementById('compare-result').dataset.items) === 2")
+    pick_for_compare(page, meta_model_ids=ids, items=2)  # waits for the result and its charts
     assert page.locator('[data-testid="compare-row"]').count() == 2
     assert page.locator("#request-error").is_hidden()
     assert page.locator("#compare-curves canvas").count() == 1

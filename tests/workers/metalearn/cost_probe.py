@@ -1,7 +1,8 @@
-"""Run in a fresh process by ``test_cost.py``: the peak RSS of a fresh process after one
-meta-gradient on ``factor`` times the config's meta-batch, with the cost estimate of one
-config meta-batch. Two such processes (factors 1 and 5) give the measured growth of 4
-meta-batches, free of the allocator's reuse of memory freed within one process.
+"""Run in a fresh process by ``test_cost.py``: the memory one meta-gradient takes on
+``factor`` times the config's meta-batch, with the cost estimate of one config
+meta-batch. The memory is the process's peak resident size during the call (Linux's
+``VmHWM``, reset through ``/proc/self/clear_refs`` just before) less its resident size
+before: a maximum since the process started would also count what imports took.
 
 Usage: ``python -m tests.workers.metalearn.cost_probe '<config json>' <factor>``; prints JSON.
 """
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 import gc
 import json
-import resource
+import re
 import sys
+from pathlib import Path
 
 import torch
 
@@ -24,6 +26,12 @@ from workers.metalearn.shapes import family_info_dict
 from workers.metalearn.types import EpisodeSpec
 
 
+def _status_bytes(field: str) -> int:
+    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+    assert match, field
+    return int(match.group(1)) * 1024
+
+
 def main(raw: str, factor: int) -> None:
     torch.set_num_threads(1)
     config = parse_config(json.loads(raw))
@@ -33,10 +41,12 @@ def main(raw: str, factor: int) -> None:
     spec = EpisodeSpec(shots=config.shots, query=config.query, ways=config.ways)
     episode = to_episode(family.sample("train", factor * config.meta_batch, spec, seed=0))
     gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # the peak resident size starts again here
+    before = _status_bytes("VmRSS")
     algo.meta_grads(meta, episode)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    grew = _status_bytes("VmHWM") - before
     estimate = estimate_cost(config, family_info_dict(family, config))
-    print(json.dumps({"peak": peak, "activation": estimate.activation_bytes}))
+    print(json.dumps({"peak": grew, "activation": estimate.activation_bytes}))
 
 
 if __name__ == "__main__":

@@ -69,9 +69,10 @@ def test_parameter_count_is_exact(algorithm: str, family: str) -> None:
     ids=["mlp", "conv"],
 )  # fmt: skip
 def test_activation_estimate_is_within_3x_of_the_measured_peak(config) -> None:
-    """Peak RSS of a fresh process at 5 meta-batches minus one at 1: the memory of 4
-    (measured/estimated 1.15 for both configs here; one process warming up first let the
-    allocator reuse its memory, and measured 0 now and then)."""
+    """The memory one meta-gradient takes at 5 meta-batches less at 1 (cost_probe.py:
+    the peak resident size during the call): the memory of 4. Measured/estimated was
+    1.14 and 1.15 here; a maximum since the process started also counted the imports
+    and read 0 in a fresh virtualenv."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def probe(factor: int) -> dict:
