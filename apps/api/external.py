@@ -5,23 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 from pydantic import Field
 
 from apps.api.auth import caller, team_for
-from apps.api.runs import WRITE_ERRORS, run_in_team, run_out
+from apps.api.runs import WRITE_ERRORS, launch_targets, run_in_team, run_out
 from apps.api.schemas import RunOut
-from apps.experiments.models import Experiment
 from apps.experiments.services.external import (
     MAX_BATCH_POINTS,
     external_run_create,
     external_run_finish,
     external_run_log,
 )
-from apps.tasksets.models import TaskSet
-from apps.tasksets.selectors import taskset_version_latest
 from apps.teams.models import Role
 
 router = Router(tags=["external runs"])
@@ -59,13 +55,9 @@ class FinishIn(Schema):
 @router.post("/teams/{team}/external-runs", response={201: RunOut, **WRITE_ERRORS})
 def external_create(request: HttpRequest, team: str, payload: ExternalRunIn) -> Status:
     the_team = team_for(request, team, need=Role.MEMBER)
-    experiment = Experiment.objects.filter(team=the_team, pk=payload.experiment_id).first()
-    taskset = TaskSet.objects.filter(team=the_team, pk=payload.taskset_id).first()
-    version = taskset_version_latest(taskset=taskset) if taskset is not None else None
-    if experiment is None:
-        raise ValidationError({"experiment": "Choose one of this team's experiments."})
-    if version is None:
-        raise ValidationError({"taskset": "Choose one of this team's task sets."})
+    experiment, version = launch_targets(
+        the_team, experiment_id=payload.experiment_id, taskset_id=payload.taskset_id
+    )
     run = external_run_create(
         experiment=experiment,
         actor=caller(request).user,

@@ -27,7 +27,7 @@ from apps.experiments.models import Experiment, Run
 from apps.experiments.selectors import run_events, run_get_visible
 from apps.experiments.services.runs import run_cancel, run_create
 from apps.registry.downloads import checkpoint_response
-from apps.tasksets.models import TaskSet
+from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.tasksets.selectors import taskset_version_latest
 from apps.teams.models import Role, Team
 
@@ -93,9 +93,11 @@ def run_list(request: HttpRequest, team: str, filters: Query[RunListQuery]) -> R
     )
 
 
-def _launch_targets(team: Team, payload: RunLaunchIn) -> tuple[Experiment, TaskSet]:
-    experiment = Experiment.objects.filter(team=team, pk=payload.experiment_id).first()
-    taskset = TaskSet.objects.filter(team=team, pk=payload.taskset_id).first()
+def launch_targets(team: Team, *, experiment_id: int, taskset_id: int) -> tuple[Experiment, TaskSetVersion]:
+    """The team's experiment and its task set's latest version for a new run (a worker's
+    or an external one); ValidationError naming the field otherwise."""
+    experiment = Experiment.objects.filter(team=team, pk=experiment_id).first()
+    taskset = TaskSet.objects.filter(team=team, pk=taskset_id).first()
     errors: dict[str, str] = {}
     if experiment is None:
         errors["experiment"] = "Choose one of this team's experiments."
@@ -103,7 +105,10 @@ def _launch_targets(team: Team, payload: RunLaunchIn) -> tuple[Experiment, TaskS
         errors["taskset"] = "Choose one of this team's task sets."
     if errors:
         raise ValidationError(errors)
-    return experiment, taskset  # type: ignore[return-value]
+    version = taskset_version_latest(taskset=taskset)
+    if version is None:
+        raise ValidationError({"taskset": "This task set has no version yet."})
+    return experiment, version  # type: ignore[return-value]
 
 
 @router.post("/teams/{team}/runs", response={201: RunOut, **WRITE_ERRORS})
@@ -111,10 +116,9 @@ def run_launch(request: HttpRequest, team: str, payload: RunLaunchIn) -> Status:
     """Queue a meta-training run: ``config`` is the engine's TrainConfig (less ``family``,
     which comes from the task set's latest version)."""
     the_team = team_for(request, team, need=Role.MEMBER)
-    experiment, taskset = _launch_targets(the_team, payload)
-    version = taskset_version_latest(taskset=taskset)
-    if version is None:
-        raise ValidationError({"taskset": "This task set has no version yet."})
+    experiment, version = launch_targets(
+        the_team, experiment_id=payload.experiment_id, taskset_id=payload.taskset_id
+    )
     run = run_create(
         experiment=experiment,
         actor=caller(request).user,
