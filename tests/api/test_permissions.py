@@ -5,6 +5,7 @@ here fails ``test_every_operation_has_a_sample`` instead of going untested."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from django.test import Client
 
 from apps.api.api import api
 from tests.api.conftest import bearer
+from tests.tasksets.data import TABLE_PARAMS, good_csv, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -35,6 +37,14 @@ SAMPLE_BODIES: dict[tuple[str, str], Any] = {
         "target": "batch",
         "steps": 1,
         "lr": 0.01,
+    },
+}
+#: Multipart operations: their fields and files, made fresh per call (an upload is read once).
+SAMPLE_MULTIPART: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("post", "/api/v1/teams/{team}/tasksets/upload"): lambda world: {
+        "name": "Uploaded cells",
+        "params": json.dumps(TABLE_PARAMS),
+        "data_file": upload(good_csv(), "cells.csv"),
     },
 }
 #: Operations on an external run (the others get the worker's run).
@@ -74,6 +84,8 @@ def call(client: Client, method: str, path: str, world: dict[str, Any], **extra:
     )
     if "/adaptations/" in path:
         url = path.format(team=world["team"].slug, run_id=world["adaptation"].run_id)
+    if (method, path) in SAMPLE_MULTIPART:
+        return client.post(url, SAMPLE_MULTIPART[(method, path)](world), **extra)
     if method in WRITE_METHODS:
         body = _fill(SAMPLE_BODIES[(method, path)], world)
         data = json.dumps(body) if body is not None else ""
@@ -83,7 +95,7 @@ def call(client: Client, method: str, path: str, world: dict[str, Any], **extra:
 
 def test_every_operation_has_a_sample():
     writes = {op for op in operations() if op[0] in WRITE_METHODS}
-    assert writes == set(SAMPLE_BODIES), "add a sample body for each new writing endpoint"
+    assert writes == set(SAMPLE_BODIES) | set(SAMPLE_MULTIPART), "add a sample for each new writing endpoint"
     assert len(operations()) >= 10
 
 
