@@ -13,6 +13,8 @@ from django.test import Client
 
 from apps.api.api import api
 from tests.api.conftest import bearer
+from tests.api.test_model_upload import CONFIG as UPLOAD_CONFIG
+from tests.api.test_model_upload import weights as upload_weights
 from tests.tasksets.data import TABLE_PARAMS, good_csv, upload
 
 pytestmark = pytest.mark.django_db
@@ -45,6 +47,13 @@ SAMPLE_MULTIPART: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any
         "name": "Uploaded cells",
         "params": json.dumps(TABLE_PARAMS),
         "data_file": upload(good_csv(), "cells.csv"),
+    },
+    ("post", "/api/v1/teams/{team}/models"): lambda world: {
+        "name": "pushed",
+        "experiment_id": world["experiment"].pk,
+        "taskset_id": world["version"].taskset_id,
+        "config": json.dumps(UPLOAD_CONFIG),
+        "weights_file": upload(upload_weights(), "w.safetensors"),
     },
 }
 #: Operations on an external run (the others get the worker's run).
