@@ -55,6 +55,10 @@ SAMPLE_MULTIPART: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any
         "config": json.dumps(UPLOAD_CONFIG),
         "weights_file": upload(upload_weights(), "w.safetensors"),
     },
+    ("post", "/api/v1/teams/{team}/models/{model_id}/adaptations/csv"): lambda world: {
+        "support_file": upload(b"x,y\n1,2\n3,4\n", "support.csv"),
+        "steps": "1",
+    },
 }
 #: Operations on an external run (the others get the worker's run).
 ON_EXTERNAL = {"/api/v1/teams/{team}/runs/{run_id}/points", "/api/v1/teams/{team}/runs/{run_id}/finish"}
@@ -91,7 +95,7 @@ def call(client: Client, method: str, path: str, world: dict[str, Any], **extra:
         taskset_id=world["version"].taskset_id,
         model_id=world["meta_model"].pk,
     )
-    if "/adaptations/" in path:
+    if "/adaptations/{run_id}" in path:
         url = path.format(team=world["team"].slug, run_id=world["adaptation"].run_id)
     if (method, path) in SAMPLE_MULTIPART:
         return client.post(url, SAMPLE_MULTIPART[(method, path)](world), **extra)
