@@ -15,6 +15,7 @@ from apps.api.api import api
 from tests.api.conftest import bearer
 from tests.api.test_model_upload import CONFIG as UPLOAD_CONFIG
 from tests.api.test_model_upload import weights as upload_weights
+from tests.reviews.test_comparison import evaluate, losses_for
 from tests.tasksets.data import TABLE_PARAMS, good_csv, upload
 
 pytestmark = pytest.mark.django_db
@@ -63,7 +64,13 @@ SAMPLE_MULTIPART: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any
 #: Operations on an external run (the others get the worker's run).
 ON_EXTERNAL = {"/api/v1/teams/{team}/runs/{run_id}/points", "/api/v1/teams/{team}/runs/{run_id}/finish"}
 #: Query strings that required parameters need.
-SAMPLE_QUERIES = {("get", "/api/v1/teams/{team}/runs/{run_id}/metrics"): {"name": "loss"}}
+SAMPLE_QUERIES: dict[tuple[str, str], Any] = {
+    ("get", "/api/v1/teams/{team}/runs/{run_id}/metrics"): {"name": "loss"},
+    # two stored 600-task evaluations of the world's meta-model, made per call
+    ("get", "/api/v1/teams/{team}/comparison"): lambda world: {
+        "adaptation": [evaluate(world["meta_model"], losses_for(i)).adaptation.run_id for i in (1, 2)]
+    },
+}
 
 #: The team-less operation: everyone authenticated may list their own teams.
 TEAMLESS = {("get", "/api/v1/teams")}
@@ -103,7 +110,8 @@ def call(client: Client, method: str, path: str, world: dict[str, Any], **extra:
         body = _fill(SAMPLE_BODIES[(method, path)], world)
         data = json.dumps(body) if body is not None else ""
         return getattr(client, method)(url, data=data, content_type="application/json", **extra)
-    return client.get(url, SAMPLE_QUERIES.get((method, path), {}), **extra)
+    query = SAMPLE_QUERIES.get((method, path), {})
+    return client.get(url, query(world) if callable(query) else query, **extra)
 
 
 def test_every_operation_has_a_sample():
