@@ -282,7 +282,9 @@ class RunReporter:
 
     def _checkpointed(self, step: int) -> None:
         self.checkpoint_step = step
-        future = self._io.submit(with_db_retry, run_checkpointed, run_id=self.run_id, token=self.token, step=step)
+        future = self._io.submit(
+            with_db_retry, run_checkpointed, run_id=self.run_id, token=self.token, step=step
+        )
         future.add_done_callback(self._after_checkpointed)
 
     def _after_checkpointed(self, future: Future) -> None:
