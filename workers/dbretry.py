@@ -92,4 +92,4 @@ def retry_db(
 
 
 def _name(fn: Callable[..., object]) -> str:
-    return getattr(fn, "__name__", repr(fn))
+    return getattr(fn, "__qualname__", repr(fn))
