@@ -94,10 +94,8 @@ def run_claim(*, run_id: int, worker: str, device: str, token: str | None = None
     A run whose cancel was requested while its previous worker died is marked
     cancelled here, and None is returned.
 
-    ``token`` (default: a fresh one) is the new attempt's ownership token. A worker
-    that retries its claim after a lost connection passes the same token: if the
-    first try's commit reached the database, the run is already its own, and the
-    same claim is returned, not a second attempt.
+    ``token`` (default: a fresh one) names the new attempt: a claim retried with it
+    after its commit landed (a lost connection) returns that claim, not a second one.
     """
     with transaction.atomic():
         run = Run.objects.select_for_update().filter(pk=run_id).first()
