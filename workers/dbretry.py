@@ -78,7 +78,9 @@ def retry_db(
             result = fn(*args, **kwargs)
         except RETRYABLE as exc:
             failures += 1
-            if connection.in_atomic_block or clock() + pause > deadline:
+            if connection.in_atomic_block:
+                raise  # the transaction went with the connection: its owner starts it again
+            if clock() + pause > deadline:
                 logger.error("%s: database unavailable, gave up after %s tries", _name(fn), failures)
                 raise
             logger.warning("%s: database connection lost (%s); retrying in %.1f s", _name(fn), exc, pause)
