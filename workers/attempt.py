@@ -15,12 +15,18 @@ that marks the run:
   limit, anything unexpected (a short message, logged in full): ``run_fail``.
 
 Every write carries the attempt's token: an attempt that lost the run writes
-nothing and returns ``"lost"``.
+nothing and returns ``"lost"``. Every database call here goes through
+:func:`~workers.dbretry.with_db_retry`: a database outage shorter than
+``DB_RETRY_SECONDS`` pauses the attempt instead of ending it. The claim's token is
+made before the first try, so a claim retried after its commit landed is the same
+claim; a final mark retried after its commit landed finds the run already finished
+by this attempt (:func:`_already_finished`) and says so, instead of "lost".
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +34,10 @@ from pathlib import Path
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from apps.experiments.models import Run
+from apps.experiments.models import Run, RunStatus
 from apps.experiments.services import run_claim, run_fail, run_mark_cancelled, run_stop_reason
 from apps.tasksets.models import TaskSetVersion
+from workers.dbretry import with_db_retry
 from workers.metalearn.types import ConfigError, DataError, DivergenceError, EngineError
 from workers.reporting import Heartbeat, RunReporter
 
@@ -110,7 +117,7 @@ def claim_attempt(*, run_id: int, worker: str, kind: str, device_for: Callable[[
     """Claim run ``run_id`` of ``kind`` for this worker, on the device ``device_for``
     picks. None (logged) when the run is missing, of another kind, finished or held
     by a live attempt: the delivery is then ignored."""
-    run = Run.objects.filter(pk=run_id).only("kind", "queue", "config").first()
+    run = with_db_retry(lambda: Run.objects.filter(pk=run_id).only("kind", "queue", "config").first())
     if run is None:
         logger.warning("run %s: no such run, delivery ignored", run_id)
         return None
@@ -118,7 +125,8 @@ def claim_attempt(*, run_id: int, worker: str, kind: str, device_for: Callable[[
         logger.error("run %s: a %s run was sent to the %s task, delivery ignored", run_id, run.kind, kind)
         return None
     device = device_for(run)
-    claim = run_claim(run_id=run_id, worker=worker, device=device)
+    token = uuid.uuid4().hex  # made once: a retried claim is the same claim
+    claim = with_db_retry(run_claim, run_id=run_id, worker=worker, device=device, token=token)
     if claim is None:
         return None
     logger.info("run %s: %s attempt %s on %s (%s)", run_id, kind, claim.attempt, worker, device)
@@ -138,7 +146,7 @@ def run_attempt(
     attempt = claim_attempt(run_id=run_id, worker=worker, kind=kind, device_for=device_for)
     if attempt is None:
         return "skipped"
-    job = prepare(attempt)
+    job = with_db_retry(prepare, attempt)  # reads only, before any thread starts
     if isinstance(job, Failed):
         return settle(attempt, job)
     return settle(attempt, _work(attempt, job), reporter=job.reporter, wording=job.wording)
@@ -185,20 +193,45 @@ def settle(
     longer owns the run)."""
     run_id, token = attempt.run_id, attempt.token
     if isinstance(outcome, Finished):
-        return "succeeded" if outcome.store() else "lost"
+        return _mark(attempt, RunStatus.SUCCEEDED, outcome.store)
     if isinstance(outcome, Stopped):
-        reason = (reporter.stop_reason if reporter else None) or run_stop_reason(run_id=run_id, token=token)
+        reason = (reporter.stop_reason if reporter else None) or with_db_retry(
+            run_stop_reason, run_id=run_id, token=token
+        )
         if reason == "cancel":
-            cancelled = run_mark_cancelled(run_id=run_id, token=token, step=outcome.step)
-            return "cancelled" if cancelled else "lost"
+            return _mark(
+                attempt,
+                RunStatus.CANCELLED,
+                lambda: run_mark_cancelled(run_id=run_id, token=token, step=outcome.step),
+            )
         if reason is not None:
             logger.info("run %s: attempt %s stopped, the run is a newer attempt's", run_id, attempt.number)
             return "lost"
         assert wording is not None, "a stopped job has its wording"
         outcome = _unasked_stop(outcome, wording)
     logger.info("run %s: failed at step %s: %s", run_id, outcome.step, outcome.message)
-    failed = run_fail(run_id=run_id, token=token, error=outcome.message, step=outcome.step)
-    return "failed" if failed else "lost"
+    failed = outcome
+    return _mark(
+        attempt,
+        RunStatus.FAILED,
+        lambda: run_fail(run_id=run_id, token=token, error=failed.message, step=failed.step),
+    )
+
+
+def _mark(attempt: Attempt, status: RunStatus, write: Callable[[], bool]) -> str:
+    """Run the final ``write`` (retried on a lost connection); ``status`` as a word
+    if it marked the run, or if a try whose commit landed before the connection died
+    already had; otherwise ``lost``."""
+    if with_db_retry(write) or with_db_retry(_already_finished, attempt, status):
+        return str(status)
+    return "lost"
+
+
+def _already_finished(attempt: Attempt, status: RunStatus) -> bool:
+    """Whether this attempt already finished the run as ``status``: a final write
+    refused because an earlier try of it committed (the token is cleared on finish;
+    the attempt number stays, and no other attempt can have taken it)."""
+    return Run.objects.filter(pk=attempt.run_id, attempt=attempt.number, status=status).exists()
 
 
 def _unasked_stop(stopped: Stopped, wording: Wording) -> Failed:

@@ -33,6 +33,10 @@
 * **Checkpoints**: the loop calls ``on_checkpoint(step)`` once a checkpoint is
   durable; only then does ``checkpoint_step`` move, and it is recorded on the run
   (one UPDATE per checkpoint), after the points up to ``step`` are stored.
+* **A lost database**: every write above (and the stop poll, and the heartbeat)
+  goes through :func:`~workers.dbretry.with_db_retry`: it reconnects and retries
+  for up to ``DB_RETRY_SECONDS``, so a database restart pauses the run (the
+  training thread waits at its next ``sync``) and costs no point and no attempt.
 * **Stopping**: ``should_stop`` has the I/O thread read the run at most every
   ``stop_poll_seconds`` and answers True, at the call after the answer came, when
   a cancel was requested (``stop_reason == "cancel"``) or the attempt lost
@@ -55,10 +59,11 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import fields
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import close_old_connections, connection
 
 from apps.experiments.events import RunProgressEvent, group_send_nowait, run_group
 from apps.experiments.services import run_checkpointed, run_heartbeat, run_metrics_record, run_stop_reason
+from workers.dbretry import with_db_retry
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +78,6 @@ NOT_STORED = frozenset({"step_seconds"})
 #: Step metrics other than ``loss`` (``grad_norm``, training ``accuracy``) are stored
 #: every this many stored steps: noisy diagnostics, not the curve people watch.
 AUX_EVERY = 10
-#: Tries of one metric INSERT before the failure is raised (at the next sync).
-WRITE_ATTEMPTS = 3
 
 
 def _message(event: RunProgressEvent) -> dict[str, Any]:
@@ -240,7 +243,9 @@ class RunReporter:
             now = self._clock()
             if now - self._last_poll >= self.stop_poll_seconds:
                 self._last_poll = now
-                self._poll = self._io.submit(run_stop_reason, run_id=self.run_id, token=self.token)
+                self._poll = self._io.submit(
+                    with_db_retry, run_stop_reason, run_id=self.run_id, token=self.token
+                )
                 reason = self._poll_answer()
         if reason is None:
             return False
@@ -277,7 +282,9 @@ class RunReporter:
 
     def _checkpointed(self, step: int) -> None:
         self.checkpoint_step = step
-        future = self._io.submit(run_checkpointed, run_id=self.run_id, token=self.token, step=step)
+        future = self._io.submit(
+            with_db_retry, run_checkpointed, run_id=self.run_id, token=self.token, step=step
+        )
         future.add_done_callback(self._after_checkpointed)
 
     def _after_checkpointed(self, future: Future) -> None:
@@ -326,19 +333,13 @@ class RunReporter:
                 self._io.shutdown(wait=True)
 
     def _write(self, points: list[tuple[str, int, float]]) -> None:
-        """On the I/O thread: store one batch, retrying a failed INSERT a few times
-        (points are idempotent) before giving up."""
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            try:
-                self.points_stored += run_metrics_record(run_id=self.run_id, token=self.token, points=points)
-                self._sendable(points)
-                return
-            except DatabaseError:
-                if attempt == WRITE_ATTEMPTS:
-                    raise
-                logger.warning("run %s: storing metrics failed, retrying", self.run_id, exc_info=True)
-                connection.close()
-                time.sleep(attempt)
+        """On the I/O thread: store one batch, retried on a lost connection (points are
+        idempotent: unique per run, name and step); a failure past the bound is raised
+        at the next sync."""
+        self.points_stored += with_db_retry(
+            run_metrics_record, run_id=self.run_id, token=self.token, points=points
+        )
+        self._sendable(points)
 
     @property
     def steps_per_sec(self) -> float | None:
@@ -439,8 +440,10 @@ class Heartbeat:
             while not self._stop.wait(self.interval):
                 try:
                     close_old_connections()
-                    alive = run_heartbeat(run_id=self.run_id, token=self.token, step=self.reporter.step)
-                except Exception:  # noqa: BLE001 - a database hiccup: try again next beat
+                    alive = with_db_retry(
+                        run_heartbeat, run_id=self.run_id, token=self.token, step=self.reporter.step
+                    )
+                except Exception:  # noqa: BLE001 - an outage past the bound: try again next beat
                     logger.warning("run %s: heartbeat failed", self.run_id, exc_info=True)
                     continue
                 if not alive:

@@ -287,6 +287,9 @@ HEARTBEAT_TIMEOUT_SECONDS = env_int("METAWEB_HEARTBEAT_TIMEOUT_SECONDS", 60)
 #: The most runs one sweep may make (a grid's product, or random samples).
 SWEEP_MAX_RUNS = env_int("METAWEB_SWEEP_MAX_RUNS", 200)
 WATCHDOG_INTERVAL_SECONDS = env_int("METAWEB_WATCHDOG_INTERVAL_SECONDS", 15)
+#: A worker's database writes (claim, heartbeat, checkpoint, metrics, the final mark)
+#: reconnect and retry for this long when the database goes away (workers/dbretry.py).
+DB_RETRY_SECONDS = env_int("METAWEB_DB_RETRY_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
     "runs-watchdog": {"task": "workers.tasks.watchdog", "schedule": float(WATCHDOG_INTERVAL_SECONDS)},
 }

@@ -12,6 +12,7 @@ from django.utils import timezone
 from apps.experiments.models import Metric, Run
 from apps.experiments.services import run_claim
 from tests.factories import RunFactory
+from workers.dbretry import with_db_retry
 from workers.reporting import Heartbeat, InlineExecutor, RunReporter
 
 
@@ -153,7 +154,7 @@ def test_on_checkpoint_stores_the_points_before_it_moves_checkpoint_step(claimed
 
     class Recording(InlineExecutor):
         def submit(self, fn, /, *args, **kwargs):
-            if getattr(fn, "__name__", "") == "run_checkpointed":
+            if fn is with_db_retry and getattr(args[0], "__name__", "") == "run_checkpointed":
                 order.append(("checkpointed", kwargs["step"]))
             elif getattr(fn, "__name__", "") == "_write":
                 order.append(("stored", max(step for _, step, _ in args[0])))

@@ -86,19 +86,25 @@ def _owned(run_id: int, token: str) -> Run | None:
     )
 
 
-def run_claim(*, run_id: int, worker: str, device: str) -> Claim | None:
+def run_claim(*, run_id: int, worker: str, device: str, token: str | None = None) -> Claim | None:
     """Start a new attempt on the run, or return None if this delivery must not run it.
 
     None (quietly) when the run does not exist, is finished, or is held by a live
     attempt (running with a heartbeat fresher than ``HEARTBEAT_TIMEOUT_SECONDS``).
     A run whose cancel was requested while its previous worker died is marked
     cancelled here, and None is returned.
+
+    ``token`` (default: a fresh one) names the new attempt: a claim retried with it
+    after its commit landed (a lost connection) returns that claim, not a second one.
     """
     with transaction.atomic():
         run = Run.objects.select_for_update().filter(pk=run_id).first()
         if run is None:
             logger.warning("run %s: claim of a run that does not exist", run_id)
             return None
+        if token and run.status == RunStatus.RUNNING and run.attempt_token == token:
+            logger.info("run %s: attempt %s already claimed with this token", run_id, run.attempt)
+            return Claim(run_id=run.pk, token=token, attempt=run.attempt, resumed=run.attempt > 1)
         if run.is_finished:
             logger.info("run %s: already %s, delivery ignored", run_id, run.status)
             return None
@@ -114,7 +120,7 @@ def run_claim(*, run_id: int, worker: str, device: str) -> Claim | None:
 
         resumed = run.attempt > 0
         run.attempt += 1
-        run.attempt_token = uuid.uuid4().hex
+        run.attempt_token = token or uuid.uuid4().hex
         run.status = RunStatus.RUNNING
         run.started_at = run.started_at or now
         run.heartbeat_at = now
