@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "channels",
     "axes",
     "csp",
+    "metaweb.apps.MetaWebConfig",
     "apps.teams",
     "apps.tasksets",
     "apps.experiments",
