@@ -82,7 +82,7 @@ class TrackedRun:
         self.should_stop = False  # a cancel was requested in MetaWeb
         self.failure: ApiError | None = None  # the server refused a batch: logging stopped
         self.finished: dict[str, Any] | None = None
-        self._last: dict[str, float] = {}
+        self._last: dict[str, tuple[int, float]] = {}
         self._next_step = 0
         self._pending: deque[tuple[str, int, float]] = deque()
         self._cond = threading.Condition()
@@ -112,8 +112,9 @@ class TrackedRun:
             self._pending.extend(points)
             if len(self._pending) >= self.batch_points:
                 self._cond.notify_all()
-        for name, _, value in points:
-            self._last[name] = value
+        for name, at, value in points:  # the summary: each metric at its highest step, first value kept
+            if at > self._last.get(name, (-1, 0.0))[0]:
+                self._last[name] = (at, value)
 
     def _make_room(self, wanted: int) -> None:
         deadline = time.monotonic() + self.block_seconds
@@ -211,7 +212,7 @@ class TrackedRun:
         self.flush()
         if self.should_stop and status == "succeeded":
             status = "cancelled"
-        summary = {"metrics": dict(self._last)}
+        summary = {"metrics": {name: value for name, (_, value) in self._last.items()}}
         self.finished = self.client.external_run_finish(
             self.id, status=status, error=error, summary=summary, team=self.team
         )
