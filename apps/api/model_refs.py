@@ -19,11 +19,15 @@ from apps.registry.models import MetaModel, ModelAlias
 
 router = Router(tags=["meta-models"])
 
-REF = re.compile(r"^(?P<id>[0-9]{1,18})$|^(?P<name>[-a-zA-Z0-9_]+)(?:@(?P<alias>[-a-zA-Z0-9_]+)|:(?P<version>[0-9]{1,9}))?$")
+REF = re.compile(
+    r"^(?P<id>[0-9]{1,18})$|^(?P<name>[-a-zA-Z0-9_]+)(?:@(?P<alias>[-a-zA-Z0-9_]+)|:(?P<version>[0-9]{1,9}))?$"
+)
 
 
 class RefQuery(Schema):
-    ref: str = Field(max_length=130, description="name@alias, name:version, name (its newest version) or an id")
+    ref: str = Field(
+        max_length=130, description="name@alias, name:version, name (its newest version) or an id"
+    )
 
 
 @router.get(

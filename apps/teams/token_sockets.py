@@ -16,7 +16,7 @@ from channels.db import database_sync_to_async
 from apps.teams.token_selectors import api_token_authenticate
 from apps.teams.token_services import api_token_touch
 
-TOKEN_TEAM_KEY = "token_team_id"
+TOKEN_TEAM_KEY = "token_team_id"  # noqa: S105 (a scope key, not a secret)
 
 
 def _bearer(scope: dict[str, Any]) -> str | None:

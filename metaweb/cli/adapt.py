@@ -73,7 +73,9 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 def _print_result(adaptation: Adaptation) -> None:
     result = adaptation["result"]
     if adaptation["status"] != "succeeded" or result is None:
-        sys.stderr.write(f"Adaptation run {adaptation['run_id']} {adaptation['status']}: {adaptation['error']}\n")
+        sys.stderr.write(
+            f"Adaptation run {adaptation['run_id']} {adaptation['status']}: {adaptation['error']}\n"
+        )
         return
     ci = f" ± {result['ci95']:.4g}" if result["ci95"] is not None else ""
     print(

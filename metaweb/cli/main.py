@@ -34,7 +34,9 @@ def client_for(args: argparse.Namespace) -> Client:
     stored = config.load()
     url, token = stored.get("url"), stored.get("token")
     if not url or not token:
-        raise ApiError(0, "Not logged in: run 'metaweb login --url URL' first (or set METAWEB_URL and METAWEB_TOKEN).")
+        raise ApiError(
+            0, "Not logged in: run 'metaweb login --url URL' first (or set METAWEB_URL and METAWEB_TOKEN)."
+        )
     return Client(url, token, team=args.team or stored.get("team"))
 
 

@@ -32,7 +32,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     push.add_argument("--config", required=True, help="a JSON file: the TrainConfig the weights fit")
     push.add_argument("--taskset", required=True, help="the task set's name or id")
     push.add_argument("--name", help="the model's name (default: the file's name)")
-    push.add_argument("--experiment", default="cli", help="the experiment's name or id (created if missing)")
+    push.add_argument("--experiment", default="cli", help="the experiment's name (created if missing)")
     push.add_argument("--description", default="")
     push.set_defaults(func=cmd_push)
     alias = models.add_parser("alias", parents=[common], help="point name@alias at a version")
@@ -91,8 +91,16 @@ def cmd_pull(args: argparse.Namespace) -> int:
         sha256 = client.model_weights(found["id"], target)
     if sha256 != found["weights_sha256"]:
         os.unlink(target)
-        raise ApiError(0, f"The download's sha256 {sha256} is not the registry's {found['weights_sha256']}; removed it.")
-    result = {"id": found["id"], "name": found["name"], "version": found["version"], "file": str(target), "sha256": sha256}
+        raise ApiError(
+            0, f"The download's sha256 {sha256} is not the registry's {found['weights_sha256']}; removed it."
+        )
+    result = {
+        "id": found["id"],
+        "name": found["name"],
+        "version": found["version"],
+        "file": str(target),
+        "sha256": sha256,
+    }
     if args.json:
         output.emit_json(result)
     else:
@@ -115,7 +123,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     if args.json:
         output.emit_json(model)
     else:
-        print(f"Registered {model['name']} v{model['version']} (id {model['id']}, sha256 {model['weights_sha256']}).")
+        sha = model["weights_sha256"]
+        print(f"Registered {model['name']} v{model['version']} (id {model['id']}, sha256 {sha}).")
     return OK
 
 
@@ -142,8 +151,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for item in result["items"]:
         paired = item.get("paired") or {}
         rows.append(
-            [item["name"], item["version"], item["picked"], item["before"], item["after"],
-             paired.get("p_value"), item["outcome"] or "reference"]
+            [
+                item["name"],
+                item["version"],
+                item["picked"],
+                item["before"],
+                item["after"],
+                paired.get("p_value"),
+                item["outcome"] or "reference",
+            ]
         )
     output.table(("model", "version", "picked", "before", "after", "p", "outcome"), rows)
     for note in result.get("notes") or []:

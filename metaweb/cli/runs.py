@@ -17,13 +17,17 @@ RUN_COLUMNS = ("id", "status", "kind", "algorithm", "step", "experiment", "creat
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    runs = sub.add_parser("runs", help="meta-training runs").add_subparsers(dest="runs_command", required=True)
+    runs = sub.add_parser("runs", help="meta-training runs").add_subparsers(
+        dest="runs_command", required=True
+    )
     launch = runs.add_parser("launch", parents=[common], help="queue a meta-training run")
     launch.add_argument("--taskset", required=True, help="the task set's name (or id)")
     launch.add_argument("--config", required=True, help="a JSON file: the run's TrainConfig (no family)")
-    launch.add_argument("--experiment", default="cli", help="the experiment's name or id (created if missing)")
+    launch.add_argument("--experiment", default="cli", help="the experiment's name (created if missing)")
     launch.add_argument("--queue", default="cpu", help="cpu or gpu")
-    launch.add_argument("--follow", action="store_true", help="show progress; exit 0/1/2 on success/failure/cancel")
+    launch.add_argument(
+        "--follow", action="store_true", help="show progress; exit 0/1/2 on success/failure/cancel"
+    )
     launch.set_defaults(func=cmd_launch)
     ls = runs.add_parser("ls", parents=[common], help="list runs, newest first")
     ls.add_argument("--query", "-q", default="", help="the run search language, e.g. 'status:running'")
@@ -46,7 +50,15 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _row(run: Run) -> list[Any]:
     step = f"{run['step']}/{run['total_steps']}" if run["total_steps"] else run["step"]
-    return [run["id"], run["status"], run["kind"], run["algorithm"], step, run["experiment_id"], run["created_at"]]
+    return [
+        run["id"],
+        run["status"],
+        run["kind"],
+        run["algorithm"],
+        step,
+        run["experiment_id"],
+        run["created_at"],
+    ]
 
 
 def follow_and_exit(client: Client, run_id: int, args: argparse.Namespace) -> int:
@@ -65,8 +77,9 @@ def follow_and_exit(client: Client, run_id: int, args: argparse.Namespace) -> in
 def cmd_launch(args: argparse.Namespace) -> int:
     run_config = read_json_file(args.config, "config")
     with client_for(args) as client:
+        experiment = client.experiment_id(args.experiment, create=True)
         run = client.run_launch(
-            experiment=args.experiment, taskset=args.taskset, config=run_config, queue=args.queue
+            experiment=experiment, taskset=args.taskset, config=run_config, queue=args.queue
         )
         if args.follow:
             if not args.json:

@@ -92,7 +92,13 @@ class Client:
         return self.http.json("GET", f"{self._t(team)}/tasksets/{int(taskset_id)}")
 
     def taskset_create(
-        self, name: str, family: str, *, params: dict | None = None, description: str = "", team: str | None = None
+        self,
+        name: str,
+        family: str,
+        *,
+        params: dict | None = None,
+        description: str = "",
+        team: str | None = None,
     ) -> TaskSet:
         body = {"name": name, "family": family, "params": params or {}, "description": description}
         return self.http.json("POST", f"{self._t(team)}/tasksets", body=body)
@@ -108,7 +114,12 @@ class Client:
         team: str | None = None,
     ) -> TaskSet:
         """A task set from a CSV, or a zip of ``class/*.png`` folders (the upload form's rules)."""
-        fields = {"name": name, "family": family, "params": json.dumps(params or {}), "description": description}
+        fields = {
+            "name": name,
+            "family": family,
+            "params": json.dumps(params or {}),
+            "description": description,
+        }
         with _opened(data_file, "data_file") as handle:
             files = {"data_file": (Path(data_file).name, handle)}
             return self.http.json("POST", f"{self._t(team)}/tasksets/upload", data=fields, files=files)
@@ -245,7 +256,11 @@ class Client:
             return self.http.json("POST", f"{self._t(team)}/models", data=fields, files=files)
 
     def compare(
-        self, *, adaptations: list[int] = (), models: list[int] = (), team: str | None = None  # type: ignore[assignment]
+        self,
+        *,
+        adaptations: list[int] = (),
+        models: list[int] = (),
+        team: str | None = None,  # type: ignore[assignment]
     ) -> dict[str, Any]:
         """The side-by-side comparison of 2-6 adaptation runs and meta-models (their
         600-task evaluations): per item the metric, curve, and paired test against the first."""
@@ -254,7 +269,9 @@ class Client:
 
     # -- adaptations ----------------------------------------------------------------
 
-    def adaptation_launch(self, model_id: int, *, target: str = "test_task", team: str | None = None, **options: Any) -> Adaptation:
+    def adaptation_launch(
+        self, model_id: int, *, target: str = "test_task", team: str | None = None, **options: Any
+    ) -> Adaptation:
         """Queue an adaptation: ``target`` is test_task (``task_index``), batch, or custom
         (``support`` and ``query`` as ``{"x": [[...], ...], "y": [...]}``); ``steps``, ``lr``."""
         body = {"target": target, **options}
@@ -281,7 +298,9 @@ class Client:
         if desc:
             fields["desc"] = ",".join(repr(float(v)) for v in desc)
         with contextlib.ExitStack() as stack:
-            files = {"support_file": (Path(support).name, stack.enter_context(_opened(support, "support_file")))}
+            files = {
+                "support_file": (Path(support).name, stack.enter_context(_opened(support, "support_file")))
+            }
             if query is not None:
                 files["query_file"] = (Path(query).name, stack.enter_context(_opened(query, "query_file")))
             path = f"{self._t(team)}/models/{int(model_id)}/adaptations/csv"
@@ -306,7 +325,9 @@ class Client:
         ``taskset`` the run is filed under the team's oldest task set."""
         body = {
             "experiment_id": self.experiment_id(experiment, create=True, team=team),
-            "taskset_id": self._default_taskset(team) if taskset is None else self.taskset_id(taskset, team=team),
+            "taskset_id": self._default_taskset(team)
+            if taskset is None
+            else self.taskset_id(taskset, team=team),
             "algorithm": algorithm,
             "total_steps": total_steps,
             "config": config or {},
@@ -316,11 +337,19 @@ class Client:
     def _default_taskset(self, team: str | None) -> int:
         tasksets = self.tasksets(team=team)
         if not tasksets:
-            raise ApiError(422, "The team has no task set to file the run under: create one first.", loc=["taskset"])
+            raise ApiError(
+                422, "The team has no task set to file the run under: create one first.", loc=["taskset"]
+            )
         return min(tasksets, key=lambda t: (t["created_at"], t["id"]))["id"]
 
     def external_run_finish(
-        self, run_id: int, *, status: str, error: str = "", summary: dict | None = None, team: str | None = None
+        self,
+        run_id: int,
+        *,
+        status: str,
+        error: str = "",
+        summary: dict | None = None,
+        team: str | None = None,
     ) -> Run:
         body = {"status": status, "error": error, "summary": summary or {}}
         return self.http.json("POST", f"{self._t(team)}/runs/{int(run_id)}/finish", body=body)

@@ -92,7 +92,13 @@ def apply(progress: Progress, message: dict[str, Any]) -> Progress:
 
 
 def _from_run(run: Run) -> Progress:
-    return Progress(run_id=run["id"], status=run["status"], step=run["step"], total_steps=run["total_steps"], error=run["error"])
+    return Progress(
+        run_id=run["id"],
+        status=run["status"],
+        step=run["step"],
+        total_steps=run["total_steps"],
+        error=run["error"],
+    )
 
 
 def follow(
@@ -127,7 +133,12 @@ def follow(
 
 def _fresh(client: Client, run_id: int, team: str | None) -> dict[str, Any]:
     run = client.run(run_id, team=team)
-    return {"status": run["status"], "step": run["step"], "total_steps": run["total_steps"], "error": run["error"]}
+    return {
+        "status": run["status"],
+        "step": run["step"],
+        "total_steps": run["total_steps"],
+        "error": run["error"],
+    }
 
 
 def _socket_url(client: Client, run_id: int) -> str:

@@ -75,7 +75,9 @@ class Transport:
         try:
             return response.json()
         except ValueError:
-            raise ApiError(response.status_code, "The server answered with something that is not JSON.") from None
+            raise ApiError(
+                response.status_code, "The server answered with something that is not JSON."
+            ) from None
 
     def text(self, path: str, *, params: dict | None = None) -> str:
         return self._send("GET", path, params=params).text
