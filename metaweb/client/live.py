@@ -56,8 +56,11 @@ def _loss_of(points: dict[str, Any]) -> float | None:
 
 
 def apply(progress: Progress, message: dict[str, Any]) -> Progress:
-    """The progress after one websocket message."""
+    """The progress after one websocket message (another run's is ignored)."""
     kind = message.get("type")
+    about = message.get("run", {}).get("id") if kind == "run.state" else message.get("run_id")
+    if about is not None and about != progress.run_id:
+        return progress
     if kind == "run.state":
         run = message.get("run", {})
         loss = _loss_of(message.get("metrics") or {})
@@ -128,11 +131,19 @@ def follow(
                 progress = _poll(client, run_id, progress, notify, team=team, every=poll_seconds)
             else:
                 time.sleep(min(5.0, 0.5 * 2**failures))
+        if progress.finished:  # the socket said so: the database has the last word
+            run = client.run(run_id, team=team)
+            progress = replace(progress, **_fresh_of(run))
+            if progress.finished:
+                return run
     return client.run(run_id, team=team)
 
 
 def _fresh(client: Client, run_id: int, team: str | None) -> dict[str, Any]:
-    run = client.run(run_id, team=team)
+    return _fresh_of(client.run(run_id, team=team))
+
+
+def _fresh_of(run: Run) -> dict[str, Any]:
     return {
         "status": run["status"],
         "step": run["step"],
