@@ -39,7 +39,8 @@ class SocketListener(threading.Thread):
         from websockets.sync.client import connect
 
         headers = {"Authorization": f"Bearer {self.token}"}
-        with connect(self.url, origin=self.origin, additional_headers=headers, max_size=None, proxy=None) as ws:
+        options = {"origin": self.origin, "additional_headers": headers, "max_size": None, "proxy": None}
+        with connect(self.url, **options) as ws:
             self.connected.set()
             while True:
                 message = json.loads(ws.recv(timeout=120))
@@ -84,7 +85,6 @@ def test_ten_thousand_points_survive_an_outage_and_show_live(live_stack, e2e_use
 
     kinds = [m["type"] for m in listener.messages]
     assert kinds[0] == "run.state" and kinds[-1] == "run.status"
-    live_points = sum(
-        len(series) for m in listener.messages if m["type"] == "run.progress" for series in m["points"].values()
-    )
+    progress = [m for m in listener.messages if m["type"] == "run.progress"]
+    live_points = sum(len(series) for m in progress for series in m["points"].values())
     assert live_points == 2 * STEPS, live_points  # each stored point was sent live once
