@@ -167,7 +167,7 @@ class TrackedRun:
 
     def _send(self, batch: list[tuple[str, int, float]]) -> bool:
         """POST one batch until it is acknowledged; False if refused or out of time."""
-        body = json.dumps({"points": [{"name": n, "step": s, "value": v} for n, s, v in batch]})
+        body = _columns(batch)
         path = f"/teams/{self.team}/runs/{self.id}/points"
         delay = BACKOFF_FIRST
         while True:
@@ -237,6 +237,17 @@ class TrackedRun:
             self.finish(status, error or "Interrupted.")
         except ApiError as failure:
             logger.error("Run %s could not be marked %s: %s", self.id, status, failure)
+
+
+def _columns(batch: list[tuple[str, int, float]]) -> str:
+    """The batch as the API's ``series`` body: per metric, its steps and values as columns
+    (a third of the bytes of one object per point, and far cheaper to validate)."""
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for name, step, value in batch:
+        steps, values = series.setdefault(name, ([], []))
+        steps.append(step)
+        values.append(value)
+    return json.dumps({"series": {n: {"steps": s, "values": v} for n, (s, v) in series.items()}})
 
 
 def _retryable(exc: ApiError) -> bool:
