@@ -18,6 +18,7 @@ pytestmark = pytest.mark.django_db
 #: A valid request body per writing operation, so that the answer is about permission.
 SAMPLE_BODIES: dict[tuple[str, str], Any] = {
     ("post", "/api/v1/teams/{team}/tasksets"): {"name": "New sines", "family": "sinusoid"},
+    ("post", "/api/v1/teams/{team}/experiments"): {"name": "New idea"},
     ("post", "/api/v1/teams/{team}/runs"): {"experiment_id": "{experiment}", "taskset_id": "{taskset}"},
     ("post", "/api/v1/teams/{team}/runs/{run_id}/cancel"): None,
     ("post", "/api/v1/teams/{team}/runs/{run_id}/clone"): {"config": {"seed": 3}},
@@ -40,7 +41,10 @@ SAMPLE_BODIES: dict[tuple[str, str], Any] = {
 #: Operations on an external run (the others get the worker's run).
 ON_EXTERNAL = {"/api/v1/teams/{team}/runs/{run_id}/points", "/api/v1/teams/{team}/runs/{run_id}/finish"}
 #: Query strings that required parameters need.
-SAMPLE_QUERIES = {("get", "/api/v1/teams/{team}/runs/{run_id}/metrics"): {"name": "loss"}}
+SAMPLE_QUERIES = {
+    ("get", "/api/v1/teams/{team}/runs/{run_id}/metrics"): {"name": "loss"},
+    ("get", "/api/v1/teams/{team}/model-refs"): {"ref": "sine-maml"},
+}
 
 #: The team-less operation: everyone authenticated may list their own teams.
 TEAMLESS = {("get", "/api/v1/teams")}
