@@ -242,6 +242,24 @@ class AdaptForm(forms.Form):
             self.add_error(field, exc)
             return None
 
+    def start_kwargs(self) -> dict[str, Any]:
+        """``adaptation_start``'s arguments from the valid form (the actor and the
+        meta-model aside): the parts that the chosen target uses, None for the rest."""
+        data = self.cleaned_data
+        target = data["target"]
+        custom = target == AdaptationTarget.CUSTOM
+        return {
+            "target": target,
+            "task_index": data.get("task_index") if target == AdaptationTarget.TEST_TASK else None,
+            "shots": None if custom else data.get("shots"),
+            "support": self.support if custom else None,
+            "query": self.query if custom else None,
+            "desc": self.desc_values if custom else None,
+            "steps": data["steps"],
+            "lr": data["lr"],
+            "queue": data["queue"],
+        }
+
     def add_service_errors(self, error: ValidationError) -> None:
         """Put ``adaptation_start``'s errors on the fields they name: its ``support``
         and ``query`` keys go on whichever field held that part of the task."""

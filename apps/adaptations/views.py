@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.adaptations import selectors, services
 from apps.adaptations.forms import AdaptForm
-from apps.adaptations.models import Adaptation, AdaptationTarget
+from apps.adaptations.models import Adaptation
 from apps.experiments.models import RunStatus
 from apps.experiments.selectors import run_events, run_state
 from apps.registry.downloads import card_response, weights_response
@@ -34,22 +34,9 @@ def adapt_new(request: HtmxHttpRequest, meta_model_id: int) -> HttpResponse:
     if request.method == "POST":
         form = AdaptForm(request.POST, request.FILES, facts=facts)
         if form.is_valid():
-            data = form.cleaned_data
-            target = data["target"]
-            custom = target == AdaptationTarget.CUSTOM
             try:
                 run = services.adaptation_start(
-                    actor=request.user,
-                    meta_model=meta_model,
-                    target=target,
-                    task_index=data.get("task_index") if target == AdaptationTarget.TEST_TASK else None,
-                    shots=None if custom else data.get("shots"),
-                    support=form.support if custom else None,
-                    query=form.query if custom else None,
-                    desc=form.desc_values if custom else None,
-                    steps=data["steps"],
-                    lr=data["lr"],
-                    queue=data["queue"],
+                    actor=request.user, meta_model=meta_model, **form.start_kwargs()
                 )
             except ValidationError as error:
                 form.add_service_errors(error)

@@ -1,5 +1,6 @@
-"""Adaptations: launch one from a meta-model (a test task, the 600-task batch, or
-a typed task given as support and query sets), and get its result. Kept apart
+"""Adaptations: launch one from a meta-model (a test task, the 600-task batch, a
+typed task given as support and query sets, or support and query CSV files read
+by the adaptation form itself), and get its result. Kept apart
 from the run endpoints: the registry app is being split; imports go through the
 package level only."""
 
@@ -7,17 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest
-from ninja import Router, Schema, Status
+from ninja import File, Form, Router, Schema, Status
+from ninja.files import UploadedFile
 from pydantic import Field
 
-from apps.adaptations.models import Adaptation
-from apps.adaptations.selectors import adaptation_get_visible, adapted_model_for
+from apps.adaptations.forms import AdaptForm
+from apps.adaptations.models import Adaptation, AdaptationTarget
+from apps.adaptations.selectors import adaptation_get_visible, adapted_model_for, meta_model_facts
 from apps.adaptations.services import DEFAULT_ADAPT_STEPS, adaptation_start
+from apps.adaptations.uploads import MAX_CSV_BYTES
 from apps.api.auth import caller, team_for
 from apps.api.registry import model_in_team
 from apps.api.runs import WRITE_ERRORS
 from apps.api.schemas import MessageOut
+from apps.api.uploads import form_invalid, refuse_oversized, upload_limit
 from apps.teams.models import Role
 
 router = Router(tags=["adaptations"])
@@ -103,6 +109,48 @@ def adaptation_launch(request: HttpRequest, team: str, model_id: int, payload: A
         queue=payload.queue,
         shots=payload.shots,
     )
+    return Status(201, _out(run.adaptation))
+
+
+class AdaptationCsvForm(Schema):
+    steps: int = Field(DEFAULT_ADAPT_STEPS, description="Inner steps.")
+    lr: float | None = Field(None, description="Inner learning rate; empty: the model's meta-training one.")
+    queue: str = Field("cpu", max_length=10)
+    desc: str = Field("", max_length=1000, description="Task description values, comma-separated.")
+
+
+@router.post("/teams/{team}/models/{model_id}/adaptations/csv", response={201: AdaptationOut, **WRITE_ERRORS})
+@upload_limit(MAX_CSV_BYTES)
+def adaptation_launch_csv(
+    request: HttpRequest,
+    team: str,
+    model_id: int,
+    form: Form[AdaptationCsvForm],
+    support_file: File[UploadedFile],
+    query_file: File[UploadedFile] = None,  # type: ignore[assignment]
+) -> Status:
+    """Adapt to a task given as CSV files (multipart): the model's inputs then the
+    target per row, read and checked by the adaptation form's reader and rules."""
+    meta_model = model_in_team(request, team, model_id, need=Role.MEMBER)
+    refuse_oversized(request)
+    facts = meta_model_facts(meta_model)
+    if facts is not None and facts.image_shape is not None:
+        raise ValidationError({"support_file": "This model takes images, not CSV rows; use the web form."})
+    data = {
+        "target": AdaptationTarget.CUSTOM,
+        "steps": form.steps,
+        "lr": form.lr if form.lr is not None else (facts.inner_lr if facts else None),
+        "queue": form.queue,
+        "desc": form.desc,
+    }
+    adapt = AdaptForm(data, {"support_file": support_file, "query_file": query_file}, facts=facts)
+    if not adapt.is_valid():
+        raise form_invalid(adapt)
+    try:
+        run = adaptation_start(actor=caller(request).user, meta_model=meta_model, **adapt.start_kwargs())
+    except ValidationError as error:
+        adapt.add_service_errors(error)
+        raise form_invalid(adapt) from None
     return Status(201, _out(run.adaptation))
 
 

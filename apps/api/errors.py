@@ -7,14 +7,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied, SuspiciousOperation, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
 
+from apps.api.uploads import oversized_fields, oversized_message
 from apps.experiments.listing.columns import ColumnError
 from apps.experiments.search import QueryError
+from apps.reviews.selectors import ComparisonError
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,26 @@ def error_items(error: ValidationError, *, where: str = "body") -> list[dict[str
     ]
 
 
+#: ninja's sources of multipart parameters: reported as the body they are part of.
+_MULTIPART_SOURCES = {"form", "file"}
+
+
+def request_items(request: HttpRequest, errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ninja's validation errors as API items: a multipart field's path starts with
+    ``body`` like a JSON field's, and a required file dropped for its size says so."""
+    dropped = oversized_fields(request)
+    items = []
+    for error in errors:
+        loc = list(error.get("loc", []))
+        if loc and loc[0] in _MULTIPART_SOURCES:
+            loc[0] = "body"
+        msg = str(error.get("msg", ""))
+        if len(loc) == 2 and loc[1] in dropped:
+            msg = oversized_message(request)
+        items.append({"loc": loc, "msg": msg})
+    return items
+
+
 def _detail(api: NinjaAPI, request: HttpRequest, detail: Any, status: int) -> HttpResponse:
     return api.create_response(request, {"detail": detail}, status=status)
 
@@ -41,8 +64,7 @@ def install_error_handlers(api: NinjaAPI) -> None:
 
     @api.exception_handler(NinjaValidationError)
     def request_invalid(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
-        items = [{"loc": list(e.get("loc", [])), "msg": str(e.get("msg", ""))} for e in exc.errors]
-        return _detail(api, request, items, 422)
+        return _detail(api, request, request_items(request, list(exc.errors)), 422)
 
     @api.exception_handler(QueryError)
     def query_invalid(request: HttpRequest, exc: QueryError) -> HttpResponse:
@@ -51,6 +73,20 @@ def install_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(ColumnError)
     def column_invalid(request: HttpRequest, exc: ColumnError) -> HttpResponse:
         return _detail(api, request, [{"loc": ["query", exc.param], "msg": str(exc)}], 422)
+
+    @api.exception_handler(ComparisonError)
+    def comparison_invalid(request: HttpRequest, exc: ComparisonError) -> HttpResponse:
+        return _detail(api, request, [{"loc": ["query"], "msg": str(exc)}], 422)
+
+    @api.exception_handler(MultiPartParserError)
+    def multipart_invalid(request: HttpRequest, exc: MultiPartParserError) -> HttpResponse:
+        message = f"The multipart body is malformed: {exc}"
+        return _detail(api, request, [{"loc": ["body"], "msg": message}], 422)
+
+    @api.exception_handler(SuspiciousOperation)
+    def body_refused(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
+        # Django's own caps while parsing a body: too many fields or files, too much data
+        return _detail(api, request, [{"loc": ["body"], "msg": str(exc)}], 422)
 
     @api.exception_handler(Http404)
     def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:

@@ -36,6 +36,7 @@ class NulSafeParser(Parser):
         self, data: MultiValueDict, list_fields: list[str], request: HttpRequest
     ) -> dict[str, Any]:
         result = super().parse_querydict(data, list_fields, request)
-        if _has_nul(result):
-            raise ValidationError([{"loc": ("query",), "msg": NUL_MESSAGE}])
+        if _has_nul(result):  # the query string, or a multipart body's text fields
+            where = "query" if data is request.GET else "body"
+            raise ValidationError([{"loc": (where,), "msg": NUL_MESSAGE}])
         return result

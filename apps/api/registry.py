@@ -1,18 +1,24 @@
 """``/teams/{team}/models``: meta-models: list, get with lineage (the model card and
 its adaptations), alias moves (the approve rule of ``alias_move``), downloads of
-the safetensors and the card. Kept apart from the run endpoints: the registry app
-is being split, and its imports go through the package level only."""
+the safetensors and the card, and uploads (``metamodel_upload``, the registry
+upload form's service: the safetensors header checked against the config's shapes).
+Kept apart from the run endpoints: the registry app is being split, and its imports
+go through the package level only."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest
-from ninja import Query, Router, Schema
+from ninja import File, Form, Query, Router, Schema, Status
+from ninja.files import UploadedFile
 from pydantic import Field
 
 from apps.api.auth import caller, team_for
+from apps.api.runs import WRITE_ERRORS, launch_targets
 from apps.api.schemas import MessageOut, ValidationErrorOut
+from apps.api.uploads import json_text_field, refuse_oversized, upload_limit
 from apps.registry.downloads import weights_response
 from apps.registry.models import MetaModel
 from apps.registry.selectors import (
@@ -21,7 +27,9 @@ from apps.registry.selectors import (
     metamodel_lineage,
     metamodel_weights_file,
 )
-from apps.registry.services import alias_move
+from apps.registry.services import alias_move, metamodel_upload
+from apps.registry.services import uploads as registry_uploads
+from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role
 
 router = Router(tags=["meta-models"])
@@ -65,6 +73,21 @@ class AliasOut(Schema):
     meta_model_id: int
 
 
+class MetaModelUploadForm(Schema):
+    name: str = Field(max_length=200, description="Versions count per name, e.g. sine-maml.")
+    experiment_id: int = Field(ge=1, le=2**62)
+    taskset_id: int = Field(ge=1, le=2**62)
+    taskset_version: int | None = Field(
+        None, ge=1, le=2**31, description="The task set's version number; empty: its latest."
+    )
+    config: str = Field(
+        max_length=16 * 1024,
+        description="The engine's TrainConfig as a JSON object (as for launching a run; "
+        "the family comes from the task set).",
+    )
+    description: str = Field("", max_length=5000)
+
+
 class ModelListQuery(Schema):
     before: int | None = Field(None, ge=1, le=2**62, description="Keyset cursor: ids below this one.")
     limit: int = Field(50, ge=1, le=200)
@@ -101,6 +124,42 @@ def model_list(request: HttpRequest, team: str, params: Query[ModelListQuery]) -
     more = len(page) > params.limit
     page = page[: params.limit]
     return MetaModelPageOut(next_before=page[-1].pk if more else None, results=[model_out(m) for m in page])
+
+
+def _upload_version(version: TaskSetVersion, number: int | None) -> TaskSetVersion:
+    """The task set's version ``number`` (None: the latest, which ``version`` is)."""
+    if number is None or number == version.number:
+        return version
+    chosen = TaskSetVersion.objects.filter(taskset_id=version.taskset_id, number=number).first()
+    if chosen is None:
+        raise ValidationError({"taskset_version": f"This task set has no version {number}."})
+    return chosen
+
+
+@router.post("/teams/{team}/models", response={201: MetaModelOut, **WRITE_ERRORS})
+@upload_limit(lambda: registry_uploads.MAX_UPLOAD_BYTES)
+def model_upload(
+    request: HttpRequest, team: str, form: Form[MetaModelUploadForm], weights_file: File[UploadedFile]
+) -> Status:
+    """Register external meta-parameters (multipart): a ``.safetensors`` file of float32
+    tensors named and shaped as the config's algorithm expects on the task set's family.
+    Pickles and zips are refused; on any error nothing is stored."""
+    the_team = team_for(request, team, need=Role.MEMBER)
+    refuse_oversized(request)
+    experiment, latest = launch_targets(
+        the_team, experiment_id=form.experiment_id, taskset_id=form.taskset_id
+    )
+    meta_model = metamodel_upload(
+        team=the_team,
+        actor=caller(request).user,
+        experiment=experiment,
+        taskset_version=_upload_version(latest, form.taskset_version),
+        name=form.name,
+        config=json_text_field(form.config, field="config"),
+        weights_file=weights_file,
+        description=form.description,
+    )
+    return Status(201, model_out(meta_model))
 
 
 @router.get("/teams/{team}/models/{model_id}", response={200: MetaModelDetailOut, 404: MessageOut})

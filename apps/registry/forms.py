@@ -14,6 +14,7 @@ from apps.experiments.models import Experiment
 from apps.registry.models import ALGORITHM_CHOICES
 from apps.registry.selectors import metamodel_tasksets_for_team
 from apps.tasksets.models import TaskSet, TaskSetVersion
+from apps.teams.forms import json_text_value
 from apps.teams.models import Team
 
 #: Suggested aliases (any slug is allowed).
@@ -73,10 +74,7 @@ class MetaModelUploadForm(forms.Form):
         )
 
     def clean_config(self) -> dict[str, Any]:
-        try:
-            value = json.loads(self.cleaned_data["config"])
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"This is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+        value = json_text_value(self.cleaned_data["config"])
         if not isinstance(value, dict):
             raise ValidationError("The configuration must be a JSON object.")
         return value

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 
 from apps.teams.models import Role
+
+
+def json_text_value(text: str) -> Any:
+    """A form field's text parsed as JSON; ValidationError with the line at fault.
+    Whether the value has the right shape is the service's rule."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"This is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
 
 
 def add_service_errors(

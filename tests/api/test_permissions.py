@@ -5,6 +5,7 @@ here fails ``test_every_operation_has_a_sample`` instead of going untested."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +13,10 @@ from django.test import Client
 
 from apps.api.api import api
 from tests.api.conftest import bearer
+from tests.api.test_model_upload import CONFIG as UPLOAD_CONFIG
+from tests.api.test_model_upload import weights as upload_weights
+from tests.reviews.test_comparison import evaluate, losses_for
+from tests.tasksets.data import TABLE_PARAMS, good_csv, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -38,12 +43,35 @@ SAMPLE_BODIES: dict[tuple[str, str], Any] = {
         "lr": 0.01,
     },
 }
+#: Multipart operations: their fields and files, made fresh per call (an upload is read once).
+SAMPLE_MULTIPART: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("post", "/api/v1/teams/{team}/tasksets/upload"): lambda world: {
+        "name": "Uploaded cells",
+        "params": json.dumps(TABLE_PARAMS),
+        "data_file": upload(good_csv(), "cells.csv"),
+    },
+    ("post", "/api/v1/teams/{team}/models"): lambda world: {
+        "name": "pushed",
+        "experiment_id": world["experiment"].pk,
+        "taskset_id": world["version"].taskset_id,
+        "config": json.dumps(UPLOAD_CONFIG),
+        "weights_file": upload(upload_weights(), "w.safetensors"),
+    },
+    ("post", "/api/v1/teams/{team}/models/{model_id}/adaptations/csv"): lambda world: {
+        "support_file": upload(b"x,y\n1,2\n3,4\n", "support.csv"),
+        "steps": "1",
+    },
+}
 #: Operations on an external run (the others get the worker's run).
 ON_EXTERNAL = {"/api/v1/teams/{team}/runs/{run_id}/points", "/api/v1/teams/{team}/runs/{run_id}/finish"}
 #: Query strings that required parameters need.
-SAMPLE_QUERIES = {
+SAMPLE_QUERIES: dict[tuple[str, str], Any] = {
     ("get", "/api/v1/teams/{team}/runs/{run_id}/metrics"): {"name": "loss"},
     ("get", "/api/v1/teams/{team}/model-refs"): {"ref": "sine-maml"},
+    # two stored 600-task evaluations of the world's meta-model, made per call
+    ("get", "/api/v1/teams/{team}/comparison"): lambda world: {
+        "adaptation": [evaluate(world["meta_model"], losses_for(i)).adaptation.run_id for i in (1, 2)]
+    },
 }
 
 #: The team-less operation: everyone authenticated may list their own teams.
@@ -76,18 +104,21 @@ def call(client: Client, method: str, path: str, world: dict[str, Any], **extra:
         taskset_id=world["version"].taskset_id,
         model_id=world["meta_model"].pk,
     )
-    if "/adaptations/" in path:
+    if "/adaptations/{run_id}" in path:
         url = path.format(team=world["team"].slug, run_id=world["adaptation"].run_id)
+    if (method, path) in SAMPLE_MULTIPART:
+        return client.post(url, SAMPLE_MULTIPART[(method, path)](world), **extra)
     if method in WRITE_METHODS:
         body = _fill(SAMPLE_BODIES[(method, path)], world)
         data = json.dumps(body) if body is not None else ""
         return getattr(client, method)(url, data=data, content_type="application/json", **extra)
-    return client.get(url, SAMPLE_QUERIES.get((method, path), {}), **extra)
+    query = SAMPLE_QUERIES.get((method, path), {})
+    return client.get(url, query(world) if callable(query) else query, **extra)
 
 
 def test_every_operation_has_a_sample():
     writes = {op for op in operations() if op[0] in WRITE_METHODS}
-    assert writes == set(SAMPLE_BODIES), "add a sample body for each new writing endpoint"
+    assert writes == set(SAMPLE_BODIES) | set(SAMPLE_MULTIPART), "add a sample for each new writing endpoint"
     assert len(operations()) >= 10
 
 

@@ -23,7 +23,7 @@ from django.db.models import F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.http import Http404
 
-from apps.adaptations.models import AdaptationTarget, AdaptedModel
+from apps.adaptations.models import Adaptation, AdaptationTarget, AdaptedModel
 from apps.experiments.models import RunStatus
 from apps.registry.models import MetaModel
 from apps.reviews.models import Review
@@ -36,6 +36,7 @@ __all__ = [
     "ComparisonError",
     "LoadedEvaluation",
     "Pick",
+    "adapted_ids_for_runs",
     "batch_evaluations",
     "check_comparable",
     "curve_values",
@@ -216,6 +217,23 @@ def _meta_picks(meta_model_ids: list[int], teams: list[int]) -> list[Pick]:
             )
         picks.append(Pick("meta", latest[pk]))
     return picks
+
+
+def adapted_ids_for_runs(*, user: AnyUser, run_ids: Sequence[int], team: Team | None) -> list[int]:
+    """The adapted models of adaptation runs (the API names adaptations by their run),
+    in order. Runs the user may not see (or, with ``team``, outside it) raise Http404;
+    one without a result yet raises :class:`ComparisonError`."""
+    run_ids = unique_ints(run_ids)
+    if not run_ids:
+        return []
+    rows = Adaptation.objects.filter(run_id__in=run_ids, run__team_id__in=_allowed_team_ids(user, team))
+    adapted = dict(rows.values_list("run_id", "adapted_model__id"))
+    if len(adapted) != len(run_ids):
+        raise Http404("No such adaptation.")
+    for run_id in run_ids:
+        if adapted[run_id] is None:
+            raise ComparisonError(f"Adaptation #{run_id} has no result yet: it has not succeeded.")
+    return [adapted[run_id] for run_id in run_ids]
 
 
 def picks_load(

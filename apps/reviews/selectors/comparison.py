@@ -36,6 +36,7 @@ from apps.reviews.comparison.display import (
 from apps.reviews.comparison.load import (
     ComparisonError,
     Pick,
+    adapted_ids_for_runs,
     check_comparable,
     describe,
     evaluations_load,
@@ -53,6 +54,7 @@ __all__ = [
     "Comparison",
     "ComparisonError",
     "ComparisonItem",
+    "adapted_ids_for_runs",
     "comparison_build",
 ]
 
