@@ -5,6 +5,7 @@ metrics and a checkpoint, a meta-model with weights and an alias, and tokens."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 from django.core.cache import cache
@@ -14,6 +15,7 @@ from apps.registry import storage
 from apps.registry.models import ModelAlias
 from apps.teams.models import Role, TokenScope
 from apps.teams.token_services import api_token_create
+from metaweb.cli import main
 from tests.factories import (
     SMALL_CONFIG,
     ExperimentFactory,
@@ -22,6 +24,14 @@ from tests.factories import (
     TaskSetVersionFactory,
 )
 
+SINE_INFO = {
+    "name": "sinusoid",
+    "version": 1,
+    "kind": "regression",
+    "input_shape": [1],
+    "desc_dim": 2,
+    "ways": 1,
+}
 WEIGHTS = b"\x08\x00\x00\x00\x00\x00\x00\x00{}      "
 
 
@@ -68,6 +78,13 @@ def world(live_server, transactional_db, team_roles, settings):
     weights = storage.meta_model_dir(meta_model.pk)
     weights.mkdir(parents=True)
     (weights / storage.WEIGHTS_FILE).write_bytes(WEIGHTS)
+    checkpoint = {  # what the engine records beside the weights (the adaptation form reads it)
+        "format": 1,
+        "algorithm": "maml",
+        "config": {**SMALL_CONFIG, "family": {"name": "sinusoid", "version": 1, "params": {}}},
+        "family_info": SINE_INFO,
+    }
+    (weights / storage.CHECKPOINT_JSON).write_text(json.dumps(checkpoint))
     ModelAlias.objects.create(team=team, model_name="sine-maml", alias="production", meta_model=meta_model)
     beta = users["outsider"].memberships.get().team
     tokens = {role: issue(users[role], team) for role in (Role.VIEWER, Role.MEMBER)}
@@ -92,3 +109,35 @@ def member_client(world):
     client = Client(world["url"], world["tokens"]["member"])
     yield client
     client.close()
+
+
+@pytest.fixture(autouse=True)
+def _config_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    for name in ("METAWEB_URL", "METAWEB_TOKEN", "METAWEB_TEAM"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "config"
+
+
+@pytest.fixture
+def cli(capsys):
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def logged_in(world, cli):
+    code, out, err = cli("login", "--url", world["url"], "--token", world["tokens"]["member"])
+    assert code == 0, err
+    return world
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("metaweb: error: ")
+    return lines[0]

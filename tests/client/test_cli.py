@@ -14,40 +14,8 @@ import pytest
 
 from apps.experiments.models import Run
 from metaweb.celery import app as celery_app
-from metaweb.cli import main
+from tests.client.conftest import one_line
 from tests.factories import SMALL_CONFIG, RunFactory
-
-
-@pytest.fixture(autouse=True)
-def _config_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    for name in ("METAWEB_URL", "METAWEB_TOKEN", "METAWEB_TEAM"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path / "config"
-
-
-@pytest.fixture
-def cli(capsys):
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
-@pytest.fixture
-def logged_in(world, cli):
-    code, out, err = cli("login", "--url", world["url"], "--token", world["tokens"]["member"])
-    assert code == 0, err
-    return world
-
-
-def one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith("metaweb: error: ")
-    return lines[0]
 
 
 def test_login_stores_the_token_readable_by_its_owner_only(world, cli, _config_home):
