@@ -3,13 +3,15 @@ PostgreSQL), run as a user runs it: a separate process per command.
 
 login -> ``runs launch --follow`` until the run succeeds (progress over the run's
 websocket with a bearer token) -> ``models pull NAME@production`` with the file's
-sha256 checked against the registry -> ``adapt --follow`` printing the losses.
+sha256 checked against the registry -> ``adapt --follow`` on a meta-test task,
+printing the losses, and on the user's own support and query CSVs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import subprocess
 import sys
 
@@ -94,6 +96,14 @@ def test_login_launch_follow_pull_and_adapt(live_stack, e2e_user, metaweb, tmp_p
     assert adapted.returncode == 0, adapted.stdout + adapted.stderr
     assert " before " in adapted.stdout and ", after " in adapted.stdout, adapted.stdout
 
+    support, query = tmp_path / "support.csv", tmp_path / "query.csv"
+    support.write_text("x,y\n" + "".join(f"{x},{2 * math.sin(x + 0.5):.4f}\n" for x in (-4, -2, 0, 1, 3)))
+    query.write_text("x,y\n" + "".join(f"{x},{2 * math.sin(x + 0.5):.4f}\n" for x in (-3, -1, 2, 4)))
+    own = metaweb("adapt", model.name, "--support", str(support), "--query", str(query), "--follow", "--json")
+    assert own.returncode == 0, own.stdout + own.stderr
+    result = json.loads(own.stdout)["result"]
+    assert result["n_tasks"] == 1 and result["before"] > 0 and result["after"] is not None
+
     listed = metaweb("runs", "ls", "--query", "status:succeeded", "--json")
     assert listed.returncode == 0
-    assert sorted(r["kind"] for r in json.loads(listed.stdout)) == ["adapt", "train"]
+    assert sorted(r["kind"] for r in json.loads(listed.stdout)) == ["adapt", "adapt", "train"]
