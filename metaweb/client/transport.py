@@ -52,6 +52,7 @@ class Transport:
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
         for attempt in range(MAX_429_RETRIES + 1):
+            _rewind(kwargs.get("files"))  # a retried upload sends its files from the start
             try:
                 response = self.session.request(method, self.url + API_PREFIX + path, **kwargs)
             except requests.RequestException as exc:
@@ -104,6 +105,13 @@ class Transport:
             os.unlink(partial)
             raise
         return digest.hexdigest(), size
+
+
+def _rewind(files: dict[str, Any] | None) -> None:
+    for value in (files or {}).values():
+        handle = value[1] if isinstance(value, tuple) else value
+        if hasattr(handle, "seek"):
+            handle.seek(0)
 
 
 def retry_after(response: requests.Response, *, default: float = 1.0, cap: float = 60.0) -> float:

@@ -9,6 +9,7 @@ import json
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,8 @@ from apps.experiments.models import Run
 from metaweb.celery import app as celery_app
 from tests.client.conftest import one_line
 from tests.factories import SMALL_CONFIG, RunFactory
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_login_stores_the_token_readable_by_its_owner_only(world, cli, _config_home):
@@ -137,7 +140,7 @@ def test_a_corrupted_download_is_refused_and_removed(logged_in, cli, tmp_path):
 
 def test_the_console_script_never_prints_a_traceback(tmp_path):
     """A separate process, as a user runs it: an unreachable server is one line, exit 1."""
-    env = {"XDG_CONFIG_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": sys.path[0]}
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     argv = [sys.executable, "-c", "import sys; from metaweb.cli import main; sys.exit(main())"]
     result = subprocess.run(
         [*argv, "login", "--url", "http://127.0.0.1:9", "--token", "mwp_a_b"],

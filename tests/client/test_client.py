@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,9 @@ LIGHT = (
 
 
 def test_importing_the_client_and_cli_imports_no_django_celery_or_torch():
-    result = subprocess.run([sys.executable, "-c", LIGHT], capture_output=True, text=True, check=False)
+    root = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, "-c", LIGHT]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=root)
     assert result.returncode == 0, result.stderr
 
 

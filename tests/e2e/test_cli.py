@@ -14,6 +14,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,13 +34,15 @@ RUN_CONFIG = {
     "device": "cpu",
 }
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture
 def metaweb(tmp_path, live_stack):
     env = {
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(live_stack.env.get("PYTHONPATH", "")) or sys.path[0],
+        "PYTHONPATH": str(ROOT),
         "HOME": str(tmp_path),
     }
 
