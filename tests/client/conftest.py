@@ -103,12 +103,25 @@ def world(live_server, transactional_db, team_roles, settings):
 
 
 @pytest.fixture
-def member_client(world):
+def make_client(world):
+    """Clients of the live server, closed at the end: an idle keep-alive connection would
+    keep a server thread, and its database connection, until the test database is dropped."""
     from metaweb.client import Client
 
-    client = Client(world["url"], world["tokens"]["member"])
-    yield client
-    client.close()
+    made = []
+
+    def make(token: str, **kwargs) -> Client:
+        made.append(Client(kwargs.pop("url", world["url"]), token, **kwargs))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def member_client(world, make_client):
+    return make_client(world["tokens"]["member"])
 
 
 @pytest.fixture(autouse=True)

@@ -35,10 +35,10 @@ def no_dispatch(monkeypatch):
     return sent
 
 
-def test_team_defaults_to_the_tokens_team(world, member_client):
+def test_team_defaults_to_the_tokens_team(world, member_client, make_client):
     assert member_client.teams() == [{"slug": "alpha", "name": "Alpha", "role": "member"}]
     assert member_client.team == "alpha"
-    read_only = Client(world["url"], world["tokens"]["read_only"])
+    read_only = make_client(world["tokens"]["read_only"])
     assert read_only.teams()[0]["role"] == "viewer"
 
 
@@ -120,17 +120,17 @@ def test_models_resolve_pull_card_and_alias_rules(world, member_client, tmp_path
     assert member_client.model_alias(model.pk, "candidate")["alias"] == "candidate"
 
 
-def test_other_teams_and_read_only_tokens(world):
-    outsider = Client(world["url"], world["tokens"]["other_team"], team="alpha")
+def test_other_teams_and_read_only_tokens(world, make_client):
+    outsider = make_client(world["tokens"]["other_team"], team="alpha")
     with pytest.raises(ApiError) as hidden:
         outsider.run(world["run"].pk)
     assert hidden.value.status == 404
-    viewer = Client(world["url"], world["tokens"]["viewer"])
+    viewer = make_client(world["tokens"]["viewer"])
     with pytest.raises(ApiError) as forbidden:
         viewer.run_cancel(world["run"].pk)
     assert forbidden.value.status == 403 and "member" in forbidden.value.message
     with pytest.raises(ApiError) as unauthenticated:
-        Client(world["url"], "mwp_wrong_token").teams()
+        make_client("mwp_wrong_token").teams()
     assert unauthenticated.value.status == 401
 
 

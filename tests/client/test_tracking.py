@@ -73,10 +73,10 @@ def test_a_cancel_in_metaweb_stops_the_loop_and_ends_cancelled(world, member_cli
     assert Run.objects.get(pk=run.id).status == RunStatus.CANCELLED
 
 
-def test_a_network_outage_loses_nothing(world):
+def test_a_network_outage_loses_nothing(world, make_client):
     address = urlparse(world["url"])
     proxy = TcpProxy(address.hostname, address.port).start()
-    client = Client(proxy.url, world["tokens"]["member"])
+    client = make_client(world["tokens"]["member"], url=proxy.url)
     with client.track(experiment="outage", flush_interval=0.05) as run:
         for step in range(500):
             run.log({"loss": 1.0, "acc": 0.5}, step=step)
