@@ -15,6 +15,7 @@ import pytest
 
 from apps.experiments.models import Run
 from metaweb.celery import app as celery_app
+from metaweb.cli import main
 from tests.client.conftest import one_line
 from tests.factories import SMALL_CONFIG, RunFactory
 
@@ -151,3 +152,12 @@ def test_the_console_script_never_prints_a_traceback(tmp_path):
     )
     assert result.returncode == 1 and result.stdout == ""
     assert one_line(result.stderr).startswith("metaweb: error: Cannot reach http://127.0.0.1:9")
+
+
+def test_the_console_script_is_declared():
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, name = scripts["metaweb"].partition(":")
+    assert getattr(importlib.import_module(module), name) is main
