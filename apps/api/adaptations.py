@@ -127,7 +127,7 @@ def adaptation_launch_csv(
     model_id: int,
     form: Form[AdaptationCsvForm],
     support_file: File[UploadedFile],
-    query_file: File[UploadedFile] = None,  # type: ignore[assignment]
+    query_file: File[UploadedFile] = None,
 ) -> Status:
     """Adapt to a task given as CSV files (multipart): the model's inputs then the
     target per row, read and checked by the adaptation form's reader and rules."""

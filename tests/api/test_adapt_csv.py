@@ -147,3 +147,38 @@ def test_a_model_without_its_checkpoint_cannot_be_adapted(api_world, client, sen
     assert {"loc": ["body"], "msg": "This meta-model's checkpoint is missing; it cannot be adapted."} in (
         response.json()["detail"]
     )
+
+
+def test_an_image_model_is_refused_on_the_support_file(api_world, client, sent):
+    import json
+
+    from apps.registry import storage
+
+    path = storage.meta_model_dir(api_world["meta_model"].pk) / storage.CHECKPOINT_JSON
+    record = json.loads(path.read_text())
+    record["family_info"].update(name="digits", kind="classification", input_shape=[1, 8, 8], ways=5)
+    path.write_text(json.dumps(record))
+    response = post(client, api_world, {"support_file": csv(b"1,2\n")})
+    assert response.status_code == 422
+    assert response.json()["detail"] == [
+        {"loc": ["body", "support_file"], "msg": "This model takes images, not CSV rows; use the web form."}
+    ]
+    assert sent == []
+
+
+def test_the_api_and_the_page_read_a_csv_alike(api_world, client, sent):
+    from django.test import Client
+    from django.urls import reverse
+
+    content = b"target,x\n0.5,-1\n1.5,2\n"
+    response = post(client, api_world, {"support_file": csv(content), "steps": "2", "lr": "0.1"})
+    assert response.status_code == 201, response.content
+    browser = Client()
+    browser.force_login(api_world["users"]["member"])
+    page = reverse("adaptations:adapt-new", kwargs={"meta_model_id": api_world["meta_model"].pk})
+    form = {"target": "custom", "steps": "2", "lr": "0.1", "queue": "cpu", "support_file": csv(content)}
+    assert browser.post(page, form).status_code == 302
+    api_made, page_made = Adaptation.objects.order_by("-pk")[:2][::-1]
+    assert api_made.run_id == response.json()["run_id"]
+    assert api_made.support == page_made.support == {"x": [[-1.0], [2.0]], "y": [0.5, 1.5]}
+    assert (api_made.steps, api_made.lr) == (page_made.steps, page_made.lr)

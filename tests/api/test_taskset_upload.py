@@ -136,3 +136,44 @@ def test_session_uploads_need_the_csrf_token(api_world):
     token = browser.cookies["csrftoken"].value
     response = browser.post(URL, fields(data_file=upload(good_csv())), HTTP_X_CSRFTOKEN=token)
     assert response.status_code == 201, response.content
+
+
+def test_a_malformed_multipart_body_is_a_422(api_world, client):
+    response = client.generic(
+        "POST",
+        URL,
+        b'--xyz\r\nContent-Disposition: form-data; name="name"\r\n\r\nCells\r\n--xyz',
+        content_type="multipart/form-data",  # no boundary
+        **bearer(api_world["tokens"]["member"]),
+    )
+    assert response.status_code == 422, response.content
+    assert response.json()["detail"][0]["loc"] == ["body"]
+    assert TaskSet.objects.filter(name="Cells").count() == 0
+
+
+def test_too_many_files_is_a_422_not_a_server_error(api_world, client, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    files = {f"extra{i}": upload(b"1,2\n", f"{i}.csv") for i in range(3)}
+    response = post(client, api_world, fields(data_file=upload(good_csv()), **files))
+    assert response.status_code == 422, response.content
+    assert response.json()["detail"] == [
+        {"loc": ["body"], "msg": "The number of files exceeded settings.DATA_UPLOAD_MAX_NUMBER_FILES."}
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_uploads_through_the_asgi_handler(api_world, settings):
+    """The limit handler goes in front under ASGI requests too (the served stack)."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    auth = {"Authorization": f"Bearer {api_world['tokens']['member']}"}
+    response = async_to_sync(client.post)(
+        URL, fields(data_file=upload(good_csv(), "cells.csv")), headers=auth
+    )
+    assert response.status_code == 201, response.content
+    settings.TASKSET_UPLOAD_MAX_BYTES = 200
+    response = async_to_sync(client.post)(URL, fields(name="Big", data_file=upload(good_csv())), headers=auth)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"] == "The file is larger than the limit of 200 bytes."
