@@ -1,6 +1,9 @@
-"""MetaWeb's Django project. The Celery app is loaded with Django so that
-``shared_task`` and ``.delay`` bind to it."""
+"""MetaWeb's Django project, and its command line and Python client
+(``metaweb.cli``, ``metaweb.client``).
 
-from metaweb.celery import app as celery_app
-
-__all__ = ["celery_app"]
+Importing the package is light: it imports neither Django nor Celery nor torch, so
+that a user's training script can ``import metaweb.client``. The Celery app is
+loaded with Django instead (``metaweb.apps.MetaWebConfig.ready``), so that
+``shared_task`` and ``.delay`` bind to it in the web process; ``celery -A metaweb``
+finds it as ``metaweb.celery:app``.
+"""

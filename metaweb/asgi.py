@@ -19,6 +19,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from apps.teams.token_sockets import TokenSocketAuthMiddleware  # noqa: E402
 from metaweb.bodylimit import BodyLimitMiddleware  # noqa: E402
 from metaweb.routing import websocket_urlpatterns  # noqa: E402
 
@@ -33,6 +34,9 @@ http_application = BodyLimitMiddleware(
 application = ProtocolTypeRouter(
     {
         "http": http_application,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # A session, or else a bearer token (the command line's ``--follow``).
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(TokenSocketAuthMiddleware(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

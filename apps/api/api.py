@@ -9,7 +9,17 @@ from django.contrib.auth.decorators import login_required
 from django.urls import URLPattern
 from ninja import NinjaAPI
 
-from apps.api import adaptations, comparison, external, registry, runs, tasksets, teams
+from apps.api import (
+    adaptations,
+    comparison,
+    experiments,
+    external,
+    model_refs,
+    registry,
+    runs,
+    tasksets,
+    teams,
+)
 from apps.api.auth import SessionCsrfAuth, TokenAuth
 from apps.api.docs import VendoredSwagger
 from apps.api.errors import install_error_handlers
@@ -36,7 +46,7 @@ api = NinjaAPI(
 )
 install_error_handlers(api)
 
-for module in (teams, tasksets, runs, external, registry, adaptations, comparison):
+for module in (teams, tasksets, experiments, runs, external, registry, model_refs, adaptations, comparison):
     api.add_router("/", module.router)
 
 

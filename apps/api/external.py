@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 from pydantic import Field
@@ -37,8 +38,38 @@ class PointIn(Schema):
     value: float = Field(allow_inf_nan=False)
 
 
+class SeriesIn(Schema):
+    """One metric's points as two columns: ``steps[i]`` has ``values[i]``."""
+
+    steps: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(max_length=MAX_BATCH_POINTS)
+    values: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(max_length=MAX_BATCH_POINTS)
+
+
 class PointsIn(Schema):
-    points: list[PointIn] = Field(max_length=MAX_BATCH_POINTS)
+    """A batch: ``points`` (one object per point), or the same as columns per metric in
+    ``series`` (``{"loss": {"steps": [...], "values": [...]}}``), which is several times
+    cheaper to send and to validate; the client library sends ``series``. Both may be
+    given; at most 5,000 points in all."""
+
+    points: list[PointIn] = Field(default_factory=list, max_length=MAX_BATCH_POINTS)
+    series: dict[Annotated[str, Field(min_length=1, max_length=50)], SeriesIn] = Field(
+        default_factory=dict, max_length=1000
+    )
+
+    def flat(self) -> list[tuple[str, int, float]]:
+        """Every point as ``(name, step, value)``; ValidationError naming the field when a
+        metric's columns differ in length or the batch is too big."""
+        total = len(self.points) + sum(len(s.steps) for s in self.series.values())
+        if total > MAX_BATCH_POINTS:
+            raise ValidationError({"points": f"Send at most {MAX_BATCH_POINTS} points per batch."})
+        flat = [(p.name, p.step, p.value) for p in self.points]
+        for name, columns in self.series.items():
+            if len(columns.steps) != len(columns.values):
+                raise ValidationError({"series": f"{name}: give as many values as steps."})
+            flat.extend(
+                (name, step, value) for step, value in zip(columns.steps, columns.values, strict=True)
+            )
+        return flat
 
 
 class PointsOut(Schema):
@@ -72,9 +103,7 @@ def external_create(request: HttpRequest, team: str, payload: ExternalRunIn) -> 
 @router.post("/teams/{team}/runs/{run_id}/points", response={200: PointsOut, **WRITE_ERRORS})
 def external_points(request: HttpRequest, team: str, run_id: int, payload: PointsIn) -> PointsOut:
     run = run_in_team(request, team, run_id, need=Role.MEMBER)
-    stored, stop = external_run_log(
-        run=run, actor=caller(request).user, points=[(p.name, p.step, p.value) for p in payload.points]
-    )
+    stored, stop = external_run_log(run=run, actor=caller(request).user, points=payload.flat())
     return PointsOut(stored=stored, stop=stop)
 
 

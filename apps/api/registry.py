@@ -101,7 +101,7 @@ def model_in_team(request: HttpRequest, team: str, model_id: int, *, need: Role 
     return meta_model
 
 
-def _out(m: MetaModel) -> MetaModelOut:
+def model_out(m: MetaModel) -> MetaModelOut:
     return MetaModelOut(
         id=m.pk,
         name=m.name,
@@ -123,7 +123,7 @@ def model_list(request: HttpRequest, team: str, params: Query[ModelListQuery]) -
     page = list(rows[: params.limit + 1])
     more = len(page) > params.limit
     page = page[: params.limit]
-    return MetaModelPageOut(next_before=page[-1].pk if more else None, results=[_out(m) for m in page])
+    return MetaModelPageOut(next_before=page[-1].pk if more else None, results=[model_out(m) for m in page])
 
 
 def _upload_version(version: TaskSetVersion, number: int | None) -> TaskSetVersion:
@@ -159,7 +159,7 @@ def model_upload(
         weights_file=weights_file,
         description=form.description,
     )
-    return Status(201, _out(meta_model))
+    return Status(201, model_out(meta_model))
 
 
 @router.get("/teams/{team}/models/{model_id}", response={200: MetaModelDetailOut, 404: MessageOut})

@@ -3,8 +3,11 @@ launch, cancel, clone, metrics over a range, events, checkpoint download."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpRequest
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, Http404, HttpRequest, StreamingHttpResponse
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
@@ -24,7 +27,7 @@ from apps.experiments.compare_selectors import compare_series
 from apps.experiments.listing.columns import sort_parse
 from apps.experiments.listing.selectors import run_page_for_team
 from apps.experiments.models import Experiment, Run
-from apps.experiments.selectors import run_events, run_get_visible
+from apps.experiments.selectors import run_events, run_get_visible, run_metrics_csv, run_metrics_csv_async
 from apps.experiments.services.runs import run_cancel, run_create
 from apps.registry.downloads import checkpoint_response
 from apps.tasksets.models import TaskSet, TaskSetVersion
@@ -194,3 +197,21 @@ def run_event_list(request: HttpRequest, team: str, run_id: int) -> list[RunEven
 def run_checkpoint(request: HttpRequest, team: str, run_id: int) -> FileResponse:
     """The newest complete checkpoint's weights (safetensors), streamed."""
     return checkpoint_response(run_in_team(request, team, run_id))
+
+
+@router.get(
+    "/teams/{team}/runs/{run_id}/metrics.csv",
+    response={200: bytes, 404: MessageOut},
+    openapi_extra={"responses": {200: {"content": {"text/csv": {}}}}},
+)
+def run_metrics_csv_endpoint(request: HttpRequest, team: str, run_id: int) -> StreamingHttpResponse:
+    """Every stored point of the run, ``step,name,value`` (by name, then step), streamed
+    as the run page's CSV download is."""
+    run = run_in_team(request, team, run_id)
+    if isinstance(request, ASGIRequest):
+        content: Any = run_metrics_csv_async(run=run)
+    else:
+        content = run_metrics_csv(run=run)
+    response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-metrics.csv"'
+    return response

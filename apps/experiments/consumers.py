@@ -1,7 +1,8 @@
 """Websockets: one run's live page (``/ws/runs/<id>/``) and a team's run lists
 (``/ws/teams/<slug>/``).
 
-Consumers authenticate in ``connect()`` and check team membership through the
+Consumers authenticate in ``connect()`` (a session, or a bearer token limited to its
+team: ``apps/teams/token_sockets.py``) and check team membership through the
 selectors, or close before accepting: 4403 for anonymous users, 4404 for runs or
 teams the user cannot see (their existence is not revealed). They then join the
 object's group and their user's (``user-<id>``), send the current state read from
@@ -30,6 +31,7 @@ from apps.experiments.events import queue_group, run_group, team_group, user_gro
 from apps.experiments.models import FINISHED_STATUSES, Queue, Run
 from apps.experiments.selectors import run_get_visible, run_state
 from apps.teams.selectors import team_get_for_user
+from apps.teams.token_sockets import token_allows
 
 CLOSE_UNAUTHENTICATED = 4403
 CLOSE_NOT_FOUND = 4404
@@ -212,7 +214,7 @@ class RunConsumer(_GroupConsumer):
         visible = await database_sync_to_async(_run_visible)(
             user, int(self.scope["url_route"]["kwargs"]["run_id"])
         )
-        if visible is None:
+        if visible is None or not token_allows(self.scope, visible[1]):
             await self._refuse(CLOSE_NOT_FOUND)
             return
         run_id, self.team_id = visible
@@ -246,7 +248,7 @@ class TeamRunsConsumer(_GroupConsumer):
         team_id = await database_sync_to_async(_team_visible)(
             user, self.scope["url_route"]["kwargs"]["team_slug"]
         )
-        if team_id is None:
+        if team_id is None or not token_allows(self.scope, team_id):
             await self._refuse(CLOSE_NOT_FOUND)
             return
         self.team_id = team_id

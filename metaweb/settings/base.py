@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -88,6 +89,7 @@ INSTALLED_APPS = [
     "channels",
     "axes",
     "csp",
+    "metaweb.apps.MetaWebConfig",
     "apps.teams",
     "apps.tasksets",
     "apps.experiments",
@@ -204,7 +206,13 @@ if REDIS_URL:
             # Delivery is at most once, like any websocket: pages re-read the database.
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             # redis-py 8 closes idle sockets after 5 s by default; websockets would die with 1011.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+            # Pub/sub channels ignore Redis's db number: two deployments (or test stacks) on
+            # one Redis with different dbs would hear each other's ``run-<id>`` groups, so
+            # the db is part of the prefix.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "prefix": "asgi-db" + (urlparse(REDIS_URL).path.strip("/") or "0"),
+            },
         }
     }
 else:

@@ -120,3 +120,59 @@ def test_non_finite_values_are_422(opened, client):
     )
     assert response.status_code in (400, 422)
     assert not Metric.objects.filter(run_id=run_id).exists()
+
+
+def _post_body(client, run_id, auth, body):
+    url = f"/api/v1/teams/alpha/runs/{run_id}/points"
+    return client.post(url, body, content_type="application/json", **auth)
+
+
+def test_points_as_columns_per_metric(opened, client):
+    """``series``: the client library's form; the same rules as ``points``."""
+    run_id, auth = opened
+    body = {
+        "series": {
+            "loss": {"steps": [0, 1, 2], "values": [3.0, 2.0, 1.0]},
+            "acc": {"steps": [2], "values": [0.5]},
+        },
+        "points": [{"name": "lr", "step": 0, "value": 0.1}],
+    }
+    assert _post_body(client, run_id, auth, body).json() == {"stored": 5, "stop": False}
+    replay = {"series": {"loss": {"steps": [2, 3], "values": [9.0, 0.5]}}}
+    assert _post_body(client, run_id, auth, replay).json() == {"stored": 1, "stop": False}
+    rows = dict(Metric.objects.filter(run_id=run_id, name="loss").values_list("step", "value"))
+    assert rows == {0: 3.0, 1: 2.0, 2: 1.0, 3: 0.5}
+
+
+@pytest.mark.parametrize(
+    "series,loc,words",
+    [
+        ({"loss": {"steps": [1, 2], "values": [1.0]}}, ["body", "series"], "as many values as steps"),
+        (
+            {"loss": {"steps": [-1], "values": [1.0]}},
+            ["body", "payload", "series", "loss", "steps", 0],
+            "greater",
+        ),
+        ({"x" * 51: {"steps": [1], "values": [1.0]}}, ["body", "payload", "series"], "at most 50"),
+        (
+            {"loss": {"steps": list(range(5001)), "values": [1.0] * 5001}},
+            ["body", "payload", "series"],
+            "5000",
+        ),
+        (
+            {
+                "a": {"steps": list(range(3000)), "values": [1.0] * 3000},
+                "b": {"steps": list(range(3000)), "values": [1.0] * 3000},
+            },
+            ["body", "points"],
+            "at most 5000",
+        ),
+    ],
+)
+def test_bad_columns_are_422_naming_the_field(opened, client, series, loc, words):
+    run_id, auth = opened
+    response = _post_body(client, run_id, auth, {"series": series})
+    assert response.status_code == 422, response.content
+    item = response.json()["detail"][0]
+    assert item["loc"][: len(loc)] == loc and words in item["msg"], item
+    assert not Metric.objects.filter(run_id=run_id).exists()

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.django_db
 #: A valid request body per writing operation, so that the answer is about permission.
 SAMPLE_BODIES: dict[tuple[str, str], Any] = {
     ("post", "/api/v1/teams/{team}/tasksets"): {"name": "New sines", "family": "sinusoid"},
+    ("post", "/api/v1/teams/{team}/experiments"): {"name": "New idea"},
     ("post", "/api/v1/teams/{team}/runs"): {"experiment_id": "{experiment}", "taskset_id": "{taskset}"},
     ("post", "/api/v1/teams/{team}/runs/{run_id}/cancel"): None,
     ("post", "/api/v1/teams/{team}/runs/{run_id}/clone"): {"config": {"seed": 3}},
@@ -66,6 +67,7 @@ ON_EXTERNAL = {"/api/v1/teams/{team}/runs/{run_id}/points", "/api/v1/teams/{team
 #: Query strings that required parameters need.
 SAMPLE_QUERIES: dict[tuple[str, str], Any] = {
     ("get", "/api/v1/teams/{team}/runs/{run_id}/metrics"): {"name": "loss"},
+    ("get", "/api/v1/teams/{team}/model-refs"): {"ref": "sine-maml"},
     # two stored 600-task evaluations of the world's meta-model, made per call
     ("get", "/api/v1/teams/{team}/comparison"): lambda world: {
         "adaptation": [evaluate(world["meta_model"], losses_for(i)).adaptation.run_id for i in (1, 2)]
