@@ -285,7 +285,7 @@ def _query_inputs(
 def _desc_input(desc: ArrayLike | None, info: FamilyInfo, algorithm: Algorithm) -> np.ndarray:
     d = int(info.desc_dim or 0)
     if desc is None:
-        if algorithm.spec.describes(info.desc_dim):
+        if algorithm.spec.describes(info.desc_dim, algorithm.config.mnn_condition):
             raise DataError("desc", f"this {algorithm.name} model needs the task's description ({d} values)")
         return np.zeros((d,), dtype=np.float32)
     values = np.asarray(desc, dtype=np.float64).reshape(-1)

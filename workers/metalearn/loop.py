@@ -187,10 +187,12 @@ class _Run:
 
     # -- one iteration --------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, float]:
-        data_step = self.algorithm.data_step(step, self.config.iterations)
-        batch = self.family.sample(
-            "train", self.config.meta_batch, self.spec, seed=batch_seed(self.config.seed, data_step)
-        )
+        pool = self.algorithm.task_pool()
+        if pool is None:
+            seed = batch_seed(self.config.seed, step)
+            batch = self.family.sample("train", self.config.meta_batch, self.spec, seed=seed)
+        else:
+            batch = self.family.sample_pool("train", self.config.meta_batch, self.spec, pool, step)
         episode = to_episode(batch, self.device)
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
         with ctx:

@@ -48,6 +48,38 @@ class TaskBatch:
 
 
 @dataclass(frozen=True)
+class TaskPool:
+    """A fixed pool of ``size`` distinct training tasks, drawn from ``seed`` alone
+    (the config's ``train_tasks``).
+
+    ``pick(pool_ids, batch_size, step)`` gives the task ids of meta-batch ``step``
+    (1-based): drawn from the pool at random, from a generator keyed by ``(seed,
+    step)``; or, with ``epochs``, walked through in passes, each pass a fresh
+    shuffle keyed by ``(seed, pass)`` (seed-mnn's epochs over its tasks). Either way
+    a step's tasks depend on the seed and the step only, never on the run's length.
+    """
+
+    size: int
+    seed: int
+    epochs: bool = False
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return -(-self.size // max(1, batch_size))
+
+    def pick(self, pool_ids: np.ndarray, batch_size: int, step: int) -> np.ndarray:
+        if not self.epochs:
+            rng = np.random.default_rng([_POOL_PICK, int(self.seed), int(step)])
+            return pool_ids[rng.choice(self.size, size=batch_size, replace=batch_size > self.size)]
+        epoch, place = divmod(int(step) - 1, self.steps_per_epoch(batch_size))
+        order = np.random.default_rng([_POOL_PICK, int(self.seed), _POOL_EPOCH, epoch]).permutation(self.size)
+        return pool_ids[np.take(order, place * batch_size + np.arange(batch_size), mode="wrap")]
+
+
+_POOL_PICK = 0x9001
+_POOL_EPOCH = 0xE90C
+
+
+@dataclass(frozen=True)
 class EpisodeSpec:
     """How tasks are cut: shots/query per task (per class when classifying) and ways."""
 
@@ -83,6 +115,13 @@ class TaskFamily(Protocol):
 
     def sample(self, split: Split, batch_size: int, episode: EpisodeSpec, seed: int) -> TaskBatch:
         """``batch_size`` fresh tasks, a pure function of ``seed``."""
+        ...
+
+    def sample_pool(
+        self, split: Split, batch_size: int, episode: EpisodeSpec, pool: TaskPool, step: int
+    ) -> TaskBatch:
+        """Meta-batch ``step`` (1-based) drawn from a fixed pool of the split's tasks
+        (:class:`TaskPool`), a pure function of the pool and the step."""
         ...
 
     def fixed_tasks(self, split: Split, episode: EpisodeSpec, count: int, start: int = 0) -> TaskBatch:

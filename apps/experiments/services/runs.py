@@ -120,7 +120,7 @@ def _check_family(*, config: TrainConfig, version: TaskSetVersion, queue: str) -
     data_path = version.data_file.path if version.data_file else None
     try:
         family = make_family(config.family, data_path=data_path)
-        check_compatible(config.algorithm, family_info_dict(family, config))
+        check_compatible(config.algorithm, family_info_dict(family, config), config)
         family.check_episode(EpisodeSpec(shots=config.shots, query=config.query, ways=config.ways))
         check_budget(config, family_info_dict(family, config), settings.RUN_BUDGETS[queue], queue=queue)
     except ConfigError as exc:
