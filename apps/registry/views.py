@@ -102,6 +102,7 @@ def _detail_context(request: HtmxHttpRequest, meta_model: MetaModel) -> dict[str
         "team": meta_model.team,
         "meta_model": meta_model,
         "config_json": json.dumps(meta_model.config, indent=2, sort_keys=True),
+        "mnn_condition": selectors.metamodel_condition(meta_model),
         "metrics": sorted(meta_model.metrics.items()) if isinstance(meta_model.metrics, dict) else [],
         "adaptations": selectors.metamodel_lineage(meta_model),
         "has_weights": selectors.metamodel_weights_file(meta_model) is not None,

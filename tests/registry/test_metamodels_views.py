@@ -512,3 +512,58 @@ def test_the_registry_web_side_never_imports_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- what an MNN is conditioned on -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "family", "shown"),
+    [
+        ({"algorithm": "mnn", "mnn_condition": "support"}, "sinusoid", "support"),
+        ({"algorithm": "mnn", "mnn_condition": "description"}, "sinusoid", "description"),
+        ({"algorithm": "mnn"}, "sinusoid", "description"),  # stored before the setting: the default
+        ({"algorithm": "mnn"}, "digits", "support"),
+        ({"algorithm": "maml"}, "sinusoid", ""),
+    ],
+)
+def test_the_model_page_and_card_say_what_an_mnn_reads(client, world, config, family, shown):
+    version = TaskSetVersionFactory(taskset__team=world["team"], taskset__family=family)
+    model = MetaModelFactory(
+        experiment=world["experiment"], taskset_version=version, algorithm=config["algorithm"], config=config
+    )
+    client.force_login(world["users"]["viewer"])
+    html = client.get(reverse("registry:metamodel-detail", args=[model.pk])).content.decode()
+    card = client.get(reverse("registry:metamodel-card", args=[model.pk])).json()
+    assert card["mnn_condition"] == (shown or None)
+    if shown:
+        assert f'id="metamodel-condition" data-mnn-condition="{shown}"' in html
+    else:
+        assert 'id="metamodel-condition"' not in html
+
+
+def test_the_run_list_shows_what_each_mnn_run_reads(client, world, django_assert_max_num_queries):
+    digits = TaskSetVersionFactory(taskset__team=world["team"], taskset__family="digits")
+    runs = {
+        "support": RunFactory(
+            experiment=world["experiment"], algorithm="mnn", config={"mnn_condition": "support"}
+        ),
+        "described": RunFactory(experiment=world["experiment"], algorithm="mnn", config={}),
+        "digits": RunFactory(
+            experiment=world["experiment"], algorithm="mnn", taskset_version=digits, config={}
+        ),
+    }
+    client.force_login(world["users"]["viewer"])
+    html = client.get(
+        reverse("experiments:run-list", kwargs={"team_slug": "alpha"}) + "?kind=all"
+    ).content.decode()
+
+    def badge(run):
+        row = html.split(f'id="run-row-{run.pk}"', 1)[1].split("</tr>", 1)[0]
+        found = __import__("re").search(r'data-mnn-condition="(\w+)"', row)
+        return found and found.group(1)
+
+    assert badge(runs["support"]) == "support"
+    assert badge(runs["described"]) == "description"
+    assert badge(runs["digits"]) == "support"
+    assert badge(world["run"]) is None  # maml
