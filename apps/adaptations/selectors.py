@@ -73,6 +73,8 @@ class ModelFacts:
     family_params: dict[str, Any]
     #: The config's ``mnn_condition`` (None: the family's default).
     mnn_condition: str | None = None
+    #: Inner steps per task in meta-training (the config's ``inner_steps``).
+    inner_steps: int = 1
 
     @property
     def classification(self) -> bool:
@@ -128,6 +130,7 @@ def _facts_from_checkpoint(meta: dict[str, Any]) -> ModelFacts:
         inner_lr=float(config.get("inner_lr", 0.01)),
         family_params=dict((config.get("family") or {}).get("params") or {}),
         mnn_condition=config.get("mnn_condition") if config.get("mnn_condition") in MNN_CONDITIONS else None,
+        inner_steps=int(config.get("inner_steps", 1)),
     )
 
 

@@ -58,6 +58,10 @@ class AlgorithmSpec:
     undescribed_fields: frozenset[str] = frozenset()
     #: Reads the description or the support set as ``mnn_condition`` says.
     conditioned: bool = False
+    #: Adapting with more inner steps than meta-training took can diverge (Meta-SGD's
+    #: learned per-weight rates, ANIL's head on fixed features): adaptation defaults to
+    #: the trained number and warns beyond it.
+    bounded_steps: bool = False
 
     def applies(self, field: str) -> bool:
         return field in self.fields
@@ -181,8 +185,8 @@ SPECS: dict[str, AlgorithmSpec] = {
         AlgorithmSpec("maml", "MAML", _backbone, _GRADIENT | {"first_order"}),
         AlgorithmSpec("fomaml", "First-order MAML", _backbone, _GRADIENT),
         AlgorithmSpec("reptile", "Reptile", _backbone, _GRADIENT),
-        AlgorithmSpec("metasgd", "Meta-SGD", _metasgd, _GRADIENT | {"first_order"}),
-        AlgorithmSpec("anil", "ANIL", _backbone, _GRADIENT | {"first_order"}),
+        AlgorithmSpec("metasgd", "Meta-SGD", _metasgd, _GRADIENT | {"first_order"}, bounded_steps=True),
+        AlgorithmSpec("anil", "ANIL", _backbone, _GRADIENT | {"first_order"}, bounded_steps=True),
         AlgorithmSpec(
             "protonet",
             "Prototypical Networks",
