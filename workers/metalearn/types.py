@@ -4,7 +4,9 @@ protocol, results and errors. Torch-free: arrays here are numpy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -45,6 +47,56 @@ class TaskBatch:
             desc=None if self.desc is None else self.desc[index],
             task_ids=self.task_ids[index],
         )
+
+
+@dataclass(frozen=True)
+class InputStats:
+    """Per-column mean and standard deviation of a table's features over its training
+    split, stored with the model (``params.safetensors``' metadata) and applied to its
+    inputs in training, evaluation and adaptation: ``(x - mean) / std``. A constant
+    column keeps std 1."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> InputStats:
+        """The statistics of ``x`` ``[rows, columns]`` (float64 sums)."""
+        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        std = x.std(axis=0)
+        return cls(mean=x.mean(axis=0), std=np.where(std > 1e-12, std, 1.0))
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """``x`` ``[..., columns]`` standardised, as float32."""
+        return ((np.asarray(x, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+
+    def apply_batch(self, batch: TaskBatch) -> TaskBatch:
+        return replace(batch, x_support=self.apply(batch.x_support), x_query=self.apply(batch.x_query))
+
+    def to_metadata(self) -> dict[str, str]:
+        return {
+            INPUT_MEAN_KEY: json.dumps([float(v) for v in self.mean]),
+            INPUT_STD_KEY: json.dumps([float(v) for v in self.std]),
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str] | None) -> InputStats | None:
+        """The statistics a safetensors file's metadata holds (None: none, or not readable)."""
+        if not metadata or INPUT_MEAN_KEY not in metadata or INPUT_STD_KEY not in metadata:
+            return None
+        try:
+            mean = np.asarray(json.loads(metadata[INPUT_MEAN_KEY]), dtype=np.float64)
+            std = np.asarray(json.loads(metadata[INPUT_STD_KEY]), dtype=np.float64)
+        except (ValueError, TypeError):
+            return None
+        if mean.ndim != 1 or mean.shape != std.shape or not (np.isfinite(mean).all() and (std > 0).all()):
+            return None
+        return cls(mean=mean, std=std)
+
+
+#: Keys of :class:`InputStats` in a safetensors file's metadata.
+INPUT_MEAN_KEY = "input_mean"
+INPUT_STD_KEY = "input_std"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,16 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from workers.metalearn.types import SPLITS, DataError, EpisodeSpec, Split, TaskBatch, TaskKind, TaskPool
+from workers.metalearn.types import (
+    SPLITS,
+    DataError,
+    EpisodeSpec,
+    InputStats,
+    Split,
+    TaskBatch,
+    TaskKind,
+    TaskPool,
+)
 
 #: Mixed into every seed so that family streams differ from other uses of the same integers.
 FAMILY_SEED_SALT = 0x4D455441  # "META"
@@ -90,6 +99,11 @@ class BaseFamily:
 
     def num_classes(self, split: Split) -> int:
         return 0
+
+    def input_stats(self) -> InputStats | None:
+        """Statistics for the model to standardise its inputs with (None: use them as
+        they are; the ``table`` family's CSV features have them)."""
+        return None
 
     def check_episode(self, episode: EpisodeSpec, split: Split = "train") -> None:
         split = check_split(split)
