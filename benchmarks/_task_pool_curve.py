@@ -114,7 +114,8 @@ def run_curve(workdir: Path, iterations: int = ITERATIONS) -> list[PoolScore]:
             scores.append(PoolScore(learner, pool, mean, ci, seconds))
             shown = "unlimited" if pool is None else f"{pool:,}"
             _log(
-                f"{label}, {shown} training tasks: K=5 MSE after {TEST_STEPS} steps {mean:.3f} ± {ci:.3f} ({seconds:.0f}s)"
+                f"{label}, {shown} training tasks: K=5 MSE after {TEST_STEPS} steps "
+                f"{mean:.3f} ± {ci:.3f} ({seconds:.0f}s)"
             )
     return scores
 
@@ -124,7 +125,8 @@ def table(scores: list[PoolScore], iterations: int) -> str:
     head = "| training tasks | " + " | ".join(label for label, _ in LEARNERS.values()) + " |"
     lines = [
         f"Sinusoid, {iterations} meta-training iterations each (meta-batch 25, K=10); test: "
-        f"{TEST_TASKS} fixed tasks, K={TEST_SHOTS}, MSE after {TEST_STEPS} SGD steps at lr {TEST_LR}, ± 95% CI.",
+        f"{TEST_TASKS} fixed tasks, K={TEST_SHOTS}, MSE after {TEST_STEPS} SGD steps at lr {TEST_LR}, "
+        "± 95% CI.",
         "",
         head,
         "|---" * (len(LEARNERS) + 1) + "|",

@@ -599,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--task-pool-curve",
         action="store_true",
-        help="only the test error of MAML and the MNN by number of training tasks (benchmarks/_task_pool_curve.py)",
+        help="only the test error of MAML and the MNN by number of training tasks (_task_pool_curve.py)",
     )
     parser.add_argument("--pool-iterations", type=int, default=4000, help="iterations per task-pool run")
     args = parser.parse_args(argv)
