@@ -219,12 +219,7 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-", dir=root))
     try:
         stats = input_stats.to_metadata() if input_stats is not None else {}
-        save_file(tensors, str(tmp / PARAMS_FILE), metadata={"format": "pt", **stats})
-        save_file(opt_tensors, str(tmp / OPTIMIZER_FILE), metadata={"format": "pt"})
-        (tmp / META_FILE).write_text(record_text(meta), encoding="utf-8")
-        for child in tmp.iterdir():
-            fsync_path(child)
-        fsync_path(tmp)
+        _write_files(tmp, tensors, opt_tensors, meta, stats)
         final = root / name
         if final.exists():  # re-saving a step (e.g. a stop right after a periodic save)
             old = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=root))
@@ -241,6 +236,22 @@ def save_checkpoint(
     fsync_path(root)
     prune(root, keep=keep, protect=name)
     return final
+
+
+def _write_files(
+    folder: Path,
+    tensors: Mapping[str, Tensor],
+    opt_tensors: Mapping[str, Tensor],
+    meta: Mapping[str, Any],
+    params_metadata: Mapping[str, str],
+) -> None:
+    """The checkpoint's three files in ``folder``, fsynced."""
+    save_file(dict(tensors), str(folder / PARAMS_FILE), metadata={"format": "pt", **params_metadata})
+    save_file(dict(opt_tensors), str(folder / OPTIMIZER_FILE), metadata={"format": "pt"})
+    (folder / META_FILE).write_text(record_text(dict(meta)), encoding="utf-8")
+    for child in folder.iterdir():
+        fsync_path(child)
+    fsync_path(folder)
 
 
 def prune(root: str | Path, *, keep: int, protect: str | None = None) -> None:
