@@ -33,8 +33,10 @@ from workers.metalearn.types import EpisodeSpec, NullReporter
 
 #: Pool sizes (None: unlimited, a fresh task every time).
 POOLS: tuple[int | None, ...] = (10, 100, 1000, None)
-#: Meta-training iterations per run: 12 runs fit about 10 minutes on 2 shared cores.
-ITERATIONS = 4000
+#: Meta-training iterations per run (``--pool-iterations``).
+ITERATIONS = 3000
+#: Learners run by default (``--pool-learners``): the oracle MNN is the third.
+DEFAULT_LEARNERS = "maml,mnn_support"  # quality.py's --pool-learners default
 TEST_TASKS = 600
 TEST_SHOTS = 5
 TEST_QUERY = 100
@@ -67,33 +69,46 @@ LEARNERS: dict[str, tuple[str, dict[str, Any]]] = {
 class PoolScore:
     learner: str
     pool: int | None
+    #: Mean and 95% CI of the test MSE over the tasks whose adaptation stayed finite.
     mean: float
     ci: float
+    #: Test tasks whose 10 steps diverged (a NaN or inf loss).
+    diverged: int
     seconds: float
 
     @property
     def key(self) -> str:
         return f"{self.learner}_pool{'inf' if self.pool is None else self.pool}_mse"
 
+    def cell(self) -> str:
+        text = f"{self.mean:.3f} ± {self.ci:.3f}"
+        return text + (f" ({self.diverged} of {TEST_TASKS} tasks diverged)" if self.diverged else "")
+
 
 def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _score(folder: Path, episode: Any) -> tuple[float, float]:
+def _score(folder: Path, episode: Any) -> tuple[float, float, int]:
+    """Mean and 95% CI of the finite post-adaptation MSEs, and how many diverged."""
     _, algorithm, meta = restore(folder, device="cpu")
     losses, _ = evaluate_tasks(algorithm, meta, episode, steps=TEST_STEPS, lr=TEST_LR)
     final = losses[:, TEST_STEPS].astype(np.float64)
-    return float(final.mean()), float(1.96 * final.std(ddof=1) / np.sqrt(final.size))
+    finite = final[np.isfinite(final)]
+    if finite.size < 2:
+        return float("nan"), float("nan"), int(final.size - finite.size)
+    ci = float(1.96 * finite.std(ddof=1) / np.sqrt(finite.size))
+    return float(finite.mean()), ci, int(final.size - finite.size)
 
 
-def run_curve(workdir: Path, iterations: int = ITERATIONS) -> list[PoolScore]:
+def run_curve(workdir: Path, iterations: int, learners: list[str]) -> list[PoolScore]:
     """Train and score every learner on every pool size."""
     torch.set_num_threads(1)  # the MLP's layers are 40 wide: one thread is fastest
     family = make_family(FamilySpec(name="sinusoid"))
     episode = test_episode(family, EpisodeSpec(shots=TEST_SHOTS, query=TEST_QUERY), TEST_TASKS)
     scores: list[PoolScore] = []
-    for learner, (label, overrides) in LEARNERS.items():
+    for learner in learners:
+        label, overrides = LEARNERS[learner]
         for pool in POOLS:
             config = TrainConfig.model_validate(
                 {
@@ -110,43 +125,47 @@ def run_curve(workdir: Path, iterations: int = ITERATIONS) -> list[PoolScore]:
             started = time.perf_counter()
             meta_train(config, family, NullReporter(), folder)
             seconds = time.perf_counter() - started
-            mean, ci = _score(folder, episode)
-            scores.append(PoolScore(learner, pool, mean, ci, seconds))
+            score = PoolScore(learner, pool, *_score(folder, episode), seconds=seconds)
+            scores.append(score)
             shown = "unlimited" if pool is None else f"{pool:,}"
-            _log(
-                f"{label}, {shown} training tasks: K=5 MSE after {TEST_STEPS} steps "
-                f"{mean:.3f} ± {ci:.3f} ({seconds:.0f}s)"
-            )
+            _log(f"{label}, {shown} training tasks ({seconds:.0f}s to train): K=5 MSE {score.cell()}")
     return scores
 
 
-def table(scores: list[PoolScore], iterations: int) -> str:
+def table(scores: list[PoolScore], iterations: int, learners: list[str]) -> str:
     by = {(s.learner, s.pool): s for s in scores}
-    head = "| training tasks | " + " | ".join(label for label, _ in LEARNERS.values()) + " |"
+    head = "| training tasks | " + " | ".join(LEARNERS[name][0] for name in learners) + " |"
     lines = [
         f"Sinusoid, {iterations} meta-training iterations each (meta-batch 25, K=10); test: "
         f"{TEST_TASKS} fixed tasks, K={TEST_SHOTS}, MSE after {TEST_STEPS} SGD steps at lr {TEST_LR}, "
         "± 95% CI.",
         "",
         head,
-        "|---" * (len(LEARNERS) + 1) + "|",
+        "|---" * (len(learners) + 1) + "|",
     ]
     for pool in POOLS:
         cells = []
-        for learner in LEARNERS:
+        for learner in learners:
             s = by.get((learner, pool))
-            cells.append("–" if s is None else f"{s.mean:.3f} ± {s.ci:.3f}")
+            cells.append("–" if s is None else s.cell())
         lines.append(f"| {'unlimited' if pool is None else f'{pool:,}'} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main(args: argparse.Namespace, workdir: Path) -> int:
     iterations = int(args.pool_iterations)
-    _log(f"task-pool curve: pools {POOLS}, {iterations} iterations per run, {len(LEARNERS)} learners")
+    learners = [name.strip() for name in str(args.pool_learners).split(",") if name.strip()]
+    unknown = [name for name in learners if name not in LEARNERS]
+    if unknown or not learners:
+        print(f"--pool-learners: choose among {', '.join(LEARNERS)}", flush=True)
+        return 2
+    _log(f"task-pool curve: pools {POOLS}, {iterations} iterations per run, learners {', '.join(learners)}")
     started = time.perf_counter()
-    scores = run_curve(workdir, iterations)
-    print("\n" + table(scores, iterations), flush=True)
+    scores = run_curve(workdir, iterations, learners)
+    print("\n" + table(scores, iterations, learners), flush=True)
     wall = time.perf_counter() - started
-    fields = {s.key: s.mean for s in scores} | {"wall_s": wall}
+    fields = {s.key: s.mean for s in scores}
+    fields |= {s.key.replace("_mse", "_diverged"): float(s.diverged) for s in scores if s.diverged}
+    fields["wall_s"] = wall
     print("RESULT " + " ".join(f"{k}={v:.4g}" for k, v in fields.items()), flush=True)
     return 0

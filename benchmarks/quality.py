@@ -59,6 +59,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks._quality_baselines import WithoutDescription, pick_lr, pretrain, test_episode  # noqa: E402
+from benchmarks._task_pool_curve import DEFAULT_LEARNERS as DEFAULT_POOL_LEARNERS  # noqa: E402
+from benchmarks._task_pool_curve import main as pool_curve  # noqa: E402
 from workers.metalearn.algorithms import make_algorithm  # noqa: E402
 from workers.metalearn.api import evaluate, meta_train, restore  # noqa: E402
 from workers.metalearn.config import FamilySpec, TrainConfig  # noqa: E402
@@ -601,11 +603,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the test error of MAML and the MNN by number of training tasks (_task_pool_curve.py)",
     )
-    parser.add_argument("--pool-iterations", type=int, default=4000, help="iterations per task-pool run")
+    parser.add_argument("--pool-iterations", type=int, default=3000, help="iterations per task-pool run")
+    parser.add_argument(
+        "--pool-learners", default=DEFAULT_POOL_LEARNERS, help="task-pool learners (also mnn_description)"
+    )
     args = parser.parse_args(argv)
     if args.task_pool_curve:
-        from benchmarks._task_pool_curve import main as pool_curve
-
         with tempfile.TemporaryDirectory(prefix="metaweb-pools-") as tmp:
             return pool_curve(args, Path(args.workdir) if args.workdir else Path(tmp))
 
