@@ -140,9 +140,14 @@ class RunLaunchForm(forms.Form):
         self.spec = SPECS.get(str(self._chosen("algorithm")))
         self.chosen_taskset = self._chosen_taskset()
         self.facts = self._facts()
-        if not self.is_bound and not self.initial.get("mnn_condition") and self.spec is not None:
+        if (
+            not self.is_bound
+            and not self.initial.get("mnn_condition")
+            and self.spec
+            and self.spec.conditioned
+        ):
             # The default where the family has a description: the description.
-            self.initial["mnn_condition"] = self.spec.condition(self.facts.desc_dim) or "support"
+            self.initial["mnn_condition"] = self.spec.condition(self.facts.desc_dim)
         self.applicable = self._applicable()
         self.carried: dict[str, Any] = {}
         for name in sorted(ALGORITHM_FIELDS - self.applicable):

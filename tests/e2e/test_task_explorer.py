@@ -1,17 +1,28 @@
-"""The task-space explorer's JavaScript (``static/js/task_explorer.js``) in Chromium
+"""The task-space explorer: its JavaScript (``static/js/task_explorer.js``) in Chromium
 against the numpy reference (``workers.metalearn.explorer.explorer_predict``, itself
-tested against the engine's torch forward pass), to 1e-5. No server needed: the
-script is loaded into a blank page."""
+tested against the engine's torch forward pass) to 1e-5, in a blank page; then the
+whole journey on the real stack: the launch form's MNN condition, a short MNN run,
+its model page's sliders redrawing the curve with no request per move."""
 
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.e2e.ui import (
+    await_launch_fields,
+    create_experiment,
+    create_taskset,
+    expect_status,
+    launch_run,
+    log_in,
+)
 from workers.metalearn.algorithms import make_algorithm
 from workers.metalearn.config import FamilySpec, parse_config
 from workers.metalearn.episodes import FamilyInfo
@@ -65,3 +76,68 @@ def test_the_browser_evaluates_the_hypernetwork_as_numpy_does(chromium):
             np.abs(np.array(values) - expected).max(),
         )
     print(f"one evaluation of the hypernetwork and 200 points: {found['ms']:.2f} ms")
+
+
+def _meta_model_of(run_id: int, timeout: float = 30.0):
+    from apps.registry.models import MetaModel
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        meta = MetaModel.objects.filter(training_run_id=run_id).first()
+        if meta is not None:
+            return meta
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id}: no meta-model registered in {timeout:.0f} s")
+
+
+def test_the_model_page_explores_the_task_space(live_stack, e2e_page, e2e_user):
+    page, base = e2e_page, live_stack.base_url
+    user, team = e2e_user
+    log_in(page, base, user.username)
+    create_taskset(page, base, team.slug, name="Sine waves")
+    create_experiment(page, base, team.slug, name="Explorer test")
+
+    # The launch form: an MNN on sinusoid reads the description by default; picking
+    # the support set brings the set encoder's width (an htmx swap).
+    page.goto(f"{base}/t/{team.slug}/runs/new/")
+    page.select_option("#id_taskset", label="Sine waves")
+    page.select_option("#id_algorithm", "mnn")
+    await_launch_fields(page)
+    assert page.locator("#id_mnn_condition").input_value() == "description"
+    assert page.locator("#id_mnn_embed_dim").count() == 0
+    page.select_option("#id_mnn_condition", "support")
+    page.wait_for_selector("#id_mnn_embed_dim")
+
+    run_id = launch_run(
+        page, base, team.slug, experiment="Explorer test", taskset="Sine waves",
+        fields={"algorithm": "mnn", "mnn_condition": "description", "meta_batch": 4, "iterations": 200,
+                "eval_interval": 200, "device": "cpu"},
+        advanced={"eval_tasks": 10, "checkpoint_interval": 200},
+    )  # fmt: skip
+    expect_status(page, "succeeded", timeout_s=90)
+    meta = _meta_model_of(run_id)
+
+    fetched: list[str] = []
+    page.on(
+        "request", lambda request: fetched.append(request.url) if "explorer.json" in request.url else None
+    )
+    seen = len(page.console_log)
+    page.goto(f"{base}/models/{meta.pk}/")
+    assert page.get_attribute("#metamodel-condition", "data-mnn-condition") == "description"
+    page.wait_for_selector('#task-explorer[data-draws="1"]')
+    names = page.eval_on_selector_all("[data-explorer-sliders] input", "els => els.map(e => e.name)")
+    assert names == ["amplitude", "phase"]
+    first = page.get_attribute("[data-explorer-plot] path.curve", "d")
+    for value in ("4.5", "0.5"):
+        page.eval_on_selector(
+            'input[name="amplitude"]',
+            "(el, v) => { el.value = v; el.dispatchEvent(new Event('input', {bubbles: true})); }",
+            value,
+        )
+    page.wait_for_selector('#task-explorer[data-draws="3"]')
+    assert page.get_attribute("[data-explorer-plot] path.curve", "d") != first
+    assert len(fetched) == 1  # the weights once; no request per move
+    assert re.fullmatch(r"\d+\.\d+", page.get_attribute("#task-explorer", "data-last-ms"))
+    print(f"last redraw: {page.get_attribute('#task-explorer', 'data-last-ms')} ms")
+    on_this_page = page.console_log[seen:]
+    assert not [line for line in on_this_page if "error" in line.lower()], on_this_page

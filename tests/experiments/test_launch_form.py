@@ -305,3 +305,15 @@ def test_a_description_asked_of_a_family_without_one_is_an_error_on_the_field(cl
     error = re.search(r'id="id_mnn_condition_error">(.*?)</ul>', html, re.S)
     assert error and "has no task description" in error.group(1), html[:3000]
     assert not Run.objects.exists() and world["sent"] == []
+
+
+def test_switching_to_mnn_preselects_the_family_default(client, world):
+    """Another algorithm's page carries no MNN condition along, so switching to MNN on a
+    described task set preselects the description (a browser test caught "support")."""
+    client.force_login(world["member"])
+    page = client.get(url(), {"algorithm": "maml", "taskset": world["sines"].taskset_id}).content.decode()
+    assert 'name="mnn_condition"' not in page
+    swapped = client.get(
+        url(), {"algorithm": "mnn", "taskset": world["sines"].taskset_id}, **HTMX
+    ).content.decode()
+    assert selected(swapped, "mnn_condition") == "description"
