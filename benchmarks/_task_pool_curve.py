@@ -81,7 +81,8 @@ class PoolScore:
         return f"{self.learner}_pool{'inf' if self.pool is None else self.pool}_mse"
 
     def cell(self) -> str:
-        text = f"{self.mean:.3f} ± {self.ci:.3f}"
+        big = abs(self.mean) >= 1000
+        text = f"{self.mean:.3g} ± {self.ci:.3g}" if big else f"{self.mean:.3f} ± {self.ci:.3f}"
         return text + (f" ({self.diverged} of {TEST_TASKS} tasks diverged)" if self.diverged else "")
 
 
