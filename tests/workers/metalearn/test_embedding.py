@@ -67,7 +67,8 @@ def test_a_model_that_reads_the_description_has_no_map(tmp_path, sinusoid):
 def test_protonets_map_their_tasks_without_parameters(tmp_path):
     digits = make_family(FamilySpec(name="digits"))
     config = {"algorithm": "protonet", "family": {"name": "digits"}, "iterations": 20, "meta_batch": 4,
-              "ways": 3, "shots": 2, "query": 3, "hidden": [16], "eval_tasks": 5, "eval_interval": 20}  # fmt: skip
+              "ways": 3, "shots": 2, "query": 3, "hidden": [16], "eval_tasks": 5,
+              "eval_interval": 20}  # fmt: skip
     meta_train(config, digits, None, tmp_path)
     found = task_map(tmp_path, digits, count=50)
     assert len(found["points"]) == 50 and found["params"] == {} and found["embedding_dim"] == 16
