@@ -1,11 +1,15 @@
-"""The task-space explorer of an MNN meta-model conditioned on the task description:
+"""The interpretability views of a meta-model, read without torch. The task-space
+explorer of an MNN meta-model conditioned on the task description:
 what its page may show (``explorer_reason``) and the one-time export of its
 hypernetwork (``explorer_model``), read without torch (``safetensors.numpy``). The
 browser evaluates the export on every slider move (``static/js/task_explorer.js``);
-the export and its numpy forward pass are :mod:`workers.metalearn.explorer`'s."""
+the export and its numpy forward pass are :mod:`workers.metalearn.explorer`'s.
+The task embedding map of ProtoNets and support-set MNNs: whether there is one, and
+the stored one (computed by ``workers/task_map.py``)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from safetensors import SafetensorError
@@ -18,6 +22,7 @@ from workers.metalearn.config import ConfigError, parse_config
 from workers.metalearn.explorer import explorable, explorer_export
 from workers.metalearn.families import make_family
 from workers.metalearn.shapes import Facts
+from workers.metalearn.specs import embeds_tasks
 
 #: Why there is nothing to explore when the stored files cannot be read.
 UNREADABLE = "The meta-model's files are missing or unreadable."
@@ -68,3 +73,27 @@ def explorer_model(meta_model: MetaModel) -> dict[str, Any]:
         )
     except (OSError, SafetensorError, KeyError, AttributeError, ConfigError):
         raise ConfigError({"explorer": UNREADABLE}) from None
+
+
+# -- the task embedding map --------------------------------------------------------------------
+
+
+def task_map_reason(meta_model: MetaModel) -> str:
+    """'' when the model embeds tasks (ProtoNets, an MNN on the support set), else why not."""
+    found = _record(meta_model)
+    if found is None:
+        return UNREADABLE
+    config, facts = found
+    return embeds_tasks(config.algorithm, facts.desc_dim, config.mnn_condition)
+
+
+def task_map_for(meta_model: MetaModel) -> dict[str, Any] | None:
+    """The stored map (``workers/task_map.py``), or None when not computed (or unreadable)."""
+    path = storage.meta_model_dir(meta_model.pk) / storage.TASK_MAP_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("points"), list):
+        return None
+    return data

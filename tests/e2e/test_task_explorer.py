@@ -141,3 +141,34 @@ def test_the_model_page_explores_the_task_space(live_stack, e2e_page, e2e_user):
     print(f"last redraw: {page.get_attribute('#task-explorer', 'data-last-ms')} ms")
     on_this_page = page.console_log[seen:]
     assert not [line for line in on_this_page if "error" in line.lower()], on_this_page
+
+
+def test_the_task_map_draws_every_task_coloured_by_a_parameter(chromium):
+    """``static/js/task_map.js`` on the markup of the model page's map."""
+    data = {
+        "points": [[i / 10, (i % 7) / 3] for i in range(50)],
+        "params": {"amplitude": [i / 10 for i in range(50)], "phase": [(i % 5) / 2 for i in range(50)]},
+        "explained": [0.7, 0.2],
+        "embedding_dim": 4,
+    }
+    markup = (
+        '<!doctype html><html><body><script id="task-map-data" type="application/json">'
+        + json.dumps(data)
+        + '</script><div id="task-map" data-source="task-map-data"><select data-task-map-colour></select>'
+        '<svg data-task-map-plot viewBox="0 0 600 400"></svg><p data-task-map-legend></p></div></body></html>'
+    )
+    page = chromium.new_page()
+    try:
+        page.set_content(markup)
+        page.add_script_tag(path=str(SCRIPT.with_name("task_map.js")))
+        page.wait_for_selector('#task-map[data-drawn="50"]')
+        assert page.locator("[data-task-map-plot] circle").count() == 50
+        fills = page.eval_on_selector_all("circle", "els => els.map(e => e.getAttribute('fill'))")
+        assert (
+            fills[0] == "rgb(47,111,237)" and fills[-1] == "rgb(232,121,20)"
+        )  # low amplitude blue, high orange
+        page.select_option("[data-task-map-colour]", "phase")
+        assert page.get_attribute("#task-map", "data-colour") == "phase"
+        assert "phase: blue 0.00 to orange 2.00" in page.inner_text("[data-task-map-legend]")
+    finally:
+        page.close()

@@ -18,21 +18,12 @@ from workers.metalearn.algorithms import Algorithm
 from workers.metalearn.api import restore
 from workers.metalearn.episodes import Episode, episode_spec, to_episode
 from workers.metalearn.pca import pca_2d
-from workers.metalearn.specs import SPECS
+from workers.metalearn.specs import embeds_tasks
 from workers.metalearn.types import DataError, TaskFamily
 
 MAP_FORMAT = 1
 MAP_TASKS = 600
 CHUNK = 100
-
-
-def mappable(algorithm: str, desc_dim: int | None, condition: str | None) -> str:
-    """'' when a model of ``algorithm`` embeds tasks, else why not."""
-    if algorithm == "protonet":
-        return ""
-    if algorithm == "mnn" and SPECS["mnn"].condition(desc_dim, condition) == "support":
-        return ""
-    return "Only ProtoNets and MNNs on the support set embed tasks."
 
 
 def _embed(algorithm: Algorithm, meta: dict[str, torch.Tensor], episode: Episode) -> torch.Tensor:
@@ -53,7 +44,7 @@ def task_map(checkpoint_dir: str | Path, family: TaskFamily, *, count: int = MAP
     for a model that does not embed tasks."""
     ckpt, algorithm, meta = restore(checkpoint_dir, device="cpu")
     info = ckpt.family_info
-    why = mappable(ckpt.config.algorithm, info.desc_dim, ckpt.config.mnn_condition)
+    why = embeds_tasks(ckpt.config.algorithm, info.desc_dim, ckpt.config.mnn_condition)
     if why:
         raise DataError("algorithm", why)
     spec = episode_spec(ckpt.config, info.kind)

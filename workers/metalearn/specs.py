@@ -257,6 +257,17 @@ def launch_fields(
     return frozenset(fields)
 
 
+def embeds_tasks(algorithm: str, desc_dim: int | None, condition: str | None) -> str:
+    """'' when a model of ``algorithm`` (``mnn_condition`` ``condition``, on a family
+    with ``desc_dim``) embeds a task from its support set (the task embedding map):
+    ProtoNets, and the MNN's set encoder; else why not."""
+    if algorithm == "protonet":
+        return ""
+    if algorithm == "mnn" and SPECS["mnn"].condition(desc_dim, condition) == "support":
+        return ""
+    return "Only ProtoNets and MNNs on the support set embed tasks."
+
+
 def check_compatible(
     algorithm: str, family_info: FamilyFacts | Mapping[str, Any], config: Any = None
 ) -> None:

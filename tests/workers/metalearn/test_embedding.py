@@ -8,9 +8,10 @@ import pytest
 
 from workers.metalearn.api import meta_train
 from workers.metalearn.config import FamilySpec
-from workers.metalearn.embedding import mappable, task_map
+from workers.metalearn.embedding import task_map
 from workers.metalearn.families import make_family
 from workers.metalearn.pca import pca_2d
+from workers.metalearn.specs import embeds_tasks as mappable
 from workers.metalearn.types import DataError
 
 
