@@ -294,7 +294,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
             sys.stderr.write(f"step {step}: {shown}\n")
 
         result = adapt(ckpt.path, (xs, ys), query, steps=args.steps, lr=args.lr, on_step=on_step, desc=desc)
-    save_file(result.weights, str(out / "weights.safetensors"), metadata={"format": "pt"})
+    save_file(result.weights, str(out / "weights.safetensors"), metadata={"format": "pt", **result.metadata})
     if query is not None:
         with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)

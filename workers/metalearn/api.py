@@ -363,9 +363,12 @@ def adapt(
             xg=None if inputs.xg is None else stats.apply(inputs.xg),
         )
     with torch.no_grad():
-        return _adapt_one(
+        result = _adapt_one(
             algorithm, meta, ckpt.family_info, inputs, algorithm.resolve_steps(steps), lr, on_step
         )
+    if stats is not None:  # the adapted weights need the same standardisation
+        result.metadata.update(stats.to_metadata())
+    return result
 
 
 def _adapt_one(

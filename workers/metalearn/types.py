@@ -304,7 +304,8 @@ class AdaptResult:
     values ``[N, 1]``; classification: logits ``[N, ways]``). ``grid`` and
     ``grid_before`` are the same on the extra inputs asked for (None if none were).
     ``weights`` maps parameter names to the adapted tensors (torch), ready for
-    safetensors."""
+    safetensors; ``metadata`` is what the file should carry with them (the inputs'
+    standardisation of a ``table`` model, :class:`InputStats`)."""
 
     weights: dict[str, Any]
     curve: list[dict[str, float]]
@@ -312,3 +313,4 @@ class AdaptResult:
     predictions_before: np.ndarray
     grid: np.ndarray | None = None
     grid_before: np.ndarray | None = None
+    metadata: dict[str, str] = field(default_factory=dict)

@@ -114,6 +114,7 @@ def test_adaptation_and_evaluation_standardise_raw_features(table, trained, tmp_
     task = table.fixed_tasks("test", EpisodeSpec(shots=5, query=10), count=1)
     xs, ys, xq = task.x_support[0], task.y_support[0], task.x_query[0]
     raw = adapt(trained, (xs, ys), xq, steps=3)
+    assert InputStats.from_metadata(raw.metadata) is not None  # the adapted weights carry them too
 
     bare = tmp_path / "bare"
     bare.mkdir()
