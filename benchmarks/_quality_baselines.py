@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from workers.metalearn.algorithms import Algorithm, Params
 from workers.metalearn.episodes import Episode, batch_seed, to_episode
 from workers.metalearn.loop import evaluate_tasks
-from workers.metalearn.types import EpisodeSpec, Split, TaskBatch, TaskFamily
+from workers.metalearn.types import EpisodeSpec, Split, TaskBatch, TaskFamily, TaskPool
 
 
 class WithoutDescription:
@@ -54,6 +54,12 @@ class WithoutDescription:
 
     def sample(self, split: Split, batch_size: int, episode: EpisodeSpec, seed: int) -> TaskBatch:
         return dataclasses.replace(self._family.sample(split, batch_size, episode, seed), desc=None)
+
+    def sample_pool(
+        self, split: Split, batch_size: int, episode: EpisodeSpec, pool: TaskPool, step: int
+    ) -> TaskBatch:
+        batch = self._family.sample_pool(split, batch_size, episode, pool, step)
+        return dataclasses.replace(batch, desc=None)
 
     def fixed_tasks(self, split: Split, episode: EpisodeSpec, count: int, start: int = 0) -> TaskBatch:
         return dataclasses.replace(self._family.fixed_tasks(split, episode, count, start), desc=None)

@@ -21,6 +21,7 @@ split's 600 fixed tasks (accuracy, 95% CI), against chance (20%).
 
     .venv/bin/python benchmarks/quality.py --quick              # about 5 minutes on 2 CPU cores
     .venv/bin/python benchmarks/quality.py --threads 1          # about 35 minutes; writes docs/quality.md
+    .venv/bin/python benchmarks/quality.py --task-pool-curve    # test error by number of training tasks
 
 ``--threads`` (default 2) sets torch's intra-op threads for the conv nets; the
 sinusoid MLP always runs on one (its layers are 40 wide). On a 2-core machine
@@ -58,6 +59,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks._quality_baselines import WithoutDescription, pick_lr, pretrain, test_episode  # noqa: E402
+from benchmarks._task_pool_curve import DEFAULT_LEARNERS as DEFAULT_POOL_LEARNERS  # noqa: E402
+from benchmarks._task_pool_curve import main as pool_curve  # noqa: E402
 from workers.metalearn.algorithms import make_algorithm  # noqa: E402
 from workers.metalearn.api import evaluate, meta_train, restore  # noqa: E402
 from workers.metalearn.config import FamilySpec, TrainConfig  # noqa: E402
@@ -595,7 +598,19 @@ def main(argv: list[str] | None = None) -> int:
         "--markdown", default=None, help="write the tables here (default: docs/quality.md for a full run)"
     )
     parser.add_argument("--workdir", default=None, help="checkpoint folder (default: a temporary one)")
+    parser.add_argument(
+        "--task-pool-curve",
+        action="store_true",
+        help="only the test error of MAML and the MNN by number of training tasks (_task_pool_curve.py)",
+    )
+    parser.add_argument("--pool-iterations", type=int, default=3000, help="iterations per task-pool run")
+    parser.add_argument(
+        "--pool-learners", default=DEFAULT_POOL_LEARNERS, help="task-pool learners (also mnn_description)"
+    )
     args = parser.parse_args(argv)
+    if args.task_pool_curve:
+        with tempfile.TemporaryDirectory(prefix="metaweb-pools-") as tmp:
+            return pool_curve(args, Path(args.workdir) if args.workdir else Path(tmp))
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)

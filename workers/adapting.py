@@ -230,7 +230,9 @@ def adapt_single(
         predictions = _classification_predictions(facts, data, result)
     else:
         predictions = _regression_predictions(family, data, result, grid)
-    weights = safetensors_bytes({k: v.contiguous() for k, v in result.weights.items()})
+    weights = safetensors_bytes(
+        {k: v.contiguous() for k, v in result.weights.items()}, metadata={"format": "pt", **result.metadata}
+    )
     return _single_adapted(facts, data, result, predictions, weights, reporter=reporter, device=device)
 
 

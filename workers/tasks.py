@@ -51,7 +51,9 @@ from workers.reporting import RunReporter
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["INTERNAL_ERROR", "adapt_run", "execute_adaptation", "execute_run", "train_run", "watchdog"]
+__all__ = [
+    "INTERNAL_ERROR", "adapt_run", "execute_adaptation", "execute_run", "task_map", "train_run", "watchdog",
+]  # fmt: skip
 
 NO_GPU = (
     "This run asks for CUDA, but its worker has no GPU. "
@@ -111,6 +113,15 @@ def adapt_run(self, run_id: int) -> str:
         return execute_adaptation(run_id=int(run_id), worker=_worker_name(self.request.hostname))
     finally:
         close_old_connections()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, name="workers.tasks.task_map")
+def task_map(meta_model_id: int) -> str:
+    """The task embedding map of meta-model ``meta_model_id`` (``workers/task_map.py``)."""
+    from workers.task_map import task_map_job
+
+    close_old_connections()
+    return task_map_job(int(meta_model_id))
 
 
 @shared_task(name="workers.tasks.watchdog", ignore_result=True)

@@ -31,6 +31,8 @@ __all__ = [
     "check_fits_taskset",
     "check_split",
     "check_steps_lr",
+    "default_adapt_steps",
+    "steps_warning",
     "clean_desc",
     "clean_set",
     "model_facts",
@@ -62,6 +64,27 @@ def check_steps_lr(steps: Any, lr: Any) -> tuple[int, float]:
     if errors:
         raise ValidationError(errors)
     return int(steps), float(lr)
+
+
+def default_adapt_steps(facts: ModelFacts) -> int:
+    """The inner steps an adaptation takes unless told otherwise: the trained number
+    where more can diverge (the spec's ``bounded_steps``: Meta-SGD, ANIL), else
+    ``DEFAULT_ADAPT_STEPS``."""
+    if facts.spec.bounded_steps:
+        return facts.inner_steps
+    return DEFAULT_ADAPT_STEPS
+
+
+def steps_warning(facts: ModelFacts, steps: int | None) -> str:
+    """A warning when ``steps`` exceeds what a ``bounded_steps`` model was trained
+    for; '' otherwise."""
+    if steps is None or not facts.spec.bounded_steps or steps <= facts.inner_steps:
+        return ""
+    trained = f"{facts.inner_steps} inner step{'s' if facts.inner_steps != 1 else ''}"
+    return (
+        f"{facts.spec.label} was meta-trained for {trained}; adapting with more can diverge on "
+        "some tasks (its step sizes were learned for that many)."
+    )
 
 
 def model_facts(meta_model: MetaModel) -> ModelFacts:

@@ -19,7 +19,13 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 
-from apps.adaptations.checks import DEFAULT_ADAPT_STEPS, MAX_ADAPT_SHOTS, MAX_ADAPT_STEPS
+from apps.adaptations.checks import (
+    DEFAULT_ADAPT_STEPS,
+    MAX_ADAPT_SHOTS,
+    MAX_ADAPT_STEPS,
+    default_adapt_steps,
+    steps_warning,
+)
 from apps.adaptations.models import AdaptationTarget
 from apps.adaptations.selectors import ADAPT_TEST_TASKS, ModelFacts
 from apps.adaptations.uploads import parse_images, parse_rows
@@ -167,6 +173,33 @@ class AdaptForm(forms.Form):
             del self.fields["desc"]
         if not facts.takes_steps:
             self.fields["steps"].help_text = f"{facts.algorithm} takes no inner step; ignored."
+        self.fields["steps"].initial = default_adapt_steps(facts)
+        if facts.spec.bounded_steps:
+            self.fields["steps"].help_text += f" Meta-trained with {facts.inner_steps}; more can diverge."
+
+    @property
+    def trained_steps(self) -> int | None:
+        """The inner steps beyond which the page warns (None: no such limit)."""
+        if self.facts is None or not self.facts.spec.bounded_steps:
+            return None
+        return self.facts.inner_steps
+
+    @property
+    def steps_warning(self) -> str:
+        """The warning the page shows once the steps typed pass the trained number."""
+        if self.facts is None or self.trained_steps is None:
+            return ""
+        return steps_warning(self.facts, self.trained_steps + 1)
+
+    @property
+    def steps_exceeded(self) -> bool:
+        """A bound form asking more steps than the model was trained for."""
+        if not self.is_bound or self.trained_steps is None:
+            return False
+        try:
+            return int(self.data.get("steps") or 0) > self.trained_steps
+        except (TypeError, ValueError):
+            return False
 
     @property
     def is_images(self) -> bool:

@@ -26,7 +26,7 @@ from apps.tasksets.previews import FLAT_IMAGE_SHAPES, png_data_uri
 from apps.teams.selectors import team_ids_for_user
 from apps.teams.types import AnyUser
 from workers.metalearn.checkpoint_layout import read_record
-from workers.metalearn.specs import AlgorithmSpec, spec_of
+from workers.metalearn.specs import MNN_CONDITIONS, AlgorithmSpec, spec_of
 from workers.metalearn.types import ConfigError
 
 __all__ = [
@@ -71,6 +71,10 @@ class ModelFacts:
     query: int
     inner_lr: float
     family_params: dict[str, Any]
+    #: The config's ``mnn_condition`` (None: the family's default).
+    mnn_condition: str | None = None
+    #: Inner steps per task in meta-training (the config's ``inner_steps``).
+    inner_steps: int = 1
 
     @property
     def classification(self) -> bool:
@@ -82,9 +86,9 @@ class ModelFacts:
 
     @property
     def needs_desc(self) -> bool:
-        """The model cannot adapt without the task's description (seed-mnn; MNN on a
-        family with descriptions)."""
-        return self.spec.describes(self.desc_dim)
+        """The model cannot adapt without the task's description (seed-mnn; MNN
+        conditioned on the description)."""
+        return self.spec.describes(self.desc_dim, self.mnn_condition)
 
     @property
     def takes_steps(self) -> bool:
@@ -125,6 +129,8 @@ def _facts_from_checkpoint(meta: dict[str, Any]) -> ModelFacts:
         query=int(config.get("query", 10)),
         inner_lr=float(config.get("inner_lr", 0.01)),
         family_params=dict((config.get("family") or {}).get("params") or {}),
+        mnn_condition=config.get("mnn_condition") if config.get("mnn_condition") in MNN_CONDITIONS else None,
+        inner_steps=int(config.get("inner_steps", 1)),
     )
 
 

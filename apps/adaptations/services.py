@@ -38,7 +38,9 @@ from apps.adaptations.checks import (
     check_steps_lr,
     clean_desc,
     clean_set,
+    default_adapt_steps,
     model_facts,
+    steps_warning,
 )
 from apps.adaptations.models import Adaptation, AdaptationTarget, AdaptedModel
 from apps.adaptations.selectors import ADAPT_TEST_TASKS, ModelFacts
@@ -131,6 +133,9 @@ def adaptation_start(
             f"by {actor.get_username()}."
         ),
     )
+    warning = steps_warning(facts, steps)
+    if warning:
+        RunEvent.objects.create(run=run, kind="warning", message=warning)
     run_id, run_queue = run.pk, run.queue
     transaction.on_commit(lambda: celery_app.send_task(ADAPT_TASK, args=[run_id], queue=run_queue))
     publish_run_status_on_commit(run)
@@ -334,7 +339,7 @@ class _Lost(Exception):
 
 
 def evaluation_start(*, actor: AnyUser, meta_model: MetaModel) -> Run:
-    """The 600-task evaluation with the defaults of the adapt form: ``DEFAULT_ADAPT_STEPS``
+    """The 600-task evaluation with the defaults of the adapt form: ``default_adapt_steps``
     inner steps at the model's training inner learning rate, on the CPU queue (what the
     compare page offers for a model it cannot compare yet). Members only; raises
     ValidationError as :func:`adaptation_start` does."""
@@ -344,6 +349,6 @@ def evaluation_start(*, actor: AnyUser, meta_model: MetaModel) -> Run:
         actor=actor,
         meta_model=meta_model,
         target=AdaptationTarget.BATCH,
-        steps=DEFAULT_ADAPT_STEPS,
+        steps=default_adapt_steps(facts),
         lr=facts.inner_lr,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, HttpResponse, JsonResponse
 from django.urls import reverse
@@ -41,6 +42,8 @@ def adapt_new(request: HtmxHttpRequest, meta_model_id: int) -> HttpResponse:
             except ValidationError as error:
                 form.add_service_errors(error)
             else:
+                if form.steps_exceeded and form.steps_warning:
+                    messages.warning(request, form.steps_warning)
                 return redirect_page(request, reverse("adaptations:adapted-detail", args=[run.pk]))
     else:
         form = AdaptForm(facts=facts)

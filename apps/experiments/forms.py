@@ -20,7 +20,7 @@ from apps.experiments.selectors import (
 from apps.tasksets.models import TaskSet
 from apps.teams.models import Team
 from workers.metalearn.config import TrainConfig
-from workers.metalearn.specs import ALGORITHM_FIELDS, SPECS, launch_fields
+from workers.metalearn.specs import ALGORITHM_FIELDS, MNN_CONDITIONS, SPECS, launch_fields
 
 _DEFAULTS = TrainConfig()
 DEVICE_CHOICES = [("auto", "Auto (CUDA when the worker has it)"), ("cpu", "CPU"), ("cuda", "CUDA")]
@@ -43,6 +43,11 @@ def _number(field: type[forms.Field], name: str, help_text: str = "", **kwargs: 
 
 
 ALGORITHM_LABELS = [(spec.name, spec.label) for spec in SPECS.values()]
+MNN_CONDITION_LABELS = {
+    "description": "The task's description",
+    "support": "The support set (a set encoder over the K shots)",
+}
+MNN_CONDITION_CHOICES = [(name, MNN_CONDITION_LABELS[name]) for name in MNN_CONDITIONS]
 
 
 class RunLaunchForm(forms.Form):
@@ -87,7 +92,17 @@ class RunLaunchForm(forms.Form):
     mnn_hidden = _number(forms.IntegerField, "mnn_hidden", label="MNN hidden size")
     mnn_embed_dim = _number(forms.IntegerField, "mnn_embed_dim", label="MNN embedding size")
     mnn_finetune_steps = _number(forms.IntegerField, "mnn_finetune_steps", label="MNN fine-tune steps")
-    seed_mnn_epochs = _number(forms.IntegerField, "seed_mnn_epochs", label="seed-mnn epochs")
+    mnn_condition = forms.ChoiceField(
+        choices=MNN_CONDITION_CHOICES,
+        required=False,
+        label="MNN conditioned on",
+        help_text=TrainConfig.model_fields["mnn_condition"].description or "",
+    )
+    train_tasks = forms.IntegerField(
+        required=False,
+        label="Training tasks",
+        help_text=TrainConfig.model_fields["train_tasks"].description or "",
+    )
 
     # Advanced settings.
     eval_tasks = _number(forms.IntegerField, "eval_tasks", label="Eval tasks")
@@ -107,8 +122,10 @@ class RunLaunchForm(forms.Form):
     cloned_from = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
     #: Fields of the "advanced" section, and of the algorithm's own section.
-    ADVANCED = ("eval_tasks", "checkpoint_interval", "hidden", "conv_filters", "bf16", "compile")
-    SPECIFIC = ("mnn_hidden", "mnn_embed_dim", "mnn_finetune_steps", "seed_mnn_epochs")
+    ADVANCED = (
+        "eval_tasks", "checkpoint_interval", "train_tasks", "hidden", "conv_filters", "bf16", "compile",
+    )  # fmt: skip
+    SPECIFIC = ("mnn_condition", "mnn_hidden", "mnn_embed_dim", "mnn_finetune_steps")
     #: Fields that are not part of the engine's config.
     NOT_CONFIG = ("experiment", "taskset", "queue", "cloned_from")
     CHOICES = ("experiment", "algorithm", "taskset")
@@ -122,6 +139,15 @@ class RunLaunchForm(forms.Form):
             self._settle_choices(fallback or {})
         self.spec = SPECS.get(str(self._chosen("algorithm")))
         self.chosen_taskset = self._chosen_taskset()
+        self.facts = self._facts()
+        if (
+            not self.is_bound
+            and not self.initial.get("mnn_condition")
+            and self.spec
+            and self.spec.conditioned
+        ):
+            # The default where the family has a description: the description.
+            self.initial["mnn_condition"] = self.spec.condition(self.facts.desc_dim)
         self.applicable = self._applicable()
         self.carried: dict[str, Any] = {}
         for name in sorted(ALGORITHM_FIELDS - self.applicable):
@@ -158,18 +184,29 @@ class RunLaunchForm(forms.Form):
             return None
         return self.fields["taskset"].queryset.filter(pk=int(value)).first()
 
+    def _facts(self) -> LaunchFacts:
+        version = taskset_latest_version(taskset=self.chosen_taskset) if self.chosen_taskset else None
+        if version is None:
+            return LaunchFacts()
+        return taskset_family_facts(taskset=self.chosen_taskset, version=version)
+
     def _applicable(self) -> frozenset[str]:
         """The config fields that apply: all of them until the algorithm is known."""
         if self.spec is None:
             return ALGORITHM_FIELDS
-        facts = LaunchFacts()
-        version = taskset_latest_version(taskset=self.chosen_taskset) if self.chosen_taskset else None
-        if version is not None:
-            facts = taskset_family_facts(taskset=self.chosen_taskset, version=version)
+        facts = self.facts
         described = None if facts.kind is None else bool(facts.desc_dim)
+        condition = str(self._chosen("mnn_condition") or "") or None
         return launch_fields(
-            self.spec.name, kind=facts.kind, input_shape=facts.input_shape, described=described
+            self.spec.name,
+            kind=facts.kind,
+            input_shape=facts.input_shape,
+            described=described,
+            condition=condition if condition in MNN_CONDITIONS else None,
         )
+
+    def clean_mnn_condition(self) -> str | None:
+        return self.cleaned_data.get("mnn_condition") or None
 
     def clean_hidden(self) -> list[int]:
         raw = self.cleaned_data["hidden"]

@@ -26,6 +26,7 @@ from apps.teams.types import AnyUser
 from workers.metalearn.checkpoint_layout import latest_weights
 from workers.metalearn.config import ConfigError
 from workers.metalearn.families import family_desc_dim, family_input_shape, family_kind
+from workers.metalearn.specs import MNN_CONDITIONS, SPECS
 
 #: The run list's ``kind`` filter value that lists training runs and adaptations together.
 KIND_ALL = "all"
@@ -364,6 +365,23 @@ class LaunchFacts:
     kind: str | None = None
     input_shape: tuple[int, ...] | None = None
     desc_dim: int | None = None
+
+
+def mnn_condition_of(*, algorithm: str, config: Any, family: str) -> str:
+    """What a run's (or meta-model's) hypernetwork reads: "description" or "support";
+    '' for algorithms without the choice. Runs launched since ``mnn_condition`` existed
+    store it resolved; older ones read their family's default (the description where
+    it has one), by the rule of ``workers.metalearn.specs``."""
+    spec = SPECS.get(algorithm)
+    if spec is None or not spec.conditioned:
+        return ""
+    asked = config.get("mnn_condition") if isinstance(config, dict) else None
+    if asked in MNN_CONDITIONS:
+        return str(asked)
+    try:
+        return spec.condition(family_desc_dim(family)) or ""
+    except ConfigError:  # an unknown family name
+        return ""
 
 
 def taskset_family_facts(*, taskset: TaskSet, version: TaskSetVersion) -> LaunchFacts:

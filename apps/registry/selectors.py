@@ -15,6 +15,7 @@ from django.db.models import OuterRef, Prefetch, QuerySet
 from django.http import Http404
 
 from apps.adaptations.models import Adaptation
+from apps.experiments.selectors import mnn_condition_of
 from apps.registry import storage
 from apps.registry.models import AliasMove, MetaModel, ModelAlias
 from apps.reviews.models import Review
@@ -178,6 +179,13 @@ def metamodel_lineage_card(meta_model: MetaModel) -> dict[str, Any]:
     }
 
 
+def metamodel_condition(meta_model: MetaModel) -> str:
+    """What an MNN meta-model's hypernetwork reads ("description" or "support"); ''
+    for the other algorithms."""
+    family = meta_model.taskset_version.taskset.family
+    return mnn_condition_of(algorithm=meta_model.algorithm, config=meta_model.config, family=family)
+
+
 def metamodel_card(meta_model: MetaModel) -> dict[str, Any]:
     """The meta-model's JSON model card: what it is, where it came from, how good it
     was, which aliases point at it and what the team said about it."""
@@ -192,6 +200,7 @@ def metamodel_card(meta_model: MetaModel) -> dict[str, Any]:
         "version": meta_model.version,
         "source": meta_model.source,
         "algorithm": meta_model.algorithm,
+        "mnn_condition": metamodel_condition(meta_model) or None,
         "config": meta_model.config,
         "lineage": metamodel_lineage_card(meta_model),
         "metrics": meta_model.metrics,

@@ -9,7 +9,17 @@ from django.conf import settings
 from workers.metalearn.checkpoint_layout import META_FILE as CHECKPOINT_JSON
 from workers.metalearn.checkpoint_layout import PARAMS_FILE as WEIGHTS_FILE
 
-__all__ = ["CHECKPOINT_JSON", "WEIGHTS_FILE", "adapted_model_dir", "meta_model_dir", "registry_root"]
+__all__ = [
+    "CHECKPOINT_JSON",
+    "TASK_MAP_FILE",
+    "WEIGHTS_FILE",
+    "adapted_model_dir",
+    "meta_model_dir",
+    "registry_root",
+]
+
+#: The task embedding map beside a meta-model's weights (``workers/task_map.py``).
+TASK_MAP_FILE = "task_map.json"
 
 
 def registry_root() -> Path:

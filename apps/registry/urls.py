@@ -13,4 +13,6 @@ urlpatterns: list[URLPattern] = [
     path("models/<int:meta_model_id>/aliases/", views.alias_move, name="alias-move"),
     path("models/<int:meta_model_id>/params.safetensors", views.metamodel_weights, name="metamodel-weights"),
     path("models/<int:meta_model_id>/card.json", views.metamodel_card, name="metamodel-card"),
+    path("models/<int:meta_model_id>/explorer.json", views.metamodel_explorer, name="metamodel-explorer"),
+    path("models/<int:meta_model_id>/task-map/", views.metamodel_task_map, name="metamodel-task-map"),
 ]

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.registry import selectors, services
 from apps.registry.downloads import card_response, weights_response
+from apps.registry.explorer import explorer_model, explorer_reason, task_map_for, task_map_reason
 from apps.registry.forms import SUGGESTED_ALIASES, AliasMoveForm, MetaModelFilterForm, MetaModelUploadForm
 from apps.registry.models import MetaModel
 from apps.reviews.panels import review_panel
@@ -26,6 +27,7 @@ from apps.teams.models import Role
 from apps.teams.selectors import role_for, team_get_for_user
 from apps.teams.services import ensure_role
 from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page
+from workers.metalearn.types import ConfigError
 
 
 def _can_write(request: HtmxHttpRequest, team_id: int) -> bool:
@@ -97,11 +99,21 @@ def _aliases_context(
     }
 
 
+def _task_map_context(meta_model: MetaModel) -> dict[str, Any]:
+    if meta_model.algorithm not in ("mnn", "protonet"):
+        return {"task_map_reason": None, "task_map": None}
+    reason = task_map_reason(meta_model)
+    return {"task_map_reason": reason, "task_map": None if reason else task_map_for(meta_model)}
+
+
 def _detail_context(request: HtmxHttpRequest, meta_model: MetaModel) -> dict[str, Any]:
     return {
         "team": meta_model.team,
         "meta_model": meta_model,
         "config_json": json.dumps(meta_model.config, indent=2, sort_keys=True),
+        "mnn_condition": selectors.metamodel_condition(meta_model),
+        "explorer_reason": explorer_reason(meta_model) if meta_model.algorithm == "mnn" else None,
+        **_task_map_context(meta_model),
         "metrics": sorted(meta_model.metrics.items()) if isinstance(meta_model.metrics, dict) else [],
         "adaptations": selectors.metamodel_lineage(meta_model),
         "has_weights": selectors.metamodel_weights_file(meta_model) is not None,
@@ -167,3 +179,32 @@ def metamodel_card(request: HtmxHttpRequest, meta_model_id: int) -> JsonResponse
     return card_response(
         selectors.metamodel_card(meta_model), f"{meta_model.name}-v{meta_model.version}.json"
     )
+
+
+@require_GET
+def metamodel_explorer(request: HtmxHttpRequest, meta_model_id: int) -> JsonResponse:
+    """The MNN's hypernetwork, exported once for the page's task-space explorer (the
+    browser evaluates it on every slider move); 404 with the reason when there is
+    none to explore."""
+    meta_model = selectors.metamodel_get_visible(user=request.user, meta_model_id=meta_model_id)
+    try:
+        model = explorer_model(meta_model)
+    except ConfigError as exc:
+        return JsonResponse({"error": exc.errors.get("explorer", "Nothing to explore.")}, status=404)
+    response = JsonResponse(model)
+    response["Cache-Control"] = "private, max-age=3600"  # a registered model never changes
+    return response
+
+
+@require_POST
+def metamodel_task_map(request: HtmxHttpRequest, meta_model_id: int) -> HttpResponse:
+    """Ask a worker for the task embedding map (members), then back to the page."""
+    meta_model = selectors.metamodel_get_visible(user=request.user, meta_model_id=meta_model_id)
+    try:
+        queued = services.metamodel_task_map_request(meta_model=meta_model, actor=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        if queued:
+            messages.info(request, "The task map is being computed by a worker; reload the page in a minute.")
+    return redirect_page(request, reverse("registry:metamodel-detail", args=[meta_model.pk]))

@@ -191,6 +191,18 @@
       });
     }
     showTarget();
+    // Meta-SGD and ANIL: warn once the steps typed pass the number meta-trained with.
+    var warning = form.querySelector("#steps-warning");
+    var steps = form.querySelector('input[name="steps"]');
+    if (warning && steps) {
+      var trained = parseInt(warning.dataset.trainedSteps, 10);
+      var checkSteps = function () {
+        var asked = parseInt(steps.value, 10);
+        warning.hidden = !(asked > trained);
+      };
+      steps.addEventListener("input", checkSteps);
+      checkSteps();
+    }
   }
 
   function wireForms(root) {

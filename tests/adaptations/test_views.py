@@ -776,3 +776,76 @@ def test_meta_test_tasks_take_a_number_of_shots(client, world, sent):
     client.post(adapt_url(world["meta_model"]), form_data(target="test_task", task_index="4"), **HTMX)
     latest = Adaptation.objects.latest("pk")
     assert (latest.task_index, latest.shots) == (4, 5)
+
+
+# -- Meta-SGD and ANIL: the trained number of steps, and a warning past it ----------------
+
+
+@pytest.fixture
+def bounded_models(team_roles, sent):
+    """Meta-SGD and ANIL meta-models trained with 2 inner steps, and a MAML one."""
+    team, users = team_roles
+    version = TaskSetVersionFactory(taskset__team=team, taskset__family="sinusoid")
+    models = {}
+    for algorithm in ("metasgd", "anil", "maml"):
+        model = MetaModelFactory(experiment__team=team, taskset_version=version, algorithm=algorithm)
+        write_checkpoint_json(
+            model, family="sinusoid", kind="regression", input_shape=[1], ways=1, algorithm=algorithm
+        )
+        path = storage.meta_model_dir(model.pk) / storage.CHECKPOINT_JSON
+        meta = json.loads(path.read_text())
+        meta["config"]["inner_steps"] = 2
+        meta["family_info"]["desc_dim"] = 2
+        path.write_text(json.dumps(meta))
+        models[algorithm] = model
+    return {"users": users, **models}
+
+
+def steps_value(html: str) -> str:
+    return re.search(r'<input type="number" name="steps" value="(\d+)"', html).group(1)
+
+
+@pytest.mark.parametrize("algorithm", ["metasgd", "anil"])
+def test_bounded_models_default_to_their_trained_steps_and_warn_past_them(client, bounded_models, algorithm):
+    login(client, bounded_models["users"]["member"])
+    url = adapt_url(bounded_models[algorithm])
+    html = client.get(url).content.decode()
+    assert steps_value(html) == "2"
+    warning = re.search(r'<p class="field-warning" id="steps-warning"[^>]*>(.*?)</p>', html, re.S)
+    assert warning and 'data-trained-steps="2"' in warning.group(0) and " hidden" in warning.group(0)
+    assert "meta-trained for 2 inner steps" in warning.group(1)  # static/js/adapt_live.js shows it past 2
+
+    # A form sent back with an error and more steps than trained: the warning is shown.
+    shown = client.post(url, form_data(steps="5", task_index="", lr="0.01"), **HTMX).content.decode()
+    assert re.search(r'id="steps-warning"[^>]*data-trained-steps="2">', shown), shown
+
+    # Launched anyway: the adapted page carries the warning once, and the run's history keeps it.
+    response = client.post(url, form_data(steps="5"), **HTMX)
+    assert response.status_code == 200 and response["HX-Redirect"]
+    run = Run.objects.filter(kind=RunKind.ADAPT).latest("pk")
+    assert run.events.filter(kind="warning", message__contains="can diverge").count() == 1
+    page = client.get(response["HX-Redirect"]).content.decode()
+    assert "meta-trained for 2 inner steps; adapting with more can diverge" in page
+
+
+def test_at_the_trained_steps_there_is_no_warning(client, bounded_models):
+    login(client, bounded_models["users"]["member"])
+    response = client.post(adapt_url(bounded_models["anil"]), form_data(steps="2"), **HTMX)
+    run = Run.objects.filter(kind=RunKind.ADAPT).latest("pk")
+    assert not run.events.filter(kind="warning").exists()
+    assert "can diverge" not in client.get(response["HX-Redirect"]).content.decode()
+
+
+def test_other_models_keep_the_usual_default(client, bounded_models):
+    login(client, bounded_models["users"]["member"])
+    html = client.get(adapt_url(bounded_models["maml"])).content.decode()
+    assert steps_value(html) == "10" and 'id="steps-warning"' not in html
+
+
+def test_an_mnn_on_the_support_set_asks_no_description(client, described_model):
+    path = storage.meta_model_dir(described_model["meta_model"].pk) / storage.CHECKPOINT_JSON
+    meta = json.loads(path.read_text())
+    meta["config"]["mnn_condition"] = "support"
+    path.write_text(json.dumps(meta))
+    login(client, described_model["users"]["member"])
+    assert 'name="desc"' not in client.get(adapt_url(described_model["meta_model"])).content.decode()

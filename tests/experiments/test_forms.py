@@ -45,7 +45,6 @@ def form_data(experiment, version, **changes):
         "mnn_hidden": "128",
         "mnn_embed_dim": "64",
         "mnn_finetune_steps": "0",
-        "seed_mnn_epochs": "10",
     }
     data.update(changes)
     return data

@@ -72,18 +72,23 @@ def selected(html: str, name: str) -> str | None:
     ("algorithm", "taskset", "present", "absent"),
     [
         ("maml", "sines", INNER | {"first_order", "meta_lr", "hidden"}, {"ways", "conv_filters"} | MNN),
-        ("maml", "digits", INNER | {"ways", "hidden"}, {"conv_filters", "seed_mnn_epochs"}),
+        ("maml", "digits", INNER | {"ways", "hidden", "train_tasks"}, {"conv_filters", "mnn_condition"}),
         ("anil", "glyphs", INNER | {"ways", "conv_filters"}, {"hidden"}),
         ("fomaml", "sines", INNER, {"first_order"}),
         ("protonet", "digits", {"ways", "meta_lr"}, INNER | {"first_order"} | MNN),
         (
             "mnn",
             "sines",  # described tasks: no set encoder, so no embedding size
-            {"mnn_hidden", "mnn_finetune_steps", "inner_lr", "first_order"},
+            {"mnn_hidden", "mnn_finetune_steps", "inner_lr", "first_order", "mnn_condition"},
             {"mnn_embed_dim", "inner_steps", "ways", "seed_mnn_epochs"},
         ),
-        ("mnn", "digits", MNN | {"ways"}, {"inner_steps"}),
-        ("seed-mnn", "sines", {"seed_mnn_epochs", "iterations"}, INNER | MNN | {"meta_lr", "hidden"}),
+        ("mnn", "digits", MNN | {"ways", "mnn_condition"}, {"inner_steps"}),
+        (
+            "seed-mnn",
+            "sines",
+            {"train_tasks", "iterations"},
+            INNER | MNN | {"meta_lr", "hidden", "mnn_condition"},
+        ),
     ],
 )
 def test_form_offers_only_the_settings_that_apply(world, algorithm, taskset, present, absent):
@@ -161,8 +166,11 @@ def test_without_htmx_the_same_query_gives_the_whole_page(client, world):
     client.force_login(world["member"])
     page = client.get(url(), {"algorithm": "seed-mnn", "taskset": world["sines"].taskset_id}).content.decode()
     assert "<html" in page and 'id="launch-form"' in page
-    assert "seed_mnn_epochs" in fields_of(page) and "inner_lr" not in fields_of(page)
-    assert 'hx-trigger="change from:#id_algorithm, change from:#id_taskset"' in page
+    assert "train_tasks" in fields_of(page) and "inner_lr" not in fields_of(page)
+    assert "seed_mnn_epochs" not in page  # no longer a setting: the pool is train_tasks
+    trigger = "change from:#id_algorithm, change from:#id_taskset, "
+    trigger += "change from:#launch-form target:#id_mnn_condition"
+    assert f'hx-trigger="{trigger}"' in page
     assert selected(page, "algorithm") == "seed-mnn"
 
 
@@ -228,3 +236,84 @@ def test_viewers_and_outsiders_cannot_open_the_swap(client, team_roles):
     assert client.get(url(), {"algorithm": "mnn"}, **HTMX).status_code == 404
     client.logout()
     assert client.get(url(), {"algorithm": "mnn"}).status_code == 302
+
+
+# -- what the MNN is conditioned on ----------------------------------------------------------
+
+
+def test_mnn_condition_defaults_to_the_description_where_the_family_has_one(world):
+    sines = RunLaunchForm(
+        team=world["team"], initial={"algorithm": "mnn", "taskset": world["sines"].taskset_id}
+    )
+    digits = RunLaunchForm(
+        team=world["team"], initial={"algorithm": "mnn", "taskset": world["digits"].taskset_id}
+    )
+    assert sines["mnn_condition"].value() == "description" and "mnn_embed_dim" not in sines.fields
+    assert digits["mnn_condition"].value() == "support" and "mnn_embed_dim" in digits.fields
+
+
+def test_choosing_the_support_set_brings_the_embedding_size(client, world):
+    """The swap on a change of ``mnn_condition``: the set encoder's width applies."""
+    client.force_login(world["member"])
+    query = {"algorithm": "mnn", "taskset": world["sines"].taskset_id, "mnn_condition": "support"}
+    partial = client.get(url(), query, **HTMX).content.decode()
+    assert "mnn_embed_dim" in fields_of(partial) and selected(partial, "mnn_condition") == "support"
+    page = client.get(url(), query | {"mnn_condition": "description"}).content.decode()
+    assert "<html" in page and "mnn_embed_dim" not in fields_of(page)
+
+
+def _mnn_post(world, taskset, **extra):
+    return {
+        "experiment": world["new"].pk, "algorithm": "mnn", "taskset": world[taskset].taskset_id,
+        "meta_lr": "0.001", "meta_batch": "2", "shots": "1", "ways": "3", "query": "2", "iterations": "10",
+        "eval_interval": "5", "seed": "1", "device": "cpu", "queue": "cpu", "eval_tasks": "5",
+        "checkpoint_interval": "5", "hidden": "8", "conv_filters": "4", "mnn_hidden": "8",
+        "mnn_embed_dim": "4", "mnn_finetune_steps": "0", "inner_lr": "0.01", **extra,
+    }  # fmt: skip
+
+
+def test_mnn_launched_on_the_support_set_stores_it(client, world, django_capture_on_commit_callbacks):
+    client.force_login(world["member"])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            url(), _mnn_post(world, "sines", mnn_condition="support", train_tasks="100"), **HTMX
+        )
+    assert response["HX-Redirect"], response.content.decode()[:2000]
+    run = Run.objects.get(experiment=world["new"])
+    assert run.config["mnn_condition"] == "support" and run.config["train_tasks"] == 100
+    assert run.config["mnn_embed_dim"] == 4
+
+
+def test_mnn_left_to_the_default_stores_what_it_resolved_to(
+    client, world, django_capture_on_commit_callbacks
+):
+    client.force_login(world["member"])
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url(), _mnn_post(world, "sines"), **HTMX)
+        client.post(url(), _mnn_post(world, "digits"), **HTMX)
+    runs = Run.objects.filter(experiment=world["new"]).order_by("pk")
+    assert [r.config["mnn_condition"] for r in runs] == ["description", "support"]
+
+
+@pytest.mark.parametrize("hx", [True, False])
+def test_a_description_asked_of_a_family_without_one_is_an_error_on_the_field(client, world, hx):
+    client.force_login(world["member"])
+    headers = HTMX if hx else {}
+    html = client.post(
+        url(), _mnn_post(world, "digits", mnn_condition="description"), **headers
+    ).content.decode()
+    error = re.search(r'id="id_mnn_condition_error">(.*?)</ul>', html, re.S)
+    assert error and "has no task description" in error.group(1), html[:3000]
+    assert not Run.objects.exists() and world["sent"] == []
+
+
+def test_switching_to_mnn_preselects_the_family_default(client, world):
+    """Another algorithm's page carries no MNN condition along, so switching to MNN on a
+    described task set preselects the description (a browser test caught "support")."""
+    client.force_login(world["member"])
+    page = client.get(url(), {"algorithm": "maml", "taskset": world["sines"].taskset_id}).content.decode()
+    assert 'name="mnn_condition"' not in page
+    swapped = client.get(
+        url(), {"algorithm": "mnn", "taskset": world["sines"].taskset_id}, **HTMX
+    ).content.decode()
+    assert selected(swapped, "mnn_condition") == "description"

@@ -228,3 +228,30 @@ def test_asha_ignores_runs_outside_asha_sweeps(alpha, sent):
         claim = services.run_claim(run_id=run.pk, worker="w", device="cpu")
         assert record(run, claim, "val_loss", 10, value) is None
     assert not Run.objects.filter(cancel_requested_at__isnull=False).exists()
+
+
+def test_train_tasks_is_a_sweep_dimension(alpha, sent, django_capture_on_commit_callbacks):
+    """How many tasks it takes: a grid over the size of the training pool."""
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep = create(alpha, dimensions={"train_tasks": "10, 100, 1000"}, max_concurrent=3)
+    assert [c["train_tasks"] for c in sweep.configs] == [10, 100, 1000]
+    runs = Run.objects.filter(sweep=sweep).order_by("pk")
+    assert [r.config["train_tasks"] for r in runs] == [10, 100, 1000]
+    with pytest.raises(ValidationError) as info:
+        create(alpha, dimensions={"train_tasks": "0, 10"})
+    assert "dim_train_tasks" in info.value.message_dict
+
+
+def test_mnn_condition_is_a_sweep_dimension_that_brings_the_set_encoder(alpha, sent):
+    """Sweeping what an MNN reads: the set encoder's width applies to the support runs."""
+    sweep = create(
+        alpha,
+        base_config=base(algorithm="mnn"),
+        dimensions={"mnn_condition": "description, support", "mnn_embed_dim": "8, 16"},
+    )
+    assert sorted((c["mnn_condition"], c["mnn_embed_dim"]) for c in sweep.configs) == [
+        ("description", 8), ("description", 16), ("support", 8), ("support", 16),
+    ]  # fmt: skip
+    with pytest.raises(ValidationError) as info:
+        create(alpha, base_config=base(algorithm="mnn"), dimensions={"mnn_embed_dim": "8, 16"})
+    assert "ignores mnn_embed_dim" in info.value.message_dict["dim_mnn_embed_dim"][0]

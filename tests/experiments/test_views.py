@@ -81,7 +81,6 @@ def launch_post(world, **changes):
         "mnn_hidden": "128",
         "mnn_embed_dim": "64",
         "mnn_finetune_steps": "0",
-        "seed_mnn_epochs": "10",
     }
     data.update(changes)
     return data

@@ -512,3 +512,126 @@ def test_the_registry_web_side_never_imports_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- what an MNN is conditioned on -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "family", "shown"),
+    [
+        ({"algorithm": "mnn", "mnn_condition": "support"}, "sinusoid", "support"),
+        ({"algorithm": "mnn", "mnn_condition": "description"}, "sinusoid", "description"),
+        ({"algorithm": "mnn"}, "sinusoid", "description"),  # stored before the setting: the default
+        ({"algorithm": "mnn"}, "digits", "support"),
+        ({"algorithm": "maml"}, "sinusoid", ""),
+    ],
+)
+def test_the_model_page_and_card_say_what_an_mnn_reads(client, world, config, family, shown):
+    version = TaskSetVersionFactory(taskset__team=world["team"], taskset__family=family)
+    model = MetaModelFactory(
+        experiment=world["experiment"], taskset_version=version, algorithm=config["algorithm"], config=config
+    )
+    client.force_login(world["users"]["viewer"])
+    html = client.get(reverse("registry:metamodel-detail", args=[model.pk])).content.decode()
+    card = client.get(reverse("registry:metamodel-card", args=[model.pk])).json()
+    assert card["mnn_condition"] == (shown or None)
+    if shown:
+        assert f'id="metamodel-condition" data-mnn-condition="{shown}"' in html
+    else:
+        assert 'id="metamodel-condition"' not in html
+
+
+def test_the_run_list_shows_what_each_mnn_run_reads(client, world, django_assert_max_num_queries):
+    digits = TaskSetVersionFactory(taskset__team=world["team"], taskset__family="digits")
+    runs = {
+        "support": RunFactory(
+            experiment=world["experiment"], algorithm="mnn", config={"mnn_condition": "support"}
+        ),
+        "described": RunFactory(experiment=world["experiment"], algorithm="mnn", config={}),
+        "digits": RunFactory(
+            experiment=world["experiment"], algorithm="mnn", taskset_version=digits, config={}
+        ),
+    }
+    client.force_login(world["users"]["viewer"])
+    html = client.get(
+        reverse("experiments:run-list", kwargs={"team_slug": "alpha"}) + "?kind=all"
+    ).content.decode()
+
+    def badge(run):
+        row = html.split(f'id="run-row-{run.pk}"', 1)[1].split("</tr>", 1)[0]
+        found = __import__("re").search(r'data-mnn-condition="(\w+)"', row)
+        return found and found.group(1)
+
+    assert badge(runs["support"]) == "support"
+    assert badge(runs["described"]) == "description"
+    assert badge(runs["digits"]) == "support"
+    assert badge(world["run"]) is None  # maml
+
+
+# -- the task-space explorer ------------------------------------------------------------------
+
+TINY_MNN = {
+    "algorithm": "mnn", "family": {"name": "sinusoid"}, "iterations": 20, "meta_batch": 4, "meta_lr": 3e-3,
+    "hidden": [8], "mnn_hidden": 8, "shots": 5, "query": 5, "eval_interval": 20, "eval_tasks": 5,
+    "checkpoint_interval": 20,
+}  # fmt: skip
+
+
+@pytest.fixture
+def mnn_models(world):
+    from tests.adaptations.test_services import register_trained
+
+    kwargs = {"experiment": world["experiment"], "version": world["version"]}
+    return {
+        "description": register_trained(config=TINY_MNN, **kwargs),
+        "support": register_trained(config={**TINY_MNN, "mnn_condition": "support"}, **kwargs),
+    }
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_explorer_export_needs_membership(client, world, mnn_models, role):
+    url = reverse("registry:metamodel-explorer", args=[mnn_models["description"].pk])
+    response = _status(client, world, role, "get", url)
+    if role == "anonymous":
+        assert response.status_code == 302
+    elif role == "outsider":
+        assert response.status_code == 404
+    else:
+        assert response.status_code == 200 and response.json()["format"] == 1
+
+
+def test_the_explorer_exports_what_the_engine_computes(client, world, mnn_models):
+    """The export, evaluated by the numpy reference, gives the engine's own predictions."""
+    import torch
+
+    from workers.metalearn.api import restore
+    from workers.metalearn.explorer import explorer_predict
+
+    model = mnn_models["description"]
+    client.force_login(world["users"]["viewer"])
+    exported = client.get(reverse("registry:metamodel-explorer", args=[model.pk])).json()
+    assert [d["name"] for d in exported["desc"]] == ["amplitude", "phase"]
+    _, algorithm, meta = restore(storage.meta_model_dir(model.pk), device="cpu")
+    x = np.linspace(-5, 5, 50)
+    desc = torch.tensor([1.7, 0.4])
+    fast, ctx = algorithm.start(meta, torch.zeros(1, 1), torch.zeros(1, 1), desc)
+    engine = algorithm.forward(meta, fast, ctx, torch.tensor(x, dtype=torch.float32)[:, None])[:, 0]
+    assert np.allclose(explorer_predict(exported, desc.numpy(), x), engine.detach().numpy(), atol=1e-5)
+
+    html = client.get(reverse("registry:metamodel-detail", args=[model.pk])).content.decode()
+    assert 'id="task-explorer" data-model-url="' in html and "js/task_explorer.js" in html
+    assert "<script>" not in html  # CSP: no inline script
+
+
+def test_models_without_a_task_space_say_why(client, world, mnn_models):
+    client.force_login(world["users"]["viewer"])
+    support = mnn_models["support"]
+    response = client.get(reverse("registry:metamodel-explorer", args=[support.pk]))
+    assert response.status_code == 404 and "support set" in response.json()["error"]
+    html = client.get(reverse("registry:metamodel-detail", args=[support.pk])).content.decode()
+    assert 'id="task-explorer-reason"' in html and "task_explorer.js" not in html
+    maml = client.get(reverse("registry:metamodel-detail", args=[world["v1"].pk])).content.decode()
+    assert "task-explorer" not in maml  # not an MNN: no section at all
+    missing = client.get(reverse("registry:metamodel-explorer", args=[world["v1"].pk]))
+    assert missing.status_code == 404 and "Only MNN" in missing.json()["error"]

@@ -1,6 +1,7 @@
 """Command line: ``python -m workers.metalearn {train,evaluate,adapt}``.
 
-    python -m workers.metalearn train --config run.json --out runs/sine [--data table.csv]
+    python -m workers.metalearn train --config run.json --out runs/sine [--data table.csv] \\
+        [--set mnn_condition=support --set train_tasks=1000]
     python -m workers.metalearn evaluate --checkpoint runs/sine --split test [--count 600] \\
         [--steps 10] [--shots 5]
     python -m workers.metalearn adapt --checkpoint runs/sine --support support.csv \\
@@ -164,8 +165,35 @@ def _make_family(config: TrainConfig, data: str | None) -> Any:
     return make_family(config.family, data_path=data if data is not None else config.family.data)
 
 
+def _with_settings(data: Any, settings: Sequence[str]) -> Any:
+    """The config file's object with ``--set key=value`` applied (the value read as
+    JSON when it parses, e.g. ``train_tasks=100``, ``mnn_condition=support``)."""
+    if not settings:
+        return data
+    if not isinstance(data, dict):
+        raise CliError("--config: must hold a JSON object")
+    data = dict(data)
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--set: give key=value, not {item!r}")
+        try:
+            data[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            data[key.strip()] = text
+    return data
+
+
+def _condition_note(config: TrainConfig, family: Any) -> str:
+    """What an MNN reads, for the progress stream ('' for the other algorithms)."""
+    from workers.metalearn.specs import SPECS
+
+    condition = SPECS[config.algorithm].condition(family.desc_dim, config.mnn_condition)
+    return f"{config.algorithm} conditioned on the {condition}\n" if config.algorithm == "mnn" else ""
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    config = parse_config(_read_json(args.config))
+    config = parse_config(_with_settings(_read_json(args.config), args.set or []))
     family = _make_family(config, args.data)
     _set_threads(args.threads)
     from workers.metalearn.api import meta_train
@@ -177,6 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     start = load_checkpoint(found).step if found is not None else 0
     if start:
         sys.stderr.write(f"resuming from step {start} in {out}\n")
+    sys.stderr.write(_condition_note(config, family))
     progress = Progress(config.iterations, start=start)
     with open(out / "metrics.jsonl", "a", encoding="utf-8") as metrics_file:
         reporter = CliReporter(metrics_file, progress)
@@ -265,7 +294,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
             sys.stderr.write(f"step {step}: {shown}\n")
 
         result = adapt(ckpt.path, (xs, ys), query, steps=args.steps, lr=args.lr, on_step=on_step, desc=desc)
-    save_file(result.weights, str(out / "weights.safetensors"), metadata={"format": "pt"})
+    save_file(result.weights, str(out / "weights.safetensors"), metadata={"format": "pt", **result.metadata})
     if query is not None:
         with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
@@ -303,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="run config, JSON (see workers/metalearn/config.py)")
     train.add_argument("--out", required=True, help="run folder: checkpoints and metrics.jsonl")
     train.add_argument("--data", help="data file for families that read one (table)")
+    train.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config setting, e.g. --set mnn_condition=support --set train_tasks=100",
+    )
     train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     train.set_defaults(func=cmd_train)
 

@@ -28,6 +28,7 @@ from workers.metalearn.types import (
     DivergenceError,
     EpisodeSpec,
     EvalResult,
+    InputStats,
     TaskFamily,
 )
 
@@ -161,7 +162,7 @@ def evaluate(
     losses, scores, ids = _evaluate_chunks(
         algorithm,
         meta,
-        family.fixed_tasks,
+        _standardised(family.fixed_tasks, ckpt.input_stats),
         split=split,
         spec=spec,
         count=int(count),
@@ -180,6 +181,13 @@ def evaluate(
         task_ids=ids,
         steps=n_steps,
     )
+
+
+def _standardised(fixed_tasks: Callable[..., Any], stats: InputStats | None) -> Callable[..., Any]:
+    """``fixed_tasks`` whose inputs are standardised as the model's were in training."""
+    if stats is None:
+        return fixed_tasks
+    return lambda *args, **kwargs: stats.apply_batch(fixed_tasks(*args, **kwargs))
 
 
 def _evaluate_chunks(
@@ -285,7 +293,7 @@ def _query_inputs(
 def _desc_input(desc: ArrayLike | None, info: FamilyInfo, algorithm: Algorithm) -> np.ndarray:
     d = int(info.desc_dim or 0)
     if desc is None:
-        if algorithm.spec.describes(info.desc_dim):
+        if algorithm.spec.describes(info.desc_dim, algorithm.config.mnn_condition):
             raise DataError("desc", f"this {algorithm.name} model needs the task's description ({d} values)")
         return np.zeros((d,), dtype=np.float32)
     values = np.asarray(desc, dtype=np.float64).reshape(-1)
@@ -346,10 +354,21 @@ def adapt(
         raise DataError("lr", "must be a positive number")
     ckpt, algorithm, meta = restore(checkpoint_dir, device)
     inputs = _adapt_inputs(ckpt.family_info, algorithm, support, query, desc, grid)
+    stats = ckpt.input_stats
+    if stats is not None:  # the user's raw features, standardised as in training
+        inputs = dataclasses.replace(
+            inputs,
+            xs=stats.apply(inputs.xs),
+            xq=None if inputs.xq is None else stats.apply(inputs.xq),
+            xg=None if inputs.xg is None else stats.apply(inputs.xg),
+        )
     with torch.no_grad():
-        return _adapt_one(
+        result = _adapt_one(
             algorithm, meta, ckpt.family_info, inputs, algorithm.resolve_steps(steps), lr, on_step
         )
+    if stats is not None:  # the adapted weights need the same standardisation
+        result.metadata.update(stats.to_metadata())
+    return result
 
 
 def _adapt_one(

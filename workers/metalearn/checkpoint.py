@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -49,7 +49,7 @@ from workers.metalearn.checkpoint_layout import (
 from workers.metalearn.config import ConfigError, TrainConfig, config_to_dict, parse_config
 from workers.metalearn.episodes import FamilyInfo
 from workers.metalearn.fileio import fsync_path, write_atomic
-from workers.metalearn.types import CheckpointError
+from workers.metalearn.types import CheckpointError, InputStats
 
 __all__ = [
     "FORMAT", "LATEST", "META_FILE", "OPTIMIZER_FILE", "PARAMS_FILE", "Checkpoint", "latest_checkpoint",
@@ -73,6 +73,8 @@ class Checkpoint:
     optimizer: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    #: The inputs' standardisation (``table`` CSV features), from the params' metadata.
+    input_stats: InputStats | None = None
 
 
 # ----- RNG states ------------------------------------------------------------------------
@@ -186,9 +188,12 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     metrics: Mapping[str, float] | None = None,
     keep: int = 3,
+    input_stats: InputStats | None = None,
 ) -> Path:
     """Write checkpoint ``root/step-NNNNNN`` atomically, point ``latest`` at it and
-    drop all but the last ``keep`` checkpoints. Returns the checkpoint's folder."""
+    drop all but the last ``keep`` checkpoints. Returns the checkpoint's folder.
+    ``input_stats`` go into ``params.safetensors``' metadata, so the weights carry
+    the standardisation their inputs need wherever they are copied."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     name = step_dir_name(step)
@@ -213,12 +218,8 @@ def save_checkpoint(
     }
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-", dir=root))
     try:
-        save_file(tensors, str(tmp / PARAMS_FILE), metadata={"format": "pt"})
-        save_file(opt_tensors, str(tmp / OPTIMIZER_FILE), metadata={"format": "pt"})
-        (tmp / META_FILE).write_text(record_text(meta), encoding="utf-8")
-        for child in tmp.iterdir():
-            fsync_path(child)
-        fsync_path(tmp)
+        stats = input_stats.to_metadata() if input_stats is not None else {}
+        _write_files(tmp, tensors, opt_tensors, meta, stats)
         final = root / name
         if final.exists():  # re-saving a step (e.g. a stop right after a periodic save)
             old = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=root))
@@ -235,6 +236,22 @@ def save_checkpoint(
     fsync_path(root)
     prune(root, keep=keep, protect=name)
     return final
+
+
+def _write_files(
+    folder: Path,
+    tensors: Mapping[str, Tensor],
+    opt_tensors: Mapping[str, Tensor],
+    meta: Mapping[str, Any],
+    params_metadata: Mapping[str, str],
+) -> None:
+    """The checkpoint's three files in ``folder``, fsynced."""
+    save_file(dict(tensors), str(folder / PARAMS_FILE), metadata={"format": "pt", **params_metadata})
+    save_file(dict(opt_tensors), str(folder / OPTIMIZER_FILE), metadata={"format": "pt"})
+    (folder / META_FILE).write_text(record_text(dict(meta)), encoding="utf-8")
+    for child in folder.iterdir():
+        fsync_path(child)
+    fsync_path(folder)
 
 
 def prune(root: str | Path, *, keep: int, protect: str | None = None) -> None:
@@ -270,6 +287,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         meta = read_record(folder)
         params = load_file(str(folder / PARAMS_FILE), device="cpu")
+        with safe_open(str(folder / PARAMS_FILE), framework="pt") as handle:
+            stats = InputStats.from_metadata(handle.metadata())
         opt_path = folder / OPTIMIZER_FILE
         opt_tensors = load_file(str(opt_path), device="cpu") if opt_path.is_file() else {}
     except (OSError, ValueError, SafetensorError) as exc:
@@ -300,4 +319,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         optimizer=dict(meta.get("optimizer", {})),
         rng=dict(meta.get("rng", {})),
         metrics={k: float(v) for k, v in meta.get("metrics", {}).items()},
+        input_stats=stats,
     )

@@ -12,13 +12,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from workers.metalearn.specs import ALGORITHM_NAMES, SPECS
+from workers.metalearn.specs import ALGORITHM_NAMES, MNN_CONDITIONS, SPECS
 from workers.metalearn.types import ConfigError
 
 #: The algorithms' names, from their specs (:mod:`workers.metalearn.specs`).
 Algorithm = Literal[ALGORITHM_NAMES]  # type: ignore[valid-type]
 FamilyName = Literal["sinusoid", "harmonic", "glyphs", "digits", "table"]
 Device = Literal["auto", "cpu", "cuda"]
+MnnCondition = Literal[MNN_CONDITIONS]  # type: ignore[valid-type]
 
 ALGORITHMS: tuple[str, ...] = ALGORITHM_NAMES
 FAMILIES: tuple[str, ...] = FamilyName.__args__  # type: ignore[attr-defined]
@@ -85,7 +86,25 @@ class TrainConfig(_Frozen):
     mnn_hidden: int = Field(128, ge=1, le=4096, description="MNN hypernetwork hidden size.")
     mnn_embed_dim: int = Field(64, ge=1, le=4096, description="MNN set-encoder embedding size.")
     mnn_finetune_steps: int = Field(0, ge=0, le=100, description="MNN: inner steps on generated weights.")
-    seed_mnn_epochs: int = Field(10, ge=1, le=10_000, description="seed-mnn: epochs over all tasks.")
+    seed_mnn_epochs: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="Unused (seed-mnn's pool is train_tasks); kept so stored configs load.",
+    )
+    mnn_condition: MnnCondition | None = Field(
+        None,
+        description="MNN: condition on the task's description or on its support set (a set encoder "
+        "over the K shots); empty: the description where the family has one.",
+    )
+
+    # Data.
+    train_tasks: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Distinct training tasks: a fixed pool drawn from the seed (empty: unlimited).",
+    )
 
     @model_validator(mode="after")
     def _check_combinations(self) -> TrainConfig:

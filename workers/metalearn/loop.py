@@ -36,6 +36,7 @@ from workers.metalearn.types import (
     CheckpointError,
     DataError,
     DivergenceError,
+    InputStats,
     NullReporter,
     Reporter,
     TaskFamily,
@@ -87,6 +88,13 @@ def check_config(config: TrainConfig, family: TaskFamily) -> FamilyInfo:
         except DataError as exc:
             raise ConfigError({exc.field: f"{exc.message} (split {split!r})"}) from None
     return info
+
+
+def family_input_stats(family: TaskFamily) -> InputStats | None:
+    """The statistics the family's inputs are standardised with (``table`` CSV
+    features), or None; families without ``input_stats`` (wrappers, toys) have none."""
+    get = getattr(family, "input_stats", None)
+    return get() if callable(get) else None
 
 
 def make_optimizer(config: TrainConfig, params: dict[str, Tensor]) -> torch.optim.Adam:
@@ -144,6 +152,7 @@ class _Run:
         self.optimizer = make_optimizer(config, self.meta)
         self.spec = episode_spec(config, family.kind)
         self.autocast = config.bf16 and self.device.type == "cuda"
+        self.stats = family_input_stats(family)
         self.step = 0
         self.metrics: dict[str, float] = {}
         self._val: Episode | None = None
@@ -187,10 +196,14 @@ class _Run:
 
     # -- one iteration --------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, float]:
-        data_step = self.algorithm.data_step(step, self.config.iterations)
-        batch = self.family.sample(
-            "train", self.config.meta_batch, self.spec, seed=batch_seed(self.config.seed, data_step)
-        )
+        pool = self.algorithm.task_pool()
+        if pool is None:
+            seed = batch_seed(self.config.seed, step)
+            batch = self.family.sample("train", self.config.meta_batch, self.spec, seed=seed)
+        else:
+            batch = self.family.sample_pool("train", self.config.meta_batch, self.spec, pool, step)
+        if self.stats is not None:
+            batch = self.stats.apply_batch(batch)
         episode = to_episode(batch, self.device)
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
         with ctx:
@@ -215,6 +228,8 @@ class _Run:
     def validate(self) -> dict[str, float]:
         if self._val is None:
             batch = self.family.fixed_tasks("val", self.spec, count=self.config.eval_tasks)
+            if self.stats is not None:
+                batch = self.stats.apply_batch(batch)
             self._val = to_episode(batch, self.device)
         losses, scores = evaluate_tasks(self.algorithm, self.meta, self._val)
         metrics = {"val_loss": float(losses[:, -1].mean())}
@@ -250,6 +265,7 @@ class _Run:
             params=self.meta,
             optimizer=self.optimizer,
             metrics=self.metrics,
+            input_stats=self.stats,
         )
 
     def result(self, status: str) -> TrainResult:

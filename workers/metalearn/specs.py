@@ -21,13 +21,16 @@ from workers.metalearn.types import ConfigError
 COMMON_FIELDS = frozenset(
     {
         "meta_batch", "iterations", "grad_clip", "shots", "query", "eval_interval", "eval_tasks",
-        "checkpoint_interval", "seed", "device", "bf16", "compile",
+        "checkpoint_interval", "seed", "device", "bf16", "compile", "train_tasks",
     }
 )  # fmt: skip
 #: Settings of the backbones (``hidden`` for the MLP, ``conv_filters`` for images).
 BACKBONE_FIELDS = frozenset({"hidden", "conv_filters"})
 #: The inner loop of the gradient-based learners.
 INNER_FIELDS = frozenset({"inner_lr", "inner_steps"})
+#: What an MNN's hypernetwork reads (``mnn_condition``): the family's task description,
+#: or a set encoding of the support set.
+MNN_CONDITIONS: tuple[str, ...] = ("description", "support")
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,41 @@ class AlgorithmSpec:
     uses_description: bool = False
     #: Adapts to a task with gradient steps (False: no inner loop at all).
     adapts: bool = True
-    #: Settings read only on families without a task description.
+    #: Settings read only when the model does not read the task description.
     undescribed_fields: frozenset[str] = frozenset()
+    #: Reads the description or the support set as ``mnn_condition`` says.
+    conditioned: bool = False
+    #: Adapting with more inner steps than meta-training took can diverge (Meta-SGD's
+    #: learned per-weight rates, ANIL's head on fixed features): adaptation defaults to
+    #: the trained number and warns beyond it.
+    bounded_steps: bool = False
 
     def applies(self, field: str) -> bool:
         return field in self.fields
+
+    def condition(self, desc_dim: int | None, asked: str | None = None) -> str | None:
+        """What the model reads of a task: ``"description"``, ``"support"`` (a set
+        encoder over the K shots), or None (neither: the other algorithms). ``asked``
+        is the config's ``mnn_condition``; unset, the description wins where the
+        family has one."""
+        if self.needs_description:
+            return "description"
+        if not self.conditioned:
+            return None
+        if asked is not None:
+            return asked
+        return "description" if desc_dim else "support"
+
+    def check_condition(self, facts: Facts, asked: str | None) -> None:
+        """Raise :class:`ConfigError` (``mnn_condition``) for a description asked of a
+        family without one."""
+        if self.conditioned and asked == "description" and not facts.desc_dim:
+            raise ConfigError(
+                {
+                    "mnn_condition": f"family {facts.name!r} has no task description; "
+                    "condition on the support set instead"
+                }
+            )
 
     def check_family(self, facts: Facts) -> None:
         """Raise :class:`ConfigError` (``algorithm``) when the family does not suit it."""
@@ -72,10 +105,12 @@ class AlgorithmSpec:
                 }
             )
 
-    def describes(self, desc_dim: int | None) -> bool:
-        """Whether a model of this algorithm reads the task description of a family
-        with ``desc_dim`` description features."""
-        return self.needs_description or (self.uses_description and bool(desc_dim))
+    def describes(self, desc_dim: int | None, asked: str | None = None) -> bool:
+        """Whether a model of this algorithm (``mnn_condition`` ``asked``) reads the
+        task description of a family with ``desc_dim`` description features."""
+        if self.needs_description:
+            return True
+        return self.uses_description and bool(desc_dim) and self.condition(desc_dim, asked) != "support"
 
 
 # -- meta-parameter shapes, one function per kind of algorithm --------------------------
@@ -110,7 +145,7 @@ def _mnn(config: Any, facts: Facts) -> Shapes:
         feature_dim = math.prod(facts.input_shape)
     hidden = int(config.mnn_hidden)
     encoder: Shapes = {}
-    if facts.desc_dim:
+    if SPECS["mnn"].describes(facts.desc_dim, getattr(config, "mnn_condition", None)):
         r_dim = facts.desc_dim
     else:
         in_dim = feature_dim if facts.classification else feature_dim + 1
@@ -150,8 +185,8 @@ SPECS: dict[str, AlgorithmSpec] = {
         AlgorithmSpec("maml", "MAML", _backbone, _GRADIENT | {"first_order"}),
         AlgorithmSpec("fomaml", "First-order MAML", _backbone, _GRADIENT),
         AlgorithmSpec("reptile", "Reptile", _backbone, _GRADIENT),
-        AlgorithmSpec("metasgd", "Meta-SGD", _metasgd, _GRADIENT | {"first_order"}),
-        AlgorithmSpec("anil", "ANIL", _backbone, _GRADIENT | {"first_order"}),
+        AlgorithmSpec("metasgd", "Meta-SGD", _metasgd, _GRADIENT | {"first_order"}, bounded_steps=True),
+        AlgorithmSpec("anil", "ANIL", _backbone, _GRADIENT | {"first_order"}, bounded_steps=True),
         AlgorithmSpec(
             "protonet",
             "Prototypical Networks",
@@ -166,15 +201,17 @@ SPECS: dict[str, AlgorithmSpec] = {
             _mnn,
             COMMON_FIELDS
             | BACKBONE_FIELDS
-            | {"meta_lr", "inner_lr", "first_order", "mnn_hidden", "mnn_embed_dim", "mnn_finetune_steps"},
+            | {"meta_lr", "inner_lr", "first_order", "mnn_hidden", "mnn_embed_dim", "mnn_finetune_steps"}
+            | {"mnn_condition"},
             uses_description=True,
             undescribed_fields=frozenset({"mnn_embed_dim"}),  # the set encoder's width
+            conditioned=True,
         ),
         AlgorithmSpec(
             "seed-mnn",
             "seed-mnn (baseline)",
             _seed_mnn,
-            COMMON_FIELDS | {"seed_mnn_epochs"},
+            COMMON_FIELDS,
             needs_description=True,
             uses_description=True,
             adapts=False,
@@ -201,10 +238,12 @@ def launch_fields(
     kind: str | None,
     input_shape: tuple[int, ...] | None,
     described: bool | None = None,
+    condition: str | None = None,
 ) -> frozenset[str]:
     """The settings that apply to ``algorithm`` on a family of ``kind`` whose inputs
     have ``input_shape`` and whose tasks are ``described`` or not (None when unknown:
-    then nothing is left out for it). ``ways`` applies to classification only; the
+    then nothing is left out for it), the model conditioned as ``condition`` (the
+    config's ``mnn_condition``) asks. ``ways`` applies to classification only; the
     MLP's ``hidden`` sizes to vector inputs and the conv net's ``conv_filters`` to
     images."""
     spec = spec_of(algorithm)
@@ -213,14 +252,30 @@ def launch_fields(
         fields.add("ways")
     if input_shape is not None:
         fields.discard("hidden" if uses_conv(input_shape) else "conv_filters")
-    if described:
+    if described and spec.condition(1, condition) != "support":
         fields -= spec.undescribed_fields
     return frozenset(fields)
 
 
-def check_compatible(algorithm: str, family_info: FamilyFacts | Mapping[str, Any]) -> None:
-    """Raise :class:`ConfigError` naming ``algorithm`` when it does not fit the family."""
-    spec_of(algorithm).check_family(Facts.of(family_info))
+def embeds_tasks(algorithm: str, desc_dim: int | None, condition: str | None) -> str:
+    """'' when a model of ``algorithm`` (``mnn_condition`` ``condition``, on a family
+    with ``desc_dim``) embeds a task from its support set (the task embedding map):
+    ProtoNets, and the MNN's set encoder; else why not."""
+    if algorithm == "protonet":
+        return ""
+    if algorithm == "mnn" and SPECS["mnn"].condition(desc_dim, condition) == "support":
+        return ""
+    return "Only ProtoNets and MNNs on the support set embed tasks."
+
+
+def check_compatible(
+    algorithm: str, family_info: FamilyFacts | Mapping[str, Any], config: Any = None
+) -> None:
+    """Raise :class:`ConfigError` naming ``algorithm`` when it does not fit the family
+    (or ``mnn_condition`` when ``config`` asks a description the family lacks)."""
+    spec, facts = spec_of(algorithm), Facts.of(family_info)
+    spec.check_family(facts)
+    spec.check_condition(facts, getattr(config, "mnn_condition", None))
 
 
 def expected_shapes(config: Any, family_info: FamilyFacts | Mapping[str, Any]) -> Shapes:
@@ -230,7 +285,5 @@ def expected_shapes(config: Any, family_info: FamilyFacts | Mapping[str, Any]) -
     Raises :class:`ConfigError` (keyed ``algorithm`` or ``family``) where the engine
     would refuse the combination.
     """
-    spec = spec_of(config.algorithm)
-    facts = Facts.of(family_info)
-    spec.check_family(facts)
-    return spec.shapes(config, facts)
+    check_compatible(config.algorithm, family_info, config)
+    return spec_of(config.algorithm).shapes(config, Facts.of(family_info))

@@ -4,7 +4,9 @@ protocol, results and errors. Torch-free: arrays here are numpy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -48,6 +50,88 @@ class TaskBatch:
 
 
 @dataclass(frozen=True)
+class InputStats:
+    """Per-column mean and standard deviation of a table's features over its training
+    split, stored with the model (``params.safetensors``' metadata) and applied to its
+    inputs in training, evaluation and adaptation: ``(x - mean) / std``. A constant
+    column keeps std 1."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> InputStats:
+        """The statistics of ``x`` ``[rows, columns]`` (float64 sums)."""
+        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        std = x.std(axis=0)
+        return cls(mean=x.mean(axis=0), std=np.where(std > 1e-12, std, 1.0))
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """``x`` ``[..., columns]`` standardised, as float32."""
+        return ((np.asarray(x, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+
+    def apply_batch(self, batch: TaskBatch) -> TaskBatch:
+        return replace(batch, x_support=self.apply(batch.x_support), x_query=self.apply(batch.x_query))
+
+    def to_metadata(self) -> dict[str, str]:
+        return {
+            INPUT_MEAN_KEY: json.dumps([float(v) for v in self.mean]),
+            INPUT_STD_KEY: json.dumps([float(v) for v in self.std]),
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str] | None) -> InputStats | None:
+        """The statistics a safetensors file's metadata holds (None: none, or not readable)."""
+        if not metadata or INPUT_MEAN_KEY not in metadata or INPUT_STD_KEY not in metadata:
+            return None
+        try:
+            mean = np.asarray(json.loads(metadata[INPUT_MEAN_KEY]), dtype=np.float64)
+            std = np.asarray(json.loads(metadata[INPUT_STD_KEY]), dtype=np.float64)
+        except (ValueError, TypeError):
+            return None
+        if mean.ndim != 1 or mean.shape != std.shape or not (np.isfinite(mean).all() and (std > 0).all()):
+            return None
+        return cls(mean=mean, std=std)
+
+
+#: Keys of :class:`InputStats` in a safetensors file's metadata.
+INPUT_MEAN_KEY = "input_mean"
+INPUT_STD_KEY = "input_std"
+
+
+@dataclass(frozen=True)
+class TaskPool:
+    """A fixed pool of ``size`` distinct training tasks, drawn from ``seed`` alone
+    (the config's ``train_tasks``).
+
+    ``pick(pool_ids, batch_size, step)`` gives the task ids of meta-batch ``step``
+    (1-based): drawn from the pool at random, from a generator keyed by ``(seed,
+    step)``; or, with ``epochs``, walked through in passes, each pass a fresh
+    shuffle keyed by ``(seed, pass)`` (seed-mnn's epochs over its tasks). Either way
+    a step's tasks depend on the seed and the step only, never on the run's length.
+    """
+
+    size: int
+    seed: int
+    epochs: bool = False
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return -(-self.size // max(1, batch_size))
+
+    def pick(self, pool_ids: np.ndarray, batch_size: int, step: int) -> np.ndarray:
+        if not self.epochs:
+            rng = np.random.default_rng([_POOL_PICK, int(self.seed), int(step)])
+            return pool_ids[rng.choice(self.size, size=batch_size, replace=batch_size > self.size)]
+        epoch, place = divmod(int(step) - 1, self.steps_per_epoch(batch_size))
+        order = np.random.default_rng([_POOL_PICK, int(self.seed), _POOL_EPOCH, epoch]).permutation(self.size)
+        return pool_ids[np.take(order, place * batch_size + np.arange(batch_size), mode="wrap")]
+
+
+_POOL_PICK = 0x9001
+_POOL_EPOCH = 0xE90C
+
+
+@dataclass(frozen=True)
 class EpisodeSpec:
     """How tasks are cut: shots/query per task (per class when classifying) and ways."""
 
@@ -83,6 +167,13 @@ class TaskFamily(Protocol):
 
     def sample(self, split: Split, batch_size: int, episode: EpisodeSpec, seed: int) -> TaskBatch:
         """``batch_size`` fresh tasks, a pure function of ``seed``."""
+        ...
+
+    def sample_pool(
+        self, split: Split, batch_size: int, episode: EpisodeSpec, pool: TaskPool, step: int
+    ) -> TaskBatch:
+        """Meta-batch ``step`` (1-based) drawn from a fixed pool of the split's tasks
+        (:class:`TaskPool`), a pure function of the pool and the step."""
         ...
 
     def fixed_tasks(self, split: Split, episode: EpisodeSpec, count: int, start: int = 0) -> TaskBatch:
@@ -213,7 +304,8 @@ class AdaptResult:
     values ``[N, 1]``; classification: logits ``[N, ways]``). ``grid`` and
     ``grid_before`` are the same on the extra inputs asked for (None if none were).
     ``weights`` maps parameter names to the adapted tensors (torch), ready for
-    safetensors."""
+    safetensors; ``metadata`` is what the file should carry with them (the inputs'
+    standardisation of a ``table`` model, :class:`InputStats`)."""
 
     weights: dict[str, Any]
     curve: list[dict[str, float]]
@@ -221,3 +313,4 @@ class AdaptResult:
     predictions_before: np.ndarray
     grid: np.ndarray | None = None
     grid_before: np.ndarray | None = None
+    metadata: dict[str, str] = field(default_factory=dict)

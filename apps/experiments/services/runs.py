@@ -33,7 +33,7 @@ from workers.metalearn.config import (
 from workers.metalearn.cost import check_budget
 from workers.metalearn.families import make_family
 from workers.metalearn.shapes import family_info_dict
-from workers.metalearn.specs import check_compatible
+from workers.metalearn.specs import SPECS, check_compatible
 from workers.metalearn.types import DataError, EpisodeSpec
 
 __all__ = [
@@ -113,16 +113,19 @@ def _config_errors(errors: dict[str, str]) -> ValidationError:
     return ValidationError(by_field)
 
 
-def _check_family(*, config: TrainConfig, version: TaskSetVersion, queue: str) -> None:
+def _check_family(*, config: TrainConfig, version: TaskSetVersion, queue: str) -> dict[str, Any]:
     """Build the task set's family (numpy only) and check that the algorithm suits
     the family (its spec's rule), that the episode fits it, and that the estimated
-    cost fits the queue's budget (``RUN_BUDGETS``). Raises ValidationError on form fields."""
+    cost fits the queue's budget (``RUN_BUDGETS``). Raises ValidationError on form
+    fields; returns the family's facts (``family_info_dict``)."""
     data_path = version.data_file.path if version.data_file else None
     try:
         family = make_family(config.family, data_path=data_path)
-        check_compatible(config.algorithm, family_info_dict(family, config))
+        info = family_info_dict(family, config)
+        check_compatible(config.algorithm, info, config)
         family.check_episode(EpisodeSpec(shots=config.shots, query=config.query, ways=config.ways))
-        check_budget(config, family_info_dict(family, config), settings.RUN_BUDGETS[queue], queue=queue)
+        check_budget(config, info, settings.RUN_BUDGETS[queue], queue=queue)
+        return info
     except ConfigError as exc:
         raise _config_errors(exc.errors) from None
     except DataError as exc:
@@ -155,7 +158,11 @@ def _validated_config(*, config: Any, version: TaskSetVersion, queue: str) -> Tr
         raise _config_errors(exc.errors) from None
     if parsed.device == "cuda" and queue != Queue.GPU:
         raise ValidationError({"device": "A CUDA run needs the GPU queue."})
-    _check_family(config=parsed, version=version, queue=queue)
+    info = _check_family(config=parsed, version=version, queue=queue)
+    spec = SPECS[parsed.algorithm]
+    if spec.conditioned and parsed.mnn_condition is None:
+        # Stored as resolved, so that lists, searches and the registry read it as is.
+        parsed = parsed.model_copy(update={"mnn_condition": spec.condition(info["desc_dim"])})
     return parsed
 
 
@@ -289,7 +296,8 @@ CLONED_FIELDS = (
     "mnn_hidden",
     "mnn_embed_dim",
     "mnn_finetune_steps",
-    "seed_mnn_epochs",
+    "mnn_condition",
+    "train_tasks",
 )
 
 

@@ -42,13 +42,30 @@ MAX_CONCURRENT = 50
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
-def _dimensions(
-    texts: Mapping[str, str], *, algorithm: str, version: TaskSetVersion, strategy: str
-) -> list[Dimension]:
-    """Parse the non-empty dimension texts; errors keyed ``dim_<field>``."""
+def _applicable(
+    texts: Mapping[str, str], *, algorithm: str, version: TaskSetVersion, condition: Any
+) -> frozenset[str]:
+    """The settings that apply to ``algorithm`` on the version's family, conditioned
+    as the base config says, or either way when ``mnn_condition`` is itself swept."""
     facts = taskset_family_facts(taskset=version.taskset, version=version)
     described = None if facts.kind is None else bool(facts.desc_dim)
-    applicable = launch_fields(algorithm, kind=facts.kind, input_shape=facts.input_shape, described=described)
+    swept = bool((texts.get("mnn_condition") or "").strip())
+    conditions = ("description", "support") if swept else (condition if isinstance(condition, str) else None,)
+    return frozenset().union(
+        *(
+            launch_fields(
+                algorithm, kind=facts.kind, input_shape=facts.input_shape, described=described, condition=c
+            )
+            for c in conditions
+        )
+    )
+
+
+def _dimensions(
+    texts: Mapping[str, str], *, algorithm: str, version: TaskSetVersion, strategy: str, condition: Any = None
+) -> list[Dimension]:
+    """Parse the non-empty dimension texts; errors keyed ``dim_<field>``."""
+    applicable = _applicable(texts, algorithm=algorithm, version=version, condition=condition)
     label = SPECS[algorithm].label if algorithm in SPECS else algorithm
     errors: dict[str, str] = {}
     dimensions: list[Dimension] = []
@@ -159,7 +176,13 @@ def sweep_create(
     algorithm = str(base_config.get("algorithm", ""))
     if algorithm not in SPECS:
         raise ValidationError({"algorithm": "Choose an algorithm."})
-    parsed = _dimensions(dimensions, algorithm=algorithm, version=taskset_version, strategy=strategy)
+    parsed = _dimensions(
+        dimensions,
+        algorithm=algorithm,
+        version=taskset_version,
+        strategy=strategy,
+        condition=base_config.get("mnn_condition"),
+    )
     count = _run_count(strategy, parsed, samples)
     points = sweep_points(strategy, parsed, samples=count, seed=seed)
     configs = _checked_configs(base_config, points, version=taskset_version, queue=queue)

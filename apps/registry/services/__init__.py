@@ -7,4 +7,5 @@ files' temporary folder and its atomic publication. Import from
 """
 
 from apps.registry.services.metamodels import *  # noqa: F403
+from apps.registry.services.task_maps import *  # noqa: F403
 from apps.registry.services.uploads import *  # noqa: F403

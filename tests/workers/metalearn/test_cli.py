@@ -89,3 +89,35 @@ def test_bad_config_exits_2_before_importing_torch(tmp_path):
     assert done.returncode == 2 and "not valid JSON" in done.stderr
     done = cli("frobnicate", timeout=30)
     assert done.returncode == 2
+
+
+def test_train_sets_mnn_condition_and_train_tasks_from_the_command_line(tmp_path):
+    """``--set`` overrides the config file: an MNN on the support set of sinusoid
+    (which has descriptions), from a pool of 20 tasks; adapt then needs no --desc."""
+    config = {"algorithm": "mnn", "iterations": 2, "meta_batch": 2, "mnn_hidden": 8, "eval_tasks": 2}
+    (tmp_path / "run.json").write_text(json.dumps(config))
+    out = tmp_path / "run"
+    done = cli(
+        "train", "--config", tmp_path / "run.json", "--out", out,
+        "--set", "mnn_condition=support", "--set", "train_tasks=20",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "mnn conditioned on the support" in done.stderr
+    saved = json.loads((out / "step-000002" / "checkpoint.json").read_text())["config"]
+    assert saved["mnn_condition"] == "support" and saved["train_tasks"] == 20
+    (tmp_path / "support.csv").write_text("x,y\n0.5,1.0\n1.0,1.5\n-2,-0.5\n")
+    done = cli("adapt", "--checkpoint", out, "--support", tmp_path / "support.csv", "--out", tmp_path / "ad")
+    assert done.returncode == 0, done.stderr
+
+    done = cli(
+        "train",
+        "--config",
+        tmp_path / "run.json",
+        "--out",
+        tmp_path / "bad",
+        "--set",
+        "mnn_condition=sometimes",
+    )
+    assert done.returncode == 2 and "config mnn_condition:" in done.stderr
+    done = cli("train", "--config", tmp_path / "run.json", "--out", tmp_path / "bad", "--set", "train_tasks")
+    assert done.returncode == 2 and "--set: give key=value" in done.stderr

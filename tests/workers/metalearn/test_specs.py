@@ -51,7 +51,7 @@ def test_fields_follow_what_each_algorithm_reads():
     inner = {name for name, spec in SPECS.items() if spec.applies("inner_steps")}
     assert inner == {"maml", "fomaml", "reptile", "metasgd", "anil"}
     assert {name for name, spec in SPECS.items() if spec.applies("mnn_hidden")} == {"mnn"}
-    assert {name for name, spec in SPECS.items() if spec.applies("seed_mnn_epochs")} == {"seed-mnn"}
+    assert {name for name, spec in SPECS.items() if spec.applies("mnn_condition")} == {"mnn"}
     # seed-mnn's network and optimiser are fixed; fomaml and reptile are first order anyway.
     assert not SPECS["seed-mnn"].applies("hidden") and not SPECS["seed-mnn"].applies("meta_lr")
     assert not SPECS["fomaml"].applies("first_order") and SPECS["maml"].applies("first_order")

@@ -46,7 +46,7 @@ assert set(ALGORITHM_CLASSES) == set(specs.SPECS), "every spec has its module, a
 def check_compatible(config: TrainConfig, info: FamilyInfo) -> None:
     """Raise :class:`ConfigError` naming ``algorithm`` when it does not fit the family
     (the rule is the algorithm's spec, :mod:`workers.metalearn.specs`)."""
-    specs.check_compatible(config.algorithm, info)
+    specs.check_compatible(config.algorithm, info, config)
 
 
 def make_algorithm(config: TrainConfig, info: FamilyInfo) -> Algorithm:

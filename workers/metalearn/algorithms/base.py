@@ -35,6 +35,7 @@ from torch.func import grad, vmap
 from workers.metalearn.config import TrainConfig
 from workers.metalearn.episodes import Episode, FamilyInfo
 from workers.metalearn.specs import AlgorithmSpec
+from workers.metalearn.types import TaskPool
 
 Params = dict[str, Tensor]
 LearningRates = float | Tensor | Mapping[str, Tensor]
@@ -113,10 +114,11 @@ class Algorithm:
         """The task's target-network weights after adaptation (for ``adapt``)."""
         return dict(fast)
 
-    def data_step(self, step: int, iterations: int) -> int:
-        """Which meta-batch (1-based) training step ``step`` draws: its own, except
-        for algorithms that train in epochs over a fixed pool (seed-mnn)."""
-        return step
+    def task_pool(self) -> TaskPool | None:
+        """The fixed pool of training tasks (config ``train_tasks``), or None: a fresh
+        meta-batch every step."""
+        size = self.config.train_tasks
+        return None if size is None else TaskPool(size=int(size), seed=int(self.config.seed))
 
     @property
     def default_steps(self) -> int:

@@ -35,9 +35,10 @@ class MNN(Algorithm):
 
     A hypernetwork (Ha, Dai & Le, "HyperNetworks", ICLR 2017, arXiv:1609.09106)
     maps a representation ``r`` of the task to the weights of the target network,
-    which then predicts through ``functional_call``. ``r`` is the family's task
-    description when it has one (``desc_dim``); otherwise a learned set encoder,
-    the mean-pooled embedding of the support pairs ``(x, y)``, as in Conditional
+    which then predicts through ``functional_call``. ``r`` is what ``mnn_condition``
+    says: the family's task description (the default where the family has one,
+    ``desc_dim``), or ``"support"``: a learned set encoder, the mean-pooled
+    embedding of the K support pairs ``(x, y)``, as in Conditional
     Neural Processes (Garnelo et al., ICML 2018, arXiv:1807.01613). A regression
     pair embeds as ``g([x, y])``; a classification pair as ``onehot(y) ⊗ g(x)``,
     so that the mean lays each class's mean embedding in its own slot (a plain
@@ -72,7 +73,7 @@ class MNN(Algorithm):
         self._target_shapes = {k: v.shape for k, v in target.items()}
         hidden = config.mnn_hidden
 
-        self.use_desc = info.desc_dim is not None and info.desc_dim > 0
+        self.use_desc = self.spec.describes(info.desc_dim, config.mnn_condition)
         encoder: nn.Module | None = None
         if self.use_desc:
             r_dim = int(info.desc_dim or 0)

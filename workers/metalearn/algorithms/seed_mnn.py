@@ -12,10 +12,14 @@ from workers.metalearn.config import TrainConfig
 from workers.metalearn.episodes import Episode, FamilyInfo
 from workers.metalearn.shapes import Facts
 from workers.metalearn.specs import SEED_MNN_LAYERS, SPECS
+from workers.metalearn.types import TaskPool
 
 #: The baseline's optimiser, fixed: Keras' Adam defaults at lr 0.001.
 SEED_MNN_LR = 1e-3
 SEED_MNN_EPS = 1e-7
+#: The pool's size without ``train_tasks``: this many meta-batches (2,500 tasks at the
+#: default meta-batch of 25, the pool that 1,000 iterations of 10 epochs used to have).
+SEED_MNN_POOL_BATCHES = 100
 
 
 class _SeedNet(nn.Module):
@@ -39,9 +43,11 @@ class SeedMNN(Algorithm):
     An MLP ``Dense(128, relu) -> Dense(64, relu) -> Dense(1)`` (Keras-style
     Glorot-uniform weights, zero biases) fed ``concat(task description, x)``, trained
     with Adam (lr 0.001, Keras' epsilon 1e-7; ``meta_lr`` is ignored) on the MSE over
-    every point (support and query) of every task, for ``seed_mnn_epochs`` epochs:
-    the run's ``iterations`` are split into that many passes over the same pool of
-    ``ceil(iterations / epochs)`` meta-batches. It is conditioned on the description
+    every point (support and query) of every task, in epochs over one fixed pool of
+    tasks (:meth:`task_pool`): ``train_tasks`` of them, drawn from the seed alone, so
+    a resume with other ``iterations`` trains on the same data; each epoch walks the
+    pool in a fresh shuffle. ``seed_mnn_epochs`` no longer shapes the pool (it made
+    the pool depend on ``iterations``); stored configs keep it. It is conditioned on the description
     only: it never looks at a support set, so it does not adapt. It is the
     "oracle" of Finn, Abbeel & Levine's sinusoid experiments (ICML 2017,
     arXiv:1703.03400, section 5.1), which receives the true amplitude and phase
@@ -78,7 +84,8 @@ class SeedMNN(Algorithm):
     def weights(self, meta: Params, fast: Params, ctx: Params) -> Params:
         return dict(meta)
 
-    def data_step(self, step: int, iterations: int) -> int:
-        """The meta-batch (1-based) that ``step`` trains on: epochs over a fixed pool."""
-        per_epoch = -(-iterations // self.config.seed_mnn_epochs)
-        return (step - 1) % per_epoch + 1
+    def task_pool(self) -> TaskPool:
+        """Epochs over a fixed pool of ``train_tasks`` tasks (default
+        ``SEED_MNN_POOL_BATCHES`` meta-batches' worth), drawn from the seed alone."""
+        size = self.config.train_tasks or SEED_MNN_POOL_BATCHES * self.config.meta_batch
+        return TaskPool(size=int(size), seed=int(self.config.seed), epochs=True)

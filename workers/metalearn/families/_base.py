@@ -19,7 +19,16 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from workers.metalearn.types import SPLITS, DataError, EpisodeSpec, Split, TaskBatch, TaskKind
+from workers.metalearn.types import (
+    SPLITS,
+    DataError,
+    EpisodeSpec,
+    InputStats,
+    Split,
+    TaskBatch,
+    TaskKind,
+    TaskPool,
+)
 
 #: Mixed into every seed so that family streams differ from other uses of the same integers.
 FAMILY_SEED_SALT = 0x4D455441  # "META"
@@ -28,6 +37,7 @@ SPLIT_SEEDS: dict[str, int] = {"train": 0x7EA10001, "val": 0x7EA10002, "test": 0
 #: Ids of fixed tasks lie below this; ids of sampled tasks lie in ``[FIXED_TASK_LIMIT, 2**62)``.
 FIXED_TASK_LIMIT = 2**31
 _SAMPLE_STREAM = 0x5A3D1E
+_POOL_STREAM = 0x9001D
 #: The standard meta-test protocol: this many fixed tasks.
 TEST_TASKS = 600
 
@@ -90,6 +100,11 @@ class BaseFamily:
     def num_classes(self, split: Split) -> int:
         return 0
 
+    def input_stats(self) -> InputStats | None:
+        """Statistics for the model to standardise its inputs with (None: use them as
+        they are; the ``table`` family's CSV features have them)."""
+        return None
+
     def check_episode(self, episode: EpisodeSpec, split: Split = "train") -> None:
         split = check_split(split)
         if episode.shots < 1:
@@ -105,6 +120,38 @@ class BaseFamily:
         if batch_size < 1:
             raise DataError("batch_size", f"must be at least 1, got {batch_size}")
         return self._build(split, episode, self.sample_ids(split, batch_size, seed))
+
+    def pool_ids(self, split: Split, pool: TaskPool) -> np.ndarray:
+        """The ids of the ``pool.size`` tasks of a fixed pool: a pure function of the
+        family, the split and ``pool.seed``, in ``[FIXED_TASK_LIMIT, 2**62)`` like
+        sampled tasks (so never a meta-val or meta-test task); a pool of ``n`` tasks
+        is the first ``n`` of a larger one with the same seed."""
+        cache: dict[tuple[str, int, int], np.ndarray] = self.__dict__.setdefault("_pools", {})
+        key = (split, int(pool.size), int(pool.seed))
+        if key not in cache:
+            rng = np.random.default_rng(
+                [
+                    FAMILY_SEED_SALT,
+                    family_code(self.name),
+                    self.version,
+                    SPLIT_SEEDS[split],
+                    _POOL_STREAM,
+                    int(pool.seed),
+                ]
+            )
+            cache.clear()  # one pool per run
+            cache[key] = rng.integers(FIXED_TASK_LIMIT, 2**62, size=int(pool.size), dtype=np.int64)
+        return cache[key]
+
+    def sample_pool(
+        self, split: Split, batch_size: int, episode: EpisodeSpec, pool: TaskPool, step: int
+    ) -> TaskBatch:
+        self.check_episode(episode, split)
+        if batch_size < 1:
+            raise DataError("batch_size", f"must be at least 1, got {batch_size}")
+        if pool.size < 1:
+            raise DataError("train_tasks", f"must be at least 1, got {pool.size}")
+        return self._build(split, episode, pool.pick(self.pool_ids(split, pool), batch_size, step))
 
     def fixed_tasks(self, split: Split, episode: EpisodeSpec, count: int, start: int = 0) -> TaskBatch:
         self.check_episode(episode, split)

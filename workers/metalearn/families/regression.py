@@ -79,8 +79,16 @@ class _RegressionFamily(BaseFamily):
     def __init__(self, params: FamilyParams):
         self.params = params
 
-    def _draw_desc(self, rng: np.random.Generator) -> tuple[float, ...]:
+    def desc_ranges(self) -> tuple[tuple[float, float], ...]:
+        """Each description value's range, in ``desc_names`` order: tasks draw each
+        uniformly from it (the task-space explorer's sliders span them)."""
         raise NotImplementedError
+
+    def _draw_desc(self, rng: np.random.Generator) -> tuple[float, ...]:
+        return tuple(float(rng.uniform(low, high)) for low, high in self.desc_ranges())
+
+    def input_range(self) -> tuple[float, float]:
+        return float(self.params.x_min), float(self.params.x_max)  # type: ignore[attr-defined]
 
     def truth(self, desc: np.ndarray, x: np.ndarray) -> np.ndarray:
         """The true function of the task(s) ``desc`` at ``x``.
@@ -128,9 +136,9 @@ class SinusoidFamily(_RegressionFamily):
     desc_names = ("amplitude", "phase")
     params: SinusoidParams
 
-    def _draw_desc(self, rng: np.random.Generator) -> tuple[float, ...]:
+    def desc_ranges(self) -> tuple[tuple[float, float], ...]:
         p = self.params
-        return rng.uniform(p.amplitude_min, p.amplitude_max), rng.uniform(p.phase_min, p.phase_max)
+        return (p.amplitude_min, p.amplitude_max), (p.phase_min, p.phase_max)
 
     def _f(self, desc: list[np.ndarray], x: np.ndarray) -> np.ndarray:
         amplitude, phase = desc
@@ -144,13 +152,15 @@ class HarmonicFamily(_RegressionFamily):
     desc_names = ("a1", "a2", "w", "p1", "p2")
     params: HarmonicParams
 
-    def _draw_desc(self, rng: np.random.Generator) -> tuple[float, ...]:
+    def desc_ranges(self) -> tuple[tuple[float, float], ...]:
         p = self.params
-        a1 = rng.uniform(p.amplitude_min, p.amplitude_max)
-        a2 = rng.uniform(0.0, p.overtone_max)
-        w = rng.uniform(p.frequency_min, p.frequency_max)
-        p1, p2 = rng.uniform(0.0, 2 * math.pi, size=2)
-        return a1, a2, w, p1, p2
+        return (
+            (p.amplitude_min, p.amplitude_max),
+            (0.0, p.overtone_max),
+            (p.frequency_min, p.frequency_max),
+            (0.0, 2 * math.pi),
+            (0.0, 2 * math.pi),
+        )
 
     def _f(self, desc: list[np.ndarray], x: np.ndarray) -> np.ndarray:
         a1, a2, w, p1, p2 = desc

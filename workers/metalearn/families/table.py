@@ -41,7 +41,15 @@ from workers.metalearn.families._base import (
     draw_members,
     episode_labels,
 )
-from workers.metalearn.types import SPLITS, DataError, EpisodeSpec, Split, TaskBatch, TaskKind
+from workers.metalearn.types import (
+    SPLITS,
+    DataError,
+    EpisodeSpec,
+    InputStats,
+    Split,
+    TaskBatch,
+    TaskKind,
+)
 from workers.metalearn.uploads import (
     DEFAULT_LIMITS,
     ImageFile,
@@ -338,6 +346,14 @@ class TableFamily(BaseFamily):
         if self.kind != "classification":
             return 0
         return min(len(unit) for unit in self.data.sources[split])
+
+    def input_stats(self) -> InputStats | None:
+        """CSV features' per-column mean and std over the training split's rows, for the
+        model to standardise its inputs with (None for images, already in [0, 1])."""
+        if self.data.format != "csv" or self.data.x is None:
+            return None
+        rows = np.concatenate([g for unit in self.data.sources["train"] for g in unit])
+        return InputStats.of(self.data.x[np.unique(rows)])
 
     def task_name(self, split: Split, task_id: int) -> str:
         """The user's task id behind task ``task_id`` of ``split`` ("" for image folders)."""
