@@ -272,18 +272,6 @@ def test_glyph_bank_is_cached_atomically_and_matches_the_full_set(glyph_cache: P
         assert {full_split[int(glyphs.bank.codepoints[c])] for c in ids} == {split}
 
 
-def test_glyph_batches_are_fast(glyphs) -> None:
-    import time
-
-    episode = EpisodeSpec(shots=1, query=15, ways=5)  # 25 tasks x 5 ways x 16 images
-    timings = []
-    for seed in range(3):
-        start = time.perf_counter()
-        glyphs.sample("train", 25, episode, seed)
-        timings.append(time.perf_counter() - start)
-    assert min(timings) < 0.5  # ~40 ms on an idle core; a per-pixel Python loop would take seconds
-
-
 # -- digits ------------------------------------------------------------------------------------
 
 
