@@ -28,7 +28,18 @@ class Reptile(MAML):
     def __init__(self, config: TrainConfig, info: FamilyInfo):
         super().__init__(config, info)
         self.first_order = True
+        self._batched_adapt = self._fused_batched_adapt if self.fused else vmap(self._task_adapt, in_dims=(None, 0))
+
+    def use_generic(self) -> None:
+        super().use_generic()
         self._batched_adapt = vmap(self._task_adapt, in_dims=(None, 0))
+
+    def _fused_batched_adapt(self, meta: Params, ep: Episode) -> tuple[Params, torch.Tensor, torch.Tensor]:
+        """What ``vmap(_task_adapt)`` returns, from the fused inner loop."""
+        assert self.fused is not None
+        fast, xq = self.fused_adapt(meta, ep, True)
+        out = self.fused.forward(fast, xq)
+        return fast, self.fused.losses(out, ep.yq), self.fused.scores(out, ep.yq)
 
     def _task_adapt(self, meta: Params, ep: Episode) -> tuple[Params, torch.Tensor, torch.Tensor]:
         fast, ctx = self.start(meta, ep.xs, ep.ys, ep.desc)
