@@ -28,7 +28,8 @@ class Reptile(MAML):
     def __init__(self, config: TrainConfig, info: FamilyInfo):
         super().__init__(config, info)
         self.first_order = True
-        self._batched_adapt = self._fused_batched_adapt if self.fused else vmap(self._task_adapt, in_dims=(None, 0))
+        generic = vmap(self._task_adapt, in_dims=(None, 0))
+        self._batched_adapt = self._fused_batched_adapt if self.fused else generic
 
     def use_generic(self) -> None:
         super().use_generic()
