@@ -67,6 +67,10 @@ def inner_step(
     return {name: torch.add(fast[name], grads[name], alpha=-lrs) for name in fast}
 
 
+def compile_options(cpp_wrapper: bool) -> dict[str, Any]:
+    return {"cpp_wrapper": True} if cpp_wrapper else {}
+
+
 class Algorithm:
     """Base class: subclasses define ``init_params``, ``start`` and ``forward``
     (and ``encode``, ``inner_lrs``, ``weights`` when the defaults do not fit).
@@ -239,9 +243,16 @@ class Algorithm:
         out = {n: torch.zeros_like(meta[n]) if g is None else g for n, g in zip(names, grads, strict=True)}
         return out, metrics
 
-    def compile(self) -> None:
-        """``torch.compile`` the batched meta-loss (pays off on long runs only)."""
-        self._batched_task_loss = torch.compile(self._batched_task_loss)
+    def compile(self, *, cpp_wrapper: bool = False) -> None:
+        """``torch.compile`` the batched meta-loss (pays off on long runs only; see
+        :mod:`workers.metalearn.compiling`). ``cpp_wrapper`` has inductor call its
+        kernels from C++ rather than Python (faster on the CPU for these small graphs)."""
+        self._eager_task_loss = self._batched_task_loss
+        self._batched_task_loss = torch.compile(self._batched_task_loss, options=compile_options(cpp_wrapper))
+
+    def uncompile(self) -> None:
+        """Back to the eager meta-loss (after a failed compile)."""
+        self._batched_task_loss = getattr(self, "_eager_task_loss", self._batched_task_loss)
 
     # ----- evaluation ----------------------------------------------------------------
     def _task_eval(self, meta: Params, ep: Episode, steps: int, lr: float | None) -> tuple[Tensor, Tensor]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.func import vmap
 
-from workers.metalearn.algorithms.base import Params
+from workers.metalearn.algorithms.base import Params, compile_options
 from workers.metalearn.algorithms.maml import MAML
 from workers.metalearn.config import TrainConfig
 from workers.metalearn.episodes import Episode, FamilyInfo
@@ -55,5 +55,9 @@ class Reptile(MAML):
             grads = {k: meta[k] - fast[k].mean(dim=0) for k in meta}
         return grads, self._metrics(losses.mean(), scores)
 
-    def compile(self) -> None:
-        self._batched_adapt = torch.compile(self._batched_adapt)
+    def compile(self, *, cpp_wrapper: bool = False) -> None:
+        self._eager_adapt = self._batched_adapt
+        self._batched_adapt = torch.compile(self._batched_adapt, options=compile_options(cpp_wrapper))
+
+    def uncompile(self) -> None:
+        self._batched_adapt = getattr(self, "_eager_adapt", self._batched_adapt)
