@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from celery.signals import worker_init
 
 import metaweb.celery  # noqa: F401 - connects the handler, as the worker's -A metaweb does
+
+
+class FakeWorker:
+    concurrency = 2
 
 
 def test_worker_init_prepares_allocator_threads_and_compile_cache(monkeypatch, settings, tmp_path):
@@ -15,5 +17,5 @@ def test_worker_init_prepares_allocator_threads_and_compile_cache(monkeypatch, s
     monkeypatch.setattr("workers.metalearn.runtime.available_cpus", lambda: 4)
     monkeypatch.delenv("METAWEB_TORCH_THREADS", raising=False)
     settings.DATA_DIR = tmp_path
-    worker_init.send(sender=SimpleNamespace(concurrency=2))
+    worker_init.send(sender=FakeWorker())
     assert calls == [{"threads": 2, "compile_cache": tmp_path / "compile-cache"}]
