@@ -51,7 +51,18 @@ def layer_prefixes(names: Sequence[str]) -> list[str]:
 def _linear(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
     if w.dim() == 2:  # shared by every task (before the first inner step)
         return F.linear(h, w, b)
+    if w.shape[-1] == 1:  # one input (sinusoid's first layer): an outer product, cheaper broadcast
+        return torch.addcmul(b.unsqueeze(-2), h, w.mT)
     return torch.baddbmm(b.unsqueeze(-2), h, w.mT)
+
+
+def _back(d: Tensor, w: Tensor) -> Tensor:
+    """``d @ w``: the gradient with respect to a layer's input."""
+    if w.dim() == 2:
+        return torch.matmul(d, w)
+    if w.shape[-2] == 1:  # one output (regression heads): an outer product, cheaper broadcast
+        return d * w
+    return torch.bmm(d, w)
 
 
 class FusedMLP:
@@ -104,9 +115,7 @@ class FusedMLP:
             grads[w] = torch.bmm(d.mT, a)
             grads[b] = d.sum(dim=-2)
             if i:
-                weight = fast[w]
-                back = torch.bmm(d, weight) if weight.dim() == 3 else torch.matmul(d, weight)
-                d = _relu_backward(back, a, 0.0)
+                d = _relu_backward(_back(d, fast[w]), a, 0.0)
         return grads
 
     def support_grad_constant(self, fast: Params, x: Tensor, y: Tensor) -> Params:
