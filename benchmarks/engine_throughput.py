@@ -299,7 +299,7 @@ def summary(five: dict, one: dict, warm_s: float) -> dict[str, float]:
             f"(compile {warm_s:.1f} s), compiled cold {cold_rate:.1f} "
             f"(compile {five['compile_cold_s']:.1f} s), eager {five['fused']:.1f}"
         )
-        out["default_speedup_5step"] = max(run_rate, five["fused"]) / ref5
+        out["default_speedup_5step"] = run_rate / ref5  # auto compiles 10,000 iterations of a cached graph
         out["compile_cold_s"] = five["compile_cold_s"]
         out["compile_cached_s"] = warm_s
     return out
