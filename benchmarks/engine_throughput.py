@@ -1,33 +1,54 @@
 """Meta-iterations per second of the engine's second-order MAML against a plain loop.
 
 The workload (Finn et al. 2017's sinusoid): MLP 1-40-40-1, K=5 support and 10 query
-points per task, inner lr 0.01, meta-batch 25, Adam 1e-3, with 1 and with 5 inner
-steps. One meta-iteration = meta-gradient + Adam step on a pre-sampled meta-batch
-(the same pool of batches for both sides; sampling is left out of both).
+points per task, inner lr 0.01, meta-batch 25 (``--meta-batch``), Adam 1e-3, with 1
+and with 5 inner steps. One meta-iteration = meta-gradient + Adam step on a
+pre-sampled meta-batch (the same pool of batches for every side; sampling is left
+out of all of them).
 
-* ours: ``workers.metalearn``'s MAML, ``vmap`` over tasks of ``torch.func.grad``
-  inner steps, then one ``autograd.grad`` (``Algorithm.meta_grads``).
 * reference: a plain per-task Python loop, ``torch.autograd.grad(create_graph=True)``
-  for each inner step, on a hand-written ``F.linear`` MLP (no module overhead, so
-  the baseline is as fast as a plain loop gets).
+  for each inner step, on a hand-written ``F.linear`` MLP (no module overhead).
+* generic: the engine's ``torch.func`` path, ``vmap`` over tasks of ``grad`` inner
+  steps (what MLP runs used before the fused path; still the conv net's path).
+* fused: the engine's fused MLP inner loop (``algorithms/fused.py``), eager: what a
+  run gets by default unless ``compile: auto`` compiles it.
+* fused+compile: the same, ``torch.compile``-d (inductor, C++ wrapper on the CPU).
+  Its compile is timed cold (an empty cache folder) and, in a fresh process, from
+  the persistent cache that the cold compile filled (what every later run of the
+  same shape pays).
 
-Both run in the same process, alternating, after a warm-up; each figure is the
-median of ``--repeats`` timings. Before timing, both compute the meta-gradient of
-the same batch from the same weights, and their relative difference is printed
-(and must be below 1e-4). ``--loop`` also times the whole ``meta_train`` loop
-(sampling, NaN checks, metrics) for the 5-step case; ``--compile`` adds a
-``torch.compile``-d engine (slow to compile: long runs only).
+Every side's meta-gradient is compared with the reference's on the same batch
+before anything is timed (relative difference below 1e-4; 5e-2 under ``--bf16``).
+Sides alternate, after a warm-up; each figure is the median of ``--repeats``.
 
-    .venv/bin/python benchmarks/engine_throughput.py [--threads 1] [--device cpu|cuda] [--repeats 5]
+* ``default_speedup_5step``: what a 10,000-iteration run launched with the
+  defaults (``compile: auto``) gets at 5 steps, compile time included, divided by
+  the reference: the rule of ``workers/metalearn/compiling.py`` compiles it when
+  the cache holds its graph (the compile from the cache amortised over the run);
+  ``default_first_run_speedup_5step`` is the first run of a shape (auto stays eager).
+* ``best_speedup_5step``: the fastest side's steady rate over the reference's.
 
-Last line: ``RESULT maml_speedup_5step=<x> maml_speedup_1step=<x> ours_its_5step=<x>``.
+``--glyphs N`` adds glyphs ProtoNets and MAML rows (5-way 1-shot, 32 filters,
+meta-batch 25, N iterations, each in a fresh process, ``benchmarks/_cpu_times.py``)
+with wall, user and system time, under glibc's defaults and the tuned allocator.
+
+    .venv/bin/python benchmarks/engine_throughput.py [--threads 1] [--device cpu|cuda] \\
+        [--meta-batch 25] [--bf16] [--no-compile] [--glyphs 100] [--repeats 5]
+
+Last line: ``RESULT maml_speedup_5step=<x> maml_speedup_1step=<x> ours_its_5step=<x>
+default_speedup_5step=<x> best_speedup_5step=<x> ...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +66,9 @@ from workers.metalearn.config import FamilySpec, TrainConfig  # noqa: E402
 from workers.metalearn.episodes import Episode, FamilyInfo, batch_seed, episode_spec, to_episode  # noqa: E402
 from workers.metalearn.families import make_family  # noqa: E402
 
-META_BATCH, SHOTS, QUERY, INNER_LR, META_LR = 25, 5, 10, 0.01, 1e-3
+SHOTS, QUERY, INNER_LR, META_LR = 5, 10, 0.01, 1e-3
+RUN_ITERATIONS = 10_000
+INFO = FamilyInfo(name="sinusoid", version=1, kind="regression", input_shape=(1,), desc_dim=2, ways=1)
 
 
 def sync(device: torch.device) -> None:
@@ -77,14 +100,19 @@ def reference_meta_grads(meta: dict[str, torch.Tensor], ep: Episode, steps: int)
 class Side:
     """One implementation: its own copy of the weights and its own Adam."""
 
-    def __init__(self, init: dict[str, torch.Tensor], grads_fn: Callable, device: torch.device):
+    def __init__(self, init: dict[str, torch.Tensor], grads_fn: Callable, device: torch.device, bf16: bool):
         self.meta = {k: v.detach().clone().to(device).requires_grad_() for k, v in init.items()}
         self.opt = torch.optim.Adam(self.meta.values(), lr=META_LR)
         self.grads_fn = grads_fn
+        self.bf16 = bf16
+
+    def grads(self, ep: Episode) -> list[torch.Tensor]:
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        with ctx:
+            return [g.float() for g in self.grads_fn(self.meta, ep)]
 
     def iteration(self, ep: Episode) -> None:
-        grads = self.grads_fn(self.meta, ep)
-        for p, g in zip(self.meta.values(), grads, strict=True):
+        for p, g in zip(self.meta.values(), self.grads(ep), strict=True):
             p.grad = g
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
@@ -104,44 +132,59 @@ def relative_difference(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return float(diff / torch.cat([y.reshape(-1) for y in b]).norm())
 
 
-def measure(steps: int, args: argparse.Namespace, device: torch.device, batches: list[Episode]) -> dict:
+def algorithm(steps: int, device: torch.device, path: str, compiled: bool):
     config = TrainConfig(
         algorithm="maml", inner_steps=steps, inner_lr=INNER_LR, meta_lr=META_LR, hidden=(40, 40)
     )
-    info = FamilyInfo(name="sinusoid", version=1, kind="regression", input_shape=(1,), desc_dim=2, ways=1)
-    alg = make_algorithm(config, info)
-    init = alg.init_params()
+    alg = make_algorithm(config, INFO)
+    if path == "generic":
+        alg.use_generic()
+    if compiled:
+        alg.compile(cpp_wrapper=device.type == "cpu")
+    return alg
 
-    def ours_grads(meta: dict[str, torch.Tensor], ep: Episode) -> list[torch.Tensor]:
-        return list(alg.meta_grads(meta, ep)[0].values())
 
+def engine_grads(alg) -> Callable:
+    return lambda meta, ep: list(alg.meta_grads(meta, ep)[0].values())
+
+
+def make_sides(steps: int, args: argparse.Namespace, device: torch.device) -> dict[str, Side]:
+    init = algorithm(steps, device, "fused", False).init_params()
     sides = {
-        "ours": Side(init, ours_grads, device),
-        "reference": Side(init, lambda m, ep: reference_meta_grads(m, ep, steps), device),
+        "reference": Side(init, lambda m, ep: reference_meta_grads(m, ep, steps), device, False),
+        "generic": Side(init, engine_grads(algorithm(steps, device, "generic", False)), device, args.bf16),
+        "fused": Side(init, engine_grads(algorithm(steps, device, "fused", False)), device, args.bf16),
     }
     if args.compile:
-        compiled = make_algorithm(config, info)
-        compiled.compile()
+        compiled = algorithm(steps, device, "fused", True)
+        sides["fused+compile"] = Side(init, engine_grads(compiled), device, args.bf16)
+    return sides
 
-        def compiled_grads(meta: dict[str, torch.Tensor], ep: Episode) -> list[torch.Tensor]:
-            return list(compiled.meta_grads(meta, ep)[0].values())
 
-        sides["ours+compile"] = Side(init, compiled_grads, device)
-
-    # Same weights, same batch: the same meta-gradient (the first compiled call compiles).
-    check = {}
+def check_sides(sides: dict[str, Side], ep: Episode, steps: int, bf16: bool) -> dict[str, float]:
+    """Every side's meta-gradient against the reference's, on the same batch and weights.
+    Returns the seconds of each side's first call (the compiled side's is its compile)."""
+    first, grads = {}, {}
     for name, side in sides.items():
-        t0 = time.perf_counter()
-        check[name] = side.grads_fn(side.meta, batches[0])
-        if name == "ours+compile":
-            print(f"  {steps} step(s): first compiled call (compilation) {time.perf_counter() - t0:.1f} s")
-    diffs = {
-        name: relative_difference(g, check["reference"]) for name, g in check.items() if name != "reference"
-    }
-    for name, diff in diffs.items():
+        started = time.perf_counter()
+        grads[name] = side.grads(ep)
+        first[name] = time.perf_counter() - started
+    limit = 5e-2 if bf16 else 1e-4
+    for name, g in grads.items():
+        if name == "reference":
+            continue
+        diff = relative_difference(g, grads["reference"])
         print(f"  {steps} step(s): meta-gradient {name} vs reference: relative difference {diff:.2e}")
-        assert diff < 1e-4, f"{name} disagrees with the reference ({diff:.2e})"
+        assert diff < limit, f"{name} disagrees with the reference ({diff:.2e} >= {limit})"
+    return first
 
+
+def measure(steps: int, args: argparse.Namespace, device: torch.device, batches: list[Episode]) -> dict:
+    sides = make_sides(steps, args, device)
+    first = check_sides(sides, batches[0], steps, args.bf16)
+    if "fused+compile" in sides:
+        cold = first["fused+compile"]
+        print(f"  {steps} step(s): first compiled call, cold cache (compilation) {cold:.1f} s")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     for side in sides.values():  # warm-up
@@ -149,7 +192,8 @@ def measure(steps: int, args: argparse.Namespace, device: torch.device, batches:
     rates: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(args.repeats):
         for name, side in sides.items():
-            iterations = args.iterations if name != "reference" else max(3, args.iterations // 4)
+            slow = name in ("reference", "generic")
+            iterations = max(2, args.iterations // 4) if slow else args.iterations
             rates[name].append(rate(side, batches, iterations, device))
     medians = {name: statistics.median(values) for name, values in rates.items()}
     for name, values in rates.items():
@@ -157,13 +201,36 @@ def measure(steps: int, args: argparse.Namespace, device: torch.device, batches:
         print(f"  {steps} step(s): {name:13s} median {medians[name]:7.1f} meta-it/s  [{shown}]")
     if device.type == "cuda":
         print(f"  {steps} step(s): peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.1f} MiB")
+    medians["compile_cold_s"] = first.get("fused+compile", float("nan"))
     return medians
 
 
-def measure_loop(args: argparse.Namespace) -> float:
-    """meta-it/s of the full meta_train loop (5 steps, sampling and checks included)."""
-    import tempfile
+def warm_compile_seconds(args: argparse.Namespace) -> float:
+    """The compile of the 5-step graph in a fresh process, from the cache the cold compile filled."""
+    cmd = [sys.executable, __file__, "--warm-compile-child", "--device", args.device]
+    cmd += ["--meta-batch", str(args.meta_batch), "--threads", str(args.threads)]
+    cmd += ["--bf16"] if args.bf16 else []
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=dict(os.environ))
+    if done.returncode != 0:
+        raise RuntimeError(f"warm compile child failed:\n{done.stderr[-3000:]}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["compile_s"])
 
+
+def warm_compile_child(args: argparse.Namespace, device: torch.device, batches: list[Episode]) -> None:
+    side = Side(
+        algorithm(5, device, "fused", False).init_params(),
+        engine_grads(algorithm(5, device, "fused", True)),
+        device,
+        args.bf16,
+    )
+    started = time.perf_counter()
+    side.grads(batches[0])
+    sync(device)
+    print(json.dumps({"compile_s": time.perf_counter() - started}))
+
+
+def measure_loop(args: argparse.Namespace) -> float:
+    """meta-it/s of the full meta_train loop (5 steps, defaults, sampling and checks included)."""
     from workers.metalearn.api import meta_train
 
     config = {
@@ -171,7 +238,7 @@ def measure_loop(args: argparse.Namespace) -> float:
         "inner_steps": 5,
         "inner_lr": INNER_LR,
         "meta_lr": META_LR,
-        "meta_batch": META_BATCH,
+        "meta_batch": args.meta_batch,
         "shots": SHOTS,
         "query": QUERY,
         "iterations": args.iterations,
@@ -187,47 +254,116 @@ def measure_loop(args: argparse.Namespace) -> float:
         return args.iterations / (time.perf_counter() - start)
 
 
-def main() -> None:
+def glyph_rows(args: argparse.Namespace) -> list[dict]:
+    """Glyphs ProtoNets and MAML, glibc's allocator then the tuned one, each in a fresh process."""
+    rows = []
+    for algorithm_name in ("protonet", "maml"):
+        for allocator in ("glibc", "tuned"):
+            cmd = [sys.executable, str(ROOT / "benchmarks" / "_cpu_times.py"), "--algorithm", algorithm_name]
+            cmd += ["--iterations", str(args.glyphs), "--threads", str(args.glyph_threads)]
+            cmd += ["--allocator", allocator, "--device", args.device]
+            env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)
+            if done.returncode != 0:
+                raise RuntimeError(f"glyph row failed:\n{done.stderr[-3000:]}")
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(
+                f"  glyphs {algorithm_name:8s} allocator {allocator:5s}: wall {row['wall_s']:6.1f} s, "
+                f"user {row['user_s']:6.1f} s, sys {row['sys_s']:6.1f} s, peak RSS {row['peak_rss_mb']} MB "
+                f"({row['iterations']} it, {row['threads']} threads)",
+                flush=True,
+            )
+    return rows
+
+
+def summary(five: dict, one: dict, warm_s: float) -> dict[str, float]:
+    """The RESULT fields (see the module docstring)."""
+    ref5 = five["reference"]
+    steady = {k: v for k, v in five.items() if k not in ("reference", "compile_cold_s")}
+    out = {
+        "maml_speedup_5step": five["fused"] / ref5,
+        "maml_speedup_1step": one["fused"] / one["reference"],
+        "ours_its_5step": five["fused"],
+        "default_speedup_5step": five["fused"] / ref5,
+        "best_speedup_5step": max(steady.values()) / ref5,
+        "default_first_run_speedup_5step": five["fused"] / ref5,
+        "generic_speedup_5step": five["generic"] / ref5,
+    }
+    if "fused+compile" in five:
+        compiled = five["fused+compile"]
+        run_rate = RUN_ITERATIONS / (warm_s + RUN_ITERATIONS / compiled)
+        cold_rate = RUN_ITERATIONS / (five["compile_cold_s"] + RUN_ITERATIONS / compiled)
+        print(
+            f"  5 steps, a {RUN_ITERATIONS}-iteration run: compiled from the cache {run_rate:.1f} meta-it/s "
+            f"(compile {warm_s:.1f} s), compiled cold {cold_rate:.1f} "
+            f"(compile {five['compile_cold_s']:.1f} s), eager {five['fused']:.1f}"
+        )
+        out["default_speedup_5step"] = run_rate / ref5  # auto compiles 10,000 iterations of a cached graph
+        out["compile_cold_s"] = five["compile_cold_s"]
+        out["compile_cached_s"] = warm_s
+    return out
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--meta-batch", type=int, default=25, help="tasks per meta-batch (default 25)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the engine's sides (CUDA)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per side (median; >= 5)")
-    parser.add_argument("--iterations", type=int, default=40, help="meta-iterations per timed repeat (ours)")
-    parser.add_argument("--compile", action="store_true", help="also time a torch.compile-d engine")
+    parser.add_argument("--iterations", type=int, default=40, help="meta-iterations per timed repeat")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the compiled side")
     parser.add_argument("--loop", action="store_true", help="also time the whole meta_train loop")
+    parser.add_argument("--glyphs", type=int, default=0, help="glyph rows of this many iterations (0: none)")
+    parser.add_argument("--glyph-threads", type=int, default=2, help="torch threads of the glyph rows")
+    parser.add_argument("--warm-compile-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.repeats < 5:
         parser.error("--repeats: at least 5")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available")
+    if args.bf16 and args.device != "cuda":
+        parser.error("--bf16: needs --device cuda")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: CUDA is not available")
-
     family = make_family(FamilySpec(name="sinusoid"))
     spec = episode_spec(TrainConfig(shots=SHOTS, query=QUERY), "regression")
     batches = [
-        to_episode(family.sample("train", META_BATCH, spec, seed=batch_seed(0, s)), device) for s in range(8)
+        to_episode(family.sample("train", args.meta_batch, spec, seed=batch_seed(0, s)), device)
+        for s in range(8)
     ]
+    if args.warm_compile_child:
+        warm_compile_child(args, device, batches)
+        return
+    cache = tempfile.TemporaryDirectory(prefix="engine-throughput-cache-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache.name  # cold: nothing compiled yet
     print(
         f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-        f"numpy {np.__version__}; MAML 1-40-40-1, K={SHOTS}, query {QUERY}, meta-batch {META_BATCH}"
+        f"numpy {np.__version__}, load average {os.getloadavg()[0]:.2f}; "
+        f"MAML 1-40-40-1, K={SHOTS}, query {QUERY}, meta-batch {args.meta_batch}"
+        f"{', bf16' if args.bf16 else ''}",
+        flush=True,
     )
     five = measure(5, args, device, batches)
     one = measure(1, args, device, batches)
+    warm_s = warm_compile_seconds(args) if args.compile else float("nan")
+    if args.compile:
+        print(f"  5 steps: compile in a fresh process from the persistent cache {warm_s:.1f} s")
     if args.loop:
         loop_rate = measure_loop(args)
         print(f"  5 steps: whole meta_train loop {loop_rate:.1f} meta-it/s (sampling, checks included)")
-    speed5 = five["ours"] / five["reference"]
-    speed1 = one["ours"] / one["reference"]
-    if "ours+compile" in five:
-        print(
-            f"  compiled: speedup 5 steps {five['ours+compile'] / five['reference']:.2f}x, "
-            f"1 step {one['ours+compile'] / one['reference']:.2f}x"
-        )
-    ours5 = five["ours"]
-    print(
-        f"RESULT maml_speedup_5step={speed5:.2f} maml_speedup_1step={speed1:.2f} ours_its_5step={ours5:.1f}"
-    )
+    if args.glyphs:
+        glyph_rows(args)
+    fields = summary(five, one, warm_s)
+    print(f"  load average at the end {os.getloadavg()[0]:.2f}")
+    print("RESULT " + " ".join(f"{k}={v:.1f}" if "its" in k else f"{k}={v:.2f}" for k, v in fields.items()))
+    cache.cleanup()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@
   resume from their checkpoint (their worker was this process, now gone).
 
 * room for the server beside the training thread (:func:`share_with_server`): torch
-  gets one core fewer than the machine has, and the interpreter switches threads
+  gets one core fewer than the process may use, and the interpreter switches threads
   every 0.5 ms instead of 5 ms, so that daphne's loop gets the GIL back quickly after
   each socket write. At 200 sockets on a run (``benchmarks/live_latency.py
   --embedded``, 2 cores) p50/p99 went from 157/611 ms to 52/311 ms; either change
@@ -26,7 +26,6 @@ worker thread's channel-layer sends run on the loop that owns the in-memory laye
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import sys
 import threading
@@ -36,6 +35,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from apps.experiments.services import run_dispatch_queued, run_requeue_stale
+from workers.metalearn.runtime import prepare_process, torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +43,15 @@ QUEUES = ("gpu", "cpu")
 #: The interpreter's thread switch interval while the worker trains beside the server
 #: (Python's default is 5 ms: an I/O thread that released the GIL waits that long for it).
 SWITCH_INTERVAL_SECONDS = 0.0005
-#: Thread-count variables torch reads when it is first imported (by the first task).
-TORCH_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def share_with_server(*, cpus: int | None = None) -> None:
-    """Leave the ASGI server room beside the training thread (see the module docstring).
-    Call before the first task imports torch; thread counts set in the environment win."""
-    cores = cpus if cpus is not None else (os.cpu_count() or 1)
-    for name in TORCH_THREAD_VARS:
-        os.environ.setdefault(name, str(max(1, cores - 1)))
+    """Leave the ASGI server room beside the training thread (see the module docstring),
+    and prepare the process for training (allocator, compile cache:
+    :mod:`workers.metalearn.runtime`). Call before the first task imports torch;
+    thread counts set in the environment win."""
+    threads = max(1, cpus - 1) if cpus is not None else torch_threads(reserve=1)
+    prepare_process(threads=threads, compile_cache=settings.DATA_DIR / "compile-cache")
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
 

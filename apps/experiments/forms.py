@@ -115,8 +115,15 @@ class RunLaunchForm(forms.Form):
     )
     conv_filters = _number(forms.IntegerField, "conv_filters", label="Conv filters")
     bf16 = forms.BooleanField(required=False, label="bf16 autocast", help_text="CUDA only.")
-    compile = forms.BooleanField(
-        required=False, label="torch.compile", help_text="Pays off on long runs only."
+    compile = forms.ChoiceField(
+        required=False,
+        choices=[("auto", "auto"), ("on", "on"), ("off", "off")],
+        initial=_DEFAULTS.compile,
+        label="torch.compile",
+        help_text=(
+            "auto: MLP runs compile once they are long enough to pay the compile back (2,500 iterations "
+            "when this shape was compiled before, from the shared cache; 40,000 the first time)."
+        ),
     )
 
     cloned_from = forms.IntegerField(required=False, widget=forms.HiddenInput)
@@ -207,6 +214,9 @@ class RunLaunchForm(forms.Form):
 
     def clean_mnn_condition(self) -> str | None:
         return self.cleaned_data.get("mnn_condition") or None
+
+    def clean_compile(self) -> str:
+        return self.cleaned_data.get("compile") or _DEFAULTS.compile
 
     def clean_hidden(self) -> list[int]:
         raw = self.cleaned_data["hidden"]

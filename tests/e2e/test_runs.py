@@ -122,7 +122,8 @@ def test_train_watch_reload_and_cancel(live_stack, e2e_page, e2e_user):
         experiment="Browser test",
         taskset="Sine waves",
         fields={**SHORT_RUN, "iterations": 200_000},
-        advanced=SHORT_RUN_ADVANCED,
+        # compile off: auto would compile a run this long first, and this is about cancelling mid-run.
+        advanced={**SHORT_RUN_ADVANCED, "compile": "off"},
     )
     page.wait_for_function(
         "() => document.getElementById('run-status').dataset.status === 'running'"

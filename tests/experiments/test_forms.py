@@ -69,6 +69,22 @@ def test_valid_form_gives_a_config_the_engine_accepts(launchable):
     assert config["hidden"] == [40, 40] and config["first_order"] is True and config["grad_clip"] == 2.5
     parsed = parse_config(config)  # the family is added by the service; the default is fine here
     assert (parsed.seed, parsed.meta_batch, parsed.inner_lr) == (3, 4, 0.01)
+    assert parsed.compile == "auto"  # the default: MLP runs get the fast path without asking
+
+
+@pytest.mark.parametrize("value,expected", [("auto", "auto"), ("on", "on"), ("off", "off"), ("", "auto")])
+def test_compile_takes_auto_on_off(launchable, value, expected):
+    team, experiment, version = launchable
+    form = RunLaunchForm(form_data(experiment, version, compile=value), team=team)
+    assert form.is_valid(), form.errors
+    assert form.config()["compile"] == expected
+    assert form.fields["compile"].initial == "auto"
+
+
+def test_compile_names_the_field_on_a_bad_value(launchable):
+    team, experiment, version = launchable
+    form = RunLaunchForm(form_data(experiment, version, compile="sometimes"), team=team)
+    assert not form.is_valid() and "compile" in form.errors
 
 
 def test_choices_are_limited_to_the_team(launchable):

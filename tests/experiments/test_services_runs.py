@@ -391,6 +391,22 @@ def test_cancel_permissions(alpha):
 # -- clone ----------------------------------------------------------------------
 
 
+def test_clone_initial_reads_compile_stored_as_a_boolean(alpha, sent):
+    """Runs stored before compile took auto/on/off keep their meaning when cloned."""
+    _, users, experiment, version = alpha
+    source = services.run_create(
+        experiment=experiment,
+        actor=users["member"],
+        taskset_version=version,
+        config=launch_config(),
+        queue="cpu",
+    )
+    for stored, expected in ((False, "off"), (True, "on")):
+        Run.objects.filter(pk=source.pk).update(config={**source.config, "compile": stored})
+        source.refresh_from_db()
+        assert services.run_clone_initial(run=source)["compile"] == expected
+
+
 def test_clone_initial_prefills_the_launch_form_and_links_the_new_run(alpha, sent):
     _, users, experiment, version = alpha
     source = services.run_create(
@@ -410,6 +426,7 @@ def test_clone_initial_prefills_the_launch_form_and_links_the_new_run(alpha, sen
     assert initial["first_order"] is True and initial["grad_clip"] == 1.5
     assert initial["hidden"] == "32, 16"
     assert initial["algorithm"] == "maml"
+    assert initial["compile"] == "auto"
 
     clone = services.run_create(
         experiment=experiment,

@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -33,6 +34,7 @@ from workers.metalearn.types import SPLITS, CheckpointError, DataError, Divergen
 from workers.metalearn.uploads import check_class_count, class_order, label_indices, read_points
 
 EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT = 0, 1, 2
+THREADS_HELP = "torch CPU threads (default: the CPUs this process may use, or $METAWEB_TORCH_THREADS)"
 
 
 class CliError(Exception):
@@ -195,7 +197,7 @@ def _condition_note(config: TrainConfig, family: Any) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     config = parse_config(_with_settings(_read_json(args.config), args.set or []))
     family = _make_family(config, args.data)
-    _set_threads(args.threads)
+    _prepare(args.threads)
     from workers.metalearn.api import meta_train
     from workers.metalearn.checkpoint import latest_checkpoint, load_checkpoint
 
@@ -215,6 +217,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         finally:
             signal.signal(signal.SIGINT, previous)
             progress.close()
+    sys.stderr.write(f"{result.compile}\n")
     summary = {"status": result.status, "step": result.step, "checkpoint": str(out), **result.metrics}
     print(json.dumps(summary))
     return EXIT_OK
@@ -338,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config setting, e.g. --set mnn_condition=support --set train_tasks=100",
     )
-    train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    train.add_argument("--threads", type=int, help=THREADS_HELP)
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="the standard protocol on a split's fixed tasks")
@@ -354,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--data", help="data file for families that read one (table)")
     ev.add_argument("--out", help="folder for eval.json (per-task scores and losses)")
-    ev.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    ev.add_argument("--threads", type=int, help=THREADS_HELP)
     ev.set_defaults(func=cmd_evaluate)
 
     ad = sub.add_parser("adapt", help="adapt to one new task given as CSV")
@@ -371,26 +374,40 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument(
         "--out", required=True, help="folder for weights.safetensors, metrics.jsonl, predictions.csv"
     )
-    ad.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    ad.add_argument("--threads", type=int, help=THREADS_HELP)
     ad.set_defaults(func=cmd_adapt)
     return parser
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads is None:
-        return
-    if threads < 1:
+def _prepare(threads: int | None) -> None:
+    """The process setup every training process gets (``workers.metalearn.runtime``:
+    allocator, threads, compile cache in ``$METAWEB_DATA_DIR/compile-cache``, which is
+    ``var/compile-cache`` by default, shared with ``make run``)."""
+    if threads is not None and threads < 1:
         raise CliError("--threads: must be at least 1")
+    from workers.metalearn.runtime import prepare_process, torch_threads
+
+    try:
+        count = threads if threads is not None else torch_threads()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    data_dir = Path(os.environ.get("METAWEB_DATA_DIR") or "var")
+    done = prepare_process(threads=count, compile_cache=data_dir / "compile-cache")
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads if threads is not None else done.threads)  # --threads wins
+    allocator = "tuned (workers.metalearn.runtime)" if done.allocator else "unchanged (not glibc)"
+    sys.stderr.write(
+        f"process: {torch.get_num_threads()} torch thread(s), allocator {allocator}, "
+        f"compile cache {done.compile_cache}\n"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command != "train":  # train sets them once the config has been validated
-            _set_threads(args.threads)
+        if args.command != "train":  # train prepares once the config has been validated
+            _prepare(args.threads)
         return int(args.func(args))
     except ConfigError as exc:
         for field, message in exc.errors.items():

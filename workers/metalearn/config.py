@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from workers.metalearn.specs import ALGORITHM_NAMES, MNN_CONDITIONS, SPECS
 from workers.metalearn.types import ConfigError
@@ -20,6 +20,7 @@ Algorithm = Literal[ALGORITHM_NAMES]  # type: ignore[valid-type]
 FamilyName = Literal["sinusoid", "harmonic", "glyphs", "digits", "table"]
 Device = Literal["auto", "cpu", "cuda"]
 MnnCondition = Literal[MNN_CONDITIONS]  # type: ignore[valid-type]
+CompileMode = Literal["auto", "on", "off"]
 
 ALGORITHMS: tuple[str, ...] = ALGORITHM_NAMES
 FAMILIES: tuple[str, ...] = FamilyName.__args__  # type: ignore[attr-defined]
@@ -78,7 +79,13 @@ class TrainConfig(_Frozen):
     seed: int = Field(0, ge=0, lt=2**31, description="Seed: fixes tasks, initialisation and order.")
     device: Device = "auto"
     bf16: bool = Field(False, description="bf16 autocast (CUDA only).")
-    compile: bool = Field(False, description="torch.compile the meta-loss (pays off on long runs only).")
+    compile: CompileMode = Field(
+        "auto",
+        description=(
+            "torch.compile the meta-loss: auto compiles when the run is long enough to pay the compile "
+            "back (workers.metalearn.compiling); true/false are accepted as on/off."
+        ),
+    )
 
     # Architectures.
     hidden: tuple[int, ...] = Field((40, 40), description="MLP backbone hidden sizes.")
@@ -105,6 +112,14 @@ class TrainConfig(_Frozen):
         le=1_000_000,
         description="Distinct training tasks: a fixed pool drawn from the seed (empty: unlimited).",
     )
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_from_bool(cls, value: Any) -> Any:
+        """``true``/``false`` (the setting's earlier values, still in stored configs) mean on/off."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return {"true": "on", "false": "off"}.get(value, value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check_combinations(self) -> TrainConfig:

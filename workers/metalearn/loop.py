@@ -11,6 +11,7 @@ ends with the same weights, bit for bit, as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from workers.metalearn.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from workers.metalearn.compiling import Decision, decide, graph_key, is_cached, mark_cached
 from workers.metalearn.config import ConfigError, TrainConfig, config_to_dict, parse_config
 from workers.metalearn.episodes import Episode, FamilyInfo, batch_seed, episode_spec, to_episode
 from workers.metalearn.types import (
@@ -42,6 +44,8 @@ from workers.metalearn.types import (
     TaskFamily,
     TrainResult,
 )
+
+logger = logging.getLogger(__name__)
 
 #: Config fields a resumed run may change: they do not alter the trajectory.
 RESUMABLE_CHANGES = frozenset(
@@ -157,6 +161,7 @@ class _Run:
         self.metrics: dict[str, float] = {}
         self._val: Episode | None = None
         self._describe: dict[str, Any] | None = None
+        self.compiled = Decision(False, "")
 
     # -- resume ------------------------------------------------------------------------
     def resume(self) -> int | None:
@@ -194,8 +199,51 @@ class _Run:
         if mine != theirs:
             raise CheckpointError(f"checkpoint: {ckpt.path} does not fit the model's parameter shapes")
 
+    # -- compiling ---------------------------------------------------------------------------
+    def _graph_facts(self) -> dict[str, Any]:
+        """What the compiled meta-loss's graph depends on (its cache marker's key)."""
+        return {
+            "torch": torch.__version__,
+            "device": self.device.type,
+            "algorithm": self.config.algorithm,
+            "path": self.algorithm.path,
+            "params": {k: list(v.shape) for k, v in self.meta.items()},
+            "episode": [self.config.meta_batch, self.spec.shots, self.spec.query, self.spec.ways],
+            "input_shape": list(self.info.input_shape),
+            "inner_steps": self.config.inner_steps,
+            "first_order": self.algorithm.first_order,
+            "bf16": self.autocast,
+        }
+
+    def compile(self) -> Decision:
+        """Compile the meta-loss when ``config.compile`` says so (:mod:`.compiling`),
+        compiling at once on the next meta-batch. Under ``auto`` a compile that fails
+        (no C++ compiler, say) leaves the run eager; under ``on`` it fails the run."""
+        facts = self._graph_facts()
+        key = graph_key(facts)
+        remaining = self.config.iterations - self.step
+        fused = self.algorithm.fused is not None
+        decision = decide(self.config.compile, fused=fused, remaining=remaining, cached=is_cached(key))
+        if decision.compile:
+            started = time.perf_counter()
+            self.algorithm.compile(cpp_wrapper=self.device.type == "cpu")
+            try:
+                self._meta_grads(self.step + 1)
+            except Exception as exc:  # noqa: BLE001 - auto falls back to eager, and says why
+                if self.config.compile == "on":
+                    raise
+                self.algorithm.uncompile()
+                decision = Decision(False, f"{decision.reason}; the compile failed ({exc!r}), so eager")
+            else:
+                mark_cached(key, facts)
+                seconds = time.perf_counter() - started
+                decision = Decision(True, f"{decision.reason}; compiled in {seconds:.1f} s")
+        logger.info(decision.reason)
+        self.compiled = decision
+        return decision
+
     # -- one iteration --------------------------------------------------------------------
-    def train_step(self, step: int) -> dict[str, float]:
+    def _meta_grads(self, step: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         pool = self.algorithm.task_pool()
         if pool is None:
             seed = batch_seed(self.config.seed, step)
@@ -207,7 +255,10 @@ class _Run:
         episode = to_episode(batch, self.device)
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
         with ctx:
-            grads, metrics = self.algorithm.meta_grads(self.meta, episode)
+            return self.algorithm.meta_grads(self.meta, episode)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        grads, metrics = self._meta_grads(step)
         loss = float(metrics["loss"])
         if not _finite(loss):
             raise DivergenceError(step, "loss", loss)
@@ -274,6 +325,7 @@ class _Run:
             step=self.step,
             metrics=dict(self.metrics),
             checkpoint_dir=str(self.checkpoint_dir or ""),
+            compile=self.compiled.reason,
         )
 
 
@@ -305,8 +357,8 @@ def meta_train(
         config, family, reporter or NullReporter(), None if checkpoint_dir is None else Path(checkpoint_dir)
     )
     saved_at = run.resume()  # a stop always leaves a checkpoint, even before step 1
-    if config.compile:
-        run.algorithm.compile()
+    if run.step < config.iterations:
+        run.compile()
     while run.step < config.iterations:
         if run.reporter.should_stop():
             if run.step != saved_at:

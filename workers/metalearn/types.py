@@ -275,6 +275,8 @@ class TrainResult:
     step: int
     metrics: dict[str, float] = field(default_factory=dict)
     checkpoint_dir: str = ""
+    #: Whether the meta-loss was compiled, and why (``compiling.Decision.reason``).
+    compile: str = ""
 
 
 @dataclass

@@ -307,6 +307,8 @@ def run_clone_initial(*, run: Run) -> dict[str, Any]:
     config = run.config if isinstance(run.config, dict) else {}
     defaults = TrainConfig()
     initial: dict[str, Any] = {name: config.get(name, getattr(defaults, name)) for name in CLONED_FIELDS}
+    if isinstance(initial["compile"], bool):  # stored before compile took auto/on/off
+        initial["compile"] = TrainConfig(compile=initial["compile"]).compile
     hidden = config.get("hidden", defaults.hidden)
     if isinstance(hidden, list | tuple):
         initial["hidden"] = ", ".join(str(h) for h in hidden)

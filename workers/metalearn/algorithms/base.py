@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import grad, vmap
 
+from workers.metalearn.algorithms.fused import FusedMLP, layer_prefixes
 from workers.metalearn.config import TrainConfig
 from workers.metalearn.episodes import Episode, FamilyInfo
 from workers.metalearn.specs import AlgorithmSpec
@@ -59,9 +60,16 @@ def inner_step(
     grads = grad_fn(fast, *args)
     if first_order:
         grads = {name: g.detach() for name, g in grads.items()}
+    # One op per tensor (``add`` with alpha, ``addcmul``): the step is on the hot path.
     if isinstance(lrs, Mapping):
-        return {name: fast[name] - lrs[name] * grads[name] for name in fast}
-    return {name: fast[name] - lrs * grads[name] for name in fast}
+        return {name: torch.addcmul(fast[name], lrs[name], grads[name], value=-1) for name in fast}
+    if isinstance(lrs, Tensor):
+        return {name: torch.addcmul(fast[name], lrs, grads[name], value=-1) for name in fast}
+    return {name: torch.add(fast[name], grads[name], alpha=-lrs) for name in fast}
+
+
+def compile_options(cpp_wrapper: bool) -> dict[str, Any]:
+    return {"cpp_wrapper": True} if cpp_wrapper else {}
 
 
 class Algorithm:
@@ -77,6 +85,9 @@ class Algorithm:
     spec: ClassVar[AlgorithmSpec]
     name: ClassVar[str] = ""
     adapts: ClassVar[bool] = True
+    #: The fused inner loop of the adapted MLP layers (:mod:`.fused`), or None: the
+    #: generic ``vmap(grad(...))`` path.
+    fused: FusedMLP | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -92,6 +103,23 @@ class Algorithm:
         # Built once: the support-loss gradient and the batched per-task losses.
         self._support_grad = grad(self._support_loss)
         self._batched_task_loss = vmap(self._task_loss, in_dims=(None, 0))
+
+    # ----- which inner-loop implementation trains --------------------------------------
+    def enable_fused(self, fast_names: list[str]) -> None:
+        """Train with the fused inner loop over the MLP layers holding ``fast_names``
+        (called by algorithms whose adapted part is an MLP)."""
+        self.fused = FusedMLP(layer_prefixes(fast_names), self.info.classification)
+        self._batched_task_loss = self._fused_task_loss
+
+    def use_generic(self) -> None:
+        """Train with the generic ``torch.func`` path (the fused path's reference)."""
+        self.fused = None
+        self._batched_task_loss = vmap(self._task_loss, in_dims=(None, 0))
+
+    @property
+    def path(self) -> str:
+        """``"fused"`` or ``"generic"``: the inner loop that meta-training runs."""
+        return "generic" if self.fused is None else "fused"
 
     # ----- to define in subclasses -------------------------------------------------
     def init_params(self) -> Params:
@@ -170,6 +198,31 @@ class Algorithm:
         out = self.forward(meta, fast, ctx, xq)
         return self.criterion(out, ep.yq), self.score(out, ep.yq)
 
+    # ----- the fused inner loop (all tasks at once) ------------------------------------
+    def _encode_batch(self, meta: Params, x: Tensor) -> Tensor:
+        """``encode`` of a meta-batch's inputs ``[B, N, ...]`` as ``[B, N, features]``
+        (the fused path's backbones have no per-task statistics, so tasks can share a call)."""
+        return self.encode(meta, x.flatten(0, 1)).reshape(x.shape[0], x.shape[1], -1)
+
+    def fused_adapt(self, meta: Params, ep: Episode, first_order: bool) -> tuple[Params, Tensor]:
+        """Every task's fast weights ``[B, ...]`` after ``train_steps`` fused inner steps,
+        and the encoded query inputs ``[B, N, features]``."""
+        assert self.fused is not None, "the fused inner loop is not enabled"
+        xs, xq = self._encode_batch(meta, ep.xs), self._encode_batch(meta, ep.xq)
+        fast, _ = self.start(meta, xs, ep.ys, ep.desc)
+        grad_fn = self.fused.support_grad_constant if first_order else self.fused.support_grad
+        lrs = self.inner_lrs(meta)
+        for _ in range(self.train_steps):
+            fast = inner_step(grad_fn, fast, lrs, (xs, ep.ys), first_order)
+        return fast, xq
+
+    def _fused_task_loss(self, meta: Params, ep: Episode) -> tuple[Tensor, Tensor]:
+        """What ``vmap(_task_loss)`` returns, from the fused inner loop."""
+        assert self.fused is not None
+        fast, xq = self.fused_adapt(meta, ep, self.first_order)
+        out = self.fused.forward(fast, xq)
+        return self.fused.losses(out, ep.yq), self.fused.scores(out, ep.yq)
+
     # ----- batched entry points ----------------------------------------------------
     def meta_loss(self, meta: Params, ep: Episode) -> tuple[Tensor, dict[str, Tensor]]:
         """Mean post-adaptation query loss over the tasks of ``ep`` (``vmap``-ed)."""
@@ -192,9 +245,16 @@ class Algorithm:
         out = {n: torch.zeros_like(meta[n]) if g is None else g for n, g in zip(names, grads, strict=True)}
         return out, metrics
 
-    def compile(self) -> None:
-        """``torch.compile`` the batched meta-loss (pays off on long runs only)."""
-        self._batched_task_loss = torch.compile(self._batched_task_loss)
+    def compile(self, *, cpp_wrapper: bool = False) -> None:
+        """``torch.compile`` the batched meta-loss (pays off on long runs only; see
+        :mod:`workers.metalearn.compiling`). ``cpp_wrapper`` has inductor call its
+        kernels from C++ rather than Python (faster on the CPU for these small graphs)."""
+        self._eager_task_loss = self._batched_task_loss
+        self._batched_task_loss = torch.compile(self._batched_task_loss, options=compile_options(cpp_wrapper))
+
+    def uncompile(self) -> None:
+        """Back to the eager meta-loss (after a failed compile)."""
+        self._batched_task_loss = getattr(self, "_eager_task_loss", self._batched_task_loss)
 
     # ----- evaluation ----------------------------------------------------------------
     def _task_eval(self, meta: Params, ep: Episode, steps: int, lr: float | None) -> tuple[Tensor, Tensor]:

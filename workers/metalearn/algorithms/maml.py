@@ -2,7 +2,9 @@
 
 All four share :func:`~workers.metalearn.algorithms.base.inner_step`; they differ
 only in which weights are fast, which learning rates the step uses, and whether
-the step is differentiated through.
+the step is differentiated through. On an MLP backbone they train with the fused
+inner loop (:mod:`~workers.metalearn.algorithms.fused`); on the conv net with the
+generic ``torch.func`` path.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from workers.metalearn.algorithms.base import Algorithm, LearningRates, Params
 from workers.metalearn.backbones import (
     BODY,
     HEAD,
+    MLP,
     add_prefix,
     body_forward,
     head_forward,
@@ -42,6 +45,8 @@ class MAML(Algorithm):
     def __init__(self, config: TrainConfig, info: FamilyInfo):
         super().__init__(config, info)
         self.net, self._init = to_stateless(make_backbone(info.input_shape, info.ways, config))
+        if isinstance(self.net, MLP):
+            self.enable_fused(list(self._init))
 
     def init_params(self) -> Params:
         return {k: v.clone() for k, v in self._init.items()}
@@ -102,6 +107,8 @@ class ANIL(Algorithm):
         super().__init__(config, info)
         self.net, self._init = to_stateless(make_backbone(info.input_shape, info.ways, config))
         self._head_names = [k for k in self._init if k.startswith(HEAD)]
+        if isinstance(self.net, MLP):  # the head is a one-layer MLP over the body's features
+            self.enable_fused(self._head_names)
 
     def init_params(self) -> Params:
         return {k: v.clone() for k, v in self._init.items()}

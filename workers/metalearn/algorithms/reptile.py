@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.func import vmap
 
-from workers.metalearn.algorithms.base import Params
+from workers.metalearn.algorithms.base import Params, compile_options
 from workers.metalearn.algorithms.maml import MAML
 from workers.metalearn.config import TrainConfig
 from workers.metalearn.episodes import Episode, FamilyInfo
@@ -28,7 +28,19 @@ class Reptile(MAML):
     def __init__(self, config: TrainConfig, info: FamilyInfo):
         super().__init__(config, info)
         self.first_order = True
+        generic = vmap(self._task_adapt, in_dims=(None, 0))
+        self._batched_adapt = self._fused_batched_adapt if self.fused else generic
+
+    def use_generic(self) -> None:
+        super().use_generic()
         self._batched_adapt = vmap(self._task_adapt, in_dims=(None, 0))
+
+    def _fused_batched_adapt(self, meta: Params, ep: Episode) -> tuple[Params, torch.Tensor, torch.Tensor]:
+        """What ``vmap(_task_adapt)`` returns, from the fused inner loop."""
+        assert self.fused is not None
+        fast, xq = self.fused_adapt(meta, ep, True)
+        out = self.fused.forward(fast, xq)
+        return fast, self.fused.losses(out, ep.yq), self.fused.scores(out, ep.yq)
 
     def _task_adapt(self, meta: Params, ep: Episode) -> tuple[Params, torch.Tensor, torch.Tensor]:
         fast, ctx = self.start(meta, ep.xs, ep.ys, ep.desc)
@@ -43,5 +55,9 @@ class Reptile(MAML):
             grads = {k: meta[k] - fast[k].mean(dim=0) for k in meta}
         return grads, self._metrics(losses.mean(), scores)
 
-    def compile(self) -> None:
-        self._batched_adapt = torch.compile(self._batched_adapt)
+    def compile(self, *, cpp_wrapper: bool = False) -> None:
+        self._eager_adapt = self._batched_adapt
+        self._batched_adapt = torch.compile(self._batched_adapt, options=compile_options(cpp_wrapper))
+
+    def uncompile(self) -> None:
+        self._batched_adapt = getattr(self, "_eager_adapt", self._batched_adapt)
