@@ -24,6 +24,8 @@ from apps.adaptations.models import Adaptation, AdaptationTarget
 from apps.adaptations.selectors import ModelFacts, meta_model_facts
 from apps.adaptations.services import AdaptedResult, adaptation_complete
 from apps.registry import storage
+from apps.runfiles import keys
+from apps.runfiles.folders import fetch_folder
 from workers.attempt import Attempt, Failed, Finished, Job, Outcome, Stopped, Wording, taskset_data_path
 from workers.metalearn.config import ConfigError, FamilySpec
 from workers.metalearn.families import make_family
@@ -131,9 +133,14 @@ def adaptation_job(
     try:
         spec = FamilySpec(name=version.taskset.family, params=version.params or {})
         family = make_family(spec, data_path=taskset_data_path(version))
+    except FileNotFoundError:
+        return Failed("The task set's data file is missing from storage.")
     except (ConfigError, DataError, OSError) as exc:
         return Failed(f"Problem with the task set: {exc}")
-    checkpoint = storage.meta_model_dir(adaptation.meta_model.pk)
+    try:  # this machine's copy of the meta-model (StoreUnavailable: interrupted)
+        checkpoint = fetch_folder(keys.meta_model(adaptation.meta_model.pk), storage.meta_model_files)
+    except FileNotFoundError:
+        return Failed("The meta-model's checkpoint is missing from storage or unreadable.")
     reporter = RunReporter(
         run_id=attempt.run_id,
         token=attempt.token,

@@ -31,7 +31,9 @@
   ``async_to_sync``). A send still in flight
   makes the next event wait: points are coalesced, never dropped.
 * **Checkpoints**: the loop calls ``on_checkpoint(step)`` once a checkpoint is
-  durable; only then does ``checkpoint_step`` move, and it is recorded on the run
+  durable on the worker's disk; with an ``uploader``
+  (:class:`workers.uploads.CheckpointUploader`) it is then stored off the training
+  thread. Only then does ``checkpoint_step`` move, and it is recorded on the run
   (one UPDATE per checkpoint), after the points up to ``step`` are stored.
 * **Stopping**: ``should_stop`` has the I/O thread read the run at most every
   ``stop_poll_seconds`` and answers True, at the call after the answer came, when
@@ -53,12 +55,15 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, close_old_connections, connection
 
 from apps.experiments.events import RunProgressEvent, group_send_nowait, run_group
 from apps.experiments.services import run_checkpointed, run_heartbeat, run_metrics_record, run_stop_reason
+
+if TYPE_CHECKING:
+    from workers.uploads import CheckpointUploader
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +140,7 @@ class RunReporter:
         send: Callable[[str, dict[str, Any]], Future | None] = group_send_nowait,
         executor: Executor | None = None,
         clock: Callable[[], float] = time.monotonic,
+        uploader: CheckpointUploader | None = None,
     ):
         self.run_id = run_id
         self.token = token
@@ -155,6 +161,7 @@ class RunReporter:
         # own, so that the training thread never waits on a round trip.
         self._io = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"run-{run_id}-db")
         self._owns_io = executor is None
+        self._uploader = uploader
         if self._owns_io:
             self._io.submit(_ensure_connection)  # connect now, not at the first flush
         self._writes: list[Future] = []
@@ -268,10 +275,14 @@ class RunReporter:
 
     def on_checkpoint(self, step: int) -> None:
         """The checkpoint of ``step`` is durable: once the points up to ``step`` are
-        stored, move ``checkpoint_step`` and record it on the run."""
+        stored (and, with an uploader, the checkpoint too, in the background), move
+        ``checkpoint_step`` and record it on the run."""
         self.flush()
         self.sync()
-        self._checkpointed(step)
+        if self._uploader is None:
+            self._checkpointed(step)
+        else:
+            self._uploader.submit(step, then=self._checkpointed)
 
     # -- beyond the protocol ---------------------------------------------------
 
@@ -315,6 +326,8 @@ class RunReporter:
         if self._closed:
             return
         self._closed = True
+        if self._uploader is not None:
+            self._uploader.close()  # its last checkpoint_step goes through the I/O thread
         try:
             self.flush()
             self.sync()

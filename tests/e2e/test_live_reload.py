@@ -46,21 +46,28 @@ def test_reload_mid_run_shows_every_stored_point(live_stack, e2e_page, e2e_user)
     create_taskset(page, base, team.slug, name="Sine waves")
     create_experiment(page, base, team.slug, name="Reload test")
     run_id = launch_run(
-        page, base, team.slug, experiment="Reload test", taskset="Sine waves",
-        fields={**SHORT_RUN, "iterations": ITERATIONS}, advanced=SHORT_RUN_ADVANCED,
+        page,
+        base,
+        team.slug,
+        experiment="Reload test",
+        taskset="Sine waves",
+        fields={**SHORT_RUN, "iterations": ITERATIONS},
+        advanced=SHORT_RUN_ADVANCED,
     )
     for reload in range(RELOADS):
         # Reload while points stream in, then wait until the socket brought newer ones.
         page.wait_for_function(
             "n => Number(document.getElementById('chart-loss').dataset.points) > n",
-            arg=50 * (reload + 1), timeout=90_000,
+            arg=50 * (reload + 1),
+            timeout=90_000,
         )
         before = Run.objects.get(pk=run_id).step
         page.reload()
         page.wait_for_function(
             "n => { const c = document.getElementById('chart-loss').metaChart;"
             " return c && c.shown[0].length && c.shown[0][c.shown[0].length - 1] > n; }",
-            arg=before + 1, timeout=60_000,
+            arg=before + 1,
+            timeout=60_000,
         )
         chart = page.evaluate(_READ_CHART)
         assert chart["status"] == "running", f"the run ended before reload {reload}; make it longer"

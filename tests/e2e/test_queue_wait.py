@@ -49,8 +49,13 @@ def test_queue_positions_follow_the_queue_live(live_stack, e2e_page, e2e_user):
     log_in(page, base, user.username)
     a, b, c = (
         launch_run(
-            page, base, team.slug, experiment="Queue test", taskset=version.taskset.name,
-            fields=LONG_RUN, advanced=SHORT_RUN_ADVANCED,
+            page,
+            base,
+            team.slug,
+            experiment="Queue test",
+            taskset=version.taskset.name,
+            fields=LONG_RUN,
+            advanced=SHORT_RUN_ADVANCED,
         )
         for _ in range(3)
     )

@@ -64,8 +64,13 @@ def test_train_watch_reload_and_cancel(live_stack, e2e_page, e2e_user):
     shots.take(page, "experiment-created")
 
     run_id = launch_run(
-        page, base, team.slug, experiment="Browser test", taskset="Sine waves",
-        fields=SHORT_RUN, advanced=SHORT_RUN_ADVANCED,
+        page,
+        base,
+        team.slug,
+        experiment="Browser test",
+        taskset="Sine waves",
+        fields=SHORT_RUN,
+        advanced=SHORT_RUN_ADVANCED,
     )
     shots.take(page, "run-launched")
 
@@ -111,8 +116,13 @@ def test_train_watch_reload_and_cancel(live_stack, e2e_page, e2e_user):
 
     # A second run, cancelled while it runs.
     run2_id = launch_run(
-        page, base, team.slug, experiment="Browser test", taskset="Sine waves",
-        fields={**SHORT_RUN, "iterations": 200_000}, advanced=SHORT_RUN_ADVANCED,
+        page,
+        base,
+        team.slug,
+        experiment="Browser test",
+        taskset="Sine waves",
+        fields={**SHORT_RUN, "iterations": 200_000},
+        advanced=SHORT_RUN_ADVANCED,
     )
     page.wait_for_function(
         "() => document.getElementById('run-status').dataset.status === 'running'"
@@ -147,7 +157,11 @@ def test_worker_killed_mid_run_resumes_from_checkpoint(live_stack, e2e_page, e2e
     iterations = 2000
     log_in(page, base, user.username)
     run_id = launch_run(
-        page, base, team.slug, experiment="Crash test", taskset=version.taskset.name,
+        page,
+        base,
+        team.slug,
+        experiment="Crash test",
+        taskset=version.taskset.name,
         fields={**SHORT_RUN, "iterations": iterations, "eval_interval": 1000},
         advanced={"eval_tasks": 20, "checkpoint_interval": 200},
     )
@@ -212,6 +226,7 @@ def _picture_of_run_page(page) -> None:
     )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(
-        path=str(ARTIFACTS / "run_page.png"), full_page=True,
+        path=str(ARTIFACTS / "run_page.png"),
+        full_page=True,
         clip={"x": 0, "y": 0, "width": page.viewport_size["width"], "height": bottom + 24},
     )

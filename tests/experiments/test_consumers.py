@@ -132,8 +132,13 @@ async def test_progress_is_encoded_once_for_every_socket(run, team_roles, monkey
         sockets.append(communicator)
     encoded.clear()
     for step in (3, 4):
-        event = {"type": "run.progress", "run_id": run.pk, "step": step, "sent_at": 1.5 + step,
-                 "points": {"loss": [[step, 0.1]]}}
+        event = {
+            "type": "run.progress",
+            "run_id": run.pk,
+            "step": step,
+            "sent_at": 1.5 + step,
+            "points": {"loss": [[step, 0.1]]},
+        }
         await get_channel_layer().group_send(f"run-{run.pk}", event)
         for communicator in sockets:
             assert await communicator.receive_json_from(timeout=5) == event

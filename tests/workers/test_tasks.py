@@ -226,8 +226,10 @@ def test_attempt_that_loses_ownership_stops_and_leaves_the_run_alone(sent, in_th
     # UPDATE is in flight, every 0.2 s here) and takes it at its next pass: pass until it does.
     requeued: list[list[int]] = []
     assert _wait_for(
-        lambda: requeued.append(run_requeue_stale(older_than=timezone.now() + timedelta(seconds=60)))
-        or requeued[-1] == [run.pk]
+        lambda: (
+            requeued.append(run_requeue_stale(older_than=timezone.now() + timedelta(seconds=60)))
+            or requeued[-1] == [run.pk]
+        )
     ), requeued
     assert all(ids == [] for ids in requeued[:-1])  # a skipped pass requeues nothing
     thread.join(timeout=15)
