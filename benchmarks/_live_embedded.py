@@ -56,12 +56,14 @@ def _env(work: Path) -> dict[str, str]:
     env = dict(os.environ)
     for key in ("DATABASE_URL", "REDIS_URL", "DJANGO_DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE"):
         env.pop(key, None)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "metaweb.settings.dev",
-        "METAWEB_DATA_DIR": str(work),
-        "METAWEB_DEV": "1",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "metaweb.settings.dev",
+            "METAWEB_DATA_DIR": str(work),
+            "METAWEB_DEV": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -70,8 +72,12 @@ def _fixtures() -> tuple[int, str]:
     from tests.factories import RunFactory
 
     team, user = _stack.bench_member("bench")
-    run = RunFactory(experiment__team=team, experiment__created_by=user, config=dict(RUN_CONFIG),
-                     total_steps=RUN_CONFIG["iterations"])
+    run = RunFactory(
+        experiment__team=team,
+        experiment__created_by=user,
+        config=dict(RUN_CONFIG),
+        total_steps=RUN_CONFIG["iterations"],
+    )
     name, value = _stack.session_cookie(user)
     return run.pk, f"{name}={value}"
 
@@ -125,8 +131,9 @@ def embedded_stack() -> Iterator[Embedded]:
         base_url = f"http://127.0.0.1:{port}"
         _stack.wait_http_ready(serve, base_url)
         _wait_running(run_id)
-        yield Embedded(base_url, base_url.replace("http://", "ws://") + f"/ws/runs/{run_id}/", cookie,
-                       run_id, serve)
+        yield Embedded(
+            base_url, base_url.replace("http://", "ws://") + f"/ws/runs/{run_id}/", cookie, run_id, serve
+        )
         ok = True
     finally:
         serve.stop()
@@ -162,9 +169,13 @@ async def measure(stack: Embedded, *, clients: int, seconds: float, parse) -> di
     readers = []
     for _ in range(clients):
         opened = time.monotonic()
-        sock = await websockets.connect(stack.ws_url, origin=stack.base_url,
-                                        additional_headers={"Cookie": stack.cookie},
-                                        open_timeout=30, max_size=2**24)
+        sock = await websockets.connect(
+            stack.ws_url,
+            origin=stack.base_url,
+            additional_headers={"Cookie": stack.cookie},
+            open_timeout=30,
+            max_size=2**24,
+        )
         await asyncio.wait_for(sock.recv(), timeout=30)
         first.append((time.monotonic() - opened) * 1000.0)
         sockets.append(sock)

@@ -206,7 +206,11 @@ def spawn(name: str, argv: list[str], *, env: Mapping[str, str], log_dir: Path) 
 
 
 def start_daphne(
-    *, env: Mapping[str, str], log_dir: Path, app: str = "metaweb.asgi:application", port: int | None = None,
+    *,
+    env: Mapping[str, str],
+    log_dir: Path,
+    app: str = "metaweb.asgi:application",
+    port: int | None = None,
     name: str = "daphne",
 ) -> tuple[Proc, str]:
     """Start daphne on 127.0.0.1; returns the process and its base URL (not yet ready)."""
@@ -220,8 +224,22 @@ def start_worker(
 ) -> Proc:
     """Start one solo Celery worker (not yet ready: see :func:`wait_worker_ready`)."""
     argv = [
-        str(BIN / "celery"), "-A", "metaweb", "worker", "-Q", queues, "-P", "solo", "--concurrency", "1",
-        "-l", "INFO", "-n", f"{name}@%h", "--without-mingle", "--without-gossip",
+        str(BIN / "celery"),
+        "-A",
+        "metaweb",
+        "worker",
+        "-Q",
+        queues,
+        "-P",
+        "solo",
+        "--concurrency",
+        "1",
+        "-l",
+        "INFO",
+        "-n",
+        f"{name}@%h",
+        "--without-mingle",
+        "--without-gossip",
     ]
     return spawn(name, argv, env=env, log_dir=log_dir)
 
@@ -230,8 +248,14 @@ def start_beat(*, env: Mapping[str, str], log_dir: Path, schedule_dir: Path, nam
     """Start Celery beat (the watchdog's schedule), its schedule file under ``schedule_dir``."""
     schedule_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        str(BIN / "celery"), "-A", "metaweb", "beat", "-l", "INFO",
-        "--schedule", str(schedule_dir / "celerybeat-schedule"),
+        str(BIN / "celery"),
+        "-A",
+        "metaweb",
+        "beat",
+        "-l",
+        "INFO",
+        "--schedule",
+        str(schedule_dir / "celerybeat-schedule"),
     ]
     return spawn(name, argv, env=env, log_dir=log_dir)
 

@@ -44,8 +44,16 @@ from benchmarks import _stack  # noqa: E402
 PASSWORD = "pw-for-tests-1"  # noqa: S105 - tests.factories.UserFactory's, on a throwaway database
 TEAM_SLUG = "bench"
 #: A tiny run: it finishes in well under a second once the worker is warm.
-TINY = {"iterations": 5, "meta_batch": 2, "eval_interval": 5, "eval_tasks": 5, "checkpoint_interval": 5,
-        "device": "cpu", "queue": "cpu", "algorithm": "maml"}
+TINY = {
+    "iterations": 5,
+    "meta_batch": 2,
+    "eval_interval": 5,
+    "eval_tasks": 5,
+    "checkpoint_interval": 5,
+    "device": "cpu",
+    "queue": "cpu",
+    "algorithm": "maml",
+}
 RUN_TIMEOUT_S = 60
 
 
@@ -149,8 +157,11 @@ async def bench(base_url: str, browser: Browser, form: dict[str, str], launches:
                 running_at = seen[run_id]["running"]
                 label = "warm-up" if index == 0 else f"{index:2d}"
                 after, took = 1000 * (running_at - t_returned), 1000 * (t_returned - t_post)
-                print(f"launch {label}: run {run_id} running {after:7.1f} ms after the POST returned "
-                      f"(POST took {took:6.1f} ms)", flush=True)
+                print(
+                    f"launch {label}: run {run_id} running {after:7.1f} ms after the POST returned "
+                    f"(POST took {took:6.1f} ms)",
+                    flush=True,
+                )
                 if index > 0:
                     latencies.append(1000 * (running_at - t_returned))
         finally:
@@ -159,8 +170,9 @@ async def bench(base_url: str, browser: Browser, form: dict[str, str], launches:
     return latencies
 
 
-async def _wait_for(seen: dict[int, dict[str, float]], changed: asyncio.Event, run_id: int,
-                    statuses: set[str]) -> str:
+async def _wait_for(
+    seen: dict[int, dict[str, float]], changed: asyncio.Event, run_id: int, statuses: set[str]
+) -> str:
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while True:
         hit = statuses & seen.get(run_id, {}).keys()
@@ -198,13 +210,17 @@ def main() -> int:
         if status != 302:
             raise RuntimeError(f"login answered {status}")
         form = launch_form_data(experiment_id, taskset_id)
-        print(f"stack: daphne {base_url}, 1 solo worker, redis {stack.redis_url}; "
-              f"{args.launches} launches of {TINY}")
+        print(
+            f"stack: daphne {base_url}, 1 solo worker, redis {stack.redis_url}; "
+            f"{args.launches} launches of {TINY}"
+        )
         latencies = asyncio.run(bench(base_url, browser, form, args.launches))
         p50 = statistics.median(latencies)
         p90 = _stack.percentile(latencies, 90)
-        print(f"dispatch (POST returned -> run.status running on the socket), {len(latencies)} launches: "
-              f"min {min(latencies):.1f} ms, p50 {p50:.1f} ms, p90 {p90:.1f} ms, max {max(latencies):.1f} ms")
+        print(
+            f"dispatch (POST returned -> run.status running on the socket), {len(latencies)} launches: "
+            f"min {min(latencies):.1f} ms, p50 {p50:.1f} ms, p90 {p90:.1f} ms, max {max(latencies):.1f} ms"
+        )
         stack.ok = True
         print(f"RESULT dispatch_p50_ms={p50:.1f}")
         return 0

@@ -120,8 +120,9 @@ def _progress_sent_at(raw: str | bytes) -> tuple[int, float] | None:
     return None
 
 
-async def measure(ws_url: str, origin: str, cookie: str, *, clients: int, run_id: int, env: dict,
-                  events: int, rate: float) -> tuple[list[float], int]:
+async def measure(
+    ws_url: str, origin: str, cookie: str, *, clients: int, run_id: int, env: dict, events: int, rate: float
+) -> tuple[list[float], int]:
     """Connect ``clients`` sockets, run one publisher process, return the latencies (ms)
     of the measured events on every socket, and how many (socket, event) pairs were lost."""
     import websockets
@@ -163,9 +164,18 @@ async def measure(ws_url: str, origin: str, cookie: str, *, clients: int, run_id
 
     readers = [asyncio.create_task(reader(i, s)) for i, s in enumerate(sockets)]
     publisher = await asyncio.create_subprocess_exec(
-        sys.executable, str(Path(__file__).resolve()), "--publish", str(run_id),
-        "--events", str(events), "--rate", str(rate),
-        env=env, cwd=str(ROOT), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--publish",
+        str(run_id),
+        "--events",
+        str(events),
+        "--rate",
+        str(rate),
+        env=env,
+        cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     budget = 30 + total / rate
     try:
@@ -190,9 +200,12 @@ async def measure(ws_url: str, origin: str, cookie: str, *, clients: int, run_id
 
 def _report(label: str, clients: int, latencies: list[float], extra: str = "") -> tuple[float, float]:
     p50, p99 = _stack.percentile(latencies, 50), _stack.percentile(latencies, 99)
-    print(f"{label:>14} clients={clients:3d} samples={len(latencies):5d} {extra}"
-          f"p50={p50:.1f} ms p90={_stack.percentile(latencies, 90):.1f} ms p99={p99:.1f} ms "
-          f"max={max(latencies, default=float('nan')):.1f} ms", flush=True)
+    print(
+        f"{label:>14} clients={clients:3d} samples={len(latencies):5d} {extra}"
+        f"p50={p50:.1f} ms p90={_stack.percentile(latencies, 90):.1f} ms p99={p99:.1f} ms "
+        f"max={max(latencies, default=float('nan')):.1f} ms",
+        flush=True,
+    )
     return p50, p99
 
 
@@ -209,12 +222,22 @@ def real_stack(args, counts: list[int]) -> tuple[float, float]:
             stack.procs.append(daphne)
             _stack.wait_http_ready(daphne, base_url)
             ws_url = base_url.replace("http://", "ws://") + f"/ws/runs/{run_id}/"
-            print(f"real stack: daphne {base_url}, channel layer {layer} on {stack.redis_url}, run {run_id}; "
-                  f"{args.events} events per phase at {args.rate:g}/s (+{WARMUP_EVENTS} warm-up)")
+            print(
+                f"real stack: daphne {base_url}, channel layer {layer} on {stack.redis_url}, run {run_id}; "
+                f"{args.events} events per phase at {args.rate:g}/s (+{WARMUP_EVENTS} warm-up)"
+            )
             for clients in counts:
                 latencies, lost = asyncio.run(
-                    measure(ws_url, base_url, cookie, clients=clients, run_id=run_id, env=env,
-                            events=args.events, rate=args.rate)
+                    measure(
+                        ws_url,
+                        base_url,
+                        cookie,
+                        clients=clients,
+                        run_id=run_id,
+                        env=env,
+                        events=args.events,
+                        rate=args.rate,
+                    )
                 )
                 results[layer, clients] = _report(layer, clients, latencies, f"lost={lost} ")
             daphne.stop()
@@ -227,15 +250,19 @@ def embedded(args, counts: list[int]) -> tuple[float, float, float]:
     from benchmarks import _live_embedded
 
     with _live_embedded.embedded_stack() as stack:
-        print(f"embedded: manage.py serve {stack.base_url} (SQLite, in-memory broker and layer), "
-              f"MAML run {stack.run_id} training; {args.seconds:g} s per phase")
+        print(
+            f"embedded: manage.py serve {stack.base_url} (SQLite, in-memory broker and layer), "
+            f"MAML run {stack.run_id} training; {args.seconds:g} s per phase"
+        )
         for clients in counts:
-            got = asyncio.run(_live_embedded.measure(stack, clients=clients, seconds=args.seconds,
-                                                     parse=_progress_sent_at))
+            got = asyncio.run(
+                _live_embedded.measure(stack, clients=clients, seconds=args.seconds, parse=_progress_sent_at)
+            )
             first = _stack.percentile(got["first"], 50)
             points = _live_embedded.stored_points(stack.run_id)
-            p50, p99 = _report("embedded", clients, got["latency"],
-                               f"run points={points} first-message p50={first:.0f} ms ")
+            p50, p99 = _report(
+                "embedded", clients, got["latency"], f"run points={points} first-message p50={first:.0f} ms "
+            )
     return p50, p99, first
 
 
@@ -246,10 +273,16 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=100, help="measured events per phase (after warm-up)")
     parser.add_argument("--rate", type=float, default=10.0, help="events per second")
     parser.add_argument("--clients", default="1,50,200", help="client counts; RESULT's is the last")
-    parser.add_argument("--layers", default="pubsub,list",
-                        help="real stack: channel layers to measure, the product's (pubsub) first")
-    parser.add_argument("--embedded", action="store_true",
-                        help="measure make run's configuration (serve, SQLite, in-memory layers, a real run)")
+    parser.add_argument(
+        "--layers",
+        default="pubsub,list",
+        help="real stack: channel layers to measure, the product's (pubsub) first",
+    )
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="measure make run's configuration (serve, SQLite, in-memory layers, a real run)",
+    )
     parser.add_argument("--seconds", type=float, default=15.0, help="embedded: seconds measured per phase")
     parser.add_argument("--publish", type=int, metavar="RUN_ID", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -266,8 +299,10 @@ def main() -> int:
         p50, p99, first = embedded(args, counts)
         verdict = "ok" if p50 < 60 and p99 < 500 and first < 500 else "ABOVE TARGET"
         print(f"target (make run) p50 < 60 ms, p99 < 500 ms, first message < 500 ms: {verdict}")
-        print(f"RESULT live_p50_ms={p50:.1f} live_p99_ms={p99:.1f} clients={counts[-1]} "
-              f"first_message_ms={first:.0f} stack=embedded")
+        print(
+            f"RESULT live_p50_ms={p50:.1f} live_p99_ms={p99:.1f} clients={counts[-1]} "
+            f"first_message_ms={first:.0f} stack=embedded"
+        )
         return 0
     p50, p99 = real_stack(args, counts)
     verdict = "ok" if p50 < 30 and p99 < 150 else "ABOVE TARGET"
@@ -282,8 +317,9 @@ def _fixtures() -> tuple[int, str]:
     from tests.factories import RunFactory
 
     team, user = _stack.bench_member("bench")
-    run = RunFactory(experiment__team=team, experiment__created_by=user, status=RunStatus.RUNNING,
-                     total_steps=1000)
+    run = RunFactory(
+        experiment__team=team, experiment__created_by=user, status=RunStatus.RUNNING, total_steps=1000
+    )
     name, value = _stack.session_cookie(user)
     return run.pk, f"{name}={value}"
 

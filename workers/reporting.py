@@ -31,7 +31,7 @@
   ``async_to_sync``). A send still in flight
   makes the next event wait: points are coalesced, never dropped.
 * **Checkpoints**: the loop calls ``on_checkpoint(step)`` once a checkpoint is
-  durable on the worker's disk; with an ``uploader``
+  durable on the worker's disk; with an :attr:`~RunReporter.uploader`
   (:class:`workers.uploads.CheckpointUploader`) it is then stored off the training
   thread. Only then does ``checkpoint_step`` move, and it is recorded on the run
   (one UPDATE per checkpoint), after the points up to ``step`` are stored.
@@ -124,6 +124,10 @@ class RunReporter:
     (except :meth:`mark_lost`, which the heartbeat thread calls). Its database work
     runs on its own I/O thread; :meth:`close` stops that thread."""
 
+    #: Stores each checkpoint before ``checkpoint_step`` moves (set by the training
+    #: task); None: the checkpoint on this disk is the stored one.
+    uploader: CheckpointUploader | None = None
+
     def __init__(
         self,
         *,
@@ -140,7 +144,6 @@ class RunReporter:
         send: Callable[[str, dict[str, Any]], Future | None] = group_send_nowait,
         executor: Executor | None = None,
         clock: Callable[[], float] = time.monotonic,
-        uploader: CheckpointUploader | None = None,
     ):
         self.run_id = run_id
         self.token = token
@@ -161,7 +164,6 @@ class RunReporter:
         # own, so that the training thread never waits on a round trip.
         self._io = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"run-{run_id}-db")
         self._owns_io = executor is None
-        self._uploader = uploader
         if self._owns_io:
             self._io.submit(_ensure_connection)  # connect now, not at the first flush
         self._writes: list[Future] = []
@@ -279,10 +281,10 @@ class RunReporter:
         ``checkpoint_step`` and record it on the run."""
         self.flush()
         self.sync()
-        if self._uploader is None:
+        if self.uploader is None:
             self._checkpointed(step)
         else:
-            self._uploader.submit(step, then=self._checkpointed)
+            self.uploader.submit(step, then=self._checkpointed)
 
     # -- beyond the protocol ---------------------------------------------------
 
@@ -326,8 +328,8 @@ class RunReporter:
         if self._closed:
             return
         self._closed = True
-        if self._uploader is not None:
-            self._uploader.close()  # its last checkpoint_step goes through the I/O thread
+        if self.uploader is not None:
+            self.uploader.close()  # its last checkpoint_step goes through the I/O thread
         try:
             self.flush()
             self.sync()

@@ -184,8 +184,8 @@ def _training_job(attempt: Attempt, meta_train: MetaTrain | None) -> Job | Faile
         token=attempt.token,
         total_steps=config.iterations,
         device_memory_mb=_device_memory_reader(attempt.device),
-        uploader=uploader,
     )
+    reporter.uploader = uploader
     engine = meta_train
 
     def work() -> Finished | Stopped:

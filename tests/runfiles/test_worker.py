@@ -116,9 +116,8 @@ def test_checkpoint_step_moves_only_after_the_upload(s3_store, tmp_path):
     for name in ("params.safetensors", "optimizer.safetensors", "checkpoint.json"):
         (root / "step-000010" / name).write_bytes(b"{}")
     uploader = CheckpointUploader(run_id=run.pk, root=root, store=slow_upload)
-    reporter = RunReporter(
-        run_id=run.pk, token="tok", total_steps=20, executor=InlineExecutor(), uploader=uploader
-    )
+    reporter = RunReporter(run_id=run.pk, token="tok", total_steps=20, executor=InlineExecutor())
+    reporter.uploader = uploader
     reporter.on_checkpoint(10)  # returns at once: the upload runs on the uploader's thread
     assert started.wait(30)
     assert Run.objects.get(pk=run.pk).checkpoint_step is None and reporter.checkpoint_step is None
