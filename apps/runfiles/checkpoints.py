@@ -21,7 +21,7 @@ from pathlib import Path
 
 from apps.runfiles import keys
 from apps.runfiles.store import (
-    delete_prefix,
+    delete_keys,
     fetch,
     is_local,
     listdir,
@@ -95,9 +95,8 @@ def upload(run_id: int, folder: Path, *, keep: int = KEEP) -> None:
 def _prune(prefix: str, *, keep: int, protect: str) -> None:
     folders, _ = listdir(prefix)
     steps = sorted((step, name) for name in folders if (step := step_of(name)) is not None)
-    for _, name in steps[: max(0, len(steps) - max(1, keep))]:
-        if name != protect:
-            delete_prefix(keys.join(prefix, name))
+    old = [name for _, name in steps[: max(0, len(steps) - max(1, keep))] if name != protect]
+    delete_keys([keys.join(prefix, name, file_name) for name in old for file_name in STORE_ORDER])
 
 
 def fetch_newest(run_id: int) -> int | None:

@@ -28,8 +28,9 @@ from django.core.files.storage import FileSystemStorage, Storage, storages
 from metaweb.settings.storage import RUNFILES
 
 __all__ = [
-    "StoreUnavailable", "delete_prefix", "exists", "fetch", "is_local", "listdir", "local_path",
-    "open_stream", "put_bytes", "put_file", "read_bytes", "store", "store_label", "stored_or_none",
+    "StoreUnavailable", "delete_keys", "delete_prefix", "exists", "fetch", "is_local", "listdir",
+    "local_path", "open_stream", "put_bytes", "put_file", "read_bytes", "store", "store_label",
+    "stored_or_none",
 ]  # fmt: skip
 
 CHUNK = 1024 * 1024
@@ -217,6 +218,20 @@ def delete_prefix(prefix: str) -> None:
     name = _s3_name(prefix).rstrip("/") + "/"
     with guarded(f"delete {prefix}"):
         store().bucket.objects.filter(Prefix=name).delete()
+
+
+def delete_keys(names: list[str]) -> None:
+    """Remove these objects (missing ones are no error): one request to an object store."""
+    if is_local():
+        for key in names:
+            local_path(key).unlink(missing_ok=True)
+        return
+    if names:
+        objects = [{"Key": _s3_name(key)} for key in names]
+        with guarded(f"delete {names[0]}"):
+            _s3_client().delete_objects(
+                Bucket=store().bucket_name, Delete={"Objects": objects, "Quiet": True}
+            )
 
 
 def _copy_atomic(source: Path, target: Path) -> None:

@@ -120,6 +120,9 @@ def _s3_backend(options: dict[str, Any], location: str) -> dict[str, Any]:
             "querystring_expire": 300,
             # Objects larger than this spill to a temporary file rather than memory.
             "max_memory_size": 16 * 2**20,
+            # No thread pool per upload: checkpoints are stored on a background thread
+            # already, and a pool per small object cost more CPU than the transfer.
+            "use_threads": False,
             "client_config": Config(
                 connect_timeout=timeout,
                 read_timeout=timeout,
