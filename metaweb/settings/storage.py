@@ -104,7 +104,8 @@ def store_label(url: str) -> str:
 
 
 def _s3_backend(options: dict[str, Any], location: str) -> dict[str, Any]:
-    from botocore.config import Config  # only when a store is configured
+    from boto3.s3.transfer import TransferConfig  # only when a store is configured
+    from botocore.config import Config
 
     timeout = options["timeout"]
     return {
@@ -122,7 +123,7 @@ def _s3_backend(options: dict[str, Any], location: str) -> dict[str, Any]:
             "max_memory_size": 16 * 2**20,
             # No thread pool per upload: checkpoints are stored on a background thread
             # already, and a pool per small object cost more CPU than the transfer.
-            "use_threads": False,
+            "transfer_config": TransferConfig(use_threads=False),
             "client_config": Config(
                 connect_timeout=timeout,
                 read_timeout=timeout,
