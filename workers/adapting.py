@@ -127,13 +127,13 @@ def adaptation_job(
     )
     if adaptation is None:
         return Failed("This adaptation run has no adaptation to carry out.")
-    facts = meta_model_facts(adaptation.meta_model)
-    if facts is None:
-        return Failed("The meta-model's checkpoint is missing from storage or unreadable.")
-    inputs = _local_inputs(adaptation.meta_model)
+    inputs = _local_inputs(adaptation.meta_model)  # first: an unreachable store interrupts
     if isinstance(inputs, Failed):
         return inputs
     family, checkpoint = inputs
+    facts = meta_model_facts(adaptation.meta_model)
+    if facts is None:
+        return Failed("The meta-model's checkpoint is missing from storage or unreadable.")
     reporter = RunReporter(
         run_id=attempt.run_id,
         token=attempt.token,

@@ -205,7 +205,10 @@ def settle(
     longer owns the run)."""
     run_id, token = attempt.run_id, attempt.token
     if isinstance(outcome, Finished):
-        return "succeeded" if outcome.store() else "lost"
+        try:
+            return "succeeded" if outcome.store() else "lost"
+        except StoreUnavailable as exc:  # the product could not be stored: try again elsewhere
+            outcome = Interrupted(str(exc), outcome.step)
     if isinstance(outcome, Interrupted):
         logger.warning("run %s: attempt %s interrupted: %s", run_id, attempt.number, outcome.message)
         interrupted = run_interrupt(run_id=run_id, token=token, message=outcome.message, step=outcome.step)

@@ -34,10 +34,11 @@ Upload = Callable[[int, Path], None]
 class CheckpointUploader:
     """Stores run ``run_id``'s checkpoints from ``root`` on a thread of its own."""
 
-    def __init__(self, *, run_id: int, root: Path, store: Upload = upload):
+    def __init__(self, *, run_id: int, root: Path, store: Upload | None = None):
         self.run_id = run_id
         self.root = root
-        self._store = store
+        self._store = store or self._upload
+        self._known: list[str] | None = None  # step folders in the store: listed once
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"run-{run_id}-upload")
         self._lock = threading.Lock()
         self._newest = -1
@@ -50,9 +51,12 @@ class CheckpointUploader:
         self._raise_failed(done_only=True)
         with self._lock:
             self._newest = max(self._newest, step)
-        self._futures.append(self._pool.submit(self._upload, step, then))
+        self._futures.append(self._pool.submit(self._store_step, step, then))
 
-    def _upload(self, step: int, then: Callable[[int], None]) -> None:
+    def _upload(self, run_id: int, folder: Path) -> None:
+        self._known = upload(run_id, folder, stored=self._known)
+
+    def _store_step(self, step: int, then: Callable[[int], None]) -> None:
         with self._lock:
             if step < self._newest:
                 return  # a newer checkpoint is queued: it supersedes this one

@@ -76,27 +76,35 @@ def stored_weights_key(run_id: int) -> str | None:
     return None if name is None else keys.join(keys.run_checkpoints(run_id), name, PARAMS_FILE)
 
 
-def upload(run_id: int, folder: Path, *, keep: int = KEEP) -> None:
+def upload(run_id: int, folder: Path, *, keep: int = KEEP, stored: list[str] | None = None) -> list[str]:
     """Store the checkpoint ``folder`` (a ``step-NNNNNN`` folder the engine wrote),
     point ``latest`` at it, and drop stored checkpoints beyond the newest ``keep``.
-    Raises FileNotFoundError when the folder is gone (pruned: a newer one follows)."""
+    ``stored`` names the step folders known to be in the store (what the previous
+    call returned), so that pruning lists nothing; None: list them. Returns the step
+    folders stored now. Raises FileNotFoundError when the folder is gone (pruned: a
+    newer one follows)."""
     prefix = keys.run_checkpoints(run_id)
-    if is_local() and local_path(prefix).resolve() == folder.parent.resolve():
-        return  # the engine wrote it into the store itself
     name = folder.name
+    if is_local() and local_path(prefix).resolve() == folder.parent.resolve():
+        return [name]  # the engine wrote it into the store itself
     for file_name in STORE_ORDER:
         source = folder / file_name
         if file_name != STORE_ORDER[0] or source.is_file():  # the optimiser's state is optional
             put_file(source, keys.join(prefix, name, file_name))
     put_bytes(keys.join(prefix, LATEST), f"{name}\n".encode())
-    _prune(prefix, keep=keep, protect=name)
+    return _prune(prefix, _stored_steps(prefix) if stored is None else stored, name, keep=keep)
 
 
-def _prune(prefix: str, *, keep: int, protect: str) -> None:
+def _stored_steps(prefix: str) -> list[str]:
     folders, _ = listdir(prefix)
-    steps = sorted((step, name) for name in folders if (step := step_of(name)) is not None)
-    old = [name for _, name in steps[: max(0, len(steps) - max(1, keep))] if name != protect]
+    return [name for name in folders if step_of(name) is not None]
+
+
+def _prune(prefix: str, stored: list[str], newest: str, *, keep: int) -> list[str]:
+    names = sorted(set(stored) | {newest}, key=lambda n: step_of(n) or 0)
+    old = [name for name in names[: max(0, len(names) - max(1, keep))] if name != newest]
     delete_keys([keys.join(prefix, name, file_name) for name in old for file_name in STORE_ORDER])
+    return [name for name in names if name not in old]
 
 
 def fetch_newest(run_id: int) -> int | None:

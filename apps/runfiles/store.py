@@ -34,6 +34,10 @@ __all__ = [
 ]  # fmt: skip
 
 CHUNK = 1024 * 1024
+#: Below this size an object goes up in one PUT of the backend's client (what its
+#: transfer manager would send too, without a manager per object); above it, through
+#: the storage's ``save`` (multipart uploads).
+SMALL_OBJECT = 8 * 2**20
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
 
@@ -113,8 +117,12 @@ def put_file(source: Path, key: str) -> None:
         if target.resolve() != source.resolve():
             _copy_atomic(source, target)
         return
-    with guarded(f"store {key}"), source.open("rb") as handle:
-        store().save(key, File(handle))
+    with guarded(f"store {key}"):
+        if source.stat().st_size < SMALL_OBJECT:
+            _put_object(key, source.read_bytes())
+            return
+        with source.open("rb") as handle:
+            store().save(key, File(handle))
 
 
 def put_bytes(key: str, data: bytes) -> None:
@@ -126,7 +134,14 @@ def put_bytes(key: str, data: bytes) -> None:
     from django.core.files.base import ContentFile
 
     with guarded(f"store {key}"):
-        store().save(key, ContentFile(data))
+        if len(data) < SMALL_OBJECT:
+            _put_object(key, data)
+        else:
+            store().save(key, ContentFile(data))
+
+
+def _put_object(key: str, data: bytes) -> None:
+    _s3_client().put_object(Bucket=store().bucket_name, Key=_s3_name(key), Body=data)
 
 
 def read_bytes(key: str) -> bytes | None:

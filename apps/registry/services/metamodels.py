@@ -176,7 +176,7 @@ def metamodel_register_from_run(*, run_id: int) -> MetaModel:
         )
 
     try:
-        meta_model = with_files(staged, create)
+        meta_model = with_files(staged, create, field="run")
     except _AlreadyRegistered:
         return found[0]
     logger.info("run %s: registered as %s (meta-model %s)", run.pk, meta_model, meta_model.pk)

@@ -28,6 +28,7 @@ from apps.registry import storage
 from apps.registry.models import MetaModel
 from apps.runfiles import keys
 from apps.runfiles.folders import publish, unpublish
+from apps.runfiles.store import StoreUnavailable
 
 __all__ = ["copy_hashed", "file_chunks", "read_chunks", "staging_dir", "with_files"]
 
@@ -77,19 +78,22 @@ def _publish(staged: Path, meta_model_id: int) -> str:
     return prefix
 
 
-def with_files(staged: Path, create: Callable[[], MetaModel]) -> MetaModel:
+def with_files(staged: Path, create: Callable[[], MetaModel], *, field: str = "weights_file") -> MetaModel:
     """Create the row with ``create`` and move ``staged`` into its folder, in one
-    transaction. On any error no row and no folder remain."""
+    transaction. On any error no row and no folder remain; a store that cannot be
+    reached is a ValidationError on ``field`` that names it."""
     final: str | None = None
     try:
         with transaction.atomic():
             meta_model = create()
             final = _publish(staged, meta_model.pk)
         return meta_model
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staged, ignore_errors=True)
         if final is not None:
             unpublish(final)
+        if isinstance(exc, StoreUnavailable):
+            raise ValidationError({field: str(exc)}) from None
         raise
 
 
