@@ -148,7 +148,7 @@ def resume_on_other_node(stack, owner, store_env: dict) -> int:
     beat = _stack.start_beat(env=stack.env, log_dir=stack.work / "logs", schedule_dir=stack.work / "beat")
     stack.procs.append(beat)
     stored = stored_latest(run_id)
-    print(f"  node a killed at step ~{killed.step}; stored checkpoint {stored}", flush=True)
+    print(f"  node a killed after checkpoint step {killed.checkpoint_step}; stored: {stored}", flush=True)
     node_b = stack.work / "node-b"
     _worker(stack, "worker-b", queues="cpu", data_dir=node_b, store=store_env)
     run = _wait(run_id, done=lambda r: r.status == "succeeded")
