@@ -24,6 +24,9 @@ from apps.adaptations.models import Adaptation, AdaptationTarget
 from apps.adaptations.selectors import ModelFacts, meta_model_facts
 from apps.adaptations.services import AdaptedResult, adaptation_complete
 from apps.registry import storage
+from apps.registry.models import MetaModel
+from apps.runfiles import keys
+from apps.runfiles.folders import fetch_folder
 from workers.attempt import Attempt, Failed, Finished, Job, Outcome, Stopped, Wording, taskset_data_path
 from workers.metalearn.config import ConfigError, FamilySpec
 from workers.metalearn.families import make_family
@@ -124,16 +127,13 @@ def adaptation_job(
     )
     if adaptation is None:
         return Failed("This adaptation run has no adaptation to carry out.")
+    inputs = _local_inputs(adaptation.meta_model)  # first: an unreachable store interrupts
+    if isinstance(inputs, Failed):
+        return inputs
+    family, checkpoint = inputs
     facts = meta_model_facts(adaptation.meta_model)
     if facts is None:
         return Failed("The meta-model's checkpoint is missing from storage or unreadable.")
-    version = adaptation.meta_model.taskset_version
-    try:
-        spec = FamilySpec(name=version.taskset.family, params=version.params or {})
-        family = make_family(spec, data_path=taskset_data_path(version))
-    except (ConfigError, DataError, OSError) as exc:
-        return Failed(f"Problem with the task set: {exc}")
-    checkpoint = storage.meta_model_dir(adaptation.meta_model.pk)
     reporter = RunReporter(
         run_id=attempt.run_id,
         token=attempt.token,
@@ -169,6 +169,23 @@ def adaptation_job(
         name_steps=False,
     )
     return Job(reporter=reporter, work=work, wording=wording)
+
+
+def _local_inputs(meta_model: MetaModel) -> tuple[Any, Path] | Failed:
+    """The meta-model's task family and this machine's copy of its checkpoint folder
+    (``StoreUnavailable`` when the store cannot be reached: the attempt is interrupted)."""
+    version = meta_model.taskset_version
+    try:
+        spec = FamilySpec(name=version.taskset.family, params=version.params or {})
+        family = make_family(spec, data_path=taskset_data_path(version))
+    except FileNotFoundError:
+        return Failed("The task set's data file is missing from storage.")
+    except (ConfigError, DataError, OSError) as exc:
+        return Failed(f"Problem with the task set: {exc}")
+    try:
+        return family, fetch_folder(keys.meta_model(meta_model.pk), storage.meta_model_files)
+    except FileNotFoundError:
+        return Failed("The meta-model's checkpoint is missing from storage or unreadable.")
 
 
 def _finished(attempt: Attempt, adapted: Adapted) -> Finished:

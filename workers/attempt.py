@@ -10,6 +10,9 @@ that marks the run:
   succeeded (``run_succeed``, ``adaptation_complete``);
 * :class:`Stopped`: a cancel marks it cancelled (``run_mark_cancelled``); a lost
   ownership leaves it to the newer attempt; a stop nobody asked for fails it;
+* :class:`Interrupted` (the run-file store cannot be reached): the attempt ends with
+  a message naming the store, and the watchdog requeues the run as for a lost
+  worker (``run_interrupt``);
 * :class:`Failed`, and every exception of the engine: divergence (with its step), a
   config or data error, another engine error (without server paths), the time
   limit, anything unexpected (a short message, logged in full): ``run_fail``.
@@ -35,7 +38,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from apps.experiments.models import Run, RunStatus
-from apps.experiments.services import run_claim, run_fail, run_mark_cancelled, run_stop_reason
+from apps.experiments.services import run_claim, run_fail, run_interrupt, run_mark_cancelled, run_stop_reason
+from apps.runfiles.store import StoreUnavailable
+from apps.tasksets.files import version_data_path
 from apps.tasksets.models import TaskSetVersion
 from workers.dbretry import with_db_retry
 from workers.metalearn.types import ConfigError, DataError, DivergenceError, EngineError
@@ -70,7 +75,16 @@ class Failed:
     step: int | None = None
 
 
-Outcome = Finished | Stopped | Failed
+@dataclass(frozen=True)
+class Interrupted:
+    """The attempt cannot go on here, through no fault of the run (the store is
+    unreachable): the run is left for the watchdog to requeue."""
+
+    message: str
+    step: int | None = None
+
+
+Outcome = Finished | Stopped | Failed | Interrupted
 
 
 @dataclass(frozen=True)
@@ -109,8 +123,9 @@ class Job:
 
 
 def taskset_data_path(version: TaskSetVersion) -> str | None:
-    """The uploaded data file of a task-set version, for ``make_family``."""
-    return version.data_file.path if version.data_file else None
+    """The uploaded data file of a task-set version, for ``make_family``: this
+    machine's copy (:func:`apps.tasksets.files.version_data_path`)."""
+    return version_data_path(version)
 
 
 def claim_attempt(*, run_id: int, worker: str, kind: str, device_for: Callable[[Run], str]) -> Attempt | None:
@@ -139,15 +154,18 @@ def run_attempt(
     worker: str,
     kind: str,
     device_for: Callable[[Run], str],
-    prepare: Callable[[Attempt], Job | Failed],
+    prepare: Callable[[Attempt], Job | Failed | Interrupted],
 ) -> str:
     """Claim, prepare, work under a heartbeat, and mark the run. Returns what happened
     (for logs): ``succeeded``, ``failed``, ``cancelled``, ``lost`` or ``skipped``."""
     attempt = claim_attempt(run_id=run_id, worker=worker, kind=kind, device_for=device_for)
     if attempt is None:
         return "skipped"
-    job = with_db_retry(prepare, attempt)  # reads only, before any thread starts
-    if isinstance(job, Failed):
+    try:
+        job = with_db_retry(prepare, attempt)  # reads only, before any thread starts
+    except StoreUnavailable as exc:
+        job = Interrupted(str(exc))
+    if isinstance(job, Failed | Interrupted):
         return settle(attempt, job)
     return settle(attempt, _work(attempt, job), reporter=job.reporter, wording=job.wording)
 
@@ -168,9 +186,11 @@ def _work(attempt: Attempt, job: Job) -> Outcome:
                 logger.exception("run %s: could not store the last metrics", attempt.run_id)
 
 
-def failure(exc: Exception, wording: Wording, *, run_id: int, step: int) -> Failed:
+def failure(exc: Exception, wording: Wording, *, run_id: int, step: int) -> Failed | Interrupted:
     """The message (and step) an exception of the engine shows on the run's page."""
     at = (step or None) if wording.name_steps else None
+    if isinstance(exc, StoreUnavailable):
+        return Interrupted(str(exc), at)
     if isinstance(exc, DivergenceError):
         return Failed(f"{exc}{wording.divergence_hint}", exc.step if wording.name_steps else None)
     if isinstance(exc, ConfigError):
@@ -193,7 +213,16 @@ def settle(
     longer owns the run)."""
     run_id, token = attempt.run_id, attempt.token
     if isinstance(outcome, Finished):
-        return _mark(attempt, RunStatus.SUCCEEDED, outcome.store)
+        try:
+            return _mark(attempt, RunStatus.SUCCEEDED, outcome.store)
+        except StoreUnavailable as exc:  # the product could not be stored: try again elsewhere
+            outcome = Interrupted(str(exc), outcome.step)
+    if isinstance(outcome, Interrupted):
+        logger.warning("run %s: attempt %s interrupted: %s", run_id, attempt.number, outcome.message)
+        interrupted = with_db_retry(
+            run_interrupt, run_id=run_id, token=token, message=outcome.message, step=outcome.step
+        )
+        return "interrupted" if interrupted else "lost"
     if isinstance(outcome, Stopped):
         reason = (reporter.stop_reason if reporter else None) or with_db_retry(
             run_stop_reason, run_id=run_id, token=token

@@ -31,7 +31,9 @@
   ``async_to_sync``). A send still in flight
   makes the next event wait: points are coalesced, never dropped.
 * **Checkpoints**: the loop calls ``on_checkpoint(step)`` once a checkpoint is
-  durable; only then does ``checkpoint_step`` move, and it is recorded on the run
+  durable on the worker's disk; with an :attr:`~RunReporter.uploader`
+  (:class:`workers.uploads.CheckpointUploader`) it is then stored off the training
+  thread. Only then does ``checkpoint_step`` move, and it is recorded on the run
   (one UPDATE per checkpoint), after the points up to ``step`` are stored.
 * **A lost database**: every write above (and the stop poll, and the heartbeat)
   goes through :func:`~workers.dbretry.with_db_retry`: it reconnects and retries
@@ -57,13 +59,16 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import close_old_connections, connection
 
 from apps.experiments.events import RunProgressEvent, group_send_nowait, run_group
 from apps.experiments.services import run_checkpointed, run_heartbeat, run_metrics_record, run_stop_reason
 from workers.dbretry import with_db_retry
+
+if TYPE_CHECKING:
+    from workers.uploads import CheckpointUploader
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +126,10 @@ class RunReporter:
     """Reporter for one attempt of one run; called from the training thread only
     (except :meth:`mark_lost`, which the heartbeat thread calls). Its database work
     runs on its own I/O thread; :meth:`close` stops that thread."""
+
+    #: Stores each checkpoint before ``checkpoint_step`` moves (set by the training
+    #: task); None: the checkpoint on this disk is the stored one.
+    uploader: CheckpointUploader | None = None
 
     def __init__(
         self,
@@ -273,10 +282,14 @@ class RunReporter:
 
     def on_checkpoint(self, step: int) -> None:
         """The checkpoint of ``step`` is durable: once the points up to ``step`` are
-        stored, move ``checkpoint_step`` and record it on the run."""
+        stored (and, with an uploader, the checkpoint too, in the background), move
+        ``checkpoint_step`` and record it on the run."""
         self.flush()
         self.sync()
-        self._checkpointed(step)
+        if self.uploader is None:
+            self._checkpointed(step)
+        else:
+            self.uploader.submit(step, then=self._checkpointed)
 
     # -- beyond the protocol ---------------------------------------------------
 
@@ -322,6 +335,8 @@ class RunReporter:
         if self._closed:
             return
         self._closed = True
+        if self.uploader is not None:
+            self.uploader.close()  # its last checkpoint_step goes through the I/O thread
         try:
             self.flush()
             self.sync()

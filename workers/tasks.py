@@ -4,8 +4,10 @@
 quietly), builds the engine's inputs from the database, trains with a heartbeat
 thread and a :class:`~workers.reporting.RunReporter`, and maps the outcome to the
 run's final state. It is idempotent: a redelivered or requeued run resumes from
-the last checkpoint in ``RUNS_DIR/<id>/checkpoints``, and metrics of replayed
-steps are never duplicated.
+the last stored checkpoint (fetched from the run-file store into this machine's
+``<data>/runs/<id>/checkpoints`` first, so any worker machine can resume it), and
+metrics of replayed steps are never duplicated. Checkpoints go back to the store
+off the training thread (:class:`workers.uploads.CheckpointUploader`).
 
 ``adapt_run`` does the same for runs of kind ``adapt``, around
 :mod:`workers.adapting` (a redelivered adaptation runs again and still makes one
@@ -27,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from celery import shared_task
-from django.conf import settings
 from django.db import close_old_connections
 
 from apps.experiments.models import Queue, Run, RunKind
 from apps.experiments.services import run_requeue_stale, run_succeed
+from apps.runfiles.checkpoints import fetch_newest, local_root
 from workers.adapting import Adapt, Evaluate, adaptation_job
 from workers.attempt import (
     INTERNAL_ERROR,
@@ -48,6 +50,7 @@ from workers.metalearn.config import ConfigError, parse_config
 from workers.metalearn.families import make_family
 from workers.metalearn.types import DataError, TrainResult
 from workers.reporting import RunReporter
+from workers.uploads import CheckpointUploader
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +67,8 @@ MetaTrain = Callable[..., TrainResult]
 
 
 def checkpoint_dir_for(run_id: int) -> Path:
-    """Checkpoints of a run, built from its id only."""
-    return Path(settings.RUNS_DIR) / str(int(run_id)) / "checkpoints"
+    """This machine's folder for a run's checkpoints, built from its id only."""
+    return local_root(run_id)
 
 
 def detect_device(requested: str = "auto") -> str:
@@ -179,20 +182,26 @@ def _training_job(attempt: Attempt, meta_train: MetaTrain | None) -> Job | Faile
         return Failed(f"Invalid configuration: {exc}")
     except DataError as exc:
         return Failed(f"Problem with the task data: {exc}")
+    except FileNotFoundError:
+        return Failed("The task set's data file is missing from storage.")
     if meta_train is None:
         from workers.metalearn import meta_train  # torch-backed: imported here only
     checkpoint_dir = checkpoint_dir_for(attempt.run_id)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    fetch_newest(attempt.run_id)  # StoreUnavailable: the attempt is interrupted
+    uploader = CheckpointUploader(run_id=attempt.run_id, root=checkpoint_dir)
     reporter = RunReporter(
         run_id=attempt.run_id,
         token=attempt.token,
         total_steps=config.iterations,
         device_memory_mb=_device_memory_reader(attempt.device),
     )
+    reporter.uploader = uploader
     engine = meta_train
 
     def work() -> Finished | Stopped:
         result = engine(config, family, reporter, checkpoint_dir)
+        uploader.wait()  # the last checkpoint is stored before the run counts as done
         if result.status != "completed":
             return Stopped(result.step)
         return Finished(  # stored after the reporter closed: its last figures are in

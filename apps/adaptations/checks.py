@@ -17,6 +17,8 @@ from django.core.exceptions import ValidationError
 
 from apps.adaptations.selectors import ModelFacts, meta_model_facts
 from apps.registry.models import MetaModel
+from apps.runfiles.store import StoreUnavailable
+from apps.tasksets.files import version_data_path
 from workers.metalearn.config import ConfigError, FamilySpec
 from workers.metalearn.families import make_family
 from workers.metalearn.types import DataError, EpisodeSpec
@@ -101,11 +103,12 @@ def check_fits_taskset(meta_model: MetaModel, facts: ModelFacts) -> Any:
     backbone fits it (kind, input shape, description size). Returns the family."""
     version = meta_model.taskset_version
     spec = FamilySpec(name=version.taskset.family, params=version.params or {})
-    data_path = None
-    if version.data_file:
-        if not version.data_file.storage.exists(version.data_file.name):
-            raise ValidationError({"meta_model": "The task set's data file is missing from storage."})
-        data_path = version.data_file.path
+    try:
+        data_path = version_data_path(version)
+    except FileNotFoundError:
+        raise ValidationError({"meta_model": "The task set's data file is missing from storage."}) from None
+    except StoreUnavailable as exc:
+        raise ValidationError({"meta_model": str(exc)}) from None
     try:
         family = make_family(spec, data_path=data_path)
     except (ConfigError, DataError, OSError) as exc:

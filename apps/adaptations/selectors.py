@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,10 +21,12 @@ from apps.registry import storage
 from apps.registry.models import MetaModel
 from apps.registry.selectors import CARD_FORMAT, iso_or_none, metamodel_lineage_card
 from apps.reviews.selectors.reviews import review_list, reviews_card
+from apps.runfiles import keys
+from apps.runfiles.store import StoreUnavailable, read_bytes, stored_or_none
 from apps.tasksets.previews import FLAT_IMAGE_SHAPES, png_data_uri
 from apps.teams.selectors import team_ids_for_user
 from apps.teams.types import AnyUser
-from workers.metalearn.checkpoint_layout import read_record
+from workers.metalearn.checkpoint_layout import parse_record
 from workers.metalearn.specs import MNN_CONDITIONS, AlgorithmSpec, spec_of
 from workers.metalearn.types import ConfigError
 
@@ -38,7 +39,7 @@ __all__ = [
     "adapted_model_arrays",
     "adapted_model_for",
     "adapted_review",
-    "adapted_weights_file",
+    "adapted_weights_key",
     "meta_model_facts",
     "meta_model_get_for_adapt",
     "run_is_adaptation",
@@ -138,8 +139,9 @@ def meta_model_facts(meta_model: MetaModel) -> ModelFacts | None:
     """The meta-model's facts from ``<registry>/meta/<id>/checkpoint.json``; None when
     the file is missing or unreadable (the weights are not in storage)."""
     try:
-        return _facts_from_checkpoint(read_record(storage.meta_model_dir(meta_model.pk)))
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, ConfigError):
+        record = read_bytes(keys.join(keys.meta_model(meta_model.pk), storage.CHECKPOINT_JSON))
+        return None if record is None else _facts_from_checkpoint(parse_record(record))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, ConfigError, StoreUnavailable):
         return None
 
 
@@ -435,11 +437,10 @@ def adapted_get_visible(*, user: AnyUser, run_id: int) -> AdaptedModel:
     return adapted
 
 
-def adapted_weights_file(adapted: AdaptedModel) -> Path | None:
-    """The adapted weights, or None when the adapted model has none (a batch
-    evaluation keeps scores only) or the file is missing."""
-    path = storage.adapted_model_dir(adapted.pk) / storage.WEIGHTS_FILE
-    return path if path.is_file() else None
+def adapted_weights_key(adapted: AdaptedModel) -> str | None:
+    """The store key of the adapted weights, or None when the adapted model has none
+    (a batch evaluation keeps scores only) or the file is missing."""
+    return stored_or_none(storage.adapted_weights_key(adapted.pk))
 
 
 def adapted_card(adapted: AdaptedModel) -> dict[str, Any]:
@@ -447,7 +448,7 @@ def adapted_card(adapted: AdaptedModel) -> dict[str, Any]:
     adaptation's target, and the metric before and after adaptation."""
     adaptation = adapted.adaptation
     meta_model = adapted.meta_model
-    has_weights = adapted_weights_file(adapted) is not None
+    has_weights = adapted_weights_key(adapted) is not None
     return {
         "card_format": CARD_FORMAT,
         "kind": "adapted-model",

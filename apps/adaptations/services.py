@@ -16,10 +16,8 @@ The checks themselves are in :mod:`apps.adaptations.checks`. Torch-free.
 from __future__ import annotations
 
 import hashlib
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -49,11 +47,13 @@ from apps.experiments.models import Queue, Run, RunEvent, RunKind, RunStatus
 from apps.experiments.services import code_version, run_succeed
 from apps.registry import storage
 from apps.registry.models import MetaModel
+from apps.runfiles import keys
+from apps.runfiles.folders import unpublish
+from apps.runfiles.store import put_bytes
 from apps.teams.models import Role
 from apps.teams.services import ensure_role
 from apps.teams.types import AnyUser
 from metaweb.celery import app as celery_app
-from workers.metalearn.fileio import write_atomic
 
 __all__ = [
     "ADAPT_TASK",
@@ -281,11 +281,11 @@ def adaptation_complete(
     one transaction. None (nothing written) when ``token`` no longer owns the run.
 
     ``result`` holds the :class:`AdaptedModel`'s fields.
-    ``weights`` are the adapted weights as safetensors bytes, written atomically to
-    ``<registry>/adapted/<id>/params.safetensors``. The adapted model is one-to-one
-    with the adaptation: a redelivered task updates it, never duplicates it.
+    ``weights`` are the adapted weights as safetensors bytes, stored (whole or not at
+    all) as ``registry/adapted/<id>/params.safetensors`` in the run-file store. The
+    adapted model is one-to-one with the adaptation: a redelivered task updates it, never duplicates it.
     """
-    written: Path | None = None
+    written: str | None = None
     try:
         with transaction.atomic():
             run = (
@@ -316,21 +316,21 @@ def adaptation_complete(
             return adapted
     except _Lost:
         if written is not None:
-            shutil.rmtree(written.parent, ignore_errors=True)
+            unpublish(written)
         return None
     except BaseException:
         if written is not None:
-            shutil.rmtree(written.parent, ignore_errors=True)
+            unpublish(written)
         raise
 
 
-def _weights_write(adapted: AdaptedModel, weights: bytes) -> Path:
-    """Write the adapted weights atomically and record their sha256; the file's path."""
-    path = storage.adapted_model_dir(adapted.pk) / storage.WEIGHTS_FILE
-    write_atomic(path, weights)
+def _weights_write(adapted: AdaptedModel, weights: bytes) -> str:
+    """Store the adapted weights (whole or not at all) and record their sha256; the
+    folder's key, for a rollback."""
+    put_bytes(storage.adapted_weights_key(adapted.pk), weights)
     adapted.weights_sha256 = hashlib.sha256(weights).hexdigest()
     adapted.save(update_fields=["weights_sha256"])
-    return path
+    return keys.adapted_model(adapted.pk)
 
 
 class _Lost(Exception):

@@ -25,7 +25,7 @@ from apps.registry.selectors import (
     metamodel_card,
     metamodel_get_visible,
     metamodel_lineage,
-    metamodel_weights_file,
+    metamodel_weights_key,
 )
 from apps.registry.services import alias_move, metamodel_upload
 from apps.registry.services import uploads as registry_uploads
@@ -185,7 +185,7 @@ def model_card(request: HttpRequest, team: str, model_id: int) -> dict[str, Any]
 def model_weights(request: HttpRequest, team: str, model_id: int) -> FileResponse:
     meta_model = model_in_team(request, team, model_id)
     return weights_response(
-        metamodel_weights_file(meta_model),
+        metamodel_weights_key(meta_model),
         f"{meta_model.name}-v{meta_model.version}.safetensors",
         missing="This meta-model's weights are missing.",
     )

@@ -159,7 +159,8 @@ class Run(Noted):
 
     ``attempt`` counts deliveries that claimed the run; ``attempt_token`` identifies
     the live attempt, so a late duplicate delivery can tell it is not the owner.
-    Checkpoints live under ``settings.RUNS_DIR / str(run.pk)``, built from the id.
+    Checkpoints live in the run-file store under ``runs/<pk>/checkpoints``
+    (:mod:`apps.runfiles.keys`), built from the id.
     """
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")

@@ -8,22 +8,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.db.models import Count, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
 from apps.experiments.models import Experiment, Metric, Queue, Run, RunEvent, RunKind, RunStatus, Tag
 from apps.reviews.models import Review
+from apps.runfiles.checkpoints import stored_weights_key
+from apps.runfiles.store import StoreUnavailable
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.selectors import team_ids_for_user
 from apps.teams.types import AnyUser
-from workers.metalearn.checkpoint_layout import latest_weights
 from workers.metalearn.config import ConfigError
 from workers.metalearn.families import family_desc_dim, family_input_shape, family_kind
 from workers.metalearn.specs import MNN_CONDITIONS, SPECS
@@ -321,19 +320,21 @@ async def run_metrics_csv_async(*, run: Run) -> AsyncIterator[str]:
         yield chunk
 
 
-def run_checkpoint_dir(run: Run) -> Path:
-    """Where the engine writes the run's checkpoints; built from the id only."""
-    return Path(settings.RUNS_DIR) / str(int(run.pk)) / "checkpoints"
+def run_checkpoint_key(run: Run) -> str | None:
+    """The store key of the newest complete checkpoint's weights, or None when there
+    is none. The engine's own lookup rule (:mod:`workers.metalearn.checkpoint_layout`):
+    the ``latest`` pointer when it names a complete ``step-NNNNNN`` folder, else the
+    highest-numbered complete one. Raises ``StoreUnavailable`` when the store is down."""
+    return stored_weights_key(run.pk)
 
 
-def run_checkpoint_file(run: Run) -> Path | None:
-    """The newest complete checkpoint's weights file, or None when there is none.
-
-    The engine's own lookup (:mod:`workers.metalearn.checkpoint_layout`): the
-    ``latest`` pointer when it names a complete ``step-NNNNNN`` folder, else the
-    highest-numbered complete one, always inside the run's checkpoint folder.
-    """
-    return latest_weights(run_checkpoint_dir(run))
+def run_has_checkpoint(run: Run) -> bool:
+    """Whether the run page offers the checkpoint download (the run's recorded
+    checkpoint step when the store cannot be asked)."""
+    try:
+        return run_checkpoint_key(run) is not None
+    except StoreUnavailable:
+        return run.checkpoint_step is not None
 
 
 # -- choices for the launch and filter forms ----------------------------------------

@@ -199,7 +199,7 @@ def _run_context(request: HttpRequest, run: Run, error: str = "") -> dict[str, A
         "events": selectors.run_events(run=run),
         "can_cancel": bool(role and role.allows(Role.MEMBER)) and run.status in CANCELLABLE,
         "can_write": bool(role and role.allows(Role.MEMBER)),
-        "has_checkpoint": selectors.run_checkpoint_file(run) is not None,
+        "has_checkpoint": selectors.run_has_checkpoint(run),
         "latest_version": latest,
         "queue_wait": selectors.run_queue_waits(runs=[run]).get(run.pk),
         "cancel_error": error,

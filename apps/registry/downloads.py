@@ -1,33 +1,55 @@
 """Responses that download a model's files: its safetensors weights and its JSON
 model card, for meta-models (``apps.registry.views``) and adapted models
-(``apps.adaptations.views``) alike, and a run's newest checkpoint (its page and the API)."""
+(``apps.adaptations.views``) alike, and a run's newest checkpoint (its page and the API).
+
+Weights stream straight from the run-file store (:func:`apps.runfiles.store.open_stream`):
+the web process holds no copy, wherever the worker that wrote them ran. Callers
+check the permissions first, as for any page.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from apps.experiments.models import Run
-from apps.experiments.selectors import run_checkpoint_file
+from apps.experiments.selectors import run_checkpoint_key
+from apps.runfiles.store import StoreUnavailable, open_stream
 
 
-def weights_response(path: Path | None, filename: str, *, missing: str) -> FileResponse:
-    """The weights file as an attachment named ``filename``; Http404 with ``missing``
-    when there is no file."""
-    if path is None:
+def unavailable_response(exc: StoreUnavailable) -> HttpResponse:
+    """503 with the store's message (it names the store, never a stack trace)."""
+    return HttpResponse(f"{exc} Try again later.", status=503, content_type="text/plain; charset=utf-8")
+
+
+def weights_response(key: str | None, filename: str, *, missing: str) -> HttpResponse:
+    """The stored weights ``key`` as an attachment named ``filename``; Http404 with
+    ``missing`` when there is no such file, 503 when the store cannot be reached."""
+    if key is None:
         raise Http404(missing)
-    return FileResponse(
-        path.open("rb"), as_attachment=True, filename=filename, content_type="application/octet-stream"
-    )
+    try:
+        opened = open_stream(key)
+    except StoreUnavailable as exc:
+        return unavailable_response(exc)
+    if opened is None:
+        raise Http404(missing)
+    chunks, size = opened
+    response = StreamingHttpResponse(chunks, content_type="application/octet-stream")
+    response["Content-Length"] = str(size)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
-def checkpoint_response(run: Run) -> FileResponse:
+def checkpoint_response(run: Run) -> HttpResponse:
     """The run's newest complete checkpoint's weights; Http404 before the first."""
-    path = run_checkpoint_file(run)
-    filename = f"run-{run.pk}-{path.parent.name}.safetensors" if path else ""
-    return weights_response(path, filename, missing="This run has no checkpoint yet.")
+    try:
+        key = run_checkpoint_key(run)
+    except StoreUnavailable as exc:
+        return unavailable_response(exc)
+    step_folder = key.rsplit("/", 2)[-2] if key else ""
+    filename = f"run-{run.pk}-{step_folder}.safetensors" if key else ""
+    return weights_response(key, filename, missing="This run has no checkpoint yet.")
 
 
 def card_response(card: dict[str, Any], filename: str) -> JsonResponse:

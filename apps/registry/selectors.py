@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from django.db.models import OuterRef, Prefetch, QuerySet
@@ -20,6 +19,7 @@ from apps.registry import storage
 from apps.registry.models import AliasMove, MetaModel, ModelAlias
 from apps.reviews.models import Review
 from apps.reviews.selectors.reviews import latest_verdict_subquery, review_list, reviews_card
+from apps.runfiles.store import stored_or_none
 from apps.tasksets.models import TaskSet
 from apps.teams.models import Team
 from apps.teams.selectors import team_ids_for_user
@@ -37,7 +37,7 @@ __all__ = [
     "metamodel_lineage",
     "metamodel_lineage_card",
     "metamodel_tasksets_for_team",
-    "metamodel_weights_file",
+    "metamodel_weights_key",
 ]
 
 
@@ -65,10 +65,10 @@ def metamodel_get_visible(*, user: AnyUser, meta_model_id: int) -> MetaModel:
     return meta_model
 
 
-def metamodel_weights_file(meta_model: MetaModel) -> Path | None:
-    """``<registry>/meta/<id>/params.safetensors``, or None when it is missing."""
-    path = storage.meta_model_dir(meta_model.pk) / storage.WEIGHTS_FILE
-    return path if path.is_file() else None
+def metamodel_weights_key(meta_model: MetaModel) -> str | None:
+    """The store key of ``registry/meta/<id>/params.safetensors``, or None when it is
+    missing (the key itself when the store cannot be asked: the download says why)."""
+    return stored_or_none(storage.meta_weights_key(meta_model.pk))
 
 
 def metamodel_lineage(meta_model: MetaModel, limit: int = LINEAGE_LIMIT) -> list[Adaptation]:

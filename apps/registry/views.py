@@ -116,7 +116,7 @@ def _detail_context(request: HtmxHttpRequest, meta_model: MetaModel) -> dict[str
         **_task_map_context(meta_model),
         "metrics": sorted(meta_model.metrics.items()) if isinstance(meta_model.metrics, dict) else [],
         "adaptations": selectors.metamodel_lineage(meta_model),
-        "has_weights": selectors.metamodel_weights_file(meta_model) is not None,
+        "has_weights": selectors.metamodel_weights_key(meta_model) is not None,
         "review_panel": review_panel(request, meta_model=meta_model),
         **_aliases_context(request, meta_model),
     }
@@ -167,7 +167,7 @@ def alias_move(request: HtmxHttpRequest, meta_model_id: int) -> HttpResponse:
 def metamodel_weights(request: HtmxHttpRequest, meta_model_id: int) -> FileResponse:
     meta_model = selectors.metamodel_get_visible(user=request.user, meta_model_id=meta_model_id)
     return weights_response(
-        selectors.metamodel_weights_file(meta_model),
+        selectors.metamodel_weights_key(meta_model),
         f"{meta_model.name}-v{meta_model.version}.safetensors",
         missing="This meta-model's weights are missing.",
     )

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from django.core.cache import cache
 
+from apps.runfiles.store import StoreUnavailable
+from apps.tasksets.files import version_data_path
 from apps.tasksets.models import TaskSetVersion
 from workers.metalearn.config import ConfigError, FamilySpec
 from workers.metalearn.families import make_family
@@ -103,6 +105,8 @@ def _build(*, version: TaskSetVersion, start: int) -> Preview:
         episode, batch = _first_batch(family, start)
     except (ConfigError, DataError) as error:
         return Preview(kind="error", split=SPLIT, start=start, count=0, episode=empty, error=str(error))
+    except StoreUnavailable as error:
+        return Preview(kind="error", split=SPLIT, start=start, count=0, episode=empty, error=str(error))
     except FileNotFoundError:
         return Preview(
             kind="error",
@@ -125,12 +129,7 @@ def _build(*, version: TaskSetVersion, start: int) -> Preview:
 
 def _family_for(version: TaskSetVersion) -> TaskFamily:
     spec = FamilySpec(name=version.taskset.family, params=version.params or {})
-    data_path = None
-    if version.data_file:
-        if not version.data_file.storage.exists(version.data_file.name):
-            raise FileNotFoundError(version.data_file.name)
-        data_path = version.data_file.path
-    return make_family(spec, data_path=data_path)
+    return make_family(spec, data_path=version_data_path(version))
 
 
 def _first_batch(family: TaskFamily, start: int) -> tuple[EpisodeSpec, TaskBatch]:

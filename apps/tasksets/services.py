@@ -30,6 +30,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from pydantic import BaseModel
 
+from apps.runfiles.store import StoreUnavailable, guarded
 from apps.tasksets.models import ALLOWED_DATA_SUFFIXES, TaskSet, TaskSetVersion
 from apps.tasksets.uploads import DATA_FAMILIES, format_bytes
 from apps.teams.models import Role, Team
@@ -169,13 +170,19 @@ def _checked_stored(*, version: TaskSetVersion, params: BaseModel) -> Iterator[C
     with tempfile.TemporaryDirectory(prefix="metaweb-upload-") as tmp:
         path = Path(tmp) / f"data{suffix}"
         try:
-            with version.data_file.open("rb") as source, path.open("wb") as out:
+            with (
+                guarded("read the data file"),
+                version.data_file.open("rb") as source,
+                path.open("wb") as out,
+            ):
                 for chunk in source.chunks(_CHUNK):
                     out.write(chunk)
         except FileNotFoundError:
             raise ValidationError(
                 {"data_file": "The current data file is missing from storage; upload it again."}
             ) from None
+        except StoreUnavailable as exc:
+            raise ValidationError({"data_file": str(exc)}) from None
         summary = _inspect(path=path, params=params)
         upload_info = version.data_summary.get("upload", {}) if isinstance(version.data_summary, dict) else {}
         yield CheckedData(
@@ -246,15 +253,24 @@ def _store_version(
         if reuse_file_from is not None:
             version.data_file.name = reuse_file_from.data_file.name
         else:
-            with data.path.open("rb") as handle:
-                version.data_file.save(f"data{data.path.suffix}", File(handle), save=False)
+            _save_upload(version, data.path)
     try:
         version.save()
     except Exception:
-        if data is not None and reuse_file_from is None and version.data_file:
-            version.data_file.delete(save=False)
+        if data is not None and reuse_file_from is None:
+            _delete_files([version])
         raise
     return version
+
+
+def _save_upload(version: TaskSetVersion, path: Path) -> None:
+    """Store the checked file under the FileField's name; a store that cannot be
+    reached is an error on ``data_file`` that names it."""
+    try:
+        with guarded("store the data file"), path.open("rb") as handle:
+            version.data_file.save(f"data{path.suffix}", File(handle), save=False)
+    except StoreUnavailable as exc:
+        raise ValidationError({"data_file": str(exc)}) from None
 
 
 # -- services -------------------------------------------------------------------------------------
@@ -373,6 +389,7 @@ def _delete_files(versions: list[TaskSetVersion]) -> None:
     for version in versions:
         if version.data_file:
             try:
-                version.data_file.delete(save=False)
-            except OSError:  # pragma: no cover - best effort
+                with guarded(f"delete {version.data_file.name}"):
+                    version.data_file.delete(save=False)
+            except (OSError, StoreUnavailable):  # pragma: no cover - best effort
                 logger.warning("could not delete %s after a failed write", version.data_file.name)

@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from metaweb.settings.storage import storages_setting, store_label
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
@@ -172,6 +174,15 @@ TEMPLATES = [
 DATA_DIR = Path(os.environ.get("METAWEB_DATA_DIR", BASE_DIR / "var"))
 MEDIA_ROOT = DATA_DIR / "media"
 RUNS_DIR = DATA_DIR / "runs"
+# Run files and task-set uploads: the data folder, or an S3-compatible object store
+# (METAWEB_STORAGE_URL, see metaweb/settings/storage.py). Workers on other machines
+# share the store; their DATA_DIR is then a scratch folder and a cache.
+STORAGE_URL = os.environ.get("METAWEB_STORAGE_URL", "").strip()
+STORAGE_LABEL = store_label(STORAGE_URL)
+STORAGES = storages_setting(
+    STORAGE_URL,
+    staticfiles="django.contrib.staticfiles.storage.StaticFilesStorage",
+)
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if not DATABASE_URL:

@@ -14,7 +14,4 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATA_DIR = BASE_DIR / "var" / "test"
 MEDIA_ROOT = DATA_DIR / "media"
 RUNS_DIR = DATA_DIR / "runs"
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-}
+# STORAGES (base.py) follow DATA_DIR and MEDIA_ROOT; METAWEB_STORAGE_URL picks an object store.

@@ -275,32 +275,39 @@ def write_checkpoint(root, step, *, complete=True, weights=b"weights"):
     return folder / "params.safetensors"
 
 
-def test_checkpoint_file_none_without_checkpoints(settings):
+def key_of(run, step: int) -> str:
+    return f"runs/{run.pk}/checkpoints/step-{step:06d}/params.safetensors"
+
+
+def test_checkpoint_key_none_without_checkpoints(settings):
     run = RunFactory()
-    assert selectors.run_checkpoint_file(run) is None
+    assert selectors.run_checkpoint_key(run) is None
     (settings.RUNS_DIR / str(run.pk) / "checkpoints").mkdir(parents=True)
-    assert selectors.run_checkpoint_file(run) is None
+    assert selectors.run_checkpoint_key(run) is None
+    assert not selectors.run_has_checkpoint(run)
 
 
-def test_checkpoint_file_follows_latest(settings):
+def test_checkpoint_key_follows_latest(settings):
     run = RunFactory()
     root = settings.RUNS_DIR / str(run.pk) / "checkpoints"
     write_checkpoint(root, 400)
-    newest = write_checkpoint(root, 500)
-    assert selectors.run_checkpoint_file(run) == newest.resolve()  # no pointer: highest step
+    write_checkpoint(root, 500)
+    assert selectors.run_checkpoint_key(run) == key_of(run, 500)  # no pointer: highest step
     (root / "latest").write_text("step-000400\n")
-    assert selectors.run_checkpoint_file(run) == (root / "step-000400" / "params.safetensors").resolve()
+    assert selectors.run_checkpoint_key(run) == key_of(run, 400)
+    assert selectors.run_has_checkpoint(run)
 
 
-def test_checkpoint_file_skips_incomplete_dangling_and_escaping(settings, tmp_path):
+def test_checkpoint_key_skips_incomplete_dangling_and_escaping(settings, tmp_path):
     run = RunFactory()
     root = settings.RUNS_DIR / str(run.pk) / "checkpoints"
-    good = write_checkpoint(root, 100)
+    write_checkpoint(root, 100)
+    good = key_of(run, 100)
     write_checkpoint(root, 300, complete=False)  # being written
     outside = tmp_path / "elsewhere"
     write_checkpoint(outside, 900)
     os.symlink(outside / "step-000900", root / "step-000900")  # escapes the run's folder
     (root / "latest").write_text("../../../elsewhere/step-000900")
-    assert selectors.run_checkpoint_file(run) == good.resolve()
+    assert selectors.run_checkpoint_key(run) == good
     (root / "latest").write_text("step-000700")  # dangling
-    assert selectors.run_checkpoint_file(run) == good.resolve()
+    assert selectors.run_checkpoint_key(run) == good

@@ -30,10 +30,32 @@ LATEST = "latest"
 #: Prefix of the temporary folder a checkpoint is written into before its rename.
 TMP_PREFIX = ".tmp-"
 STEP_DIR = re.compile(r"^step-(\d{1,12})$")
+#: Checkpoints kept per run (the newest ones), on the worker's disk and in the store.
+KEEP = 3
+#: The files of a checkpoint folder in the order they are stored: the record last,
+#: since a folder counts as complete once its record and its weights are there.
+STORE_ORDER = (OPTIMIZER_FILE, PARAMS_FILE, META_FILE)
 
 
 def step_dir_name(step: int) -> str:
     return f"step-{step:06d}"
+
+
+def step_of(name: str) -> int | None:
+    """The step of a ``step-NNNNNN`` folder name, else None."""
+    match = STEP_DIR.match(name)
+    return int(match.group(1)) if match else None
+
+
+def choose_latest(pointer: str | None, complete: set[str]) -> str | None:
+    """The lookup rule, wherever the folders live: the folder ``pointer`` (the
+    ``latest`` file's text) names when it is complete, else the highest-numbered
+    complete one; None when there is none."""
+    name = (pointer or "").strip()
+    if name in complete and STEP_DIR.match(name):
+        return name
+    steps = sorted((step, n) for n in complete if (step := step_of(n)) is not None)
+    return steps[-1][1] if steps else None
 
 
 def is_complete(folder: Path) -> bool:
@@ -82,13 +104,13 @@ def _pointed(root: Path) -> Path | None:
 
 def latest_checkpoint(root: str | Path) -> Path | None:
     """The folder ``latest`` points at, or (if it is missing, dangling or not a
-    complete checkpoint) the newest complete one; None when the run has none."""
+    complete checkpoint) the newest complete one; None when the run has none
+    (:func:`choose_latest`)."""
     root = Path(root)
     pointed = _pointed(root)
-    if pointed is not None:
-        return pointed
-    checkpoints = list_checkpoints(root)
-    return checkpoints[-1][1] if checkpoints else None
+    complete = {path.name for _, path in list_checkpoints(root)}
+    name = choose_latest(pointed.name if pointed is not None else None, complete)
+    return None if name is None else root / name
 
 
 def latest_weights(root: str | Path) -> Path | None:
@@ -105,7 +127,12 @@ def record_text(record: dict[str, Any]) -> str:
 def read_record(folder: str | Path) -> dict[str, Any]:
     """``checkpoint.json`` of a checkpoint folder (or a registry model's folder).
     Raises ``OSError`` or ``ValueError`` when it is missing or not a JSON object."""
-    record = json.loads((Path(folder) / META_FILE).read_text(encoding="utf-8"))
+    return parse_record((Path(folder) / META_FILE).read_bytes())
+
+
+def parse_record(data: bytes | str) -> dict[str, Any]:
+    """A ``checkpoint.json``'s content as a dict; ``ValueError`` when it is not a JSON object."""
+    record = json.loads(data)
     if not isinstance(record, dict):
         raise ValueError(f"{META_FILE} is not a JSON object")
     return record

@@ -41,6 +41,7 @@ __all__ = [
     "run_dispatch_queued",
     "run_fail",
     "run_heartbeat",
+    "run_interrupt",
     "run_mark_cancelled",
     "run_metrics_record",
     "run_requeue_stale",
@@ -306,6 +307,24 @@ def _dispatch_on_commit(run_id: int, queue: str) -> None:
         app.send_task(TASK_BY_KIND.get(kind, TRAIN_TASK), args=[run_id], queue=queue)
 
     transaction.on_commit(send)
+
+
+def run_interrupt(*, run_id: int, token: str, message: str, step: int | None = None) -> bool:
+    """The attempt cannot go on on its worker through no fault of the run (the
+    run-file store is unreachable): record ``message`` in the run's history and drop
+    the heartbeat, so that the watchdog requeues the run as for a lost worker, and
+    the next attempt resumes from the last stored checkpoint. False if ``token`` no
+    longer owns the run."""
+    with transaction.atomic():
+        run = _owned(run_id, token)
+        if run is None:
+            return False
+        if step is not None:
+            run.step = step
+        run.heartbeat_at = None
+        run.save(update_fields=["step", "heartbeat_at"])
+        _event(run, "interrupted", f"{message[:ERROR_MAX_CHARS]} The run will be requeued.")
+        return True
 
 
 def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:

@@ -19,6 +19,8 @@ from django.utils import timezone
 
 from apps.experiments.events import publish_run_status_on_commit
 from apps.experiments.models import Experiment, Queue, Run, RunEvent, RunKind, RunStatus, Sweep
+from apps.runfiles.store import StoreUnavailable
+from apps.tasksets.files import version_data_path
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
@@ -118,9 +120,8 @@ def _check_family(*, config: TrainConfig, version: TaskSetVersion, queue: str) -
     the family (its spec's rule), that the episode fits it, and that the estimated
     cost fits the queue's budget (``RUN_BUDGETS``). Raises ValidationError on form
     fields; returns the family's facts (``family_info_dict``)."""
-    data_path = version.data_file.path if version.data_file else None
     try:
-        family = make_family(config.family, data_path=data_path)
+        family = make_family(config.family, data_path=version_data_path(version))
         info = family_info_dict(family, config)
         check_compatible(config.algorithm, info, config)
         family.check_episode(EpisodeSpec(shots=config.shots, query=config.query, ways=config.ways))
@@ -132,6 +133,8 @@ def _check_family(*, config: TrainConfig, version: TaskSetVersion, queue: str) -
         field = exc.field if exc.field in {"shots", "query", "ways"} else "taskset"
         message = exc.message if field != "taskset" else f"{exc.field}: {exc.message}"
         raise ValidationError({field: message}) from None
+    except StoreUnavailable as exc:
+        raise ValidationError({"taskset": str(exc)}) from None
     except OSError:
         raise ValidationError({"taskset": "The task set's data file cannot be read."}) from None
 

@@ -18,12 +18,13 @@ from django.db.models import Max
 from django.utils.text import slugify
 
 from apps.experiments.models import Run, RunEvent, RunKind, RunStatus
-from apps.experiments.selectors import run_checkpoint_file
+from apps.experiments.selectors import run_checkpoint_key
 from apps.registry import storage
 from apps.registry.models import AliasMove, MetaModel, MetaModelSource, ModelAlias
-from apps.registry.services.staging import copy_hashed, read_chunks, staging_dir, with_files
+from apps.registry.services.staging import copy_hashed, staging_dir, with_files
 from apps.reviews.models import Verdict
 from apps.reviews.selectors.reviews import latest_verdict
+from apps.runfiles.store import StoreUnavailable, open_stream, read_bytes
 from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
 from apps.teams.types import AnyUser
@@ -109,15 +110,20 @@ def _registrable_run(run_id: int) -> Run:
 
 
 def _stage_checkpoint(run: Run) -> tuple[Path, str, int]:
-    """Copy the run's newest complete checkpoint into a staging folder: the folder,
-    the weights' sha256 and size. ValidationError on ``run`` when there is none."""
-    weights = run_checkpoint_file(run)
-    if weights is None:
+    """Copy the run's newest complete stored checkpoint into a staging folder: the
+    folder, the weights' sha256 and size. ValidationError on ``run`` when there is
+    none; ``StoreUnavailable`` when the store cannot be reached."""
+    weights = run_checkpoint_key(run)
+    opened = open_stream(weights) if weights is not None else None
+    if opened is None:
         raise ValidationError({"run": "The run has no complete checkpoint to register."})
     staged = staging_dir()
     try:
-        sha256, size = copy_hashed(read_chunks(weights), staged / storage.WEIGHTS_FILE)
-        shutil.copyfile(weights.parent / META_FILE, staged / storage.CHECKPOINT_JSON)
+        sha256, size = copy_hashed(opened[0], staged / storage.WEIGHTS_FILE)
+        record = read_bytes(weights.rsplit("/", 1)[0] + "/" + META_FILE)
+        if record is None:
+            raise OSError(META_FILE)
+        (staged / storage.CHECKPOINT_JSON).write_bytes(record)
     except OSError:
         shutil.rmtree(staged, ignore_errors=True)
         raise ValidationError({"run": "The run's checkpoint cannot be read."}) from None
@@ -170,7 +176,7 @@ def metamodel_register_from_run(*, run_id: int) -> MetaModel:
         )
 
     try:
-        meta_model = with_files(staged, create)
+        meta_model = with_files(staged, create, field="run")
     except _AlreadyRegistered:
         return found[0]
     logger.info("run %s: registered as %s (meta-model %s)", run.pk, meta_model, meta_model.pk)
@@ -190,6 +196,9 @@ def metamodel_autoregister(*, run_id: int) -> MetaModel | None:
     except Exception as exc:  # noqa: BLE001 - the run succeeded; registering is best effort
         if isinstance(exc, ValidationError):
             reason = " ".join(exc.messages)
+            logger.warning("run %s: not registered as a meta-model: %s", run_id, reason)
+        elif isinstance(exc, StoreUnavailable):
+            reason = str(exc)
             logger.warning("run %s: not registered as a meta-model: %s", run_id, reason)
         else:
             reason = f"an internal error ({type(exc).__name__}); the worker's log has the details"

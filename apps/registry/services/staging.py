@@ -4,8 +4,9 @@ meta-model folders, then publish the folder under the new row's id, atomically.
 A meta-model's folder ``<registry>/meta/<pk>/`` holds ``params.safetensors`` and
 ``checkpoint.json`` in the engine's checkpoint format, so
 ``workers.metalearn.load_checkpoint`` reads it as it is. Files are written into a
-temporary folder beside it first; the row is created, then the folder is renamed
-into place with ``os.replace``, inside the transaction. On any error the temporary
+temporary folder beside it first; the row is created, then the folder is moved
+into the store (:func:`apps.runfiles.folders.publish`: one ``os.replace`` with the
+local store), inside the transaction. On any error the temporary
 folder (or the renamed one) is removed and the transaction rolls back, so neither a
 row without files nor files without a row remain.
 """
@@ -25,7 +26,9 @@ from django.db import transaction
 
 from apps.registry import storage
 from apps.registry.models import MetaModel
-from workers.metalearn.fileio import fsync_path
+from apps.runfiles import keys
+from apps.runfiles.folders import publish, unpublish
+from apps.runfiles.store import StoreUnavailable
 
 __all__ = ["copy_hashed", "file_chunks", "read_chunks", "staging_dir", "with_files"]
 
@@ -67,32 +70,30 @@ def file_chunks(handle: IO[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
-def _publish(staged: Path, meta_model_id: int) -> Path:
-    """Rename the staged folder to the meta-model's folder (replacing a stale one
-    that a rolled-back transaction may have left under the same id)."""
-    final = storage.meta_model_dir(meta_model_id)
-    for name in (storage.WEIGHTS_FILE, storage.CHECKPOINT_JSON):
-        fsync_path(staged / name)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staged, final)
-    fsync_path(final.parent)
-    return final
+def _publish(staged: Path, meta_model_id: int) -> str:
+    """Move the staged folder into the store as the meta-model's folder (replacing a
+    stale one that a rolled-back transaction may have left under the same id)."""
+    prefix = keys.meta_model(meta_model_id)
+    publish(staged, prefix, storage.meta_model_files)
+    return prefix
 
 
-def with_files(staged: Path, create: Callable[[], MetaModel]) -> MetaModel:
+def with_files(staged: Path, create: Callable[[], MetaModel], *, field: str = "weights_file") -> MetaModel:
     """Create the row with ``create`` and move ``staged`` into its folder, in one
-    transaction. On any error no row and no folder remain."""
-    final: Path | None = None
+    transaction. On any error no row and no folder remain; a store that cannot be
+    reached is a ValidationError on ``field`` that names it."""
+    final: str | None = None
     try:
         with transaction.atomic():
             meta_model = create()
             final = _publish(staged, meta_model.pk)
         return meta_model
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staged, ignore_errors=True)
         if final is not None:
-            shutil.rmtree(final, ignore_errors=True)
+            unpublish(final)
+        if isinstance(exc, StoreUnavailable):
+            raise ValidationError({field: str(exc)}) from None
         raise
 
 

@@ -22,6 +22,8 @@ from apps.registry.models import MetaModel, MetaModelSource
 from apps.registry.services.metamodels import create_next_version
 from apps.registry.services.staging import copy_hashed, file_chunks, staging_dir, with_files
 from apps.registry.weights import WeightsError, read_safetensors_header
+from apps.runfiles.store import StoreUnavailable
+from apps.tasksets.files import version_data_path
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
@@ -69,9 +71,11 @@ def _upload_config(*, config: Any, version: TaskSetVersion) -> tuple[Any, dict[s
     except ConfigError as exc:
         raise ValidationError({"config": [f"{k}: {v}" for k, v in exc.errors.items()]}) from None
     try:
-        family = make_family(parsed.family, data_path=version.data_file.path if version.data_file else None)
+        family = make_family(parsed.family, data_path=version_data_path(version))
     except (ConfigError, DataError) as exc:
         raise ValidationError({"taskset_version": f"The task set cannot be used: {exc}"}) from None
+    except StoreUnavailable as exc:
+        raise ValidationError({"taskset_version": str(exc)}) from None
     except OSError:
         raise ValidationError({"taskset_version": "The task set's data file cannot be read."}) from None
     return parsed, family_info_dict(family, parsed), family

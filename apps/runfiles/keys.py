@@ -1,0 +1,28 @@
+"""Store keys, built from database ids and fixed names only (never user input).
+
+With the local store a key is also the file's path below ``METAWEB_DATA_DIR``:
+``runs/<id>/checkpoints`` is where the engine has always written a run's checkpoints.
+"""
+
+from __future__ import annotations
+
+__all__ = ["adapted_model", "join", "meta_model", "run_checkpoints"]
+
+
+def join(*parts: str) -> str:
+    return "/".join(part.strip("/") for part in parts if part)
+
+
+def run_checkpoints(run_id: int) -> str:
+    """A run's checkpoints: ``latest`` and ``step-NNNNNN/`` folders (the engine's layout)."""
+    return f"runs/{int(run_id)}/checkpoints"
+
+
+def meta_model(meta_model_id: int) -> str:
+    """A meta-model's ``params.safetensors`` and ``checkpoint.json``."""
+    return f"registry/meta/{int(meta_model_id)}"
+
+
+def adapted_model(adapted_model_id: int) -> str:
+    """An adapted model's ``params.safetensors``."""
+    return f"registry/adapted/{int(adapted_model_id)}"
