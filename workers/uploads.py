@@ -11,8 +11,8 @@ When checkpoints come faster than they upload, only the newest waiting one is
 stored: an older one is skipped, as is a folder the engine pruned meanwhile (a
 newer one follows). The uploader remembers which step folders it left in the store,
 so pruning them costs one request and no listing (the first upload of an attempt
-lists the store once, for what earlier attempts left). A failed upload (the store is unreachable) is raised on the
-training thread at the next checkpoint, and by :meth:`CheckpointUploader.wait`.
+lists the store once, for what earlier attempts left). A failed upload (the store is
+unreachable) is raised on the training thread at the next checkpoint, and by :meth:`CheckpointUploader.wait`.
 """
 
 from __future__ import annotations

@@ -17,7 +17,10 @@ from safetensors.numpy import load_file
 
 from apps.registry import storage
 from apps.registry.models import MetaModel
-from workers.metalearn.checkpoint_layout import read_record
+from apps.runfiles import keys
+from apps.runfiles.folders import fetch_folder
+from apps.runfiles.store import StoreUnavailable, read_bytes
+from workers.metalearn.checkpoint_layout import parse_record
 from workers.metalearn.config import ConfigError, parse_config
 from workers.metalearn.explorer import explorable, explorer_export
 from workers.metalearn.families import make_family
@@ -30,9 +33,12 @@ UNREADABLE = "The meta-model's files are missing or unreadable."
 
 def _record(meta_model: MetaModel) -> tuple[Any, Facts] | None:
     try:
-        record = read_record(storage.meta_model_dir(meta_model.pk))
+        raw = read_bytes(keys.join(keys.meta_model(meta_model.pk), storage.CHECKPOINT_JSON))
+        if raw is None:
+            return None
+        record = parse_record(raw)
         return parse_config(record["config"]), Facts.of(record["family_info"])
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, ConfigError):
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, ConfigError, StoreUnavailable):
         return None
 
 
@@ -61,7 +67,8 @@ def explorer_model(meta_model: MetaModel) -> dict[str, Any]:
     if why:
         raise ConfigError({"explorer": why})
     try:
-        params = load_file(str(storage.meta_model_dir(meta_model.pk) / storage.WEIGHTS_FILE))
+        folder = fetch_folder(keys.meta_model(meta_model.pk), storage.meta_model_files)
+        params = load_file(str(folder / storage.WEIGHTS_FILE))
         family = make_family(config.family)
         return explorer_export(
             params,
@@ -71,7 +78,7 @@ def explorer_model(meta_model: MetaModel) -> dict[str, Any]:
             desc_ranges=list(family.desc_ranges()),  # type: ignore[attr-defined]
             input_range=family.input_range(),  # type: ignore[attr-defined]
         )
-    except (OSError, SafetensorError, KeyError, AttributeError, ConfigError):
+    except (OSError, SafetensorError, KeyError, AttributeError, ConfigError, StoreUnavailable):
         raise ConfigError({"explorer": UNREADABLE}) from None
 
 
@@ -89,10 +96,10 @@ def task_map_reason(meta_model: MetaModel) -> str:
 
 def task_map_for(meta_model: MetaModel) -> dict[str, Any] | None:
     """The stored map (``workers/task_map.py``), or None when not computed (or unreadable)."""
-    path = storage.meta_model_dir(meta_model.pk) / storage.TASK_MAP_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        raw = read_bytes(keys.join(keys.meta_model(meta_model.pk), storage.TASK_MAP_FILE))
+        data = json.loads(raw) if raw is not None else None
+    except (OSError, UnicodeDecodeError, ValueError, StoreUnavailable):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("points"), list):
         return None
