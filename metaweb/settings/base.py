@@ -284,6 +284,9 @@ RUN_BUDGETS = {
 # watchdog requeues a run silent for longer than HEARTBEAT_TIMEOUT_SECONDS.
 HEARTBEAT_SECONDS = env_int("METAWEB_HEARTBEAT_SECONDS", 5)
 HEARTBEAT_TIMEOUT_SECONDS = env_int("METAWEB_HEARTBEAT_TIMEOUT_SECONDS", 60)
+#: Attempts a run may lose to a dead worker (an OOM kill, say) before the watchdog
+#: fails it instead of requeuing it again: "Worker lost 3 times (last at step N)."
+RUN_MAX_ATTEMPTS = env_int("METAWEB_RUN_MAX_ATTEMPTS", 3)
 #: The most runs one sweep may make (a grid's product, or random samples).
 SWEEP_MAX_RUNS = env_int("METAWEB_SWEEP_MAX_RUNS", 200)
 WATCHDOG_INTERVAL_SECONDS = env_int("METAWEB_WATCHDOG_INTERVAL_SECONDS", 15)

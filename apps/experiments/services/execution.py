@@ -111,6 +111,9 @@ def run_claim(*, run_id: int, worker: str, device: str) -> Claim | None:
             _event(run, "cancelled", "Cancelled before a worker picked it up again.")
             publish_run_status_on_commit(run)
             return None
+        if run.status == RunStatus.RUNNING and _attempts_exhausted(run):
+            _fail_worker_lost(run)  # a redelivery found its last attempt dead
+            return None
 
         resumed = run.attempt > 0
         run.attempt += 1
@@ -302,6 +305,27 @@ def _dispatch_on_commit(run_id: int, queue: str) -> None:
     transaction.on_commit(send)
 
 
+def _attempts_exhausted(run: Run) -> bool:
+    """Every attempt of a run that is not finished ended with its worker lost, so
+    ``run.attempt`` counts the losses once its current attempt is found dead."""
+    return run.attempt >= max(1, settings.RUN_MAX_ATTEMPTS)
+
+
+def worker_lost_message(*, losses: int, step: int) -> str:
+    times = "once" if losses == 1 else f"{losses} times"
+    return f"Worker lost {times} (last at step {step})."
+
+
+def _fail_worker_lost(run: Run) -> None:
+    """Fail a run whose worker died on its last allowed attempt (locked by the caller)."""
+    run.error = worker_lost_message(losses=run.attempt, step=run.step)
+    run.error_step = run.step
+    _finish(run, RunStatus.FAILED)
+    _event(run, "failed", f"Failed at step {run.step}: {run.error} It is not requeued again.")
+    publish_run_status_on_commit(run)
+    logger.warning("run %s: %s", run.pk, run.error)
+
+
 def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
     """The watchdog: requeue running runs whose heartbeat is older than ``older_than``
     (default: now - ``HEARTBEAT_TIMEOUT_SECONDS``), each as a new attempt.
@@ -309,7 +333,9 @@ def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
     The old attempt loses its token, so if its worker is only slow, not dead, its
     next heartbeat fails and it stops. ``train_run`` (``adapt_run`` for an adaptation)
     is sent again on commit; the new attempt resumes from the last checkpoint. A run
-    whose cancel was requested is marked cancelled instead. Returns the ids requeued.
+    whose cancel was requested is marked cancelled instead, and one that has used its
+    ``RUN_MAX_ATTEMPTS`` fails ("Worker lost 3 times (last at step N).") instead of
+    crash-looping. Returns the ids requeued.
     A run whose row is locked at that instant (its worker's heartbeat UPDATE in flight,
     a claim) is skipped, not waited for: the next pass takes it if it is still stale.
     """
@@ -329,6 +355,9 @@ def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
                 _finish(run, RunStatus.CANCELLED)
                 _event(run, "cancelled", f"Cancelled; its worker went silent (last heartbeat {last}).")
                 publish_run_status_on_commit(run)
+                continue
+            if _attempts_exhausted(run):
+                _fail_worker_lost(run)
                 continue
             run.status = RunStatus.QUEUED
             run.attempt_token = ""
