@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from celery import shared_task
-from django.conf import settings
 from django.db import close_old_connections
 
 from apps.experiments.models import Queue, Run, RunKind
 from apps.experiments.services import run_requeue_stale, run_succeed
+from apps.experiments.storage import run_checkpoint_dir
 from workers.adapting import Adapt, Evaluate, adaptation_job
 from workers.attempt import (
     INTERNAL_ERROR,
@@ -63,7 +63,7 @@ MetaTrain = Callable[..., TrainResult]
 
 def checkpoint_dir_for(run_id: int) -> Path:
     """Checkpoints of a run, built from its id only."""
-    return Path(settings.RUNS_DIR) / str(int(run_id)) / "checkpoints"
+    return run_checkpoint_dir(run_id)
 
 
 def detect_device(requested: str = "auto") -> str:

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.db.models import Count, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
+from apps.experiments import storage
 from apps.experiments.models import Experiment, Metric, Queue, Run, RunEvent, RunKind, RunStatus, Tag
 from apps.reviews.models import Review
 from apps.tasksets.models import TaskSet, TaskSetVersion
@@ -322,7 +322,7 @@ async def run_metrics_csv_async(*, run: Run) -> AsyncIterator[str]:
 
 def run_checkpoint_dir(run: Run) -> Path:
     """Where the engine writes the run's checkpoints; built from the id only."""
-    return Path(settings.RUNS_DIR) / str(int(run.pk)) / "checkpoints"
+    return storage.run_checkpoint_dir(run.pk)
 
 
 def run_checkpoint_file(run: Run) -> Path | None:

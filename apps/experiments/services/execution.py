@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from apps.experiments.events import publish_run_status_on_commit
 from apps.experiments.models import Metric, Run, RunEvent, RunKind, RunStatus, SweepStatus, SweepStrategy
+from apps.experiments.services.retention import run_checkpoints_retain_on_commit
 from apps.experiments.services.runs import sweep_next_on_commit
 
 __all__ = [
@@ -232,6 +233,7 @@ def _finish(run: Run, status: RunStatus, *, now: datetime | None = None) -> None
         ]
     )
     sweep_next_on_commit(run)
+    run_checkpoints_retain_on_commit(run)
 
 
 def run_succeed(*, run_id: int, token: str, summary: dict[str, Any], step: int | None = None) -> bool:

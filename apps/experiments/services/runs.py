@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from apps.experiments.events import publish_run_status_on_commit
 from apps.experiments.models import Experiment, Queue, Run, RunEvent, RunKind, RunStatus, Sweep
+from apps.experiments.services.retention import run_checkpoints_retain_on_commit
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
@@ -249,6 +250,8 @@ def run_cancel(*, run: Run, actor: AnyUser, reason: str = "") -> Run:
         RunEvent.objects.create(run=locked, kind="cancelled", message=message, attempt=locked.attempt)
         publish_run_status_on_commit(locked)
         sweep_next_on_commit(locked)
+        if locked.attempt:  # requeued after a lost worker: it has checkpoints
+            run_checkpoints_retain_on_commit(locked)
     elif locked.status == RunStatus.RUNNING:
         if locked.cancel_requested_at is None:
             locked.cancel_requested_at = now
