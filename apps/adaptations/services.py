@@ -45,12 +45,12 @@ from apps.adaptations.selectors import ADAPT_TEST_TASKS, ModelFacts
 from apps.experiments.events import publish_run_status_on_commit
 from apps.experiments.models import Queue, Run, RunEvent, RunKind, RunStatus
 from apps.experiments.services import code_version, run_succeed
+from apps.experiments.services.scheduling import TASK_BY_KIND, queue_dispatch_on_commit
 from apps.registry import storage
 from apps.registry.models import MetaModel
 from apps.teams.models import Role
 from apps.teams.services import ensure_role
 from apps.teams.types import AnyUser
-from metaweb.celery import app as celery_app
 from workers.metalearn.fileio import write_atomic
 
 __all__ = [
@@ -70,7 +70,7 @@ __all__ = [
 
 
 #: The Celery task that adapts, dispatched by name (the web never imports the worker).
-ADAPT_TASK = "workers.tasks.adapt_run"
+ADAPT_TASK = TASK_BY_KIND[RunKind.ADAPT]
 
 
 def adaptation_batch_tasks() -> int:
@@ -131,8 +131,7 @@ def adaptation_start(
             f"by {actor.get_username()}."
         ),
     )
-    run_id, run_queue = run.pk, run.queue
-    transaction.on_commit(lambda: celery_app.send_task(ADAPT_TASK, args=[run_id], queue=run_queue))
+    queue_dispatch_on_commit(run.queue)  # it waits for a slot, in fair-share order
     publish_run_status_on_commit(run)
     return run
 

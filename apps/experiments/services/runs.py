@@ -20,11 +20,11 @@ from django.utils import timezone
 from apps.experiments.events import publish_run_status_on_commit
 from apps.experiments.models import Experiment, Queue, Run, RunEvent, RunKind, RunStatus, Sweep
 from apps.experiments.services.retention import run_checkpoints_retain_on_commit
+from apps.experiments.services.scheduling import TRAIN_TASK, queue_dispatch_on_commit
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
 from apps.teams.types import AnyUser
-from metaweb.celery import app as celery_app
 from workers.metalearn.config import (
     ConfigError,
     TrainConfig,
@@ -49,7 +49,6 @@ __all__ = [
 
 
 #: The Celery task that trains a run, dispatched by name.
-TRAIN_TASK = "workers.tasks.train_run"
 #: A launch config larger than this (as compact JSON) is refused before it is parsed.
 MAX_CONFIG_BYTES = 16 * 1024
 
@@ -207,8 +206,7 @@ def run_create(
         message += f", in sweep '{sweep.name}'"
     RunEvent.objects.create(run=run, kind="queued", message=message + ".")
 
-    run_id, run_queue = run.pk, run.queue
-    transaction.on_commit(lambda: celery_app.send_task(TRAIN_TASK, args=[run_id], queue=run_queue))
+    queue_dispatch_on_commit(run.queue)  # it waits for a slot, in fair-share order
     publish_run_status_on_commit(run)
     return run
 
@@ -252,6 +250,8 @@ def run_cancel(*, run: Run, actor: AnyUser, reason: str = "") -> Run:
         sweep_next_on_commit(locked)
         if locked.attempt:  # requeued after a lost worker: it has checkpoints
             run_checkpoints_retain_on_commit(locked)
+        if locked.dispatched_at is not None:  # it held a slot
+            queue_dispatch_on_commit(locked.queue)
     elif locked.status == RunStatus.RUNNING:
         if locked.cancel_requested_at is None:
             locked.cancel_requested_at = now
