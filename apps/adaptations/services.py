@@ -49,6 +49,7 @@ from apps.experiments.services.scheduling import TASK_BY_KIND, queue_dispatch_on
 from apps.registry import storage
 from apps.registry.models import MetaModel
 from apps.teams.models import Role
+from apps.teams.quotas import quota_check_runs
 from apps.teams.services import ensure_role
 from apps.teams.types import AnyUser
 from workers.metalearn.fileio import write_atomic
@@ -122,6 +123,7 @@ def adaptation_start(
         what = _custom_target(facts, support=support, query=query, desc=desc)
     else:
         what = _test_target(target, family, facts, task_index=task_index, shots=shots)
+    quota_check_runs(team_id=meta_model.team_id, adding=1)
     run = _records_create(actor=actor, meta_model=meta_model, what=what, steps=steps, lr=lr, queue=queue)
     RunEvent.objects.create(
         run=run,

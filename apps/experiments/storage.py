@@ -14,6 +14,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from apps.teams.quotas import path_bytes
+
 __all__ = ["run_checkpoint_dir", "run_dir", "run_files_delete"]
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ def run_files_delete(*, run_id: int, paths: Iterable[Path]) -> int:
         if not target.resolve().is_relative_to(root) or target.resolve() == root:
             logger.error("run %s: refused to delete %s, outside the run's folder", run_id, target)
             continue
-        size = _size(target)
+        size = path_bytes(target)
         try:
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
@@ -53,13 +55,3 @@ def run_files_delete(*, run_id: int, paths: Iterable[Path]) -> int:
             continue
         freed += size
     return freed
-
-
-def _size(path: Path) -> int:
-    """Bytes of a file, or of every file under a folder (links not followed)."""
-    try:
-        if path.is_symlink() or path.is_file():
-            return path.lstat().st_size
-        return sum(child.lstat().st_size for child in path.rglob("*") if not child.is_dir())
-    except OSError:
-        return 0

@@ -294,6 +294,11 @@ RUN_DISPATCH_SLOTS = {
     "cpu": env_int("METAWEB_CPU_DISPATCH_SLOTS", 1),
     "gpu": env_int("METAWEB_GPU_DISPATCH_SLOTS", 1),
 }
+#: Site limits of the per-team quotas; a team's admins may set lower ones.
+TEAM_MAX_ACTIVE_RUNS = env_int("METAWEB_TEAM_MAX_ACTIVE_RUNS", 50)
+TEAM_MAX_STORED_BYTES = env_int("METAWEB_TEAM_MAX_STORED_BYTES", 20 * _GIB)
+#: How old a team's measured stored bytes may be before a quota check measures again.
+TEAM_STORAGE_MAX_AGE_SECONDS = env_int("METAWEB_TEAM_STORAGE_MAX_AGE_SECONDS", 60)
 #: The most runs one sweep may make (a grid's product, or random samples).
 SWEEP_MAX_RUNS = env_int("METAWEB_SWEEP_MAX_RUNS", 200)
 WATCHDOG_INTERVAL_SECONDS = env_int("METAWEB_WATCHDOG_INTERVAL_SECONDS", 15)

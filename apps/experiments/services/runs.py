@@ -23,6 +23,7 @@ from apps.experiments.services.retention import run_checkpoints_retain_on_commit
 from apps.experiments.services.scheduling import TRAIN_TASK, queue_dispatch_on_commit
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
+from apps.teams.quotas import quota_check_runs
 from apps.teams.services import ensure_role
 from apps.teams.types import AnyUser
 from workers.metalearn.config import (
@@ -169,12 +170,14 @@ def run_create(
     queue: str = Queue.CPU,
     cloned_from: Run | None = None,
     sweep: Sweep | None = None,
+    check_quota: bool = True,
 ) -> Run:
     """Validate and queue a meta-training run, then dispatch it after commit.
 
     The config is parsed by the engine (``parse_config``), its ``family`` taken from
-    the task-set version, and the episode checked against the family. Errors are
-    ValidationErrors keyed by launch-form field; nothing is written on error.
+    the task-set version, and the episode checked against the family; the team's
+    quotas are checked (``check_quota``: a sweep checks its runs at once instead).
+    Errors are ValidationErrors keyed by launch-form field; nothing is written on error.
     """
     ensure_role(user=actor, team=experiment.team_id, required=Role.MEMBER)
     if taskset_version.taskset.team_id != experiment.team_id:
@@ -182,6 +185,8 @@ def run_create(
     if cloned_from is not None and cloned_from.team_id != experiment.team_id:
         raise ValidationError({"cloned_from": "Only runs of this team can be cloned."})
     parsed = _validated_config(config=config, version=taskset_version, queue=queue)
+    if check_quota:
+        quota_check_runs(team_id=experiment.team_id, adding=1)
 
     run = Run.objects.create(
         experiment=experiment,
