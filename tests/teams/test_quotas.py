@@ -242,3 +242,18 @@ def test_the_team_page_shows_usage(client, world, role):
     html = client.get(reverse("teams:team-detail", kwargs={"team_slug": "alpha"})).content.decode()
     assert 'data-quota-used="runs">1<' in html and 'data-quota-used="bytes">2.0\xa0KB<' in html
     assert ('id="quota-form"' in html) == (role == "admin")
+
+
+def test_a_model_upload_past_the_storage_quota_is_refused_on_its_field(world):
+    from apps.registry.models import MetaModel
+    from apps.registry.services.uploads import metamodel_upload
+
+    Team.objects.filter(pk=world["team"].pk).update(max_stored_bytes=100)
+    with pytest.raises(ValidationError) as error:
+        metamodel_upload(
+            team=world["team"], actor=world["users"]["member"], experiment=world["experiment"],
+            taskset_version=world["version"], name="sine", config={"algorithm": "maml"},
+            weights_file=SimpleUploadedFile("w.safetensors", b"\0" * 500),
+        )  # fmt: skip
+    assert "storage quota and this adds 500 bytes" in error.value.message_dict["weights_file"][0]
+    assert not MetaModel.objects.exists()

@@ -323,10 +323,9 @@ def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
     The old attempt loses its token, so if its worker is only slow, not dead, its
     next heartbeat fails and it stops. ``train_run`` (``adapt_run`` for an adaptation)
     waits for a slot again (the fair dispatcher sends it on commit); the new attempt
-    resumes from the last checkpoint. A run
-    whose cancel was requested is marked cancelled instead, and one that has used its
-    ``RUN_MAX_ATTEMPTS`` fails ("Worker lost 3 times (last at step N).") instead of
-    crash-looping. Returns the ids requeued.
+    resumes from the last checkpoint. A run whose cancel was requested is marked
+    cancelled instead, and one that has used its ``RUN_MAX_ATTEMPTS`` fails ("Worker
+    lost 3 times (last at step N).") instead of crash-looping. Returns the ids requeued.
     A run whose row is locked at that instant (its worker's heartbeat UPDATE in flight,
     a claim) is skipped, not waited for: the next pass takes it if it is still stale.
     """
