@@ -294,6 +294,8 @@ RUN_DISPATCH_SLOTS = {
     "cpu": env_int("METAWEB_CPU_DISPATCH_SLOTS", 1),
     "gpu": env_int("METAWEB_GPU_DISPATCH_SLOTS", 1),
 }
+#: A run sent to Celery but not claimed after this long lost its message: sent again.
+RUN_DISPATCH_CLAIM_SECONDS = env_int("METAWEB_RUN_DISPATCH_CLAIM_SECONDS", 300)
 #: Site limits of the per-team quotas; a team's admins may set lower ones.
 TEAM_MAX_ACTIVE_RUNS = env_int("METAWEB_TEAM_MAX_ACTIVE_RUNS", 50)
 TEAM_MAX_STORED_BYTES = env_int("METAWEB_TEAM_MAX_STORED_BYTES", 20 * _GIB)

@@ -173,3 +173,20 @@ def test_embedded_start_up_sends_the_queued_runs_again_in_fair_order(
     # before (its finished run), b never, so b goes first.
     assert sent == [(theirs.pk, "cpu")]
     assert Run.objects.get(pk=older.pk).dispatched_at is None
+
+
+def test_a_sent_run_never_claimed_is_sent_again(one_slot, settings, sent, django_capture_on_commit_callbacks):
+    """Its message was lost (a broker restarted without persistence): it must not hold
+    the queue's slot forever."""
+    settings.RUN_DISPATCH_CLAIM_SECONDS = 300
+    world = _team_world("a")
+    run = _launch(world, django_capture_on_commit_callbacks)
+    behind = _launch(world, django_capture_on_commit_callbacks)
+    assert sent == [(run.pk, "cpu")]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert run_dispatch(queue="cpu") == []  # sent a moment ago: it holds the slot
+    Run.objects.filter(pk=run.pk).update(dispatched_at=timezone.now() - timedelta(seconds=301))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert run_dispatch(queue="cpu") == [run.pk]
+    assert sent == [(run.pk, "cpu"), (run.pk, "cpu")]
+    assert Run.objects.get(pk=behind.pk).dispatched_at is None

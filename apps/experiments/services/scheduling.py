@@ -7,9 +7,10 @@ free slots it picks the next waiting runs in :func:`apps.experiments.fairshare.f
 (fewest in flight first, then the team served longest ago, then the oldest run),
 stamps their ``dispatched_at`` and sends them after the commit. It runs after every
 change that frees or fills a slot (a run queued, ended, cancelled, requeued by the
-watchdog) and on each watchdog pass, so a failed send is retried. With the slots
-set to the queue's worker processes, a team's 100 queued runs take turns with
-another team's single run instead of filling the broker ahead of it.
+watchdog) and on each watchdog pass, so a failed send is retried, and a run sent
+but not claimed within ``RUN_DISPATCH_CLAIM_SECONDS`` (its message lost) is sent
+again. With the slots set to the queue's worker processes, a team's 100 queued runs
+take turns with another team's single run instead of filling the broker ahead of it.
 
 Idempotent: dispatchers of one queue take turns (a PostgreSQL advisory lock; SQLite
 transactions are ``IMMEDIATE``, one writer at a time), and a run is stamped once
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
@@ -89,6 +91,7 @@ def run_dispatch(*, queue: str) -> list[int]:
     fair-share order; they are sent after the commit. Returns their ids."""
     with transaction.atomic():
         _lock(queue)
+        _forget_lost_sends(queue)
         in_flight = queue_in_flight(queue)
         free = dispatch_slots(queue) - sum(in_flight.values())
         if free <= 0:
@@ -109,6 +112,21 @@ def run_dispatch(*, queue: str) -> list[int]:
         transaction.on_commit(partial(_send, [(pk, kinds[pk]) for pk in chosen], queue))
     logger.info("dispatcher: sent runs %s to the %s queue", chosen, queue)
     return chosen
+
+
+def _forget_lost_sends(queue: str) -> int:
+    """Runs sent longer than ``RUN_DISPATCH_CLAIM_SECONDS`` ago and still not claimed
+    lost their message (a broker restarted without persistence, say): they wait for a
+    slot again instead of holding theirs forever. Sent again, a message that was only
+    slow is a duplicate, which ``run_claim`` ignores."""
+    cutoff = timezone.now() - timedelta(seconds=settings.RUN_DISPATCH_CLAIM_SECONDS)
+    lost = Run.objects.filter(queue=queue, status=RunStatus.QUEUED, dispatched_at__lt=cutoff)
+    count = lost.update(dispatched_at=None)
+    if count:
+        logger.warning(
+            "dispatcher: %d runs of the %s queue were sent but never claimed; sending again", count, queue
+        )
+    return count
 
 
 def _send(runs: list[tuple[int, str]], queue: str) -> None:
