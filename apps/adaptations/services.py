@@ -45,15 +45,16 @@ from apps.adaptations.selectors import ADAPT_TEST_TASKS, ModelFacts
 from apps.experiments.events import publish_run_status_on_commit
 from apps.experiments.models import Queue, Run, RunEvent, RunKind, RunStatus
 from apps.experiments.services import code_version, run_succeed
+from apps.experiments.services.scheduling import TASK_BY_KIND, queue_dispatch_on_commit
 from apps.registry import storage
 from apps.registry.models import MetaModel
 from apps.runfiles import keys
 from apps.runfiles.folders import unpublish
 from apps.runfiles.store import put_bytes
 from apps.teams.models import Role
+from apps.teams.quotas import quota_check_runs
 from apps.teams.services import ensure_role
 from apps.teams.types import AnyUser
-from metaweb.celery import app as celery_app
 
 __all__ = [
     "ADAPT_TASK",
@@ -72,7 +73,7 @@ __all__ = [
 
 
 #: The Celery task that adapts, dispatched by name (the web never imports the worker).
-ADAPT_TASK = "workers.tasks.adapt_run"
+ADAPT_TASK = TASK_BY_KIND[RunKind.ADAPT]
 
 
 def adaptation_batch_tasks() -> int:
@@ -124,6 +125,7 @@ def adaptation_start(
         what = _custom_target(facts, support=support, query=query, desc=desc)
     else:
         what = _test_target(target, family, facts, task_index=task_index, shots=shots)
+    quota_check_runs(team_id=meta_model.team_id, adding=1)
     run = _records_create(actor=actor, meta_model=meta_model, what=what, steps=steps, lr=lr, queue=queue)
     RunEvent.objects.create(
         run=run,
@@ -136,8 +138,7 @@ def adaptation_start(
     warning = steps_warning(facts, steps)
     if warning:
         RunEvent.objects.create(run=run, kind="warning", message=warning)
-    run_id, run_queue = run.pk, run.queue
-    transaction.on_commit(lambda: celery_app.send_task(ADAPT_TASK, args=[run_id], queue=run_queue))
+    queue_dispatch_on_commit(run.queue)  # it waits for a slot, in fair-share order
     publish_run_status_on_commit(run)
     return run
 

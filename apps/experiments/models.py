@@ -192,6 +192,9 @@ class Run(Noted):
     total_steps = models.PositiveIntegerField(default=0)
     checkpoint_step = models.PositiveIntegerField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    #: When the fair dispatcher last sent the run to Celery (None: it waits in the
+    #: database for a slot of its queue; ``services/scheduling.py``).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     error_step = models.PositiveIntegerField(null=True, blank=True)
     summary = models.JSONField(default=dict, blank=True)
@@ -208,6 +211,10 @@ class Run(Noted):
             models.Index(fields=["team", "kind", "-created_at", "-id"], name="run_team_kind_recent"),
             models.Index(fields=["team", "status", "-created_at"], name="run_team_status_recent"),
             models.Index(fields=["team", "algorithm", "-created_at"], name="run_team_algorithm_recent"),
+            # The fair dispatcher: a queue's waiting and in-flight runs, and each team's
+            # last dispatch on it.
+            models.Index(fields=["queue", "status", "created_at"], name="run_queue_status_created"),
+            models.Index(fields=["queue", "team", "dispatched_at"], name="run_queue_team_dispatched"),
         ]
 
     def __str__(self) -> str:

@@ -15,6 +15,7 @@ from django.db.models import Count, F, Max, OuterRef, Prefetch, Q, QuerySet, Sub
 from django.http import Http404
 from django.utils import timezone
 
+from apps.experiments.fairshare import fair_order
 from apps.experiments.models import Experiment, Metric, Queue, Run, RunEvent, RunKind, RunStatus, Tag
 from apps.reviews.models import Review
 from apps.runfiles.checkpoints import stored_weights_key
@@ -135,14 +136,16 @@ def run_list_for_experiment(*, experiment: Experiment) -> list[Run]:
 
 @dataclass(frozen=True)
 class QueueWait:
-    """Where a queued run stands in its Celery queue, read from the database.
+    """Where a queued run stands in its queue, read from the database.
 
-    ``position`` is 1 for the next run to start: queued runs of the same queue are
-    taken oldest first (the queue is FIFO and workers prefetch one task), so the
-    runs ahead are the older queued ones. ``ahead_run_id`` is the run directly
-    ahead (the newest older queued run, else a running one), shown only when it
-    belongs to the same team; ``ahead`` counts every queued or running run before
-    it, of any team. The number of workers is not known here and is not guessed.
+    ``position`` is 1 for the next run to start. Runs already sent to Celery go
+    first, in the order they were sent (the broker is FIFO and workers prefetch one
+    task); then the runs waiting in the database, in the fair dispatcher's order
+    (:func:`apps.experiments.fairshare.fair_order`: teams take turns).
+    ``ahead_run_id`` is the run directly ahead (the queued run before it, else a
+    running one), shown only when it belongs to the same team; ``ahead`` counts every
+    queued or running run before it, of any team. The number of workers is not known
+    here and is not guessed.
     """
 
     queue: str
@@ -157,15 +160,39 @@ class QueueWait:
         return Queue(self.queue).label if self.queue in Queue.values else self.queue
 
 
-def _queue_wait(run: Run, rows: list[tuple[int, int, str, str]]) -> QueueWait:
-    """``rows``: (pk, team_id, queue, status) of the queue's queued and running runs, oldest first."""
-    running = [row for row in rows if row[3] == RunStatus.RUNNING]
-    queued_ahead = []
-    for row in rows:
-        if row[0] == run.pk:
-            break
-        if row[3] == RunStatus.QUEUED:
-            queued_ahead.append(row)
+#: (pk, team_id, status, dispatched_at) of one queue's queued and running runs, oldest first.
+QueueRow = tuple[int, int, str, datetime | None]
+
+
+def queue_last_served(*, queues: Iterable[str], teams: Iterable[int]) -> dict[tuple[str, int], datetime]:
+    """Each team's latest dispatch on each of ``queues``, by ``(queue, team id)``
+    (teams never served on a queue are absent). One query."""
+    rows = (
+        Run.objects.filter(queue__in=list(queues), team_id__in=list(teams), dispatched_at__isnull=False)
+        .values("queue", "team_id")
+        .annotate(last=Max("dispatched_at"))
+        .values_list("queue", "team_id", "last")
+    )
+    return {(queue, team): last for queue, team, last in rows}
+
+
+def _queue_order(rows: list[QueueRow], last_served: dict[int, datetime]) -> list[QueueRow]:
+    """A queue's queued runs in the order they will start."""
+    in_flight: dict[int, int] = {}
+    for _pk, team, status, dispatched_at in rows:
+        if status == RunStatus.RUNNING or dispatched_at is not None:
+            in_flight[team] = in_flight.get(team, 0) + 1
+    queued = [row for row in rows if row[2] == RunStatus.QUEUED]
+    sent = sorted((row for row in queued if row[3] is not None), key=lambda row: row[3])
+    waiting = [row for row in queued if row[3] is None]
+    by_id = {row[0]: row for row in waiting}
+    order = fair_order([(row[0], row[1]) for row in waiting], in_flight=in_flight, last_served=last_served)
+    return sent + [by_id[pk] for pk in order]
+
+
+def _queue_wait(run: Run, running: list[QueueRow], order: list[QueueRow]) -> QueueWait:
+    index = next(i for i, row in enumerate(order) if row[0] == run.pk)
+    queued_ahead = order[:index]
     nearest = queued_ahead[-1] if queued_ahead else (running[-1] if running else None)
     return QueueWait(
         queue=run.queue,
@@ -173,13 +200,14 @@ def _queue_wait(run: Run, rows: list[tuple[int, int, str, str]]) -> QueueWait:
         ahead=len(queued_ahead) + len(running),
         running=len(running),
         ahead_run_id=nearest[0] if nearest is not None and nearest[1] == run.team_id else None,
-        ahead_is_running=nearest is not None and nearest[3] == RunStatus.RUNNING,
+        ahead_is_running=nearest is not None and nearest[2] == RunStatus.RUNNING,
     )
 
 
 def run_queue_waits(*, runs: Iterable[Run]) -> dict[int, QueueWait]:
     """Each queued run's place in its queue, by run id: one query whatever the number
-    of runs, none when no run is queued."""
+    of runs, a second when some wait for a slot (their teams' turns), none when no
+    run is queued."""
     queued = [run for run in runs if run.status == RunStatus.QUEUED]
     if not queued:
         return {}
@@ -187,10 +215,25 @@ def run_queue_waits(*, runs: Iterable[Run]) -> dict[int, QueueWait]:
         Run.objects.filter(
             queue__in={run.queue for run in queued}, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]
         )
+        .exclude(kind=RunKind.EXTERNAL)  # no worker: not in any queue
         .order_by("created_at", "pk")
-        .values_list("pk", "team_id", "queue", "status")
+        .values_list("pk", "team_id", "queue", "status", "dispatched_at")
     )
-    return {run.pk: _queue_wait(run, [row for row in rows if row[2] == run.queue]) for run in queued}
+    waiting_teams = {team for _, team, _, status, sent in rows if status == RunStatus.QUEUED and sent is None}
+    served = (
+        queue_last_served(queues={run.queue for run in queued}, teams=waiting_teams) if waiting_teams else {}
+    )
+    waits: dict[int, QueueWait] = {}
+    for queue in {run.queue for run in queued}:
+        mine = [(pk, team, status, sent) for pk, team, q, status, sent in rows if q == queue]
+        running = [row for row in mine if row[2] == RunStatus.RUNNING]
+        last_served = {team: last for (q, team), last in served.items() if q == queue}
+        order = _queue_order(mine, last_served)
+        listed = {row[0] for row in order}
+        for run in queued:
+            if run.queue == queue and run.pk in listed:
+                waits[run.pk] = _queue_wait(run, running, order)
+    return waits
 
 
 def runs_with_queue_waits(runs: Iterable[Run]) -> list[Run]:

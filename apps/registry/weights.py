@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +37,18 @@ DTYPE_SIZES = {
 }
 #: The engine's parameters are float32.
 ALLOWED_DTYPES = frozenset({"F32"})
-#: The safetensors library refuses headers above 100 MB; so do we.
-MAX_HEADER_BYTES = 100_000_000
+#: The safetensors library refuses headers above 100 MB. An upload's is far smaller:
+#: 1 MiB describes over 10,000 tensors, and the engine's models have under 100.
+MAX_HEADER_BYTES = 1024 * 1024
 METADATA_KEY = "__metadata__"
+#: Deepest nesting of objects and lists a header may have. The format needs 3 (the
+#: header, a tensor's entry, its shape or offsets); a JSON parser recurses once per
+#: level, so a header nesting 200,000 deep must be refused before it is parsed.
+MAX_HEADER_DEPTH = 8
+#: A JSON string, whose brackets do not count (possessive: linear even unterminated).
+_JSON_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"')
+_AS_PARENS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
 class WeightsError(ValueError):
@@ -70,8 +80,8 @@ def read_safetensors_header(path: str | Path) -> dict[str, TensorHeader]:
     """The tensors a safetensors file holds, as ``{name: TensorHeader}``.
 
     Raises :class:`WeightsError` for anything else: a pickle, a zip, a truncated
-    file, a header that is not JSON, offsets outside the file or overlapping,
-    a dtype other than float32.
+    file, a header that is not JSON or nests deeper than ``MAX_HEADER_DEPTH`` (checked
+    before parsing), offsets outside the file or overlapping, a dtype other than float32.
     """
     path = Path(path)
     size = path.stat().st_size
@@ -83,11 +93,20 @@ def read_safetensors_header(path: str | Path) -> dict[str, TensorHeader]:
         if len(head) < 8:
             raise WeightsError("The file is too short to be safetensors (it is truncated or empty).")
         (length,) = struct.unpack("<Q", head)
-        if length < 2 or length > MAX_HEADER_BYTES:
+        if length < 2 or length > 2**32:
             raise WeightsError("This is not a safetensors file (its header length is implausible).")
+        if length > MAX_HEADER_BYTES:
+            raise WeightsError(
+                f"Its safetensors header is {length:,} bytes; at most {MAX_HEADER_BYTES:,} are accepted."
+            )
         if 8 + length > size:
             raise WeightsError("The file is truncated: it ends inside its safetensors header.")
         raw = fh.read(length)
+    if not nests_within(raw, limit=MAX_HEADER_DEPTH):
+        raise WeightsError(
+            "This is not a safetensors file (its header nests deeper than "
+            f"{MAX_HEADER_DEPTH} levels, or its brackets do not pair up)."
+        )
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -98,6 +117,19 @@ def read_safetensors_header(path: str | Path) -> dict[str, TensorHeader]:
     tensors = _tensors(header, data_size)
     _check_with_library(path)
     return tensors
+
+
+def nests_within(raw: bytes, *, limit: int) -> bool:
+    """Whether JSON text ``raw`` pairs its brackets and nests at most ``limit`` deep
+    (brackets inside strings not counted). No recursion and no Python loop per byte:
+    strings are cut out, the brackets kept as ``(``/``)``, and innermost pairs removed
+    ``limit`` times; anything left is deeper, or unpaired (not JSON either way)."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(_AS_PARENS, _NOT_BRACKETS)
+    for _ in range(limit):
+        if not brackets:
+            return True
+        brackets = brackets.replace(b"()", b"")
+    return not brackets
 
 
 def _tensors(header: dict, data_size: int) -> dict[str, TensorHeader]:

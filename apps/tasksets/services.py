@@ -34,6 +34,7 @@ from apps.runfiles.store import StoreUnavailable, guarded
 from apps.tasksets.models import ALLOWED_DATA_SUFFIXES, TaskSet, TaskSetVersion
 from apps.tasksets.uploads import DATA_FAMILIES, format_bytes
 from apps.teams.models import Role, Team
+from apps.teams.quotas import quota_check_storage
 from apps.teams.services import ensure_role
 from apps.teams.types import AnyUser
 from workers.metalearn.config import ConfigError
@@ -303,6 +304,9 @@ def taskset_create(
         raise ValidationError({"data_file": "This family needs a data file."})
     if family not in DATA_FAMILIES and data_file is not None:
         raise ValidationError({"data_file": f"The {family} family takes no data file."})
+    if data_file is not None:
+        size = int(getattr(data_file, "size", 0) or 0)
+        quota_check_storage(team_id=team.pk, adding=size, field="data_file")
 
     with contextlib.ExitStack() as stack:
         data = stack.enter_context(_checked_upload(upload=data_file, params=model)) if data_file else None
@@ -352,6 +356,10 @@ def taskset_version_create(
     model = _clean_params(family=taskset.family, params=params)
     if taskset.family not in DATA_FAMILIES and data_file is not None:
         raise ValidationError({"data_file": f"The {taskset.family} family takes no data file."})
+
+    if data_file is not None:
+        size = int(getattr(data_file, "size", 0) or 0)
+        quota_check_storage(team_id=taskset.team_id, adding=size, field="data_file")
 
     previous = TaskSetVersion.objects.filter(taskset=taskset).order_by("-number").first()
     with contextlib.ExitStack() as stack:

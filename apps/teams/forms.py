@@ -63,3 +63,21 @@ class MemberAddForm(forms.Form):
 
 class MemberRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices, label="Role")
+
+
+SITE_LIMIT_HELP = "Empty: the site's limit."
+
+
+class TeamQuotaForm(forms.Form):
+    """A team's own quotas; empty means the site's limit."""
+
+    max_active_runs = forms.IntegerField(
+        required=False, min_value=1, label="Runs queued or running at once", help_text=SITE_LIMIT_HELP
+    )
+    max_stored_gib = forms.FloatField(
+        required=False, min_value=0.001, label="Stored files (GiB)", help_text=SITE_LIMIT_HELP
+    )
+
+    def stored_bytes(self) -> int | None:
+        gib = self.cleaned_data.get("max_stored_gib")
+        return None if gib is None else int(gib * 1024**3)

@@ -26,6 +26,14 @@ class Team(models.Model):
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=60, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Quotas set by the team's admins, within the site's limits (None: the site's
+    # limit); ``apps/teams/quotas.py`` checks them.
+    max_active_runs = models.PositiveIntegerField(null=True, blank=True)
+    max_stored_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    #: Bytes of the team's files (run checkpoints, task-set uploads, registry copies,
+    #: adapted weights) as last measured, and when.
+    stored_bytes = models.PositiveBigIntegerField(default=0)
+    stored_bytes_at = models.DateTimeField(null=True, blank=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
 
     class Meta:

@@ -12,6 +12,7 @@ urlpatterns = [
     path("settings/tokens/<int:token_id>/revoke/", token_views.token_revoke, name="token-revoke"),
     path("t/<slug:team_slug>/team/", views.team_detail, name="team-detail"),
     path("t/<slug:team_slug>/team/members/", views.member_add, name="member-add"),
+    path("t/<slug:team_slug>/team/quotas/", views.team_quotas, name="team-quotas"),
     path("t/<slug:team_slug>/team/members/<int:membership_id>/role/", views.member_role, name="member-role"),
     path(
         "t/<slug:team_slug>/team/members/<int:membership_id>/remove/",

@@ -1,4 +1,4 @@
-"""Team pages: the user's teams, and one team's members (admins manage them).
+"""Team pages: the user's teams, and one team's members and quotas (admins manage them).
 
 Views are thin: parse, call a selector or service, render. Writes answer htmx
 requests with the ``members`` partial of the team page, and plain form posts
@@ -15,8 +15,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from apps.teams.forms import MemberAddForm, MemberRoleForm, TeamCreateForm, add_service_errors
+from apps.teams.forms import MemberAddForm, MemberRoleForm, TeamCreateForm, TeamQuotaForm, add_service_errors
 from apps.teams.models import Role, Team
+from apps.teams.quotas import team_quota, team_quota_set
 from apps.teams.selectors import (
     membership_get,
     membership_list,
@@ -102,16 +103,59 @@ def _members_response(
         return render(request, "teams/team_detail.html#members", context)
     if add_form is None and not errors:
         return redirect("teams:team-detail", team_slug=team.slug)
-    return render(
-        request, "teams/team_detail.html", _members_context(request, team, add_form=add_form, errors=errors)
-    )
+    context = _members_context(request, team, add_form=add_form, errors=errors)
+    return render(request, "teams/team_detail.html", {**context, **_quota_context(request, team)})
+
+
+def _quota_context(
+    request: HtmxHttpRequest, team: Team, *, form: TeamQuotaForm | None = None
+) -> dict[str, Any]:
+    role = role_for(user=request.user, team=team)
+    quota = team_quota(team=team)
+    stored = team.max_stored_bytes
+    initial = {
+        "max_active_runs": team.max_active_runs,
+        "max_stored_gib": None if stored is None else round(stored / 1024**3, 3),
+    }
+    return {
+        "team": team,
+        "quota": quota,
+        "is_admin": role is not None and role.allows(Role.ADMIN),
+        "quota_form": form or TeamQuotaForm(initial=initial),
+    }
 
 
 @require_GET
 def team_detail(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
     team, _role = team_get_for_user(user=request.user, slug=team_slug)
-    context = _members_context(request, team)
+    context = {**_members_context(request, team), **_quota_context(request, team)}
     return render_page(request, "teams/team_detail.html", "members", context)
+
+
+@require_POST
+def team_quotas(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
+    """Admins set the team's own quotas, within the site's limits."""
+    team, _role = team_get_for_user(user=request.user, slug=team_slug)
+    ensure_role(user=request.user, team=team, required=Role.ADMIN)
+    form = TeamQuotaForm(request.POST)
+    if form.is_valid():
+        try:
+            team = team_quota_set(
+                team=team,
+                actor=request.user,
+                max_active_runs=form.cleaned_data["max_active_runs"],
+                max_stored_bytes=form.stored_bytes(),
+            )
+        except ValidationError as error:
+            add_service_errors(form, error, aliases={"max_stored_bytes": "max_stored_gib"})
+        else:
+            if not request.htmx:
+                return redirect("teams:team-detail", team_slug=team.slug)
+            form = None
+    if request.htmx:
+        return render(request, "teams/team_detail.html#quotas", _quota_context(request, team, form=form))
+    context = {**_members_context(request, team), **_quota_context(request, team, form=form)}
+    return render(request, "teams/team_detail.html", context)
 
 
 @require_POST

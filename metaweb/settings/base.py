@@ -303,6 +303,23 @@ RUN_BUDGETS = {
 # watchdog requeues a run silent for longer than HEARTBEAT_TIMEOUT_SECONDS.
 HEARTBEAT_SECONDS = env_int("METAWEB_HEARTBEAT_SECONDS", 5)
 HEARTBEAT_TIMEOUT_SECONDS = env_int("METAWEB_HEARTBEAT_TIMEOUT_SECONDS", 60)
+#: Attempts a run may lose to a dead worker (an OOM kill, say) before the watchdog
+#: fails it instead of requeuing it again: "Worker lost 3 times (last at step N)."
+RUN_MAX_ATTEMPTS = env_int("METAWEB_RUN_MAX_ATTEMPTS", 3)
+#: Runs each queue may have in flight (running, or sent to Celery and not yet started):
+#: the queue's worker processes. Others wait in the database and get a slot in
+#: fair-share order between teams (apps/experiments/services/scheduling.py).
+RUN_DISPATCH_SLOTS = {
+    "cpu": env_int("METAWEB_CPU_DISPATCH_SLOTS", 1),
+    "gpu": env_int("METAWEB_GPU_DISPATCH_SLOTS", 1),
+}
+#: A run sent to Celery but not claimed after this long lost its message: sent again.
+RUN_DISPATCH_CLAIM_SECONDS = env_int("METAWEB_RUN_DISPATCH_CLAIM_SECONDS", 300)
+#: Site limits of the per-team quotas; a team's admins may set lower ones.
+TEAM_MAX_ACTIVE_RUNS = env_int("METAWEB_TEAM_MAX_ACTIVE_RUNS", 50)
+TEAM_MAX_STORED_BYTES = env_int("METAWEB_TEAM_MAX_STORED_BYTES", 20 * _GIB)
+#: How old a team's measured stored bytes may be before a quota check measures again.
+TEAM_STORAGE_MAX_AGE_SECONDS = env_int("METAWEB_TEAM_STORAGE_MAX_AGE_SECONDS", 60)
 #: The most runs one sweep may make (a grid's product, or random samples).
 SWEEP_MAX_RUNS = env_int("METAWEB_SWEEP_MAX_RUNS", 200)
 WATCHDOG_INTERVAL_SECONDS = env_int("METAWEB_WATCHDOG_INTERVAL_SECONDS", 15)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.adaptations.models import Adaptation
 from apps.experiments.models import Run, RunKind, RunStatus
@@ -97,8 +98,11 @@ def test_permission_matrix_adapt_form_get(client, world, who, expected, htmx):
     [("anonymous", "login"), ("outsider", 404), ("viewer", 403), ("member", "ok"), ("admin", "ok")],
 )
 def test_permission_matrix_adapt_form_post(
-    client, world, sent, who, expected, htmx, django_capture_on_commit_callbacks
+    client, world, sent, who, expected, htmx, django_capture_on_commit_callbacks, settings
 ):
+    # The world's queued adaptation is in flight already; the new one finds a free slot.
+    settings.RUN_DISPATCH_SLOTS = {"cpu": 10, "gpu": 10}
+    Run.objects.filter(status=RunStatus.QUEUED).update(dispatched_at=timezone.now())
     login(client, world["users"].get(who))
     before = adapt_runs()
     with django_capture_on_commit_callbacks(execute=True):

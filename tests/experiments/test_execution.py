@@ -147,7 +147,7 @@ def test_checkpointed_and_succeed(django_capture_on_commit_callbacks):
     assert run.status == RunStatus.SUCCEEDED and run.step == 20 and run.checkpoint_step == 10
     assert run.summary == {"metrics": {"loss": 0.1}} and run.finished_at is not None
     assert run.attempt_token == ""
-    assert len(callbacks) == 2  # the status event, then registering the meta-model
+    assert len(callbacks) == 4  # retention, the next dispatch, registering the meta-model, the status
     # Finished: nothing else can change it.
     assert run_fail(run_id=run.pk, token=claim.token, error="late", step=3) is False
     assert run_checkpointed(run_id=run.pk, token=claim.token, step=20) is False

@@ -123,7 +123,8 @@ def test_run_create_records_everything_and_dispatches_after_commit(
     event = RunEvent.objects.get(run=run)
     assert event.kind == "queued" and "member" in event.message
 
-    callbacks[0]()
+    with django_capture_on_commit_callbacks(execute=True):
+        callbacks[0]()  # the fair dispatcher: the gpu queue has a free slot, it sends on commit
     assert sent == [("workers.tasks.train_run", {"args": [run.pk], "queue": "gpu"})]
 
 

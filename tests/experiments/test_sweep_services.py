@@ -55,8 +55,9 @@ def create(alpha, **kwargs):
 
 
 def test_grid_sweep_queues_max_concurrent_runs_and_keeps_the_rest(
-    alpha, sent, django_capture_on_commit_callbacks
+    alpha, sent, settings, django_capture_on_commit_callbacks
 ):
+    settings.RUN_DISPATCH_SLOTS = {"cpu": 10, "gpu": 10}  # room for all: fair dispatch is tested apart
     with django_capture_on_commit_callbacks(execute=True):
         sweep = create(alpha)
     assert len(sweep.configs) == 6 and sweep.next_index == 2

@@ -195,7 +195,10 @@ def launch_data(world, **changes):
 
 
 @pytest.mark.parametrize("htmx", [False, True])
-def test_launch_a_sweep_from_the_launch_form(client, world, sent, htmx, django_capture_on_commit_callbacks):
+def test_launch_a_sweep_from_the_launch_form(
+    client, world, sent, settings, htmx, django_capture_on_commit_callbacks
+):
+    settings.RUN_DISPATCH_SLOTS = {"cpu": 10, "gpu": 10}  # room for all: fair dispatch is tested apart
     login(client, world, "member")
     url = reverse("experiments:run-launch", kwargs={"team_slug": world["team"].slug})
     page = client.get(url).content.decode()

@@ -353,6 +353,32 @@ def test_upload_errors_are_shown_on_their_fields(client, world, data, changes, f
     assert full.status_code == 200 and "<html" in full.content.decode() and message in full.content.decode()
 
 
+def _header_only(header: bytes) -> bytes:
+    return len(header).to_bytes(8, "little") + header
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # 200,000 levels: json.loads would raise RecursionError (a 500 before).
+        (_header_only(b"[" * 200_000 + b"]" * 200_000), "nests deeper than 8 levels"),
+        (_header_only(b'{"a":' * 100_000 + b"1" + b"}" * 100_000), "nests deeper than 8 levels"),
+        (_header_only(b"[" * 200_000), "brackets do not pair up"),
+        (_header_only(b'{"x": "' + b" " * (2 * 1024 * 1024) + b'"}'), "at most 1,048,576 are accepted"),
+    ],
+)
+def test_hostile_safetensors_headers_are_field_errors(client, world, data, message):
+    client.force_login(world["users"]["member"])
+    url = reverse("registry:metamodel-upload", kwargs={"team_slug": "alpha"})
+    response = client.post(url, _upload_post(world, data), **HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200 and 'data-field="weights_file"' in html and message in html
+    assert not MetaModel.objects.filter(name="sine-maml").exists()
+    assert sorted(p.name for p in (storage.registry_root() / "meta").iterdir()) == sorted(
+        [str(world["v1"].pk), str(world["v2"].pk)]
+    )
+
+
 def test_upload_page_full_and_partial(client, world):
     client.force_login(world["users"]["member"])
     url = reverse("registry:metamodel-upload", kwargs={"team_slug": "alpha"})

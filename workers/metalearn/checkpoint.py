@@ -13,7 +13,8 @@ optimiser's hyper-parameters, the RNG states (base64) and the last metrics.
 Writes are atomic: a checkpoint is written into a temporary folder, fsynced, and
 renamed into place with ``os.replace``; then ``latest`` is replaced the same way.
 A crash leaves either the previous checkpoint or the new one, never half of one.
-Only the last ``keep`` checkpoints are kept.
+Only the last ``keep`` checkpoints are kept, and the best one (lowest recorded
+``val_loss``); when the run ends the web side keeps only the latest and the best.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ from workers.metalearn.checkpoint_layout import (
     FORMAT,
     LATEST,
     META_FILE,
+    OLD_PREFIX,
     OPTIMIZER_FILE,
     PARAMS_FILE,
     TMP_PREFIX,
+    best_checkpoint,
     latest_checkpoint,
     list_checkpoints,
     read_record,
@@ -222,7 +225,7 @@ def save_checkpoint(
         _write_files(tmp, tensors, opt_tensors, meta, stats)
         final = root / name
         if final.exists():  # re-saving a step (e.g. a stop right after a periodic save)
-            old = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=root))
+            old = Path(tempfile.mkdtemp(prefix=f"{OLD_PREFIX}{name}-", dir=root))
             os.replace(final, old / name)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
@@ -255,9 +258,13 @@ def _write_files(
 
 
 def prune(root: str | Path, *, keep: int, protect: str | None = None) -> None:
+    """Drop all but the last ``keep`` checkpoints, never ``protect`` nor the best one
+    (:func:`~workers.metalearn.checkpoint_layout.best_checkpoint`): the run's end keeps it."""
     checkpoints = list_checkpoints(root)
+    best = best_checkpoint(root)
+    kept = {protect, best.name if best is not None else None}
     for _, path in checkpoints[: max(0, len(checkpoints) - max(1, keep))]:
-        if path.name != protect:
+        if path.name not in kept:
             shutil.rmtree(path, ignore_errors=True)
     for leftover in Path(root).glob(f"{TMP_PREFIX}step-*"):  # from a crash mid-write
         shutil.rmtree(leftover, ignore_errors=True)

@@ -11,11 +11,17 @@ weights and reads a meta-model's record with it, without importing torch::
 A checkpoint folder is complete once its ``checkpoint.json`` and
 ``params.safetensors`` are both there; anything else (a crash mid-write, a
 ``.tmp-`` folder) is ignored by the lookup.
+
+Retention: while a run trains, the engine keeps its last few checkpoints and its
+best one (:func:`best_checkpoint`: the lowest ``val_loss`` its record holds); when
+the run ends, only the latest and the best are kept (:func:`superseded`, which
+names what to delete; the deleting is the caller's, in one place).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,10 @@ META_FILE = "checkpoint.json"
 LATEST = "latest"
 #: Prefix of the temporary folder a checkpoint is written into before its rename.
 TMP_PREFIX = ".tmp-"
+#: Prefix of the folder an overwritten checkpoint is moved into before it is removed.
+OLD_PREFIX = ".old-"
+#: The recorded metric that makes a checkpoint its run's best: the lowest wins.
+BEST_METRIC = "val_loss"
 STEP_DIR = re.compile(r"^step-(\d{1,12})$")
 #: Checkpoints kept per run (the newest ones), on the worker's disk and in the store.
 KEEP = 3
@@ -136,3 +146,44 @@ def parse_record(data: bytes | str) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise ValueError(f"{META_FILE} is not a JSON object")
     return record
+
+
+def _recorded_best_metric(folder: Path) -> float | None:
+    try:
+        value = float(read_record(folder).get("metrics", {}).get(BEST_METRIC))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def best_checkpoint(root: str | Path) -> Path | None:
+    """The complete checkpoint whose record holds the lowest finite ``BEST_METRIC``
+    (the later one on a tie); None when no record holds one."""
+    best: tuple[float, Path] | None = None
+    for _, folder in list_checkpoints(root):
+        value = _recorded_best_metric(folder)
+        if value is not None and (best is None or value <= best[0]):
+            best = (value, folder)
+    return None if best is None else best[1]
+
+
+def superseded(root: str | Path) -> list[Path]:
+    """What a finished run's checkpoint folder holds besides its latest and its best
+    checkpoint: older complete checkpoints and the leftovers of interrupted writes
+    (``.tmp-``, ``.old-`` folders, incomplete ``step-`` folders). The ``latest``
+    pointer and the two kept folders are never named, so a resume still finds the
+    latest."""
+    root = Path(root)
+    keep = {folder.name for folder in (latest_checkpoint(root), best_checkpoint(root)) if folder is not None}
+    try:
+        children = sorted(root.iterdir()) if root.is_dir() else []
+    except OSError:
+        return []
+    return [
+        child
+        for child in children
+        if child.name not in keep
+        and child.is_dir()
+        and not child.is_symlink()
+        and (STEP_DIR.match(child.name) or child.name.startswith((TMP_PREFIX, OLD_PREFIX)))
+    ]

@@ -10,6 +10,8 @@ requeue after a lost heartbeat). All are re-exported here: import from
 
 from apps.experiments.services.annotations import *  # noqa: F403
 from apps.experiments.services.execution import *  # noqa: F403
+from apps.experiments.services.retention import *  # noqa: F403
 from apps.experiments.services.runs import *  # noqa: F403
 from apps.experiments.services.saved_views import *  # noqa: F403
+from apps.experiments.services.scheduling import *  # noqa: F403
 from apps.experiments.services.sweeps import *  # noqa: F403

@@ -32,7 +32,9 @@ from django.utils import timezone
 
 from apps.experiments.events import publish_run_status_on_commit
 from apps.experiments.models import Metric, Run, RunEvent, RunKind, RunStatus, SweepStatus, SweepStrategy
+from apps.experiments.services.retention import run_checkpoints_retain_on_commit
 from apps.experiments.services.runs import sweep_next_on_commit
+from apps.experiments.services.scheduling import queue_dispatch_on_commit, run_dispatch_all
 
 __all__ = [
     "Claim",
@@ -51,9 +53,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-TRAIN_TASK = "workers.tasks.train_run"
-#: The task each kind of run is (re)dispatched to, by name.
-TASK_BY_KIND = {RunKind.TRAIN: TRAIN_TASK, RunKind.ADAPT: "workers.tasks.adapt_run"}
 #: Longest error text stored on a run; engine messages are short, tracebacks are logged instead.
 ERROR_MAX_CHARS = 2000
 
@@ -118,6 +117,9 @@ def run_claim(*, run_id: int, worker: str, device: str, token: str | None = None
             _event(run, "cancelled", "Cancelled before a worker picked it up again.")
             publish_run_status_on_commit(run)
             return None
+        if run.status == RunStatus.RUNNING and _attempts_exhausted(run):
+            _fail_worker_lost(run)  # a redelivery found its last attempt dead
+            return None
 
         resumed = run.attempt > 0
         run.attempt += 1
@@ -125,6 +127,7 @@ def run_claim(*, run_id: int, worker: str, device: str, token: str | None = None
         run.status = RunStatus.RUNNING
         run.started_at = run.started_at or now
         run.heartbeat_at = now
+        run.dispatched_at = run.dispatched_at or now  # a delivery the dispatcher did not send
         run.worker = worker[:200]
         run.device = device[:100]
         run.save(
@@ -134,6 +137,7 @@ def run_claim(*, run_id: int, worker: str, device: str, token: str | None = None
                 "status",
                 "started_at",
                 "heartbeat_at",
+                "dispatched_at",
                 "worker",
                 "device",
             ]
@@ -236,6 +240,8 @@ def _finish(run: Run, status: RunStatus, *, now: datetime | None = None) -> None
         ]
     )
     sweep_next_on_commit(run)
+    run_checkpoints_retain_on_commit(run)
+    queue_dispatch_on_commit(run.queue)  # its slot is free
 
 
 def run_succeed(*, run_id: int, token: str, summary: dict[str, Any], step: int | None = None) -> bool:
@@ -296,17 +302,25 @@ def run_mark_cancelled(*, run_id: int, token: str, step: int | None = None) -> b
         return True
 
 
-def _dispatch_on_commit(run_id: int, queue: str) -> None:
-    def send() -> None:
-        # A run cancelled between the requeue and this callback is not sent.
-        kind = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).values_list("kind", flat=True).first()
-        if kind is None:
-            return
-        from metaweb.celery import app
+def _attempts_exhausted(run: Run) -> bool:
+    """Every attempt of a run that is not finished ended with its worker lost, so
+    ``run.attempt`` counts the losses once its current attempt is found dead."""
+    return run.attempt >= max(1, settings.RUN_MAX_ATTEMPTS)
 
-        app.send_task(TASK_BY_KIND.get(kind, TRAIN_TASK), args=[run_id], queue=queue)
 
-    transaction.on_commit(send)
+def worker_lost_message(*, losses: int, step: int) -> str:
+    times = "once" if losses == 1 else f"{losses} times"
+    return f"Worker lost {times} (last at step {step})."
+
+
+def _fail_worker_lost(run: Run) -> None:
+    """Fail a run whose worker died on its last allowed attempt (locked by the caller)."""
+    run.error = worker_lost_message(losses=run.attempt, step=run.step)
+    run.error_step = run.step
+    _finish(run, RunStatus.FAILED)
+    _event(run, "failed", f"Failed at step {run.step}: {run.error} It is not requeued again.")
+    publish_run_status_on_commit(run)
+    logger.warning("run %s: %s", run.pk, run.error)
 
 
 def run_interrupt(*, run_id: int, token: str, message: str, step: int | None = None) -> bool:
@@ -333,8 +347,10 @@ def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
 
     The old attempt loses its token, so if its worker is only slow, not dead, its
     next heartbeat fails and it stops. ``train_run`` (``adapt_run`` for an adaptation)
-    is sent again on commit; the new attempt resumes from the last checkpoint. A run
-    whose cancel was requested is marked cancelled instead. Returns the ids requeued.
+    waits for a slot again (the fair dispatcher sends it on commit); the new attempt
+    resumes from the last checkpoint. A run whose cancel was requested is marked
+    cancelled instead, and one that has used its ``RUN_MAX_ATTEMPTS`` fails ("Worker
+    lost 3 times (last at step N).") instead of crash-looping. Returns the ids requeued.
     A run whose row is locked at that instant (its worker's heartbeat UPDATE in flight,
     a claim) is skipped, not waited for: the next pass takes it if it is still stale.
     """
@@ -355,33 +371,37 @@ def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
                 _event(run, "cancelled", f"Cancelled; its worker went silent (last heartbeat {last}).")
                 publish_run_status_on_commit(run)
                 continue
+            if _attempts_exhausted(run):
+                _fail_worker_lost(run)
+                continue
             run.status = RunStatus.QUEUED
             run.attempt_token = ""
             run.heartbeat_at = None
-            run.save(update_fields=["status", "attempt_token", "heartbeat_at"])
+            run.dispatched_at = None  # it waits for a slot again, in fair-share order
+            run.save(update_fields=["status", "attempt_token", "heartbeat_at", "dispatched_at"])
             resume = f"step {run.checkpoint_step}" if run.checkpoint_step is not None else "the start"
             _event(run, "heartbeat_lost", f"Heartbeat lost (last {last}); requeued to resume from {resume}.")
             publish_run_status_on_commit(run)
-            _dispatch_on_commit(run.pk, run.queue)
             requeued.append(run.pk)
+        # Fill the free slots of every queue: the requeued runs, and any run whose
+        # dispatch failed before.
+        transaction.on_commit(run_dispatch_all, robust=True)
     if requeued:
         logger.warning("watchdog: requeued runs %s after a lost heartbeat", requeued)
     return requeued
 
 
 def run_dispatch_queued() -> list[int]:
-    """Send ``train_run`` (``adapt_run`` for adaptations) again for every queued run (on commit).
+    """Send the queued runs again, in fair-share order as slots allow (on commit).
 
     For the embedded worker only, at start-up: its in-memory broker lost the
-    messages of runs queued before the process stopped. Duplicate deliveries are
-    harmless, ``run_claim`` ignores them.
+    messages of runs queued before the process stopped, so every queued run waits
+    for a slot again. Duplicate deliveries are harmless, ``run_claim`` ignores them.
+    Returns the queued runs' ids, oldest first.
     """
     with transaction.atomic():
-        queued = list(
-            Run.objects.filter(status=RunStatus.QUEUED)
-            .order_by("created_at", "pk")
-            .values_list("pk", "queue")
-        )
-        for run_id, queue in queued:
-            _dispatch_on_commit(run_id, queue)
-    return [run_id for run_id, _ in queued]
+        queued = Run.objects.filter(status=RunStatus.QUEUED).exclude(kind=RunKind.EXTERNAL)
+        ids = list(queued.order_by("created_at", "pk").values_list("pk", flat=True))
+        queued.update(dispatched_at=None)
+        transaction.on_commit(run_dispatch_all, robust=True)
+    return ids

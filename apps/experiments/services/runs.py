@@ -19,13 +19,15 @@ from django.utils import timezone
 
 from apps.experiments.events import publish_run_status_on_commit
 from apps.experiments.models import Experiment, Queue, Run, RunEvent, RunKind, RunStatus, Sweep
+from apps.experiments.services.retention import run_checkpoints_retain_on_commit
+from apps.experiments.services.scheduling import TRAIN_TASK, queue_dispatch_on_commit
 from apps.runfiles.store import StoreUnavailable
 from apps.tasksets.files import version_data_path
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
+from apps.teams.quotas import quota_check_runs
 from apps.teams.services import ensure_role
 from apps.teams.types import AnyUser
-from metaweb.celery import app as celery_app
 from workers.metalearn.config import (
     ConfigError,
     TrainConfig,
@@ -50,7 +52,6 @@ __all__ = [
 
 
 #: The Celery task that trains a run, dispatched by name.
-TRAIN_TASK = "workers.tasks.train_run"
 #: A launch config larger than this (as compact JSON) is refused before it is parsed.
 MAX_CONFIG_BYTES = 16 * 1024
 
@@ -179,12 +180,14 @@ def run_create(
     queue: str = Queue.CPU,
     cloned_from: Run | None = None,
     sweep: Sweep | None = None,
+    check_quota: bool = True,
 ) -> Run:
     """Validate and queue a meta-training run, then dispatch it after commit.
 
     The config is parsed by the engine (``parse_config``), its ``family`` taken from
-    the task-set version, and the episode checked against the family. Errors are
-    ValidationErrors keyed by launch-form field; nothing is written on error.
+    the task-set version, and the episode checked against the family; the team's
+    quotas are checked (``check_quota``: a sweep checks its runs at once instead).
+    Errors are ValidationErrors keyed by launch-form field; nothing is written on error.
     """
     ensure_role(user=actor, team=experiment.team_id, required=Role.MEMBER)
     if taskset_version.taskset.team_id != experiment.team_id:
@@ -192,6 +195,8 @@ def run_create(
     if cloned_from is not None and cloned_from.team_id != experiment.team_id:
         raise ValidationError({"cloned_from": "Only runs of this team can be cloned."})
     parsed = _validated_config(config=config, version=taskset_version, queue=queue)
+    if check_quota:
+        quota_check_runs(team_id=experiment.team_id, adding=1)
 
     run = Run.objects.create(
         experiment=experiment,
@@ -216,8 +221,7 @@ def run_create(
         message += f", in sweep '{sweep.name}'"
     RunEvent.objects.create(run=run, kind="queued", message=message + ".")
 
-    run_id, run_queue = run.pk, run.queue
-    transaction.on_commit(lambda: celery_app.send_task(TRAIN_TASK, args=[run_id], queue=run_queue))
+    queue_dispatch_on_commit(run.queue)  # it waits for a slot, in fair-share order
     publish_run_status_on_commit(run)
     return run
 
@@ -259,6 +263,10 @@ def run_cancel(*, run: Run, actor: AnyUser, reason: str = "") -> Run:
         RunEvent.objects.create(run=locked, kind="cancelled", message=message, attempt=locked.attempt)
         publish_run_status_on_commit(locked)
         sweep_next_on_commit(locked)
+        if locked.attempt:  # requeued after a lost worker: it has checkpoints
+            run_checkpoints_retain_on_commit(locked)
+        if locked.dispatched_at is not None:  # it held a slot
+            queue_dispatch_on_commit(locked.queue)
     elif locked.status == RunStatus.RUNNING:
         if locked.cancel_requested_at is None:
             locked.cancel_requested_at = now

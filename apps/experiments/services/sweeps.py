@@ -30,6 +30,7 @@ from apps.experiments.sweeps.expand import GRID, grid_size, point_config, sweep_
 from apps.experiments.sweeps.fields import SWEEP_METRICS, sweepable_fields
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role
+from apps.teams.quotas import quota_check_runs
 from apps.teams.services import ensure_role
 from workers.metalearn.specs import SPECS, launch_fields
 
@@ -186,6 +187,8 @@ def sweep_create(
     count = _run_count(strategy, parsed, samples)
     points = sweep_points(strategy, parsed, samples=count, seed=seed)
     configs = _checked_configs(base_config, points, version=taskset_version, queue=queue)
+    # The runs it queues at once count whole; later ones only replace runs that ended.
+    quota_check_runs(team_id=experiment.team_id, adding=min(max_concurrent, len(configs)))
     sweep = Sweep.objects.create(
         team_id=experiment.team_id,
         experiment=experiment,
@@ -222,6 +225,7 @@ def _launch_next(sweep: Sweep) -> list[Run]:
                 config=config,
                 queue=sweep.queue,
                 sweep=sweep,
+                check_quota=False,
             )
         )
         active += 1

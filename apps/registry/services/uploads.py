@@ -26,6 +26,7 @@ from apps.runfiles.store import StoreUnavailable
 from apps.tasksets.files import version_data_path
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
+from apps.teams.quotas import quota_check_storage
 from apps.teams.services import ensure_role
 from apps.teams.types import AnyUser
 from workers.metalearn.checkpoint_layout import FORMAT
@@ -192,6 +193,8 @@ def metamodel_upload(
     if taskset_version.taskset.team_id != team.pk:
         raise ValidationError({"taskset_version": "Choose one of this team's task sets."})
     name = _clean_name(name)
+    size_declared = int(getattr(weights_file, "size", 0) or 0)
+    quota_check_storage(team_id=team.pk, adding=size_declared, field="weights_file")
     staged, parsed, sha256, size = _stage_upload(
         weights_file=weights_file, config=config, version=taskset_version
     )

@@ -45,8 +45,7 @@ def save(root, step, config, params, opt, **kw):
         family_describe={"name": "sinusoid"},
         params=params,
         optimizer=opt,
-        metrics={"loss": 1.5},
-        **kw,
+        **{"metrics": {"loss": 1.5}, **kw},
     )
 
 
@@ -154,3 +153,12 @@ def test_no_pickle_anywhere():
                     assert (
                         isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True
                     ), path
+
+
+def test_pruning_keeps_the_best_checkpoint_too(tmp_path):
+    config, params, opt = trained_state()
+    for step, val_loss in [(1, 0.9), (2, 0.2), (3, 0.5), (4, 0.6), (5, 0.7)]:
+        save(tmp_path, step, config, params, opt, keep=3, metrics={"val_loss": val_loss})
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2, 3, 4, 5]  # the best, then the last 3
+    save(tmp_path, 6, config, params, opt, keep=3, metrics={"val_loss": 0.1})
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [4, 5, 6]  # step 6 is now the best

@@ -74,3 +74,54 @@ def test_layout_and_specs_import_without_torch():
         "assert 'torch' not in sys.modules, 'torch'\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+def _with_val_loss(root: Path, step: int, val_loss) -> Path:
+    folder = root / layout.step_dir_name(step)
+    folder.mkdir(parents=True)
+    (folder / layout.PARAMS_FILE).write_bytes(b"w" * 10)
+    record = {
+        "format": layout.FORMAT,
+        "step": step,
+        "metrics": {} if val_loss is None else {"val_loss": val_loss},
+    }
+    (folder / layout.META_FILE).write_text(layout.record_text(record))
+    return folder
+
+
+def test_best_is_the_lowest_recorded_val_loss(tmp_path):
+    assert layout.best_checkpoint(tmp_path) is None
+    _with_val_loss(tmp_path, 1, None)
+    assert layout.best_checkpoint(tmp_path) is None  # no record holds the metric
+    _with_val_loss(tmp_path, 2, 0.5)
+    best = _with_val_loss(tmp_path, 3, 0.25)
+    _with_val_loss(tmp_path, 4, float("nan"))
+    _with_val_loss(tmp_path, 5, 0.3)
+    assert layout.best_checkpoint(tmp_path) == best
+    tie = _with_val_loss(tmp_path, 6, 0.25)
+    assert layout.best_checkpoint(tmp_path) == tie  # the later of two equals
+
+
+def test_superseded_names_all_but_the_latest_and_the_best(tmp_path):
+    for step, val_loss in [(10, 0.9), (20, 0.1), (30, 0.4), (40, 0.5)]:
+        _with_val_loss(tmp_path, step, val_loss)
+    (tmp_path / layout.LATEST).write_text("step-000040\n")
+    (tmp_path / f"{layout.TMP_PREFIX}step-000050-x").mkdir()
+    (tmp_path / f"{layout.OLD_PREFIX}step-000030-y").mkdir()
+    (tmp_path / "step-000045").mkdir()  # incomplete
+    (tmp_path / "notes").mkdir()  # not the layout's: left alone
+    names = sorted(p.name for p in layout.superseded(tmp_path))
+    assert names == [
+        f"{layout.OLD_PREFIX}step-000030-y",
+        f"{layout.TMP_PREFIX}step-000050-x",
+        "step-000010",
+        "step-000030",
+        "step-000045",
+    ]
+    assert layout.superseded(tmp_path / "missing") == []
+
+
+def test_superseded_never_names_the_latest_when_it_is_also_the_best(tmp_path):
+    _with_val_loss(tmp_path, 1, 0.5)
+    _with_val_loss(tmp_path, 2, 0.1)
+    assert [p.name for p in layout.superseded(tmp_path)] == ["step-000001"]
