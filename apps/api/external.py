@@ -42,7 +42,12 @@ class PointsIn(Schema):
 
 
 class PointsOut(Schema):
-    stored: int = Field(description="Points that were new; replayed (name, step) pairs are skipped.")
+    stored: int = Field(
+        description=(
+            "Points that were new. Per metric name, steps only grow: a point whose step is not above "
+            "the highest step stored for its name is a replay and is skipped."
+        )
+    )
     stop: bool = Field(description="A cancel was requested: stop and finish as cancelled.")
 
 

@@ -10,8 +10,8 @@ import re
 import pytest
 from django.urls import reverse
 
-from apps.experiments.models import Metric, RunStatus
-from tests.factories import ExperimentFactory, RunFactory
+from apps.experiments.models import RunStatus
+from tests.factories import ExperimentFactory, RunFactory, metric_points_add
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,7 @@ def _run(experiment, i, **extra):
         summary={"val": {"accuracy": 0.5 + 0.1 * i}},
         **extra,
     )
-    Metric.objects.bulk_create([Metric(run=run, name="loss", step=s, value=1.0 / s) for s in range(1, 21)])
+    metric_points_add(run, [("loss", s, 1.0 / s) for s in range(1, 21)])
     return run
 
 
@@ -139,10 +139,10 @@ def test_bad_selections_show_a_message_naming_the_field(client, world, make_ids,
     assert world["foreign"].config["note"] not in html
 
 
-#: Session, user, membership (team and role), the runs, the metrics' extremes, their
-#: last values, and the navigation's team list; the parallel-coordinates rows reuse
-#: the loaded runs.
-PAGE_QUERIES = 7
+#: Session, user, membership (team and role), the runs, the metric series' figures
+#: (final value, lowest, highest: one row per run and metric), and the navigation's
+#: team list; the parallel-coordinates rows reuse the loaded runs.
+PAGE_QUERIES = 6
 
 
 def test_query_count_does_not_grow_with_the_runs(client, world, django_assert_num_queries):

@@ -9,9 +9,9 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from apps.experiments.models import Metric, Run
+from apps.experiments.models import Run
 from apps.experiments.services import run_claim
-from tests.factories import RunFactory
+from tests.factories import RunFactory, metric_count, metric_points, metric_rows
 from workers.reporting import Heartbeat, InlineExecutor, RunReporter
 
 
@@ -52,7 +52,7 @@ def test_metrics_are_written_in_batches_of_flush_points(claimed, django_assert_n
         for step in range(1, 1001):
             reporter.on_step(step, {"loss": 1.0 / step})
         reporter.close()
-    assert Metric.objects.filter(run=run, name="loss").count() == 1000
+    assert metric_count(run, "loss") == 1000
     assert reporter.points_stored == 1000
 
 
@@ -66,10 +66,8 @@ def test_metrics_are_flushed_on_time(claimed, django_assert_max_num_queries):
             reporter.on_step(step, {"loss": 1.0, "grad_norm": 2.0})
         reporter.close()
     # loss at every step, grad_norm at every 10th (AUX_EVERY)
-    assert Metric.objects.filter(run=run, name="loss").count() == 100
-    assert list(
-        Metric.objects.filter(run=run, name="grad_norm").values_list("step", flat=True).order_by("step")
-    ) == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert metric_count(run, "loss") == 100
+    assert list(sorted(metric_points(run, "grad_norm"))) == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
 
 
 def test_progress_events_are_throttled_and_carry_every_point_once(claimed):
@@ -98,7 +96,7 @@ def test_eval_flushes_and_sends_at_once(claimed, django_assert_num_queries):
     reporter.on_step(2, {"loss": 2.0})
     with django_assert_num_queries(1):
         reporter.on_eval(2, {"mse": 0.5, "loss": 0.7})
-    assert set(Metric.objects.filter(run=run).values_list("name", "step")) == {
+    assert set(metric_rows(run)) == {
         ("loss", 1),
         ("loss", 2),
         ("val_mse", 2),
@@ -125,7 +123,7 @@ def test_points_are_stored_before_each_checkpoint_in_one_insert(claimed, django_
         reporter.on_eval(10, {"val_loss": 0.5})
     with django_assert_num_queries(0):  # already stored: nothing left to write
         reporter.before_checkpoint(10)
-    assert Metric.objects.filter(run=run).count() == 11
+    assert metric_count(run) == 11
     assert reporter.checkpoint_step is None and Run.objects.get(pk=run.pk).checkpoint_step is None
     with django_assert_num_queries(1):  # the loop says the checkpoint is durable: recorded at once
         reporter.on_checkpoint(10)
@@ -139,9 +137,9 @@ def test_checkpoint_without_eval_stores_before_the_checkpoint(db):
     reporter = _reporter(run, claim, flush_seconds=1e9)
     for step in range(1, 6):
         reporter.on_step(step, {"loss": 1.0})
-    assert Metric.objects.filter(run=run).count() == 0
+    assert metric_count(run) == 0
     reporter.before_checkpoint(5)
-    assert Metric.objects.filter(run=run).count() == 5
+    assert metric_count(run) == 5
     assert reporter.checkpoint_step is None
 
 
@@ -164,7 +162,7 @@ def test_on_checkpoint_stores_the_points_before_it_moves_checkpoint_step(claimed
         reporter.on_step(step, {"loss": 1.0})
     reporter.on_checkpoint(7)
     assert order == [("stored", 7), ("checkpointed", 7)]
-    assert Metric.objects.filter(run=run).count() == 7 and Run.objects.get(pk=run.pk).checkpoint_step == 7
+    assert metric_count(run) == 7 and Run.objects.get(pk=run.pk).checkpoint_step == 7
 
 
 def test_non_finite_values_are_not_stored(claimed):
@@ -172,7 +170,7 @@ def test_non_finite_values_are_not_stored(claimed):
     reporter = _reporter(run, claim)
     reporter.on_step(10, {"loss": float("nan"), "grad_norm": 1.5})
     reporter.close()
-    assert list(Metric.objects.filter(run=run).values_list("name", flat=True)) == ["grad_norm"]
+    assert [name for name, _ in metric_rows(run)] == ["grad_norm"]
 
 
 def test_long_runs_store_every_kth_step(db):
@@ -183,7 +181,7 @@ def test_long_runs_store_every_kth_step(db):
     for step in range(1, 21):
         reporter.on_step(step, {"loss": 1.0})
     reporter.close()
-    assert list(Metric.objects.filter(run=run).values_list("step", flat=True).order_by("step")) == [
+    assert sorted(step for _, step in metric_rows(run)) == [
         5,
         10,
         15,
@@ -233,7 +231,7 @@ def test_training_thread_never_queries_and_everything_is_stored_at_close(django_
         stopped = reporter.should_stop()
         time.sleep(0.01)
     assert stopped and reporter.stop_reason == "cancel"
-    assert Metric.objects.filter(run=run).count() == 300  # a stop waits for the writes
+    assert metric_count(run) == 300  # a stop waits for the writes
     reporter.close()
     assert reporter.points_stored == 300
 
