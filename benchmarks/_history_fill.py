@@ -41,7 +41,7 @@ def database_filled(url: str, *, runs: int, points: int) -> bool:
 
 def _series_sizes(runs: int, points: int, rng: np.random.Generator) -> tuple[int, np.ndarray]:
     """Points per metric of the big runs, and of every other run."""
-    big = min(BIG_POINTS, max(points // (20 * len(METRICS) * BIG_RUNS), 1000))
+    big = min(BIG_POINTS, max(points // (2 * len(METRICS) * BIG_RUNS), 1000))
     rest = max(points - BIG_RUNS * len(METRICS) * big, 0)
     others = max(runs - BIG_RUNS, 1)
     mean = max(rest / (others * len(METRICS)), 2)

@@ -171,7 +171,7 @@ def compare_series(
         payload.append(
             {
                 "id": run.pk,
-                "x": series.x.tolist(),
+                "x": (series.x.astype(np.int64) if x == "step" else series.x).tolist(),
                 "y": series.y.tolist(),
                 "total": found.total - dropped if found else 0,
                 "dropped": dropped,

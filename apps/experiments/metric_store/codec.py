@@ -2,7 +2,7 @@
 
 A chunk's ``steps`` are int32 and its ``values`` float64, little-endian, in
 ascending step order: 12 bytes a point. Its ``envelope`` is a subsequence of the
-chunk's points: in each block of ``ENVELOPE_BLOCK`` consecutive points, the point
+chunk's points: in each block of ``ENVELOPE_BLOCK`` (64) consecutive points, the point
 with the lowest and the point with the highest finite value (one when they
 coincide), packed as ``n`` int32 steps followed by ``n`` float64 values. A chart of
 a wide range reads envelopes instead of points: a 100x spike is the highest point
@@ -20,8 +20,8 @@ POINT_BYTES = STEP_DTYPE.itemsize + VALUE_DTYPE.itemsize
 #: Points per chunk. Every chunk of a series holds exactly this many but the last,
 #: which new points fill before a new chunk starts.
 CHUNK_POINTS = 1024
-#: Points per envelope block: the envelope keeps at most 2 of every 16 points.
-ENVELOPE_BLOCK = 16
+#: Points per envelope block: the envelope keeps at most 2 of every 64 points.
+ENVELOPE_BLOCK = 64
 #: Steps are stored as int32: 0 .. 2**31 - 1.
 MAX_STEP = 2**31 - 1
 

@@ -81,11 +81,13 @@ def points_read(
 
 def chart_read(*, bounds: dict[Key, Bounds], points: int) -> dict[Key, ChartPoints]:
     """The points to draw of each ``(run_id, name)`` over its step bounds, in two
-    queries: the chunks' sizes, then their bytes. A series with at least
-    ``points * ENVELOPE_BLOCK`` points in range is wide: its chunks inside the range
-    send their envelopes (2 of every 16 points, each block's lowest and highest),
-    the chunks at the range's edges their points. Then min-max downsampling to
-    ``points`` draws the same extremes, at most a block's width away."""
+    queries: the chunks' sizes, then their bytes. A series is wide when each of the
+    ``points // 2`` buckets of min-max downsampling spans at least a block of
+    ``ENVELOPE_BLOCK`` points (64,000 points in range for 2,000 points): its chunks
+    inside the range send their envelopes (2 of every 64 points, each block's lowest
+    and highest), the chunks at the range's edges their points. Downsampling them
+    draws the same extremes, at most a block (about a bucket, a pixel) away; a
+    spike is its block's highest point, so it is drawn."""
     where = Q()
     for (run_id, name), (lo, hi) in bounds.items():
         where |= Q(series__run_id=run_id, series__name=name) & _range(lo, hi)
@@ -96,9 +98,8 @@ def chart_read(*, bounds: dict[Key, Bounds], points: int) -> dict[Key, ChartPoin
         "series__run_id", "series__name", "count"
     ):
         sizes[(run_id, name)] = sizes.get((run_id, name), 0) + count
-    return _chart_fetch(
-        where, bounds, {key for key, size in sizes.items() if size >= points * ENVELOPE_BLOCK}
-    )
+    wide = {key for key, size in sizes.items() if size >= points * ENVELOPE_BLOCK // 2}
+    return _chart_fetch(where, bounds, wide)
 
 
 def _chart_fetch(where: Q, bounds: dict[Key, Bounds], wide: set[Key]) -> dict[Key, ChartPoints]:
