@@ -20,6 +20,7 @@ from apps.experiments.metric_store.codec import (
 )
 from apps.experiments.models import MetricChunk, MetricSeries
 
+FIGURES = ("count", "last_step", "last_value", "low", "high")
 #: A batch with at least this many new points of a metric stores them as chunks of
 #: their own; fewer are appended to the series' last chunk while it has room, so
 #: slow runs that log a point at a time do not pay a row per point.
@@ -107,9 +108,14 @@ def _append(tail: MetricChunk, steps: Steps, values: Values) -> None:
 
 
 def _figures_save(rows: list[MetricSeries]) -> None:
-    """One UPDATE for the figures of all these series (``UPDATE ... FROM (VALUES ...)``,
-    which PostgreSQL and SQLite 3.33+ both read)."""
+    """Save the figures of these series: on PostgreSQL one ``UPDATE ... FROM (VALUES
+    ...)`` for all of them; SQLite reads no column list on a VALUES alias, and its
+    statements cost no round trip, so there one UPDATE each."""
     if not rows:
+        return
+    if connection.vendor != "postgresql":
+        for row in rows:
+            MetricSeries.objects.filter(pk=row.pk).update(**{name: getattr(row, name) for name in FIGURES})
         return
     table = connection.ops.quote_name(MetricSeries._meta.db_table)
     real = "CAST(%s AS DOUBLE PRECISION)"
