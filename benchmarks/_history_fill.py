@@ -227,6 +227,7 @@ def world_load() -> dict:
         "sweep": sweep,
         "sweep_runs": Run.objects.filter(sweep=sweep).count(),
         "big_runs": big,
+        "big_points": Run.objects.get(pk=big[0]).total_steps,
     }
 
 
