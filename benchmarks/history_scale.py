@@ -16,9 +16,11 @@ at the end unless ``--keep``) it fills:
 Then, as the first team's member through the real views (Django's test ``Client``),
 the median of ``--repeats`` after 3 warm-ups: the run list's first page; a filtered
 page (status and algorithm); a search with 3 conditions, one on a metric; the compare
-page of the 10 big runs *plus* the chart data requests it makes (one per metric, 2,000
-points per run, what ``static/js/compare_runs.js`` asks for on load); a sweep page of
-200 runs. Ingestion goes through ``run_metrics_record`` (what the workers' reporter
+page of the 10 big runs, which carries every chart's first data (5 metrics, at most
+2,000 points per run each: the browser makes no other request to draw them), and, for
+reference, a zoom (the series endpoint for 1% of the steps); a sweep page of 200 runs;
+the run page and the metrics CSV of a big run. Ingestion goes through
+``run_metrics_record`` (what the workers' reporter
 and external runs call) in batches of ``--batch`` points (the reporter's flush size,
 500, by default: 100 steps of 5 metrics), from 1 process, and from 4 processes at once
 (forked, a run each). Storage is ``pg_total_relation_size`` of the two metric tables
@@ -108,13 +110,21 @@ def _pages(world: dict, repeats: int) -> dict[str, float]:
         assert b'id="search-error"' not in body
 
     def compare10() -> None:
-        get(compare, {"ids": ids}, marker=b'data-metric="loss"')
-        for metric in fill.METRICS:
-            data = json.loads(
-                get(series, {"ids": ids, "metric": metric, "x": "step", "points": 2000}).content
-            )
-            assert len(data["runs"]) == len(world["big_runs"])
-            assert all(0 < len(run["x"]) <= 2000 for run in data["runs"]), metric
+        # The page carries every chart's first data (config.initial): on load the
+        # browser draws the charts from it and sends no series request.
+        html = get(compare, {"ids": ids}, marker=b'data-metric="loss"').content.decode()
+        config = json.loads(
+            html.split('id="compare-runs-data" type="application/json">')[1].split("</script>")[0]
+        )
+        assert sorted(config["initial"]) == sorted(fill.METRICS)
+        for data in config["initial"].values():
+            assert all(0 < len(run["x"]) <= 2000 for run in data["runs"]), data["metric"]
+
+    def zoom10() -> None:  # a drag across one chart: the finer range, by the series endpoint
+        lo, hi = world["big_points"] // 2, world["big_points"] // 2 + world["big_points"] // 100
+        params = {"ids": ids, "metric": "loss", "x": "step", "points": 2000, "from": lo, "to": hi}
+        data = json.loads(get(series, params).content)
+        assert all(len(run["x"]) == hi - lo + 1 for run in data["runs"])
 
     def sweep200() -> None:
         body = get(sweep, marker=b"data-run-id=").content
@@ -144,6 +154,7 @@ def _pages(world: dict, repeats: int) -> dict[str, float]:
         "filtered_p50_ms": _median_ms(filtered, repeats=repeats),
         "search_p50_ms": _median_ms(search, repeats=repeats),
         "compare10_p50_ms": _median_ms(compare10, repeats=repeats),
+        "zoom10_p50_ms": _median_ms(zoom10, repeats=repeats),
         "sweep200_p50_ms": _median_ms(sweep200, repeats=repeats),
     }
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from apps.experiments.analysis.configdiff import DiffRow, config_diff, config_flatten, varying_keys
 from apps.experiments.analysis.curves import DEFAULT_POINTS, downsample_minmax, seconds_per_step, series_clean
 from apps.experiments.analysis.summary import MetricSummary, metric_summary, run_duration
-from apps.experiments.metric_store import chart_read, series_figures
+from apps.experiments.metric_store import ChartPoints, chart_read, series_figures
 from apps.experiments.models import Run
 from apps.experiments.search import run_search
 from apps.experiments.search.fields import SUMMARY_METRIC_SECTIONS
@@ -150,6 +150,20 @@ def compare_series(
     run by min-max per bucket.
     ``{"metric", "x", "runs": [{"id", "x": [...], "y": [...], "total", "dropped"}]}``;
     on the time axis a run that never started has no points."""
+    return compare_series_many(runs=runs, metrics=[metric], x=x, lo=lo, hi=hi, points=points)[metric]
+
+
+def compare_series_many(
+    *,
+    runs: Sequence[Run],
+    metrics: Sequence[str],
+    x: XAxis = "step",
+    lo: float | None = None,
+    hi: float | None = None,
+    points: int = DEFAULT_POINTS,
+) -> dict[str, dict[str, Any]]:
+    """:func:`compare_series` of several metrics at once, in the same two queries (the
+    compare page sends every chart's first data with the page)."""
     rates = _rates(runs, timezone.now()) if x == "time" else {run.pk: 1.0 for run in runs}
     bounds = {}
     for run in runs:
@@ -158,26 +172,42 @@ def compare_series(
             continue
         first = max(math.floor(lo / rate) if rate else 0, 0) if lo is not None else None
         last = max(math.ceil(hi / rate) if rate else 0, 0) if hi is not None else None
-        bounds[(run.pk, metric)] = (first, last)
+        for metric in metrics:
+            bounds[(run.pk, metric)] = (first, last)
     read = chart_read(bounds=bounds, points=points)
-    payload = []
-    for run in runs:
-        found = read.get((run.pk, metric))
-        steps, values = (found.steps, found.values) if found else (np.empty(0), np.empty(0))
-        rate = rates[run.pk] or 0.0
-        series, dropped = series_clean(steps * rate if x == "time" else steps, values)
-        if len(series):
-            series = downsample_minmax(series, points=points, lo=lo, hi=hi)
-        payload.append(
-            {
-                "id": run.pk,
-                "x": (series.x.astype(np.int64) if x == "step" else series.x).tolist(),
-                "y": series.y.tolist(),
-                "total": found.total - dropped if found else 0,
-                "dropped": dropped,
-            }
-        )
-    return {"metric": metric, "x": x, "runs": payload}
+    return {
+        metric: {
+            "metric": metric,
+            "x": x,
+            "runs": [
+                _chart_run(run.pk, read.get((run.pk, metric)), rates[run.pk] or 0.0, x, lo, hi, points)
+                for run in runs
+            ],
+        }
+        for metric in metrics
+    }
+
+
+def _chart_run(
+    run_id: int,
+    found: ChartPoints | None,
+    rate: float,
+    x: XAxis,
+    lo: float | None,
+    hi: float | None,
+    points: int,
+) -> dict[str, Any]:
+    steps, values = (found.steps, found.values) if found else (np.empty(0), np.empty(0))
+    series, dropped = series_clean(steps * rate if x == "time" else steps, values)
+    if len(series):
+        series = downsample_minmax(series, points=points, lo=lo, hi=hi)
+    return {
+        "id": run_id,
+        "x": (series.x.astype(np.int64) if x == "step" else series.x).tolist(),
+        "y": series.y.tolist(),
+        "total": found.total - dropped if found else 0,
+        "dropped": dropped,
+    }
 
 
 def compare_search_runs(*, team: Team, query: str) -> list[Run]:

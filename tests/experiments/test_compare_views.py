@@ -140,9 +140,10 @@ def test_bad_selections_show_a_message_naming_the_field(client, world, make_ids,
 
 
 #: Session, user, membership (team and role), the runs, the metric series' figures
-#: (final value, lowest, highest: one row per run and metric), and the navigation's
-#: team list; the parallel-coordinates rows reuse the loaded runs.
-PAGE_QUERIES = 6
+#: (final value, lowest, highest: one row per run and metric), every chart's first
+#: data (the chunks' sizes, then their bytes), and the navigation's team list; the
+#: parallel-coordinates rows reuse the loaded runs.
+PAGE_QUERIES = 8
 
 
 def test_query_count_does_not_grow_with_the_runs(client, world, django_assert_num_queries):
@@ -228,3 +229,13 @@ def test_an_empty_selection_explains_what_to_do(client, world, htmx):
     html = response.content.decode()
     assert response.status_code == 200
     assert 'data-testid="compare-hint"' in html and 'data-testid="compare-error"' not in html
+
+
+def test_the_page_carries_every_charts_first_data(client, world):
+    login(client, world, "viewer")
+    runs = world["runs"]
+    html = client.get(page_url(world["team"], ids=ids(runs))).content.decode()
+    config = json.loads(html.split('id="compare-runs-data" type="application/json">')[1].split("</script>")[0])
+    loss = config["initial"]["loss"]
+    assert loss["x"] == "step" and [item["id"] for item in loss["runs"]] == [run.pk for run in runs]
+    assert all(item["x"] == list(range(1, 21)) and item["total"] == 20 for item in loss["runs"])
