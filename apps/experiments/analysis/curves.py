@@ -76,7 +76,9 @@ def downsample_minmax(
     at_high = np.flatnonzero(y == np.maximum.reduceat(y, starts)[owner])
     firsts = at_low[np.r_[True, owner[at_low][1:] != owner[at_low][:-1]]]
     lasts = at_high[np.r_[owner[at_high][1:] != owner[at_high][:-1], True]]
-    keep = np.union1d(firsts, lasts)
+    keep = np.zeros(x.size, dtype=bool)
+    keep[firsts] = True
+    keep[lasts] = True
     return Series(x[keep], y[keep])
 
 

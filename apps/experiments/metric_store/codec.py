@@ -4,7 +4,7 @@ A chunk's ``steps`` are int32 and its ``values`` float64, little-endian, in
 ascending step order: 12 bytes a point. Its ``envelope`` is a subsequence of the
 chunk's points: in each block of ``ENVELOPE_BLOCK`` (64) consecutive points, the point
 with the lowest and the point with the highest finite value (one when they
-coincide), packed as ``n`` int32 steps followed by ``n`` float64 values. A chart of
+coincide), packed as records of an int32 step and a float64 value. A chart of
 a wide range reads envelopes instead of points: a 100x spike is the highest point
 of its block, so it is in the envelope, and min-max downsampling keeps it.
 """
@@ -16,7 +16,9 @@ from numpy.typing import NDArray
 
 STEP_DTYPE = np.dtype("<i4")
 VALUE_DTYPE = np.dtype("<f8")
-POINT_BYTES = STEP_DTYPE.itemsize + VALUE_DTYPE.itemsize
+#: An envelope point: its step and value side by side (12 bytes, unaligned), so the
+#: envelopes of consecutive chunks join as bytes and decode in one call.
+RECORD_DTYPE = np.dtype([("step", "<i4"), ("value", "<f8")])
 #: Points per chunk. Every chunk of a series holds exactly this many but the last,
 #: which new points fill before a new chunk starts.
 CHUNK_POINTS = 1024
@@ -46,7 +48,7 @@ def values_unpack(blob: bytes | memoryview) -> Values:
 
 
 def envelope_pack(steps: Steps, values: Values, *, block: int = ENVELOPE_BLOCK) -> bytes:
-    """The envelope of one chunk's points (ascending steps), packed."""
+    """The envelope of one chunk's points (ascending steps), packed as records."""
     n = int(steps.size)
     if n == 0:
         return b""
@@ -60,13 +62,16 @@ def envelope_pack(steps: Steps, values: Values, *, block: int = ENVELOPE_BLOCK) 
     low = base + padded_low.reshape(blocks, block).argmin(axis=1)
     high = base + padded_high.reshape(blocks, block).argmax(axis=1)
     keep = np.unique(np.minimum(np.concatenate([low, high]), n - 1))
-    return steps_pack(steps[keep]) + values_pack(values[keep])
+    records = np.empty(keep.size, dtype=RECORD_DTYPE)
+    records["step"] = steps[keep]
+    records["value"] = values[keep]
+    return records.tobytes()
 
 
 def envelope_unpack(blob: bytes | memoryview) -> tuple[Steps, Values]:
-    n = len(blob) // POINT_BYTES
-    raw = memoryview(blob)
-    return steps_unpack(raw[: n * STEP_DTYPE.itemsize]), values_unpack(raw[n * STEP_DTYPE.itemsize :])
+    """Envelope records (of one chunk, or of consecutive chunks joined) as arrays."""
+    records = np.frombuffer(blob, dtype=RECORD_DTYPE)
+    return records["step"].astype(np.int64), records["value"].astype(np.float64)
 
 
 def batch_group(points: list[tuple[str, int, float]]) -> dict[str, tuple[Steps, Values]]:

@@ -73,10 +73,15 @@ def points_read(
         .order_by("series__run_id", "first_step")
         .values_list("series__run_id", "steps", "values")
     )
-    parts: dict[int, list[tuple[Steps, Values]]] = {}
+    parts: dict[int, tuple[list[bytes], list[bytes]]] = {}
     for run_id, steps, values in rows:
-        parts.setdefault(run_id, []).append((steps_unpack(steps), values_unpack(values)))
-    return {run_id: _trim(*_join(found), (lo, hi)) for run_id, found in parts.items()}
+        found = parts.setdefault(run_id, ([], []))
+        found[0].append(steps)
+        found[1].append(values)
+    return {
+        run_id: _trim(steps_unpack(b"".join(steps)), values_unpack(b"".join(values)), (lo, hi))
+        for run_id, (steps, values) in parts.items()
+    }
 
 
 def chart_read(*, bounds: dict[Key, Bounds], points: int) -> dict[Key, ChartPoints]:
@@ -135,18 +140,58 @@ def _chart_fetch(where: Q, bounds: dict[Key, Bounds], wide: set[Key]) -> dict[Ke
         .order_by("series__run_id", "series__name", "first_step")
         .values_list("series__run_id", "series__name", "count", "raw_steps", "raw_values", "env")
     )
-    parts: dict[Key, list[tuple[Steps, Values]]] = {}
-    totals: dict[Key, int] = {}
+    pieces: dict[Key, _Pieces] = {}
     for run_id, name, count, raw_steps, raw_values, env in rows:
         key = (run_id, name)
+        found = pieces.get(key) or pieces.setdefault(key, _Pieces(bounds[key]))
         if raw_steps is None:
-            piece = envelope_unpack(env)
-            totals[key] = totals.get(key, 0) + count
+            found.envelope(env, count)
         else:
-            piece = _trim(steps_unpack(raw_steps), values_unpack(raw_values), bounds[key])
-            totals[key] = totals.get(key, 0) + int(piece[0].size)
-        parts.setdefault(key, []).append(piece)
-    return {key: ChartPoints(*_join(found), totals[key]) for key, found in parts.items()}
+            found.raw(raw_steps, raw_values)
+    return {key: found.done() for key, found in pieces.items()}
+
+
+class _Pieces:
+    """One series' chunks as they arrive in step order: runs of consecutive raw chunks
+    and runs of envelopes are each joined as bytes and decoded once (a query brings
+    thousands of chunks; one numpy call per chunk would cost more than the read)."""
+
+    def __init__(self, bounds: Bounds) -> None:
+        self.bounds = bounds
+        self.parts: list[tuple[Steps, Values]] = []
+        self.steps: list[bytes] = []
+        self.values: list[bytes] = []
+        self.envelopes: list[bytes] = []
+        self.total = 0
+
+    def raw(self, steps: bytes, values: bytes) -> None:
+        self._flush_envelopes()
+        self.steps.append(steps)
+        self.values.append(values)
+
+    def envelope(self, blob: bytes, count: int) -> None:
+        self._flush_raw()
+        self.envelopes.append(blob)
+        self.total += count
+
+    def _flush_raw(self) -> None:
+        if self.steps:
+            piece = _trim(
+                steps_unpack(b"".join(self.steps)), values_unpack(b"".join(self.values)), self.bounds
+            )
+            self.parts.append(piece)
+            self.total += int(piece[0].size)
+            self.steps, self.values = [], []
+
+    def _flush_envelopes(self) -> None:
+        if self.envelopes:
+            self.parts.append(envelope_unpack(b"".join(self.envelopes)))
+            self.envelopes = []
+
+    def done(self) -> ChartPoints:
+        self._flush_raw()
+        self._flush_envelopes()
+        return ChartPoints(*_join(self.parts), self.total)
 
 
 def run_series_names(*, run_id: int) -> list[str]:
