@@ -247,7 +247,7 @@ class MetricSeries(models.Model):
 
 
 class MetricChunk(models.Model):
-    """Up to ``CHUNK_POINTS`` (1,024) consecutive points of one series, packed:
+    """Up to ``CHUNK_POINTS`` (4,096) consecutive points of one series, packed:
     ``steps`` (int32) and ``values`` (float64), little-endian, ascending steps, and
     ``envelope``, the chunk's min-max per block of points (what wide charts read)."""
 

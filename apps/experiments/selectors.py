@@ -297,7 +297,7 @@ CSV_HEADER = "step,name,value\r\n"
 def run_metrics_csv(*, run: Run) -> Iterator[str]:
     """The run's metrics as CSV text chunks (``step,name,value``; ordered by name,
     then step) in one pass: ``metric_store.run_chunks`` walks the chunks by keyset
-    (a query per 64 chunks of about 1,000 points), so memory stays flat and no point
+    (a query per 16 chunks of up to 4,096 points), so memory stays flat and no point
     is read twice."""
     yield CSV_HEADER
     for name, steps, values in run_chunks(run_id=run.pk):

@@ -235,7 +235,8 @@ def test_the_page_carries_every_charts_first_data(client, world):
     login(client, world, "viewer")
     runs = world["runs"]
     html = client.get(page_url(world["team"], ids=ids(runs))).content.decode()
-    config = json.loads(html.split('id="compare-runs-data" type="application/json">')[1].split("</script>")[0])
+    script = html.split('id="compare-runs-data" type="application/json">')[1]
+    config = json.loads(script.split("</script>")[0])
     loss = config["initial"]["loss"]
     assert loss["x"] == "step" and [item["id"] for item in loss["runs"]] == [run.pk for run in runs]
     assert all(item["x"] == list(range(1, 21)) and item["total"] == 20 for item in loss["runs"])

@@ -62,18 +62,24 @@ def test_steps_outside_int32_are_refused_by_name():
 
 def test_big_batches_make_chunks_and_small_ones_fill_the_last_chunk():
     run = RunFactory()
-    metric_points_add(run, _losses(range(2500)))  # split at CHUNK_POINTS
-    for start in range(2500, 2600, 10):  # slow logging: 10 points at a time
+    first = 2 * CHUNK_POINTS + 400
+    metric_points_add(run, _losses(range(first)))  # split at CHUNK_POINTS
+    for start in range(first, first + 100, 10):  # slow logging: 10 points at a time
         metric_points_add(run, _losses(range(start, start + 10)))
-    metric_points_add(run, _losses(range(2600, 2600 + MIN_CHUNK_POINTS)))  # big enough for its own chunk
-    for start in range(2600 + MIN_CHUNK_POINTS, 3804, 20):
+    big = first + 100
+    metric_points_add(run, _losses(range(big, big + MIN_CHUNK_POINTS)))  # big enough for its own chunk
+    twenties = CHUNK_POINTS // 20 + 5
+    end = big + MIN_CHUNK_POINTS + 20 * twenties
+    for start in range(big + MIN_CHUNK_POINTS, end, 20):
         metric_points_add(run, _losses(range(start, start + 20)))
     counts = list(
         MetricChunk.objects.filter(series__run=run).order_by("first_step").values_list("count", flat=True)
     )
-    assert counts[:3] == [CHUNK_POINTS, CHUNK_POINTS, 2500 - 2 * CHUNK_POINTS + 100]
-    assert counts[3] == CHUNK_POINTS and sum(counts) == 3804 and len(counts) == 5
-    assert metric_points(run, "loss") == {s: pytest.approx(1.0 / (s + 1)) for s in range(3804)}
+    # Two full chunks, the rest of the first batch with the 10-point batches appended,
+    # the 64-point batch's chunk filled up by 20-point ones, then a chunk for the rest.
+    fit = (CHUNK_POINTS - MIN_CHUNK_POINTS) // 20
+    assert counts == [CHUNK_POINTS, CHUNK_POINTS, 500, MIN_CHUNK_POINTS + 20 * fit, 20 * (twenties - fit)]
+    assert metric_points(run, "loss") == {s: pytest.approx(1.0 / (s + 1)) for s in range(end)}
 
 
 def test_a_batch_costs_a_fixed_number_of_queries(django_assert_max_num_queries):
@@ -152,7 +158,7 @@ def test_the_csv_pass_reads_each_chunk_once(django_assert_num_queries):
     run = RunFactory()
     n = metric_store.read.CSV_PAGE_CHUNKS * CHUNK_POINTS + 10  # just over one page of chunks
     metric_points_add(run, _losses(range(n)) + [("acc", 1, 0.5)])
-    # The series, then per series one keyset page per 64 chunks: acc 1, loss 2.
+    # The series, then per series one keyset page per 16 chunks: acc 1, loss 2.
     with django_assert_num_queries(4):
         chunks = list(metric_store.run_chunks(run_id=run.pk))
     assert [name for name, _, _ in chunks][:2] == ["acc", "loss"]

@@ -263,7 +263,7 @@ def test_the_csv_of_100k_points_streams_in_one_keyset_pass(django_assert_num_que
     run = RunFactory()
     metric_points_add(run, [("loss", s, 1.0 / s) for s in range(1, 100_001)])
     metric_points_add(run, [("val_loss", 1000 * k, 0.5) for k in range(1, 11)])
-    # The series (1), then keyset pages of 64 chunks of 1,024 points: loss 2, val_loss 1.
+    # The series (1), then keyset pages of 16 chunks of 4,096 points: loss 2, val_loss 1.
     # (Each query reads the next chunks by the (series, first step) index: no re-read.)
     with django_assert_num_queries(4):
         text = "".join(selectors.run_metrics_csv(run=run))

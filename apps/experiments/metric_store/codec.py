@@ -21,7 +21,7 @@ VALUE_DTYPE = np.dtype("<f8")
 RECORD_DTYPE = np.dtype([("step", "<i4"), ("value", "<f8")])
 #: Points per chunk. Every chunk of a series holds exactly this many but the last,
 #: which new points fill before a new chunk starts.
-CHUNK_POINTS = 1024
+CHUNK_POINTS = 4096
 #: Points per envelope block: the envelope keeps at most 2 of every 64 points.
 ENVELOPE_BLOCK = 64
 #: Steps are stored as int32: 0 .. 2**31 - 1.

@@ -24,7 +24,7 @@ Key = tuple[int, str]
 #: Steps ``lo .. hi`` (both included); None is open.
 Bounds = tuple[int | None, int | None]
 #: Chunks read per query of the CSV's keyset pass (about 64k points).
-CSV_PAGE_CHUNKS = 64
+CSV_PAGE_CHUNKS = 16
 EMPTY: tuple[Steps, Values] = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
 
 
