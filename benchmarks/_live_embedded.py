@@ -87,14 +87,15 @@ WARM_POINTS = 2000
 
 
 def _wait_running(run_id: int, timeout: float = 120.0) -> None:
-    from apps.experiments.models import Metric, Run
+    from apps.experiments.metric_store import points_count
+    from apps.experiments.models import Run
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = Run.objects.get(pk=run_id)
         if run.status not in {"queued", "running"}:
             raise RuntimeError(f"run {run_id} ended: {run.status} {run.error}")
-        if run.status == "running" and Metric.objects.filter(run_id=run_id).count() >= WARM_POINTS:
+        if run.status == "running" and points_count(run_id=run_id) >= WARM_POINTS:
             return
         time.sleep(0.2)
     raise TimeoutError(f"run {run_id} has not stored {WARM_POINTS} points in {timeout:.0f} s")
@@ -102,9 +103,9 @@ def _wait_running(run_id: int, timeout: float = 120.0) -> None:
 
 def stored_points(run_id: int) -> int:
     """How many metric points the run has stored: what ``run.state`` sends on connect."""
-    from apps.experiments.models import Metric
+    from apps.experiments.metric_store import points_count
 
-    return Metric.objects.filter(run_id=run_id).count()
+    return points_count(run_id=run_id)
 
 
 @contextmanager

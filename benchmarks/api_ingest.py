@@ -155,7 +155,7 @@ def _ingest(client, auth: dict, world: dict, *, batches: int, batch: int) -> flo
 def _track(base_url: str, secret: str, steps: int) -> tuple[float, float, int]:
     """One ``client.track`` logging ``steps`` steps of two metrics: (end-to-end points/s,
     log() call points/s, run id). Every point must be stored, once."""
-    from apps.experiments.models import Metric
+    from apps.experiments.metric_store import points_count
     from metaweb.client import Client
 
     client = Client(base_url, secret)
@@ -167,7 +167,7 @@ def _track(base_url: str, secret: str, steps: int) -> tuple[float, float, int]:
     elapsed = time.perf_counter() - started
     points = 2 * steps
     assert run.stored == points and run.dropped == 0 and run.lost == 0, (run.stored, run.dropped, run.lost)
-    assert Metric.objects.filter(run_id=run.id).count() == points
+    assert points_count(run_id=run.id) == points
     print(
         f"track: {points} points, loop done in {logged - started:.2f} s, all stored in {elapsed:.2f} s; "
         f"{run.retries} retries"

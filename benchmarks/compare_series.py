@@ -3,7 +3,8 @@
 
 In a database of its own (``metaweb_bench_<pid>``, created, migrated, dropped at the
 end; never the dev database) it creates one team with ``--runs`` finished runs and
-COPYs their metric points (one run's loss has a one-step spike of 100x). Then, with
+stores their metric points through the metric store's write path, in batches of
+50,000 (one run's loss has a one-step spike of 100x). Then, with
 Django's test ``Client`` logged in as a viewer (the full middleware stack), it times:
 
 - ``GET .../runs/compare/series/?metric=loss``: every run's full range, read and
@@ -24,7 +25,6 @@ Last line: ``RESULT series20_p50_ms=<x> zoom20_p50_ms=<y> page20_p50_ms=<z>``.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
 import sys
@@ -49,6 +49,7 @@ def populate(runs: int, points: int) -> dict:
     from django.db import connection
     from django.utils import timezone
 
+    from apps.experiments.metric_store import points_append
     from apps.experiments.models import Run, RunStatus
     from apps.teams.models import Role
     from tests.factories import SMALL_CONFIG
@@ -74,22 +75,17 @@ def populate(runs: int, points: int) -> dict:
     )
     rng = np.random.default_rng(0)
     spike_step = points * 61 // 100
-    with (
-        connection.cursor() as cursor,
-        cursor.copy("COPY experiments_metric (run_id, name, step, value) FROM STDIN") as copy,
-    ):
-        for index, run in enumerate(created):
-            for name, count in (("loss", points), *((m, OTHER_POINTS) for m in OTHER_METRICS)):
-                steps = np.linspace(1, points, count).astype(np.int64)
-                values = (1.0 + 0.05 * rng.standard_normal(count)) / np.sqrt(steps)
-                if index == 0 and name == "loss":
-                    values[np.searchsorted(steps, spike_step)] *= 100
-                buffer = io.StringIO()
-                for step, value in zip(steps.tolist(), values.tolist(), strict=True):
-                    buffer.write(f"{run.pk}\t{name}\t{step}\t{value!r}\n")
-                copy.write(buffer.getvalue())
+    for index, run in enumerate(created):
+        for name, count in (("loss", points), *((m, OTHER_POINTS) for m in OTHER_METRICS)):
+            steps = np.linspace(1, points, count).astype(np.int64)
+            values = (1.0 + 0.05 * rng.standard_normal(count)) / np.sqrt(steps)
+            if index == 0 and name == "loss":
+                values[np.searchsorted(steps, spike_step)] *= 100
+            rows = [(name, step, value) for step, value in zip(steps.tolist(), values.tolist(), strict=True)]
+            for start in range(0, len(rows), 50_000):  # the metric store's own write path
+                points_append(run_id=run.pk, points=rows[start : start + 50_000])
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE experiments_metric")
+        cursor.execute("ANALYZE experiments_metricchunk")
     return {"team": team, "user": user, "runs": created, "spike_step": spike_step}
 
 

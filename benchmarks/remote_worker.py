@@ -137,7 +137,7 @@ def measure_overhead(stack, owner, store_env: dict, pairs: int) -> list[tuple[fl
 
 
 def resume_on_other_node(stack, owner, store_env: dict) -> int:
-    from apps.experiments.models import Metric
+    from apps.experiments.metric_store import run_chunks
     from apps.runfiles.checkpoints import stored_latest
 
     worker_a = _worker(stack, "worker-a", queues="cpu", data_dir=stack.work / "node-a", store=store_env)
@@ -155,8 +155,8 @@ def resume_on_other_node(stack, owner, store_env: dict) -> int:
     claimed = run.events.filter(kind="claimed", attempt=2).first()
     found = re.search(r"checkpoint at step (\d+)", claimed.message if claimed else "")
     resumed_from = int(found.group(1)) if found else 0
-    losses = Metric.objects.filter(run_id=run_id, name="loss")
-    once = losses.count() == losses.values("step").distinct().count() == CONFIG["iterations"]
+    losses = [int(s) for name, steps, _ in run_chunks(run_id=run_id) if name == "loss" for s in steps]
+    once = len(losses) == len(set(losses)) == CONFIG["iterations"]
     print(
         f"  node b ({run.worker}) finished attempt {run.attempt}, resumed from step {resumed_from}; "
         f"loss points once each: {once}",

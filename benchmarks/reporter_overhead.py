@@ -152,7 +152,7 @@ def _reporter_run(config, family, work: Path, fixtures: dict) -> tuple[float, fl
     from channels.layers import get_channel_layer
     from django.conf import settings
 
-    from apps.experiments.models import Metric
+    from apps.experiments.metric_store import points_count
     from apps.experiments.services import run_claim
     from tests.factories import RunFactory
     from workers.reporting import Heartbeat, RunReporter
@@ -188,7 +188,7 @@ def _reporter_run(config, family, work: Path, fixtures: dict) -> tuple[float, fl
     counts = {
         "events": reporter.events_sent,
         "received": on(_drain(layer, channel)),
-        "points": Metric.objects.filter(run=run).count(),
+        "points": points_count(run_id=run.pk),
     }
     on(layer.group_discard(f"run-{run.pk}", channel))
     on(layer.flush())

@@ -40,7 +40,8 @@ def populate_sweep(world: dict, runs: int, name: str):
     """A sweep of ``runs`` runs with their metric points, bulk-created."""
     import random
 
-    from apps.experiments.models import Metric, Run, RunStatus, Sweep
+    from apps.experiments.metric_store import points_append
+    from apps.experiments.models import Run, RunStatus, Sweep
     from tests.factories import SMALL_CONFIG
 
     rng = random.Random(runs)
@@ -84,14 +85,11 @@ def populate_sweep(world: dict, runs: int, name: str):
             for i in range(runs)
         ]
     )
-    points = []
     for run in created:
         evals = 0 if run.status == RunStatus.QUEUED else rng.randint(1, EVALS)
-        points += [
-            Metric(run=run, name="val_loss", step=50 * (k + 1), value=rng.random()) for k in range(evals)
-        ]
-        points += [Metric(run=run, name="loss", step=s, value=rng.random()) for s in range(1, 201)]
-    Metric.objects.bulk_create(points, batch_size=5000)
+        points = [("val_loss", 50 * (k + 1), rng.random()) for k in range(evals)]
+        points += [("loss", s, rng.random()) for s in range(1, 201)]
+        points_append(run_id=run.pk, points=points)
     return sweep
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import factory
 from django.contrib.auth import get_user_model
 
-from apps.experiments.models import Experiment, Metric, Run, RunStatus
+from apps.experiments.metric_store import points_append, points_count, points_read, run_chunks
+from apps.experiments.models import Experiment, Run, RunStatus
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.teams.models import Membership, Role, Team
 
@@ -107,14 +108,28 @@ class RunFactory(factory.django.DjangoModelFactory):
     total_steps = 20
 
 
-class MetricFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Metric
+def metric_points_add(run: Run | int, points: list[tuple[str, int, float]]) -> int:
+    """Store ``(name, step, value)`` points of a run through the metric store (its
+    one write path, with its rule: per name, steps only grow)."""
+    return points_append(run_id=run if isinstance(run, int) else run.pk, points=points)
 
-    run = factory.SubFactory(RunFactory)
-    name = "loss"
-    step = factory.Sequence(lambda n: n + 1)
-    value = 1.0
+
+def metric_points(run: Run | int, name: str) -> dict[int, float]:
+    """``{step: value}`` of one metric of a run, read back from the metric store."""
+    run_id = run if isinstance(run, int) else run.pk
+    steps, values = points_read(run_ids=[run_id], name=name).get(run_id, ([], []))
+    return {int(s): float(v) for s, v in zip(steps, values, strict=True)}
+
+
+def metric_rows(run: Run | int) -> list[tuple[str, int]]:
+    """Every stored ``(name, step)`` of a run, by name then step."""
+    run_id = run if isinstance(run, int) else run.pk
+    return [(name, int(s)) for name, steps, _ in run_chunks(run_id=run_id) for s in steps]
+
+
+def metric_count(run: Run | int, name: str | None = None) -> int:
+    """How many points a run (one of its metrics) has stored."""
+    return points_count(run_id=run if isinstance(run, int) else run.pk, name=name)
 
 
 # -- registry ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@
   reporter's own I/O thread, so the training thread never waits on a round trip;
   it waits only where it must: before a checkpoint and before a stop, until the
   points so far are stored (:meth:`RunReporter.sync`).
-* **Metrics** are buffered and written in batches, one INSERT per batch
+* **Metrics** are buffered and written in batches, one transaction per batch
   (``run_metrics_record``), every ``flush_seconds`` (1 s) or ``flush_points`` (500) points,
   at each evaluation, before each checkpoint (the loop calls ``before_checkpoint``:
   a resumed attempt never replays the steps a checkpoint holds, so their points are
@@ -16,8 +16,8 @@
   runs: every k-th step, k = ceil(total / MAX_POINTS_PER_METRIC)); the other step
   metrics (``grad_norm``, training ``accuracy``) at every ``AUX_EVERY``-th of those
   steps; everything at the last step; every evaluation (``val_*``); not
-  ``step_seconds``. The unique (run, name, step) constraint makes a replayed step
-  after a resume a no-op.
+  ``step_seconds``. The metric store skips a step not above a metric's highest
+  stored step, so a replayed step after a resume is a no-op.
 * **Progress** goes to the group ``run-<id>`` as ``run.progress`` events, at most
   one per ``event_seconds`` (10 a second by default). Each carries the points
   stored since the previous event, never a point not yet stored: a page that

@@ -1,5 +1,6 @@
-"""External runs: open one, post batches of metric points (idempotent per
-(run, name, step)), finish it. The user's own training loop uses these."""
+"""External runs: open one, post batches of metric points (idempotent: per metric
+name, steps only grow, and replayed steps are skipped), finish it. The user's own
+training loop uses these."""
 
 from __future__ import annotations
 
@@ -73,7 +74,12 @@ class PointsIn(Schema):
 
 
 class PointsOut(Schema):
-    stored: int = Field(description="Points that were new; replayed (name, step) pairs are skipped.")
+    stored: int = Field(
+        description=(
+            "Points that were new. Per metric name, steps only grow: a point whose step is not above "
+            "the highest step stored for its name is a replay and is skipped."
+        )
+    )
     stop: bool = Field(description="A cancel was requested: stop and finish as cancelled.")
 
 
@@ -102,6 +108,10 @@ def external_create(request: HttpRequest, team: str, payload: ExternalRunIn) -> 
 
 @router.post("/teams/{team}/runs/{run_id}/points", response={200: PointsOut, **WRITE_ERRORS})
 def external_points(request: HttpRequest, team: str, run_id: int, payload: PointsIn) -> PointsOut:
+    """Store a batch of points. Per metric name, steps only grow: a point whose step is
+    not above the highest step already stored for its name is a replay and is skipped
+    (it overwrites nothing), so log each metric's steps in order and resend a batch
+    freely. Within a batch, the first value of a (name, step) wins."""
     run = run_in_team(request, team, run_id, need=Role.MEMBER)
     stored, stop = external_run_log(run=run, actor=caller(request).user, points=payload.flat())
     return PointsOut(stored=stored, stop=stop)

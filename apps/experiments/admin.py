@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from apps.experiments.models import Experiment, Metric, Run, RunEvent
+from apps.experiments.models import Experiment, MetricSeries, Run, RunEvent
 
 
 @admin.register(Experiment)
@@ -59,18 +59,21 @@ class RunAdmin(admin.ModelAdmin):
         return False
 
 
-@admin.register(Metric)
-class MetricAdmin(admin.ModelAdmin):
-    list_display = ["run", "name", "step", "value"]
+@admin.register(MetricSeries)
+class MetricSeriesAdmin(admin.ModelAdmin):
+    """A run's metrics, with their figures; the points are packed in chunks, not
+    rows, so the admin shows series only (the run page draws them, the CSV lists them)."""
+
+    list_display = ["run", "name", "count", "last_step", "last_value", "low", "high"]
     list_filter = ["name"]
     search_fields = ["run__id"]
     raw_id_fields = ["run"]
-    readonly_fields = ["run", "name", "step", "value"]
+    readonly_fields = ["run", "name", "count", "last_step", "last_value", "low", "high"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Metric | None = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: MetricSeries | None = None) -> bool:
         return False
 
 

@@ -12,13 +12,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
-from django.db.models import Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from apps.experiments.analysis.configdiff import DiffRow, config_diff, config_flatten, varying_keys
 from apps.experiments.analysis.curves import DEFAULT_POINTS, downsample_minmax, seconds_per_step, series_clean
 from apps.experiments.analysis.summary import MetricSummary, metric_summary, run_duration
-from apps.experiments.models import Metric, Run
+from apps.experiments.metric_store import ChartPoints, chart_read, series_figures
+from apps.experiments.models import Run
 from apps.experiments.search import run_search
 from apps.experiments.search.fields import SUMMARY_METRIC_SECTIONS
 from apps.teams.models import Team
@@ -94,32 +94,16 @@ class RunSummary:
 
 
 def compare_summaries(*, runs: Sequence[Run]) -> tuple[list[str], list[RunSummary]]:
-    """The metric names of any of the runs (sorted) and each run's summary: two
-    queries (extremes and last step per run and metric, then the last values)."""
+    """The metric names of any of the runs (sorted) and each run's summary, from
+    the metric store's per-series figures (final value, lowest, highest): one
+    query, no point read."""
     now = timezone.now()
-    extremes = list(
-        Metric.objects.filter(run__in=[run.pk for run in runs])
-        .values("run_id", "name")
-        .annotate(low=Min("value"), high=Max("value"), last=Max("step"))
-        .order_by()
-    )
-    finals: dict[tuple[int, str], float] = {}
-    if extremes:
-        at_last = Q()
-        for row in extremes:
-            at_last |= Q(run_id=row["run_id"], name=row["name"], step=row["last"])
-        finals = {
-            (run_id, name): value
-            for run_id, name, value in Metric.objects.filter(at_last)
-            .order_by()
-            .values_list("run_id", "name", "value")
-        }
-    names = sorted({row["name"] for row in extremes})
+    figures = series_figures(run_ids=[run.pk for run in runs])
+    names = sorted({row.name for row in figures})
     per_run: dict[int, dict[str, MetricSummary]] = {run.pk: {} for run in runs}
-    for row in extremes:
-        key = (row["run_id"], row["name"])
-        per_run[row["run_id"]][row["name"]] = metric_summary(
-            row["name"], final=finals.get(key), low=row["low"], high=row["high"]
+    for row in figures:
+        per_run[row.run_id][row.name] = metric_summary(
+            row.name, final=row.last_value, low=row.low, high=row.high
         )
     return names, [RunSummary(run, _elapsed(run, now), per_run[run.pk]) for run in runs]
 
@@ -160,52 +144,70 @@ def compare_series(
     hi: float | None = None,
     points: int = DEFAULT_POINTS,
 ) -> dict[str, Any]:
-    """One metric of every run as chart data, in one query that reads only the
-    steps in ``[lo, hi]`` (in the units of ``x``: steps, or seconds since the run's
-    start), downsampled to at most ``points`` per run by min-max per bucket.
+    """One metric of every run as chart data, reading only the chunks that overlap
+    ``[lo, hi]`` (in the units of ``x``: steps, or seconds since the run's start;
+    two queries, ``metric_store.chart_read``), downsampled to at most ``points`` per
+    run by min-max per bucket.
     ``{"metric", "x", "runs": [{"id", "x": [...], "y": [...], "total", "dropped"}]}``;
     on the time axis a run that never started has no points."""
+    return compare_series_many(runs=runs, metrics=[metric], x=x, lo=lo, hi=hi, points=points)[metric]
+
+
+def compare_series_many(
+    *,
+    runs: Sequence[Run],
+    metrics: Sequence[str],
+    x: XAxis = "step",
+    lo: float | None = None,
+    hi: float | None = None,
+    points: int = DEFAULT_POINTS,
+) -> dict[str, dict[str, Any]]:
+    """:func:`compare_series` of several metrics at once, in the same two queries (the
+    compare page sends every chart's first data with the page)."""
     rates = _rates(runs, timezone.now()) if x == "time" else {run.pk: 1.0 for run in runs}
-    where = Q()
+    bounds = {}
     for run in runs:
         rate = rates[run.pk]
         if rate is None:
             continue
-        bounds = Q(run_id=run.pk)
-        if lo is not None:
-            bounds &= Q(step__gte=max(math.floor(lo / rate) if rate else 0, 0))
-        if hi is not None:
-            bounds &= Q(step__lte=max(math.ceil(hi / rate) if rate else 0, 0))
-        where |= bounds
-    rows = _fetch_points(Metric.objects.filter(where, name=metric)) if where else []
-    by_run = _split_by_run(rows)
-    payload = []
-    for run in runs:
-        steps, values = by_run.get(run.pk, (np.empty(0), np.empty(0)))
-        rate = rates[run.pk] or 0.0
-        series, dropped = series_clean(steps * rate if x == "time" else steps, values)
-        total = len(series)
-        if total:
-            series = downsample_minmax(series, points=points, lo=lo, hi=hi)
-        payload.append(
-            {"id": run.pk, "x": series.x.tolist(), "y": series.y.tolist(), "total": total, "dropped": dropped}
-        )
-    return {"metric": metric, "x": x, "runs": payload}
+        first = max(math.floor(lo / rate) if rate else 0, 0) if lo is not None else None
+        last = max(math.ceil(hi / rate) if rate else 0, 0) if hi is not None else None
+        for metric in metrics:
+            bounds[(run.pk, metric)] = (first, last)
+    read = chart_read(bounds=bounds, points=points)
+    return {
+        metric: {
+            "metric": metric,
+            "x": x,
+            "runs": [
+                _chart_run(run.pk, read.get((run.pk, metric)), rates[run.pk] or 0.0, x, lo, hi, points)
+                for run in runs
+            ],
+        }
+        for metric in metrics
+    }
 
 
-def _fetch_points(queryset: QuerySet[Metric]) -> list[tuple[int, int, float]]:
-    """``(run_id, step, value)`` rows ordered by run and step."""
-    return list(queryset.order_by("run_id", "step").values_list("run_id", "step", "value"))
-
-
-def _split_by_run(rows: list[tuple[int, int, float]]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """``[(run_id, step, value), ...]`` ordered by run -> ``{run_id: (steps, values)}``."""
-    if not rows:
-        return {}
-    table = np.array(rows, dtype=np.float64)
-    run_ids, starts = np.unique(table[:, 0], return_index=True)
-    ends = np.r_[starts[1:], len(rows)]
-    return {int(r): (table[s:e, 1], table[s:e, 2]) for r, s, e in zip(run_ids, starts, ends, strict=True)}
+def _chart_run(
+    run_id: int,
+    found: ChartPoints | None,
+    rate: float,
+    x: XAxis,
+    lo: float | None,
+    hi: float | None,
+    points: int,
+) -> dict[str, Any]:
+    steps, values = (found.steps, found.values) if found else (np.empty(0), np.empty(0))
+    series, dropped = series_clean(steps * rate if x == "time" else steps, values)
+    if len(series):
+        series = downsample_minmax(series, points=points, lo=lo, hi=hi)
+    return {
+        "id": run_id,
+        "x": (series.x.astype(np.int64) if x == "step" else series.x).tolist(),
+        "y": series.y.tolist(),
+        "total": found.total - dropped if found else 0,
+        "dropped": dropped,
+    }
 
 
 def compare_search_runs(*, team: Team, query: str) -> list[Run]:

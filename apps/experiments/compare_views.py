@@ -67,6 +67,9 @@ def _compare_context(team_slug: str, runs: list[Any]) -> dict[str, Any]:
             {"id": run.pk, "label": f"#{run.pk} {run.algorithm}", "colour": i} for i, run in enumerate(runs)
         ],
         "points": DEFAULT_POINTS,
+        # Every chart's first data (full range, by step), so the page needs no request
+        # per chart to draw; zooming and the time axis ask series_url.
+        "initial": compare.compare_series_many(runs=runs, metrics=names, points=DEFAULT_POINTS),
     }
     return {
         "runs": runs,

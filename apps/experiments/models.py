@@ -230,21 +230,49 @@ class Run(Noted):
         return round(100 * min(self.step / self.total_steps, 1), 1) if self.total_steps else 0
 
 
-class Metric(models.Model):
-    """One value of one metric at one step. Unique per (run, name, step), so a
-    replayed step after a resume overwrites nothing and duplicates nothing."""
+class MetricSeries(models.Model):
+    """One metric of one run: its running figures (points stored, the highest step,
+    its value, the lowest and highest finite values) and the row its writers lock.
+    The points live in :class:`MetricChunk` rows. Written and read only through
+    ``apps.experiments.metric_store``, which states the rules (a step not above
+    ``last_step`` is a replay and is skipped)."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
+    # No index of its own: the unique (run, name) index serves lookups by run.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metric_series", db_index=False)
     name = models.CharField(max_length=50)
-    step = models.PositiveIntegerField()
-    value = models.FloatField()
+    count = models.PositiveIntegerField(default=0)
+    last_step = models.IntegerField(default=-1)
+    last_value = models.FloatField(null=True)
+    low = models.FloatField(null=True)
+    high = models.FloatField(null=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["run", "name", "step"], name="uniq_metric_point")]
-        ordering = ["run", "name", "step"]
+        constraints = [models.UniqueConstraint(fields=["run", "name"], name="uniq_metric_series")]
+        ordering = ["run", "name"]
 
     def __str__(self) -> str:
-        return f"{self.name}@{self.step}={self.value:g}"
+        return f"{self.name} of run {self.run_id} ({self.count} points)"
+
+
+class MetricChunk(models.Model):
+    """Up to ``CHUNK_POINTS`` (4,096) consecutive points of one series, packed:
+    ``steps`` (int32) and ``values`` (float64), little-endian, ascending steps, and
+    ``envelope``, the chunk's min-max per block of points (what wide charts read)."""
+
+    series = models.ForeignKey(MetricSeries, on_delete=models.CASCADE, related_name="chunks", db_index=False)
+    first_step = models.IntegerField()
+    last_step = models.IntegerField()
+    count = models.PositiveIntegerField()
+    steps = models.BinaryField()
+    values = models.BinaryField()
+    envelope = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["series", "first_step"], name="uniq_metric_chunk")]
+        ordering = ["series", "first_step"]
+
+    def __str__(self) -> str:
+        return f"steps {self.first_step}..{self.last_step} of series {self.series_id}"
 
 
 class RunEvent(models.Model):

@@ -11,12 +11,14 @@ from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db.models import Count, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, F, Max, OuterRef, Prefetch, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
+from apps.experiments.analysis.curves import DEFAULT_POINTS, downsample_minmax, series_clean
 from apps.experiments.fairshare import fair_order
-from apps.experiments.models import Experiment, Metric, Queue, Run, RunEvent, RunKind, RunStatus, Tag
+from apps.experiments.metric_store import chart_read, run_chunks, run_series_names
+from apps.experiments.models import Experiment, Queue, Run, RunEvent, RunKind, RunStatus, Tag
 from apps.reviews.models import Review
 from apps.runfiles.checkpoints import stored_weights_key
 from apps.runfiles.store import StoreUnavailable
@@ -30,8 +32,6 @@ from workers.metalearn.specs import MNN_CONDITIONS, SPECS
 
 #: The run list's ``kind`` filter value that lists training runs and adaptations together.
 KIND_ALL = "all"
-#: Rows per query when streaming a run's metrics as CSV.
-CSV_CHUNK_ROWS = 5000
 
 
 # -- experiments ---------------------------------------------------------------
@@ -250,14 +250,23 @@ def run_events(*, run: Run) -> QuerySet[RunEvent]:
     return RunEvent.objects.filter(run=run).order_by("created_at", "pk")
 
 
-def run_metrics(run: Run | int) -> dict[str, list[list[float]]]:
-    """All stored points of the run as ``{name: [[step, value], ...]}``, each series
-    ordered by step. One query over the (run, name, step) unique index."""
+def run_metrics(run: Run | int, *, points: int = DEFAULT_POINTS) -> dict[str, list[list[float]]]:
+    """The run's metrics as ``{name: [[step, value], ...]}``, each series ordered by
+    step, finite values only, and downsampled to at most ``points`` by min-max per
+    bucket (``analysis/curves.py``): a 100k-point run sends 2,000 points a metric,
+    spikes kept. Three queries (``metric_store.chart_read``)."""
     run_id = run if isinstance(run, int) else run.pk
+    names = run_series_names(run_id=run_id)
+    read = chart_read(bounds={(run_id, name): (None, None) for name in names}, points=points)
     series: dict[str, list[list[float]]] = {}
-    rows = Metric.objects.filter(run_id=run_id).order_by("name", "step").values_list("name", "step", "value")
-    for name, step, value in rows:
-        series.setdefault(name, []).append([step, value])
+    for name in names:
+        found = read.get((run_id, name))
+        if found is None:
+            continue
+        clean, _ = series_clean(found.steps, found.values)
+        if len(clean):
+            clean = downsample_minmax(clean, points=points)
+            series[name] = [[int(x), y] for x, y in zip(clean.x.tolist(), clean.y.tolist(), strict=True)]
     return series
 
 
@@ -318,22 +327,11 @@ def run_state(run: Run) -> dict[str, Any]:
     }
 
 
-def _metric_chunks(run_id: int, after: tuple[str, int] | None) -> list[tuple[str, int, float]]:
-    queryset = Metric.objects.filter(run_id=run_id)
-    if after is not None:
-        name, step = after
-        queryset = queryset.filter(Q(name__gt=name) | Q(name=name, step__gt=step))
-    return list(queryset.order_by("name", "step").values_list("name", "step", "value")[:CSV_CHUNK_ROWS])
-
-
-def _csv_lines(rows: list[tuple[str, int, float]]) -> str:
+def _csv_lines(name: str, steps: list[int], values: list[float]) -> str:
     # Metric names are identifiers the engine chose; quote anyway, so that a comma or
     # quote in a name cannot break a row.
-    out = []
-    for name, step, value in rows:
-        quoted = '"' + name.replace('"', '""') + '"' if any(c in name for c in ',"\r\n') else name
-        out.append(f"{step},{quoted},{value!r}\r\n")
-    return "".join(out)
+    quoted = '"' + name.replace('"', '""') + '"' if any(c in name for c in ',"\r\n') else name
+    return "".join([f"{step},{quoted},{value!r}\r\n" for step, value in zip(steps, values, strict=True)])
 
 
 CSV_HEADER = "step,name,value\r\n"
@@ -341,17 +339,12 @@ CSV_HEADER = "step,name,value\r\n"
 
 def run_metrics_csv(*, run: Run) -> Iterator[str]:
     """The run's metrics as CSV text chunks (``step,name,value``; ordered by name,
-    then step), fetched a chunk at a time so memory stays flat."""
+    then step) in one pass: ``metric_store.run_chunks`` walks the chunks by keyset
+    (a query per 16 chunks of up to 4,096 points), so memory stays flat and no point
+    is read twice."""
     yield CSV_HEADER
-    after: tuple[str, int] | None = None
-    while True:
-        rows = _metric_chunks(run.pk, after)
-        if not rows:
-            return
-        yield _csv_lines(rows)
-        if len(rows) < CSV_CHUNK_ROWS:
-            return
-        after = (rows[-1][0], rows[-1][1])
+    for name, steps, values in run_chunks(run_id=run.pk):
+        yield _csv_lines(name, steps.tolist(), values.tolist())
 
 
 async def run_metrics_csv_async(*, run: Run) -> AsyncIterator[str]:

@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 
-from apps.experiments.models import Metric, Run, RunStatus, Sweep
+from apps.experiments.models import MetricSeries, Run, RunStatus, Sweep
 from apps.teams.models import Team
 
 
@@ -54,12 +54,14 @@ class LeaderRow:
 def sweep_leaderboard(*, sweep: Sweep) -> list[LeaderRow]:
     """The sweep's runs, best latest ``sweep.metric`` first, runs without it last
     (newest first among them). One query, however many runs."""
-    latest = Metric.objects.filter(run=OuterRef("pk"), name=sweep.metric).order_by("-step")
+    # The metric store keeps each series' last step and value on its one row.
+    latest = MetricSeries.objects.filter(run=OuterRef("pk"), name=sweep.metric, count__gt=0)
     runs = list(
         Run.objects.filter(sweep=sweep)
         .only("pk", "status", "step", "total_steps", "config", "algorithm", "team_id", "created_at")
         .annotate(
-            metric_value=Subquery(latest.values("value")[:1]), metric_step=Subquery(latest.values("step")[:1])
+            metric_value=Subquery(latest.values("last_value")[:1]),
+            metric_step=Subquery(latest.values("last_step")[:1]),
         )
         .order_by("-pk")
     )

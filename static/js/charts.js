@@ -1,7 +1,8 @@
 // The one layer over the vendored uPlot (static/vendor/uplot) that every chart page uses:
 // colours, sizing (width from the element, one window resize handler), point series, the
 // "No points yet." note and the adaptation histogram (window.MetaCharts). Below them,
-// line charts of a run's metrics (SeriesChart).
+// line charts of a run's metrics (SeriesChart), which on the run page fetch a zoom's
+// finer points from the metrics API (the page's are downsampled).
 // A chart element lists candidate metric names in data-series ("val_accuracy val_loss"):
 // it plots the first one that has points. After each draw it sets data-metric (the name
 // shown) and data-points (how many points), which the browser tests read; they read the
@@ -83,8 +84,50 @@
     this.plot = null;
     this.name = null;
     this.shown = [[], []];  // the steps and values drawn last
+    this.metrics = null; // the last metrics drawn, to go back to after a zoom
+    this.zoomed = null; // [lo, hi] while showing a zoom's finer points
+    this.request = 0;
     el.metaChart = this;
+    var self = this;
+    // The page's points are downsampled (at most 2,000 a metric): a double click
+    // leaves a zoom and redraws them, live points included.
+    el.addEventListener("dblclick", function () {
+      if (!self.zoomed) return;
+      self.zoomed = null;
+      self.request++;
+      if (self.metrics) self.draw(self.metrics);
+    });
   }
+
+  // A drag across the chart (uPlot zooms to it): when the element names a metrics
+  // endpoint (data-zoom-url, the run page), ask it for that range's finer points.
+  SeriesChart.prototype.zoom = function (u) {
+    var url = this.el.dataset.zoomUrl;
+    if (!url || !this.name || u.select.width < 3) return;
+    var lo = Math.max(0, Math.floor(u.posToVal(u.select.left, "x")));
+    var hi = Math.ceil(u.posToVal(u.select.left + u.select.width, "x"));
+    u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+    var self = this;
+    var ticket = ++this.request;
+    var params = new URLSearchParams({ name: this.name, lo: String(lo), hi: String(hi), points: "2000" });
+    this.el.dataset.zoom = "loading";
+    fetch(url + "?" + params.toString(), { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) throw new Error("status " + response.status);
+        return response.json();
+      })
+      .then(function (body) {
+        if (ticket !== self.request || !self.plot) return;
+        self.zoomed = [lo, hi];
+        self.shown = [body.x, body.y];
+        self.plot.setData([body.x, body.y]);
+        self.el.dataset.points = String(body.x.length);
+        self.el.dataset.zoom = lo + "-" + hi;
+      })
+      .catch(function () {
+        if (ticket === self.request) self.el.dataset.zoom = "error";
+      });
+  };
 
   SeriesChart.prototype.pick = function (metrics) {
     for (var i = 0; i < this.candidates.length; i++) {
@@ -102,8 +145,11 @@
     this.el.dataset.points = "0";
   };
 
-  // metrics: {name: [[step, value], ...]} ordered by step.
+  // metrics: {name: [[step, value], ...]} ordered by step. While zoomed, live points
+  // are kept for later and the zoom's points stay on screen.
   SeriesChart.prototype.draw = function (metrics) {
+    this.metrics = metrics;
+    if (this.zoomed && this.plot) return;
     var name = this.pick(metrics);
     if (!name) return this.showEmpty();
     emptyNote(this.el, false);
@@ -120,6 +166,7 @@
       this.el.dataset.points = String(points.length);
       return;
     }
+    var self = this;
     if (this.plot && this.name === name) {
       this.plot.setData(data);
     } else {
@@ -133,6 +180,9 @@
           { label: name, stroke: COLOURS.blue, width: 1.5, spanGaps: true },
         ],
         axes: [{ label: "step" }, { size: 60 }],
+        // With a zoom endpoint, a drag selects and zoom() loads the finer points.
+        cursor: this.el.dataset.zoomUrl ? { drag: { x: true, y: false, setScale: false } } : {},
+        hooks: { setSelect: [function (u) { self.zoom(u); }] },
       }, data, { resize: true });
     }
     this.el.dataset.metric = name;

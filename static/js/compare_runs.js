@@ -1,8 +1,8 @@
 // The compare-runs page (templates/experiments/run_compare.html): one uPlot chart per
 // metric, every run overlaid in its colour (read from the page's .run-colour-N swatches,
 // the one place colours live). Data comes from the JSON endpoint in #compare-runs-data
-// (series_url), already downsampled by the server; dragging across a chart asks it for
-// the finer range. Smoothing (EMA, MetaCharts.ema) is applied here, over the points
+// (series_url), already downsampled by the server; the first draw uses the data sent
+// with the page (config.initial), and dragging across a chart asks it for the finer range. Smoothing (EMA, MetaCharts.ema) is applied here, over the points
 // served, so the slider redraws without a request. After each draw a chart element
 // carries data-state (loading, ready, error), data-runs (runs with points), data-points
 // (points drawn) and data-log ("1" on the log scale), which the browser tests read.
@@ -28,6 +28,7 @@
     this.config = config;
     this.plot = null;
     this.raw = null; // the last answer of the series endpoint
+    this.initial = (config.initial || {})[this.metric] || null; // sent with the page
     this.range = null; // [from, to] while zoomed
     this.request = 0;
   }
@@ -43,6 +44,13 @@
   CompareChart.prototype.load = function () {
     var self = this;
     var ticket = ++this.request;
+    var initial = this.initial;
+    this.initial = null; // the page's data draws the first load only; later ones ask the server
+    if (initial && !this.range && settings.x === "step") {
+      this.raw = initial;
+      this.draw();
+      return;
+    }
     this.el.dataset.state = "loading";
     fetch(this.url(), { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (response) {

@@ -10,7 +10,7 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from apps.experiments.models import Metric, RunStatus
+from apps.experiments.models import RunStatus
 from apps.registry import storage
 from apps.teams.models import ApiToken, Role, TokenScope
 from apps.teams.token_services import api_token_create, api_token_revoke
@@ -21,6 +21,7 @@ from tests.factories import (
     MetaModelFactory,
     RunFactory,
     TaskSetVersionFactory,
+    metric_points_add,
 )
 
 
@@ -51,7 +52,7 @@ def api_world(team_roles, settings):
     external = RunFactory(
         experiment=experiment, taskset_version=version, kind="external", status=RunStatus.RUNNING
     )
-    Metric.objects.bulk_create(Metric(run=run, name="loss", step=s, value=1.0 / (s + 1)) for s in range(50))
+    metric_points_add(run, [("loss", s, 1.0 / (s + 1)) for s in range(50)])
     folder = settings.RUNS_DIR / str(run.pk) / "checkpoints" / "step-000020"
     folder.mkdir(parents=True)
     (folder / "params.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")

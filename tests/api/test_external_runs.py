@@ -12,9 +12,10 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from apps.experiments.events import run_group
-from apps.experiments.models import Metric, Run, RunStatus
+from apps.experiments.models import Run, RunStatus
 from apps.experiments.services.execution import run_requeue_stale
 from tests.api.conftest import bearer
+from tests.factories import metric_points
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,7 +52,7 @@ def test_replayed_steps_overwrite_and_duplicate_nothing(opened, client):
     assert _post_points(client, run_id, auth, batch).json() == {"stored": 10, "stop": False}
     replay = [{"name": "loss", "step": s, "value": 99.0} for s in range(5, 15)]
     assert _post_points(client, run_id, auth, replay).json() == {"stored": 5, "stop": False}
-    rows = dict(Metric.objects.filter(run_id=run_id, name="loss").values_list("step", "value"))
+    rows = metric_points(run_id, "loss")
     assert len(rows) == 15
     assert rows[5] == pytest.approx(1 / 6) and rows[12] == 99.0
     assert Run.objects.get(pk=run_id).step == 14
@@ -119,7 +120,7 @@ def test_non_finite_values_are_422(opened, client):
         **auth,
     )
     assert response.status_code in (400, 422)
-    assert not Metric.objects.filter(run_id=run_id).exists()
+    assert metric_points(run_id, "loss") == {}
 
 
 def _post_body(client, run_id, auth, body):
@@ -140,7 +141,7 @@ def test_points_as_columns_per_metric(opened, client):
     assert _post_body(client, run_id, auth, body).json() == {"stored": 5, "stop": False}
     replay = {"series": {"loss": {"steps": [2, 3], "values": [9.0, 0.5]}}}
     assert _post_body(client, run_id, auth, replay).json() == {"stored": 1, "stop": False}
-    rows = dict(Metric.objects.filter(run_id=run_id, name="loss").values_list("step", "value"))
+    rows = metric_points(run_id, "loss")
     assert rows == {0: 3.0, 1: 2.0, 2: 1.0, 3: 0.5}
 
 
@@ -175,4 +176,4 @@ def test_bad_columns_are_422_naming_the_field(opened, client, series, loc, words
     assert response.status_code == 422, response.content
     item = response.json()["detail"][0]
     assert item["loc"][: len(loc)] == loc and words in item["msg"], item
-    assert not Metric.objects.filter(run_id=run_id).exists()
+    assert metric_points(run_id, "loss") == {}

@@ -10,7 +10,7 @@ import json
 import pytest
 from django.core.cache import cache
 
-from apps.experiments.models import Metric, RunEvent, RunStatus
+from apps.experiments.models import RunEvent, RunStatus
 from apps.registry import storage
 from apps.registry.models import ModelAlias
 from apps.teams.models import Role, TokenScope
@@ -22,6 +22,7 @@ from tests.factories import (
     MetaModelFactory,
     RunFactory,
     TaskSetVersionFactory,
+    metric_points_add,
 )
 
 SINE_INFO = {
@@ -61,7 +62,7 @@ def world(live_server, transactional_db, team_roles, settings):
         step=49,
         summary={"metrics": {"loss": 0.02}},
     )
-    Metric.objects.bulk_create(Metric(run=run, name="loss", step=s, value=1.0 / (s + 1)) for s in range(50))
+    metric_points_add(run, [("loss", s, 1.0 / (s + 1)) for s in range(50)])
     RunEvent.objects.create(run=run, kind="started", message="Started on cpu.")
     folder = settings.RUNS_DIR / str(run.pk) / "checkpoints" / "step-000020"
     folder.mkdir(parents=True)

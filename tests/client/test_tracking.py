@@ -7,11 +7,12 @@ from urllib.parse import urlparse
 
 import pytest
 
-from apps.experiments.models import Metric, Run, RunKind, RunStatus
+from apps.experiments.models import Run, RunKind, RunStatus
 from apps.experiments.services.runs import run_cancel
 from metaweb.client import Client
 from metaweb.client.tracking import TrackedRun
 from tests.client.proxy import TcpProxy
+from tests.factories import metric_count, metric_points
 
 
 def wait_for(condition, what: str, timeout: float = 30.0) -> None:
@@ -32,8 +33,8 @@ def test_every_point_is_stored_once_and_a_replay_adds_nothing(world, member_clie
     stored = Run.objects.get(pk=run.id)
     assert stored.kind == RunKind.EXTERNAL and stored.status == RunStatus.SUCCEEDED
     assert stored.experiment.name == "my idea" and stored.config == {"lr": 0.1}
-    assert Metric.objects.filter(run=stored).count() == 2000
-    assert Metric.objects.get(run=stored, name="loss", step=5).value == pytest.approx(1 / 6)
+    assert metric_count(stored) == 2000
+    assert metric_points(stored, "loss")[5] == pytest.approx(1 / 6)
     assert run.sent == 2100 and run.stored == 2000 and run.dropped == 0 and run.lost == 0
     assert stored.summary == {"metrics": {"loss": 0.001, "acc": 0.999}}
     assert stored.step == 999
@@ -47,7 +48,7 @@ def test_an_exception_fails_the_run_with_its_last_traceback_line(world, member_c
             1 / 0  # noqa: B018
     stored = Run.objects.get(pk=run.id)
     assert stored.status == RunStatus.FAILED and stored.error == "ZeroDivisionError: division by zero"
-    assert list(Metric.objects.filter(run=stored).values_list("step", "value")) == [(0, 1.0), (1, 0.5)]
+    assert metric_points(stored, "loss") == {0: 1.0, 1: 0.5}
 
 
 def test_log_refuses_what_the_server_would_refuse(world, member_client):
@@ -86,7 +87,7 @@ def test_a_network_outage_loses_nothing(world, make_client):
             run.log({"loss": 1.0, "acc": 0.5}, step=step)
         wait_for(lambda: run.retries >= 2, "the sender to retry")
         proxy.start()  # the same port again
-    assert Metric.objects.filter(run_id=run.id).count() == 2000
+    assert metric_count(run.id) == 2000
     assert run.lost == 0 and run.dropped == 0
     assert Run.objects.get(pk=run.id).status == RunStatus.SUCCEEDED
     proxy.stop()

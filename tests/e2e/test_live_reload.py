@@ -30,10 +30,9 @@ _READ_CHART = """() => {
 
 
 def _stored(run_id: int, up_to: int) -> list[tuple[int, float]]:
-    from apps.experiments.models import Metric
+    from tests.factories import metric_points
 
-    rows = Metric.objects.filter(run_id=run_id, name="loss", step__lte=up_to).order_by("step")
-    return list(rows.values_list("step", "value"))
+    return [(step, value) for step, value in sorted(metric_points(run_id, "loss").items()) if step <= up_to]
 
 
 def test_reload_mid_run_shows_every_stored_point(live_stack, e2e_page, e2e_user):

@@ -114,10 +114,10 @@ def _files(folder: Path, pattern: str = "*.safetensors") -> list[Path]:
 
 
 def test_a_run_killed_on_one_machine_finishes_on_another(machines, e2e_page, e2e_user):
-    from apps.experiments.models import Metric, Run
+    from apps.experiments.models import Run
     from apps.registry.models import MetaModel
     from apps.runfiles import checkpoints, store
-    from tests.factories import ExperimentFactory, TaskSetVersionFactory
+    from tests.factories import ExperimentFactory, TaskSetVersionFactory, metric_rows
 
     page, shots = e2e_page, e2e_page.shots
     user, team = e2e_user
@@ -158,9 +158,9 @@ def test_a_run_killed_on_one_machine_finishes_on_another(machines, e2e_page, e2e
     claimed = run.events.filter(kind="claimed", attempt=2).get()
     resumed_from = int(re.search(r"checkpoint at step (\d+)", claimed.message).group(1))
     assert resumed_from >= checkpoint_step > 0, (claimed.message, checkpoint_step)
-    rows = Metric.objects.filter(run_id=run_id)
-    assert rows.count() == rows.values("name", "step").distinct().count()  # every point once
-    loss_steps = sorted(rows.filter(name="loss").values_list("step", flat=True))
+    rows = metric_rows(run_id)
+    assert len(rows) == len(set(rows))  # every point once
+    loss_steps = sorted(step for name, step in rows if name == "loss")
     assert loss_steps == list(range(1, iterations + 1))
     # Machine b started from the stored checkpoint, downloaded into its own folder.
     assert (checkpoints.local_root(run_id).relative_to(machines.root)) == Path(f"runs/{run_id}/checkpoints")

@@ -41,15 +41,16 @@ SHORT_RUN_ADVANCED = {"eval_tasks": 20, "checkpoint_interval": 250}
 
 
 def _metric_rows(run_id: int) -> tuple[int, int]:
-    """(rows, distinct (name, step) pairs) of a run's metrics, from the database."""
-    from apps.experiments.models import Metric
+    """(points, distinct (name, step) pairs) of a run's metrics, from the database."""
+    from tests.factories import metric_rows
 
-    rows = Metric.objects.filter(run_id=run_id)
-    return rows.count(), rows.values("name", "step").distinct().count()
+    rows = metric_rows(run_id)
+    return len(rows), len(set(rows))
 
 
 def test_train_watch_reload_and_cancel(live_stack, e2e_page, e2e_user):
-    from apps.experiments.models import Metric, Run
+    from apps.experiments.models import Run
+    from tests.factories import metric_count, metric_rows
 
     page, shots = e2e_page, e2e_page.shots
     base = live_stack.base_url
@@ -89,8 +90,8 @@ def test_train_watch_reload_and_cancel(live_stack, e2e_page, e2e_user):
 
     # The live curve is the stored curve: the same points after a reload.
     run = Run.objects.get(pk=run_id)
-    stored_loss = Metric.objects.filter(run=run, name="loss").count()
-    stored_val = Metric.objects.filter(run=run, name__startswith="val_").values("step").distinct().count()
+    stored_loss = metric_count(run, "loss")
+    stored_val = len({step for name, step in metric_rows(run) if name.startswith("val_")})
     expect_status(page, "succeeded", timeout_s=10)
     page.wait_for_function(
         "n => Number(document.getElementById('chart-loss').dataset.points) === n",
@@ -143,8 +144,8 @@ def test_train_watch_reload_and_cancel(live_stack, e2e_page, e2e_user):
 
 
 def test_worker_killed_mid_run_resumes_from_checkpoint(live_stack, e2e_page, e2e_user):
-    from apps.experiments.models import Metric, Run
-    from tests.factories import ExperimentFactory, TaskSetVersionFactory
+    from apps.experiments.models import Run
+    from tests.factories import ExperimentFactory, TaskSetVersionFactory, metric_rows
 
     page, shots = e2e_page, e2e_page.shots
     base = live_stack.base_url
@@ -202,7 +203,7 @@ def test_worker_killed_mid_run_resumes_from_checkpoint(live_stack, e2e_page, e2e
 
     rows, distinct = _metric_rows(run_id)
     assert rows == distinct, f"{rows - distinct} duplicated metric rows"
-    loss_steps = set(Metric.objects.filter(run=run, name="loss").values_list("step", flat=True))
+    loss_steps = {step for name, step in metric_rows(run) if name == "loss"}
     assert len(loss_steps) == iterations and max(loss_steps) == iterations
 
     page.reload()

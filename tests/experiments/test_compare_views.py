@@ -10,8 +10,8 @@ import re
 import pytest
 from django.urls import reverse
 
-from apps.experiments.models import Metric, RunStatus
-from tests.factories import ExperimentFactory, RunFactory
+from apps.experiments.models import RunStatus
+from tests.factories import ExperimentFactory, RunFactory, metric_points_add
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,7 @@ def _run(experiment, i, **extra):
         summary={"val": {"accuracy": 0.5 + 0.1 * i}},
         **extra,
     )
-    Metric.objects.bulk_create([Metric(run=run, name="loss", step=s, value=1.0 / s) for s in range(1, 21)])
+    metric_points_add(run, [("loss", s, 1.0 / s) for s in range(1, 21)])
     return run
 
 
@@ -139,10 +139,11 @@ def test_bad_selections_show_a_message_naming_the_field(client, world, make_ids,
     assert world["foreign"].config["note"] not in html
 
 
-#: Session, user, membership (team and role), the runs, the metrics' extremes, their
-#: last values, and the navigation's team list; the parallel-coordinates rows reuse
-#: the loaded runs.
-PAGE_QUERIES = 7
+#: Session, user, membership (team and role), the runs, the metric series' figures
+#: (final value, lowest, highest: one row per run and metric), every chart's first
+#: data (the chunks' sizes, then their bytes), and the navigation's team list; the
+#: parallel-coordinates rows reuse the loaded runs.
+PAGE_QUERIES = 8
 
 
 def test_query_count_does_not_grow_with_the_runs(client, world, django_assert_num_queries):
@@ -228,3 +229,14 @@ def test_an_empty_selection_explains_what_to_do(client, world, htmx):
     html = response.content.decode()
     assert response.status_code == 200
     assert 'data-testid="compare-hint"' in html and 'data-testid="compare-error"' not in html
+
+
+def test_the_page_carries_every_charts_first_data(client, world):
+    login(client, world, "viewer")
+    runs = world["runs"]
+    html = client.get(page_url(world["team"], ids=ids(runs))).content.decode()
+    script = html.split('id="compare-runs-data" type="application/json">')[1]
+    config = json.loads(script.split("</script>")[0])
+    loss = config["initial"]["loss"]
+    assert loss["x"] == "step" and [item["id"] for item in loss["runs"]] == [run.pk for run in runs]
+    assert all(item["x"] == list(range(1, 21)) and item["total"] == 20 for item in loss["runs"])

@@ -12,7 +12,7 @@ from django.db import connections
 from apps.experiments.models import RunStatus
 from apps.experiments.services import run_claim
 from metaweb.routing import websocket_urlpatterns
-from tests.factories import MetricFactory, RunFactory
+from tests.factories import RunFactory, metric_points_add
 from workers.reporting import RunReporter
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
@@ -31,8 +31,7 @@ async def _close_thread_connections():
 def run(team_roles):
     team, _users = team_roles
     run = RunFactory(experiment__team=team, status=RunStatus.RUNNING, step=2, attempt=1, attempt_token="t")
-    MetricFactory(run=run, name="loss", step=1, value=0.5)
-    MetricFactory(run=run, name="loss", step=2, value=0.25)
+    metric_points_add(run, [("loss", 1, 0.5), ("loss", 2, 0.25)])
     return run
 
 
@@ -154,7 +153,7 @@ async def test_resync_resends_the_state_with_points_stored_since_connect(run, te
     assert connected
     first = await communicator.receive_json_from(timeout=5)
     assert first["metrics"] == {"loss": [[1, 0.5], [2, 0.25]]}
-    await database_sync_to_async(MetricFactory)(run=run, name="loss", step=3, value=0.125)
+    await database_sync_to_async(metric_points_add)(run, [("loss", 3, 0.125)])
 
     await communicator.send_json_to({"type": "something.else"})  # ignored
     await communicator.send_json_to({"type": "run.resync"})

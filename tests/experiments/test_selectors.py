@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 
+import numpy as np
 import pytest
 from asgiref.sync import async_to_sync
 from django.http import Http404
@@ -13,8 +14,14 @@ from django.utils import timezone
 
 from apps.experiments import selectors
 from apps.experiments.listing.selectors import run_page_for_team
-from apps.experiments.models import Metric, Run, RunStatus
-from tests.factories import ExperimentFactory, MetricFactory, RunFactory, TaskSetVersionFactory, UserFactory
+from apps.experiments.models import Run, RunStatus
+from tests.factories import (
+    ExperimentFactory,
+    RunFactory,
+    TaskSetVersionFactory,
+    UserFactory,
+    metric_points_add,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -159,16 +166,28 @@ def test_run_get_visible_hides_other_teams(runs):
 # -- metrics and state ----------------------------------------------------------------------
 
 
-def test_run_metrics_grouped_and_ordered_in_one_query(django_assert_num_queries):
+def test_run_metrics_grouped_and_ordered_in_three_queries(django_assert_num_queries):
     run = RunFactory()
-    for step, value in [(3, 0.5), (1, 0.9), (2, 0.7)]:
-        MetricFactory(run=run, name="loss", step=step, value=value)
-    MetricFactory(run=run, name="val_loss", step=2, value=0.8)
-    MetricFactory(name="loss", step=1, value=99.0)  # another run's
-    with django_assert_num_queries(1):
+    metric_points_add(run, [("loss", 3, 0.5), ("loss", 1, 0.9), ("loss", 2, 0.7), ("val_loss", 2, 0.8)])
+    metric_points_add(RunFactory(), [("loss", 1, 99.0)])  # another run's
+    with django_assert_num_queries(3):  # the names, the chunks' sizes, their bytes
         metrics = selectors.run_metrics(run)
     assert metrics == {"loss": [[1, 0.9], [2, 0.7], [3, 0.5]], "val_loss": [[2, 0.8]]}
     assert selectors.run_metrics(RunFactory()) == {}
+
+
+def test_a_run_page_of_100k_points_sends_at_most_2000_a_metric_with_its_spike():
+    run = RunFactory()
+    steps = np.arange(1, 100_001)
+    values = 2.0 / np.sqrt(steps)
+    values[61_234] *= 100.0
+    metric_points_add(run, [("loss", int(s), float(v)) for s, v in zip(steps, values, strict=True)])
+    metric_points_add(run, [("val_loss", 1000 * k, 0.5) for k in range(1, 101)])
+    metrics = selectors.run_state(run)["metrics"]
+    loss = metrics["loss"]
+    assert 1000 <= len(loss) <= 2000 and len(metrics["val_loss"]) == 100
+    assert [61_235, values[61_234]] in loss  # the 100x spike is drawn
+    assert loss[0][0] == 1 and loss[-1][0] == 100_000
 
 
 def test_run_state_has_the_consumer_shape():
@@ -182,7 +201,7 @@ def test_run_state_has_the_consumer_shape():
         device="cpu",
         attempt=2,
     )
-    MetricFactory(run=run, name="loss", step=50, value=0.25)
+    metric_points_add(run, [("loss", 50, 0.25)])
     state = selectors.run_state(run)
     assert state["type"] == "run.state"
     assert state["metrics"] == {"loss": [[50, 0.25]]}
@@ -223,9 +242,8 @@ def test_run_state_prefers_the_workers_figures_and_reports_failures():
 @pytest.fixture
 def metric_run():
     run = RunFactory()
-    Metric.objects.bulk_create(
-        [Metric(run=run, name="loss", step=s, value=1.0 / s) for s in (1, 2, 3)]
-        + [Metric(run=run, name="val_accuracy", step=s, value=0.5) for s in (2, 4)]
+    metric_points_add(
+        run, [("loss", s, 1.0 / s) for s in (1, 2, 3)] + [("val_accuracy", s, 0.5) for s in (2, 4)]
     )
     return run
 
@@ -241,15 +259,24 @@ def test_run_metrics_csv(metric_run):
     assert "".join(selectors.run_metrics_csv(run=metric_run)) == EXPECTED_CSV
 
 
-def test_run_metrics_csv_streams_in_chunks(metric_run, monkeypatch):
-    monkeypatch.setattr(selectors, "CSV_CHUNK_ROWS", 2)
-    chunks = list(selectors.run_metrics_csv(run=metric_run))
-    assert len(chunks) == 1 + 3  # header, then chunks of 2, 2 and 1 rows
-    assert "".join(chunks) == EXPECTED_CSV
+def test_the_csv_of_100k_points_streams_in_one_keyset_pass(django_assert_num_queries):
+    run = RunFactory()
+    metric_points_add(run, [("loss", s, 1.0 / s) for s in range(1, 100_001)])
+    metric_points_add(run, [("val_loss", 1000 * k, 0.5) for k in range(1, 11)])
+    # The series (1), then keyset pages of 16 chunks of 4,096 points: loss 2, val_loss 1.
+    # (Each query reads the next chunks by the (series, first step) index: no re-read.)
+    with django_assert_num_queries(4):
+        text = "".join(selectors.run_metrics_csv(run=run))
+    lines = text.splitlines()
+    assert len(lines) == 1 + 100_000 + 10
+    assert (
+        lines[1] == "1,loss,1.0"
+        and lines[100_000] == "100000,loss,1e-05"
+        and lines[-1] == "10000,val_loss,0.5"
+    )
 
 
-def test_run_metrics_csv_async_matches(metric_run, monkeypatch):
-    monkeypatch.setattr(selectors, "CSV_CHUNK_ROWS", 2)
+def test_run_metrics_csv_async_matches(metric_run):
 
     async def collect():
         return [chunk async for chunk in selectors.run_metrics_csv_async(run=metric_run)]
@@ -259,7 +286,7 @@ def test_run_metrics_csv_async_matches(metric_run, monkeypatch):
 
 def test_run_metrics_csv_quotes_awkward_names():
     run = RunFactory()
-    MetricFactory(run=run, name='a,"b"', step=1, value=2.0)
+    metric_points_add(run, [('a,"b"', 1, 2.0)])
     assert "".join(selectors.run_metrics_csv(run=run)).splitlines()[1] == '1,"a,""b""",2.0'
 
 

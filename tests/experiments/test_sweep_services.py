@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
 from django.http import Http404
+from django.test.utils import CaptureQueriesContext
 
 from apps.experiments import services
 from apps.experiments.models import Run, RunEvent, RunStatus, Sweep, SweepStatus
@@ -216,8 +218,13 @@ def test_asha_costs_non_sweep_runs_nothing(alpha, sent, django_assert_num_querie
         total_steps=20,
     )
     claim = services.run_claim(run_id=run.pk, worker="w", device="cpu")
-    with django_assert_num_queries(1):
+    with CaptureQueriesContext(connection) as stored:
         services.run_metrics_record(run_id=run.pk, token=claim.token, points=[("val_loss", 10, 1.0)])
+    # Only the metric store's own statements: nothing reads the run or its sweep.
+    assert stored.captured_queries and not any(
+        "experiments_sweep" in q["sql"] or "experiments_run" in q["sql"].replace("experiments_runevent", "")
+        for q in stored.captured_queries
+    )
     with django_assert_num_queries(1):
         assert services.run_stop_reason(run_id=run.pk, token=claim.token) is None
 

@@ -7,9 +7,15 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from apps.experiments.models import Metric, Run, RunStatus, Sweep, SweepStatus
+from apps.experiments.models import Run, RunStatus, Sweep, SweepStatus
 from metaweb.celery import app as celery_app
-from tests.factories import SMALL_CONFIG, ExperimentFactory, RunFactory, TaskSetVersionFactory
+from tests.factories import (
+    SMALL_CONFIG,
+    ExperimentFactory,
+    RunFactory,
+    TaskSetVersionFactory,
+    metric_points_add,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -50,9 +56,7 @@ def make_sweep(team, users, experiment, version, runs: int = 3, status=SweepStat
             status=RunStatus.RUNNING if i == 0 else RunStatus.SUCCEEDED,
         )
         if i:  # the first has no eval yet
-            Metric.objects.bulk_create(
-                [Metric(run=run, name="val_loss", step=s, value=1.0 / (i * s)) for s in (10, 20)]
-            )
+            metric_points_add(run, [("val_loss", s, 1.0 / (i * s)) for s in (10, 20)])
     return sweep
 
 

@@ -11,9 +11,9 @@ import re
 import pytest
 from django.urls import reverse
 
-from apps.experiments.models import Metric, Run, RunEvent, RunStatus
+from apps.experiments.models import Run, RunEvent, RunStatus
 from metaweb.celery import app as celery_app
-from tests.factories import ExperimentFactory, RunFactory, TaskSetVersionFactory
+from tests.factories import ExperimentFactory, RunFactory, TaskSetVersionFactory, metric_points_add
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def world(team_roles, settings):
     version = TaskSetVersionFactory(taskset__team=team, taskset__name="Sines", params={})
     queued = RunFactory(experiment=experiment, taskset_version=version, status=RunStatus.QUEUED)
     finished = RunFactory(experiment=experiment, taskset_version=version, status=RunStatus.SUCCEEDED, step=20)
-    Metric.objects.create(run=finished, name="loss", step=10, value=0.5)
+    metric_points_add(finished, [("loss", 10, 0.5)])
     folder = settings.RUNS_DIR / str(finished.pk) / "checkpoints" / "step-000020"
     folder.mkdir(parents=True)
     (folder / "params.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
@@ -378,7 +378,7 @@ def test_run_page_shows_state_config_and_controls(client, world):
     Run.objects.filter(pk=run.pk).update(
         status=RunStatus.RUNNING, step=10, worker="gpu-1", device="cuda:0", attempt=1
     )
-    Metric.objects.bulk_create([Metric(run=run, name="loss", step=s, value=1 / s) for s in (1, 2)])
+    metric_points_add(run, [("loss", s, 1 / s) for s in (1, 2)])
     RunEvent.objects.create(run=run, kind="claimed", message="Attempt 1 on gpu-1.", attempt=1)
 
     login(client, world["users"]["member"])
@@ -482,7 +482,7 @@ def test_clone_of_another_teams_run_is_not_linked(client, world, sent):
 
 def test_metrics_csv_download(client, world):
     run = world["finished"]
-    Metric.objects.create(run=run, name="val_loss", step=10, value=0.75)
+    metric_points_add(run, [("val_loss", 10, 0.75)])
     login(client, world["users"]["viewer"])
     response = client.get(reverse("experiments:run-metrics-csv", args=[run.pk]))
     assert response.status_code == 200 and response.streaming
@@ -534,7 +534,7 @@ def test_admin_pages_are_read_only(client, world):
     login(client, boss)
     run = world["finished"]
     RunEvent.objects.create(run=run, kind="succeeded", message="Finished at step 20.")
-    for name in ("run", "experiment", "metric", "runevent"):
+    for name in ("run", "experiment", "metricseries", "runevent"):
         assert client.get(reverse(f"admin:experiments_{name}_changelist")).status_code == 200, name
     page = client.get(reverse("admin:experiments_run_change", args=[run.pk]))
     assert page.status_code == 200 and "Finished at step 20." in page.content.decode()

@@ -14,10 +14,10 @@ import torch
 from django.utils import timezone
 from safetensors.torch import load as load_tensors
 
-from apps.experiments.models import Metric, Run, RunStatus
+from apps.experiments.models import Run, RunStatus
 from apps.runfiles import checkpoints, store
 from benchmarks._stack import free_port
-from tests.factories import RunFactory
+from tests.factories import RunFactory, metric_points
 from tests.runfiles.conftest import use_store
 from workers.reporting import InlineExecutor, RunReporter
 from workers.tasks import execute_run, watchdog
@@ -53,7 +53,7 @@ def _stored_params(run_id: int) -> dict[str, torch.Tensor]:
 
 
 def _losses(run: Run) -> dict[int, float]:
-    return dict(Metric.objects.filter(run=run, name="loss").values_list("step", "value"))
+    return metric_points(run, "loss")
 
 
 def test_a_run_resumes_on_another_machine_bit_for_bit(s3_store, settings, tmp_path, sent):

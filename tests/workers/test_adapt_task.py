@@ -31,10 +31,11 @@ from apps.adaptations.models import AdaptedModel
 from apps.adaptations.selectors import adapted_model_arrays, adapted_review, meta_model_facts
 from apps.adaptations.services import adaptation_start
 from apps.adaptations.uploads import parse_images
-from apps.experiments.models import Metric, Run, RunStatus
+from apps.experiments.models import Run, RunStatus
 from apps.experiments.services import run_cancel, run_claim, run_requeue_stale
 from apps.registry import storage
 from tests.adaptations.test_services import register_trained
+from tests.factories import metric_count, metric_points, metric_points_add
 from workers.tasks import adapt_run, execute_adaptation
 
 torch.set_num_threads(1)
@@ -76,7 +77,7 @@ def launch(world, **kwargs):
 
 
 def steps_of(run: Run, name: str) -> list[int]:
-    return list(Metric.objects.filter(run=run, name=name).order_by("step").values_list("step", flat=True))
+    return sorted(metric_points(run, name))
 
 
 def test_single_task_adaptation_lowers_the_query_loss_and_stores_everything(world):
@@ -94,7 +95,7 @@ def test_single_task_adaptation_lowers_the_query_loss_and_stores_everything(worl
     # Every inner step was stored as a metric (step 0 is before adaptation), once.
     for name in ("support_loss", "query_loss"):
         assert steps_of(run, name) == list(range(11))
-    stored = Metric.objects.get(run=run, name="query_loss", step=10).value
+    stored = metric_points(run, "query_loss")[10]
     assert stored == pytest.approx(adapted.after, rel=1e-5)
     # Review data: a dense grid with the true function, before and after; the points.
     predictions = adapted.predictions
@@ -188,9 +189,9 @@ def test_each_inner_step_reaches_the_run_group_live(world):
 def test_delivered_twice_makes_one_adapted_model(world):
     run = launch(world)
     assert adapt_run.run(run.pk) == "succeeded"
-    metrics = Metric.objects.filter(run=run).count()
+    metrics = metric_count(run)
     assert adapt_run.run(run.pk) == "skipped"
-    assert AdaptedModel.objects.count() == 1 and Metric.objects.filter(run=run).count() == metrics
+    assert AdaptedModel.objects.count() == 1 and metric_count(run) == metrics
 
 
 def test_redelivery_after_a_dead_worker_adapts_again_without_duplicates(world):
@@ -199,13 +200,13 @@ def test_redelivery_after_a_dead_worker_adapts_again_without_duplicates(world):
     and makes one adapted model."""
     run = launch(world)
     claim = run_claim(run_id=run.pk, worker="dead-worker", device="cpu")
-    Metric.objects.create(run=run, name="query_loss", step=0, value=123.0)  # from the dead attempt
+    metric_points_add(run, [("query_loss", 0, 123.0)])  # from the dead attempt
     Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     assert adapt_run.run(run.pk) == "succeeded"
     run.refresh_from_db()
     assert run.attempt == 2 and run.attempt_token == "" and claim.token
     assert steps_of(run, "query_loss") == list(range(11))
-    assert Metric.objects.get(run=run, name="query_loss", step=0).value == 123.0  # first value stays
+    assert metric_points(run, "query_loss")[0] == 123.0  # first value stays
     assert AdaptedModel.objects.count() == 1
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from apps.experiments.models import Metric, Run, RunEvent, RunStatus
+from apps.experiments.models import Run, RunEvent, RunStatus
 from apps.experiments.services import sweep_create
-from tests.factories import SMALL_CONFIG, ExperimentFactory, TaskSetVersionFactory
+from tests.factories import SMALL_CONFIG, ExperimentFactory, TaskSetVersionFactory, metric_points_add
 from workers.tasks import train_run
 
 torch.set_num_threads(1)
@@ -50,7 +50,7 @@ def test_a_sweep_run_is_stopped_by_asha_at_a_rung(team_roles, others, stopped):
     rungs = (10, 30, 90, 270, 810, 2430)
     for run in (first, second):  # they reached every rung before it
         Run.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED)
-        Metric.objects.bulk_create([Metric(run=run, name="val_loss", step=s, value=others) for s in rungs])
+        metric_points_add(run, [("val_loss", s, others) for s in rungs])
 
     train_run.run(third.pk)
 

@@ -17,10 +17,10 @@ import pytest
 import torch
 from django.utils import timezone
 
-from apps.experiments.models import Metric, Run, RunStatus
+from apps.experiments.models import Run, RunStatus
 from apps.experiments.services import run_cancel, run_claim, run_requeue_stale
 from apps.teams.models import Role
-from tests.factories import SMALL_CONFIG, MembershipFactory, RunFactory
+from tests.factories import SMALL_CONFIG, MembershipFactory, RunFactory, metric_count, metric_points
 from workers import tasks
 from workers.tasks import INTERNAL_ERROR, execute_run, train_run, watchdog
 
@@ -46,7 +46,7 @@ def sent(monkeypatch):
 
 
 def _steps(run: Run, name: str = "loss") -> list[int]:
-    return list(Metric.objects.filter(run=run, name=name).order_by("step").values_list("step", flat=True))
+    return sorted(metric_points(run, name))
 
 
 def _kinds(run: Run) -> list[str]:
@@ -72,14 +72,10 @@ def test_train_run_succeeds_and_stores_every_step():
     assert _steps(run) == list(range(1, 21))
     assert _steps(run, "grad_norm") == [10, 20]  # diagnostics every 10th step
     assert _steps(run, "val_loss") == [10, 20]
-    assert not Metric.objects.filter(run=run, name="step_seconds").exists()
+    assert not metric_points(run, "step_seconds")
     assert run.summary["step"] == 20 and run.summary["attempts"] == 1
-    assert run.summary["metrics"]["loss"] == pytest.approx(
-        Metric.objects.get(run=run, name="loss", step=20).value
-    )
-    assert run.summary["val"]["val_loss"] == pytest.approx(
-        Metric.objects.get(run=run, name="val_loss", step=20).value
-    )
+    assert run.summary["metrics"]["loss"] == pytest.approx(metric_points(run, "loss")[20])
+    assert run.summary["val"]["val_loss"] == pytest.approx(metric_points(run, "val_loss")[20])
     assert _kinds(run) == ["claimed", "succeeded"]
     assert run.pk and (tasks.checkpoint_dir_for(run.pk) / "latest").exists()
 
@@ -90,14 +86,14 @@ def test_duplicate_delivery_of_a_live_run_returns_quietly():
     assert train_run.run(run.pk) == "skipped"
     run.refresh_from_db()
     assert run.attempt == 1 and run.attempt_token == claim.token and run.worker == "other-worker"
-    assert Metric.objects.filter(run=run).count() == 0
+    assert metric_count(run) == 0
 
 
 @pytest.mark.parametrize("status", [RunStatus.SUCCEEDED, RunStatus.CANCELLED])
 def test_finished_runs_are_not_run_again(status):
     run = RunFactory(status=status)
     assert train_run.run(run.pk) == "skipped"
-    assert Run.objects.get(pk=run.pk).status == status and not Metric.objects.filter(run=run).exists()
+    assert Run.objects.get(pk=run.pk).status == status and not metric_count(run)
 
 
 class WorkerDied(BaseException):
@@ -124,7 +120,7 @@ def test_resume_after_worker_death_replays_without_duplicates(settings, sent):
         execute_run(run_id=run.pk, worker="doomed", meta_train=dies_at_step_15)
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING and run.attempt == 1 and run.checkpoint_step == 10
-    before = dict(Metric.objects.filter(run=run, name="loss").values_list("step", "value"))
+    before = metric_points(run, "loss")
     assert set(before) >= set(range(1, 16))
 
     # The heartbeat goes stale; the watchdog requeues the run and sends it again.
@@ -151,7 +147,7 @@ def test_resume_after_worker_death_replays_without_duplicates(settings, sent):
     assert run.status == RunStatus.SUCCEEDED and run.attempt == 2 and run.worker.startswith("rescuer")
     assert sorted(replayed) == list(range(11, 21))  # resumed from the checkpoint at step 10
     assert _steps(run) == list(range(1, 21))  # every step once
-    assert Metric.objects.filter(run=run, name="loss").count() == 20
+    assert metric_count(run, "loss") == 20
     # Resuming is deterministic: the replayed steps recomputed the stored values.
     for step in range(11, 16):
         assert replayed[step] == pytest.approx(before[step], rel=1e-6)
@@ -202,7 +198,7 @@ def test_cancel_mid_run_stops_within_seconds(in_thread):
     run = _long_run()
     MembershipFactory(team=run.team, user=run.launched_by, role=Role.MEMBER)
     thread, outcome = in_thread(run.pk)
-    assert _wait_for(lambda: Metric.objects.filter(run=run, name="loss", step__gte=20).exists())
+    assert _wait_for(lambda: max(metric_points(run, "loss"), default=-1) >= 20)
     run.refresh_from_db()
     run_cancel(run=run, actor=run.launched_by)
     asked = time.monotonic()
@@ -220,7 +216,7 @@ def test_cancel_mid_run_stops_within_seconds(in_thread):
 def test_attempt_that_loses_ownership_stops_and_leaves_the_run_alone(sent, in_thread):
     run = _long_run()
     thread, outcome = in_thread(run.pk)
-    assert _wait_for(lambda: Metric.objects.filter(run=run, name="loss", step__gte=20).exists())
+    assert _wait_for(lambda: max(metric_points(run, "loss"), default=-1) >= 20)
     # The watchdog wrongly believes the worker dead (e.g. a long pause): it requeues the run.
     # It skips a row locked at that instant (SKIP LOCKED: the worker's heartbeat or checkpoint
     # UPDATE is in flight, every 0.2 s here) and takes it at its next pass: pass until it does.

@@ -67,12 +67,18 @@ def downsample_minmax(
     buckets = points // 2
     span = (hi - lo) or 1.0
     bucket = np.minimum(((x - lo) / span * buckets).astype(np.int64), buckets - 1)
-    # Sorted by bucket, then value: each bucket's first row is its minimum, its last
-    # its maximum (ties: the stable sort keeps the earliest x first).
-    order = np.lexsort((y, bucket))
-    starts = np.flatnonzero(np.r_[True, bucket[order][1:] != bucket[order][:-1]])
-    ends = np.r_[starts[1:], order.size] - 1
-    keep = np.unique(np.concatenate([order[starts], order[ends]]))
+    # x ascends, so each bucket is one run of rows: reduce each run to its lowest and
+    # its highest value, then keep the first row at the lowest and the last at the
+    # highest (ties: the earliest x for the minimum, the latest for the maximum).
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    owner = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, x.size]))
+    at_low = np.flatnonzero(y == np.minimum.reduceat(y, starts)[owner])
+    at_high = np.flatnonzero(y == np.maximum.reduceat(y, starts)[owner])
+    firsts = at_low[np.r_[True, owner[at_low][1:] != owner[at_low][:-1]]]
+    lasts = at_high[np.r_[owner[at_high][1:] != owner[at_high][:-1], True]]
+    keep = np.zeros(x.size, dtype=bool)
+    keep[firsts] = True
+    keep[lasts] = True
     return Series(x[keep], y[keep])
 
 

@@ -7,9 +7,10 @@ once the token is no longer the run's: the watchdog requeued the run, or a newer
 attempt took it over. A worker that gets ``False`` stops quietly; the new
 attempt resumes from the last checkpoint.
 
-Metrics are idempotent by construction: ``Metric`` is unique per
-``(run, name, step)`` and batches are inserted with ``ignore_conflicts``, so a
-step replayed after a resume never duplicates a point (the first value stays).
+Metrics are idempotent by construction: the metric store
+(``apps.experiments.metric_store``) skips a point whose step is not above the
+highest step stored for its (run, name), so a step replayed after a resume never
+duplicates a point (the first value stays).
 
 Every state change publishes ``run.status`` to ``run-<id>`` and ``team-<id>``
 after the transaction commits.
@@ -31,7 +32,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.experiments.events import publish_run_status_on_commit
-from apps.experiments.models import Metric, Run, RunEvent, RunKind, RunStatus, SweepStatus, SweepStrategy
+from apps.experiments.metric_store import points_append
+from apps.experiments.models import Run, RunEvent, RunKind, RunStatus, SweepStatus, SweepStrategy
 from apps.experiments.services.retention import run_checkpoints_retain_on_commit
 from apps.experiments.services.runs import sweep_next_on_commit
 from apps.experiments.services.scheduling import queue_dispatch_on_commit, run_dispatch_all
@@ -170,20 +172,17 @@ def run_heartbeat(
 
 
 def run_metrics_record(*, run_id: int, token: str, points: Iterable[tuple[str, int, float]]) -> int:
-    """Store a batch of ``(name, step, value)`` points with ONE INSERT.
+    """Store a batch of ``(name, step, value)`` points in one short transaction
+    (``metric_store.points_append``: a few statements, whatever the batch).
 
-    Points already stored (a step replayed after a resume) are skipped by the
-    unique constraint, never duplicated. ``token`` is not checked here, to keep
-    a batch to one query: a worker that lost ownership learns it from its next
-    heartbeat or ``should_stop`` poll, and its points for the same deterministic
-    steps are no worse than the new attempt's. Returns the number of points sent.
+    A point whose step is not above the highest stored step of its (run, name) (a
+    step replayed after a resume) is skipped, never duplicated. ``token`` is not
+    checked here, to keep a batch cheap: a worker that lost ownership learns it
+    from its next heartbeat or ``should_stop`` poll, and its points for the same
+    deterministic steps are no worse than the new attempt's. Returns the number of
+    points stored (new).
     """
-    rows = [
-        Metric(run_id=run_id, name=name, step=int(step), value=float(value)) for name, step, value in points
-    ]
-    if rows:
-        Metric.objects.bulk_create(rows, ignore_conflicts=True, batch_size=5000)
-    return len(rows)
+    return points_append(run_id=run_id, points=points)
 
 
 def run_stop_reason(*, run_id: int, token: str) -> str | None:

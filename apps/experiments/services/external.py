@@ -1,9 +1,10 @@
 """External runs: the user's own training loop logs a run through the API.
 
 Such a run has kind ``external``: no worker claims it and the watchdog leaves it
-alone. Points go through the workers' own :func:`run_metrics_record`, so they
-are unique per (run, name, step): a replayed step overwrites nothing and
-duplicates nothing. Each batch publishes ``run.progress`` with the points it
+alone. Points go through the workers' own :func:`run_metrics_record`, so the
+metric store's rule holds: per (run, name), steps only grow, and a point whose
+step is not above the highest stored step of its name is a replay, skipped: it
+overwrites nothing and duplicates nothing. Each batch publishes ``run.progress`` with the points it
 stored (never one it skipped), and every status change ``run.status``, after
 commit, exactly as a worker's run does, so pages follow it live.
 """
@@ -25,7 +26,8 @@ from apps.experiments.events import (
     publish_run_status_on_commit,
     run_group,
 )
-from apps.experiments.models import Experiment, Metric, Run, RunEvent, RunKind, RunStatus
+from apps.experiments.metric_store import series_last_steps
+from apps.experiments.models import Experiment, Run, RunEvent, RunKind, RunStatus
 from apps.experiments.services.execution import ERROR_MAX_CHARS, run_metrics_record
 from apps.experiments.services.runs import MAX_CONFIG_BYTES, code_version
 from apps.tasksets.models import TaskSetVersion
@@ -34,10 +36,10 @@ from apps.teams.services import ensure_role
 from apps.teams.types import AnyUser
 from workers.metalearn.config import ALGORITHMS
 
-#: Most points in one batch, and the longest metric name (``Metric.name``).
+#: Most points in one batch, and the longest metric name (``MetricSeries.name``).
 MAX_BATCH_POINTS = 5000
 METRIC_NAME_MAX = 50
-#: ``Metric.step`` is a PositiveIntegerField: 0 .. 2**31 - 1 on every database.
+#: The metric store keeps steps as int32: 0 .. 2**31 - 1.
 MAX_STEP = 2**31 - 1
 #: How an external run may end.
 END_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
@@ -130,13 +132,10 @@ def external_run_log(
     for name, step, value in batch:
         stored.setdefault((name, int(step)), float(value))  # the first value of a step in a batch wins
     if stored:
-        steps = [step for _, step in stored]
-        existing = set(
-            Metric.objects.filter(
-                run_id=locked.pk, name__in={n for n, _ in stored}, step__gte=min(steps), step__lte=max(steps)
-            ).values_list("name", "step")
-        )
-        stored = {key: value for key, value in stored.items() if key not in existing}
+        # Per name, steps only grow (the metric store's rule): a step not above the
+        # highest stored one is a replay. The run's row lock keeps this read true.
+        heads = series_last_steps(run_id=locked.pk, names={n for n, _ in stored})
+        stored = {(n, s): value for (n, s), value in stored.items() if s > heads.get(n, -1)}
         run_metrics_record(run_id=locked.pk, token="", points=[(n, s, v) for (n, s), v in stored.items()])
     locked.step = max([locked.step, *(s for _, s in stored)])
     locked.heartbeat_at = timezone.now()

@@ -21,7 +21,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import Http404
 
-from apps.experiments.models import Experiment, Metric, Run, RunStatus, Sweep, SweepStatus, SweepStrategy
+from apps.experiments.metric_store import points_read, values_at
+from apps.experiments.models import Experiment, Run, RunStatus, Sweep, SweepStatus, SweepStrategy
 from apps.experiments.selectors import taskset_family_facts
 from apps.experiments.services.runs import AnyUser, _validated_config, run_cancel, run_create
 from apps.experiments.sweeps.asha import asha_keeps, asha_rungs
@@ -289,15 +290,18 @@ def sweep_asha_check(*, run_id: int) -> bool:
     metric = row["sweep__metric"]
     config = row["config"] if isinstance(row["config"], dict) else {}
     rungs = asha_rungs(min_resource=int(config.get("eval_interval") or 0), max_resource=row["total_steps"])
-    reached = Metric.objects.filter(run_id=run_id, name=metric, step__in=rungs).order_by("-step")
-    point = reached.values_list("step", "value").first()
-    if point is None:
+    if not rungs:
         return False
-    step, value = point
-    others = Metric.objects.filter(run__sweep_id=row["sweep_id"], name=metric, step=step).exclude(
-        run_id=run_id
+    steps, values = points_read(run_ids=[run_id], name=metric, lo=min(rungs), hi=max(rungs)).get(
+        run_id, ((), ())
     )
-    if asha_keeps(value, list(others.values_list("value", flat=True)), maximize=row["sweep__maximize"]):
+    at_rungs = [(int(s), float(v)) for s, v in zip(steps, values, strict=True) if int(s) in rungs]
+    if not at_rungs:
+        return False
+    step, value = at_rungs[-1]
+    others = values_at(name=metric, step=step, sweep_id=row["sweep_id"])
+    others.pop(run_id, None)
+    if asha_keeps(value, list(others.values()), maximize=row["sweep__maximize"]):
         return False
     return _asha_stop(run_id, rung=rungs.index(step) + 1, step=step, name=metric, value=value)
 
