@@ -123,36 +123,40 @@ def run_claim(*, run_id: int, worker: str, device: str, token: str | None = None
             _fail_worker_lost(run)  # a redelivery found its last attempt dead
             return None
 
-        resumed = run.attempt > 0
-        run.attempt += 1
-        run.attempt_token = token or uuid.uuid4().hex
-        run.status = RunStatus.RUNNING
-        run.started_at = run.started_at or now
-        run.heartbeat_at = now
-        run.dispatched_at = run.dispatched_at or now  # a delivery the dispatcher did not send
-        run.worker = worker[:200]
-        run.device = device[:100]
-        run.save(
-            update_fields=[
-                "attempt",
-                "attempt_token",
-                "status",
-                "started_at",
-                "heartbeat_at",
-                "dispatched_at",
-                "worker",
-                "device",
-            ]
-        )
-        where = f"{run.worker} ({run.device})"
-        if resumed and run.checkpoint_step is not None:
-            resume = f"resuming from the checkpoint at step {run.checkpoint_step}"
-            message = f"Attempt {run.attempt} on {where}, {resume}."
-        else:
-            message = f"Attempt {run.attempt} on {where}."
-        _event(run, "claimed", message)
-        publish_run_status_on_commit(run)
-        return Claim(run_id=run.pk, token=run.attempt_token, attempt=run.attempt, resumed=resumed)
+        return _attempt_start(run, worker=worker, device=device, token=token or uuid.uuid4().hex, now=now)
+
+
+def _attempt_start(run: Run, *, worker: str, device: str, token: str, now: datetime) -> Claim:
+    """Make ``run`` (locked, claimable) running under a new attempt holding ``token``."""
+    resumed = run.attempt > 0
+    run.attempt += 1
+    run.attempt_token = token
+    run.status = RunStatus.RUNNING
+    run.started_at = run.started_at or now
+    run.heartbeat_at = now
+    run.dispatched_at = run.dispatched_at or now  # a delivery the dispatcher did not send
+    run.worker = worker[:200]
+    run.device = device[:100]
+    fields = [
+        "attempt",
+        "attempt_token",
+        "status",
+        "started_at",
+        "heartbeat_at",
+        "dispatched_at",
+        "worker",
+        "device",
+    ]
+    run.save(update_fields=fields)
+    where = f"{run.worker} ({run.device})"
+    if resumed and run.checkpoint_step is not None:
+        resume = f"resuming from the checkpoint at step {run.checkpoint_step}"
+        message = f"Attempt {run.attempt} on {where}, {resume}."
+    else:
+        message = f"Attempt {run.attempt} on {where}."
+    _event(run, "claimed", message)
+    publish_run_status_on_commit(run)
+    return Claim(run_id=run.pk, token=run.attempt_token, attempt=run.attempt, resumed=resumed)
 
 
 def run_heartbeat(

@@ -171,13 +171,9 @@ def sweep_create(
     queued on error.
     """
     ensure_role(user=actor, team=experiment.team_id, required=Role.MEMBER)
-    if taskset_version.taskset.team_id != experiment.team_id:
-        raise ValidationError({"taskset": "Choose one of this team's task sets."})
+    algorithm = _algorithm_of(experiment, taskset_version, base_config)
     name = (name or "").strip()
     _check_options(strategy=strategy, metric=metric, max_concurrent=max_concurrent, name=name)
-    algorithm = str(base_config.get("algorithm", ""))
-    if algorithm not in SPECS:
-        raise ValidationError({"algorithm": "Choose an algorithm."})
     parsed = _dimensions(
         dimensions,
         algorithm=algorithm,
@@ -209,6 +205,18 @@ def sweep_create(
     )
     _launch_next(sweep)
     return sweep
+
+
+def _algorithm_of(
+    experiment: Experiment, taskset_version: TaskSetVersion, base_config: dict[str, Any]
+) -> str:
+    """The sweep's algorithm, once its task set is the team's and the algorithm known."""
+    if taskset_version.taskset.team_id != experiment.team_id:
+        raise ValidationError({"taskset": "Choose one of this team's task sets."})
+    algorithm = str(base_config.get("algorithm", ""))
+    if algorithm not in SPECS:
+        raise ValidationError({"algorithm": "Choose an algorithm."})
+    return algorithm
 
 
 def _launch_next(sweep: Sweep) -> list[Run]:
