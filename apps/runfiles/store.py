@@ -36,6 +36,8 @@ __all__ = [
 CHUNK = 1024 * 1024
 #: The most keys one S3 DeleteObjects request takes.
 DELETE_BATCH = 1000
+#: Keys per page of an S3 listing (the protocol's most).
+LIST_PAGE = 1000
 #: Below this size an object goes up in one PUT of the backend's client (what its
 #: transfer manager would send too, without a manager per object); above it, through
 #: the storage's ``save`` (multipart uploads).
@@ -264,7 +266,8 @@ def list_sizes(prefix: str, *, storage: Storage | None = None) -> dict[str, int]
     sizes: dict[str, int] = {}
     with guarded(f"list {prefix}"):
         pages = storage.connection.meta.client.get_paginator("list_objects_v2")
-        for page in pages.paginate(Bucket=storage.bucket_name, Prefix=f"{name}/"):
+        config = {"PageSize": LIST_PAGE}
+        for page in pages.paginate(Bucket=storage.bucket_name, Prefix=f"{name}/", PaginationConfig=config):
             for item in page.get("Contents", []):
                 sizes[item["Key"][len(name) + 1 :]] = int(item["Size"])
     if not sizes:

@@ -10,15 +10,19 @@ import os
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from apps.experiments.models import RunStatus
 from apps.experiments.services.retention import run_checkpoints_retain
 from apps.runfiles import checkpoints, keys, store
-from apps.teams.quotas import team_storage_refresh
+from apps.teams.models import Team
+from apps.teams.quotas import quota_check_storage, team_storage_refresh
 from benchmarks._s3 import list_keys
+from benchmarks._stack import free_port
 from tests.factories import AdaptedModelFactory, MetaModelFactory, RunFactory, TaskSetVersionFactory
+from tests.runfiles.conftest import use_store
 from workers.metalearn.checkpoint_layout import FORMAT, META_FILE, OPTIMIZER_FILE, PARAMS_FILE, step_dir_name
 from workers.uploads import CheckpointUploader
 
@@ -63,7 +67,8 @@ def test_the_store_keeps_the_best_while_the_run_trains(s3_store, tmp_path):
     assert stored_steps(s3_store, 3) == [200, 400, 500, 600]
 
 
-def test_an_ended_run_keeps_its_latest_and_best_in_the_store(s3_store, tmp_path, settings):
+def test_an_ended_run_keeps_its_latest_and_best_in_the_store(s3_store, tmp_path, settings, monkeypatch):
+    monkeypatch.setattr(store, "DELETE_BATCH", 2)  # the deletes go in several requests
     run = RunFactory(status=RunStatus.SUCCEEDED)
     settings.DATA_DIR = tmp_path / "machine-a"
     scratch = checkpoints.local_root(run.pk)
@@ -100,7 +105,8 @@ def test_a_run_still_training_is_left_alone(s3_store, tmp_path):
     assert stored_steps(s3_store, run.pk) == [100, 200, 300, 400, 500]
 
 
-def test_prefix_bytes_sums_the_objects_below_a_folder_only(s3_store):
+def test_prefix_bytes_sums_the_objects_below_a_folder_only(s3_store, monkeypatch):
+    monkeypatch.setattr(store, "LIST_PAGE", 1)  # one object per page: the pages are all read
     store.put_bytes("runs/1/checkpoints/step-000001/params.safetensors", b"\0" * 1000)
     store.put_bytes("runs/1/checkpoints/latest", b"step-000001\n")
     store.put_bytes("runs/10/checkpoints/latest", b"x" * 50)  # a neighbour sharing the digits
@@ -130,3 +136,16 @@ def test_team_stored_bytes_are_the_sizes_of_its_stored_objects(s3_store, tmp_pat
     assert team_storage_refresh(team_id=team.pk) == run_bytes + 4000 + 500 + 100
     team.refresh_from_db()
     assert team.stored_bytes == run_bytes + 4600
+
+
+def test_an_unreachable_store_trims_nothing_and_the_last_measure_stands(settings, monkeypatch, caplog):
+    run = RunFactory(status=RunStatus.SUCCEEDED)
+    Team.objects.filter(pk=run.team.pk).update(stored_bytes=1234, stored_bytes_at=None)
+    use_store(settings, monkeypatch, f"s3://metaweb/x?endpoint=http://127.0.0.1:{free_port()}&timeout=1")
+    assert run_checkpoints_retain(run_id=run.pk) == 0
+    assert "checkpoints not trimmed: Cannot reach the object store" in caplog.text
+    settings.TEAM_MAX_STORED_BYTES = 2000
+    quota_check_storage(team_id=run.team.pk, adding=700, field="data_file")  # 1234 + 700 fits
+    with pytest.raises(ValidationError) as error:
+        quota_check_storage(team_id=run.team.pk, adding=800, field="data_file")
+    assert "Your team stores 1.2 KB" in error.value.message_dict["data_file"][0]

@@ -16,6 +16,7 @@ from django.db import transaction
 
 from apps.experiments.models import Run
 from apps.runfiles.retention import run_checkpoints_trim
+from apps.runfiles.store import StoreUnavailable
 from apps.teams.quotas import team_storage_refresh
 
 __all__ = ["run_checkpoints_retain", "run_checkpoints_retain_on_commit"]
@@ -29,10 +30,14 @@ def run_checkpoints_retain(*, run_id: int) -> int:
     run = Run.objects.filter(pk=run_id).only("status", "team_id").first()
     if run is None or not run.is_finished:
         return 0
-    freed = run_checkpoints_trim(run_id=run_id)
+    try:
+        freed = run_checkpoints_trim(run_id=run_id)
+        team_storage_refresh(team_id=run.team_id)  # what the run wrote, less what went
+    except StoreUnavailable as exc:  # the store keeps them; the quota keeps its last measure
+        logger.warning("run %s: checkpoints not trimmed: %s", run_id, exc)
+        return 0
     if freed:
         logger.info("run %s: kept its latest and best checkpoints, freed %d bytes", run_id, freed)
-    team_storage_refresh(team_id=run.team_id)  # what the run wrote, less what went
     return freed
 
 
