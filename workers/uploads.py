@@ -9,10 +9,12 @@ training loop never waits for the network.
 
 When checkpoints come faster than they upload, only the newest waiting one is
 stored: an older one is skipped, as is a folder the engine pruned meanwhile (a
-newer one follows). The uploader remembers which step folders it left in the store,
-so pruning them costs one request and no listing (the first upload of an attempt
-lists the store once, for what earlier attempts left). A failed upload (the store is
-unreachable) is raised on the training thread at the next checkpoint, and by :meth:`CheckpointUploader.wait`.
+newer one follows). The uploader remembers which step folders it left in the store
+and the ``val_loss`` of each one's record, so pruning them by the retention rule
+(the best and the newest stay) costs one request and no listing (the first upload
+of an attempt lists the store once, and reads the records earlier attempts left).
+A failed upload (the store is unreachable) is raised on the training thread at the
+next checkpoint, and by :meth:`CheckpointUploader.wait`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from apps.runfiles.checkpoints import upload
+from apps.runfiles.checkpoints import Stored, upload
 from workers.metalearn.checkpoint_layout import step_dir_name
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ class CheckpointUploader:
         self.run_id = run_id
         self.root = root
         self._store = store or self._upload
-        self._known: list[str] | None = None  # step folders in the store: listed once
+        self._known: Stored | None = None  # step folders in the store and their metric: listed once
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"run-{run_id}-upload")
         self._lock = threading.Lock()
         self._newest = -1

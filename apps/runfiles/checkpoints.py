@@ -2,7 +2,10 @@
 (:mod:`workers.metalearn.checkpoint_layout`) below ``runs/<id>/checkpoints``.
 
 Write, then point: a checkpoint's files are stored record last, then the ``latest``
-pointer names the folder, then folders beyond the newest ``KEEP`` are removed. A
+pointer names the folder, then the folders the retention rule lets go are removed
+(:func:`~workers.metalearn.checkpoint_layout.kept_names`: the latest, the best by
+the records' ``val_loss``, and the newest ``KEEP`` while the run trains; only the
+latest and the best once it has ended, :func:`retain_stored`). A
 folder counts only once its record and its weights are both stored, so a
 checkpoint cut off mid-upload is never used: the lookup (:func:`stored_latest`,
 the same rule as on disk, :func:`~workers.metalearn.checkpoint_layout.choose_latest`)
@@ -24,6 +27,7 @@ from apps.runfiles.store import (
     delete_keys,
     fetch,
     is_local,
+    list_sizes,
     listdir,
     local_path,
     put_bytes,
@@ -38,12 +42,21 @@ from workers.metalearn.checkpoint_layout import (
     STORE_ORDER,
     TMP_PREFIX,
     choose_latest,
+    kept_names,
     latest_checkpoint,
+    parse_record,
+    read_record,
+    record_metric,
     step_of,
 )
 from workers.metalearn.fileio import fsync_path, write_atomic
 
-__all__ = ["fetch_newest", "local_root", "stored_latest", "stored_weights_key", "upload"]
+__all__ = [
+    "Stored", "fetch_newest", "local_root", "retain_stored", "stored_latest", "stored_weights_key", "upload",
+]  # fmt: skip
+
+#: Step folders in the store, with the ``val_loss`` their records hold (None: none).
+Stored = dict[str, float | None]
 
 
 def local_root(run_id: int) -> Path:
@@ -76,35 +89,81 @@ def stored_weights_key(run_id: int) -> str | None:
     return None if name is None else keys.join(keys.run_checkpoints(run_id), name, PARAMS_FILE)
 
 
-def upload(run_id: int, folder: Path, *, keep: int = KEEP, stored: list[str] | None = None) -> list[str]:
+def upload(run_id: int, folder: Path, *, keep: int = KEEP, stored: Stored | None = None) -> Stored:
     """Store the checkpoint ``folder`` (a ``step-NNNNNN`` folder the engine wrote),
-    point ``latest`` at it, and drop stored checkpoints beyond the newest ``keep``.
-    ``stored`` names the step folders known to be in the store (what the previous
-    call returned), so that pruning lists nothing; None: list them. Returns the step
-    folders stored now. Raises FileNotFoundError when the folder is gone (pruned: a
-    newer one follows)."""
+    point ``latest`` at it, and drop the stored checkpoints the retention rule lets go
+    (the best and the newest ``keep`` stay). ``stored`` is what the previous call
+    returned (the step folders in the store and their records' metric), so that
+    pruning lists and reads nothing; None: list them, reading each record once.
+    Returns the same for the folders stored now. Raises FileNotFoundError when the
+    folder is gone (pruned: a newer one follows)."""
     prefix = keys.run_checkpoints(run_id)
     name = folder.name
     if is_local() and local_path(prefix).resolve() == folder.parent.resolve():
-        return [name]  # the engine wrote it into the store itself
+        return {name: None}  # the engine wrote it into the store itself, and prunes it
     for file_name in STORE_ORDER:
         source = folder / file_name
         if file_name != STORE_ORDER[0] or source.is_file():  # the optimiser's state is optional
             put_file(source, keys.join(prefix, name, file_name))
     put_bytes(keys.join(prefix, LATEST), f"{name}\n".encode())
-    return _prune(prefix, _stored_steps(prefix) if stored is None else stored, name, keep=keep)
+    known = _stored_metrics(prefix) if stored is None else dict(stored)
+    known[name] = _local_metric(folder)
+    return _prune(prefix, known, name, keep=keep)
 
 
-def _stored_steps(prefix: str) -> list[str]:
+def _local_metric(folder: Path) -> float | None:
+    try:
+        return record_metric(read_record(folder))
+    except (OSError, ValueError):
+        return None
+
+
+def _stored_metric(key: str) -> float | None:
+    data = read_bytes(key)
+    try:
+        return None if data is None else record_metric(parse_record(data))
+    except ValueError:
+        return None
+
+
+def _stored_metrics(prefix: str) -> Stored:
+    """The step folders under ``prefix`` and their records' metric (one read each)."""
     folders, _ = listdir(prefix)
-    return [name for name in folders if step_of(name) is not None]
+    steps = [name for name in folders if step_of(name) is not None]
+    return {name: _stored_metric(keys.join(prefix, name, META_FILE)) for name in steps}
 
 
-def _prune(prefix: str, stored: list[str], newest: str, *, keep: int) -> list[str]:
-    names = sorted(set(stored) | {newest}, key=lambda n: step_of(n) or 0)
-    old = [name for name in names[: max(0, len(names) - max(1, keep))] if name != newest]
+def _prune(prefix: str, stored: Stored, newest: str, *, keep: int) -> Stored:
+    kept = kept_names(stored, latest=newest, newest=max(1, keep))
+    old = [name for name in stored if name not in kept]
     delete_keys([keys.join(prefix, name, file_name) for name in old for file_name in STORE_ORDER])
-    return [name for name in names if name not in old]
+    return {name: value for name, value in stored.items() if name in kept}
+
+
+def retain_stored(run_id: int) -> int:
+    """For a run that has ended: delete from the store every step folder but its
+    latest and its best (:func:`~workers.metalearn.checkpoint_layout.kept_names`),
+    incomplete ones included; the ``latest`` pointer stays, so a resume finds the
+    latest. One listing, one read per complete record, one delete request per 1,000
+    objects. Returns the bytes freed; nothing with the local store (the run's folder
+    there is the stored one, trimmed by the caller)."""
+    if is_local():
+        return 0
+    prefix = keys.run_checkpoints(run_id)
+    sizes = list_sizes(prefix)
+    files: dict[str, dict[str, int]] = {}
+    for relative, size in sizes.items():
+        name, _, file_name = relative.partition("/")
+        if step_of(name) is not None and file_name:
+            files.setdefault(name, {})[file_name] = size
+    complete = {name for name, held in files.items() if META_FILE in held and PARAMS_FILE in held}
+    pointer = read_bytes(keys.join(prefix, LATEST))
+    latest = choose_latest(pointer.decode("utf-8", "replace") if pointer else None, complete)
+    metrics = {name: _stored_metric(keys.join(prefix, name, META_FILE)) for name in complete}
+    kept = kept_names(metrics, latest=latest)
+    drop = [name for name in files if name not in kept]
+    delete_keys([keys.join(prefix, name, file_name) for name in drop for file_name in files[name]])
+    return sum(sum(files[name].values()) for name in drop)
 
 
 def fetch_newest(run_id: int) -> int | None:

@@ -6,16 +6,21 @@ With the local store a key is also the file's path below ``METAWEB_DATA_DIR``:
 
 from __future__ import annotations
 
-__all__ = ["adapted_model", "join", "meta_model", "run_checkpoints"]
+__all__ = ["adapted_model", "join", "meta_model", "run", "run_checkpoints"]
 
 
 def join(*parts: str) -> str:
     return "/".join(part.strip("/") for part in parts if part)
 
 
+def run(run_id: int) -> str:
+    """Everything a run's workers store: its checkpoints (and scratch, locally)."""
+    return f"runs/{int(run_id)}"
+
+
 def run_checkpoints(run_id: int) -> str:
     """A run's checkpoints: ``latest`` and ``step-NNNNNN/`` folders (the engine's layout)."""
-    return f"runs/{int(run_id)}/checkpoints"
+    return join(run(run_id), "checkpoints")
 
 
 def meta_model(meta_model_id: int) -> str:

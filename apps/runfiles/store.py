@@ -28,12 +28,16 @@ from django.core.files.storage import FileSystemStorage, Storage, storages
 from metaweb.settings.storage import RUNFILES
 
 __all__ = [
-    "StoreUnavailable", "delete_keys", "delete_prefix", "exists", "fetch", "is_local", "listdir",
-    "local_path", "open_stream", "put_bytes", "put_file", "read_bytes", "store", "store_label",
-    "stored_or_none",
+    "StoreUnavailable", "delete_keys", "delete_prefix", "exists", "fetch", "is_local", "list_sizes",
+    "listdir", "local_path", "open_stream", "path_bytes", "prefix_bytes", "put_bytes", "put_file",
+    "read_bytes", "store", "store_label", "stored_or_none",
 ]  # fmt: skip
 
 CHUNK = 1024 * 1024
+#: The most keys one S3 DeleteObjects request takes.
+DELETE_BATCH = 1000
+#: Keys per page of an S3 listing (the protocol's most).
+LIST_PAGE = 1000
 #: Below this size an object goes up in one PUT of the backend's client (what its
 #: transfer manager would send too, without a manager per object); above it, through
 #: the storage's ``save`` (multipart uploads).
@@ -99,10 +103,10 @@ def guarded(action: str) -> Iterator[None]:
         raise StoreUnavailable(f"Cannot reach {store_label()} to {action} ({type(exc).__name__}).") from None
 
 
-def _s3_name(key: str) -> str:
+def _s3_name(key: str, storage: Storage | None = None) -> str:
     from storages.utils import clean_name
 
-    return store()._normalize_name(clean_name(key))  # noqa: SLF001 - the backend's own key rule
+    return (storage or store())._normalize_name(clean_name(key))  # noqa: SLF001 - the backend's own key rule
 
 
 def _s3_client() -> Any:
@@ -241,12 +245,63 @@ def delete_keys(names: list[str]) -> None:
         for key in names:
             local_path(key).unlink(missing_ok=True)
         return
-    if names:
-        objects = [{"Key": _s3_name(key)} for key in names]
-        with guarded(f"delete {names[0]}"):
+    for start in range(0, len(names), DELETE_BATCH):
+        objects = [{"Key": _s3_name(key)} for key in names[start : start + DELETE_BATCH]]
+        with guarded(f"delete {names[start]}"):
             _s3_client().delete_objects(
                 Bucket=store().bucket_name, Delete={"Objects": objects, "Quiet": True}
             )
+
+
+def list_sizes(prefix: str, *, storage: Storage | None = None) -> dict[str, int]:
+    """Every object below the folder ``prefix`` (at any depth), or the one object
+    ``prefix`` names, with its size in bytes, keyed by its path relative to ``prefix``
+    (``""``: ``prefix`` itself). Empty when there is none. ``storage``: another of
+    Django's storages (the task-set uploads'), else the run-file store. Locally a walk
+    of the folder (links not followed); on S3 a paginated ``list_objects_v2``."""
+    storage = storage or store()
+    if isinstance(storage, FileSystemStorage):
+        return _local_sizes(Path(storage.path(prefix)))
+    name = _s3_name(prefix, storage).rstrip("/")
+    sizes: dict[str, int] = {}
+    with guarded(f"list {prefix}"):
+        pages = storage.connection.meta.client.get_paginator("list_objects_v2")
+        config = {"PageSize": LIST_PAGE}
+        for page in pages.paginate(Bucket=storage.bucket_name, Prefix=f"{name}/", PaginationConfig=config):
+            for item in page.get("Contents", []):
+                sizes[item["Key"][len(name) + 1 :]] = int(item["Size"])
+    if not sizes:
+        try:
+            with guarded(f"look up {prefix}"):
+                sizes[""] = int(storage.size(prefix))
+        except FileNotFoundError:
+            pass
+    return sizes
+
+
+def _local_sizes(root: Path) -> dict[str, int]:
+    try:
+        if root.is_symlink() or root.is_file():
+            return {"": root.lstat().st_size}
+        sizes = {}
+        for folder, _, files in os.walk(root):
+            for file_name in files:
+                path = Path(folder) / file_name
+                sizes[path.relative_to(root).as_posix()] = path.lstat().st_size
+        return sizes
+    except OSError:
+        return {}
+
+
+def path_bytes(path: Path) -> int:
+    """Bytes of a file on this machine, or of every file under a folder (links not
+    followed); 0 when absent."""
+    return sum(_local_sizes(path).values())
+
+
+def prefix_bytes(prefix: str, *, storage: Storage | None = None) -> int:
+    """The bytes stored under ``prefix`` (:func:`list_sizes`)."""
+    return sum(list_sizes(prefix, storage=storage).values())
 
 
 def _copy_atomic(source: Path, target: Path) -> None:

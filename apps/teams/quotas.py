@@ -10,8 +10,10 @@ API answers as a 422 with the same words:
   would queue at once, and is refused whole);
 * :func:`quota_check_storage` before a run is queued or a file is stored.
 
-Stored bytes are measured from the team's files on disk (run folders, task-set
-uploads, registry copies, adapted weights; folders are named by ids only), kept on
+Stored bytes are the sizes of the team's stored objects (run folders, registry
+copies, adapted weights in the run-file store; task-set uploads in the default
+storage; keys from ids only), summed through the store layer
+(:func:`apps.runfiles.store.prefix_bytes`, local folder or object store), kept on
 the team with the time of the measure, measured again when older than
 ``TEAM_STORAGE_MAX_AGE_SECONDS`` at a check, when a run ends (after its checkpoints
 are trimmed), and on the team's page.
@@ -19,24 +21,29 @@ are trimmed), and on the team's page.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from pathlib import Path
 
-from django.conf import settings
+from django.conf import DEFAULT_STORAGE_ALIAS, settings
 from django.core.exceptions import ValidationError
+from django.core.files.storage import storages
 from django.db import transaction
 from django.utils import timezone
 
+from apps.runfiles import keys
+from apps.runfiles.store import StoreUnavailable, prefix_bytes
 from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
 from apps.teams.types import AnyUser
+from metaweb.settings.storage import RUNFILES
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "TeamQuota",
-    "path_bytes",
     "quota_check_runs",
     "quota_check_storage",
     "team_quota",
@@ -88,42 +95,31 @@ def _active_runs(team_id: int) -> int:
     )
 
 
-def path_bytes(path: Path) -> int:
-    """Bytes of a file, or of every file under a folder (links not followed); 0 if absent."""
-    try:
-        if path.is_symlink() or path.is_file():
-            return path.lstat().st_size
-        if not path.is_dir():
-            return 0
-        return sum(child.lstat().st_size for child in path.rglob("*") if not child.is_dir())
-    except OSError:
-        return 0
-
-
-def _team_paths(team_id: int) -> Iterator[Path]:
-    """Every file or folder the team's objects own; names come from ids only."""
+def _team_prefixes(team_id: int) -> Iterator[tuple[str, str]]:
+    """``(storage alias, key)`` of every folder or file the team's objects own in the
+    stores; keys come from ids only (:mod:`apps.runfiles.keys`)."""
     # noqa: PLC0415 below - these apps depend on teams
     from apps.adaptations.models import AdaptedModel  # noqa: PLC0415
     from apps.experiments.models import Run  # noqa: PLC0415
-    from apps.experiments.storage import run_dir  # noqa: PLC0415
-    from apps.registry import storage as registry  # noqa: PLC0415
     from apps.registry.models import MetaModel  # noqa: PLC0415
     from apps.tasksets.models import TaskSetVersion  # noqa: PLC0415
 
     for run_id in Run.objects.filter(team_id=team_id).values_list("pk", flat=True).iterator():
-        yield run_dir(run_id)
+        yield RUNFILES, keys.run(run_id)
     for model_id in MetaModel.objects.filter(team_id=team_id).values_list("pk", flat=True).iterator():
-        yield registry.meta_model_dir(model_id)
+        yield RUNFILES, keys.meta_model(model_id)
     for model_id in AdaptedModel.objects.filter(team_id=team_id).values_list("pk", flat=True).iterator():
-        yield registry.adapted_model_dir(model_id)
+        yield RUNFILES, keys.adapted_model(model_id)
     versions = TaskSetVersion.objects.filter(taskset__team_id=team_id).exclude(data_file="")
-    for version in versions.only("data_file").iterator():
-        yield Path(version.data_file.path)
+    for name in versions.values_list("data_file", flat=True).iterator():
+        yield DEFAULT_STORAGE_ALIAS, name
 
 
 def team_storage_refresh(*, team_id: int) -> int:
-    """Measure the team's stored bytes now and keep the figure on the team."""
-    used = sum(path_bytes(path) for path in _team_paths(team_id))
+    """Measure the team's stored bytes now, from the stores (the sizes of the stored
+    objects: a walk of the folders locally, a listing of an object store), and keep
+    the figure on the team. Raises StoreUnavailable when a store cannot be asked."""
+    used = sum(prefix_bytes(key, storage=storages[alias]) for alias, key in _team_prefixes(team_id))
     Team.objects.filter(pk=team_id).update(stored_bytes=used, stored_bytes_at=timezone.now())
     return used
 
@@ -136,7 +132,10 @@ def team_storage_refresh_on_commit(team_id: int) -> None:
 def _stored_bytes(team: Team, *, fresh: bool = False) -> int:
     max_age = timedelta(seconds=settings.TEAM_STORAGE_MAX_AGE_SECONDS)
     if fresh or team.stored_bytes_at is None or timezone.now() - team.stored_bytes_at > max_age:
-        return team_storage_refresh(team_id=team.pk)
+        try:
+            return team_storage_refresh(team_id=team.pk)
+        except StoreUnavailable as exc:  # the last measure stands until the store answers
+            logger.warning("team %s: stored bytes not measured: %s", team.pk, exc)
     return team.stored_bytes
 
 

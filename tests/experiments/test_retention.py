@@ -20,7 +20,8 @@ from apps.experiments.services import (
     run_succeed,
 )
 from apps.experiments.services.retention import run_checkpoints_retain
-from apps.experiments.storage import run_checkpoint_dir, run_dir, run_files_delete
+from apps.experiments.storage import run_checkpoint_dir, run_dir
+from apps.runfiles.retention import run_files_delete
 from apps.teams.models import Role
 from tests.factories import MembershipFactory, RunFactory
 from workers.metalearn import checkpoint_layout as layout

@@ -42,11 +42,12 @@ from workers.metalearn.checkpoint_layout import (
     OPTIMIZER_FILE,
     PARAMS_FILE,
     TMP_PREFIX,
-    best_checkpoint,
+    kept_names,
     latest_checkpoint,
     list_checkpoints,
     read_record,
     record_text,
+    recorded_metrics,
     step_dir_name,
 )
 from workers.metalearn.config import ConfigError, TrainConfig, config_to_dict, parse_config
@@ -259,13 +260,12 @@ def _write_files(
 
 def prune(root: str | Path, *, keep: int, protect: str | None = None) -> None:
     """Drop all but the last ``keep`` checkpoints, never ``protect`` nor the best one
-    (:func:`~workers.metalearn.checkpoint_layout.best_checkpoint`): the run's end keeps it."""
-    checkpoints = list_checkpoints(root)
-    best = best_checkpoint(root)
-    kept = {protect, best.name if best is not None else None}
-    for _, path in checkpoints[: max(0, len(checkpoints) - max(1, keep))]:
-        if path.name not in kept:
-            shutil.rmtree(path, ignore_errors=True)
+    (:func:`~workers.metalearn.checkpoint_layout.kept_names`, the rule the store follows too)."""
+    metrics = recorded_metrics(root)
+    kept = kept_names(metrics, latest=protect, newest=max(1, keep))
+    for name in metrics:
+        if name not in kept:
+            shutil.rmtree(Path(root) / name, ignore_errors=True)
     for leftover in Path(root).glob(f"{TMP_PREFIX}step-*"):  # from a crash mid-write
         shutil.rmtree(leftover, ignore_errors=True)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -148,23 +149,54 @@ def parse_record(data: bytes | str) -> dict[str, Any]:
     return record
 
 
-def _recorded_best_metric(folder: Path) -> float | None:
+def record_metric(record: dict[str, Any]) -> float | None:
+    """The finite ``BEST_METRIC`` a checkpoint's record holds, else None."""
     try:
-        value = float(read_record(folder).get("metrics", {}).get(BEST_METRIC))
-    except (OSError, ValueError, TypeError, AttributeError):
+        value = float(record.get("metrics", {}).get(BEST_METRIC))
+    except (ValueError, TypeError, AttributeError):
         return None
     return value if math.isfinite(value) else None
+
+
+def _recorded_best_metric(folder: Path) -> float | None:
+    try:
+        return record_metric(read_record(folder))
+    except (OSError, ValueError):
+        return None
+
+
+def best_name(metrics: Mapping[str, float | None]) -> str | None:
+    """Of ``step-NNNNNN`` names and their recorded ``BEST_METRIC`` (None: none), the
+    one with the lowest value (the later step on a tie); None when none has one."""
+    best: tuple[float, str] | None = None
+    for _, name in sorted((step_of(n) or 0, n) for n in metrics):
+        value = metrics[name]
+        if value is not None and (best is None or value <= best[0]):
+            best = (value, name)
+    return None if best is None else best[1]
+
+
+def kept_names(metrics: Mapping[str, float | None], *, latest: str | None, newest: int = 0) -> set[str]:
+    """The retention rule, wherever the folders live (the worker's disk, the store):
+    of the step folders ``metrics`` names (with their recorded ``BEST_METRIC``), keep
+    ``latest``, the best (:func:`best_name`) and, while the run trains, the ``newest``
+    highest-numbered ones (0 when it has ended). Every other one may go."""
+    ordered = sorted(metrics, key=lambda n: step_of(n) or 0)
+    kept = set(ordered[max(0, len(ordered) - newest) :]) if newest > 0 else set()
+    return kept | {name for name in (latest, best_name(metrics)) if name is not None}
+
+
+def recorded_metrics(root: str | Path) -> dict[str, float | None]:
+    """The complete checkpoints under ``root`` by name, with their recorded ``BEST_METRIC``."""
+    return {folder.name: _recorded_best_metric(folder) for _, folder in list_checkpoints(root)}
 
 
 def best_checkpoint(root: str | Path) -> Path | None:
     """The complete checkpoint whose record holds the lowest finite ``BEST_METRIC``
     (the later one on a tie); None when no record holds one."""
-    best: tuple[float, Path] | None = None
-    for _, folder in list_checkpoints(root):
-        value = _recorded_best_metric(folder)
-        if value is not None and (best is None or value <= best[0]):
-            best = (value, folder)
-    return None if best is None else best[1]
+    root = Path(root)
+    name = best_name(recorded_metrics(root))
+    return None if name is None else root / name
 
 
 def superseded(root: str | Path) -> list[Path]:
@@ -174,7 +206,8 @@ def superseded(root: str | Path) -> list[Path]:
     pointer and the two kept folders are never named, so a resume still finds the
     latest."""
     root = Path(root)
-    keep = {folder.name for folder in (latest_checkpoint(root), best_checkpoint(root)) if folder is not None}
+    latest = latest_checkpoint(root)
+    keep = kept_names(recorded_metrics(root), latest=None if latest is None else latest.name)
     try:
         children = sorted(root.iterdir()) if root.is_dir() else []
     except OSError:

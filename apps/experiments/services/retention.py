@@ -2,9 +2,9 @@
 latest checkpoint (a resume and the downloads read it) and its best one.
 
 Which folders go is the engine's layout rule
-(:func:`workers.metalearn.checkpoint_layout.superseded`); the deleting is
-:func:`apps.experiments.storage.run_files_delete`. Both run after the run's end
-commits, so a rolled-back end deletes nothing.
+(:func:`workers.metalearn.checkpoint_layout.kept_names`); the deleting, on this
+machine and in the run-file store, is :func:`apps.runfiles.retention.run_checkpoints_trim`.
+Both run after the run's end commits, so a rolled-back end deletes nothing.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from functools import partial
 from django.db import transaction
 
 from apps.experiments.models import Run
-from apps.experiments.storage import run_checkpoint_dir, run_files_delete
+from apps.runfiles.retention import run_checkpoints_trim
+from apps.runfiles.store import StoreUnavailable
 from apps.teams.quotas import team_storage_refresh
-from workers.metalearn.checkpoint_layout import superseded
 
 __all__ = ["run_checkpoints_retain", "run_checkpoints_retain_on_commit"]
 
@@ -30,11 +30,14 @@ def run_checkpoints_retain(*, run_id: int) -> int:
     run = Run.objects.filter(pk=run_id).only("status", "team_id").first()
     if run is None or not run.is_finished:
         return 0
-    drop = superseded(run_checkpoint_dir(run_id))
-    freed = run_files_delete(run_id=run_id, paths=drop) if drop else 0
-    if drop:
+    try:
+        freed = run_checkpoints_trim(run_id=run_id)
+        team_storage_refresh(team_id=run.team_id)  # what the run wrote, less what went
+    except StoreUnavailable as exc:  # the store keeps them; the quota keeps its last measure
+        logger.warning("run %s: checkpoints not trimmed: %s", run_id, exc)
+        return 0
+    if freed:
         logger.info("run %s: kept its latest and best checkpoints, freed %d bytes", run_id, freed)
-    team_storage_refresh(team_id=run.team_id)  # what the run wrote, less what went
     return freed
 
 
