@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from apps.experiments.models import Metric, RunStatus
-from tests.factories import SMALL_CONFIG, RunFactory
+from apps.experiments.models import RunStatus
+from tests.factories import SMALL_CONFIG, RunFactory, metric_points
 from workers.metalearn.checkpoint import load_checkpoint
 from workers.metalearn.checkpoint_layout import latest_checkpoint, list_checkpoints
 from workers.tasks import checkpoint_dir_for, train_run
@@ -27,7 +27,7 @@ def test_a_finished_run_keeps_its_latest_and_best_checkpoints():
     assert train_run.run(run.pk) == "succeeded"
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
-    val = dict(Metric.objects.filter(run=run, name="val_loss").values_list("step", "value"))
+    val = metric_points(run, "val_loss")
     assert sorted(val) == list(range(2, 21, 2))  # one evaluation per checkpoint
     lowest = min(val.values())
     best_step = max(step for step, value in val.items() if value == lowest)  # the later on a tie
