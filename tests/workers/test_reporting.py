@@ -22,11 +22,12 @@ from workers.reporting import Heartbeat, InlineExecutor, RunReporter
 @contextmanager
 def stored_in(batches: int, *, other: int = 0):
     """The block stores metrics in exactly ``batches`` metric-store transactions (each
-    ends with one UPDATE of its series' figures) and makes ``other`` other queries."""
+    one atomic block: a savepoint inside the test's transaction, on either database)
+    and makes ``other`` other queries."""
     with CaptureQueriesContext(connection) as captured:
         yield
     sqls = [query["sql"] for query in captured.captured_queries]
-    figures = [sql for sql in sqls if sql.startswith('UPDATE "experiments_metricseries" SET count')]
+    figures = [sql for sql in sqls if sql.startswith("SAVEPOINT ")]
     rest = [sql for sql in sqls if "experiments_metric" not in sql and "SAVEPOINT" not in sql]
     assert (len(figures), len(rest)) == (batches, other), sqls
 
