@@ -33,6 +33,20 @@ from workers.metalearn.episodes import Episode, batch_seed, to_episode
 from workers.metalearn.loop import evaluate_tasks
 from workers.metalearn.types import EpisodeSpec, Split, TaskBatch, TaskFamily, TaskPool
 
+#: Finn et al. 2017's sinusoid setting; shared by every sinusoid run.
+SINUSOID_BASE: dict[str, Any] = {
+    "family": {"name": "sinusoid"},
+    "shots": 10,
+    "query": 10,
+    "inner_steps": 1,
+    "inner_lr": 0.01,
+    "meta_batch": 25,
+    "meta_lr": 1e-3,
+    "hidden": (40, 40),
+    "device": "cpu",
+    "seed": 0,
+}
+
 
 class WithoutDescription:
     """``family`` with ``desc_dim = None`` and no ``desc`` in its batches (same tasks)."""

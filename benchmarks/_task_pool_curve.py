@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks._quality_baselines import test_episode
+from benchmarks._quality_baselines import SINUSOID_BASE, test_episode
 from workers.metalearn.api import meta_train, restore
 from workers.metalearn.config import FamilySpec, TrainConfig
 from workers.metalearn.families import make_family
@@ -43,18 +43,7 @@ TEST_QUERY = 100
 TEST_STEPS = 10
 TEST_LR = 0.01
 
-BASE: dict[str, Any] = {
-    "family": {"name": "sinusoid"},
-    "shots": 10,
-    "query": 10,
-    "inner_steps": 1,
-    "inner_lr": 0.01,
-    "meta_batch": 25,
-    "meta_lr": 1e-3,
-    "hidden": (40, 40),
-    "device": "cpu",
-    "seed": 0,
-}
+BASE = SINUSOID_BASE
 LEARNERS: dict[str, tuple[str, dict[str, Any]]] = {
     "maml": ("MAML", {"algorithm": "maml"}),
     "mnn_support": ("MNN, set encoder of the K shots", {"algorithm": "mnn", "mnn_condition": "support"}),

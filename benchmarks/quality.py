@@ -58,7 +58,13 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks._quality_baselines import WithoutDescription, pick_lr, pretrain, test_episode  # noqa: E402
+from benchmarks._quality_baselines import (  # noqa: E402
+    SINUSOID_BASE,
+    WithoutDescription,
+    pick_lr,
+    pretrain,
+    test_episode,
+)
 from benchmarks._task_pool_curve import DEFAULT_LEARNERS as DEFAULT_POOL_LEARNERS  # noqa: E402
 from benchmarks._task_pool_curve import main as pool_curve  # noqa: E402
 from workers.metalearn.algorithms import make_algorithm  # noqa: E402
@@ -87,20 +93,6 @@ GLYPH_SHOTS = (1, 5)
 MLP_THREADS = 1
 #: Tasks per vmap call when scoring glyphs (bounds memory: conv activations of every query image).
 GLYPH_EVAL_CHUNK = 20
-
-#: Finn et al. 2017's sinusoid setting; shared by every sinusoid run.
-SINUSOID_BASE: dict[str, Any] = {
-    "family": {"name": "sinusoid"},
-    "shots": 10,
-    "query": 10,
-    "inner_steps": 1,
-    "inner_lr": 0.01,
-    "meta_batch": 25,
-    "meta_lr": 1e-3,
-    "hidden": (40, 40),
-    "device": "cpu",
-    "seed": 0,
-}
 
 
 @dataclass(frozen=True)
