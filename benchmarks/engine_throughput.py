@@ -12,7 +12,9 @@ out of all of them).
   steps (what MLP runs used before the fused path; still the conv net's path).
 * fused: the engine's fused MLP inner loop (``algorithms/fused.py``), eager: what a
   run gets by default unless ``compile: auto`` compiles it.
-* fused+compile: the same, ``torch.compile``-d (inductor, C++ wrapper on the CPU).
+* fused+compile: the same, ``torch.compile``-d with the engine's options
+  (``algorithms/base.compile_options``: C++ wrapper, 256-bit lanes on x86), its
+  contractions written as broadcast sums that inductor fuses into one loop nest.
   Its compile is timed cold (an empty cache folder) and, in a fresh process, from
   the persistent cache that the cold compile filled (what every later run of the
   same shape pays).
@@ -65,6 +67,7 @@ from workers.metalearn.algorithms import make_algorithm  # noqa: E402
 from workers.metalearn.config import FamilySpec, TrainConfig  # noqa: E402
 from workers.metalearn.episodes import Episode, FamilyInfo, batch_seed, episode_spec, to_episode  # noqa: E402
 from workers.metalearn.families import make_family  # noqa: E402
+from workers.metalearn.loop import make_optimizer  # noqa: E402
 
 SHOTS, QUERY, INNER_LR, META_LR = 5, 10, 0.01, 1e-3
 RUN_ITERATIONS = 10_000
@@ -102,7 +105,7 @@ class Side:
 
     def __init__(self, init: dict[str, torch.Tensor], grads_fn: Callable, device: torch.device, bf16: bool):
         self.meta = {k: v.detach().clone().to(device).requires_grad_() for k, v in init.items()}
-        self.opt = torch.optim.Adam(self.meta.values(), lr=META_LR)
+        self.opt = make_optimizer(TrainConfig(meta_lr=META_LR), self.meta)  # the engine's Adam
         self.grads_fn = grads_fn
         self.bf16 = bf16
 
@@ -140,7 +143,7 @@ def algorithm(steps: int, device: torch.device, path: str, compiled: bool):
     if path == "generic":
         alg.use_generic()
     if compiled:
-        alg.compile(cpp_wrapper=device.type == "cpu")
+        alg.compile(cpu=device.type == "cpu")
     return alg
 
 

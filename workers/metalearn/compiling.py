@@ -6,13 +6,14 @@ from ``benchmarks/engine_throughput.py`` on a 2-core CPU (second-order MAML,
 1-40-40-1, meta-batch 25, 5 inner steps):
 
 * only the fused MLP path (:mod:`~workers.metalearn.algorithms.fused`) is compiled
-  under ``auto``: it is the one measured to gain (about 1.5-2x over its eager
-  speed); the conv net's generic path is compiled only when asked (``on``);
-* a first compile of a graph takes 45-70 s; later runs of the same graph load it
-  from the persistent cache in 3-4 s. A step gains about 1.5 ms, so ``auto``
-  compiles when at least :data:`AUTO_ITERATIONS_CACHED` iterations remain and
-  this graph has been compiled before (its marker is in the cache), or at least
-  :data:`AUTO_ITERATIONS_FIRST` otherwise.
+  under ``auto``: it is the one measured to gain (about 2x over its eager speed,
+  where inductor fuses its broadcast contractions into one loop nest each way);
+  the conv net's generic path is compiled only when asked (``on``);
+* a first compile of a graph takes 25-70 s (more under load); later runs of the
+  same graph load it from the persistent cache in about 2 s. A step gains about
+  2 ms, so ``auto`` compiles when at least :data:`AUTO_ITERATIONS_CACHED`
+  iterations remain and this graph has been compiled before (its marker is in the
+  cache), or at least :data:`AUTO_ITERATIONS_FIRST` otherwise.
 
 The cache is inductor's and AOT-autograd's own (FX graph and autograd caches, on
 by default in torch 2.13), kept in one folder: :func:`use_cache_dir` points

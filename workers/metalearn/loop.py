@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from workers.metalearn.algorithms import Algorithm, check_compatible, make_algorithm
+from workers.metalearn.algorithms.base import compile_options
 from workers.metalearn.algorithms.seed_mnn import SEED_MNN_EPS, SEED_MNN_LR
 from workers.metalearn.checkpoint import (
     Checkpoint,
@@ -105,7 +106,9 @@ def make_optimizer(config: TrainConfig, params: dict[str, Tensor]) -> torch.opti
     values = list(params.values())
     if config.algorithm == "seed-mnn":  # the baseline's optimiser, kept as designed
         return torch.optim.Adam(values, lr=SEED_MNN_LR, eps=SEED_MNN_EPS)
-    return torch.optim.Adam(values, lr=config.meta_lr)
+    # fused: one kernel for every parameter's update (the loop's Python overhead was
+    # a sixth of a sinusoid MAML iteration; ``benchmarks/engine_throughput.py``).
+    return torch.optim.Adam(values, lr=config.meta_lr, fused=True)
 
 
 def evaluate_tasks(
@@ -207,6 +210,7 @@ class _Run:
             "device": self.device.type,
             "algorithm": self.config.algorithm,
             "path": self.algorithm.path,
+            "options": compile_options(self.device.type == "cpu"),
             "params": {k: list(v.shape) for k, v in self.meta.items()},
             "episode": [self.config.meta_batch, self.spec.shots, self.spec.query, self.spec.ways],
             "input_shape": list(self.info.input_shape),
@@ -226,7 +230,7 @@ class _Run:
         decision = decide(self.config.compile, fused=fused, remaining=remaining, cached=is_cached(key))
         if decision.compile:
             started = time.perf_counter()
-            self.algorithm.compile(cpp_wrapper=self.device.type == "cpu")
+            self.algorithm.compile(cpu=self.device.type == "cpu")
             try:
                 self._meta_grads(self.step + 1)
             except Exception as exc:  # noqa: BLE001 - auto falls back to eager, and says why

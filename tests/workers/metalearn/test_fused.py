@@ -70,10 +70,12 @@ def generic_adapted(alg, meta, ep: Episode, first_order: bool):
     return vmap(one)(ep)
 
 
+@pytest.mark.parametrize("broadcast", [False, True], ids=["bmm", "broadcast"])
 @pytest.mark.parametrize("info", [SINE, TABLE], ids=["regression", "classification"])
 @pytest.mark.parametrize("algorithm", FUSED)
-def test_fused_meta_gradient_and_losses_match_generic(algorithm, info):
+def test_fused_meta_gradient_and_losses_match_generic(algorithm, info, broadcast):
     fused, generic, meta = pair(algorithm, info, inner_steps=3, inner_lr=0.05)
+    fused.fused.broadcast = broadcast  # the compiled form's contractions, run eagerly here
     assert (fused.path, generic.path) == ("fused", "generic")
     ep = batch(info)
     ours, ours_metrics = fused.meta_grads(meta, ep)
@@ -88,10 +90,12 @@ def test_fused_meta_gradient_and_losses_match_generic(algorithm, info):
         torch.testing.assert_close(scores, ref_scores, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("broadcast", [False, True], ids=["bmm", "broadcast"])
 @pytest.mark.parametrize("info", [SINE, TABLE], ids=["regression", "classification"])
 @pytest.mark.parametrize("algorithm", ["maml", "metasgd", "anil"])
-def test_fused_adapted_weights_match_generic(algorithm, info):
+def test_fused_adapted_weights_match_generic(algorithm, info, broadcast):
     fused, generic, meta = pair(algorithm, info, inner_steps=4, inner_lr=0.05)
+    fused.fused.broadcast = broadcast
     ep = batch(info)
     ours, _ = fused.fused_adapt(meta, ep, first_order=False)
     ref = generic_adapted(generic, meta, ep, first_order=False)
@@ -111,6 +115,18 @@ def test_fused_classification_matches_per_task_reference():
     ours, _ = alg.meta_grads(meta, ep)
     ref = reference_maml(alg.net, meta, ep, 3, 0.01, TABLE)
     assert rel_err(ours, ref) < 1e-5
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "reptile"])
+def test_compile_switches_to_the_broadcast_form_and_back(algorithm):
+    """Compiling (traced lazily, so nothing is compiled here) selects the broadcast
+    contractions; falling back to eager selects ``bmm`` again."""
+    fused, _, _ = pair(algorithm, SINE)
+    assert not fused.fused.broadcast
+    fused.compile(cpu=True)
+    assert fused.fused.broadcast
+    fused.uncompile()
+    assert not fused.fused.broadcast
 
 
 def test_fused_second_order_terms_are_there():

@@ -48,7 +48,9 @@ def layer_prefixes(names: Sequence[str]) -> list[str]:
     return prefixes
 
 
-def _linear(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
+def _linear(h: Tensor, w: Tensor, b: Tensor, broadcast: bool = False) -> Tensor:
+    if broadcast:  # sum_i h[..., n, i] w[..., o, i], reduced over an outer axis (no horizontal sums)
+        return (h.unsqueeze(-1) * w.mT.unsqueeze(-3)).sum(-2) + b.unsqueeze(-2)
     if w.dim() == 2:  # shared by every task (before the first inner step)
         return F.linear(h, w, b)
     if w.shape[-1] == 1:  # one input (sinusoid's first layer): an outer product, cheaper broadcast
@@ -56,13 +58,22 @@ def _linear(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
     return torch.baddbmm(b.unsqueeze(-2), h, w.mT)
 
 
-def _back(d: Tensor, w: Tensor) -> Tensor:
+def _back(d: Tensor, w: Tensor, broadcast: bool = False) -> Tensor:
     """``d @ w``: the gradient with respect to a layer's input."""
+    if broadcast:
+        return (d.unsqueeze(-1) * w.unsqueeze(-3)).sum(-2)
     if w.dim() == 2:
         return torch.matmul(d, w)
     if w.shape[-2] == 1:  # one output (regression heads): an outer product, cheaper broadcast
         return d * w
     return torch.bmm(d, w)
+
+
+def _outer(d: Tensor, a: Tensor, broadcast: bool = False) -> Tensor:
+    """``d^T a`` per task: a layer's weight gradient ``[B, out, in]``."""
+    if broadcast:
+        return (d.unsqueeze(-1) * a.unsqueeze(-2)).sum(-3)
+    return torch.bmm(d.mT, a)
 
 
 class FusedMLP:
@@ -78,6 +89,12 @@ class FusedMLP:
             raise ValueError("a fused MLP needs at least one layer")
         self.layers = [(f"{p}.weight", f"{p}.bias") for p in prefixes]
         self.classification = classification
+        #: Write the contractions as broadcast products and sums rather than ``bmm``:
+        #: slower eagerly (each materialises a ``[B, N, out, in]`` product), but under
+        #: ``torch.compile`` inductor fuses the whole inner loop into one vectorised C++
+        #: loop nest instead of calling a BLAS ``bmm`` on 5x40 matrices dozens of times
+        #: (``benchmarks/engine_throughput.py``). ``Algorithm.compile`` turns it on.
+        self.broadcast = False
 
     def _forward(self, fast: Params, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Outputs ``[B, N, out]`` and each layer's input (for the gradient)."""
@@ -86,7 +103,7 @@ class FusedMLP:
         last = len(self.layers) - 1
         for i, (w, b) in enumerate(self.layers):
             inputs.append(h)
-            h = _linear(h, fast[w], fast[b])
+            h = _linear(h, fast[w], fast[b], self.broadcast)
             if i < last:
                 h = torch.relu(h)
         return h, inputs
@@ -112,10 +129,10 @@ class FusedMLP:
         for i in range(len(self.layers) - 1, -1, -1):
             w, b = self.layers[i]
             a = inputs[i]
-            grads[w] = torch.bmm(d.mT, a)
+            grads[w] = _outer(d, a, self.broadcast)
             grads[b] = d.sum(dim=-2)
             if i:
-                d = _relu_backward(_back(d, fast[w]), a, 0.0)
+                d = _relu_backward(_back(d, fast[w], self.broadcast), a, 0.0)
         return grads
 
     def support_grad_constant(self, fast: Params, x: Tensor, y: Tensor) -> Params:

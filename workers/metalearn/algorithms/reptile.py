@@ -55,9 +55,11 @@ class Reptile(MAML):
             grads = {k: meta[k] - fast[k].mean(dim=0) for k in meta}
         return grads, self._metrics(losses.mean(), scores)
 
-    def compile(self, *, cpp_wrapper: bool = False) -> None:
+    def compile(self, *, cpu: bool = False) -> None:
         self._eager_adapt = self._batched_adapt
-        self._batched_adapt = torch.compile(self._batched_adapt, options=compile_options(cpp_wrapper))
+        self._compiled_form(True)
+        self._batched_adapt = torch.compile(self._batched_adapt, options=compile_options(cpu))
 
     def uncompile(self) -> None:
+        self._compiled_form(False)
         self._batched_adapt = getattr(self, "_eager_adapt", self._batched_adapt)
