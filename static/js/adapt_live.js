@@ -87,7 +87,7 @@
       height: HEIGHT,
       series: [{ label: this.xLabel }].concat(present.map(function (name) { return lineSeries(name, true); })),
       // Whole steps only on the x axis.
-      axes: [{ label: this.xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, { size: 60 }],
+      axes: [{ label: this.xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, { size: window.MetaCharts.axisSize }],
     }, data, { minWidth: MIN_WIDTH, resize: true });
   };
 
@@ -101,7 +101,7 @@
     return window.MetaCharts.plot(el, {
       height: 320,
       series: series,
-      axes: [{ label: data.xlabel || "x" }, { label: data.ylabel || "y", size: 60 }],
+      axes: [{ label: data.xlabel || "x" }, { label: data.ylabel || "y", size: window.MetaCharts.axisSize }],
     }, columns, { minWidth: MIN_WIDTH });
   }
 

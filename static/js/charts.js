@@ -39,6 +39,20 @@
     sized.forEach(function (s) { s.plot.setSize({ width: width(s.el, s.min), height: s.height }); });
   });
 
+  // A y axis's width from its widest tick label (uPlot's axis.size as a function), so
+  // that large values ("1,000,000") are not cut off at the chart's left edge.
+  function axisSize(u, values, axisIdx, cycleNum) {
+    var axis = u.axes[axisIdx];
+    if (cycleNum > 1) return axis._size; // uPlot settles sizes in a few cycles
+    var longest = (values || []).reduce(function (a, v) { return String(v).length > a.length ? String(v) : a; }, "");
+    var size = axis.ticks.size + axis.gap;
+    if (longest) {
+      u.ctx.font = axis.font[0];
+      size += u.ctx.measureText(longest).width / window.devicePixelRatio;
+    }
+    return Math.max(Math.ceil(size), 40);
+  }
+
   // Markers without a connecting line; style: {stroke, fill, size}.
   function pointSeries(label, style) {
     return {
@@ -179,7 +193,7 @@
           { label: "step" },
           { label: name, stroke: COLOURS.blue, width: 1.5, spanGaps: true },
         ],
-        axes: [{ label: "step" }, { size: 60 }],
+        axes: [{ label: "step" }, { size: axisSize }],
         // With a zoom endpoint, a drag selects and zoom() loads the finer points.
         cursor: this.el.dataset.zoomUrl ? { drag: { x: true, y: false, setScale: false } } : {},
         hooks: { setSelect: [function (u) { self.zoom(u); }] },
@@ -231,6 +245,6 @@
 
   window.MetaCharts = {
     COLOURS: COLOURS, PALETTE: PALETTE, width: width, plot: plot, pointSeries: pointSeries, emptyNote: emptyNote,
-    histogram: histogram, SeriesChart: SeriesChart, mergePoints: mergePoints, ema: ema,
+    histogram: histogram, SeriesChart: SeriesChart, mergePoints: mergePoints, ema: ema, axisSize: axisSize,
   };
 })();

@@ -38,7 +38,7 @@
     keep(window.MetaCharts.plot(el, {
       height: HEIGHT,
       series: [{ label: "inner step" }].concat(seriesOptions(data.labels, { points: { show: true, size: 5 } })),
-      axes: [{ label: "inner step" }, { label: "mean query loss", size: 60 }],
+      axes: [{ label: "inner step" }, { label: "mean query loss", size: window.MetaCharts.axisSize }],
     }, [data.steps].concat(data.curves), { minWidth: MIN_WIDTH, resize: true }));
   }
 

@@ -97,7 +97,7 @@
         // Points show where they are sparse enough (uPlot's default), so a lone point is seen.
         return { label: run.label, stroke: colourOf(run.colour), width: 1.5, spanGaps: true };
       })),
-      axes: [{ label: settings.x === "time" ? "seconds since start (estimated)" : "step" }, { size: 64 }],
+      axes: [{ label: settings.x === "time" ? "seconds since start (estimated)" : "step" }, { size: window.MetaCharts.axisSize }],
       hooks: {
         setSelect: [function (u) { self.zoom(u); }],
         setCursor: [function (u) { self.showHover(u); }],
