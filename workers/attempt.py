@@ -38,7 +38,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from apps.experiments.models import Run, RunStatus
-from apps.experiments.services import run_claim, run_fail, run_interrupt, run_mark_cancelled, run_stop_reason
+from apps.experiments.services import (
+    run_claim,
+    run_fail,
+    run_finish_replay,
+    run_interrupt,
+    run_mark_cancelled,
+    run_stop_reason,
+)
 from apps.runfiles.store import StoreUnavailable
 from apps.tasksets.files import version_data_path
 from apps.tasksets.models import TaskSetVersion
@@ -251,7 +258,12 @@ def _mark(attempt: Attempt, status: RunStatus, write: Callable[[], bool]) -> str
     """Run the final ``write`` (retried on a lost connection); ``status`` as a word
     if it marked the run, or if a try whose commit landed before the connection died
     already had; otherwise ``lost``."""
-    if with_db_retry(write) or with_db_retry(_already_finished, attempt, status):
+    if with_db_retry(write):
+        return str(status)
+    if with_db_retry(_already_finished, attempt, status):
+        # That try's commit landed, but Django dropped its on-commit work (the
+        # commit raised): set it off now (the meta-model, the status, the dispatch).
+        with_db_retry(run_finish_replay, run_id=attempt.run_id)
         return str(status)
     return "lost"
 

@@ -211,6 +211,58 @@ def test_a_success_whose_commit_landed_is_not_lost_nor_written_twice(fast_retry)
     assert RunEvent.objects.filter(run=run, kind="succeeded").count() == 1
 
 
+def commit_lands_then_raises(monkeypatch):
+    """Arm this thread's connection: its next commit reaches the database, then raises
+    as if the connection died before the answer came back. Django's ``atomic`` then
+    rolls back (a no-op) and drops the transaction's on-commit callbacks, as it does
+    when a real reply is lost. Returns the function that arms it."""
+    real = connection._commit
+    armed: list[bool] = []
+
+    def commit():
+        real()
+        if armed:
+            armed.clear()
+            raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(connection, "_commit", commit)
+    return lambda: armed.append(True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_success_whose_reply_was_lost_still_registers_and_announces(fast_retry, monkeypatch):
+    """The finish's on-commit work (meta-model, status event) is lost with the reply;
+    the worker's retry finds the run finished by its attempt and sets it off again."""
+    run = RunFactory(total_steps=3)
+    registered: list[int] = []
+    published: list[dict] = []
+    monkeypatch.setattr("apps.experiments.services.execution._register_meta_model", registered.append)
+    record = lambda messages: published.extend(vars(event) for _, event in messages)  # noqa: E731
+    monkeypatch.setattr("apps.experiments.events.publish_many", record)
+    arm = commit_lands_then_raises(monkeypatch)
+
+    tries: list[bool] = []
+
+    def work(attempt, reporter):
+        def store():
+            tries.append(False)
+            if len(tries) == 1:
+                arm()  # the first try's commit lands and its reply is lost
+            tries[-1] = run_succeed(run_id=attempt.run_id, token=attempt.token, summary={"step": 3}, step=3)
+            return tries[-1]
+
+        return Finished(3, store=store)
+
+    assert attempt_of(run, prepare_work=work) == "succeeded"
+    assert tries == [False, False]  # the first raised after its commit; the retry was refused by the token
+    run.refresh_from_db()
+    assert (run.status, run.step) == (RunStatus.SUCCEEDED, 3)
+    assert RunEvent.objects.filter(run=run, kind="succeeded").count() == 1
+    assert registered == [run.pk]
+    statuses = [m.get("status") for m in published if m.get("run_id") == run.pk]
+    assert statuses.count("succeeded") == 2  # to run-<id> and team-<id>, once each
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_failure_whose_commit_landed_reads_failed(fast_retry, monkeypatch):
     run = RunFactory(total_steps=3)

@@ -44,6 +44,7 @@ __all__ = [
     "run_claim",
     "run_dispatch_queued",
     "run_fail",
+    "run_finish_replay",
     "run_heartbeat",
     "run_interrupt",
     "run_mark_cancelled",
@@ -117,7 +118,6 @@ def run_claim(*, run_id: int, worker: str, device: str, token: str | None = None
         if run.cancel_requested_at is not None:
             _finish(run, RunStatus.CANCELLED, now=now)
             _event(run, "cancelled", "Cancelled before a worker picked it up again.")
-            publish_run_status_on_commit(run)
             return None
         if run.status == RunStatus.RUNNING and _attempts_exhausted(run):
             _fail_worker_lost(run)  # a redelivery found its last attempt dead
@@ -242,9 +242,31 @@ def _finish(run: Run, status: RunStatus, *, now: datetime | None = None) -> None
             "error_step",
         ]
     )
+    _after_finish_on_commit(run)
+
+
+def _after_finish_on_commit(run: Run) -> None:
+    """What a finish sets off once it commits: the sweep's next run, the checkpoint
+    retention, the queue's dispatch (the run's slot is free), the meta-model of a
+    succeeded training run (registered before the status goes out: callbacks run in
+    order, so a page that sees "succeeded" finds it) and the status event. Each is
+    idempotent (:func:`run_finish_replay` may set them off again)."""
     sweep_next_on_commit(run)
     run_checkpoints_retain_on_commit(run)
-    queue_dispatch_on_commit(run.queue)  # its slot is free
+    queue_dispatch_on_commit(run.queue)
+    if run.kind == RunKind.TRAIN and run.status == RunStatus.SUCCEEDED:
+        transaction.on_commit(partial(_register_meta_model, run.pk), robust=True)
+    publish_run_status_on_commit(run)
+
+
+def run_finish_replay(*, run_id: int) -> None:
+    """Set off again what a finish sets off after its commit, for a finish whose
+    commit landed while its reply was lost: the worker's retry then finds the run
+    already finished by its attempt, and the first try's on-commit callbacks never
+    ran (Django drops them when the commit raises)."""
+    with transaction.atomic():
+        run = Run.objects.get(pk=run_id)
+        _after_finish_on_commit(run)
 
 
 def run_succeed(*, run_id: int, token: str, summary: dict[str, Any], step: int | None = None) -> bool:
@@ -258,11 +280,6 @@ def run_succeed(*, run_id: int, token: str, summary: dict[str, Any], step: int |
             run.step = step
         _finish(run, RunStatus.SUCCEEDED)
         _event(run, "succeeded", f"Finished at step {run.step}.")
-        if run.kind == RunKind.TRAIN:
-            # Registered before the status goes out (callbacks run in order): a page
-            # that sees "succeeded" finds the run's meta-model.
-            transaction.on_commit(partial(_register_meta_model, run.pk), robust=True)
-        publish_run_status_on_commit(run)
         return True
 
 
@@ -287,7 +304,6 @@ def run_fail(*, run_id: int, token: str, error: str, step: int | None = None) ->
         _finish(run, RunStatus.FAILED)
         where = f" at step {step}" if step is not None else ""
         _event(run, "failed", f"Failed{where}: {run.error}")
-        publish_run_status_on_commit(run)
         return True
 
 
@@ -301,7 +317,6 @@ def run_mark_cancelled(*, run_id: int, token: str, step: int | None = None) -> b
             run.step = step
         _finish(run, RunStatus.CANCELLED)
         _event(run, "cancelled", f"Cancelled at step {run.step}.")
-        publish_run_status_on_commit(run)
         return True
 
 
@@ -322,7 +337,6 @@ def _fail_worker_lost(run: Run) -> None:
     run.error_step = run.step
     _finish(run, RunStatus.FAILED)
     _event(run, "failed", f"Failed at step {run.step}: {run.error} It is not requeued again.")
-    publish_run_status_on_commit(run)
     logger.warning("run %s: %s", run.pk, run.error)
 
 
@@ -372,7 +386,6 @@ def run_requeue_stale(*, older_than: datetime | None = None) -> list[int]:
             if run.cancel_requested_at is not None:
                 _finish(run, RunStatus.CANCELLED)
                 _event(run, "cancelled", f"Cancelled; its worker went silent (last heartbeat {last}).")
-                publish_run_status_on_commit(run)
                 continue
             if _attempts_exhausted(run):
                 _fail_worker_lost(run)
