@@ -5,7 +5,7 @@
 * a Celery worker in a daemon thread (solo pool, one task at a time, queues
   ``gpu`` and ``cpu``) on the ``memory://`` broker, which the views' ``send_task``
   reaches because it is the same process;
-* a watchdog thread calling ``run_requeue_stale`` every ``WATCHDOG_INTERVAL_SECONDS``
+* a watchdog thread calling beat's ``workers.tasks.watchdog`` every ``WATCHDOG_INTERVAL_SECONDS``
   (there is no beat process);
 * recovery of what the previous process left: queued runs are sent again (the
   in-memory broker forgot them) and runs left ``running`` are requeued at once to
@@ -100,12 +100,14 @@ def start_watchdog(*, interval: float | None = None) -> threading.Thread:
     stop = threading.Event()
 
     def watch() -> None:
+        from workers.tasks import watchdog  # beat's task, run here in a thread
+
         while not stop.wait(seconds):
             try:
                 close_old_connections()
-                run_requeue_stale()
+                watchdog()
             except Exception:  # noqa: BLE001 - keep watching
-                logger.exception("watchdog: requeue failed")
+                logger.exception("watchdog: a tick failed")
         connection.close()
 
     thread = threading.Thread(target=watch, name="runs-watchdog", daemon=True)

@@ -32,7 +32,7 @@ from celery import shared_task
 from django.db import close_old_connections
 
 from apps.experiments.models import Queue, Run, RunKind
-from apps.experiments.services import run_requeue_stale, run_succeed
+from apps.experiments.services import run_checkpoints_retain_pending, run_requeue_stale, run_succeed
 from apps.runfiles.checkpoints import fetch_newest, local_root
 from workers.adapting import Adapt, Evaluate, adaptation_job
 from workers.attempt import (
@@ -129,8 +129,12 @@ def task_map(meta_model_id: int) -> str:
 
 @shared_task(name="workers.tasks.watchdog", ignore_result=True)
 def watchdog() -> list[int]:
-    """Requeue running runs whose heartbeat stopped (beat runs this periodically)."""
-    return run_requeue_stale()
+    """Requeue running runs whose heartbeat stopped, and trim the checkpoints of ended
+    runs that the run-file store refused to trim (beat runs this periodically).
+    Returns the ids of the runs requeued."""
+    requeued = run_requeue_stale()
+    run_checkpoints_retain_pending()
+    return requeued
 
 
 def _requested_device(run: Run) -> str:

@@ -195,6 +195,9 @@ class Run(Noted):
     #: When the fair dispatcher last sent the run to Celery (None: it waits in the
     #: database for a slot of its queue; ``services/scheduling.py``).
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    #: When the ended run's checkpoints were trimmed to its latest and best (None: not
+    #: yet; the watchdog retries a trim the run-file store refused; ``services/retention.py``).
+    checkpoints_retained_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     error_step = models.PositiveIntegerField(null=True, blank=True)
     summary = models.JSONField(default=dict, blank=True)

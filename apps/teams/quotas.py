@@ -104,15 +104,18 @@ def _team_prefixes(team_id: int) -> Iterator[tuple[str, str]]:
     from apps.registry.models import MetaModel  # noqa: PLC0415
     from apps.tasksets.models import TaskSetVersion  # noqa: PLC0415
 
-    for run_id in Run.objects.filter(team_id=team_id).values_list("pk", flat=True).iterator():
-        yield RUNFILES, keys.run(run_id)
-    for model_id in MetaModel.objects.filter(team_id=team_id).values_list("pk", flat=True).iterator():
-        yield RUNFILES, keys.meta_model(model_id)
-    for model_id in AdaptedModel.objects.filter(team_id=team_id).values_list("pk", flat=True).iterator():
-        yield RUNFILES, keys.adapted_model(model_id)
+    # Lists, not ``.iterator()``: the caller asks the store between items and may stop
+    # at a refusal, and an abandoned server-side cursor's CLOSE fails inside a
+    # transaction (aborting it). A team's ids are a few hundred KB at most.
+    runs = list(Run.objects.filter(team_id=team_id).values_list("pk", flat=True))
+    metas = list(MetaModel.objects.filter(team_id=team_id).values_list("pk", flat=True))
+    adapted = list(AdaptedModel.objects.filter(team_id=team_id).values_list("pk", flat=True))
     versions = TaskSetVersion.objects.filter(taskset__team_id=team_id).exclude(data_file="")
-    for name in versions.values_list("data_file", flat=True).iterator():
-        yield DEFAULT_STORAGE_ALIAS, name
+    files = list(versions.values_list("data_file", flat=True))
+    yield from ((RUNFILES, keys.run(run_id)) for run_id in runs)
+    yield from ((RUNFILES, keys.meta_model(model_id)) for model_id in metas)
+    yield from ((RUNFILES, keys.adapted_model(model_id)) for model_id in adapted)
+    yield from ((DEFAULT_STORAGE_ALIAS, name) for name in files)
 
 
 def team_storage_refresh(*, team_id: int) -> int:

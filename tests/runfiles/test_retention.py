@@ -13,9 +13,14 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
 from apps.experiments.models import RunStatus
-from apps.experiments.services.retention import run_checkpoints_retain
+from apps.experiments.services.retention import (
+    RETRY_AFTER,
+    run_checkpoints_retain,
+    run_checkpoints_retain_pending,
+)
 from apps.runfiles import checkpoints, keys, store
 from apps.teams.models import Team
 from apps.teams.quotas import quota_check_storage, team_storage_refresh
@@ -143,9 +148,40 @@ def test_an_unreachable_store_trims_nothing_and_the_last_measure_stands(settings
     Team.objects.filter(pk=run.team.pk).update(stored_bytes=1234, stored_bytes_at=None)
     use_store(settings, monkeypatch, f"s3://metaweb/x?endpoint=http://127.0.0.1:{free_port()}&timeout=1")
     assert run_checkpoints_retain(run_id=run.pk) == 0
-    assert "checkpoints not trimmed: Cannot reach the object store" in caplog.text
+    assert "checkpoints not trimmed (the watchdog retries): Cannot reach the object store" in caplog.text
+    run.refresh_from_db()
+    assert run.checkpoints_retained_at is None
     settings.TEAM_MAX_STORED_BYTES = 2000
     quota_check_storage(team_id=run.team.pk, adding=700, field="data_file")  # 1234 + 700 fits
     with pytest.raises(ValidationError) as error:
         quota_check_storage(team_id=run.team.pk, adding=800, field="data_file")
     assert "Your team stores 1.2 KB" in error.value.message_dict["data_file"][0]
+
+
+def test_the_watchdog_trims_what_the_store_refused_at_the_end(s3_store, tmp_path, settings, monkeypatch):
+    """A run that ended while the store was down keeps every checkpoint until a
+    watchdog tick finds the store back; runs trimmed already are not touched again."""
+    ended = timezone.now() - RETRY_AFTER * 2
+    run = RunFactory(status=RunStatus.SUCCEEDED, finished_at=ended)
+    done = RunFactory(status=RunStatus.SUCCEEDED, finished_at=ended, checkpoints_retained_at=ended)
+    recent = RunFactory(status=RunStatus.FAILED, finished_at=timezone.now())  # its own trim goes first
+    settings.DATA_DIR = tmp_path / "machine-a"
+    for step, loss in LOSSES.items():
+        for each in (run, done):
+            checkpoints.upload(each.pk, write_checkpoint(tmp_path / f"m{each.pk}", step, loss), keep=10)
+
+    use_store(settings, monkeypatch, f"s3://metaweb/x?endpoint=http://127.0.0.1:{free_port()}&timeout=1")
+    assert run_checkpoints_retain(run_id=run.pk) == 0  # the end's own trim: refused
+    assert run_checkpoints_retain_pending() == []  # a tick while the store is still down
+    run.refresh_from_db()
+    assert run.checkpoints_retained_at is None
+
+    use_store(settings, monkeypatch, s3_store.url(s3_store.prefix, timeout=2))
+    assert run_checkpoints_retain_pending() == [run.pk]
+    assert stored_steps(s3_store, run.pk) == [200, 500]
+    assert stored_steps(s3_store, done.pk) == [100, 200, 300, 400, 500]  # trimmed before: not again
+    run.refresh_from_db()
+    assert run.checkpoints_retained_at is not None
+    assert run_checkpoints_retain_pending() == []
+    recent.refresh_from_db()
+    assert recent.checkpoints_retained_at is None
