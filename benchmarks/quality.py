@@ -22,7 +22,7 @@ split's 600 fixed tasks (accuracy, 95% CI), against chance (20%).
     .venv/bin/python benchmarks/quality.py --quick              # about 5 minutes on 2 CPU cores
     .venv/bin/python benchmarks/quality.py --threads 1          # about 35 minutes; writes docs/quality.md
     .venv/bin/python benchmarks/quality.py --task-pool-curve    # test error by number of training tasks
-    .venv/bin/python benchmarks/quality.py --omniglot-level --threads 1   # about 1 hour
+    .venv/bin/python benchmarks/quality.py --omniglot-level --threads 1   # about 35 minutes
 
 **Glyphs at Omniglot level** (``--omniglot-level``, issue #12 section 4): ProtoNets and
 MAML, 5-way 1-shot, each trained once within 30 minutes of CPU time with the recipes of
@@ -467,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         args.suite = "omniglot"
     default_md = "docs/quality-omniglot.md" if args.suite == "omniglot" else "docs/quality.md"
     markdown_path = args.markdown if args.markdown is not None else ("" if args.quick else default_md)
-    log(f"quality, {budget.name} budget, {torch.get_num_threads()} torch thread(s); {budget.describe()}")
+    what = "Omniglot-level glyph rows" if args.suite == "omniglot" else f"{budget.describe()}"
+    log(f"quality, {budget.name} budget, {torch.get_num_threads()} torch thread(s); {what}")
     started = time.perf_counter()
 
     with tempfile.TemporaryDirectory(prefix="metaweb-quality-") as tmp:
