@@ -22,6 +22,12 @@ split's 600 fixed tasks (accuracy, 95% CI), against chance (20%).
     .venv/bin/python benchmarks/quality.py --quick              # about 5 minutes on 2 CPU cores
     .venv/bin/python benchmarks/quality.py --threads 1          # about 35 minutes; writes docs/quality.md
     .venv/bin/python benchmarks/quality.py --task-pool-curve    # test error by number of training tasks
+    .venv/bin/python benchmarks/quality.py --omniglot-level --threads 1   # about 35 minutes
+
+**Glyphs at Omniglot level** (``--omniglot-level``, issue #12 section 4): ProtoNets and
+MAML, 5-way 1-shot, each trained once within 30 minutes of CPU time with the recipes of
+``benchmarks/_quality_glyphs.py`` (``OMNIGLOT_LEVEL``), MAML's test-time steps picked on
+600 val tasks, then scored on the 600 fixed test tasks.
 
 ``--threads`` (default 2) sets torch's intra-op threads for the conv nets; the
 sinusoid MLP always runs on one (its layers are 40 wide). On a 2-core machine
@@ -31,7 +37,8 @@ nets too, since two threads then spin waiting for each other.
 Prints progress lines, the tables, the peak RSS (self and children; must stay
 under 4 GB), and last a line ``RESULT maml_k5_10step_mse=<x>
 pretrained_k5_10step_mse=<x> scratch_k5_10step_mse=<x> protonet_5w1s_acc=<x>
-peak_rss_mb=<x> ...``. The Markdown tables go to ``docs/quality.md`` (full run)
+peak_rss_mb=<x> ...``; ``protonet_5w1s_acc`` and ``maml_5w1s_acc`` are the Omniglot-level
+rows' when they ran. The Markdown tables go to ``docs/quality.md`` (full run)
 or to ``--markdown PATH``.
 """
 
@@ -42,12 +49,11 @@ import datetime as dt
 import math
 import os
 import platform
-import resource
 import shlex
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +71,19 @@ from benchmarks._quality_baselines import (  # noqa: E402
     pretrain,
     test_episode,
 )
+from benchmarks._quality_glyphs import (  # noqa: E402
+    GlyphRow,
+    OmniglotRow,
+    glyph_markdown,
+    omniglot_markdown,
+    run_glyphs,
+    run_omniglot_level,
+)
+from benchmarks._quality_report import TEST_TASKS, Progress, Score, log, peak_rss_mb  # noqa: E402
 from benchmarks._task_pool_curve import DEFAULT_LEARNERS as DEFAULT_POOL_LEARNERS  # noqa: E402
 from benchmarks._task_pool_curve import main as pool_curve  # noqa: E402
 from workers.metalearn.algorithms import make_algorithm  # noqa: E402
-from workers.metalearn.api import evaluate, meta_train, restore  # noqa: E402
+from workers.metalearn.api import meta_train, restore  # noqa: E402
 from workers.metalearn.config import FamilySpec, TrainConfig  # noqa: E402
 from workers.metalearn.episodes import Episode, FamilyInfo  # noqa: E402
 from workers.metalearn.families import make_family  # noqa: E402
@@ -76,7 +91,6 @@ from workers.metalearn.loop import evaluate_tasks  # noqa: E402
 from workers.metalearn.types import EpisodeSpec, TaskFamily  # noqa: E402
 
 RSS_LIMIT_MB = 4096.0
-TEST_TASKS = 600
 #: Sinusoid protocol: test support sizes, query points per test task, steps, step size.
 TEST_SHOTS = (5, 10)
 TEST_QUERY = 100
@@ -85,14 +99,12 @@ TEST_LR = 0.01
 #: Fine-tuning step sizes tried for the baselines, on the val split.
 BASELINE_LRS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 VAL_TASKS = 600
-GLYPH_WAYS = 5
-GLYPH_SHOTS = (1, 5)
 #: Intra-op threads for the sinusoid MLP, whatever ``--threads`` says: its layers are 40 wide, so
 #: extra threads only add synchronisation (on this shared 2-core machine, MAML ran at 111 it/s on
 #: 1 thread and 34 it/s on 2).
 MLP_THREADS = 1
-#: Tasks per vmap call when scoring glyphs (bounds memory: conv activations of every query image).
-GLYPH_EVAL_CHUNK = 20
+#: Iterations of each Omniglot-level run under ``--quick`` (a smoke test of the rows, not their figures).
+OMNIGLOT_QUICK_ITERATIONS = 20
 
 
 @dataclass(frozen=True)
@@ -182,81 +194,6 @@ FULL = Budget(
 )
 
 
-# ----- reporting ---------------------------------------------------------------------------------
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process plus its (waited-for) children, in MB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return (own + children) / 1024.0  # kilobytes on Linux
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-class Progress:
-    """A :class:`~workers.metalearn.types.Reporter` that prints about ten progress lines a run."""
-
-    def __init__(self, label: str, iterations: int):
-        self.label = label
-        self.iterations = iterations
-        self.every = max(1, iterations // 10)
-        self.started = time.perf_counter()
-        self.recent: list[float] = []
-
-    def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        self.recent.append(float(metrics["loss"]))
-        if step % self.every and step != self.iterations:
-            return
-        elapsed = time.perf_counter() - self.started
-        eta = elapsed / step * (self.iterations - step)
-        extra = f" acc {metrics['accuracy']:.3f}" if "accuracy" in metrics else ""
-        log(
-            f"  {self.label}: step {step}/{self.iterations} loss {np.mean(self.recent):.4f}{extra} "
-            f"({step / elapsed:.1f} it/s, {elapsed:.0f}s, eta {eta:.0f}s)"
-        )
-        self.recent.clear()
-
-    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
-        shown = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        log(f"  {self.label}: step {step} meta-val {shown}")
-
-    def should_stop(self) -> bool:
-        return False
-
-    def before_checkpoint(self, step: int) -> None:
-        return None
-
-    def on_checkpoint(self, step: int) -> None:
-        return None
-
-
-def ci95(values: np.ndarray) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    if values.size < 2:
-        return 0.0
-    return float(1.96 * values.std(ddof=1) / math.sqrt(values.size))
-
-
-@dataclass
-class Score:
-    mean: float
-    ci: float
-
-    @classmethod
-    def of(cls, values: np.ndarray) -> Score:
-        values = np.asarray(values, dtype=np.float64)
-        return cls(float(values.mean()), ci95(values))
-
-    def mse(self) -> str:
-        if not math.isfinite(self.mean):
-            return "diverged"
-        return f"{self.mean:.3f} ± {self.ci:.3f}"
-
-    def pct(self) -> str:
-        return f"{100 * self.mean:.1f} ± {100 * self.ci:.1f}%"
-
-
 @dataclass
 class RegressionRow:
     key: str
@@ -267,14 +204,6 @@ class RegressionRow:
     #: Mean query MSE at K=5 after 0..TEST_STEPS steps.
     curve: list[float]
     scores: dict[str, Score]  # "k5_0", "k5_1", "k5_10", "k10_10"
-
-
-@dataclass
-class GlyphRow:
-    label: str
-    #: (shots, eval steps) -> accuracy; eval steps 0 for ProtoNets.
-    scores: dict[tuple[int, int], Score] = field(default_factory=dict)
-    seconds: dict[int, float] = field(default_factory=dict)
 
 
 # ----- sinusoid ----------------------------------------------------------------------------------
@@ -396,66 +325,6 @@ def run_sinusoid(budget: Budget, workdir: Path) -> tuple[list[RegressionRow], di
     return rows, picked
 
 
-# ----- glyphs ------------------------------------------------------------------------------------
-def run_glyphs(budget: Budget, workdir: Path, threads: int) -> list[GlyphRow]:
-    torch.set_num_threads(threads)
-    started = time.perf_counter()
-    family = make_family(FamilySpec(name="glyphs"))
-    log(
-        f"glyphs: bank loaded in {time.perf_counter() - started:.1f}s "
-        f"({family.num_classes('train')}/{family.num_classes('val')}/{family.num_classes('test')} classes)"
-    )
-    labels = {"protonet": "ProtoNets", "maml": "MAML", "anil": "ANIL"}
-    rows = {key: GlyphRow(label) for key, label in labels.items()}
-    for shots in GLYPH_SHOTS:
-        for key in labels:
-            iterations = budget.glyphs[key]
-            config = TrainConfig.model_validate(
-                {
-                    "algorithm": key,
-                    "family": {"name": "glyphs"},
-                    "ways": GLYPH_WAYS,
-                    "shots": shots,
-                    "query": budget.glyph_query,
-                    "meta_batch": budget.glyph_meta_batch,
-                    "inner_steps": 1,
-                    "inner_lr": 0.4,
-                    "meta_lr": 1e-3,
-                    "conv_filters": budget.conv_filters,
-                    "iterations": iterations,
-                    "eval_interval": max(1, iterations // 3),
-                    "eval_tasks": 25,
-                    "checkpoint_interval": iterations,
-                    "device": "cpu",
-                    "seed": 0,
-                }
-            )
-            name = f"{labels[key]} {GLYPH_WAYS}-way {shots}-shot"
-            folder = workdir / f"glyphs-{key}-{shots}shot"
-            log(f"glyphs: training {name} for {iterations} iterations")
-            t0 = time.perf_counter()
-            meta_train(config, family, Progress(name, iterations), folder)
-            rows[key].seconds[shots] = time.perf_counter() - t0
-            for steps in (0,) if key == "protonet" else budget.glyph_eval_steps:
-                t0 = time.perf_counter()
-                result = evaluate(
-                    folder,
-                    split="test",
-                    count=TEST_TASKS,
-                    steps=None if key == "protonet" else steps,
-                    family=family,
-                    batch_size=GLYPH_EVAL_CHUNK,
-                    device="cpu",
-                )
-                score = Score(result.mean, result.ci95)
-                rows[key].scores[(shots, steps)] = score
-                log(
-                    f"glyphs: {name}, {steps} test step(s): accuracy {score.pct()} "
-                    f"on {len(result.scores)} test tasks ({time.perf_counter() - t0:.0f}s)"
-                )
-    return list(rows.values())
-
-
 # ----- output ------------------------------------------------------------------------------------
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
@@ -475,6 +344,7 @@ def markdown(
     reg: list[RegressionRow],
     picked: dict[str, Any],
     glyphs: list[GlyphRow],
+    omniglot: list[OmniglotRow],
     wall: float,
     rss: float,
 ) -> str:
@@ -485,8 +355,9 @@ def markdown(
         f"Generated by `{cmd.strip()}` on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.",
         f"Machine: {machine()}; torch {torch.__version__}, CPU only, {args.threads} torch thread(s) "
         f"for the conv nets and {MLP_THREADS} for the sinusoid MLP; "
-        f"shared with other jobs. Budget **{budget.name}**: {budget.describe()}. "
-        f"Wall time {wall / 60:.1f} min, peak RSS {rss:.0f} MB.",
+        "shared with other jobs. "
+        + (f"Budget **{budget.name}**: {budget.describe()}. " if reg or glyphs else "")
+        + f"Wall time {wall / 60:.1f} min, peak RSS {rss:.0f} MB.",
         "",
     ]
     if reg:
@@ -555,29 +426,9 @@ def markdown(
             )
         lines += [f"- {n}" for n in notes] + [""]
     if glyphs:
-        steps = budget.glyph_eval_steps
-        lines += [
-            f"## Glyphs {GLYPH_WAYS}-way classification",
-            "",
-            f"~1,000 font-rendered character classes, 1x28x28, disjoint train/val/test classes. "
-            f"{budget.conv_filters}-filter 4-block conv net; meta-batch {budget.glyph_meta_batch}, "
-            f"{budget.glyph_query} query images per class, Adam 1e-3; MAML and ANIL with 1 inner step at lr "
-            "0.4. Test: `api.evaluate` on the 600 fixed meta-test tasks (query images per class as in "
-            "training); mean accuracy ± 95% CI over tasks.",
-            "",
-            "| model | test steps | 1-shot | 5-shot | train time (1-shot / 5-shot) |",
-            "|---|---|---|---|---|",
-            "| chance | – | 20.0% | 20.0% | – |",
-        ]
-        for row in glyphs:
-            step_list = sorted({st for (_, st) in row.scores})
-            for st in step_list:
-                cells = [row.scores[(k, st)].pct() if (k, st) in row.scores else "–" for k in GLYPH_SHOTS]
-                secs = " / ".join(f"{row.seconds.get(k, 0):.0f} s" for k in GLYPH_SHOTS)
-                lines.append(
-                    f"| {row.label} | {st if st else '– (prototypes)'} | {cells[0]} | {cells[1]} | {secs} |"
-                )
-        lines += ["", f"Gradient-based rows are scored after {' and '.join(map(str, steps))} test step(s)."]
+        lines += glyph_markdown(budget, glyphs)
+    if omniglot:
+        lines += omniglot_markdown(omniglot, args.threads)
     return "\n".join(lines) + "\n"
 
 
@@ -585,7 +436,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="about 5 minutes on 2 cores")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    parser.add_argument("--suite", choices=("all", "sinusoid", "glyphs"), default="all")
+    parser.add_argument("--suite", choices=("all", "sinusoid", "glyphs", "omniglot"), default="all")
+    parser.add_argument(
+        "--omniglot-level",
+        action="store_true",
+        help="only the Omniglot-level glyph rows (--suite omniglot; with --quick, 20 iterations each)",
+    )
     parser.add_argument(
         "--markdown", default=None, help="write the tables here (default: docs/quality.md for a full run)"
     )
@@ -607,8 +463,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     budget = QUICK if args.quick else FULL
-    markdown_path = args.markdown if args.markdown is not None else ("" if args.quick else "docs/quality.md")
-    log(f"quality, {budget.name} budget, {torch.get_num_threads()} torch thread(s); {budget.describe()}")
+    if args.omniglot_level:
+        args.suite = "omniglot"
+    default_md = "docs/quality-omniglot.md" if args.suite == "omniglot" else "docs/quality.md"
+    markdown_path = args.markdown if args.markdown is not None else ("" if args.quick else default_md)
+    what = "Omniglot-level glyph rows" if args.suite == "omniglot" else f"{budget.describe()}"
+    log(f"quality, {budget.name} budget, {torch.get_num_threads()} torch thread(s); {what}")
     started = time.perf_counter()
 
     with tempfile.TemporaryDirectory(prefix="metaweb-quality-") as tmp:
@@ -616,14 +476,19 @@ def main(argv: list[str] | None = None) -> int:
         reg: list[RegressionRow] = []
         picked: dict[str, Any] = {}
         glyphs: list[GlyphRow] = []
+        omniglot: list[OmniglotRow] = []
         if args.suite in ("all", "sinusoid"):
             reg, picked = run_sinusoid(budget, workdir)
         if args.suite in ("all", "glyphs"):
             glyphs = run_glyphs(budget, workdir, args.threads)
+        if args.suite == "omniglot":
+            omniglot = run_omniglot_level(
+                workdir, args.threads, OMNIGLOT_QUICK_ITERATIONS if args.quick else None
+            )
     wall = time.perf_counter() - started
     rss = peak_rss_mb()
 
-    text = markdown(budget, args, reg, picked, glyphs, wall, rss)
+    text = markdown(budget, args, reg, picked, glyphs, omniglot, wall, rss)
     print("\n" + text, flush=True)
     if markdown_path:
         path = ROOT / markdown_path if not Path(markdown_path).is_absolute() else Path(markdown_path)
@@ -633,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
 
     by_key = {row.key: row for row in reg}
     glyph_rows = {row.label: row for row in glyphs}
+    omni = {row.recipe.key: row for row in omniglot}
 
     def mse(key: str, cell: str = "k5_10") -> float:
         return by_key[key].scores[cell].mean if key in by_key else math.nan
@@ -662,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
         "maml_k5_10step_mse": maml,
         "pretrained_k5_10step_mse": pre,
         "scratch_k5_10step_mse": scr,
-        "protonet_5w1s_acc": acc("ProtoNets", 1, 0),
+        # The Omniglot-level rows' figures when they ran, else the budget's.
+        "protonet_5w1s_acc": omni["protonet"].test.mean if "protonet" in omni else acc("ProtoNets", 1, 0),
         "peak_rss_mb": rss,
         "maml_k5_0step_mse": mse("maml", "k5_0"),
         "maml_k5_1step_mse": mse("maml", "k5_1"),
@@ -674,12 +541,15 @@ def main(argv: list[str] | None = None) -> int:
         "anil_k5_10step_mse": mse("anil"),
         "mnn_k5_10step_mse": mse("mnn"),
         "protonet_5w5s_acc": acc("ProtoNets", 5, 0),
-        "maml_5w1s_acc": acc("MAML", 1, 1),
+        "maml_5w1s_acc": omni["maml"].test.mean if "maml" in omni else acc("MAML", 1, 1),
         "maml_5w5s_acc": acc("MAML", 5, 1),
         "anil_5w1s_acc": acc("ANIL", 1, 1),
         "anil_5w5s_acc": acc("ANIL", 5, 1),
         "wall_s": wall,
     }
+    for key, row in omni.items():
+        fields[f"{key}_5w1s_ci95"] = row.test.ci
+        fields[f"{key}_5w1s_train_s"] = row.seconds
     print("RESULT " + " ".join(f"{k}={v:.4g}" for k, v in fields.items()), flush=True)
     return 0 if ok else 1
 

@@ -4,7 +4,7 @@ services and in the engine's ``parse_config``, whose errors come back on these f
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, get_args
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -19,7 +19,7 @@ from apps.experiments.selectors import (
 )
 from apps.tasksets.models import TaskSet
 from apps.teams.models import Team
-from workers.metalearn.config import TrainConfig
+from workers.metalearn.config import MetaLrSchedule, TrainConfig
 from workers.metalearn.specs import ALGORITHM_FIELDS, MNN_CONDITIONS, SPECS, launch_fields
 
 _DEFAULTS = TrainConfig()
@@ -72,6 +72,13 @@ class RunLaunchForm(forms.Form):
     inner_lr = _number(forms.FloatField, "inner_lr", label="Inner learning rate")
     inner_steps = _number(forms.IntegerField, "inner_steps", label="Inner steps")
     meta_lr = _number(forms.FloatField, "meta_lr", label="Meta learning rate")
+    meta_lr_schedule = forms.ChoiceField(
+        required=False,
+        choices=[(name, name) for name in get_args(MetaLrSchedule)],
+        initial=_DEFAULTS.meta_lr_schedule,
+        label="Meta learning-rate schedule",
+        help_text=TrainConfig.model_fields["meta_lr_schedule"].description or "",
+    )
     meta_batch = _number(forms.IntegerField, "meta_batch", label="Meta-batch size")
     shots = _number(forms.IntegerField, "shots")
     ways = _number(forms.IntegerField, "ways")
@@ -103,6 +110,11 @@ class RunLaunchForm(forms.Form):
         label="Training tasks",
         help_text=TrainConfig.model_fields["train_tasks"].description or "",
     )
+    train_ways = forms.IntegerField(
+        required=False,
+        label="Training ways",
+        help_text=TrainConfig.model_fields["train_ways"].description or "",
+    )
 
     # Advanced settings.
     eval_tasks = _number(forms.IntegerField, "eval_tasks", label="Eval tasks")
@@ -132,7 +144,7 @@ class RunLaunchForm(forms.Form):
     ADVANCED = (
         "eval_tasks", "checkpoint_interval", "train_tasks", "hidden", "conv_filters", "bf16", "compile",
     )  # fmt: skip
-    SPECIFIC = ("mnn_condition", "mnn_hidden", "mnn_embed_dim", "mnn_finetune_steps")
+    SPECIFIC = ("train_ways", "mnn_condition", "mnn_hidden", "mnn_embed_dim", "mnn_finetune_steps")
     #: Fields that are not part of the engine's config.
     NOT_CONFIG = ("experiment", "taskset", "queue", "cloned_from")
     CHOICES = ("experiment", "algorithm", "taskset")
@@ -217,6 +229,9 @@ class RunLaunchForm(forms.Form):
 
     def clean_compile(self) -> str:
         return self.cleaned_data.get("compile") or _DEFAULTS.compile
+
+    def clean_meta_lr_schedule(self) -> str:
+        return self.cleaned_data.get("meta_lr_schedule") or _DEFAULTS.meta_lr_schedule
 
     def clean_hidden(self) -> list[int]:
         raw = self.cleaned_data["hidden"]

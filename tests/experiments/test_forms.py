@@ -81,6 +81,16 @@ def test_compile_takes_auto_on_off(launchable, value, expected):
     assert form.fields["compile"].initial == "auto"
 
 
+@pytest.mark.parametrize("value,expected", [("cosine", "cosine"), ("constant", "constant"), ("", "constant")])
+def test_meta_lr_schedule_reaches_the_config(launchable, value, expected):
+    team, experiment, version = launchable
+    form = RunLaunchForm(form_data(experiment, version, meta_lr_schedule=value), team=team)
+    assert form.is_valid(), form.errors
+    assert parse_config(form.config()).meta_lr_schedule == expected
+    described = TrainConfig.model_fields["meta_lr_schedule"].description
+    assert form.fields["meta_lr_schedule"].help_text == described
+
+
 def test_compile_names_the_field_on_a_bad_value(launchable):
     team, experiment, version = launchable
     form = RunLaunchForm(form_data(experiment, version, compile="sometimes"), team=team)

@@ -72,10 +72,20 @@ def selected(html: str, name: str) -> str | None:
     ("algorithm", "taskset", "present", "absent"),
     [
         ("maml", "sines", INNER | {"first_order", "meta_lr", "hidden"}, {"ways", "conv_filters"} | MNN),
-        ("maml", "digits", INNER | {"ways", "hidden", "train_tasks"}, {"conv_filters", "mnn_condition"}),
+        (
+            "maml",
+            "digits",
+            INNER | {"ways", "hidden", "train_tasks", "meta_lr_schedule"},
+            {"conv_filters", "mnn_condition", "train_ways"},
+        ),
         ("anil", "glyphs", INNER | {"ways", "conv_filters"}, {"hidden"}),
         ("fomaml", "sines", INNER, {"first_order"}),
-        ("protonet", "digits", {"ways", "meta_lr"}, INNER | {"first_order"} | MNN),
+        (
+            "protonet",
+            "digits",
+            {"ways", "meta_lr", "meta_lr_schedule", "train_ways"},
+            INNER | {"first_order"} | MNN,
+        ),
         (
             "mnn",
             "sines",  # described tasks: no set encoder, so no embedding size
@@ -87,7 +97,7 @@ def selected(html: str, name: str) -> str | None:
             "seed-mnn",
             "sines",
             {"train_tasks", "iterations"},
-            INNER | MNN | {"meta_lr", "hidden", "mnn_condition"},
+            INNER | MNN | {"meta_lr", "meta_lr_schedule", "hidden", "mnn_condition", "train_ways"},
         ),
     ],
 )

@@ -21,6 +21,7 @@ FamilyName = Literal["sinusoid", "harmonic", "glyphs", "digits", "table"]
 Device = Literal["auto", "cpu", "cuda"]
 MnnCondition = Literal[MNN_CONDITIONS]  # type: ignore[valid-type]
 CompileMode = Literal["auto", "on", "off"]
+MetaLrSchedule = Literal["constant", "cosine"]
 
 ALGORITHMS: tuple[str, ...] = ALGORITHM_NAMES
 FAMILIES: tuple[str, ...] = FamilyName.__args__  # type: ignore[attr-defined]
@@ -57,6 +58,13 @@ class TrainConfig(_Frozen):
 
     # Outer loop (meta-optimisation).
     meta_lr: float = Field(1e-3, gt=0, le=1, description="Meta (outer) learning rate, Adam.")
+    meta_lr_schedule: MetaLrSchedule = Field(
+        "constant",
+        description=(
+            "Meta learning rate over the run: constant, or cosine, decayed from meta_lr towards 0 "
+            "at the last iteration (Loshchilov & Hutter 2017, without restarts)."
+        ),
+    )
     meta_batch: int = Field(25, ge=1, le=1024, description="Tasks per meta-batch.")
     iterations: int = Field(1000, ge=1, le=1_000_000, description="Meta-training iterations.")
     grad_clip: float | None = Field(None, gt=0, description="Clip the meta-gradient's norm to this value.")
@@ -68,6 +76,16 @@ class TrainConfig(_Frozen):
     ways: int = Field(5, ge=2, le=100, description="Classes per episode (classification families only).")
     query: int = Field(
         10, ge=1, le=10_000, description="Query examples per task (per class when classifying)."
+    )
+    train_ways: int | None = Field(
+        None,
+        ge=2,
+        le=100,
+        description=(
+            "Classes per meta-training episode, when it should differ from ways (ProtoNets: Snell et al. "
+            "train with more ways than they test); validation, evaluation and adaptation use ways. "
+            "Empty: ways."
+        ),
     )
 
     # Evaluation and checkpoints.
@@ -127,6 +145,10 @@ class TrainConfig(_Frozen):
             raise ValueError(f"inner_steps: must be at least 1 for {self.algorithm}")
         if not 1 <= len(self.hidden) <= 8 or any(h < 1 or h > 4096 for h in self.hidden):
             raise ValueError("hidden: give 1 to 8 layer sizes between 1 and 4096")
+        if self.meta_lr_schedule != "constant" and not SPECS[self.algorithm].applies("meta_lr_schedule"):
+            raise ValueError(f"meta_lr_schedule: {self.algorithm} keeps its own fixed optimiser")
+        if self.train_ways is not None and not SPECS[self.algorithm].applies("train_ways"):
+            raise ValueError(f"train_ways: {self.algorithm} trains on episodes of its own ways only")
         if self.bf16 and self.device == "cpu":
             raise ValueError("bf16: bf16 autocast needs device 'cuda' or 'auto'")
         return self

@@ -87,9 +87,14 @@ def second_order(config: Any) -> bool:
     return spec.applies("inner_steps") and spec.applies("first_order") and not config.first_order
 
 
+def training_ways(config: Any) -> int:
+    """Classes of a meta-training episode: ``train_ways`` where set (ProtoNets), else ``ways``."""
+    return int(getattr(config, "train_ways", None) or config.ways)
+
+
 def graph_passes_per_task(config: Any, facts: Facts) -> int:
     """Example passes per task that autograd keeps at once (see the module doc)."""
-    per_class = int(config.ways) if facts.classification else 1
+    per_class = training_ways(config) if facts.classification else 1
     support, query = int(config.shots) * per_class, int(config.query) * per_class
     support_passes = 2 * int(config.inner_steps) if second_order(config) else 2
     return support * support_passes + query * 2
@@ -127,7 +132,8 @@ def fields_to_lower(config: Any, facts: Facts, key: str) -> list[str]:
         if second_order(config):
             ratios["inner_steps"] = config.inner_steps / max(defaults["inner_steps"].default, 1)
         if facts.classification:
-            ratios["ways"] = config.ways / defaults["ways"].default
+            name = "train_ways" if getattr(config, "train_ways", None) else "ways"
+            ratios[name] = training_ways(config) / defaults["ways"].default
     return sorted(ratios, key=lambda name: -ratios[name])
 
 

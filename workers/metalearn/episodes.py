@@ -121,9 +121,12 @@ def to_episode(batch: TaskBatch, device: torch.device | str = "cpu") -> Episode:
     )
 
 
-def episode_spec(config: TrainConfig, kind: TaskKind) -> EpisodeSpec:
-    """The episode a config asks for; regression episodes have one 'way'."""
+def episode_spec(config: TrainConfig, kind: TaskKind, *, training: bool = False) -> EpisodeSpec:
+    """The episode a config asks for; regression episodes have one 'way'. Meta-training
+    episodes (``training``) have ``train_ways`` classes where the config sets it."""
     ways = config.ways if kind == "classification" else 1
+    if training and kind == "classification" and config.train_ways is not None:
+        ways = config.train_ways
     return EpisodeSpec(shots=config.shots, query=config.query, ways=ways)
 
 

@@ -11,6 +11,7 @@ ends with the same weights, bit for bit, as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -86,12 +87,15 @@ def check_config(config: TrainConfig, family: TaskFamily) -> FamilyInfo:
         raise ConfigError({"family.name": f"config names {config.family.name!r}, family is {family.name!r}"})
     info = FamilyInfo.of(family, config)
     check_compatible(config, info)
-    spec = episode_spec(config, family.kind)
     for split in ("train", "val"):
+        spec = episode_spec(config, family.kind, training=split == "train")
         try:
             family.check_episode(spec, split)
         except DataError as exc:
-            raise ConfigError({exc.field: f"{exc.message} (split {split!r})"}) from None
+            field = exc.field
+            if field == "ways" and spec.ways != config.ways:
+                field = "train_ways"
+            raise ConfigError({field: f"{exc.message} (split {split!r})"}) from None
     return info
 
 
@@ -100,6 +104,25 @@ def family_input_stats(family: TaskFamily) -> InputStats | None:
     features), or None; families without ``input_stats`` (wrappers, toys) have none."""
     get = getattr(family, "input_stats", None)
     return get() if callable(get) else None
+
+
+def meta_lr_factor(config: TrainConfig, step: int) -> float:
+    """What the meta learning rate of (1-based) ``step`` is, as a fraction of the
+    optimiser's own: 1 under the constant schedule; under ``cosine``,
+    ``(1 + cos(pi * (step - 1) / iterations)) / 2``, from 1 at step 1 down to about
+    ``(pi / iterations)^2 / 4`` at the last (Loshchilov & Hutter, "SGDR", ICLR 2017,
+    one cycle). A pure function of the step, so a resumed run picks it up as is."""
+    if config.meta_lr_schedule == "constant":
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * (step - 1) / config.iterations))
+
+
+def train_info(config: TrainConfig, info: FamilyInfo) -> FamilyInfo:
+    """The family facts that meta-training episodes have: ``info`` with ``train_ways``
+    ways where the config sets them (ProtoNets' embedding fits episodes of any ways)."""
+    if not info.classification or config.train_ways is None:
+        return info
+    return dataclasses.replace(info, ways=int(config.train_ways))
 
 
 def make_optimizer(config: TrainConfig, params: dict[str, Tensor]) -> torch.optim.Adam:
@@ -154,12 +177,20 @@ class _Run:
         self.info = check_config(config, family)
         self.device = resolve_device(config.device)
         self.algorithm = make_algorithm(config, self.info)
+        tinfo = train_info(config, self.info)
+        #: The algorithm that meta-trains: ``algorithm`` itself, unless training
+        #: episodes have other ways (``train_ways``) than validation's.
+        self.trainer = self.algorithm if tinfo == self.info else make_algorithm(config, tinfo)
         self.meta = {
             k: v.to(self.device).requires_grad_(True) for k, v in self.algorithm.init_params().items()
         }
         self.names = list(self.meta)
         self.optimizer = make_optimizer(config, self.meta)
+        #: The optimiser's own learning rates, which the schedule scales (a checkpoint's
+        #: Adam state carries the last step's scaled ones).
+        self.base_lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
         self.spec = episode_spec(config, family.kind)
+        self.train_spec = episode_spec(config, family.kind, training=True)
         self.autocast = config.bf16 and self.device.type == "cuda"
         self.stats = family_input_stats(family)
         self.step = 0
@@ -192,6 +223,8 @@ class _Run:
         changed = sorted(
             k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)
         )
+        if self.config.meta_lr_schedule != "constant" and old.get("iterations") != new.get("iterations"):
+            changed.append("iterations, which the meta_lr_schedule decays over")
         if changed:
             raise CheckpointError(
                 f"checkpoint: {ckpt.path.parent} holds a run with a different config ({', '.join(changed)}); "
@@ -211,13 +244,18 @@ class _Run:
             "torch": torch.__version__,
             "device": self.device.type,
             "algorithm": self.config.algorithm,
-            "path": self.algorithm.path,
+            "path": self.trainer.path,
             "options": compile_options(self.device.type == "cpu"),
             "params": {k: list(v.shape) for k, v in self.meta.items()},
-            "episode": [self.config.meta_batch, self.spec.shots, self.spec.query, self.spec.ways],
+            "episode": [
+                self.config.meta_batch,
+                self.train_spec.shots,
+                self.train_spec.query,
+                self.train_spec.ways,
+            ],
             "input_shape": list(self.info.input_shape),
             "inner_steps": self.config.inner_steps,
-            "first_order": self.algorithm.first_order,
+            "first_order": self.trainer.first_order,
             "bf16": self.autocast,
         }
 
@@ -228,17 +266,17 @@ class _Run:
         facts = self._graph_facts()
         key = graph_key(facts)
         remaining = self.config.iterations - self.step
-        fused = self.algorithm.fused is not None
+        fused = self.trainer.fused is not None
         decision = decide(self.config.compile, fused=fused, remaining=remaining, cached=is_cached(key))
         if decision.compile:
             started = time.perf_counter()
-            self.algorithm.compile(cpu=self.device.type == "cpu")
+            self.trainer.compile(cpu=self.device.type == "cpu")
             try:
                 self._meta_grads(self.step + 1)
             except Exception as exc:  # noqa: BLE001 - auto falls back to eager, and says why
                 if self.config.compile == "on":
                     raise
-                self.algorithm.uncompile()
+                self.trainer.uncompile()
                 decision = Decision(False, f"{decision.reason}; the compile failed ({exc!r}), so eager")
             else:
                 mark_cached(key, facts)
@@ -250,18 +288,18 @@ class _Run:
 
     # -- one iteration --------------------------------------------------------------------
     def _meta_grads(self, step: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        pool = self.algorithm.task_pool()
+        pool = self.trainer.task_pool()
         if pool is None:
             seed = batch_seed(self.config.seed, step)
-            batch = self.family.sample("train", self.config.meta_batch, self.spec, seed=seed)
+            batch = self.family.sample("train", self.config.meta_batch, self.train_spec, seed=seed)
         else:
-            batch = self.family.sample_pool("train", self.config.meta_batch, self.spec, pool, step)
+            batch = self.family.sample_pool("train", self.config.meta_batch, self.train_spec, pool, step)
         if self.stats is not None:
             batch = self.stats.apply_batch(batch)
         episode = to_episode(batch, self.device)
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
         with ctx:
-            return self.algorithm.meta_grads(self.meta, episode)
+            return self.trainer.meta_grads(self.meta, episode)
 
     def train_step(self, step: int) -> dict[str, float]:
         grads, metrics = self._meta_grads(step)
@@ -274,6 +312,9 @@ class _Run:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.meta.values(), clip))
         if not _finite(grad_norm):
             raise DivergenceError(step, "grad_norm", grad_norm)
+        factor = meta_lr_factor(self.config, step)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         out = {"loss": loss, "grad_norm": grad_norm}
@@ -345,8 +386,9 @@ def meta_train(
 
     Validates the config against the family first (:class:`ConfigError` naming the
     field). Each iteration samples a meta-batch from a seed derived from
-    ``(config.seed, step)``, takes an Adam step on the meta-gradient (clipped to
-    ``grad_clip``), and calls ``reporter.on_step(step, {"loss", "grad_norm"[,
+    ``(config.seed, step)`` (``train_ways`` ways, if set), takes an Adam step on the
+    meta-gradient (clipped to ``grad_clip``) at the rate ``meta_lr_schedule`` gives
+    (:func:`meta_lr_factor`), and calls ``reporter.on_step(step, {"loss", "grad_norm"[,
     "accuracy"]})``. Every ``eval_interval`` steps (and at the end) it evaluates on
     the val split's fixed tasks (``reporter.on_eval(step, {"val_loss"[,
     "val_accuracy"]})``); every ``checkpoint_interval`` steps (and at the end) it

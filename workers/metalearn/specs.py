@@ -177,7 +177,9 @@ def _seed_mnn(config: Any, facts: Facts) -> Shapes:
 
 # -- the specs -----------------------------------------------------------------------------
 
-_GRADIENT = COMMON_FIELDS | BACKBONE_FIELDS | INNER_FIELDS | {"meta_lr"}
+#: The meta-optimiser's settings (seed-mnn keeps its own fixed optimiser).
+META_LR_FIELDS = frozenset({"meta_lr", "meta_lr_schedule"})
+_GRADIENT = COMMON_FIELDS | BACKBONE_FIELDS | INNER_FIELDS | META_LR_FIELDS
 
 SPECS: dict[str, AlgorithmSpec] = {
     spec.name: spec
@@ -191,7 +193,8 @@ SPECS: dict[str, AlgorithmSpec] = {
             "protonet",
             "Prototypical Networks",
             _protonet,
-            COMMON_FIELDS | BACKBONE_FIELDS | {"meta_lr"},
+            # train_ways: the embedding has no head, so its weights fit episodes of any ways.
+            COMMON_FIELDS | BACKBONE_FIELDS | META_LR_FIELDS | {"train_ways"},
             classification_only=True,
             adapts=False,
         ),
@@ -201,7 +204,8 @@ SPECS: dict[str, AlgorithmSpec] = {
             _mnn,
             COMMON_FIELDS
             | BACKBONE_FIELDS
-            | {"meta_lr", "inner_lr", "first_order", "mnn_hidden", "mnn_embed_dim", "mnn_finetune_steps"}
+            | META_LR_FIELDS
+            | {"inner_lr", "first_order", "mnn_hidden", "mnn_embed_dim", "mnn_finetune_steps"}
             | {"mnn_condition"},
             uses_description=True,
             undescribed_fields=frozenset({"mnn_embed_dim"}),  # the set encoder's width

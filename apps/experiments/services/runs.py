@@ -289,6 +289,7 @@ CLONED_FIELDS = (
     "inner_lr",
     "inner_steps",
     "meta_lr",
+    "meta_lr_schedule",
     "meta_batch",
     "shots",
     "ways",
@@ -309,6 +310,7 @@ CLONED_FIELDS = (
     "mnn_finetune_steps",
     "mnn_condition",
     "train_tasks",
+    "train_ways",
 )
 
 

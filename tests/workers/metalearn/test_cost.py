@@ -116,6 +116,19 @@ def test_the_issues_glyphs_config_is_refused_naming_query(budget) -> None:
     assert "Lower query (or conv_filters, meta_batch)" in message
 
 
+def test_protonet_training_episodes_of_train_ways_are_what_the_estimate_counts() -> None:
+    plain = _config("glyphs", algorithm="protonet", ways=5, shots=1, query=5)
+    wide = _config("glyphs", algorithm="protonet", ways=5, shots=1, query=5, train_ways=20)
+    assert (
+        estimate_cost(wide, _facts(wide)).activation_bytes
+        == 4 * estimate_cost(plain, _facts(plain)).activation_bytes
+    )
+    huge = _config("glyphs", algorithm="protonet", conv_filters=512, query=1000, train_ways=100)
+    with pytest.raises(ConfigError) as error:
+        check_budget(huge, _facts(huge), CPU, queue="cpu")
+    assert "train_ways" in error.value.errors["query"]
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("algorithm", ALGORITHM_NAMES)
 def test_every_default_config_fits_the_cpu_budget(algorithm: str, family: str) -> None:
