@@ -4,8 +4,8 @@ store, in order, with the series' figures, and back again. Both databases."""
 from __future__ import annotations
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from tests.migrating import migrate, migrate_latest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -13,19 +13,12 @@ BEFORE = [("experiments", "0006_run_dispatched_at")]
 AFTER = [("experiments", "0007_metric_store")]
 
 
-def _migrate(target):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(target)
-    return executor.loader.project_state(target).apps
-
-
 def test_points_move_into_series_and_chunks_and_back():
     from apps.experiments.metric_store.codec import CHUNK_POINTS
     from tests.factories import RunFactory, metric_points
 
     run, other = RunFactory(), RunFactory()
-    old = _migrate(BEFORE)
+    old = migrate(BEFORE)
     try:
         Metric = old.get_model("experiments", "Metric")
         n = CHUNK_POINTS + 10  # two chunks
@@ -34,7 +27,7 @@ def test_points_move_into_series_and_chunks_and_back():
             + [Metric(run_id=run.pk, name="val_loss", step=s, value=float(s)) for s in (10, 20)]
             + [Metric(run_id=other.pk, name="loss", step=3, value=-2.0)]
         )
-        new = _migrate(AFTER)
+        new = migrate(AFTER)
         series = {
             (row.run_id, row.name): row for row in new.get_model("experiments", "MetricSeries").objects.all()
         }
@@ -45,8 +38,8 @@ def test_points_move_into_series_and_chunks_and_back():
         assert metric_points(run, "loss") == {s: 1.0 / s for s in range(1, n + 1)}
         assert metric_points(run, "val_loss") == {10: 10.0, 20: 20.0}
         assert metric_points(other, "loss") == {3: -2.0}
-        back = _migrate(BEFORE).get_model("experiments", "Metric")
+        back = migrate(BEFORE).get_model("experiments", "Metric")
         assert back.objects.count() == n + 3
         assert back.objects.get(run_id=other.pk, name="loss", step=3).value == -2.0
     finally:
-        _migrate(AFTER)
+        migrate_latest()

@@ -8,32 +8,20 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from apps.adaptations.models import Adaptation, AdaptedModel
 from apps.reviews.models import Review
 from tests.factories import MetaModelFactory, RunFactory
+from tests.migrating import migrate, migrate_latest
 
 BEFORE = [("registry", "0001_initial"), ("adaptations", None), ("reviews", None)]
-AFTER = [
-    ("registry", "0002_move_adaptations_and_reviews"),
-    ("adaptations", "0001_initial"),
-    ("reviews", "0001_initial"),
-]
-
-
-def _migrate(targets: list[tuple[str, str | None]]):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state([target for target in targets if target[1] is not None]).apps
 
 
 @pytest.mark.django_db(transaction=True)
 def test_rows_written_before_the_move_are_read_after_it():
     meta_model = MetaModelFactory()
     run = RunFactory(experiment=meta_model.experiment, taskset_version=meta_model.taskset_version)
-    old = _migrate(BEFORE)
+    old = migrate(BEFORE)
     try:
         adaptation = old.get_model("registry", "Adaptation").objects.create(
             run_id=run.pk, meta_model_id=meta_model.pk, target="test_task", task_index=3, steps=5, lr=0.1
@@ -48,7 +36,7 @@ def test_rows_written_before_the_move_are_read_after_it():
             author_id=meta_model.created_by_id,
         )
     finally:
-        _migrate(AFTER)
+        migrate_latest()
     moved = AdaptedModel.objects.select_related("adaptation__run").get(pk=adapted.pk)
     assert moved.adaptation.task_index == 3 and moved.adaptation.run_id == run.pk
     assert list(Review.objects.values_list("adapted_model_id", "verdict")) == [(adapted.pk, "approve")]
