@@ -26,7 +26,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 
 def _problems(console: list[str]) -> list[str]:
-    markers = ("CSP-VIOLATION", "Content Security Policy", "PAGEERROR")
+    markers = ("CSP-VIOLATION", "Content Security Policy", "PAGEERROR", "returned no matches")
     return [line for line in console if any(marker in line for marker in markers)]
 
 
@@ -95,5 +95,12 @@ def test_every_page_works_without_csp_violations(live_stack, e2e_page, e2e_user)
     with page.expect_response(re.compile(r"/runs/new/")):
         page.select_option("#id_algorithm", "protonet")
     page.wait_for_load_state("networkidle")
+    # A refused launch swaps the form back with its errors: htmx settles no style
+    # attribute, and the nested settings request does not inherit hx-disabled-elt.
+    page.fill("#id_iterations", "0")
+    with page.expect_response(lambda r: r.request.method == "POST" and "/runs/new/" in r.url):
+        page.click("#launch-form button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    assert "greater than or equal to" in page.inner_text("#launch-form")
 
     assert _problems(page.console_log) == []
