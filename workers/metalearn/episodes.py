@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from workers.metalearn.config import TrainConfig
+from workers.metalearn.cost import training_ways
 from workers.metalearn.types import EpisodeSpec, TaskBatch, TaskFamily, TaskKind
 
 
@@ -124,9 +125,7 @@ def to_episode(batch: TaskBatch, device: torch.device | str = "cpu") -> Episode:
 def episode_spec(config: TrainConfig, kind: TaskKind, *, training: bool = False) -> EpisodeSpec:
     """The episode a config asks for; regression episodes have one 'way'. Meta-training
     episodes (``training``) have ``train_ways`` classes where the config sets it."""
-    ways = config.ways if kind == "classification" else 1
-    if training and kind == "classification" and config.train_ways is not None:
-        ways = config.train_ways
+    ways = (training_ways(config) if training else config.ways) if kind == "classification" else 1
     return EpisodeSpec(shots=config.shots, query=config.query, ways=ways)
 
 
