@@ -9,25 +9,13 @@ import pytest
 import torch
 from metalearn_toys import ToyBlobs, ToySinusoid
 
+from tests.workers.metalearn.test_loop import SMALL as LOOP_SMALL
 from workers.metalearn.api import evaluate, load_checkpoint, meta_train
 from workers.metalearn.config import ConfigError, TrainConfig, parse_config
 from workers.metalearn.loop import meta_lr_factor
 from workers.metalearn.types import CheckpointError
 
-SMALL = {
-    "algorithm": "maml",
-    "iterations": 10,
-    "meta_batch": 4,
-    "shots": 5,
-    "query": 5,
-    "hidden": [16, 16],
-    "eval_interval": 5,
-    "eval_tasks": 8,
-    "checkpoint_interval": 5,
-    "seed": 3,
-    "meta_lr": 0.01,
-    "meta_lr_schedule": "cosine",
-}
+SMALL = {**LOOP_SMALL, "meta_lr": 0.01, "meta_lr_schedule": "cosine"}
 BLOBS = {
     "algorithm": "protonet",
     "family": {"name": "glyphs"},
