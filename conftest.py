@@ -45,3 +45,16 @@ def team_roles(db):
         team=other, role=Role.ADMIN, user=UserFactory(username="outsider")
     ).user
     return team, users
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Tasks sent to the broker, as (name, args, queue); a module that needs another
+    shape of record defines its own ``sent``."""
+    from metaweb.celery import app
+
+    calls: list[tuple[str, list, str]] = []
+    monkeypatch.setattr(
+        app, "send_task", lambda name, args=None, queue=None, **kw: calls.append((name, args, queue))
+    )
+    return calls

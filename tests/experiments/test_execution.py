@@ -26,18 +26,6 @@ from tests.factories import RunFactory, metric_points
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def sent(monkeypatch):
-    """Tasks sent to the broker, as (name, args, queue)."""
-    from metaweb.celery import app
-
-    calls: list[tuple[str, list, str]] = []
-    monkeypatch.setattr(
-        app, "send_task", lambda name, args=None, queue=None, **kw: calls.append((name, args, queue))
-    )
-    return calls
-
-
 def _claim(run: Run, worker: str = "w1"):
     return run_claim(run_id=run.pk, worker=worker, device="cpu")
 

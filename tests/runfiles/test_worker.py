@@ -33,17 +33,6 @@ def _fast_heartbeats(settings):
     settings.HEARTBEAT_SECONDS = 0.2
 
 
-@pytest.fixture
-def sent(monkeypatch):
-    from metaweb.celery import app
-
-    calls: list[tuple[str, list, str]] = []
-    monkeypatch.setattr(
-        app, "send_task", lambda name, args=None, queue=None, **kw: calls.append((name, args, queue))
-    )
-    return calls
-
-
 class WorkerDied(BaseException):
     """Stands for the worker process being killed: nothing in the task catches it."""
 

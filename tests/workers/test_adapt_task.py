@@ -52,17 +52,6 @@ def _fast_heartbeats(settings):
 
 
 @pytest.fixture
-def sent(monkeypatch):
-    from metaweb.celery import app
-
-    calls: list[tuple[str, list, str]] = []
-    monkeypatch.setattr(
-        app, "send_task", lambda name, args=None, queue=None, **kw: calls.append((name, args, queue))
-    )
-    return calls
-
-
-@pytest.fixture
 def world(team_roles, sent):
     team, users = team_roles
     meta_model = register_trained(team=team, launched_by=users["member"])

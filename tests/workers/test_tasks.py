@@ -34,17 +34,6 @@ def _fast_heartbeats(settings):
     settings.HEARTBEAT_SECONDS = 0.2
 
 
-@pytest.fixture
-def sent(monkeypatch):
-    from metaweb.celery import app
-
-    calls: list[tuple[str, list, str]] = []
-    monkeypatch.setattr(
-        app, "send_task", lambda name, args=None, queue=None, **kw: calls.append((name, args, queue))
-    )
-    return calls
-
-
 def _steps(run: Run, name: str = "loss") -> list[int]:
     return sorted(metric_points(run, name))
 
