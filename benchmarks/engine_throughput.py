@@ -20,7 +20,8 @@ out of all of them).
   same shape pays).
 
 Every side's meta-gradient is compared with the reference's on the same batch
-before anything is timed (relative difference below 1e-4; 5e-2 under ``--bf16``).
+before anything is timed (relative difference below 1e-4; under ``--bf16`` the largest
+difference is reported, ``bf16_rel_diff_5step``, and a warning printed from 5e-2).
 Sides alternate, after a warm-up; each figure is the median of ``--repeats``.
 
 * ``default_speedup_5step``: what a 10,000-iteration run launched with the
@@ -71,6 +72,7 @@ from workers.metalearn.loop import make_optimizer  # noqa: E402
 
 SHOTS, QUERY, INNER_LR, META_LR = 5, 10, 0.01, 1e-3
 RUN_ITERATIONS = 10_000
+SLOW = ("reference", "generic")  # timed over --slow-iterations
 INFO = FamilyInfo(name="sinusoid", version=1, kind="regression", input_shape=(1,), desc_dim=2, ways=1)
 
 
@@ -178,7 +180,12 @@ def check_sides(sides: dict[str, Side], ep: Episode, steps: int, bf16: bool) -> 
             continue
         diff = relative_difference(g, grads["reference"])
         print(f"  {steps} step(s): meta-gradient {name} vs reference: relative difference {diff:.2e}")
-        assert diff < limit, f"{name} disagrees with the reference ({diff:.2e} >= {limit})"
+        if bf16:  # bf16's error is a finding to report, not a reason to measure nothing
+            first["bf16_rel_diff"] = max(first.get("bf16_rel_diff", 0.0), diff)
+            if diff >= limit:
+                print(f"  {steps} step(s): WARNING {name} under bf16 is {diff:.2e} from the fp32 reference")
+        else:
+            assert diff < limit, f"{name} disagrees with the reference ({diff:.2e} >= {limit})"
     return first
 
 
@@ -190,13 +197,14 @@ def measure(steps: int, args: argparse.Namespace, device: torch.device, batches:
         print(f"  {steps} step(s): first compiled call, cold cache (compilation) {cold:.1f} s")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    for side in sides.values():  # warm-up
-        rate(side, batches, 3, device)
+    slow_iterations = args.slow_iterations or max(2, args.iterations // 4)
+    for name, side in sides.items():  # warm-up (check_sides' call warmed the slow ones)
+        if name not in SLOW:
+            rate(side, batches, 3, device)
     rates: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(args.repeats):
         for name, side in sides.items():
-            slow = name in ("reference", "generic")
-            iterations = max(2, args.iterations // 4) if slow else args.iterations
+            iterations = slow_iterations if name in SLOW else args.iterations
             rates[name].append(rate(side, batches, iterations, device))
     medians = {name: statistics.median(values) for name, values in rates.items()}
     for name, values in rates.items():
@@ -205,6 +213,8 @@ def measure(steps: int, args: argparse.Namespace, device: torch.device, batches:
     if device.type == "cuda":
         print(f"  {steps} step(s): peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.1f} MiB")
     medians["compile_cold_s"] = first.get("fused+compile", float("nan"))
+    if "bf16_rel_diff" in first:
+        medians["bf16_rel_diff"] = first["bf16_rel_diff"]
     return medians
 
 
@@ -283,7 +293,7 @@ def glyph_rows(args: argparse.Namespace) -> list[dict]:
 def summary(five: dict, one: dict, warm_s: float) -> dict[str, float]:
     """The RESULT fields (see the module docstring)."""
     ref5 = five["reference"]
-    steady = {k: v for k, v in five.items() if k not in ("reference", "compile_cold_s")}
+    steady = {k: v for k, v in five.items() if k not in ("reference", "compile_cold_s", "bf16_rel_diff")}
     out = {
         "maml_speedup_5step": five["fused"] / ref5,
         "maml_speedup_1step": one["fused"] / one["reference"],
@@ -305,6 +315,8 @@ def summary(five: dict, one: dict, warm_s: float) -> dict[str, float]:
         out["default_speedup_5step"] = run_rate / ref5  # auto compiles 10,000 iterations of a cached graph
         out["compile_cold_s"] = five["compile_cold_s"]
         out["compile_cached_s"] = warm_s
+    if "bf16_rel_diff" in five:
+        out["bf16_rel_diff_5step"] = five["bf16_rel_diff"]
     return out
 
 
@@ -316,6 +328,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the engine's sides (CUDA)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per side (median; >= 5)")
     parser.add_argument("--iterations", type=int, default=40, help="meta-iterations per timed repeat")
+    parser.add_argument(
+        "--slow-iterations", type=int, default=0, help="the same for reference and generic (default: a quarter, >= 2)"
+    )
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the compiled side")
     parser.add_argument("--loop", action="store_true", help="also time the whole meta_train loop")
     parser.add_argument("--glyphs", type=int, default=0, help="glyph rows of this many iterations (0: none)")
@@ -365,7 +380,8 @@ def main() -> None:
         glyph_rows(args)
     fields = summary(five, one, warm_s)
     print(f"  load average at the end {os.getloadavg()[0]:.2f}")
-    print("RESULT " + " ".join(f"{k}={v:.1f}" if "its" in k else f"{k}={v:.2f}" for k, v in fields.items()))
+    shown = {k: f"{v:.1f}" if "its" in k else f"{v:.2e}" if "diff" in k else f"{v:.2f}" for k, v in fields.items()}
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in shown.items()))
     cache.cleanup()
 
 
