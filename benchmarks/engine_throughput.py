@@ -320,6 +320,12 @@ def summary(five: dict, one: dict, warm_s: float) -> dict[str, float]:
     return out
 
 
+def result_figure(name: str, value: float) -> str:
+    if "its" in name:
+        return f"{value:.1f}"
+    return f"{value:.2e}" if "diff" in name else f"{value:.2f}"
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -328,9 +334,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the engine's sides (CUDA)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per side (median; >= 5)")
     parser.add_argument("--iterations", type=int, default=40, help="meta-iterations per timed repeat")
-    parser.add_argument(
-        "--slow-iterations", type=int, default=0, help="the same for reference and generic (default: a quarter, >= 2)"
-    )
+    parser.add_argument("--slow-iterations", type=int, default=0, help="the slow sides' (default: a quarter)")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the compiled side")
     parser.add_argument("--loop", action="store_true", help="also time the whole meta_train loop")
     parser.add_argument("--glyphs", type=int, default=0, help="glyph rows of this many iterations (0: none)")
@@ -380,8 +384,7 @@ def main() -> None:
         glyph_rows(args)
     fields = summary(five, one, warm_s)
     print(f"  load average at the end {os.getloadavg()[0]:.2f}")
-    shown = {k: f"{v:.1f}" if "its" in k else f"{v:.2e}" if "diff" in k else f"{v:.2f}" for k, v in fields.items()}
-    print("RESULT " + " ".join(f"{k}={v}" for k, v in shown.items()))
+    print("RESULT " + " ".join(f"{k}={result_figure(k, v)}" for k, v in fields.items()))
     cache.cleanup()
 
 

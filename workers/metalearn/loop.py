@@ -267,10 +267,13 @@ class _Run:
         key = graph_key(facts)
         remaining = self.config.iterations - self.step
         fused = self.trainer.fused is not None
-        decision = decide(self.config.compile, fused=fused, remaining=remaining, cached=is_cached(key))
+        cuda = self.device.type == "cuda"
+        decision = decide(
+            self.config.compile, fused=fused, remaining=remaining, cached=is_cached(key), cuda=cuda
+        )
         if decision.compile:
             started = time.perf_counter()
-            self.trainer.compile(cpu=self.device.type == "cpu")
+            self.trainer.compile(cpu=not cuda)
             try:
                 self._meta_grads(self.step + 1)
             except Exception as exc:  # noqa: BLE001 - auto falls back to eager, and says why
