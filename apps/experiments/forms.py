@@ -19,6 +19,7 @@ from apps.experiments.selectors import (
 )
 from apps.tasksets.models import TaskSet
 from apps.teams.models import Team
+from workers.metalearn.compiling import auto_rule
 from workers.metalearn.config import MetaLrSchedule, TrainConfig
 from workers.metalearn.specs import ALGORITHM_FIELDS, MNN_CONDITIONS, SPECS, launch_fields
 
@@ -132,10 +133,7 @@ class RunLaunchForm(forms.Form):
         choices=[("auto", "auto"), ("on", "on"), ("off", "off")],
         initial=_DEFAULTS.compile,
         label="torch.compile",
-        help_text=(
-            "auto: MLP runs compile once they are long enough to pay the compile back (2,500 iterations "
-            "when this shape was compiled before, from the shared cache; 40,000 the first time)."
-        ),
+        help_text=auto_rule(),
     )
 
     cloned_from = forms.IntegerField(required=False, widget=forms.HiddenInput)

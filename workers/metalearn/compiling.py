@@ -48,6 +48,16 @@ CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 MARKERS = "metaweb-graphs"
 
 
+def auto_rule() -> str:
+    """The ``auto`` rule in a sentence, for forms and help texts."""
+    return (
+        f"auto: MLP runs compile once they are long enough to pay the compile back "
+        f"({AUTO_ITERATIONS_CACHED:,} iterations when this shape was compiled before, from the shared "
+        f"cache; {AUTO_ITERATIONS_FIRST:,} the first time; on a GPU {AUTO_ITERATIONS_CACHED_CUDA:,} "
+        f"and {AUTO_ITERATIONS_FIRST_CUDA:,})."
+    )
+
+
 def use_cache_dir(path: str | Path) -> Path:
     """Keep torch's compile caches under ``path`` (created), unless the environment
     already names a folder (``TORCHINDUCTOR_CACHE_DIR`` wins). Call before compiling."""
