@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from workers.metalearn.types import NullReporter
+
 #: Fixed meta-test tasks every model is scored on (sinusoid and glyphs alike).
 TEST_TASKS = 600
 
@@ -25,7 +27,7 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-class Progress:
+class Progress(NullReporter):
     """A :class:`~workers.metalearn.types.Reporter` that prints about ten progress lines a run."""
 
     def __init__(self, label: str, iterations: int):
@@ -51,15 +53,6 @@ class Progress:
     def on_eval(self, step: int, metrics: dict[str, float]) -> None:
         shown = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         log(f"  {self.label}: step {step} meta-val {shown}")
-
-    def should_stop(self) -> bool:
-        return False
-
-    def before_checkpoint(self, step: int) -> None:
-        return None
-
-    def on_checkpoint(self, step: int) -> None:
-        return None
 
 
 def ci95(values: np.ndarray) -> float:
