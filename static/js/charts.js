@@ -6,7 +6,8 @@
 // A chart element lists candidate metric names in data-series ("val_accuracy val_loss"):
 // it plots the first one that has points. After each draw it sets data-metric (the name
 // shown) and data-points (how many points), which the browser tests read; they read the
-// points drawn from the element's metaChart (this chart) too.
+// points drawn from the element's metaChart (this chart) too. A "log scale" checkbox
+// above each such chart switches its y axis (data-scale: "linear" or "log").
 (function () {
   "use strict";
 
@@ -51,6 +52,19 @@
       size += u.ctx.measureText(longest).width / window.devicePixelRatio;
     }
     return Math.max(Math.ceil(size), 40);
+  }
+
+  // A log y axis shows values above zero only: the others become gaps, counted in hidden.
+  function logValues(values) {
+    var hidden = 0;
+    var out = values.map(function (v) { if (v !== null && v <= 0) { hidden++; return null; } return v; });
+    return { values: out, hidden: hidden };
+  }
+
+  function logNote(hidden) {
+    if (!hidden) return "";
+    return hidden === 1 ? "1 value at or below 0 is hidden on the log scale."
+      : hidden + " values at or below 0 are hidden on the log scale.";
   }
 
   // Markers without a connecting line; style: {stroke, fill, size}.
@@ -101,6 +115,8 @@
     this.metrics = null; // the last metrics drawn, to go back to after a zoom
     this.zoomed = null; // [lo, hi] while showing a zoom's finer points
     this.request = 0;
+    this.log = false; // a log-scaled y axis (values at or below 0 become gaps)
+    this.logBox = this.scaleToggle();
     el.metaChart = this;
     var self = this;
     // The page's points are downsampled (at most 2,000 a metric): a double click
@@ -112,6 +128,39 @@
       if (self.metrics) self.draw(self.metrics);
     });
   }
+
+  // The "log scale" checkbox above the chart, with the note of the values it hides
+  // (data-scale on the element says which scale is drawn).
+  SeriesChart.prototype.scaleToggle = function () {
+    var self = this;
+    var bar = document.createElement("div");
+    bar.className = "chart-scale muted";
+    var label = document.createElement("label");
+    var box = document.createElement("input");
+    box.type = "checkbox";
+    box.setAttribute("data-testid", (this.el.dataset.testid || this.el.id) + "-log");
+    label.append(box, " log scale");
+    this.logHidden = document.createElement("span");
+    bar.append(this.logHidden, " ", label);
+    if (this.el.parentNode) this.el.parentNode.insertBefore(bar, this.el);
+    this.el.dataset.scale = "linear";
+    box.addEventListener("change", function () { self.setLog(box.checked); });
+    return box;
+  };
+
+  SeriesChart.prototype.setLog = function (on) {
+    this.log = on;
+    this.logBox.checked = on;
+    this.el.dataset.scale = on ? "log" : "linear";
+    if (this.plot) this.build(this.name, this.shown);
+  };
+
+  // What uPlot gets for data: on the log scale, values at or below 0 become gaps.
+  SeriesChart.prototype.plotted = function (data) {
+    var safe = this.log ? logValues(data[1]) : { values: data[1], hidden: 0 };
+    this.logHidden.textContent = logNote(safe.hidden);
+    return [data[0], safe.values];
+  };
 
   // A drag across the chart (uPlot zooms to it): when the element names a metrics
   // endpoint (data-zoom-url, the run page), ask it for that range's finer points.
@@ -134,7 +183,7 @@
         if (ticket !== self.request || !self.plot) return;
         self.zoomed = [lo, hi];
         self.shown = [body.x, body.y];
-        self.plot.setData([body.x, body.y]);
+        self.plot.setData(self.plotted(self.shown));
         self.el.dataset.points = String(body.x.length);
         self.el.dataset.zoom = lo + "-" + hi;
       })
@@ -180,27 +229,33 @@
       this.el.dataset.points = String(points.length);
       return;
     }
-    var self = this;
     if (this.plot && this.name === name) {
-      this.plot.setData(data);
+      this.plot.setData(this.plotted(data));
     } else {
-      if (this.plot) this.plot.destroy();
-      this.name = name;
-      this.plot = plot(this.el, {
-        height: HEIGHT,
-        legend: { live: true },
-        series: [
-          { label: "step" },
-          { label: name, stroke: COLOURS.blue, width: 1.5, spanGaps: true },
-        ],
-        axes: [{ label: "step" }, { size: axisSize }],
-        // With a zoom endpoint, a drag selects and zoom() loads the finer points.
-        cursor: this.el.dataset.zoomUrl ? { drag: { x: true, y: false, setScale: false } } : {},
-        hooks: { setSelect: [function (u) { self.zoom(u); }] },
-      }, data, { resize: true });
+      this.build(name, data);
     }
     this.el.dataset.metric = name;
     this.el.dataset.points = String(points.length);
+  };
+
+  // (Re)draw the chart of metric name from data, on the y scale chosen.
+  SeriesChart.prototype.build = function (name, data) {
+    var self = this;
+    if (this.plot) this.plot.destroy();
+    this.name = name;
+    this.plot = plot(this.el, {
+      height: HEIGHT,
+      legend: { live: true },
+      scales: { x: { time: false }, y: this.log ? { distr: 3 } : {} },
+      series: [
+        { label: "step" },
+        { label: name, stroke: COLOURS.blue, width: 1.5, spanGaps: true },
+      ],
+      axes: [{ label: "step" }, { size: axisSize }],
+      // With a zoom endpoint, a drag selects and zoom() loads the finer points.
+      cursor: this.el.dataset.zoomUrl ? { drag: { x: true, y: false, setScale: false } } : {},
+      hooks: { setSelect: [function (u) { self.zoom(u); }] },
+    }, this.plotted(data), { resize: true });
   };
 
   // Merge new points into a {name: [[step, value], ...]} store, keeping each series
@@ -246,5 +301,6 @@
   window.MetaCharts = {
     COLOURS: COLOURS, PALETTE: PALETTE, width: width, plot: plot, pointSeries: pointSeries, emptyNote: emptyNote,
     histogram: histogram, SeriesChart: SeriesChart, mergePoints: mergePoints, ema: ema, axisSize: axisSize,
+    logValues: logValues, logNote: logNote,
   };
 })();

@@ -78,7 +78,9 @@
     var tables = this.raw.runs.map(function (run) {
       var ys = window.MetaCharts.ema(run.y, settings.smoothing);
       if (settings.log) {
-        ys = ys.map(function (v) { if (v !== null && v <= 0) { hidden++; return null; } return v; });
+        var safe = window.MetaCharts.logValues(ys);
+        hidden += safe.hidden;
+        ys = safe.values;
       }
       return { x: run.x, y: ys };
     });
@@ -120,7 +122,7 @@
     this.el.dataset.log = settings.log ? "1" : "0";
     this.el.dataset.state = "ready";
     if (this.hover) {
-      this.hover.textContent = built.hidden ? built.hidden + " values at or below 0 are hidden on the log scale." : "";
+      this.hover.textContent = window.MetaCharts.logNote(built.hidden);
     }
   };
 
