@@ -202,6 +202,7 @@
 
   SeriesChart.prototype.showEmpty = function () {
     if (this.plot) { this.plot.destroy(); this.plot = null; this.name = null; }
+    this.logHidden.textContent = ""; // no values drawn, none hidden
     emptyNote(this.el, true);
     this.shown = [[], []];
     this.el.dataset.metric = "";
