@@ -10,11 +10,17 @@ out of all of them).
   for each inner step, on a hand-written ``F.linear`` MLP (no module overhead).
 * generic: the engine's ``torch.func`` path, ``vmap`` over tasks of ``grad`` inner
   steps (what MLP runs used before the fused path; still the conv net's path).
-* fused: the engine's fused MLP inner loop (``algorithms/fused.py``), eager: what a
-  run gets by default unless ``compile: auto`` compiles it.
+* autograd: the fused MLP inner loop (``algorithms/fused.py``), differentiated by
+  autograd, eager: MAML's CPU path before the closed form (CPU only: on a GPU it
+  is the fused side).
+* fused: what a run gets on this device by default unless ``compile: auto``
+  compiles it: on the CPU, MAML's meta-gradient in closed form over the fused loop
+  (``algorithms/analytic.py``: the inner loop forward, then Hessian-vector products
+  backward, no autograd); on a GPU, the autograd side's path.
 * fused+compile: the same, ``torch.compile``-d with the engine's options
   (``algorithms/base.compile_options``: C++ wrapper, 256-bit lanes on x86), its
-  contractions written as broadcast sums that inductor fuses into one loop nest.
+  contractions written as broadcast sums that inductor fuses into one loop nest
+  (on the CPU one graph in all, with no backward graph).
   Its compile is timed cold (an empty cache folder) and, in a fresh process, from
   the persistent cache that the cold compile filled (what every later run of the
   same shape pays).
@@ -142,8 +148,11 @@ def algorithm(steps: int, device: torch.device, path: str, compiled: bool):
         algorithm="maml", inner_steps=steps, inner_lr=INNER_LR, meta_lr=META_LR, hidden=(40, 40)
     )
     alg = make_algorithm(config, INFO)
+    alg.place(device)  # the path a run on this device trains with
     if path == "generic":
         alg.use_generic()
+    elif path == "autograd":
+        alg.use_autograd()
     if compiled:
         alg.compile(cpu=device.type == "cpu")
     return alg
@@ -160,6 +169,10 @@ def make_sides(steps: int, args: argparse.Namespace, device: torch.device) -> di
         "generic": Side(init, engine_grads(algorithm(steps, device, "generic", False)), device, args.bf16),
         "fused": Side(init, engine_grads(algorithm(steps, device, "fused", False)), device, args.bf16),
     }
+    if device.type == "cpu":  # on a GPU the fused side is this path already
+        sides["autograd"] = Side(
+            init, engine_grads(algorithm(steps, device, "autograd", False)), device, False
+        )
     if args.compile:
         compiled = algorithm(steps, device, "fused", True)
         sides["fused+compile"] = Side(init, engine_grads(compiled), device, args.bf16)
@@ -303,6 +316,8 @@ def summary(five: dict, one: dict, warm_s: float) -> dict[str, float]:
         "default_first_run_speedup_5step": five["fused"] / ref5,
         "generic_speedup_5step": five["generic"] / ref5,
     }
+    if "autograd" in five:
+        out["autograd_speedup_5step"] = five["autograd"] / ref5
     if "fused+compile" in five:
         compiled = five["fused+compile"]
         run_rate = RUN_ITERATIONS / (warm_s + RUN_ITERATIONS / compiled)

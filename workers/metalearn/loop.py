@@ -181,6 +181,7 @@ class _Run:
         #: The algorithm that meta-trains: ``algorithm`` itself, unless training
         #: episodes have other ways (``train_ways``) than validation's.
         self.trainer = self.algorithm if tinfo == self.info else make_algorithm(config, tinfo)
+        self.trainer.place(self.device)
         self.meta = {
             k: v.to(self.device).requires_grad_(True) for k, v in self.algorithm.init_params().items()
         }

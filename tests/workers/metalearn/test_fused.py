@@ -44,11 +44,13 @@ def batch(info: FamilyInfo, tasks: int = 4, shots: int = 3, query: int = 5) -> E
 
 
 def pair(algorithm: str, info: FamilyInfo, **overrides):
-    """The same algorithm twice, from the same seed: fused and generic."""
+    """The same algorithm twice, from the same seed: fused (differentiated by autograd,
+    not MAML's closed form of ``test_analytic.py``) and generic."""
     config = TrainConfig(
         algorithm=algorithm, family={"name": info.name}, ways=max(2, info.ways), hidden=(8, 6), **overrides
     )
     fused, generic = make_algorithm(config, info), make_algorithm(config, info)
+    fused.use_autograd()
     generic.use_generic()
     meta = {k: v.requires_grad_() for k, v in fused.init_params().items()}
     if algorithm == "metasgd":  # distinct learned rates, so a mix-up of names would show
@@ -109,6 +111,7 @@ def test_fused_classification_matches_per_task_reference():
     """Cross-entropy's closed-form gradient, against plain autograd (float64)."""
     config = TrainConfig(algorithm="maml", family={"name": "table"}, ways=3, hidden=(8, 6), inner_steps=3)
     alg = make_algorithm(config, TABLE)
+    alg.use_autograd()
     assert alg.path == "fused"
     meta = {k: v.double().requires_grad_() for k, v in alg.init_params().items()}
     ep = Episode(*(t.double() if t.is_floating_point() else t for t in batch(TABLE)))

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import grad, vmap
 
+from workers.metalearn.algorithms.analytic import AnalyticMAML
 from workers.metalearn.algorithms.fused import FusedMLP, layer_prefixes
 from workers.metalearn.config import TrainConfig
 from workers.metalearn.episodes import Episode, FamilyInfo
@@ -106,6 +107,9 @@ class Algorithm:
     #: The fused inner loop of the adapted MLP layers (:mod:`.fused`), or None: the
     #: generic ``vmap(grad(...))`` path.
     fused: FusedMLP | None = None
+    #: MAML's meta-gradient in closed form over the fused MLP (:mod:`.analytic`), or
+    #: None: autograd through the inner loop. Used on the CPU (:meth:`place`).
+    analytic: AnalyticMAML | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -121,6 +125,7 @@ class Algorithm:
         # Built once: the support-loss gradient and the batched per-task losses.
         self._support_grad = grad(self._support_loss)
         self._batched_task_loss = vmap(self._task_loss, in_dims=(None, 0))
+        self._meta_grads_fn = self._analytic_grads
 
     # ----- which inner-loop implementation trains --------------------------------------
     def enable_fused(self, fast_names: list[str]) -> None:
@@ -129,14 +134,32 @@ class Algorithm:
         self.fused = FusedMLP(layer_prefixes(fast_names), self.info.classification)
         self._batched_task_loss = self._fused_task_loss
 
+    def enable_analytic(self) -> None:
+        """Compute the meta-gradient in closed form (:mod:`.analytic`): for algorithms whose
+        meta-parameters are exactly the fused MLP's initial weights, at a fixed inner rate."""
+        assert self.fused is not None, "the closed form needs the fused inner loop"
+        self.analytic = AnalyticMAML(self.fused)
+
     def use_generic(self) -> None:
         """Train with the generic ``torch.func`` path (the fused path's reference)."""
-        self.fused = None
+        self.fused = self.analytic = None
         self._batched_task_loss = vmap(self._task_loss, in_dims=(None, 0))
+
+    def use_autograd(self) -> None:
+        """Differentiate the fused inner loop with autograd (the closed form's reference)."""
+        self.analytic = None
+
+    def place(self, device: torch.device) -> None:
+        """Settle the path for the device that trains: the closed form on the CPU; on a
+        GPU, autograd through the fused loop, the path ``benchmarks/gpu_check.sh`` measured."""
+        if device.type != "cpu":
+            self.use_autograd()
 
     @property
     def path(self) -> str:
-        """``"fused"`` or ``"generic"``: the inner loop that meta-training runs."""
+        """``"analytic"``, ``"fused"`` or ``"generic"``: how meta-training differentiates."""
+        if self.analytic is not None:
+            return "analytic"
         return "generic" if self.fused is None else "fused"
 
     # ----- to define in subclasses -------------------------------------------------
@@ -254,9 +277,21 @@ class Algorithm:
             metrics["accuracy"] = scores.detach().mean()
         return metrics
 
+    def _analytic_grads(self, meta: Params, ep: Episode) -> tuple[Params, Tensor, Tensor]:
+        assert self.analytic is not None
+        lr = self.inner_lrs(meta)
+        assert isinstance(lr, float), "the closed form takes a fixed inner learning rate"
+        with torch.no_grad():
+            return self.analytic.meta_grads(
+                meta, (ep.xs, ep.ys), (ep.xq, ep.yq), self.train_steps, lr, self.first_order, inner_step
+            )
+
     def meta_grads(self, meta: Params, ep: Episode) -> tuple[Params, dict[str, Tensor]]:
         """The meta-gradient of :meth:`meta_loss` with respect to ``meta`` (which must
         require grad), and the step's metrics."""
+        if self.analytic is not None:
+            grads, losses, scores = self._meta_grads_fn(meta, ep)
+            return grads, self._metrics(losses.mean(), scores)
         loss, metrics = self.meta_loss(meta, ep)
         names = list(meta)
         grads = torch.autograd.grad(loss, [meta[n] for n in names], allow_unused=True)
@@ -268,9 +303,13 @@ class Algorithm:
         :mod:`workers.metalearn.compiling`), with :func:`compile_options`. The fused
         path switches to its broadcast contractions, which inductor fuses into one
         loop nest for the forward pass and one for the backward."""
-        self._eager_task_loss = self._batched_task_loss
+        self._eager_task_loss, self._eager_grads_fn = self._batched_task_loss, self._meta_grads_fn
         self._compiled_form(True)
-        self._batched_task_loss = torch.compile(self._batched_task_loss, options=compile_options(cpu))
+        if self.analytic is not None:
+            options = compile_options(cpu)
+            self._meta_grads_fn = torch.compile(self._analytic_grads, options=options, fullgraph=True)
+        else:
+            self._batched_task_loss = torch.compile(self._batched_task_loss, options=compile_options(cpu))
 
     def _compiled_form(self, compiled: bool) -> None:
         """The fused path's contractions: broadcast sums when compiled, ``bmm`` when eager."""
@@ -281,6 +320,7 @@ class Algorithm:
         """Back to the eager meta-loss (after a failed compile)."""
         self._compiled_form(False)
         self._batched_task_loss = getattr(self, "_eager_task_loss", self._batched_task_loss)
+        self._meta_grads_fn = getattr(self, "_eager_grads_fn", self._meta_grads_fn)
 
     # ----- evaluation ----------------------------------------------------------------
     def _task_eval(self, meta: Params, ep: Episode, steps: int, lr: float | None) -> tuple[Tensor, Tensor]:

@@ -41,12 +41,17 @@ class MAML(Algorithm):
     """
 
     spec = SPECS["maml"]
+    #: Whether the meta-gradient has the closed form of :mod:`.analytic` (the
+    #: meta-parameters are the initial weights, the inner rate fixed).
+    closed_form = True
 
     def __init__(self, config: TrainConfig, info: FamilyInfo):
         super().__init__(config, info)
         self.net, self._init = to_stateless(make_backbone(info.input_shape, info.ways, config))
         if isinstance(self.net, MLP):
             self.enable_fused(list(self._init))
+            if self.closed_form:
+                self.enable_analytic()
 
     def init_params(self) -> Params:
         return {k: v.clone() for k, v in self._init.items()}
@@ -82,6 +87,7 @@ class MetaSGD(MAML):
 
     spec = SPECS["metasgd"]
     LR = "lr."
+    closed_form = False  # its learned rates are meta-parameters too
 
     def init_params(self) -> Params:
         params = super().init_params()

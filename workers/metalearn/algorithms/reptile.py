@@ -24,6 +24,7 @@ class Reptile(MAML):
     """
 
     spec = SPECS["reptile"]
+    closed_form = False  # its meta-gradient is a difference of weights, not a derivative
 
     def __init__(self, config: TrainConfig, info: FamilyInfo):
         super().__init__(config, info)
