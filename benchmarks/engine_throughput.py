@@ -17,10 +17,11 @@ out of all of them).
   compiles it: on the CPU, MAML's meta-gradient in closed form over the fused loop
   (``algorithms/analytic.py``: the inner loop forward, then Hessian-vector products
   backward, no autograd); on a GPU, the autograd side's path.
-* fused+compile: the same, ``torch.compile``-d with the engine's options
-  (``algorithms/base.compile_options``: C++ wrapper, 256-bit lanes on x86), its
-  contractions written as broadcast sums that inductor fuses into one loop nest
-  (on the CPU one graph in all, with no backward graph).
+* fused+compile: what a compiled run steps with: on the CPU the engine's compiled
+  iteration (``workers/metalearn/metastep.py``: the closed-form meta-gradient,
+  clipping and Adam as one graph); on a GPU the fused meta-loss compiled, then
+  autograd and Adam. Both with the engine's options (``algorithms/base.compile_options``),
+  its contractions written as broadcast sums that inductor fuses into loop nests.
   Its compile is timed cold (an empty cache folder) and, in a fresh process, from
   the persistent cache that the cold compile filled (what every later run of the
   same shape pays).
@@ -75,6 +76,7 @@ from workers.metalearn.config import FamilySpec, TrainConfig  # noqa: E402
 from workers.metalearn.episodes import Episode, FamilyInfo, batch_seed, episode_spec, to_episode  # noqa: E402
 from workers.metalearn.families import make_family  # noqa: E402
 from workers.metalearn.loop import make_optimizer  # noqa: E402
+from workers.metalearn.metastep import MetaStep  # noqa: E402
 
 SHOTS, QUERY, INNER_LR, META_LR = 5, 10, 0.01, 1e-3
 RUN_ITERATIONS = 10_000
@@ -129,6 +131,34 @@ class Side:
         self.opt.zero_grad(set_to_none=True)
 
 
+class StepSide(Side):
+    """The engine's compiled iteration on the CPU (``workers/metalearn/metastep.py``):
+    closed-form meta-gradient, clipping and Adam in one graph; the first iteration
+    is eager, as in a run (it creates Adam's state)."""
+
+    def __init__(self, init: dict[str, torch.Tensor], alg, device: torch.device):
+        super().__init__(init, engine_grads(alg), device, False)
+        self.step = MetaStep(alg, self.opt, self.meta, None, cpu=True)
+
+    def grads(self, ep: Episode) -> list[torch.Tensor]:  # the compiled graph's, on copies
+        return self.step.warm(ep).grads
+
+    def iteration(self, ep: Episode) -> None:
+        if self.step.ready():
+            self.step(ep, META_LR)
+        else:
+            super().iteration(ep)
+
+
+def compiled_side(init: dict[str, torch.Tensor], steps: int, device: torch.device, bf16: bool) -> Side:
+    """What a compiled run steps with on ``device``."""
+    alg = algorithm(steps, device, "fused", False)
+    if alg.analytic is not None:
+        return StepSide(init, alg, device)
+    alg.compile(cpu=device.type == "cpu")
+    return Side(init, engine_grads(alg), device, bf16)
+
+
 def rate(side: Side, batches: list[Episode], iterations: int, device: torch.device) -> float:
     sync(device)
     start = time.perf_counter()
@@ -174,8 +204,7 @@ def make_sides(steps: int, args: argparse.Namespace, device: torch.device) -> di
             init, engine_grads(algorithm(steps, device, "autograd", False)), device, False
         )
     if args.compile:
-        compiled = algorithm(steps, device, "fused", True)
-        sides["fused+compile"] = Side(init, engine_grads(compiled), device, args.bf16)
+        sides["fused+compile"] = compiled_side(init, steps, device, args.bf16)
     return sides
 
 
@@ -243,12 +272,7 @@ def warm_compile_seconds(args: argparse.Namespace) -> float:
 
 
 def warm_compile_child(args: argparse.Namespace, device: torch.device, batches: list[Episode]) -> None:
-    side = Side(
-        algorithm(5, device, "fused", False).init_params(),
-        engine_grads(algorithm(5, device, "fused", True)),
-        device,
-        args.bf16,
-    )
+    side = compiled_side(algorithm(5, device, "fused", False).init_params(), 5, device, args.bf16)
     started = time.perf_counter()
     side.grads(batches[0])
     sync(device)

@@ -36,6 +36,7 @@ from workers.metalearn.checkpoint import (
 from workers.metalearn.compiling import Decision, decide, graph_key, is_cached, mark_cached
 from workers.metalearn.config import ConfigError, TrainConfig, config_to_dict, parse_config
 from workers.metalearn.episodes import Episode, FamilyInfo, batch_seed, episode_spec, to_episode
+from workers.metalearn.metastep import MetaStep
 from workers.metalearn.types import (
     CheckpointError,
     DataError,
@@ -199,6 +200,9 @@ class _Run:
         self._val: Episode | None = None
         self._describe: dict[str, Any] | None = None
         self.compiled = Decision(False, "")
+        #: The whole iteration as one compiled graph, when the run compiles a closed-form
+        #: meta-gradient (:mod:`.metastep`); None: meta-gradient, clipping and Adam apart.
+        self.metastep: MetaStep | None = None
 
     # -- resume ------------------------------------------------------------------------
     def resume(self) -> int | None:
@@ -274,13 +278,13 @@ class _Run:
         )
         if decision.compile:
             started = time.perf_counter()
-            self.trainer.compile(cpu=not cuda)
             try:
-                self._meta_grads(self.step + 1)
+                self._compile_now()
             except Exception as exc:  # noqa: BLE001 - auto falls back to eager, and says why
                 if self.config.compile == "on":
                     raise
                 self.trainer.uncompile()
+                self.metastep = None
                 decision = Decision(False, f"{decision.reason}; the compile failed ({exc!r}), so eager")
             else:
                 mark_cached(key, facts)
@@ -290,8 +294,21 @@ class _Run:
         self.compiled = decision
         return decision
 
+    def _compile_now(self) -> None:
+        """Compile on the next meta-batch: the whole iteration where the meta-gradient
+        has a closed form (on copies: nothing is stepped), else the meta-loss."""
+        if self.trainer.analytic is not None:
+            self.metastep = MetaStep(
+                self.trainer, self.optimizer, self.meta, self.config.grad_clip, self.device.type == "cpu"
+            )
+            self.metastep.warm(self._episode(self.step + 1))
+        else:
+            self.trainer.compile(cpu=self.device.type != "cuda")
+            self._meta_grads(self.step + 1)
+
     # -- one iteration --------------------------------------------------------------------
-    def _meta_grads(self, step: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    def _episode(self, step: int) -> Episode:
+        """The training meta-batch of ``step``."""
         pool = self.trainer.task_pool()
         if pool is None:
             seed = batch_seed(self.config.seed, step)
@@ -300,12 +317,36 @@ class _Run:
             batch = self.family.sample_pool("train", self.config.meta_batch, self.train_spec, pool, step)
         if self.stats is not None:
             batch = self.stats.apply_batch(batch)
-        episode = to_episode(batch, self.device)
+        return to_episode(batch, self.device)
+
+    def _meta_grads(self, step: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        episode = self._episode(step)
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
         with ctx:
             return self.trainer.meta_grads(self.meta, episode)
 
+    def _set_lr(self, step: int) -> float:
+        """Scale the optimiser's rates by the schedule at ``step``; returns the first group's."""
+        factor = meta_lr_factor(self.config, step)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _compiled_step(self, step: int, metastep: MetaStep) -> dict[str, float]:
+        done = metastep(self._episode(step), self._set_lr(step))
+        loss, grad_norm = float(done.loss), float(done.grad_norm)
+        if not _finite(loss):
+            raise DivergenceError(step, "loss", loss)
+        if not _finite(grad_norm):
+            raise DivergenceError(step, "grad_norm", grad_norm)
+        out = {"loss": loss, "grad_norm": grad_norm}
+        if self.info.classification:
+            out["accuracy"] = float(done.scores.mean())
+        return out
+
     def train_step(self, step: int) -> dict[str, float]:
+        if self.metastep is not None and self.metastep.ready():
+            return self._compiled_step(step, self.metastep)
         grads, metrics = self._meta_grads(step)
         loss = float(metrics["loss"])
         if not _finite(loss):
@@ -316,9 +357,7 @@ class _Run:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.meta.values(), clip))
         if not _finite(grad_norm):
             raise DivergenceError(step, "grad_norm", grad_norm)
-        factor = meta_lr_factor(self.config, step)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            group["lr"] = base * factor
+        self._set_lr(step)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         out = {"loss": loss, "grad_norm": grad_norm}
