@@ -86,10 +86,17 @@ def compile_options(cpu: bool) -> dict[str, Any]:
     reads each activation and error in several contractions, and recomputing them
     there made the compiled MAML meta-gradient about 20% slower (1.23 against 1.00 ms
     closed form, 2.03 against 1.61 ms through autograd, 2-core Xeon, 2026-11-30).
+    And it lets the C compiler fuse multiplies and adds into FMA instructions
+    (``-ffp-contract=fast``; one rounding instead of two): the compiled MAML
+    iteration took 1.01-1.03 ms against 1.09-1.16 without, alternating, 3 runs each.
     """
     if not cpu:
         return {}
-    options: dict[str, Any] = {"cpp_wrapper": True, "realize_reads_threshold": 1}
+    options: dict[str, Any] = {
+        "cpp_wrapper": True,
+        "realize_reads_threshold": 1,
+        "cpp.enable_floating_point_contract_flag": "fast",
+    }
     if torch.backends.cpu.get_cpu_capability() in _X86_VECTOR:
         options["cpp.simdlen"] = 256
     return options
