@@ -5,15 +5,18 @@ default) compiles when the run is long enough to pay the compile back. The rule,
 from ``benchmarks/engine_throughput.py`` on a 2-core CPU (second-order MAML,
 1-40-40-1, meta-batch 25, 5 inner steps):
 
-* only the fused MLP path (:mod:`~workers.metalearn.algorithms.fused`) is compiled
-  under ``auto``: it is the one measured to gain (about 2x over its eager speed,
-  where inductor fuses its broadcast contractions into one loop nest each way);
-  the conv net's generic path is compiled only when asked (``on``);
+* only the fused MLP paths (:mod:`~workers.metalearn.algorithms.fused`, and MAML's
+  closed form over it, compiled with Adam as one iteration by
+  :mod:`~workers.metalearn.metastep`) are compiled under ``auto``: they are the ones
+  measured to gain (about 2x over eager through autograd, 3.4x for the closed form:
+  272 against 928 meta-it/s, 2026-11-30); the conv net's generic path is compiled
+  only when asked (``on``);
 * a first compile of a graph takes 25-70 s (more under load); later runs of the
-  same graph load it from the persistent cache in about 2 s. A step gains about
-  2 ms, so ``auto`` compiles when at least :data:`AUTO_ITERATIONS_CACHED`
-  iterations remain and this graph has been compiled before (its marker is in the
-  cache), or at least :data:`AUTO_ITERATIONS_FIRST` otherwise;
+  same graph load it from the persistent cache in 2-4 s. A step gains 2-2.6 ms,
+  so ``auto`` compiles when at least :data:`AUTO_ITERATIONS_CACHED` iterations
+  remain and this graph has been compiled before (its marker is in the cache), or
+  at least :data:`AUTO_ITERATIONS_FIRST` otherwise (for the closed form, 1.6x and
+  3.7x the break-even of a 4 s and a 28 s compile; kept for every fused path);
 * on a CUDA device (``gpu_check.sh`` on an H200, 2026-11-30, meta-batch 25 and
   1000) a first compile took 20-26 s, one from the cache 1.5-2.0 s, and a step
   gained 5.9-6.9 ms (eager kernel launches are what compiling removes there), so

@@ -14,7 +14,8 @@ first step, when every task still shares the meta-weights), ``F.linear`` /
 ``2 (out - y) / n``; cross-entropy: ``(softmax(out) - onehot(y)) / N``), and the
 ReLU backward as ``threshold_backward`` (one op, which autograd can differentiate
 again). One inner step is then about twenty large ops for all tasks, and
-autograd differentiates through the unrolled loop once for the second order.
+autograd differentiates through the unrolled loop once for the second order
+(MAML's meta-gradient on the CPU is written out instead: :mod:`.analytic`).
 
 The step itself is still :func:`~workers.metalearn.algorithms.base.inner_step`:
 this module only supplies its gradient function. MAML, first-order MAML, Meta-SGD,

@@ -3,8 +3,10 @@
 All four share :func:`~workers.metalearn.algorithms.base.inner_step`; they differ
 only in which weights are fast, which learning rates the step uses, and whether
 the step is differentiated through. On an MLP backbone they train with the fused
-inner loop (:mod:`~workers.metalearn.algorithms.fused`); on the conv net with the
-generic ``torch.func`` path.
+inner loop (:mod:`~workers.metalearn.algorithms.fused`), MAML and first-order MAML
+on the CPU with their meta-gradient in closed form over it
+(:mod:`~workers.metalearn.algorithms.analytic`); on the conv net with the generic
+``torch.func`` path.
 """
 
 from __future__ import annotations
