@@ -60,6 +60,13 @@ BLOBS_RUN = {
 }
 
 
+def gpu_setup(*args, **kwargs):
+    """``test_gradients.setup``, with the path a run on the GPU takes (``Algorithm.place``)."""
+    net, alg, meta = setup(*args, **kwargs)
+    alg.place(CUDA)
+    return net, alg, meta
+
+
 def on_cuda(ep: Episode) -> Episode:
     return Episode(*(t.to(CUDA) for t in ep))
 
@@ -74,7 +81,7 @@ class Losses(NullReporter):
 
 @pytest.mark.parametrize("path", ["fused", "generic"])
 def test_mlp_meta_gradient_on_cuda_matches_the_per_task_reference(path):
-    _, alg, meta = setup("maml", inner_steps=5, inner_lr=0.01)
+    _, alg, meta = gpu_setup("maml", inner_steps=5, inner_lr=0.01)
     if path == "generic":
         alg.use_generic()
     meta = {k: v.detach().to(CUDA).requires_grad_() for k, v in meta.items()}
@@ -85,7 +92,7 @@ def test_mlp_meta_gradient_on_cuda_matches_the_per_task_reference(path):
 
 
 def test_conv_meta_gradient_on_cuda_matches_the_per_task_reference():
-    _, alg, meta = setup("maml", IMAGES, inner_steps=2, inner_lr=0.1)
+    _, alg, meta = gpu_setup("maml", IMAGES, inner_steps=2, inner_lr=0.1)
     meta = {k: v.detach().to(CUDA).requires_grad_() for k, v in meta.items()}
     ep = on_cuda(image_batch())
     ours, _ = alg.meta_grads(meta, ep)
@@ -94,7 +101,7 @@ def test_conv_meta_gradient_on_cuda_matches_the_per_task_reference():
 
 @pytest.mark.parametrize("info", [SINE, IMAGES], ids=["mlp-fused", "conv-generic"])
 def test_bf16_meta_gradient_is_close_to_float32(info):
-    _, alg, meta = setup("maml", info, inner_steps=2, inner_lr=0.05)
+    _, alg, meta = gpu_setup("maml", info, inner_steps=2, inner_lr=0.05)
     meta = {k: v.detach().float().to(CUDA).requires_grad_() for k, v in meta.items()}
     ep = on_cuda((regression_batch() if info is SINE else image_batch()).to(torch.float32))
     full, _ = alg.meta_grads(meta, ep)
