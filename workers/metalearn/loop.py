@@ -262,6 +262,7 @@ class _Run:
             "inner_steps": self.config.inner_steps,
             "first_order": self.trainer.first_order,
             "bf16": self.autocast,
+            "grad_clip": self.config.grad_clip,  # a constant of the compiled iteration's graph
         }
 
     def compile(self) -> Decision:
