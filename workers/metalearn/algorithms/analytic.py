@@ -23,9 +23,10 @@ and the episode:
 
 The result is the same meta-gradient as the fused path's (tested to 1e-5 in
 ``tests/workers/metalearn/test_analytic.py``), as one graph without a backward
-graph: eagerly about ten large ops per layer and step, and compiled, one C++
-loop nest per call with no autograd engine between the pieces
-(``benchmarks/engine_throughput.py``'s ``analytic`` sides).
+graph: eagerly about ten large ops per layer and step, and compiled, one graph
+with no autograd engine between its pieces (:mod:`~workers.metalearn.metastep`
+compiles it together with Adam; ``benchmarks/engine_throughput.py``'s ``fused``
+sides on the CPU).
 
 Only plain MAML and first-order MAML use it: their meta-parameters are exactly the
 fast weights' initial values, with a fixed inner learning rate. Meta-SGD (learned
@@ -97,7 +98,6 @@ class AnalyticMAML:
         """The support loss's Hessian at ``step.fast`` times ``v``, per task."""
         fast, inputs, last = step.fast, step.inputs, len(self.layers) - 1
         r_inputs: list[Tensor | None] = [None]  # the R of each layer's input (the data's is 0)
-        r = inputs[0]
         for i, (w, b) in enumerate(self.layers):
             r = self._linear(inputs[i], v[w], v[b])
             if r_inputs[i] is not None:

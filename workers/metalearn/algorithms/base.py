@@ -314,7 +314,8 @@ class Algorithm:
         """``torch.compile`` the batched meta-loss (pays off on long runs only; see
         :mod:`workers.metalearn.compiling`), with :func:`compile_options`. The fused
         path switches to its broadcast contractions, which inductor fuses into one
-        loop nest for the forward pass and one for the backward."""
+        loop nest for the forward pass and one for the backward; MAML's closed form
+        (:mod:`.analytic`) compiles as one graph with no backward."""
         self._eager_task_loss, self._eager_grads_fn = self._batched_task_loss, self._meta_grads_fn
         self._compiled_form(True)
         if self.analytic is not None:
