@@ -215,6 +215,7 @@ def _training_job(attempt: Attempt, meta_train: MetaTrain | None) -> Job | Faile
                 token=attempt.token,
                 summary=_summary(result, reporter, attempt=attempt.number),
                 step=result.step,
+                note=result.compile,
             ),
         )
 

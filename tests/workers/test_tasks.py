@@ -66,6 +66,9 @@ def test_train_run_succeeds_and_stores_every_step():
     assert run.summary["metrics"]["loss"] == pytest.approx(metric_points(run, "loss")[20])
     assert run.summary["val"]["val_loss"] == pytest.approx(metric_points(run, "val_loss")[20])
     assert _kinds(run) == ["claimed", "succeeded"]
+    # the history says how the engine ran it: 20 iterations are too few to compile
+    finished = run.events.get(kind="succeeded").message
+    assert finished.startswith("Finished at step 20 (compile: auto stays eager: 20 iterations left, graph")
     assert run.pk and (tasks.checkpoint_dir_for(run.pk) / "latest").exists()
 
 

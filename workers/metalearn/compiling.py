@@ -116,6 +116,5 @@ def decide(mode: str, *, fused: bool, remaining: int, cached: bool, cuda: bool =
         need = AUTO_ITERATIONS_CACHED if cached else AUTO_ITERATIONS_FIRST
     seen = "already in the compile cache" if cached else "not in the compile cache yet"
     verdict = "compiles" if remaining >= need else "stays eager"
-    return Decision(
-        remaining >= need, f"compile: auto {verdict}: {remaining} iterations left, graph {seen} (from {need})"
-    )
+    reason = f"compile: auto {verdict}: {remaining:,} iterations left, graph {seen}, {need:,} needed"
+    return Decision(remaining >= need, reason)

@@ -269,8 +269,11 @@ def run_finish_replay(*, run_id: int) -> None:
         _after_finish_on_commit(run)
 
 
-def run_succeed(*, run_id: int, token: str, summary: dict[str, Any], step: int | None = None) -> bool:
-    """Mark the run succeeded with its ``summary`` (final metrics). False if not the owner."""
+def run_succeed(
+    *, run_id: int, token: str, summary: dict[str, Any], step: int | None = None, note: str = ""
+) -> bool:
+    """Mark the run succeeded with its ``summary`` (final metrics), and ``note`` (how the
+    engine ran it: its compile decision) in the history. False if not the owner."""
     with transaction.atomic():
         run = _owned(run_id, token)
         if run is None:
@@ -279,7 +282,7 @@ def run_succeed(*, run_id: int, token: str, summary: dict[str, Any], step: int |
         if step is not None:
             run.step = step
         _finish(run, RunStatus.SUCCEEDED)
-        _event(run, "succeeded", f"Finished at step {run.step}.")
+        _event(run, "succeeded", f"Finished at step {run.step}" + (f" ({note})." if note else "."))
         return True
 
 
