@@ -40,7 +40,14 @@ from workers.metalearn.episodes import Episode
 
 Params = dict[str, Tensor]
 #: Adam's options the compiled step supports: the engine's optimiser (``loop.make_optimizer``).
-_PLAIN_ADAM = {"amsgrad": False, "maximize": False, "weight_decay": 0, "differentiable": False}
+_PLAIN_ADAM = {
+    "amsgrad": False,
+    "maximize": False,
+    "weight_decay": 0,
+    "differentiable": False,
+    "capturable": False,  # its step counts live on the device; here they are CPU scalars
+    "fused": None,
+}
 
 
 class StepOut(NamedTuple):

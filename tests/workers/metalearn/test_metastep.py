@@ -96,6 +96,8 @@ def test_the_compiled_iteration_refuses_what_it_does_not_implement():
     trainer, meta, optimizer, _ = _stepper()
     with pytest.raises(ValueError, match="amsgrad"):
         MetaStep(trainer, torch.optim.Adam(list(meta.values()), amsgrad=True), meta, None, cpu=True)
+    with pytest.raises(ValueError, match="fused"):
+        MetaStep(trainer, torch.optim.Adam(list(meta.values()), fused=True), meta, None, cpu=True)
     trainer.use_autograd()
     with pytest.raises(ValueError, match="closed-form"):
         MetaStep(trainer, optimizer, meta, None, cpu=True)
