@@ -161,8 +161,11 @@ def evaluate_tasks(
     return torch.cat(losses).numpy(), torch.cat(scores).numpy()
 
 
-def _finite(value: float) -> bool:
-    return math.isfinite(value)
+def _checked(step: int, quantity: str, value: float) -> float:
+    """``value``, or :class:`DivergenceError` naming ``step`` and ``quantity`` when it is NaN or inf."""
+    if not math.isfinite(value):
+        raise DivergenceError(step, quantity, value)
+    return value
 
 
 class _Run:
@@ -335,12 +338,10 @@ class _Run:
 
     def _compiled_step(self, step: int, metastep: MetaStep) -> dict[str, float]:
         done = metastep(self._episode(step), self._set_lr(step))
-        loss, grad_norm = float(done.loss), float(done.grad_norm)
-        if not _finite(loss):
-            raise DivergenceError(step, "loss", loss)
-        if not _finite(grad_norm):
-            raise DivergenceError(step, "grad_norm", grad_norm)
-        out = {"loss": loss, "grad_norm": grad_norm}
+        out = {
+            "loss": _checked(step, "loss", float(done.loss)),
+            "grad_norm": _checked(step, "grad_norm", float(done.grad_norm)),
+        }
         if self.info.classification:
             out["accuracy"] = float(done.scores.mean())
         return out
@@ -349,15 +350,13 @@ class _Run:
         if self.metastep is not None and self.metastep.ready():
             return self._compiled_step(step, self.metastep)
         grads, metrics = self._meta_grads(step)
-        loss = float(metrics["loss"])
-        if not _finite(loss):
-            raise DivergenceError(step, "loss", loss)
+        loss = _checked(step, "loss", float(metrics["loss"]))
         for name, param in self.meta.items():
             param.grad = grads[name].to(param.dtype)
         clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.meta.values(), clip))
-        if not _finite(grad_norm):
-            raise DivergenceError(step, "grad_norm", grad_norm)
+        grad_norm = _checked(
+            step, "grad_norm", float(torch.nn.utils.clip_grad_norm_(self.meta.values(), clip))
+        )
         self._set_lr(step)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -377,10 +376,7 @@ class _Run:
         metrics = {"val_loss": float(losses[:, -1].mean())}
         if self.info.classification:
             metrics["val_accuracy"] = float(scores.mean())
-        for key, value in metrics.items():
-            if not _finite(value):
-                raise DivergenceError(self.step, key, value)
-        return metrics
+        return {key: _checked(self.step, key, value) for key, value in metrics.items()}
 
     # -- checkpoints -----------------------------------------------------------------------
     def save(self) -> None:

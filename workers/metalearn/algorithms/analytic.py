@@ -74,16 +74,7 @@ class AnalyticMAML:
     def _pass(self, fast: Params, x: Tensor, y: Tensor) -> tuple[Params, _Step]:
         """Forward and backward of the mean loss: per-task gradients ``[B, ...]`` and the tape."""
         out, inputs = self.mlp._forward(fast, x)
-        d = self.mlp._loss_grad(out, y)
-        grads: Params = {}
-        deltas: list[Tensor] = [d] * len(self.layers)
-        for i in range(len(self.layers) - 1, -1, -1):
-            w, b = self.layers[i]
-            deltas[i] = d
-            grads[w] = _outer(d, inputs[i], self.broadcast)
-            grads[b] = d.sum(dim=-2)
-            if i:
-                d = _relu_backward(_back(d, fast[w], self.broadcast), inputs[i], 0.0)
+        grads, deltas = self.mlp.backward(fast, inputs, self.mlp._loss_grad(out, y))
         return grads, _Step(fast, inputs, deltas, out)
 
     def _loss_grad_r(self, out: Tensor, r_out: Tensor) -> Tensor:

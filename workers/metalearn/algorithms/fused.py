@@ -121,20 +121,25 @@ class FusedMLP:
         diff = out - y
         return diff * (2.0 / diff[0].numel())
 
+    def backward(self, fast: Params, inputs: list[Tensor], d: Tensor) -> tuple[Params, list[Tensor]]:
+        """Per-task gradients ``[B, ...]`` from the error ``d`` at the outputs, and the
+        error at each layer's outputs (what :mod:`.analytic` differentiates again)."""
+        grads: Params = {}
+        deltas = [d] * len(self.layers)
+        for i in range(len(self.layers) - 1, -1, -1):
+            w, b = self.layers[i]
+            deltas[i] = d
+            grads[w] = _outer(d, inputs[i], self.broadcast)
+            grads[b] = d.sum(dim=-2)
+            if i:
+                d = _relu_backward(_back(d, fast[w], self.broadcast), inputs[i], 0.0)
+        return grads, deltas
+
     def support_grad(self, fast: Params, x: Tensor, y: Tensor) -> Params:
         """Per-task gradients ``[B, ...]`` of each task's support loss, differentiable
         with respect to ``fast`` and ``x`` (for second-order meta-gradients)."""
         out, inputs = self._forward(fast, x)
-        d = self._loss_grad(out, y)
-        grads: Params = {}
-        for i in range(len(self.layers) - 1, -1, -1):
-            w, b = self.layers[i]
-            a = inputs[i]
-            grads[w] = _outer(d, a, self.broadcast)
-            grads[b] = d.sum(dim=-2)
-            if i:
-                d = _relu_backward(_back(d, fast[w], self.broadcast), a, 0.0)
-        return grads
+        return self.backward(fast, inputs, self._loss_grad(out, y))[0]
 
     def support_grad_constant(self, fast: Params, x: Tensor, y: Tensor) -> Params:
         """:meth:`support_grad` without a graph (first-order algorithms detach it anyway)."""
