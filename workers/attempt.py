@@ -199,7 +199,9 @@ def failure(exc: Exception, wording: Wording, *, run_id: int, step: int) -> Fail
     if isinstance(exc, StoreUnavailable):
         return Interrupted(str(exc), at)
     if isinstance(exc, DivergenceError):
-        return Failed(f"{exc}{wording.divergence_hint}", exc.step if wording.name_steps else None)
+        if wording.name_steps:  # the page says "Failed at step N:" before the message
+            return Failed(f"{exc.reason}{wording.divergence_hint}", exc.step)
+        return Failed(f"{exc}{wording.divergence_hint}")
     if isinstance(exc, ConfigError):
         return Failed(f"Invalid configuration: {exc}")
     if isinstance(exc, DataError):

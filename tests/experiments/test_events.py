@@ -38,11 +38,11 @@ def test_status_events_carry_the_error_fields(monkeypatch, django_capture_on_com
     """One copy for every service, the registry's included: the error travels too."""
     sent: list = []
     monkeypatch.setattr(events, "send_messages_nowait", sent.append)
-    run = RunFactory(status="failed", error="training diverged at step 7", error_step=7)
+    run = RunFactory(status="failed", error="training diverged: loss is nan", error_step=7)
     with django_capture_on_commit_callbacks(execute=True):
         publish_run_status_on_commit(run)
     message = sent[0][0][1]
-    assert message["error"] == "training diverged at step 7" and message["error_step"] == 7
+    assert message["error"] == "training diverged: loss is nan" and message["error_step"] == 7
 
 
 @pytest.mark.django_db

@@ -402,7 +402,7 @@ def test_run_page_shows_state_config_and_controls(client, world):
 def test_failed_run_page_shows_the_error_and_its_step(client, world):
     run = world["queued"]
     Run.objects.filter(pk=run.pk).update(
-        status=RunStatus.FAILED, error="training diverged at step 12: loss is nan", error_step=12
+        status=RunStatus.FAILED, error="training diverged: loss is nan", error_step=12
     )
     login(client, world["users"]["member"])
     html = client.get(reverse("experiments:run-detail", args=[run.pk])).content.decode()

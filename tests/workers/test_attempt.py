@@ -86,7 +86,7 @@ def raising(exc: BaseException):
 @pytest.mark.parametrize(
     ("exc", "wording", "message", "error_step"),
     [
-        (DivergenceError(7, "loss", float("nan")), TRAINING, "training diverged at step 7: loss is nan", 7),
+        (DivergenceError(7, "loss", float("nan")), TRAINING, "training diverged: loss is nan", 7),
         (
             DivergenceError(3, "query_loss", float("inf"), phase="adaptation"),
             ADAPTING,

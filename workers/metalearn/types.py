@@ -256,6 +256,11 @@ class DivergenceError(EngineError, FloatingPointError):
         where = "inner step" if phase == "adaptation" else "step"
         super().__init__(f"{phase} diverged at {where} {step}: {quantity} is {value}")
 
+    @property
+    def reason(self) -> str:
+        """The message without the step, for a page that shows the step beside it."""
+        return f"{self.phase} diverged: {self.quantity} is {self.value}"
+
 
 class ConfigError(ValueError):
     """Invalid configuration. ``errors`` maps a dotted field name to a message."""

@@ -329,14 +329,15 @@ def _attempts_exhausted(run: Run) -> bool:
     return run.attempt >= max(1, settings.RUN_MAX_ATTEMPTS)
 
 
-def worker_lost_message(*, losses: int, step: int) -> str:
+def worker_lost_message(*, losses: int) -> str:
+    """The error of a run failed by lost workers (the page names the step beside it)."""
     times = "once" if losses == 1 else f"{losses} times"
-    return f"Worker lost {times} (last at step {step})."
+    return f"Worker lost {times}."
 
 
 def _fail_worker_lost(run: Run) -> None:
     """Fail a run whose worker died on its last allowed attempt (locked by the caller)."""
-    run.error = worker_lost_message(losses=run.attempt, step=run.step)
+    run.error = worker_lost_message(losses=run.attempt)
     run.error_step = run.step
     _finish(run, RunStatus.FAILED)
     _event(run, "failed", f"Failed at step {run.step}: {run.error} It is not requeued again.")
