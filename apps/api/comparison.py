@@ -13,8 +13,7 @@ from pydantic import Field
 
 from apps.api.auth import caller, team_for
 from apps.api.schemas import MessageOut, ValidationErrorOut
-from apps.reviews.comparison.analysis import MeanCI, PairedResult
-from apps.reviews.comparison.display import PlacedBox
+from apps.reviews.comparison.analysis import BoxStats, MeanCI, PairedResult
 from apps.reviews.forms import MAX_IDS
 from apps.reviews.selectors import Comparison, ComparisonItem, adapted_ids_for_runs, comparison_build
 
@@ -51,18 +50,6 @@ class PairedOut(Schema):
     significant: bool
 
 
-class BoxOut(Schema):
-    minimum: float
-    whisker_low: float
-    q1: float
-    median: float
-    q3: float
-    whisker_high: float
-    maximum: float
-    outliers_low: int
-    outliers_high: int
-
-
 class ComparisonItemOut(Schema):
     run_id: int = Field(description="The adaptation run evaluated.")
     meta_model_id: int
@@ -82,7 +69,7 @@ class ComparisonItemOut(Schema):
     paired: PairedOut | None
     outcome: str = Field(description="better, worse, not significant; empty for the reference")
     verdict: str | None
-    box: BoxOut | None
+    box: BoxStats | None = Field(description="Tukey's box plot of the per-task metric.")
     hist_counts: list[int]
     overflow: int
 
@@ -128,23 +115,6 @@ def _paired(result: PairedResult | None) -> PairedOut | None:
     )
 
 
-def _box(placed: PlacedBox | None) -> BoxOut | None:
-    if placed is None:
-        return None
-    box = placed.stats
-    return BoxOut(
-        minimum=box.minimum,
-        whisker_low=box.whisker_low,
-        q1=box.q1,
-        median=box.median,
-        q3=box.q3,
-        whisker_high=box.whisker_high,
-        maximum=box.maximum,
-        outliers_low=box.outliers_low,
-        outliers_high=box.outliers_high,
-    )
-
-
 def _item(item: ComparisonItem) -> ComparisonItemOut:
     return ComparisonItemOut(
         run_id=item.run_id,
@@ -165,7 +135,7 @@ def _item(item: ComparisonItem) -> ComparisonItemOut:
         paired=_paired(item.paired),
         outcome=item.outcome,
         verdict=item.verdict,
-        box=_box(item.box),
+        box=item.box.stats if item.box else None,
         hist_counts=item.hist_counts,
         overflow=item.overflow,
     )
