@@ -7,6 +7,7 @@ go through the package level only."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -44,7 +45,7 @@ class MetaModelOut(Schema):
     experiment_id: int
     training_run_id: int | None
     weights_sha256: str
-    created_at: Any
+    created_at: datetime
 
 
 class MetaModelPageOut(Schema):

@@ -19,6 +19,7 @@ from metaweb.client.transport import Transport
 from metaweb.client.types import (
     Adaptation,
     Alias,
+    Comparison,
     Experiment,
     MetaModel,
     MetaModelDetail,
@@ -261,7 +262,7 @@ class Client:
         adaptations: list[int] = (),
         models: list[int] = (),
         team: str | None = None,  # type: ignore[assignment]
-    ) -> dict[str, Any]:
+    ) -> Comparison:
         """The side-by-side comparison of 2-6 adaptation runs and meta-models (their
         600-task evaluations): per item the metric, curve, and paired test against the first."""
         params = [("adaptation", int(a)) for a in adaptations] + [("model", int(m)) for m in models]

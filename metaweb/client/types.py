@@ -1,4 +1,8 @@
-"""The API's resources as the client returns them: plain JSON, typed."""
+"""The API's resources as the client returns them: plain JSON, typed.
+
+Generated from the API's OpenAPI schema by ``python manage.py client_types``
+(``apps/api/client_types.py``): do not edit by hand.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +15,19 @@ class Team(TypedDict):
     role: str
 
 
-class Experiment(TypedDict):
-    id: int
-    name: str
-    description: str
-    created_at: str
-
-
 class TaskSet(TypedDict):
     id: int
     name: str
     family: str
     created_at: str
     latest_version: int | None
+
+
+class Experiment(TypedDict):
+    id: int
+    name: str
+    description: str
+    created_at: str
 
 
 class Run(TypedDict):
@@ -54,6 +58,14 @@ class RunPage(TypedDict):
     results: list[Run]
 
 
+class Series(TypedDict):
+    metric: str
+    x: list[float]
+    y: list[float]
+    total: int
+    dropped: int
+
+
 class RunEvent(TypedDict):
     created_at: str
     kind: str
@@ -61,12 +73,9 @@ class RunEvent(TypedDict):
     attempt: int
 
 
-class Series(TypedDict):
-    metric: str
-    x: list[float]
-    y: list[float]
-    total: int
-    dropped: int
+class Points(TypedDict):
+    stored: int
+    stop: bool
 
 
 class MetaModel(TypedDict):
@@ -86,24 +95,21 @@ class MetaModelPage(TypedDict):
     results: list[MetaModel]
 
 
+class LineageAdaptation(TypedDict):
+    id: int
+    run_id: int
+    status: str
+
+
 class MetaModelDetail(TypedDict):
     card: dict[str, Any]
-    adaptations: list[dict[str, Any]]
+    adaptations: list[LineageAdaptation]
 
 
 class Alias(TypedDict):
     model_name: str
     alias: str
     meta_model_id: int
-
-
-class AdaptedResult(TypedDict):
-    metric: str
-    before: float | None
-    after: float | None
-    ci95: float | None
-    n_tasks: int
-    n_steps: int
 
 
 class Adaptation(TypedDict):
@@ -116,7 +122,88 @@ class Adaptation(TypedDict):
     steps: int
     lr: float
     shots: int | None
-    result: AdaptedResult | None
+    result: Adapted | None
 
 
+class Adapted(TypedDict):
+    metric: str
+    before: float | None
+    after: float | None
+    ci95: float | None
+    n_tasks: int
+    n_steps: int
+
+
+class BoxStats(TypedDict):
+    minimum: float
+    whisker_low: float
+    q1: float
+    median: float
+    q3: float
+    whisker_high: float
+    maximum: float
+    outliers_low: int
+    outliers_high: int
+
+
+class ComparisonItem(TypedDict):
+    run_id: int
+    meta_model_id: int
+    picked: str
+    name: str
+    version: int
+    algorithm: str
+    taskset_name: str
+    target: str
+    metric: str
+    n_tasks: int
+    n_steps: int
+    before: float | None
+    after: float | None
+    curve: list[float | None]
+    mean: MeanCI | None
+    paired: Paired | None
+    outcome: str
+    verdict: str | None
+    box: BoxStats | None
+    hist_counts: list[int]
+    overflow: int
+
+
+class Comparison(TypedDict):
+    kind: str
+    metric: str
+    higher_is_better: bool
+    n_tasks: int
+    max_steps: int
+    notes: list[str]
+    bin_edges: list[float]
+    items: list[ComparisonItem]
+
+
+class MeanCI(TypedDict):
+    mean: float
+    low: float
+    high: float
+    half_width: float
+    n: int
+
+
+class Paired(TypedDict):
+    n: int
+    mean_a: float
+    mean_b: float
+    mean_diff: float
+    sd_diff: float
+    ci_low: float
+    ci_high: float
+    t: float | None
+    df: int
+    p_value: float
+    wilcoxon_p: float
+    alpha: float
+    significant: bool
+
+
+#: A run's statuses once it will not change again.
 FINISHED = ("succeeded", "failed", "cancelled")

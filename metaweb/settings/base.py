@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "apps.registry",
     "apps.adaptations",
     "apps.reviews",
+    "apps.api",  # no models: its management command writes the client's types
 ]
 
 MIDDLEWARE = [
