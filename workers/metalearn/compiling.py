@@ -5,8 +5,8 @@ default) compiles when the run is long enough to pay the compile back. The rule,
 from ``benchmarks/engine_throughput.py`` on a 2-core CPU (second-order MAML,
 1-40-40-1, meta-batch 25, 5 inner steps):
 
-* only the fused MLP paths (:mod:`~workers.metalearn.algorithms.fused`, and MAML's
-  closed form over it, compiled with Adam as one iteration by
+* only the fused MLP paths (:mod:`~workers.metalearn.algorithms.fused`, and the
+  closed form of MAML and Meta-SGD over it, compiled with Adam as one iteration by
   :mod:`~workers.metalearn.metastep`) are compiled under ``auto``: they are the ones
   measured to gain (about 2x over eager through autograd, 3.4x for the closed form:
   272 against 928 meta-it/s, 2026-11-30); the conv net's generic path is compiled

@@ -1,7 +1,7 @@
 """A whole meta-iteration as one compiled graph: meta-gradient, clipping and Adam.
 
 When a run compiles and its meta-gradient has the closed form of
-:mod:`~workers.metalearn.algorithms.analytic` (MAML and first-order MAML on an MLP,
+:mod:`~workers.metalearn.algorithms.analytic` (MAML, first-order MAML and Meta-SGD on an MLP,
 on the CPU), what is left of an iteration besides that graph is bookkeeping:
 ``clip_grad_norm_`` and ``torch.optim.Adam.step`` cost about as much as the
 compiled meta-gradient itself (about 0.5 ms of a 1.5 ms iteration on this

@@ -1,4 +1,5 @@
-"""MAML's closed-form meta-gradient (``algorithms/analytic.py``) against autograd.
+"""The closed-form meta-gradient (``algorithms/analytic.py``) of MAML, first-order
+MAML and Meta-SGD against autograd.
 
 The reference is the fused inner loop differentiated by autograd (itself tested
 against the generic path in ``test_fused.py``) and, in float64, the plain per-task
@@ -61,6 +62,45 @@ def test_closed_form_matches_the_per_task_loop_in_float64(info):
     assert rel_err(first, ref) > 1e-3  # the Hessian terms are there
 
 
+def distinct_rates(meta: dict) -> dict:
+    """Meta-SGD's rates drawn apart, so that a rate applied to the wrong weight shows."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, value in meta.items():
+            if name.startswith("lr."):
+                value.copy_(torch.empty(value.shape).uniform_(0.01, 0.1, generator=generator))
+    return meta
+
+
+@pytest.mark.parametrize("broadcast", [False, True], ids=["bmm", "broadcast"])
+@pytest.mark.parametrize("info", [SINE, TABLE], ids=["regression", "classification"])
+@pytest.mark.parametrize("first_order", [False, True], ids=["second-order", "first-order"])
+@pytest.mark.parametrize("steps", [1, 3])
+def test_metasgd_closed_form_matches_autograd(info, steps, first_order, broadcast):
+    closed, autograd, meta = twins("metasgd", info, inner_steps=steps, first_order=first_order)
+    closed.fused.broadcast = broadcast
+    meta = distinct_rates(meta)
+    ours, _ = closed.meta_grads(meta, autograd_ep := batch(info))
+    ref, _ = autograd.meta_grads(meta, autograd_ep)
+    assert list(ours) == list(meta)  # every meta-parameter, in its order (the compiled Adam zips them)
+    rates = [n for n in meta if n.startswith("lr.")]
+    weights = [n for n in meta if n not in rates]
+    for group in (weights, rates):  # each part on its own: the rates' gradient is much smaller
+        assert rel_err({n: ours[n] for n in group}, {n: ref[n] for n in group}) < 1e-5
+    assert all(float(ref[n].abs().max()) > 0 for n in rates)
+
+
+@pytest.mark.parametrize("first_order", [False, True], ids=["second-order", "first-order"])
+def test_metasgd_closed_form_matches_the_per_task_loop_in_float64(first_order):
+    closed, _, meta = twins("metasgd", SINE, hidden=(7, 5, 6), inner_steps=4, first_order=first_order)
+    meta = {k: v.detach().double().requires_grad_() for k, v in distinct_rates(meta).items()}
+    ep = as_double(batch(SINE))
+    ours, _ = closed.meta_grads(meta, ep)
+    lrs = {n.removeprefix("lr."): v for n, v in meta.items() if n.startswith("lr.")}
+    ref = reference_maml(closed.net, meta, ep, 4, None, SINE, first_order=first_order, lrs=lrs)
+    assert rel_err(ours, ref) < 1e-12
+
+
 def test_which_algorithms_and_devices_take_the_closed_form():
     config = TrainConfig(algorithm="maml", hidden=(8,))
     paths = {
@@ -70,7 +110,7 @@ def test_which_algorithms_and_devices_take_the_closed_form():
     assert paths == {
         "maml": "analytic",
         "fomaml": "analytic",
-        "metasgd": "fused",
+        "metasgd": "analytic",
         "reptile": "fused",
         "anil": "fused",
     }

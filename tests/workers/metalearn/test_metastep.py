@@ -32,10 +32,12 @@ def sinusoid():
     return make_family(FamilySpec(name="sinusoid"))
 
 
-def test_compiled_iteration_steps_like_the_eager_loop(tmp_path, sinusoid):
+@pytest.mark.parametrize("algorithm", ["maml", "metasgd"])
+def test_compiled_iteration_steps_like_the_eager_loop(tmp_path, sinusoid, algorithm):
     eager, compiled = Recorder(), Recorder()
-    meta_train({**CLIPPED, "compile": "off"}, sinusoid, eager, tmp_path / "eager")
-    result = meta_train(CLIPPED, sinusoid, compiled, tmp_path / "compiled")
+    config = {**CLIPPED, "algorithm": algorithm}
+    meta_train({**config, "compile": "off"}, sinusoid, eager, tmp_path / "eager")
+    result = meta_train(config, sinusoid, compiled, tmp_path / "compiled")
     assert result.compile.startswith("compile: on; compiled in")
     _, params_e, adam_e = final_state(tmp_path / "eager")
     _, params_c, adam_c = final_state(tmp_path / "compiled")

@@ -28,14 +28,17 @@ with no autograd engine between its pieces (:mod:`~workers.metalearn.metastep`
 compiles it together with Adam; ``benchmarks/engine_throughput.py``'s ``fused``
 sides on the CPU).
 
-Only plain MAML and first-order MAML use it: their meta-parameters are exactly the
-fast weights' initial values, with a fixed inner learning rate. Meta-SGD (learned
-rates) and ANIL (a body in front) keep autograd.
+Meta-SGD's learned rates fit the same reverse pass: its step is
+``theta_{k+1} = theta_k - alpha * g_k`` elementwise, so the adjoint becomes
+``v <- v - H_k (alpha * v)``, and each step adds ``-g_k * v`` (``v`` before it is
+undone) to the rates' gradient. MAML, first-order MAML and Meta-SGD use it, whose
+meta-parameters are the fast weights' initial values (and the rates); ANIL (a body
+in front of the adapted head) keeps autograd.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -47,12 +50,14 @@ from workers.metalearn.algorithms.fused import FusedMLP, Params, _back, _linear,
 @dataclass
 class _Step:
     """What the reverse pass needs of one forward pass: the weights it used, each
-    layer's input, each layer's back-propagated error, and the network's output."""
+    layer's input, each layer's back-propagated error, the network's output, and the
+    per-task gradient it gave (Meta-SGD's rates are differentiated along it)."""
 
     fast: Params
     inputs: list[Tensor]
     deltas: list[Tensor]
     out: Tensor
+    grads: Params
 
 
 class AnalyticMAML:
@@ -75,7 +80,7 @@ class AnalyticMAML:
         """Forward and backward of the mean loss: per-task gradients ``[B, ...]`` and the tape."""
         out, inputs = self.mlp._forward(fast, x)
         grads, deltas = self.mlp.backward(fast, inputs, self.mlp._loss_grad(out, y))
-        return grads, _Step(fast, inputs, deltas, out)
+        return grads, _Step(fast, inputs, deltas, out, grads)
 
     def _loss_grad_r(self, out: Tensor, r_out: Tensor) -> Tensor:
         """The directional derivative of ``FusedMLP._loss_grad`` along ``r_out``."""
@@ -115,14 +120,15 @@ class AnalyticMAML:
         support: tuple[Tensor, Tensor],
         query: tuple[Tensor, Tensor],
         steps: int,
-        lr: float,
+        lr: float | Mapping[str, Tensor],
         first_order: bool,
         inner_step: Callable[..., Params],
-    ) -> tuple[Params, Tensor, Tensor]:
+    ) -> tuple[Params, Params, Tensor, Tensor]:
         """The meta-gradient of the mean query loss after ``steps`` inner steps of
-        SGD at ``lr``, and each task's query loss and score ``[B]``. ``inner_step`` is
-        :func:`~.base.inner_step`, the step every algorithm takes (passed in: base
-        imports this module)."""
+        SGD at ``lr`` (a float, or Meta-SGD's rates per weight name): the weights'
+        gradient, the rates' (empty for a float), and each task's query loss and
+        score ``[B]``. ``inner_step`` is :func:`~.base.inner_step`, the step every
+        algorithm takes (passed in: base imports this module)."""
         (xs, ys), (xq, yq) = support, query
         tape: list[_Step] = []
 
@@ -135,10 +141,28 @@ class AnalyticMAML:
         for _ in range(steps):
             fast = inner_step(support_grad, fast, lr, (xs, ys))
         v, last = self._pass(fast, xq, yq)
+        rates: Params = {}
+        for step in reversed(tape):  # the adjoint of each step, last to first
+            v, rates = self._undo(step, v, lr, first_order, rates)
+        scale = 1.0 / xs.shape[0]
+        weights = {name: v[name].sum(dim=0) * scale for name in fast}
+        rates = {name: g.sum(dim=0) * scale for name, g in rates.items()}
+        return weights, rates, self.mlp.losses(last.out, yq), self.mlp.scores(last.out, yq)
+
+    def _undo(
+        self, step: _Step, v: Params, lr: float | Mapping[str, Tensor], first_order: bool, rates: Params
+    ) -> tuple[Params, Params]:
+        """The adjoint ``v`` before ``step`` (unchanged when first order), and the
+        rates' gradient with this step's term ``-g * v`` added."""
+        if isinstance(lr, Mapping):
+            for name in v:
+                term = step.grads[name] * v[name]
+                rates[name] = rates[name] - term if name in rates else -term
+            if not first_order:
+                hv = self.hvp(step, {name: lr[name] * v[name] for name in v})
+                v = {name: v[name] - hv[name] for name in v}
+            return v, rates
         if not first_order:
-            for step in reversed(tape):  # the adjoint of each step, last to first
-                hv = self.hvp(step, v)
-                v = {name: torch.add(v[name], hv[name], alpha=-lr) for name in v}
-        batch = xs.shape[0]
-        out = {name: v[name].sum(dim=0) * (1.0 / batch) for name in fast}
-        return out, self.mlp.losses(last.out, yq), self.mlp.scores(last.out, yq)
+            hv = self.hvp(step, v)
+            v = {name: torch.add(v[name], hv[name], alpha=-lr) for name in v}
+        return v, rates

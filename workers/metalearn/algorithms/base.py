@@ -190,6 +190,10 @@ class Algorithm:
     def inner_lrs(self, meta: Params) -> LearningRates:
         return self.config.inner_lr
 
+    def rate_name(self, name: str) -> str:
+        """The meta-parameter holding fast weight ``name``'s learned inner rate (Meta-SGD)."""
+        raise NotImplementedError(f"{self.name} learns no inner rates")
+
     def weights(self, meta: Params, fast: Params, ctx: Params) -> Params:
         """The task's target-network weights after adaptation (for ``adapt``)."""
         return dict(fast)
@@ -291,12 +295,14 @@ class Algorithm:
     def closed_form_grads(self, meta: Params, ep: Episode) -> tuple[Params, Tensor, Tensor]:
         """The closed-form meta-gradient, and each task's query loss and score ``[B]``."""
         assert self.analytic is not None
-        lr = self.inner_lrs(meta)
-        assert isinstance(lr, float), "the closed form takes a fixed inner learning rate"
+        lrs = self.inner_lrs(meta)
+        assert not isinstance(lrs, Tensor), "the closed form takes a fixed rate or one per weight"
         with torch.no_grad():
-            return self.analytic.meta_grads(
-                meta, (ep.xs, ep.ys), (ep.xq, ep.yq), self.train_steps, lr, self.first_order, inner_step
+            weights, rates, losses, scores = self.analytic.meta_grads(
+                meta, (ep.xs, ep.ys), (ep.xq, ep.yq), self.train_steps, lrs, self.first_order, inner_step
             )
+        found = {**weights, **{self.rate_name(name): g for name, g in rates.items()}}
+        return {name: found[name] for name in meta}, losses, scores  # in the weights' order
 
     def meta_grads(self, meta: Params, ep: Episode) -> tuple[Params, dict[str, Tensor]]:
         """The meta-gradient of :meth:`meta_loss` with respect to ``meta`` (which must

@@ -3,8 +3,8 @@
 All four share :func:`~workers.metalearn.algorithms.base.inner_step`; they differ
 only in which weights are fast, which learning rates the step uses, and whether
 the step is differentiated through. On an MLP backbone they train with the fused
-inner loop (:mod:`~workers.metalearn.algorithms.fused`), MAML and first-order MAML
-on the CPU with their meta-gradient in closed form over it
+inner loop (:mod:`~workers.metalearn.algorithms.fused`), MAML, first-order MAML
+and Meta-SGD on the CPU with their meta-gradient in closed form over it
 (:mod:`~workers.metalearn.algorithms.analytic`); on the conv net with the generic
 ``torch.func`` path.
 """
@@ -44,7 +44,7 @@ class MAML(Algorithm):
 
     spec = SPECS["maml"]
     #: Whether the meta-gradient has the closed form of :mod:`.analytic` (the
-    #: meta-parameters are the initial weights, the inner rate fixed).
+    #: meta-parameters are the initial weights, and Meta-SGD's rates).
     closed_form = True
 
     def __init__(self, config: TrainConfig, info: FamilyInfo):
@@ -89,15 +89,19 @@ class MetaSGD(MAML):
 
     spec = SPECS["metasgd"]
     LR = "lr."
-    closed_form = False  # its learned rates are meta-parameters too
 
     def init_params(self) -> Params:
         params = super().init_params()
-        params.update({self.LR + k: v.new_full(v.shape, self.config.inner_lr) for k, v in self._init.items()})
+        params.update(
+            {self.rate_name(k): v.new_full(v.shape, self.config.inner_lr) for k, v in self._init.items()}
+        )
         return params
 
     def inner_lrs(self, meta: Params) -> LearningRates:
-        return {k: meta[self.LR + k] for k in self._init}
+        return {k: meta[self.rate_name(k)] for k in self._init}
+
+    def rate_name(self, name: str) -> str:
+        return self.LR + name
 
 
 class ANIL(Algorithm):
