@@ -63,6 +63,12 @@ NO_GPU = (
     "Launch it on the GPU queue, or with device auto or cpu."
 )
 
+#: Appended to a training run that diverged (the fields as the launch form names them).
+DIVERGENCE_HINT = (
+    "Clone it with a smaller meta learning rate or inner learning rate, fewer inner steps, "
+    "or a gradient clip."
+)
+
 MetaTrain = Callable[..., TrainResult]
 
 
@@ -224,6 +230,7 @@ def _training_job(attempt: Attempt, meta_train: MetaTrain | None) -> Job | Faile
         checkpoint=checkpoint_dir,
         checkpoint_label="the run's checkpoint folder",
         unasked_stop="The engine stopped at step {step} before the end, without being asked to.",
+        divergence_hint=f". {DIVERGENCE_HINT}",
     )
     return Job(reporter=reporter, work=work, wording=wording)
 

@@ -254,7 +254,9 @@ def test_divergence_fails_the_run_with_its_step(monkeypatch):
     assert train_run.run(run.pk) == "failed"
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED and run.error_step == 7
-    assert run.error.startswith("training diverged: loss is") and "step" not in run.error  # the page adds it
+    assert run.error.startswith("training diverged: loss is")
+    assert "at step" not in run.error  # the page says it beside the message
+    assert run.error.endswith(f". {tasks.DIVERGENCE_HINT}")
     assert run.events.get(kind="failed").message.startswith("Failed at step 7: training diverged: loss is")
     assert _steps(run) == list(range(1, 7))
     assert run.checkpoint_step is None or run.checkpoint_step < 7
