@@ -29,7 +29,9 @@ out of all of them).
 Every side's meta-gradient is compared with the reference's on the same batch
 before anything is timed (relative difference below 1e-4; under ``--bf16`` the largest
 difference is reported, ``bf16_rel_diff_5step``, and a warning printed from 5e-2).
-Sides alternate, after a warm-up; each figure is the median of ``--repeats``.
+Sides alternate, after a warm-up; each figure is the median of ``--repeats``
+(``--slow-repeats`` for the reference and generic sides: at meta-batch 1000 on a GPU
+one reference iteration takes about 10 s, so ``gpu_check.sh`` times it once).
 
 * ``default_speedup_5step``: what a 10,000-iteration run launched with the
   defaults (``compile: auto``) gets at 5 steps, compile time included, divided by
@@ -244,8 +246,10 @@ def measure(steps: int, args: argparse.Namespace, device: torch.device, batches:
         if name not in SLOW:
             rate(side, batches, 3, device)
     rates: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for name, side in sides.items():
+            if name in SLOW and repeat >= (args.slow_repeats or args.repeats):
+                continue
             iterations = slow_iterations if name in SLOW else args.iterations
             rates[name].append(rate(side, batches, iterations, device))
     medians = {name: statistics.median(values) for name, values in rates.items()}
@@ -374,6 +378,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per side (median; >= 5)")
     parser.add_argument("--iterations", type=int, default=40, help="meta-iterations per timed repeat")
     parser.add_argument("--slow-iterations", type=int, default=0, help="the slow sides' (default: a quarter)")
+    parser.add_argument(
+        "--slow-repeats", type=int, default=0, help="timed repeats of the slow sides (default: --repeats)"
+    )
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the compiled side")
     parser.add_argument("--loop", action="store_true", help="also time the whole meta_train loop")
     parser.add_argument("--glyphs", type=int, default=0, help="glyph rows of this many iterations (0: none)")
@@ -382,6 +389,8 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.repeats < 5:
         parser.error("--repeats: at least 5")
+    if not 0 <= args.slow_repeats <= args.repeats:
+        parser.error("--slow-repeats: between 1 and --repeats (0: as many)")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
     if args.bf16 and args.device != "cuda":
