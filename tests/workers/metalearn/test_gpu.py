@@ -79,11 +79,16 @@ class Losses(NullReporter):
         self.steps.append((step, metrics))
 
 
-@pytest.mark.parametrize("path", ["fused", "generic"])
+@pytest.mark.parametrize("path", ["fused", "generic", "analytic"])
 def test_mlp_meta_gradient_on_cuda_matches_the_per_task_reference(path):
+    """``analytic``: the CPU's closed form, not yet a GPU run's path (``engine_throughput.py``
+    times it on CUDA beside autograd, so that the choice can be made on figures)."""
     _, alg, meta = gpu_setup("maml", inner_steps=5, inner_lr=0.01)
     if path == "generic":
         alg.use_generic()
+    elif path == "analytic":
+        alg.enable_analytic()
+    assert alg.path == path
     meta = {k: v.detach().to(CUDA).requires_grad_() for k, v in meta.items()}
     ep = on_cuda(regression_batch())
     ours, _ = alg.meta_grads(meta, ep)
