@@ -48,6 +48,7 @@ from workers.attempt import (
 )
 from workers.metalearn.config import ConfigError, parse_config
 from workers.metalearn.families import make_family
+from workers.metalearn.specs import SPECS
 from workers.metalearn.types import DataError, TrainResult
 from workers.reporting import RunReporter
 from workers.uploads import CheckpointUploader
@@ -63,11 +64,25 @@ NO_GPU = (
     "Launch it on the GPU queue, or with device auto or cpu."
 )
 
-#: Appended to a training run that diverged (the fields as the launch form names them).
-DIVERGENCE_HINT = (
-    "Clone it with a smaller meta learning rate or inner learning rate, fewer inner steps, "
-    "or a gradient clip."
-)
+#: What to change after a diverged training run, per setting (as the launch form names them).
+_DIVERGENCE_REMEDIES = {
+    "meta_lr": "a smaller meta learning rate",
+    "inner_lr": "a smaller inner learning rate",
+    "inner_steps": "fewer inner steps",
+    "grad_clip": "a gradient clip",
+}
+
+
+def divergence_hint(algorithm: str) -> str:
+    """Appended to a training run that diverged: the remedies among ``algorithm``'s settings."""
+    spec = SPECS.get(algorithm)
+    fields = spec.fields if spec else frozenset(_DIVERGENCE_REMEDIES)
+    remedies = [text for field, text in _DIVERGENCE_REMEDIES.items() if field in fields]
+    if not remedies:
+        return ""
+    listed = remedies[0] if len(remedies) == 1 else ", ".join(remedies[:-1]) + f", or {remedies[-1]}"
+    return f". Clone it with {listed}."
+
 
 MetaTrain = Callable[..., TrainResult]
 
@@ -230,7 +245,7 @@ def _training_job(attempt: Attempt, meta_train: MetaTrain | None) -> Job | Faile
         checkpoint=checkpoint_dir,
         checkpoint_label="the run's checkpoint folder",
         unasked_stop="The engine stopped at step {step} before the end, without being asked to.",
-        divergence_hint=f". {DIVERGENCE_HINT}",
+        divergence_hint=divergence_hint(run.algorithm),
     )
     return Job(reporter=reporter, work=work, wording=wording)
 

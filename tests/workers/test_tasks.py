@@ -256,7 +256,7 @@ def test_divergence_fails_the_run_with_its_step(monkeypatch):
     assert run.status == RunStatus.FAILED and run.error_step == 7
     assert run.error.startswith("training diverged: loss is")
     assert "at step" not in run.error  # the page says it beside the message
-    assert run.error.endswith(f". {tasks.DIVERGENCE_HINT}")
+    assert run.error.endswith(tasks.divergence_hint(run.algorithm))
     assert run.events.get(kind="failed").message.startswith("Failed at step 7: training diverged: loss is")
     assert _steps(run) == list(range(1, 7))
     assert run.checkpoint_step is None or run.checkpoint_step < 7
@@ -304,3 +304,19 @@ def test_embedded_start_up_resends_queued_runs_and_requeues_interrupted_ones(sen
     assert [args[0] for _, args, _ in sent] == [queued.pk]
     assert Run.objects.filter(pk=interrupted.pk, status=RunStatus.QUEUED, dispatched_at=None).exists()
     assert Run.objects.get(pk=done.pk).status == RunStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "hint"),
+    [
+        (
+            "maml",
+            ". Clone it with a smaller meta learning rate, a smaller inner learning rate, "
+            "fewer inner steps, or a gradient clip.",
+        ),
+        ("protonet", ". Clone it with a smaller meta learning rate, or a gradient clip."),  # no inner loop
+        ("seed-mnn", ". Clone it with a gradient clip."),  # its optimiser is fixed
+    ],
+)
+def test_a_divergence_hint_names_only_the_algorithms_own_settings(algorithm, hint):
+    assert tasks.divergence_hint(algorithm) == hint
