@@ -47,13 +47,20 @@ def team_roles(db):
     return team, users
 
 
+class Sent(list):
+    """Tasks sent to the broker, in order, as ``(name, args, queue)``."""
+
+    def runs(self) -> list[tuple[int, str]]:
+        """Each send as ``(run id, queue)``: every task of the project takes one id."""
+        return [(args[0], queue) for _, args, queue in self]
+
+
 @pytest.fixture
-def sent(monkeypatch):
-    """Tasks sent to the broker, as (name, args, queue); a module that needs another
-    shape of record defines its own ``sent``."""
+def sent(monkeypatch) -> Sent:
+    """What the code under test sends to Celery, recorded instead of reaching a broker."""
     from metaweb.celery import app
 
-    calls: list[tuple[str, list, str]] = []
+    calls = Sent()
     monkeypatch.setattr(
         app, "send_task", lambda name, args=None, queue=None, **kw: calls.append((name, args, queue))
     )

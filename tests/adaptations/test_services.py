@@ -28,7 +28,6 @@ from apps.experiments.services import run_claim
 from apps.registry import storage
 from apps.registry.models import MetaModel
 from apps.registry.services.metamodels import metamodel_register_from_run
-from metaweb.celery import app as celery_app
 from tests.factories import ExperimentFactory, MetaModelFactory, RunFactory, TaskSetVersionFactory
 
 pytestmark = pytest.mark.django_db
@@ -93,15 +92,6 @@ def register_trained(
     target = Path(settings.RUNS_DIR) / str(run.pk) / "checkpoints"
     shutil.copytree(trained_checkpoints(json.dumps(config)), target)
     return metamodel_register_from_run(run_id=run.pk)
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    calls: list[tuple[str, list, str]] = []
-    monkeypatch.setattr(
-        celery_app, "send_task", lambda name, args=None, queue=None, **kw: calls.append((name, args, queue))
-    )
-    return calls
 
 
 @pytest.fixture

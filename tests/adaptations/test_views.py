@@ -22,20 +22,12 @@ from apps.adaptations.models import Adaptation
 from apps.experiments.models import Run, RunKind, RunStatus
 from apps.registry import storage
 from apps.registry.models import MetaModel
-from metaweb.celery import app as celery_app
 from tests.adaptations.test_services import register_trained, write_checkpoint_json
 from tests.factories import AdaptedModelFactory, MetaModelFactory, TaskSetVersionFactory
 
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    calls: list[tuple[str, dict]] = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: calls.append((name, kw)))
-    return calls
 
 
 @pytest.fixture
@@ -115,7 +107,7 @@ def test_permission_matrix_adapt_form_post(
             assert response.status_code == 200 and response["HX-Redirect"] == detail_url(run)
         else:
             assert response.status_code == 302 and response["Location"] == detail_url(run)
-        assert sent == [("workers.tasks.adapt_run", {"args": [run.pk], "queue": "cpu"})]
+        assert sent == [("workers.tasks.adapt_run", [run.pk], "cpu")]
         return
     else:
         assert response.status_code == expected

@@ -9,17 +9,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from apps.adaptations import uploads as adapt_uploads
 from apps.adaptations.models import Adaptation
-from metaweb.celery import app as celery_app
 from tests.api.conftest import bearer
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    calls: list[tuple[str, dict]] = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: calls.append((name, kw)))
-    return calls
 
 
 def url(world) -> str:
@@ -53,7 +45,7 @@ def test_support_and_query_files_queue_a_custom_adaptation(
     adaptation = Adaptation.objects.get(run_id=body["run_id"])
     assert adaptation.support == {"x": [[-1.0], [2.0]], "y": [0.5, 1.5]}
     assert adaptation.query == {"x": [[0.5]], "y": [0.25]}
-    assert "workers.tasks.adapt_run" in [name for name, _ in sent]
+    assert "workers.tasks.adapt_run" in [name for name, _, _ in sent]
     got = client.get(
         f"/api/v1/teams/alpha/adaptations/{body['run_id']}", **bearer(api_world["tokens"]["viewer"])
     )

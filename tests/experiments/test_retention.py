@@ -29,15 +29,6 @@ from workers.metalearn import checkpoint_layout as layout
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def sent(monkeypatch):
-    from metaweb.celery import app
-
-    calls: list = []
-    monkeypatch.setattr(app, "send_task", lambda name, args=None, queue=None, **kw: calls.append(args))
-    return calls
-
-
 def _checkpoints(run: Run, losses: dict[int, float]) -> Path:
     """Checkpoint folders as the engine lays them out (record and weights), newest last."""
     root = run_checkpoint_dir(run.pk)

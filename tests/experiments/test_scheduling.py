@@ -34,18 +34,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def sent(monkeypatch):
-    """Run ids sent to the broker, in order, as (run id, queue)."""
-    from metaweb.celery import app
-
-    calls: list[tuple[int, str]] = []
-    monkeypatch.setattr(
-        app, "send_task", lambda name, args=None, queue=None, **kw: calls.append((args[0], queue))
-    )
-    return calls
-
-
-@pytest.fixture
 def one_slot(settings):
     settings.RUN_DISPATCH_SLOTS = {"cpu": 1, "gpu": 1}
 
@@ -81,19 +69,19 @@ def test_one_teams_backlog_does_not_starve_another_teams_run(
     backlog = [RunFactory(experiment=busy[0], status=RunStatus.QUEUED) for _ in range(100)]
     with django_capture_on_commit_callbacks(execute=True):
         assert run_dispatch(queue="cpu") == [backlog[0].pk]
-    assert sent == [(backlog[0].pk, "cpu")]
+    assert sent.runs() == [(backlog[0].pk, "cpu")]
     single = _launch(quiet, django_capture_on_commit_callbacks)  # queued after all 100
-    assert sent == [(backlog[0].pk, "cpu")]  # the only slot is taken: it waits in the database
+    assert sent.runs() == [(backlog[0].pk, "cpu")]  # the only slot is taken: it waits in the database
     assert Run.objects.filter(status=RunStatus.QUEUED, dispatched_at__isnull=False).count() == 1
 
-    _work_one(sent[-1][0], django_capture_on_commit_callbacks)
-    assert sent[-1] == (single.pk, "cpu")  # next, not 101st
+    _work_one(sent.runs()[-1][0], django_capture_on_commit_callbacks)
+    assert sent.runs()[-1] == (single.pk, "cpu")  # next, not 101st
     _work_one(single.pk, django_capture_on_commit_callbacks)
     for expected in backlog[1:4]:
-        assert sent[-1] == (expected.pk, "cpu")
+        assert sent.runs()[-1] == (expected.pk, "cpu")
         _work_one(expected.pk, django_capture_on_commit_callbacks)
-    assert sent[-1] == (backlog[4].pk, "cpu")
-    assert len(sent) == 6 and len({run_id for run_id, _ in sent}) == 6  # each sent once
+    assert sent.runs()[-1] == (backlog[4].pk, "cpu")
+    assert len(sent) == 6 and len({run_id for run_id, _ in sent.runs()}) == 6  # each sent once
 
 
 def test_slots_count_running_and_sent_runs_per_queue(settings, sent, django_capture_on_commit_callbacks):
@@ -110,17 +98,17 @@ def test_slots_count_running_and_sent_runs_per_queue(settings, sent, django_capt
         assert run_dispatch(queue="cpu") == [theirs.pk]  # one free slot: b has none in flight
         assert run_dispatch(queue="cpu") == []  # full; a second pass sends nothing twice
         assert run_dispatch(queue="gpu") == [gpu[0].pk]
-    assert sent == [(theirs.pk, "cpu"), (gpu[0].pk, "gpu")]
+    assert sent.runs() == [(theirs.pk, "cpu"), (gpu[0].pk, "gpu")]
     assert Run.objects.get(pk=waiting[0].pk).dispatched_at is None
 
 
 def test_cancelling_a_sent_run_frees_its_slot(one_slot, sent, django_capture_on_commit_callbacks):
     world = _team_world("a")
     first, second = (_launch(world, django_capture_on_commit_callbacks) for _ in range(2))
-    assert sent == [(first.pk, "cpu")]
+    assert sent.runs() == [(first.pk, "cpu")]
     with django_capture_on_commit_callbacks(execute=True):
         run_cancel(run=first, actor=world[1])
-    assert sent == [(first.pk, "cpu"), (second.pk, "cpu")]
+    assert sent.runs() == [(first.pk, "cpu"), (second.pk, "cpu")]
     # The cancelled run's message is still in the broker: its delivery does nothing.
     assert run_claim(run_id=first.pk, worker="w", device="cpu") is None
 
@@ -135,10 +123,10 @@ def test_a_requeued_run_waits_for_a_slot_again(one_slot, sent, django_capture_on
         assert run_requeue_stale() == [lost.pk]
     # Sent again at once: neither team has a run in flight, and the requeued run is
     # the oldest waiting one. b's run waits for the slot, and gets it next.
-    assert sent == [(lost.pk, "cpu"), (lost.pk, "cpu")]
+    assert sent.runs() == [(lost.pk, "cpu"), (lost.pk, "cpu")]
     assert Run.objects.get(pk=waiting.pk).dispatched_at is None
     _work_one(lost.pk, django_capture_on_commit_callbacks)
-    assert sent[-1] == (waiting.pk, "cpu")
+    assert sent.runs()[-1] == (waiting.pk, "cpu")
 
 
 def test_a_failed_send_leaves_the_run_waiting_for_the_next_pass(
@@ -171,7 +159,7 @@ def test_embedded_start_up_sends_the_queued_runs_again_in_fair_order(
         assert len(run_dispatch_queued()) == 3
     # The memory broker forgot every message: all three wait again; a was served
     # before (its finished run), b never, so b goes first.
-    assert sent == [(theirs.pk, "cpu")]
+    assert sent.runs() == [(theirs.pk, "cpu")]
     assert Run.objects.get(pk=older.pk).dispatched_at is None
 
 
@@ -182,11 +170,11 @@ def test_a_sent_run_never_claimed_is_sent_again(one_slot, settings, sent, django
     world = _team_world("a")
     run = _launch(world, django_capture_on_commit_callbacks)
     behind = _launch(world, django_capture_on_commit_callbacks)
-    assert sent == [(run.pk, "cpu")]
+    assert sent.runs() == [(run.pk, "cpu")]
     with django_capture_on_commit_callbacks(execute=True):
         assert run_dispatch(queue="cpu") == []  # sent a moment ago: it holds the slot
     Run.objects.filter(pk=run.pk).update(dispatched_at=timezone.now() - timedelta(seconds=301))
     with django_capture_on_commit_callbacks(execute=True):
         assert run_dispatch(queue="cpu") == [run.pk]
-    assert sent == [(run.pk, "cpu"), (run.pk, "cpu")]
+    assert sent.runs() == [(run.pk, "cpu"), (run.pk, "cpu")]
     assert Run.objects.get(pk=behind.pk).dispatched_at is None

@@ -16,19 +16,10 @@ from apps.experiments import services
 from apps.experiments.events import team_group
 from apps.experiments.models import Experiment, Run, RunEvent, RunStatus
 from apps.experiments.services import runs as runs_module
-from metaweb.celery import app as celery_app
 from tests.factories import SMALL_CONFIG, ExperimentFactory, RunFactory, TaskSetVersionFactory
 from workers.metalearn.config import config_to_dict, parse_config
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    """Celery sends, recorded instead of reaching the broker."""
-    calls: list[tuple[str, dict]] = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: calls.append((name, kw)))
-    return calls
 
 
 @pytest.fixture
@@ -125,7 +116,7 @@ def test_run_create_records_everything_and_dispatches_after_commit(
 
     with django_capture_on_commit_callbacks(execute=True):
         callbacks[0]()  # the fair dispatcher: the gpu queue has a free slot, it sends on commit
-    assert sent == [("workers.tasks.train_run", {"args": [run.pk], "queue": "gpu"})]
+    assert sent == [("workers.tasks.train_run", [run.pk], "gpu")]
 
 
 def test_run_create_publishes_the_status_to_the_team_group(alpha, sent, django_capture_on_commit_callbacks):

@@ -11,17 +11,9 @@ from django.test.utils import CaptureQueriesContext
 
 from apps.experiments import services
 from apps.experiments.models import Run, RunEvent, RunStatus, Sweep, SweepStatus
-from metaweb.celery import app as celery_app
 from tests.factories import SMALL_CONFIG, ExperimentFactory, TaskSetVersionFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    calls: list[int] = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, args, **kw: calls.append(args[0]))
-    return calls
 
 
 @pytest.fixture
@@ -66,7 +58,7 @@ def test_grid_sweep_queues_max_concurrent_runs_and_keeps_the_rest(
     runs = list(Run.objects.filter(sweep=sweep).order_by("pk"))
     assert [r.config["inner_lr"] for r in runs] == [0.01, 0.01]
     assert [r.config["inner_steps"] for r in runs] == [1, 2]
-    assert sent == [r.pk for r in runs]
+    assert [args[0] for _, args, _ in sent] == [r.pk for r in runs]
     assert "in sweep" in RunEvent.objects.filter(run=runs[0], kind="queued").get().message
 
 

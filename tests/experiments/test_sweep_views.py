@@ -8,7 +8,6 @@ import pytest
 from django.urls import reverse
 
 from apps.experiments.models import Run, RunStatus, Sweep, SweepStatus
-from metaweb.celery import app as celery_app
 from tests.factories import (
     SMALL_CONFIG,
     ExperimentFactory,
@@ -17,17 +16,10 @@ from tests.factories import (
     metric_points_add,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sent")]  # no test reaches the broker
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 ROLES = ["anonymous", "outsider", "viewer", "member", "admin"]
-
-
-@pytest.fixture(autouse=True)
-def sent(monkeypatch):
-    calls: list[int] = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, args, **kw: calls.append(args[0]))
-    return calls
 
 
 def make_sweep(team, users, experiment, version, runs: int = 3, status=SweepStatus.RUNNING) -> Sweep:

@@ -12,19 +12,11 @@ import pytest
 from django.urls import reverse
 
 from apps.experiments.models import Run, RunEvent, RunStatus
-from metaweb.celery import app as celery_app
 from tests.factories import ExperimentFactory, RunFactory, TaskSetVersionFactory, metric_points_add
 
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    calls: list[tuple[str, dict]] = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: calls.append((name, kw)))
-    return calls
 
 
 @pytest.fixture
@@ -300,7 +292,7 @@ def test_launch_success_redirects_and_dispatches(client, world, sent, django_cap
         "gpu",
         world["users"]["member"],
     )
-    assert sent == [("workers.tasks.train_run", {"args": [run.pk], "queue": "gpu"})]
+    assert sent == [("workers.tasks.train_run", [run.pk], "gpu")]
 
     with django_capture_on_commit_callbacks(execute=True):
         plain = client.post(url, launch_post(world))

@@ -10,7 +10,6 @@ import pytest
 from django.urls import reverse
 
 from apps.registry import storage
-from metaweb.celery import app as celery_app
 from tests.adaptations.test_services import register_trained
 from tests.factories import ExperimentFactory, TaskSetVersionFactory
 from workers.task_map import task_map_job
@@ -22,13 +21,6 @@ TINY = {
     "meta_batch": 4, "meta_lr": 3e-3, "hidden": [8], "mnn_hidden": 8, "mnn_embed_dim": 4, "shots": 5,
     "query": 5, "eval_interval": 20, "eval_tasks": 5, "checkpoint_interval": 20,
 }  # fmt: skip
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    calls: list[tuple[str, list]] = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, args=None, **kw: calls.append((name, args)))
-    return calls
 
 
 @pytest.fixture
@@ -57,7 +49,7 @@ def test_a_member_asks_once_the_worker_computes_once_and_the_page_draws_it(
     assert 'id="task-map-compute"' in page and "task_map.js" not in page
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(url("metamodel-task-map", model))
-    assert response.status_code == 302 and sent == [("workers.tasks.task_map", [model.pk])]
+    assert response.status_code == 302 and sent == [("workers.tasks.task_map", [model.pk], "cpu")]
 
     assert task_map_job(model.pk) == "computed"
     assert task_map_job(model.pk) == "exists"  # a redelivery does nothing more

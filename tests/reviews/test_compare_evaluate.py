@@ -14,7 +14,6 @@ from apps.adaptations.models import Adaptation, AdaptationTarget
 from apps.adaptations.selectors import meta_model_facts
 from apps.adaptations.services import ADAPT_TASK, DEFAULT_ADAPT_STEPS
 from apps.experiments.models import Run, RunStatus
-from metaweb.celery import app as celery_app
 from tests.adaptations.test_services import register_trained
 from tests.factories import MetaModelFactory, TaskSetVersionFactory
 from tests.reviews.test_comparison import evaluate
@@ -23,13 +22,6 @@ pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 POLL = {**HTMX, "HTTP_HX_TRIGGER": "compare-pending"}
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    calls: list[tuple[str, dict]] = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: calls.append((name, kw)))
-    return calls
 
 
 @pytest.fixture
@@ -83,7 +75,7 @@ def test_evaluate_queues_the_batch_adaptation_and_returns_to_the_page(
     adaptation = Adaptation.objects.get(meta_model=trained)
     assert adaptation.target == AdaptationTarget.BATCH and adaptation.steps == DEFAULT_ADAPT_STEPS
     assert adaptation.lr == pytest.approx(meta_model_facts(trained).inner_lr)
-    assert [name for name, _ in sent] == [ADAPT_TASK]
+    assert [name for name, _, _ in sent] == [ADAPT_TASK]
     run_id = adaptation.run_id
 
     html = client.get(compare_url(world["team"])).content.decode()
