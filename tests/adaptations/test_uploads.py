@@ -28,7 +28,7 @@ from workers.metalearn.types import DataError
 pytestmark = pytest.mark.django_db
 
 # The adaptation view tests' fixtures, shared.
-sent, world, digits_model = views.sent, views.world, views.digits_model
+world, digits_model = views.world, views.digits_model
 
 SINE = FamilyInfo(name="sinusoid", version=1, kind="regression", input_shape=(1,), desc_dim=None, ways=1)
 
