@@ -37,7 +37,17 @@ for folder in (ROOT, ROOT / "benchmarks"):
         sys.path.insert(0, str(folder))
 
 import torch  # noqa: E402
-from engine_throughput import INFO, INNER_LR, QUERY, SHOTS, Side, StepSide, engine_grads, rate  # noqa: E402
+from engine_throughput import (  # noqa: E402
+    INFO,
+    INNER_LR,
+    QUERY,
+    SHOTS,
+    Side,
+    StepSide,
+    engine_grads,
+    rate,
+    relative_difference,
+)
 
 from workers.metalearn.algorithms import make_algorithm  # noqa: E402
 from workers.metalearn.config import FamilySpec, TrainConfig  # noqa: E402
@@ -84,8 +94,7 @@ def check(sides: dict[str, Side], ep) -> dict[str, float]:
             [n for n in names if n.startswith("lr.")],
             [n for n in names if not n.startswith("lr.")],
         ):
-            diff = torch.cat([(ours[n] - ref[n]).reshape(-1) for n in part]).norm()
-            diff = float(diff / torch.cat([ref[n].reshape(-1) for n in part]).norm())
+            diff = relative_difference([ours[n] for n in part], [ref[n] for n in part])
             assert diff < 1e-5, f"{name} disagrees with autograd ({diff:.2e})"
         print(
             f"  {name:21s} meta-gradient vs autograd: within 1e-5; first call {first[name]:.1f} s", flush=True

@@ -58,7 +58,7 @@ def test_grid_sweep_queues_max_concurrent_runs_and_keeps_the_rest(
     runs = list(Run.objects.filter(sweep=sweep).order_by("pk"))
     assert [r.config["inner_lr"] for r in runs] == [0.01, 0.01]
     assert [r.config["inner_steps"] for r in runs] == [1, 2]
-    assert [args[0] for _, args, _ in sent] == [r.pk for r in runs]
+    assert [run_id for run_id, _ in sent.runs()] == [r.pk for r in runs]
     assert "in sweep" in RunEvent.objects.filter(run=runs[0], kind="queued").get().message
 
 

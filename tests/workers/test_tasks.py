@@ -301,7 +301,7 @@ def test_embedded_start_up_resends_queued_runs_and_requeues_interrupted_ones(sen
     assert recover_runs() == ([queued.pk], [interrupted.pk])
     # One slot per queue: the oldest is sent, the interrupted run waits in the database
     # for the slot (the fair dispatcher sends it when the first one ends).
-    assert [args[0] for _, args, _ in sent] == [queued.pk]
+    assert [run_id for run_id, _ in sent.runs()] == [queued.pk]
     assert Run.objects.filter(pk=interrupted.pk, status=RunStatus.QUEUED, dispatched_at=None).exists()
     assert Run.objects.get(pk=done.pk).status == RunStatus.SUCCEEDED
 
