@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from apps.experiments.models import Run
-from metaweb.celery import app as celery_app
 from metaweb.cli import main
 from tests.client.conftest import one_line
 from tests.factories import SMALL_CONFIG, RunFactory
@@ -86,8 +85,7 @@ def test_runs_show_metrics_and_csv(logged_in, cli):
     assert code == 1 and "HTTP 404" in one_line(err)
 
 
-def test_runs_launch_and_cancel(logged_in, cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: None)
+def test_runs_launch_and_cancel(logged_in, cli, tmp_path, sent):
     config = tmp_path / "run.json"
     config.write_text(json.dumps({k: v for k, v in SMALL_CONFIG.items() if k != "family"}))
     code, out, err = cli("runs", "launch", "--taskset", "Sines", "--config", str(config), "--json")
@@ -95,6 +93,7 @@ def test_runs_launch_and_cancel(logged_in, cli, tmp_path, monkeypatch):
     launched = json.loads(out)
     assert launched["status"] == "queued"
     assert Run.objects.get(pk=launched["id"]).experiment.name == "cli"
+    assert [run_id for run_id, _ in sent.runs()] == [launched["id"]]
     code, out, _ = cli("runs", "cancel", str(launched["id"]))
     assert code == 0 and out.strip() == f"Run {launched['id']} cancelled."
     code, _, err = cli("runs", "cancel", str(launched["id"]))

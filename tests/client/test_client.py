@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from apps.experiments.models import Experiment, Run, RunStatus
-from metaweb.celery import app as celery_app
 from metaweb.client import ApiError, Client, NetworkError
 from tests.factories import SMALL_CONFIG
 
@@ -26,13 +25,6 @@ def test_importing_the_client_and_cli_imports_no_django_celery_or_torch():
     argv = [sys.executable, "-c", LIGHT]
     result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=root)
     assert result.returncode == 0, result.stderr
-
-
-@pytest.fixture
-def no_dispatch(monkeypatch):
-    sent = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append((name, kw)))
-    return sent
 
 
 def test_team_defaults_to_the_tokens_team(world, member_client, make_client):
@@ -80,24 +72,24 @@ def test_metrics_events_csv_and_checkpoint(world, member_client, tmp_path):
     assert sha == hashlib.sha256((tmp_path / "ckpt.safetensors").read_bytes()).hexdigest()
 
 
-def test_launch_clone_and_cancel(world, member_client, no_dispatch):
+def test_launch_clone_and_cancel(world, member_client, sent):
     config = {k: v for k, v in SMALL_CONFIG.items() if k != "family"}
     launched = member_client.run_launch(experiment="Sine study", taskset="Sines", config=config)
     assert launched["status"] == "queued" and launched["kind"] == "train"
-    assert [name for name, _ in no_dispatch] == ["workers.tasks.train_run"]
+    assert [name for name, _, _ in sent] == ["workers.tasks.train_run"]
     clone = member_client.run_clone(launched["id"], config={"inner_lr": 0.05})
     assert clone["cloned_from_id"] == launched["id"] and clone["config"]["inner_lr"] == 0.05
     assert member_client.run_cancel(launched["id"])["status"] == "cancelled"
     assert Run.objects.get(pk=launched["id"]).status == RunStatus.CANCELLED
 
 
-def test_a_bad_config_names_its_field(world, member_client, no_dispatch):
+def test_a_bad_config_names_its_field(world, member_client, sent):
     with pytest.raises(ApiError) as refused:
         member_client.run_launch(experiment="Sine study", taskset="Sines", config={"inner_lr": -1})
     error = refused.value
     assert error.status == 422 and "inner_lr" in error.field, error.loc
     assert str(error).startswith("HTTP 422: ")
-    assert no_dispatch == []
+    assert sent == []
 
 
 def test_models_resolve_pull_card_and_alias_rules(world, member_client, tmp_path):

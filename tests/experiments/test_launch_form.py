@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from apps.experiments.forms import RunLaunchForm
 from apps.experiments.models import Run
-from metaweb.celery import app as celery_app
 from tests.factories import ExperimentFactory, RunFactory, TaskSetVersionFactory, UserFactory
+from tests.pages import field_error
 from workers.metalearn.config import TrainConfig
 from workers.metalearn.specs import SPECS
 
@@ -29,11 +29,9 @@ MNN = {"mnn_hidden", "mnn_embed_dim", "mnn_finetune_steps"}
 
 
 @pytest.fixture
-def world(team_roles, monkeypatch):
+def world(team_roles, sent):
     team, users = team_roles
     member = users["member"]
-    sent: list[str] = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append(name))
     return {
         "team": team,
         "member": member,
@@ -134,7 +132,7 @@ def test_settings_that_do_not_apply_are_ignored_on_submit(client, world, django_
     defaults = TrainConfig()
     assert (run.config["inner_steps"], run.config["inner_lr"]) == (defaults.inner_steps, defaults.inner_lr)
     assert run.config["mnn_hidden"] == defaults.mnn_hidden and run.config["first_order"] is False
-    assert run.config["ways"] == 3 and world["sent"] == ["workers.tasks.train_run"]
+    assert run.config["ways"] == 3 and [name for name, _, _ in world["sent"]] == ["workers.tasks.train_run"]
 
 
 def test_the_wrong_combination_is_still_refused_on_the_algorithm(client, world):
@@ -146,8 +144,7 @@ def test_the_wrong_combination_is_still_refused_on_the_algorithm(client, world):
         "checkpoint_interval": "5", "hidden": "8",
     }  # fmt: skip
     html = client.post(url(), data, **HTMX).content.decode()
-    error = re.search(r'id="id_algorithm_error">(.*?)</ul>', html, re.S)
-    assert error and "protonet is for classification" in error.group(1)
+    assert "protonet is for classification" in field_error(html, "algorithm")
     assert not Run.objects.exists() and world["sent"] == []
 
 
@@ -312,8 +309,7 @@ def test_a_description_asked_of_a_family_without_one_is_an_error_on_the_field(cl
     html = client.post(
         url(), _mnn_post(world, "digits", mnn_condition="description"), **headers
     ).content.decode()
-    error = re.search(r'id="id_mnn_condition_error">(.*?)</ul>', html, re.S)
-    assert error and "has no task description" in error.group(1), html[:3000]
+    assert "has no task description" in field_error(html, "mnn_condition")
     assert not Run.objects.exists() and world["sent"] == []
 
 

@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from apps.experiments import services
 from apps.experiments.models import Run, RunEvent
-from metaweb.celery import app as celery_app
-from tests.factories import ExperimentFactory, TaskSetVersionFactory
+from tests.factories import ExperimentFactory, TaskSetVersionFactory, launch_form_data
+from tests.pages import field_error
 
 pytestmark = pytest.mark.django_db
 
@@ -20,10 +18,8 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture
-def world(team_roles, monkeypatch):
+def world(team_roles, sent):
     team, users = team_roles
-    sent: list[str] = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append(name))
     member = users["member"]
     return {
         "member": member,
@@ -34,22 +30,8 @@ def world(team_roles, monkeypatch):
     }
 
 
-def _form(world, taskset: str, **changes: str) -> dict[str, str]:
-    data = {
-        "experiment": world["experiment"].pk, "algorithm": "maml", "taskset": world[taskset].taskset_id,
-        "meta_lr": "0.001", "meta_batch": "25", "shots": "5", "ways": "5", "query": "10",
-        "iterations": "10", "eval_interval": "5", "seed": "1", "device": "cpu", "queue": "cpu",
-        "eval_tasks": "5", "checkpoint_interval": "5", "hidden": "40,40", "conv_filters": "64",
-        "inner_lr": "0.01", "inner_steps": "1",
-    }  # fmt: skip
-    data.update(changes)
-    return data
-
-
-def _error(html: str, field: str) -> str:
-    found = re.search(rf'id="id_{field}_error">(.*?)</ul>', html, re.S)
-    assert found, f"no error on {field}"
-    return found.group(1)
+def _form(world, taskset: str, **changes: str) -> dict:
+    return launch_form_data(world["experiment"], world[taskset], **changes)
 
 
 @pytest.mark.parametrize("queue", ["cpu", "gpu"])
@@ -57,18 +39,18 @@ def test_the_issues_mlp_is_refused_on_hidden_by_the_form(client, world, queue):
     client.force_login(world["member"])
     data = _form(world, "sines", hidden=",".join(["4096"] * 8), meta_batch="1024", query="10000", queue=queue)
     html = client.post(reverse("experiments:run-launch", kwargs={"team_slug": "alpha"}), data, **HTMX)
-    message = _error(html.content.decode(), "hidden")
+    message = field_error(html.content.decode(), "hidden")
     assert "Estimated 117.5 M parameters" in message and f"the {queue} queue allows" in message
     assert not Run.objects.exists() and not RunEvent.objects.exists() and world["sent"] == []
 
 
 def test_the_issues_glyphs_config_is_refused_on_query_by_the_form(client, world):
     client.force_login(world["member"])
-    data = _form(world, "glyphs", conv_filters="512", query="10000")
+    data = _form(world, "glyphs", conv_filters="512", query="10000", meta_batch="25", ways="5")
     html = client.post(
         reverse("experiments:run-launch", kwargs={"team_slug": "alpha"}), data
     ).content.decode()
-    message = _error(html, "query")
+    message = field_error(html, "query")
     assert "activation memory per meta-batch of" in message and "TiB" in message
     assert not Run.objects.exists() and world["sent"] == []
 

@@ -130,7 +130,7 @@ def test_a_requeued_run_waits_for_a_slot_again(one_slot, sent, django_capture_on
 
 
 def test_a_failed_send_leaves_the_run_waiting_for_the_next_pass(
-    one_slot, monkeypatch, django_capture_on_commit_callbacks
+    one_slot, monkeypatch, request, django_capture_on_commit_callbacks
 ):
     from metaweb.celery import app
 
@@ -140,11 +140,10 @@ def test_a_failed_send_leaves_the_run_waiting_for_the_next_pass(
     monkeypatch.setattr(app, "send_task", broker_down)
     run = _launch(_team_world("a"), django_capture_on_commit_callbacks)
     assert Run.objects.get(pk=run.pk).dispatched_at is None
-    calls = []
-    monkeypatch.setattr(app, "send_task", lambda name, args=None, queue=None, **kw: calls.append(args[0]))
+    sent = request.getfixturevalue("sent")  # the broker is back
     with django_capture_on_commit_callbacks(execute=True):
         assert run_requeue_stale() == []  # the watchdog's pass fills free slots too
-    assert calls == [run.pk]
+    assert sent.runs() == [(run.pk, "cpu")]
 
 
 def test_embedded_start_up_sends_the_queued_runs_again_in_fair_order(

@@ -13,7 +13,6 @@ from django.db import connection, connections, transaction
 
 from apps.experiments import services
 from apps.experiments.models import Run, RunStatus
-from metaweb.celery import app as celery_app
 from tests.experiments.test_annotations_race import wait_until_a_backend_waits_on_a_lock
 from tests.factories import SMALL_CONFIG, ExperimentFactory, TaskSetVersionFactory
 
@@ -23,8 +22,7 @@ pytestmark = [
 ]
 
 
-def test_two_runs_ending_at_once_launch_within_the_limit(team_roles, monkeypatch):
-    monkeypatch.setattr(celery_app, "send_task", lambda *args, **kwargs: None)
+def test_two_runs_ending_at_once_launch_within_the_limit(team_roles, sent):
     team, users = team_roles
     experiment = ExperimentFactory(team=team, created_by=users["member"])
     version = TaskSetVersionFactory(taskset__team=team, taskset__family="sinusoid", params={})

@@ -12,7 +12,14 @@ import pytest
 from django.urls import reverse
 
 from apps.experiments.models import Run, RunEvent, RunStatus
-from tests.factories import ExperimentFactory, RunFactory, TaskSetVersionFactory, metric_points_add
+from tests.factories import (
+    ExperimentFactory,
+    RunFactory,
+    TaskSetVersionFactory,
+    launch_form_data,
+    metric_points_add,
+)
+from tests.pages import field_error
 
 pytestmark = pytest.mark.django_db
 
@@ -49,33 +56,7 @@ def login(client, user):
 
 
 def launch_post(world, **changes):
-    data = {
-        "experiment": world["experiment"].pk,
-        "algorithm": "maml",
-        "taskset": world["version"].taskset_id,
-        "inner_lr": "0.01",
-        "inner_steps": "1",
-        "meta_lr": "0.001",
-        "meta_batch": "4",
-        "shots": "5",
-        "ways": "5",
-        "query": "10",
-        "iterations": "20",
-        "eval_interval": "10",
-        "seed": "0",
-        "grad_clip": "",
-        "device": "cpu",
-        "queue": "cpu",
-        "eval_tasks": "10",
-        "checkpoint_interval": "10",
-        "hidden": "40, 40",
-        "conv_filters": "64",
-        "mnn_hidden": "128",
-        "mnn_embed_dim": "64",
-        "mnn_finetune_steps": "0",
-    }
-    data.update(changes)
-    return data
+    return launch_form_data(world["experiment"], world["version"], **changes)
 
 
 # -- the permission matrix ----------------------------------------------------------------------
@@ -328,9 +309,7 @@ def test_launch_errors_show_on_fields_and_write_nothing(
         response = client.post(url, launch_post(world, **changes), **HTMX)
     html = response.content.decode()
     assert response.status_code == 200 and "<html" not in html
-    error = re.search(rf'<ul class="errorlist" id="id_{field}_error">(.*?)</ul>', html, re.S)
-    assert error, html[:2000]
-    assert needle in error.group(1)
+    assert needle in field_error(html, field)
     assert Run.objects.count() == runs_before and RunEvent.objects.count() == events_before
     assert callbacks == [] and sent == []
 

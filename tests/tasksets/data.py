@@ -24,6 +24,21 @@ def good_csv(tasks: int = 4, classes: int = 2, rows: int = 6) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def table_taskset(team, actor):
+    """A ``table`` task set named "T" over :func:`good_csv`, created through the service."""
+    from apps.tasksets.services import taskset_create
+
+    return taskset_create(
+        team=team,
+        actor=actor,
+        name="T",
+        family="table",
+        description="",
+        params=TABLE_PARAMS,
+        data_file=upload(good_csv()),
+    )
+
+
 def csv_missing_column() -> bytes:
     return b"task,label,x1\nt0,a,1.0\nt1,b,2.0\nt2,a,3.0\n"
 

@@ -12,6 +12,7 @@ from PIL import Image
 from apps.tasksets.models import TaskSetVersion
 from apps.tasksets.previews import MAX_START, clamp_start, png_data_uri, taskset_version_preview
 from apps.tasksets.services import taskset_create
+from tests.tasksets.data import table_taskset
 
 pytestmark = pytest.mark.django_db
 
@@ -72,18 +73,8 @@ def test_digits_preview_draws_support_images_per_class(team_roles):
 
 
 def test_missing_data_file_is_reported_not_raised(team_roles):
-    from tests.tasksets.data import TABLE_PARAMS, good_csv, upload
-
     team, users = team_roles
-    ts = taskset_create(
-        team=team,
-        actor=users["member"],
-        name="T",
-        family="table",
-        description="",
-        params=TABLE_PARAMS,
-        data_file=upload(good_csv()),
-    )
+    ts = table_taskset(team, users["member"])
     version = ts.versions.get()
     version.data_file.storage.delete(version.data_file.name)
     preview = taskset_version_preview(version=version)

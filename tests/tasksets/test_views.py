@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import subprocess
@@ -15,6 +14,7 @@ from django.urls import reverse
 
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.tasksets.services import taskset_create
+from tests.pages import text
 from tests.tasksets.data import (
     TABLE_PARAMS,
     csv_missing_column,
@@ -22,6 +22,7 @@ from tests.tasksets.data import (
     good_csv,
     image_zip,
     stored_files,
+    table_taskset,
     upload,
 )
 
@@ -58,10 +59,6 @@ def client_for(user=None) -> Client:
     if user is not None:
         client.force_login(user)
     return client
-
-
-def text(response) -> str:
-    return html.unescape(response.content.decode())
 
 
 @pytest.fixture
@@ -376,15 +373,7 @@ def test_edit_errors_and_success(team_roles, sines, headers):
 
 def test_table_edit_keeps_the_file_or_takes_a_new_one(team_roles):
     team, users = team_roles
-    ts = taskset_create(
-        team=team,
-        actor=users["member"],
-        name="T",
-        family="table",
-        description="",
-        params=TABLE_PARAMS,
-        data_file=upload(good_csv()),
-    )
+    ts = table_taskset(team, users["member"])
     client = client_for(users["member"])
     params = {k: v for k, v in TABLE_POST.items() if k.startswith("params-")}
     assert client.post(urls_for(ts)["edit"], params).status_code == 302
@@ -451,15 +440,7 @@ def test_preview_images_for_an_image_zip(team_roles):
 
 def test_preview_table_rows_for_a_csv(team_roles):
     team, users = team_roles
-    ts = taskset_create(
-        team=team,
-        actor=users["member"],
-        name="T",
-        family="table",
-        description="",
-        params=TABLE_PARAMS,
-        data_file=upload(good_csv()),
-    )
+    ts = table_taskset(team, users["member"])
     partial = text(client_for(users["viewer"]).get(urls_for(ts)["preview"], **HX))
     assert "<th>x1</th><th>x2</th>" in partial
     assert partial.count("<td>class 1</td>") == 3 * 5

@@ -4,8 +4,6 @@ team's admins within the site's limits; shown on the team page."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -18,9 +16,15 @@ from apps.tasksets.models import TaskSet
 from apps.tasksets.services import taskset_create
 from apps.teams.models import Team
 from apps.teams.quotas import team_quota, team_storage_refresh
-from metaweb.celery import app as celery_app
 from tests.api.conftest import bearer, issue
-from tests.factories import SMALL_CONFIG, ExperimentFactory, RunFactory, TaskSetVersionFactory
+from tests.factories import (
+    SMALL_CONFIG,
+    ExperimentFactory,
+    RunFactory,
+    TaskSetVersionFactory,
+    launch_form_data,
+)
+from tests.pages import field_error
 from tests.tasksets.test_views import TABLE_POST
 
 pytestmark = pytest.mark.django_db
@@ -30,9 +34,8 @@ RUNS_FULL = "Your team has 2 runs queued or running and a quota of 2"
 
 
 @pytest.fixture
-def world(team_roles, monkeypatch):
+def world(team_roles, sent):
     team, users = team_roles
-    monkeypatch.setattr(celery_app, "send_task", lambda *a, **kw: None)
     experiment = ExperimentFactory(team=team, created_by=users["member"])
     version = TaskSetVersionFactory(taskset__team=team, taskset__name="Sines", params={})
     return {"team": team, "users": users, "experiment": experiment, "version": version}
@@ -55,18 +58,7 @@ def _fill(world, count: int) -> None:
 
 
 def _form_data(world, **changes):
-    data = {k: v for k, v in SMALL_CONFIG.items() if k not in ("family", "hidden")}
-    data.update(
-        experiment=world["experiment"].pk, taskset=world["version"].taskset_id, queue="cpu", hidden="8"
-    )
-    data.update(device="cpu", **changes)
-    return data
-
-
-def _field_error(html: str, field: str) -> str:
-    found = re.search(rf'id="id_{field}_error">(.*?)</ul>', html, re.S)
-    assert found, f"no error on {field}"
-    return found.group(1)
+    return launch_form_data(world["experiment"], world["version"], hidden="8", **changes)
 
 
 # -- runs queued or running --------------------------------------------------------------------
@@ -108,7 +100,7 @@ def test_the_launch_form_shows_the_quota_on_the_queue_field(client, world):
     for headers in ({}, HTMX):
         response = client.post(url, _form_data(world), **headers)
         assert response.status_code == 200
-        assert RUNS_FULL in _field_error(response.content.decode(), "queue")
+        assert RUNS_FULL in field_error(response.content.decode(), "queue")
     assert Run.objects.count() == 2
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import html
-
 import pytest
 from django.test import Client
 from django.urls import reverse
 
 from apps.teams.models import Membership, Role, Team
 from tests.factories import MembershipFactory, TeamFactory, UserFactory
+from tests.pages import text
 
 pytestmark = pytest.mark.django_db
 
@@ -22,10 +21,6 @@ def client_for(user=None) -> Client:
     if user is not None:
         client.force_login(user)
     return client
-
-
-def text(response) -> str:
-    return html.unescape(response.content.decode())
 
 
 def _member(team, username):

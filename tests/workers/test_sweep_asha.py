@@ -20,11 +20,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 
 @pytest.fixture(autouse=True)
-def _fast(settings, monkeypatch):
+def _fast(settings, monkeypatch, sent):
     settings.HEARTBEAT_SECONDS = 0.2
-    from metaweb.celery import app
-
-    monkeypatch.setattr(app, "send_task", lambda *args, **kwargs: None)
     monkeypatch.setattr("apps.experiments.services.execution._register_meta_model", lambda run_id: None)
 
 
