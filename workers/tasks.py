@@ -74,10 +74,14 @@ _DIVERGENCE_REMEDIES = {
 
 
 def divergence_hint(algorithm: str) -> str:
-    """Appended to a training run that diverged: the remedies among ``algorithm``'s settings."""
+    """Appended to a training run that diverged: the remedies among ``algorithm``'s settings
+    (its ``divergence_remedies``, where only some of them help)."""
     spec = SPECS.get(algorithm)
-    fields = spec.fields if spec else frozenset(_DIVERGENCE_REMEDIES)
-    remedies = [text for field, text in _DIVERGENCE_REMEDIES.items() if field in fields]
+    if spec is not None and spec.divergence_remedies is not None:
+        remedies = [_DIVERGENCE_REMEDIES[field] for field in spec.divergence_remedies]
+    else:
+        fields = spec.fields if spec else frozenset(_DIVERGENCE_REMEDIES)
+        remedies = [text for field, text in _DIVERGENCE_REMEDIES.items() if field in fields]
     if not remedies:
         return ""
     listed = remedies[0] if len(remedies) == 1 else ", ".join(remedies[:-1]) + f", or {remedies[-1]}"

@@ -316,6 +316,8 @@ def test_embedded_start_up_resends_queued_runs_and_requeues_interrupted_ones(sen
         ),
         ("protonet", ". Clone it with a smaller meta learning rate, or a gradient clip."),  # no inner loop
         ("seed-mnn", ". Clone it with a gradient clip."),  # its optimiser is fixed
+        # Measured: a clip, a smaller initial rate or first order do not stop it.
+        ("metasgd", ". Clone it with fewer inner steps, or a smaller meta learning rate."),
     ],
 )
 def test_a_divergence_hint_names_only_the_algorithms_own_settings(algorithm, hint):

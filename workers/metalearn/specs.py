@@ -62,6 +62,9 @@ class AlgorithmSpec:
     #: learned per-weight rates, ANIL's head on fixed features): adaptation defaults to
     #: the trained number and warns beyond it.
     bounded_steps: bool = False
+    #: The settings that stop a diverging run, most effective first, where only some of the
+    #: algorithm's own do; None: all of them (see ``workers.tasks.divergence_hint``).
+    divergence_remedies: tuple[str, ...] | None = None
 
     def applies(self, field: str) -> bool:
         return field in self.fields
@@ -187,7 +190,17 @@ SPECS: dict[str, AlgorithmSpec] = {
         AlgorithmSpec("maml", "MAML", _backbone, _GRADIENT | {"first_order"}),
         AlgorithmSpec("fomaml", "First-order MAML", _backbone, _GRADIENT),
         AlgorithmSpec("reptile", "Reptile", _backbone, _GRADIENT),
-        AlgorithmSpec("metasgd", "Meta-SGD", _metasgd, _GRADIENT | {"first_order"}, bounded_steps=True),
+        AlgorithmSpec(
+            "metasgd",
+            "Meta-SGD",
+            _metasgd,
+            _GRADIENT | {"first_order"},
+            bounded_steps=True,
+            # Its learned rates grow until the inner loop blows up (an independent per-task
+            # Meta-SGD too): only fewer steps or a slower meta rate help, not a clip, a smaller
+            # initial rate or first order (benchmarks/metasgd_divergence.py --remedies).
+            divergence_remedies=("inner_steps", "meta_lr"),
+        ),
         AlgorithmSpec("anil", "ANIL", _backbone, _GRADIENT | {"first_order"}, bounded_steps=True),
         AlgorithmSpec(
             "protonet",

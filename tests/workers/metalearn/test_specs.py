@@ -56,6 +56,10 @@ def test_fields_follow_what_each_algorithm_reads():
     assert not SPECS["seed-mnn"].applies("hidden") and not SPECS["seed-mnn"].applies("meta_lr")
     assert not SPECS["fomaml"].applies("first_order") and SPECS["maml"].applies("first_order")
     assert all(spec.applies("iterations") and spec.applies("shots") for spec in SPECS.values())
+    # A diverged run's advice names only settings the algorithm has.
+    remedies = {name: spec.divergence_remedies for name, spec in SPECS.items() if spec.divergence_remedies}
+    assert remedies == {"metasgd": ("inner_steps", "meta_lr")}
+    assert all(SPECS[name].applies(field) for name, fields in remedies.items() for field in fields)
 
 
 def test_launch_fields_follow_the_family():
