@@ -23,6 +23,7 @@ split's 600 fixed tasks (accuracy, 95% CI), against chance (20%).
     .venv/bin/python benchmarks/quality.py --threads 1          # about 35 minutes; writes docs/quality.md
     .venv/bin/python benchmarks/quality.py --task-pool-curve    # test error by number of training tasks
     .venv/bin/python benchmarks/quality.py --omniglot-level --threads 1   # about 35 minutes
+    .venv/bin/python benchmarks/quality.py --omniglot-level --threads 1 --seed 1 --recipes maml
 
 **Glyphs at Omniglot level** (``--omniglot-level``, issue #12 section 4): ProtoNets and
 MAML, 5-way 1-shot, each trained once within 30 minutes of CPU time with the recipes of
@@ -31,6 +32,9 @@ MAML, 5-way 1-shot, each trained once within 30 minutes of CPU time with the rec
 ProtoNets' recipe with one choice undone at a time (``OMNIGLOT_ABLATIONS``: 5-way
 episodes, at the same iterations and at about the same time; a constant meta lr;
 about 30 minutes on 1 thread) and writes ``docs/quality-omniglot-ablations.md``.
+``--seed N`` trains with another seed (the test tasks stay the same) and ``--recipes``
+picks recipes by key; either writes ``docs/quality-omniglot-seed<N>-<keys>.md``, so the
+seed-0 tables stay as measured.
 
 ``--threads`` (default 2) sets torch's intra-op threads for the conv nets; the
 sinusoid MLP always runs on one (its layers are 40 wide). On a 2-core machine
@@ -278,6 +282,17 @@ def main(argv: list[str] | None = None) -> int:
         help="only ProtoNets' recipe with one choice undone at a time",
     )
     parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="training seed of the Omniglot-level and ablation runs (default 0)",
+    )
+    parser.add_argument(
+        "--recipes",
+        default=None,
+        help="only these Omniglot-level recipes, by key (e.g. maml or protonet,maml)",
+    )
+    parser.add_argument(
         "--markdown", default=None, help="write the tables here (default: docs/quality.md for a full run)"
     )
     parser.add_argument("--workdir", default=None, help="checkpoint folder (default: a temporary one)")
@@ -299,11 +314,21 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_interop_threads(1)
     budget = QUICK if args.quick else FULL
     recipes = OMNIGLOT_ABLATIONS if args.omniglot_ablations else OMNIGLOT_LEVEL
+    if args.recipes:
+        wanted = args.recipes.split(",")
+        unknown = sorted(set(wanted) - {recipe.key for recipe in recipes})
+        if unknown:
+            parser.error(
+                f"--recipes: no recipe {', '.join(unknown)} (have {', '.join(r.key for r in recipes)})"
+            )
+        recipes = tuple(recipe for recipe in recipes if recipe.key in wanted)
     if args.omniglot_level or args.omniglot_ablations:
         args.suite = "omniglot"
     default_md = "docs/quality-omniglot.md" if args.suite == "omniglot" else "docs/quality.md"
     if args.omniglot_ablations:
         default_md = "docs/quality-omniglot-ablations.md"
+    if args.suite == "omniglot" and (args.seed or args.recipes):  # keep the seed-0 tables of record
+        default_md = default_md.replace(".md", f"-seed{args.seed}-{'-'.join(r.key for r in recipes)}.md")
     markdown_path = args.markdown if args.markdown is not None else ("" if args.quick else default_md)
     what = "Omniglot-level glyph rows" if args.suite == "omniglot" else f"{budget.describe()}"
     log(f"quality, {budget.name} budget, {torch.get_num_threads()} torch thread(s); {what}")
@@ -321,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             glyphs = run_glyphs(budget, workdir, args.threads)
         if args.suite == "omniglot":
             omniglot = run_omniglot_level(
-                workdir, args.threads, OMNIGLOT_QUICK_ITERATIONS if args.quick else None, recipes
+                workdir, args.threads, OMNIGLOT_QUICK_ITERATIONS if args.quick else None, recipes, args.seed
             )
     wall = time.perf_counter() - started
     rss = peak_rss_mb()
