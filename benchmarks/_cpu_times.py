@@ -8,6 +8,9 @@ and the command line do (``workers.metalearn.runtime.prepare_process``).
     .venv/bin/python benchmarks/_cpu_times.py --algorithm protonet --iterations 100 --threads 2 \\
         --allocator tuned
 
+``--recipe maml`` (or ``protonet``) times one of ``quality.py --omniglot-level``'s recipes
+instead (``OMNIGLOT_LEVEL``, training seed ``--seed``), without its val checks.
+
 Prints one JSON line: ``{"wall_s", "user_s", "sys_s", "peak_rss_mb", "iterations", ...}``.
 Only the training is timed (the glyph bank is loaded before the clock starts).
 """
@@ -50,6 +53,16 @@ def glyph_config(algorithm: str, iterations: int, device: str) -> dict:
     }
 
 
+def _config(args: argparse.Namespace) -> dict:
+    if args.recipe is None:
+        return glyph_config(args.algorithm, args.iterations, args.device)
+    from benchmarks._quality_glyphs import OMNIGLOT_LEVEL, recipe_config
+
+    recipe = next(r for r in OMNIGLOT_LEVEL if r.key == args.recipe)
+    config = recipe_config(recipe, args.iterations, args.seed).model_dump(mode="json")
+    return config | {"eval_interval": 10**6, "checkpoint_interval": 10**6, "device": args.device}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algorithm", default="protonet", choices=("protonet", "maml"))
@@ -57,6 +70,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--allocator", choices=("glibc", "tuned"), default="tuned")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--recipe", choices=("protonet", "maml"), help="an Omniglot-level recipe instead")
+    parser.add_argument("--seed", type=int, default=0, help="with --recipe: its training seed")
     args = parser.parse_args()
 
     from workers.metalearn.runtime import prepare_process, set_threads
@@ -77,12 +92,13 @@ def main() -> None:
     family = make_family(FamilySpec(name="glyphs"))
     family.sample("train", 1, EpisodeSpec(shots=1, query=1, ways=5), seed=0)  # load the glyph bank
     before, wall = os.times(), time.perf_counter()
-    meta_train(glyph_config(args.algorithm, args.iterations, args.device), family)
+    meta_train(_config(args), family)
     wall, after = time.perf_counter() - wall, os.times()
     print(
         json.dumps(
             {
-                "algorithm": args.algorithm,
+                "algorithm": args.recipe or args.algorithm,
+                "recipe": args.recipe,
                 "allocator": args.allocator,
                 "allocator_applied": args.allocator == "tuned" and prepared.allocator,
                 "threads": torch.get_num_threads(),
