@@ -76,12 +76,9 @@ _DIVERGENCE_REMEDIES = {
 def divergence_hint(algorithm: str) -> str:
     """Appended to a training run that diverged: the remedies among ``algorithm``'s settings
     (its ``divergence_remedies``, where only some of them help)."""
-    spec = SPECS.get(algorithm)
-    if spec is not None and spec.divergence_remedies is not None:
-        remedies = [_DIVERGENCE_REMEDIES[field] for field in spec.divergence_remedies]
-    else:
-        fields = spec.fields if spec else frozenset(_DIVERGENCE_REMEDIES)
-        remedies = [text for field, text in _DIVERGENCE_REMEDIES.items() if field in fields]
+    spec = SPECS[algorithm]
+    fields = spec.divergence_remedies or [field for field in _DIVERGENCE_REMEDIES if spec.applies(field)]
+    remedies = [_DIVERGENCE_REMEDIES[field] for field in fields]
     if not remedies:
         return ""
     listed = remedies[0] if len(remedies) == 1 else ", ".join(remedies[:-1]) + f", or {remedies[-1]}"
@@ -249,7 +246,7 @@ def _training_job(attempt: Attempt, meta_train: MetaTrain | None) -> Job | Faile
         checkpoint=checkpoint_dir,
         checkpoint_label="the run's checkpoint folder",
         unasked_stop="The engine stopped at step {step} before the end, without being asked to.",
-        divergence_hint=divergence_hint(run.algorithm),
+        divergence_hint=divergence_hint(config.algorithm),
     )
     return Job(reporter=reporter, work=work, wording=wording)
 
