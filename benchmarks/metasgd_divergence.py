@@ -14,17 +14,13 @@ algorithm. For each seed it meta-trains:
 Each side reports the iteration at which its loss or meta-gradient norm first stopped
 being finite (or that it stayed finite), and the largest learned rate on the way.
 
-With ``--remedies`` it asks instead which change of setting stops it: the engine alone,
-each of :data:`REMEDIES` on its own, for ``--iterations`` (default 3000) per seed. What
-helps is what a diverged Meta-SGD run's message advises (``SPECS["metasgd"]``).
+Which change of setting stops it is ``benchmarks/divergence_remedies.py --cases metasgd``.
 
     .venv/bin/python benchmarks/metasgd_divergence.py [--seeds 3] [--iterations 800] [--steps 5]
-    .venv/bin/python benchmarks/metasgd_divergence.py --remedies [--seeds 3] [--iterations 3000]
 
 Last line: ``RESULT reference_diverged=<n>/<seeds> engine_diverged=<n>/<seeds>
 reference_first=<iteration> engine_first=<iteration>`` (first: the earliest divergence, 0 if
-none); with ``--remedies``, ``RESULT <change>_finite=<n>/<seeds> ...``: the seeds that stayed
-finite, per change.
+none).
 """
 
 from __future__ import annotations
@@ -48,18 +44,6 @@ from workers.metalearn.families import make_family  # noqa: E402
 from workers.metalearn.types import DivergenceError  # noqa: E402
 
 INNER_LR, META_LR, META_BATCH, SHOTS, QUERY = 0.01, 1e-3, 25, 5, 10
-#: One change each from the defaults above (``--steps`` inner steps), as a diverged run's message
-#: could advise it.
-REMEDIES: dict[str, dict[str, object]] = {
-    "defaults": {},
-    "meta_lr_3e-4": {"meta_lr": 3e-4},
-    "meta_lr_1e-4": {"meta_lr": 1e-4},
-    "inner_lr_0.003": {"inner_lr": 0.003},
-    "grad_clip_1": {"grad_clip": 1.0},
-    "first_order": {"first_order": True},
-    "inner_steps_3": {"inner_steps": 3},
-    "inner_steps_1": {"inner_steps": 1},
-}
 
 
 def _mlp(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
@@ -99,14 +83,14 @@ def reference(seed: int, steps: int, iterations: int) -> tuple[int, float]:
     return 0, largest
 
 
-def engine(seed: int, steps: int, iterations: int, folder: Path, **changes: object) -> tuple[int, float]:
+def engine(seed: int, steps: int, iterations: int, folder: Path) -> tuple[int, float]:
     """The same for ``meta_train``: the step its DivergenceError names, and the largest rate
     in its last good checkpoint."""
     config = TrainConfig(**{
         "algorithm": "metasgd", "inner_steps": steps, "inner_lr": INNER_LR, "meta_lr": META_LR,
         "meta_batch": META_BATCH, "shots": SHOTS, "query": QUERY, "iterations": iterations, "seed": seed,
         "eval_interval": iterations, "eval_tasks": 10, "checkpoint_interval": 50, "device": "cpu",
-        "compile": "off", **changes,
+        "compile": "off",
     })  # fmt: skip
     try:
         meta_train(config, make_family(FamilySpec(name="sinusoid")), None, folder)
@@ -117,33 +101,13 @@ def engine(seed: int, steps: int, iterations: int, folder: Path, **changes: obje
     return diverged, max(v.abs().max().item() for k, v in params.items() if k.startswith("lr."))
 
 
-def remedies(seeds: int, steps: int, iterations: int) -> str:
-    """Each of :data:`REMEDIES` on the engine; the RESULT line's fields."""
-    fields = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, changes in REMEDIES.items():
-            ends = [
-                engine(seed, steps, iterations, Path(tmp) / f"{name}-{seed}", **changes)[0]
-                for seed in range(seeds)
-            ]
-            said = ", ".join(f"diverged at {step}" if step else "finite" for step in ends)
-            print(f"{name:15}: {said}", flush=True)
-            fields.append(f"{name}_finite={sum(1 for step in ends if not step)}/{seeds}")
-    return " ".join(fields)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--iterations", type=int, help="default: 800, or 3000 with --remedies")
+    parser.add_argument("--iterations", type=int, default=800)
     parser.add_argument("--steps", type=int, default=5, help="inner steps in meta-training")
-    parser.add_argument("--remedies", action="store_true", help="which change of setting stops it")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    if args.remedies:
-        print(f"RESULT {remedies(args.seeds, args.steps, args.iterations or 3000)}")
-        return 0
-    args.iterations = args.iterations or 800
     found: dict[str, list[int]] = {"reference": [], "engine": []}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):

@@ -75,7 +75,7 @@ _DIVERGENCE_REMEDIES = {
 
 def divergence_hint(algorithm: str) -> str:
     """Appended to a training run that diverged: the remedies among ``algorithm``'s settings
-    (its ``divergence_remedies``, where only some of them help)."""
+    (its measured ``divergence_remedies``, else all of its own)."""
     spec = SPECS[algorithm]
     fields = spec.divergence_remedies or [field for field in _DIVERGENCE_REMEDIES if spec.applies(field)]
     remedies = [_DIVERGENCE_REMEDIES[field] for field in fields]

@@ -309,8 +309,16 @@ def test_embedded_start_up_resends_queued_runs_and_requeues_interrupted_ones(sen
 @pytest.mark.parametrize(
     ("algorithm", "hint"),
     [
+        # Measured (benchmarks/divergence_remedies.py): fewer steps or a smaller inner rate stop
+        # MAML's divergence whatever caused it, a smaller meta rate only when that was the cause.
         (
             "maml",
+            ". Clone it with fewer inner steps, a smaller inner learning rate, "
+            "or a smaller meta learning rate.",
+        ),
+        ("mnn", ". Clone it with a smaller meta learning rate."),
+        (  # not measured: the algorithm's own settings
+            "anil",
             ". Clone it with a smaller meta learning rate, a smaller inner learning rate, "
             "fewer inner steps, or a gradient clip.",
         ),

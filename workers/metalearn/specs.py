@@ -62,8 +62,9 @@ class AlgorithmSpec:
     #: learned per-weight rates, ANIL's head on fixed features): adaptation defaults to
     #: the trained number and warns beyond it.
     bounded_steps: bool = False
-    #: The settings that stop a diverging run, most effective first, where only some of the
-    #: algorithm's own do; None: all of them (see ``workers.tasks.divergence_hint``).
+    #: The settings that stop a diverging run, most effective first, as measured by
+    #: ``benchmarks/divergence_remedies.py``; None: all of the algorithm's own, unmeasured (ANIL,
+    #: ProtoNets and seed-mnn gave no NaN or inf when probed). See ``workers.tasks.divergence_hint``.
     divergence_remedies: tuple[str, ...] | None = None
 
     def applies(self, field: str) -> bool:
@@ -183,13 +184,19 @@ def _seed_mnn(config: Any, facts: Facts) -> Shapes:
 #: The meta-optimiser's settings (seed-mnn keeps its own fixed optimiser).
 META_LR_FIELDS = frozenset({"meta_lr", "meta_lr_schedule"})
 _GRADIENT = COMMON_FIELDS | BACKBONE_FIELDS | INNER_FIELDS | META_LR_FIELDS
+_INNER_FIRST = ("inner_steps", "inner_lr", "meta_lr")
 
 SPECS: dict[str, AlgorithmSpec] = {
     spec.name: spec
     for spec in (
-        AlgorithmSpec("maml", "MAML", _backbone, _GRADIENT | {"first_order"}),
-        AlgorithmSpec("fomaml", "First-order MAML", _backbone, _GRADIENT),
-        AlgorithmSpec("reptile", "Reptile", _backbone, _GRADIENT),
+        # The inner-loop learners: fewer inner steps, or a tenth of the inner rate, stopped every
+        # diverging case measured, whether a large inner or meta rate caused it; a smaller meta
+        # rate only the latter; a clip under Adam seldom (benchmarks/divergence_remedies.py).
+        AlgorithmSpec(
+            "maml", "MAML", _backbone, _GRADIENT | {"first_order"}, divergence_remedies=_INNER_FIRST
+        ),
+        AlgorithmSpec("fomaml", "First-order MAML", _backbone, _GRADIENT, divergence_remedies=_INNER_FIRST),
+        AlgorithmSpec("reptile", "Reptile", _backbone, _GRADIENT, divergence_remedies=_INNER_FIRST),
         AlgorithmSpec(
             "metasgd",
             "Meta-SGD",
@@ -197,8 +204,8 @@ SPECS: dict[str, AlgorithmSpec] = {
             _GRADIENT | {"first_order"},
             bounded_steps=True,
             # Its learned rates grow until the inner loop blows up (an independent per-task
-            # Meta-SGD too): only fewer steps or a slower meta rate help, not a clip, a smaller
-            # initial rate or first order (benchmarks/metasgd_divergence.py --remedies).
+            # Meta-SGD too, benchmarks/metasgd_divergence.py): only fewer steps or a slower meta
+            # rate help, not a clip, a smaller initial rate or first order (divergence_remedies.py).
             divergence_remedies=("inner_steps", "meta_lr"),
         ),
         AlgorithmSpec("anil", "ANIL", _backbone, _GRADIENT | {"first_order"}, bounded_steps=True),
@@ -220,6 +227,7 @@ SPECS: dict[str, AlgorithmSpec] = {
             | META_LR_FIELDS
             | {"inner_lr", "first_order", "mnn_hidden", "mnn_embed_dim", "mnn_finetune_steps"}
             | {"mnn_condition"},
+            divergence_remedies=("meta_lr",),  # its fine-tuning rate, a clip, first order: no help
             uses_description=True,
             undescribed_fields=frozenset({"mnn_embed_dim"}),  # the set encoder's width
             conditioned=True,

@@ -58,7 +58,12 @@ def test_fields_follow_what_each_algorithm_reads():
     assert all(spec.applies("iterations") and spec.applies("shots") for spec in SPECS.values())
     # A diverged run's advice names only settings the algorithm has.
     remedies = {name: spec.divergence_remedies for name, spec in SPECS.items() if spec.divergence_remedies}
-    assert remedies == {"metasgd": ("inner_steps", "meta_lr")}
+    inner_first = ("inner_steps", "inner_lr", "meta_lr")
+    assert remedies == {
+        **dict.fromkeys(("maml", "fomaml", "reptile"), inner_first),
+        "metasgd": ("inner_steps", "meta_lr"),
+        "mnn": ("meta_lr",),
+    }
     assert all(SPECS[name].applies(field) for name, fields in remedies.items() for field in fields)
 
 
