@@ -65,13 +65,21 @@ def remedies(algorithm: str, case: dict[str, object]) -> dict[str, dict[str, obj
     return changes
 
 
-def train(algorithm: str, settings: dict[str, object], seed: int, iterations: int, folder: Path) -> int:
-    """The step a run's DivergenceError names, or 0 when it stayed finite."""
+def train(
+    algorithm: str,
+    settings: dict[str, object],
+    seed: int,
+    iterations: int,
+    folder: Path,
+    checkpoints: int = 0,
+) -> int:
+    """The step a sinusoid run's DivergenceError names, or 0 when it stayed finite; a checkpoint
+    every ``checkpoints`` steps (0: only at the end) in ``folder``."""
     spec = SPECS[algorithm]
     config = TrainConfig(**{
         "algorithm": algorithm, **{k: v for k, v in settings.items() if spec.applies(k)},
         "iterations": iterations, "seed": seed, "eval_interval": iterations, "eval_tasks": 10,
-        "checkpoint_interval": iterations, "device": "cpu", "compile": "off",
+        "checkpoint_interval": checkpoints or iterations, "device": "cpu", "compile": "off",
     })  # fmt: skip
     try:
         meta_train(config, make_family(FamilySpec(name="sinusoid")), None, folder)

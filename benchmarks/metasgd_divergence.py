@@ -37,13 +37,12 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from workers.metalearn.api import meta_train  # noqa: E402
+from benchmarks.divergence_remedies import BASE, train  # noqa: E402
 from workers.metalearn.checkpoint import load_checkpoint  # noqa: E402
-from workers.metalearn.config import FamilySpec, TrainConfig  # noqa: E402
-from workers.metalearn.families import make_family  # noqa: E402
-from workers.metalearn.types import DivergenceError  # noqa: E402
 
-INNER_LR, META_LR, META_BATCH, SHOTS, QUERY = 0.01, 1e-3, 25, 5, 10
+INNER_LR, META_LR, META_BATCH, SHOTS, QUERY = (
+    BASE[key] for key in ("inner_lr", "meta_lr", "meta_batch", "shots", "query")
+)
 
 
 def _mlp(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
@@ -86,17 +85,7 @@ def reference(seed: int, steps: int, iterations: int) -> tuple[int, float]:
 def engine(seed: int, steps: int, iterations: int, folder: Path) -> tuple[int, float]:
     """The same for ``meta_train``: the step its DivergenceError names, and the largest rate
     in its last good checkpoint."""
-    config = TrainConfig(**{
-        "algorithm": "metasgd", "inner_steps": steps, "inner_lr": INNER_LR, "meta_lr": META_LR,
-        "meta_batch": META_BATCH, "shots": SHOTS, "query": QUERY, "iterations": iterations, "seed": seed,
-        "eval_interval": iterations, "eval_tasks": 10, "checkpoint_interval": 50, "device": "cpu",
-        "compile": "off",
-    })  # fmt: skip
-    try:
-        meta_train(config, make_family(FamilySpec(name="sinusoid")), None, folder)
-        diverged = 0
-    except DivergenceError as error:
-        diverged = error.step
+    diverged = train("metasgd", {**BASE, "inner_steps": steps}, seed, iterations, folder, checkpoints=50)
     params = load_checkpoint(folder).params
     return diverged, max(v.abs().max().item() for k, v in params.items() if k.startswith("lr."))
 
