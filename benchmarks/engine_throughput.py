@@ -78,8 +78,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from workers.metalearn.algorithms import make_algorithm  # noqa: E402
 from workers.metalearn.config import FamilySpec, TrainConfig  # noqa: E402
-from workers.metalearn.episodes import Episode, FamilyInfo, batch_seed, episode_spec, to_episode  # noqa: E402
-from workers.metalearn.families import make_family  # noqa: E402
+from workers.metalearn.episodes import Episode, FamilyInfo, batch_seed, to_episode  # noqa: E402
+from workers.metalearn.families import episode_spec, make_family  # noqa: E402
 from workers.metalearn.loop import make_optimizer  # noqa: E402
 from workers.metalearn.metastep import MetaStep  # noqa: E402
 

@@ -51,8 +51,8 @@ from engine_throughput import (  # noqa: E402
 
 from workers.metalearn.algorithms import make_algorithm  # noqa: E402
 from workers.metalearn.config import FamilySpec, TrainConfig  # noqa: E402
-from workers.metalearn.episodes import batch_seed, episode_spec, to_episode  # noqa: E402
-from workers.metalearn.families import make_family  # noqa: E402
+from workers.metalearn.episodes import batch_seed, to_episode  # noqa: E402
+from workers.metalearn.families import episode_spec, make_family  # noqa: E402
 
 CPU = torch.device("cpu")
 

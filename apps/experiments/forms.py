@@ -28,6 +28,14 @@ DEVICE_CHOICES = [("auto", "Auto (CUDA when the worker has it)"), ("cpu", "CPU")
 HIDDEN_MAX_LENGTH = 100
 
 
+def _whole(value: Any) -> int | None:
+    """``value`` as a whole number, or None (a prefilled field may hold any text)."""
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
 class ExperimentForm(forms.Form):
     name = forms.CharField(max_length=120)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
@@ -165,6 +173,7 @@ class RunLaunchForm(forms.Form):
         ):
             # The default where the family has a description: the description.
             self.initial["mnn_condition"] = self.spec.condition(self.facts.desc_dim)
+        self._fit_episode_to_data()
         self.applicable = self._applicable()
         self.carried: dict[str, Any] = {}
         for name in sorted(ALGORITHM_FIELDS - self.applicable):
@@ -206,6 +215,25 @@ class RunLaunchForm(forms.Form):
         if version is None:
             return LaunchFacts()
         return taskset_family_facts(taskset=self.chosen_taskset, version=version)
+
+    def _fit_episode_to_data(self) -> None:
+        """Where an upload bounds the episode (``LaunchFacts.max_ways``, ``max_examples``),
+        say so beside ways, shots and query, and lower a prefilled value past the bound
+        (query first, then shots), so that the form's defaults launch on any task set."""
+        most_ways, most_examples = self.facts.max_ways, self.facts.max_examples
+        if most_ways is not None and most_ways >= 2:
+            self.fields["ways"].help_text += f" At most {most_ways} with this task set."
+            ways = _whole(self._chosen("ways"))
+            if not self.is_bound and ways is not None and ways > most_ways:
+                self.initial["ways"] = most_ways
+        if most_examples is None or most_examples < 2:
+            return
+        for name in ("shots", "query"):
+            self.fields[name].help_text += f" Shots + query: at most {most_examples} with this task set."
+        shots, query = _whole(self._chosen("shots")), _whole(self._chosen("query"))
+        if not self.is_bound and shots is not None and query is not None and shots + query > most_examples:
+            query = max(1, most_examples - shots)
+            self.initial.update(shots=min(shots, most_examples - query), query=query)
 
     def _applicable(self) -> frozenset[str]:
         """The config fields that apply: all of them until the algorithm is known."""

@@ -402,6 +402,10 @@ class LaunchFacts:
     kind: str | None = None
     input_shape: tuple[int, ...] | None = None
     desc_dim: int | None = None
+    #: The most ways, and shots + query, that every task of an upload gives (its
+    #: summary's ``episode_room``); None for built-in families and older uploads.
+    max_ways: int | None = None
+    max_examples: int | None = None
 
 
 def mnn_condition_of(*, algorithm: str, config: Any, family: str) -> str:
@@ -422,9 +426,9 @@ def mnn_condition_of(*, algorithm: str, config: Any, family: str) -> str:
 
 
 def taskset_family_facts(*, taskset: TaskSet, version: TaskSetVersion) -> LaunchFacts:
-    """The family kind, input shape and description size of a task set's version,
-    without building the family (unknown: bad parameters, or a table without its
-    upload summary)."""
+    """The family kind, input shape, description size and episode room of a task set's
+    version, without building the family (unknown: bad parameters, or a table without
+    its upload summary)."""
     family = taskset.family
     try:
         kind = family_kind(family, version.params or {})
@@ -435,7 +439,15 @@ def taskset_family_facts(*, taskset: TaskSet, version: TaskSetVersion) -> Launch
     summary = version.data_summary if isinstance(version.data_summary, dict) else {}
     if shape is None and isinstance(summary.get("input_shape"), list):
         shape = tuple(int(s) for s in summary["input_shape"])
-    return LaunchFacts(kind=kind, input_shape=shape, desc_dim=desc_dim)
+    room = summary.get("episode_room")
+    room = room if isinstance(room, dict) else {}
+    return LaunchFacts(
+        kind=kind,
+        input_shape=shape,
+        desc_dim=desc_dim,
+        max_ways=room.get("ways") if isinstance(room.get("ways"), int) else None,
+        max_examples=room.get("examples") if isinstance(room.get("examples"), int) else None,
+    )
 
 
 def run_last_launched(*, team: Team, user: AnyUser) -> Run | None:

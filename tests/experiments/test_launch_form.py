@@ -6,9 +6,13 @@ last, never to another team's."""
 from __future__ import annotations
 
 import datetime as dt
+import html
+import io
 import re
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -16,8 +20,10 @@ from django.utils import timezone
 
 from apps.experiments.forms import RunLaunchForm
 from apps.experiments.models import Run
+from apps.tasksets.models import TaskSet
 from tests.factories import ExperimentFactory, RunFactory, TaskSetVersionFactory, UserFactory
-from tests.pages import field_error
+from tests.pages import field_error, form_values
+from tests.tasksets.data import table_taskset
 from workers.metalearn.config import TrainConfig
 from workers.metalearn.specs import SPECS
 
@@ -323,3 +329,51 @@ def test_switching_to_mnn_preselects_the_family_default(client, world):
         url(), {"algorithm": "mnn", "taskset": world["sines"].taskset_id}, **HTMX
     ).content.decode()
     assert selected(swapped, "mnn_condition") == "description"
+
+
+# -- defaults that fit the data ---------------------------------------------------------------
+
+
+def test_the_untouched_form_launches_on_every_seeded_task_set(
+    client, sent, django_capture_on_commit_callbacks
+):
+    """A newcomer's first click: the form's defaults, as the browser submits them, launch
+    on each of the demo's task sets (the 3-class demo table took 5-way episodes once)."""
+    call_command("seed_demo", stdout=io.StringIO())
+    client.force_login(get_user_model().objects.get(username="demo"))
+    demo = reverse("experiments:run-launch", kwargs={"team_slug": "demo"})
+    tasksets = TaskSet.objects.filter(team__slug="demo").order_by("pk")
+    for taskset in tasksets:
+        values = form_values(client.get(demo, {"taskset": taskset.pk}).content.decode(), "launch-form")
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(demo, values)
+        errors = re.findall(r'class="errorlist[^"]*"[^>]*>(.*?)</ul>', response.content.decode(), re.S)
+        assert response.status_code == 302, (taskset.name, errors)
+    launched = dict(Run.objects.values_list("taskset_version__taskset__name", "config"))
+    table = launched["Demo table (CSV)"]
+    assert (table["ways"], table["shots"], table["query"]) == (3, 5, 7)  # 3 classes, 12 rows a class
+    assert len(launched) == len(tasksets) == 5 and sent  # queued; the first sent to the worker
+
+
+def _episode(page: str) -> list[str]:
+    """Ways, shots and query as a page (or the swapped fields alone) would submit them."""
+    if 'id="launch-form"' not in page:
+        page = f'<form id="launch-form">{page}</form>'
+    values = form_values(page, "launch-form")
+    return [values.get(name, "") for name in ("ways", "shots", "query")]
+
+
+def test_an_upload_bounds_ways_shots_and_query_in_the_form(client, world):
+    version = table_taskset(world["team"], world["member"]).versions.get()  # 2 classes, 6 rows each
+    client.force_login(world["member"])
+    page = client.get(url(), {"taskset": version.taskset_id}).content.decode()
+    assert "At most 2 with this task set." in page and "Shots + query: at most 6 with this task set." in page
+    assert _episode(page) == ["2", "5", "1"]  # from 5, 5, 10
+    # A swap lowers what does not fit, query before shots, and keeps what does.
+    swapped = client.get(url(), {"taskset": version.taskset_id, "shots": "2", "query": "9"}, **HTMX)
+    assert _episode(swapped.content.decode()) == ["2", "2", "4"]
+    # What is submitted is never changed: it is refused on the field, naming the task.
+    posted = client.post(url(), {**form_values(page, "launch-form"), "ways": "3"}, **HTMX)
+    error = html.unescape(field_error(posted.content.decode(), "ways"))
+    assert re.search(r"3-way episodes need 3 classes; task 't\d' has 2 \(split 'train'\)", error), error
+    assert not Run.objects.exists() and world["sent"] == []

@@ -18,7 +18,8 @@ from torch import Tensor
 
 from workers.metalearn.algorithms import Algorithm, make_algorithm
 from workers.metalearn.checkpoint import Checkpoint, load_checkpoint
-from workers.metalearn.episodes import FamilyInfo, episode_spec, to_episode
+from workers.metalearn.episodes import FamilyInfo, to_episode
+from workers.metalearn.families import episode_spec
 from workers.metalearn.loop import eval_chunk, evaluate_tasks, meta_train, resolve_device
 from workers.metalearn.types import (
     SPLITS,

@@ -16,7 +16,8 @@ from torch.func import vmap
 
 from workers.metalearn.algorithms import Algorithm
 from workers.metalearn.api import restore
-from workers.metalearn.episodes import Episode, episode_spec, to_episode
+from workers.metalearn.episodes import Episode, to_episode
+from workers.metalearn.families import episode_spec
 from workers.metalearn.pca import pca_2d
 from workers.metalearn.specs import embeds_tasks
 from workers.metalearn.types import DataError, TaskFamily

@@ -15,8 +15,7 @@ import torch
 from torch import Tensor
 
 from workers.metalearn.config import TrainConfig
-from workers.metalearn.cost import training_ways
-from workers.metalearn.types import EpisodeSpec, TaskBatch, TaskFamily, TaskKind
+from workers.metalearn.types import TaskBatch, TaskFamily, TaskKind
 
 
 @dataclass(frozen=True)
@@ -120,13 +119,6 @@ def to_episode(batch: TaskBatch, device: torch.device | str = "cpu") -> Episode:
         yq=tensor(yq),
         desc=desc,
     )
-
-
-def episode_spec(config: TrainConfig, kind: TaskKind, *, training: bool = False) -> EpisodeSpec:
-    """The episode a config asks for; regression episodes have one 'way'. Meta-training
-    episodes (``training``) have ``train_ways`` classes where the config sets it."""
-    ways = (training_ways(config) if training else config.ways) if kind == "classification" else 1
-    return EpisodeSpec(shots=config.shots, query=config.query, ways=ways)
 
 
 def batch_seed(seed: int, step: int) -> int:

@@ -35,11 +35,11 @@ from workers.metalearn.checkpoint import (
 )
 from workers.metalearn.compiling import Decision, decide, graph_key, is_cached, mark_cached
 from workers.metalearn.config import ConfigError, TrainConfig, config_to_dict, parse_config
-from workers.metalearn.episodes import Episode, FamilyInfo, batch_seed, episode_spec, to_episode
+from workers.metalearn.episodes import Episode, FamilyInfo, batch_seed, to_episode
+from workers.metalearn.families import check_run_episodes, episode_spec
 from workers.metalearn.metastep import MetaStep
 from workers.metalearn.types import (
     CheckpointError,
-    DataError,
     DivergenceError,
     InputStats,
     NullReporter,
@@ -88,15 +88,7 @@ def check_config(config: TrainConfig, family: TaskFamily) -> FamilyInfo:
         raise ConfigError({"family.name": f"config names {config.family.name!r}, family is {family.name!r}"})
     info = FamilyInfo.of(family, config)
     check_compatible(config, info)
-    for split in ("train", "val"):
-        spec = episode_spec(config, family.kind, training=split == "train")
-        try:
-            family.check_episode(spec, split)
-        except DataError as exc:
-            field = exc.field
-            if field == "ways" and spec.ways != config.ways:
-                field = "train_ways"
-            raise ConfigError({field: f"{exc.message} (split {split!r})"}) from None
+    check_run_episodes(config, family)
     return info
 
 

@@ -35,10 +35,10 @@ from workers.metalearn.config import (
     parse_config,
 )
 from workers.metalearn.cost import check_budget
-from workers.metalearn.families import make_family
+from workers.metalearn.families import check_run_episodes, make_family
 from workers.metalearn.shapes import family_info_dict
 from workers.metalearn.specs import SPECS, check_compatible
-from workers.metalearn.types import DataError, EpisodeSpec
+from workers.metalearn.types import DataError
 
 __all__ = [
     "MAX_CONFIG_BYTES",
@@ -118,22 +118,20 @@ def _config_errors(errors: dict[str, str]) -> ValidationError:
 
 def _check_family(*, config: TrainConfig, version: TaskSetVersion, queue: str) -> dict[str, Any]:
     """Build the task set's family (numpy only) and check that the algorithm suits
-    the family (its spec's rule), that the episode fits it, and that the estimated
+    the family (its spec's rule), that its splits give the run's episodes, and that the estimated
     cost fits the queue's budget (``RUN_BUDGETS``). Raises ValidationError on form
     fields; returns the family's facts (``family_info_dict``)."""
     try:
         family = make_family(config.family, data_path=version_data_path(version))
         info = family_info_dict(family, config)
         check_compatible(config.algorithm, info, config)
-        family.check_episode(EpisodeSpec(shots=config.shots, query=config.query, ways=config.ways))
+        check_run_episodes(config, family)
         check_budget(config, info, settings.RUN_BUDGETS[queue], queue=queue)
         return info
     except ConfigError as exc:
         raise _config_errors(exc.errors) from None
-    except DataError as exc:
-        field = exc.field if exc.field in {"shots", "query", "ways"} else "taskset"
-        message = exc.message if field != "taskset" else f"{exc.field}: {exc.message}"
-        raise ValidationError({field: message}) from None
+    except DataError as exc:  # the data file itself
+        raise ValidationError({"taskset": f"{exc.field}: {exc.message}"}) from None
     except StoreUnavailable as exc:
         raise ValidationError({"taskset": str(exc)}) from None
     except OSError:

@@ -107,6 +107,7 @@ def test_inspect_table_summarises_a_csv(tmp_path: Path) -> None:
     assert summary["tasks"] == 5 and summary["rows"] == 35 and summary["classes"] == 0
     assert summary["columns"] == ["task", "x1", "x2", "y"] and summary["feature_columns"] == ["x1", "x2"]
     assert sum(s["tasks"] for s in summary["splits"].values()) == 5
+    assert summary["episode_room"] == {"ways": None, "examples": 7}  # shots + query up to 7 rows
     json.dumps(summary)
 
 
@@ -140,6 +141,7 @@ def test_csv_classification_episodes_use_one_tasks_labels(tmp_path: Path) -> Non
         )
     summary = inspect_table(classification_csv(tmp_path), CLASSIFICATION)
     assert summary["classes"] == 3 and summary["classes_per_task"] == {"min": 3, "max": 3}
+    assert summary["episode_room"] == {"ways": 3, "examples": 8}
 
 
 def test_csv_classification_episode_errors_name_task_and_class(tmp_path: Path) -> None:
@@ -151,15 +153,14 @@ def test_csv_classification_episode_errors_name_task_and_class(tmp_path: Path) -
     split = next(s for s in ("train", "val", "test") if "t1" in family.data.names[s])
     with pytest.raises(DataError) as exc:
         family.check_episode(EpisodeSpec(shots=2, query=2, ways=2), split)
-    assert exc.value.field == "task 't1', class 'c'"
-    assert exc.value.message == "has 2 rows; 2 shots + 2 query need 4 per class"
+    assert exc.value.field == "shots"
+    assert exc.value.message == "task 't1', class 'c' has 2 rows; 2 shots + 2 query need 4 per class"
     other = next(s for s in ("train", "val", "test") if "t0" in family.data.names[s])
     with pytest.raises(DataError) as exc:
         family.check_episode(EpisodeSpec(shots=1, query=1, ways=3), other)
-    assert (
-        exc.value.field == "task 't0'"
-        and exc.value.message == "3-way episodes need 3 classes; the task has 2"
-    )
+    assert exc.value.field == "ways" and exc.value.message == "3-way episodes need 3 classes; task 't0' has 2"
+    summary = inspect_table(tmp_path / "c.csv", CLASSIFICATION)
+    assert summary["episode_room"] == {"ways": 2, "examples": 2}  # t0 has 2 classes, t1's c 2 rows
 
 
 # -- CSV errors --------------------------------------------------------------------------------
@@ -219,8 +220,8 @@ def test_too_few_tasks_or_rows(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError) as exc:
         family.sample("val", 2, EpisodeSpec(shots=5, query=1), seed=0)
-    assert exc.value.field == f"task '{family.data.names['val'][0]}'"
-    assert exc.value.message == "has 5 rows; 5 shots + 1 query need 6"
+    assert exc.value.field == "shots"
+    assert exc.value.message == f"task '{family.data.names['val'][0]}' has 5 rows; 5 shots + 1 query need 6"
 
 
 def test_bad_table_params_are_config_errors(tmp_path: Path) -> None:
@@ -299,6 +300,7 @@ def test_zip_equals_folder_even_wrapped_in_a_top_folder(tmp_path: Path) -> None:
     summary = inspect_table(tmp_path / "a.zip")
     assert summary["format"] == "images" and summary["classes"] == 5 and summary["rows"] == 20
     assert summary["input_shape"] == [1, 6, 8]
+    assert summary["episode_room"] == {"ways": 1, "examples": 4}  # val and test get a class each
 
 
 def test_color_images_become_grayscale(tmp_path: Path) -> None:
@@ -324,8 +326,8 @@ def test_class_with_too_few_images_is_named(tmp_path: Path) -> None:
     family.check_episode(EpisodeSpec(shots=1, query=1, ways=4), "train")
     with pytest.raises(DataError) as exc:
         family.fixed_tasks("train", EpisodeSpec(shots=1, query=2, ways=2), count=2)
-    assert exc.value.field == f"class '{small}'"
-    assert exc.value.message == "has 2 images; 1 shots + 2 query need 3 per class"
+    assert exc.value.field == "shots"
+    assert exc.value.message == f"class '{small}' has 2 images; 1 shots + 2 query need 3 per class"
     with pytest.raises(DataError) as exc:
         family.check_episode(EpisodeSpec(shots=1, query=1, ways=3), "test")
     assert (

@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from workers.metalearn.config import ConfigError, FamilySpec, config_error
+from workers.metalearn.config import ConfigError, FamilySpec, TrainConfig, config_error
+from workers.metalearn.cost import training_ways
 from workers.metalearn.families._base import (
     FAMILY_SEED_SALT,
     FIXED_TASK_LIMIT,
@@ -33,7 +34,7 @@ from workers.metalearn.families.regression import (
     SinusoidParams,
 )
 from workers.metalearn.families.table import TableFamily, TableParams, inspect_table
-from workers.metalearn.types import TaskFamily, TaskKind
+from workers.metalearn.types import DataError, EpisodeSpec, TaskFamily, TaskKind
 
 __all__ = [
     "FAMILY_PARAMS",
@@ -46,6 +47,8 @@ __all__ = [
     "HarmonicParams",
     "SinusoidParams",
     "TableParams",
+    "check_run_episodes",
+    "episode_spec",
     "family_desc_dim",
     "family_input_shape",
     "family_kind",
@@ -135,3 +138,26 @@ def make_family(spec: FamilySpec, *, data_path: str | Path | None = None) -> Tas
             raise ConfigError({"family.data": "the table family needs a data file"})
         return TableFamily(params, path)  # type: ignore[arg-type]
     return cls(params)  # type: ignore[call-arg]
+
+
+def episode_spec(config: TrainConfig, kind: TaskKind, *, training: bool = False) -> EpisodeSpec:
+    """The episode a config asks for; regression episodes have one 'way'. Meta-training
+    episodes (``training``) have ``train_ways`` classes where the config sets it."""
+    ways = (training_ways(config) if training else config.ways) if kind == "classification" else 1
+    return EpisodeSpec(shots=config.shots, query=config.query, ways=ways)
+
+
+def check_run_episodes(config: TrainConfig, family: TaskFamily) -> None:
+    """Check that ``family`` gives the episodes a training run draws: training's on
+    the train split, validation's on the val split. Raises :class:`ConfigError` on the
+    setting to change (``shots``, ``query``, ``ways``, or ``train_ways`` where training
+    has its own ways), its message naming the split."""
+    for split in ("train", "val"):
+        spec = episode_spec(config, family.kind, training=split == "train")
+        try:
+            family.check_episode(spec, split)
+        except DataError as exc:
+            field = exc.field
+            if field == "ways" and spec.ways != config.ways:
+                field = "train_ways"
+            raise ConfigError({field: f"{exc.message} (split {split!r})"}) from None

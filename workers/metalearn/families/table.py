@@ -322,7 +322,20 @@ def _summary(data: TableData) -> dict[str, Any]:
         if data.kind == "classification":
             per_task = [len(names) for split in SPLITS for names in data.class_names[split]]
             summary["classes_per_task"] = {"min": min(per_task), "max": max(per_task)}
+    summary["episode_room"] = episode_room(data)
     return summary
+
+
+def episode_room(data: TableData) -> dict[str, int | None]:
+    """The largest episode that every task of every split can give, the bounds
+    :meth:`TableFamily.check_episode` enforces: ``ways``, the fewest classes a task
+    has (for images, a split; None for regression), and ``examples``, the most
+    ``shots + query``, the fewest rows a class (a regression task) has."""
+    units = [unit for split in SPLITS for unit in data.sources[split]]
+    return {
+        "ways": min(len(unit) for unit in units) if data.kind == "classification" else None,
+        "examples": min(len(group) for unit in units for group in unit),
+    }
 
 
 # -- the family ------------------------------------------------------------------------------
@@ -361,28 +374,29 @@ class TableFamily(BaseFamily):
         return names[int(task_id) % len(names)]
 
     def _check_data(self, episode: EpisodeSpec, split: Split) -> None:
+        """Every task of ``split`` has ``ways`` classes, each with ``shots + query``
+        rows; a shortfall is a :class:`DataError` on the setting to lower (``ways``,
+        else ``shots``), naming the task and class."""
         need = episode.shots + episode.query
         wants = f"{episode.shots} shots + {episode.query} query need {need}"
         for task, unit, labels in zip(
             self.data.names[split], self.data.sources[split], self.data.class_names[split], strict=True
         ):
+            where = f"task '{task}'" if self.data.format == "csv" else f"the {split} split"
             if self.kind == "regression":  # CSV only
                 if len(unit[0]) < need:
-                    raise DataError(f"task '{task}'", f"has {len(unit[0])} rows; {wants}")
+                    raise DataError("shots", f"{where} has {len(unit[0])} rows; {wants}")
                 continue
-            where = f"task '{task}'" if self.data.format == "csv" else None
             if len(unit) < episode.ways:
-                has = f"the task has {len(unit)}" if where else f"the {split} split has {len(unit)}"
                 raise DataError(
-                    where or "ways", f"{episode.ways}-way episodes need {episode.ways} classes; {has}"
+                    "ways",
+                    f"{episode.ways}-way episodes need {episode.ways} classes; {where} has {len(unit)}",
                 )
             for label, members in zip(labels, unit, strict=True):
                 if len(members) < need:
-                    noun = "rows" if where else "images"
-                    raise DataError(
-                        f"{where}, class '{label}'" if where else f"class '{label}'",
-                        f"has {len(members)} {noun}; {wants} per class",
-                    )
+                    owner = f"{where}, class '{label}'" if self.data.format == "csv" else f"class '{label}'"
+                    noun = "rows" if self.data.format == "csv" else "images"
+                    raise DataError("shots", f"{owner} has {len(members)} {noun}; {wants} per class")
 
     def _build(self, split: Split, episode: EpisodeSpec, task_ids: np.ndarray) -> TaskBatch:
         units = self.data.sources[split]
