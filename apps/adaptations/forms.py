@@ -67,6 +67,27 @@ def _number(text: str, where: str) -> float:
     return value
 
 
+_EXAMPLE_NUMBERS = ("-2.5", "1.2", "0.3", "-0.8", "1.9", "2.1", "0.7", "-1.4", "1.1", "-0.2", "2.4", "0.5")
+_EXAMPLE_CLASSES = ("a", "b", "a")
+#: Beyond this many inputs the example names the columns instead of giving numbers.
+_EXAMPLE_MAX_INPUTS = 4
+
+
+def example_rows(facts: ModelFacts) -> str:
+    """An example support set in the model's columns (its inputs, then the target or a
+    class name), for the text box's placeholder."""
+    n, last = facts.input_size, "class" if facts.classification else "y"
+    if n > _EXAMPLE_MAX_INPUTS:
+        return f"x1, x2, …, x{n}, {last}"
+    lines = []
+    for row, label in enumerate(_EXAMPLE_CLASSES):
+        cells = [_EXAMPLE_NUMBERS[(row * (n + 1) + k) % len(_EXAMPLE_NUMBERS)] for k in range(n + 1)]
+        if facts.classification:
+            cells[-1] = label
+        lines.append(", ".join(cells))
+    return "\n".join(lines)
+
+
 # -- the form ------------------------------------------------------------------------------
 
 
@@ -90,7 +111,7 @@ class AdaptForm(forms.Form):
     )
     support_text = forms.CharField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 6, "placeholder": "-2.5, 1.2\n0.3, -0.8\n1.9, 2.1"}),
+        widget=forms.Textarea(attrs={"rows": 6}),
         label="Support set",
         help_text="One point per line: the inputs, then the target.",
     )
@@ -167,6 +188,7 @@ class AdaptForm(forms.Form):
             else:
                 what = f"{facts.input_size} inputs, then the {'class' if facts.classification else 'target'}"
             self.fields["support_text"].help_text = f"One example per line, {columns} values: {what}."
+            self.fields["support_text"].widget.attrs["placeholder"] = example_rows(facts)
         if facts.needs_desc:  # only models that read the description ask for it
             self.fields["desc"].help_text = f"{facts.desc_dim} values separated by commas."
         else:

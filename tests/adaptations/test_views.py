@@ -845,3 +845,24 @@ def test_an_mnn_on_the_support_set_asks_no_description(client, described_model):
     path.write_text(json.dumps(meta))
     login(client, described_model["users"]["member"])
     assert 'name="desc"' not in client.get(adapt_url(described_model["meta_model"])).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("changes", "example"),
+    [
+        ({"input_shape": (1,)}, "-2.5, 1.2\n0.3, -0.8\n1.9, 2.1"),
+        ({"kind": "classification", "ways": 2}, "-2.5, 1.2, a\n-0.8, 1.9, b\n0.7, -1.4, a"),
+        ({"input_shape": (3,)}, "-2.5, 1.2, 0.3, -0.8\n1.9, 2.1, 0.7, -1.4\n1.1, -0.2, 2.4, 0.5"),
+    ],
+)
+def test_the_support_sets_example_is_in_the_models_columns(changes, example):
+    """The text box's placeholder is input that the reader takes for this model."""
+    from apps.adaptations.forms import AdaptForm
+    from apps.adaptations.uploads import parse_rows
+
+    facts = facts_for(**changes)
+    assert AdaptForm(facts=facts).fields["support_text"].widget.attrs["placeholder"] == example
+    parsed = parse_rows(example, facts=facts)
+    assert len(parsed["x"]) == 3 and all(len(x) == facts.input_size for x in parsed["x"])
+    wide = AdaptForm(facts=facts_for(input_shape=(64,)))
+    assert wide.fields["support_text"].widget.attrs["placeholder"] == "x1, x2, …, x64, y"
