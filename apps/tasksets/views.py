@@ -18,6 +18,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from apps.tasksets.display import summary_lines
 from apps.tasksets.forms import (
     PARAMS_PREFIX,
     FamilyParamsForm,
@@ -168,6 +169,7 @@ def taskset_detail(request: HtmxHttpRequest, taskset_id: int) -> HttpResponse:
     versions = list(taskset_version_list(taskset=taskset))
     for version in versions:
         version.param_items = ordered_params(taskset.family, version.params or {})
+        version.summary_lines = summary_lines(version.data_summary)
     context = {
         "team": taskset.team,
         "taskset": taskset,

@@ -317,6 +317,50 @@ def test_upload_view_still_enforces_csrf(team_roles):
 # -- detail, edit -----------------------------------------------------------------------------------
 
 
+def test_an_uploads_summary_reads_as_sentences(team_roles):
+    team, users = team_roles
+    version = table_taskset(team, users["member"]).versions.get()  # 4 tasks, 2 classes of 6 rows
+    page = text(client_for(users["member"]).get(urls_for(version.taskset)["detail"]))
+    data = page[page.index("<h3>Data</h3>") :]
+    for line in (
+        "<dt>format</dt><dd>CSV</dd>",
+        "<dt>rows</dt><dd>48</dd>",
+        "<dt>columns</dt><dd>task, target, x1, x2</dd>",
+        "<dt>classes per task</dt><dd>2</dd>",
+        "<dt>largest episode</dt><dd>up to 2-way, shots + query up to 6</dd>",
+    ):
+        assert line in data
+    assert re.search(r"<dt>splits</dt><dd>train: \d+ rows, \d tasks?, 2 classes; val: ", data)
+    assert "{" not in data[: data.index("</dl>")] and "[" not in data[: data.index("</dl>")]
+
+
+def test_summary_lines_show_images_ranges_and_unknown_keys():
+    from apps.tasksets.display import summary_lines
+
+    lines = dict(
+        summary_lines(
+            {
+                "format": "images",
+                "input_shape": [1, 28, 28],
+                "classes_per_task": {"min": 2, "max": 4},
+                "episode_room": {"ways": None, "examples": 7},
+                "splits": {"train": {"rows": 1200, "classes": 30}, "test": {"rows": 40, "classes": 1}},
+                "upload": {"name": "a.zip", "bytes": 9},
+                "later": 3,
+            }
+        )
+    )
+    assert lines == {
+        "format": "image folders",
+        "classes per task": "2 to 4",
+        "input shape": "1 × 28 × 28",
+        "splits": "train: 1,200 rows, 30 classes; test: 40 rows, 1 class",
+        "largest episode": "shots + query up to 7",
+        "later": "3",
+    }
+    assert summary_lines(None) == []
+
+
 def test_detail_lists_versions_with_params(team_roles, sines):
     _team, users = team_roles
     client = client_for(users["member"])
