@@ -68,24 +68,30 @@ def _number(text: str, where: str) -> float:
 
 
 _EXAMPLE_NUMBERS = ("-2.5", "1.2", "0.3", "-0.8", "1.9", "2.1", "0.7", "-1.4", "1.1", "-0.2", "2.4", "0.5")
-_EXAMPLE_CLASSES = ("a", "b", "a")
 #: Beyond this many inputs the example names the columns instead of giving numbers.
 _EXAMPLE_MAX_INPUTS = 4
 
 
 def example_rows(facts: ModelFacts) -> str:
     """An example support set in the model's columns (its inputs, then the target or a
-    class name), for the text box's placeholder."""
+    class name), for the text box's placeholder: three points, or one example of each
+    of a classifier's classes (named a, b, c, ...)."""
     n, last = facts.input_size, "class" if facts.classification else "y"
     if n > _EXAMPLE_MAX_INPUTS:
         return f"x1, x2, …, x{n}, {last}"
     lines = []
-    for row, label in enumerate(_EXAMPLE_CLASSES):
+    for row in range(facts.ways if facts.classification else 3):
         cells = [_EXAMPLE_NUMBERS[(row * (n + 1) + k) % len(_EXAMPLE_NUMBERS)] for k in range(n + 1)]
         if facts.classification:
-            cells[-1] = label
+            cells[-1] = _class_name(row)
         lines.append(", ".join(cells))
     return "\n".join(lines)
+
+
+def _class_name(index: int) -> str:
+    """a, b, ..., z, then a1, b1, ..."""
+    letter, round_ = chr(ord("a") + index % 26), index // 26
+    return f"{letter}{round_}" if round_ else letter
 
 
 # -- the form ------------------------------------------------------------------------------

@@ -851,7 +851,7 @@ def test_an_mnn_on_the_support_set_asks_no_description(client, described_model):
     ("changes", "example"),
     [
         ({"input_shape": (1,)}, "-2.5, 1.2\n0.3, -0.8\n1.9, 2.1"),
-        ({"kind": "classification", "ways": 2}, "-2.5, 1.2, a\n-0.8, 1.9, b\n0.7, -1.4, a"),
+        ({"kind": "classification", "ways": 3}, "-2.5, 1.2, a\n-0.8, 1.9, b\n0.7, -1.4, c"),
         ({"input_shape": (3,)}, "-2.5, 1.2, 0.3, -0.8\n1.9, 2.1, 0.7, -1.4\n1.1, -0.2, 2.4, 0.5"),
     ],
 )
@@ -864,5 +864,7 @@ def test_the_support_sets_example_is_in_the_models_columns(changes, example):
     assert AdaptForm(facts=facts).fields["support_text"].widget.attrs["placeholder"] == example
     parsed = parse_rows(example, facts=facts)
     assert len(parsed["x"]) == 3 and all(len(x) == facts.input_size for x in parsed["x"])
+    if facts.classification:  # one example of each class the model tells apart
+        assert len(parsed["classes"]) == facts.ways
     wide = AdaptForm(facts=facts_for(input_shape=(64,)))
     assert wide.fields["support_text"].widget.attrs["placeholder"] == "x1, x2, …, x64, y"
