@@ -36,6 +36,43 @@ def _whole(value: Any) -> int | None:
         return None
 
 
+#: The episode settings that a task set's bounds may lower, in the order they are lowered.
+FITTED_FIELDS = ("ways", "query", "shots")
+FITTED_MAX_LENGTH = 100
+
+
+def fit_episode(
+    values: Mapping[str, int | None], *, most_ways: int | None, most_examples: int | None
+) -> dict[str, int]:
+    """The episode settings of ``values`` to lower to fit the bounds: ways to
+    ``most_ways`` (at least 2), then shots + query to ``most_examples``, query first
+    (down to 1), then shots."""
+    lowered: dict[str, int] = {}
+    ways, shots, query = (values.get(name) for name in ("ways", "shots", "query"))
+    if most_ways is not None and most_ways >= 2 and ways is not None and ways > most_ways:
+        lowered["ways"] = most_ways
+    if most_examples is None or most_examples < 2 or shots is None or query is None:
+        return lowered
+    if shots + query > most_examples:
+        new_query = max(1, most_examples - shots)
+        lowered["query"] = new_query
+        if shots + new_query > most_examples:
+            lowered["shots"] = most_examples - new_query
+    return lowered
+
+
+def parse_fitted(text: Any) -> dict[str, tuple[int, int]]:
+    """``"query:10>7,ways:5>3"`` -> ``{"query": (10, 7), "ways": (5, 3)}``; anything
+    else in it is ignored (it comes back from the browser)."""
+    found: dict[str, tuple[int, int]] = {}
+    for part in str(text or "")[:FITTED_MAX_LENGTH].split(","):
+        name, _, values = part.partition(":")
+        was, _, now = values.partition(">")
+        if name in FITTED_FIELDS and was.isdigit() and now.isdigit():
+            found[name] = (int(was), int(now))
+    return found
+
+
 class ExperimentForm(forms.Form):
     name = forms.CharField(max_length=120)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
@@ -145,6 +182,9 @@ class RunLaunchForm(forms.Form):
     )
 
     cloned_from = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    #: What a task set's bounds lowered, as ``name:was>now`` (``query:10>7``), so that a
+    #: swap to another task set restores what the user left as it was lowered.
+    fitted = forms.CharField(required=False, widget=forms.HiddenInput, max_length=FITTED_MAX_LENGTH)
 
     #: Fields of the "advanced" section, and of the algorithm's own section.
     ADVANCED = (
@@ -152,7 +192,7 @@ class RunLaunchForm(forms.Form):
     )  # fmt: skip
     SPECIFIC = ("train_ways", "mnn_condition", "mnn_hidden", "mnn_embed_dim", "mnn_finetune_steps")
     #: Fields that are not part of the engine's config.
-    NOT_CONFIG = ("experiment", "taskset", "queue", "cloned_from")
+    NOT_CONFIG = ("experiment", "taskset", "queue", "cloned_from", "fitted")
     CHOICES = ("experiment", "algorithm", "taskset")
 
     def __init__(self, *args: Any, team: Team, fallback: Mapping[str, Any] | None = None, **kwargs: Any):
@@ -219,21 +259,24 @@ class RunLaunchForm(forms.Form):
     def _fit_episode_to_data(self) -> None:
         """Where an upload bounds the episode (``LaunchFacts.max_ways``, ``max_examples``),
         say so beside ways, shots and query, and lower a prefilled value past the bound
-        (query first, then shots), so that the form's defaults launch on any task set."""
+        (query first, then shots), so that the form's defaults launch on any task set.
+        Values an earlier task set's bounds lowered, untouched since, are first restored
+        (``fitted``), so that its bounds do not follow the user to the next task set."""
         most_ways, most_examples = self.facts.max_ways, self.facts.max_examples
         if most_ways is not None and most_ways >= 2:
             self.fields["ways"].help_text += f" At most {most_ways} with this task set."
-            ways = _whole(self._chosen("ways"))
-            if not self.is_bound and ways is not None and ways > most_ways:
-                self.initial["ways"] = most_ways
-        if most_examples is None or most_examples < 2:
+        if most_examples is not None and most_examples >= 2:
+            for name in ("shots", "query"):
+                self.fields[name].help_text += f" Shots + query: at most {most_examples} with this task set."
+        if self.is_bound:
             return
-        for name in ("shots", "query"):
-            self.fields[name].help_text += f" Shots + query: at most {most_examples} with this task set."
-        shots, query = _whole(self._chosen("shots")), _whole(self._chosen("query"))
-        if not self.is_bound and shots is not None and query is not None and shots + query > most_examples:
-            query = max(1, most_examples - shots)
-            self.initial.update(shots=min(shots, most_examples - query), query=query)
+        for name, (was, now) in parse_fitted(self.initial.get("fitted")).items():
+            if _whole(self._chosen(name)) == now:
+                self.initial[name] = was
+        before = {name: _whole(self._chosen(name)) for name in FITTED_FIELDS}
+        fitted = fit_episode(before, most_ways=most_ways, most_examples=most_examples)
+        self.initial.update(fitted)
+        self.initial["fitted"] = ",".join(f"{name}:{before[name]}>{value}" for name, value in fitted.items())
 
     def _applicable(self) -> frozenset[str]:
         """The config fields that apply: all of them until the algorithm is known."""
@@ -275,7 +318,7 @@ class RunLaunchForm(forms.Form):
         return [self[name] for name in names if name in self.fields]
 
     def basic_fields(self) -> list[forms.BoundField]:
-        skip = {*self.ADVANCED, *self.SPECIFIC, *self.CHOICES, "cloned_from"}
+        skip = {*self.ADVANCED, *self.SPECIFIC, *self.CHOICES, "cloned_from", "fitted"}
         return self._present(name for name in self.fields if name not in skip)
 
     def specific_fields(self) -> list[forms.BoundField]:

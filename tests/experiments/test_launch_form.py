@@ -372,8 +372,41 @@ def test_an_upload_bounds_ways_shots_and_query_in_the_form(client, world):
     # A swap lowers what does not fit, query before shots, and keeps what does.
     swapped = client.get(url(), {"taskset": version.taskset_id, "shots": "2", "query": "9"}, **HTMX)
     assert _episode(swapped.content.decode()) == ["2", "2", "4"]
+    # The bounds do not follow the user to another task set: what they lowered comes back,
+    # and what the user typed since stays.
+    values = form_values(page, "launch-form")
+    assert values["fitted"] == "ways:5>2,query:10>1"
+    for typed, expected in (({}, ["5", "10"]), ({"query": "3"}, ["5", "3"])):
+        query = {**values, **typed, "taskset": world["sines"].taskset_id}
+        swapped = client.get(url(), query, **HTMX).content.decode()
+        assert _episode(swapped)[1:] == expected and 'name="fitted" value=' not in swapped
+        assert re.search(r'name="ways" value="5" data-carried', swapped)  # kept for classification
     # What is submitted is never changed: it is refused on the field, naming the task.
     posted = client.post(url(), {**form_values(page, "launch-form"), "ways": "3"}, **HTMX)
     error = html.unescape(field_error(posted.content.decode(), "ways"))
     assert re.search(r"3-way episodes need 3 classes; task 't\d' has 2 \(split 'train'\)", error), error
     assert not Run.objects.exists() and world["sent"] == []
+
+
+@pytest.mark.parametrize(
+    ("values", "most_ways", "most_examples", "lowered"),
+    [
+        ({"ways": 5, "shots": 5, "query": 10}, 3, 12, {"ways": 3, "query": 7}),
+        ({"ways": 5, "shots": 5, "query": 10}, 20, 15, {}),
+        ({"ways": 5, "shots": 9, "query": 10}, None, 6, {"query": 1, "shots": 5}),
+        ({"ways": 5, "shots": 5, "query": 10}, 1, 1, {}),  # no episode fits: the launch says why
+        ({"ways": None, "shots": None, "query": 10}, 3, 4, {}),  # text that is not a number
+    ],
+)
+def test_fit_episode_lowers_ways_then_query_then_shots(values, most_ways, most_examples, lowered):
+    from apps.experiments.forms import fit_episode
+
+    assert fit_episode(values, most_ways=most_ways, most_examples=most_examples) == lowered
+
+
+def test_parse_fitted_keeps_only_well_formed_marks():
+    from apps.experiments.forms import parse_fitted
+
+    assert parse_fitted("ways:5>3,query:10>7") == {"ways": (5, 3), "query": (10, 7)}
+    assert parse_fitted("iterations:9>1,ways:-1>2,query:x>1,shots:4") == {}
+    assert parse_fitted(None) == {} and parse_fitted("ways:5>3" + "," * 500 + "query:1>1") == {"ways": (5, 3)}
