@@ -73,6 +73,26 @@ class SweepForm(forms.Form):
         """Whether the user asked for a sweep rather than one run."""
         return bool(self.is_bound and self.data.get("sweep_strategy"))
 
+    def refuse_stray_dimensions(self) -> bool:
+        """For one run (no strategy): put an error on the strategy when dimensions were
+        given anyway, which one run would silently ignore; True when it did."""
+        if not self.is_bound or self.wanted:
+            return False
+        stray = [
+            self[name].label
+            for name in self.fields
+            if name.startswith(PREFIX) and self.data.get(name, "").strip()
+        ]
+        if not stray:
+            return False
+        self.is_valid()  # the errors of the other fields too, and an error list to add to
+        self.add_error(
+            "sweep_strategy",
+            f"Values to sweep over are given for {', '.join(map(str, stray))}: choose a strategy, "
+            "or clear them to launch one run.",
+        )
+        return True
+
     def dimension_fields(self) -> list[forms.BoundField]:
         return [
             self[name]

@@ -131,7 +131,9 @@ def run_launch(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
     form = RunLaunchForm(request.POST, team=team)
     sweep_form = sweep_form_for(form, request.POST)
     source = None
-    if form.is_valid():
+    if sweep_form.refuse_stray_dimensions():
+        form.is_valid()  # its own errors shown beside the sweep's
+    elif form.is_valid():
         source = _clone_source(request, form.cleaned_data.get("cloned_from"))
         version = selectors.taskset_latest_version(taskset=form.cleaned_data["taskset"])
         try:

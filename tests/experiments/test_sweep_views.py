@@ -240,3 +240,20 @@ def test_bad_sweeps_show_field_errors_and_queue_nothing(client, world, sent, cha
     body = response.content.decode()
     assert response.status_code == 200 and message in body and f'id="{field_id}"' in body
     assert Sweep.objects.count() == 1 and Run.objects.filter(sweep=None).count() == 0 and sent == []
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_dimensions_without_a_strategy_are_refused_not_ignored(client, world, sent, htmx):
+    """"No sweep" with values typed into a dimension once launched one run and dropped them."""
+    login(client, world, "member")
+    url = reverse("experiments:run-launch", kwargs={"team_slug": world["team"].slug})
+    data = launch_data(world, sweep_strategy="", dim_inner_lr="0.001, 0.01", dim_seed=" 1, 2 ")
+    response = client.post(url, data, **(HTMX if htmx else {}))
+    body = response.content.decode()
+    assert response.status_code == 200 and 'id="id_sweep_strategy_error"' in body
+    assert "Values to sweep over are given for Inner learning rate, Seed: choose a strategy" in body
+    assert 'id="sweep-settings" data-testid="sweep-settings" open' in body  # the section shows why
+    assert Sweep.objects.count() == 1 and Run.objects.filter(sweep=None).count() == 0 and sent == []
+    # Blank dimensions are no sweep: one run, as before.
+    response = client.post(url, launch_data(world, sweep_strategy="", dim_inner_lr="  "))
+    assert response.status_code == 302 and Run.objects.filter(sweep=None).count() == 1
