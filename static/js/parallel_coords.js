@@ -3,8 +3,10 @@
 // what is one axis per field, a polyline per run and a brush per axis.
 //
 // ParallelCoords.draw(container, {axes: [{name, values}], ids, colours, onFilter}) draws
-// one vertical axis per entry (numeric when every value present is a number, else one
-// tick per distinct value; a missing value sits below the axis) and one line per run.
+// one vertical axis per entry (numeric when every value present is a number, on a log
+// scale when they are all positive and span LOG_SPAN or more, as a swept learning rate
+// does; else one tick per distinct value; a missing value sits below the axis) and one
+// line per run.
 // Dragging along an axis keeps the runs whose value lies in the dragged band; a click
 // on the axis clears its band. onFilter(keptIds) is called after each change. The
 // container carries data-lines, data-axes and data-kept for the browser tests.
@@ -13,6 +15,8 @@
 
   var SVG = "http://www.w3.org/2000/svg";
   var HEIGHT = 320, TOP = 34, BOTTOM = 40, SPACING = 130, SIDE = 60;
+  // Positive values whose largest is this many times their smallest get a log axis.
+  var LOG_SPAN = 100;
 
   function el(name, attrs, parent) {
     var node = document.createElementNS(SVG, name);
@@ -30,8 +34,10 @@
     var bottom = HEIGHT - BOTTOM, missingY = bottom + 18;
     if (numeric) {
       var lo = Math.min.apply(null, present), hi = Math.max.apply(null, present);
+      if (lo > 0 && hi / lo >= LOG_SPAN) return logScale(lo, hi, bottom, missingY);
       if (lo === hi) { lo -= 1; hi += 1; }
       return {
+        kind: "linear",
         y: function (v) { return isMissing(v) ? missingY : bottom - (v - lo) / (hi - lo) * (bottom - TOP); },
         ticks: [[lo, bottom], [hi, TOP]].map(function (t) { return { label: fmt(t[0]), y: t[1] }; }),
       };
@@ -47,13 +53,31 @@
     };
   }
 
+  // Ticks at both ends and at each power of ten between them.
+  function logScale(lo, hi, bottom, missingY) {
+    var a = Math.log10(lo), span = Math.log10(hi) - a;
+    function y(v) { return bottom - (Math.log10(v) - a) / span * (bottom - TOP); }
+    var values = [lo];
+    for (var p = Math.ceil(a); p < Math.log10(hi); p++) {
+      var decade = Math.pow(10, p);
+      if (decade > lo) values.push(decade);
+    }
+    values.push(hi);
+    return {
+      kind: "log",
+      y: function (v) { return isMissing(v) || !(v > 0) ? missingY : y(v); },
+      ticks: values.map(function (v) { return { label: fmt(v), y: y(v) }; }),
+    };
+  }
+
   function text(v) { return typeof v === "string" ? v : JSON.stringify(v); }
   function fmt(v) { return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : String(+v.toPrecision(4)); }
 
   function drawAxis(svg, axis, x, scale, onBrush) {
-    var g = el("g", { class: "pc-axis", "data-axis": axis.name }, svg);
+    var g = el("g", { class: "pc-axis", "data-axis": axis.name, "data-scale": scale.kind || "labels" }, svg);
     el("line", { x1: x, x2: x, y1: TOP, y2: HEIGHT - BOTTOM }, g);
-    el("text", { x: x, y: TOP - 14, "text-anchor": "middle", class: "pc-title" }, g).textContent = axis.name;
+    var title = axis.name + (scale.kind === "log" ? " (log)" : "");
+    el("text", { x: x, y: TOP - 14, "text-anchor": "middle", class: "pc-title" }, g).textContent = title;
     scale.ticks.slice(0, 12).forEach(function (t) {
       el("text", { x: x + 5, y: t.y + 4 }, g).textContent = t.label.length > 16 ? t.label.slice(0, 15) + "…" : t.label;
     });
