@@ -244,7 +244,7 @@ def test_bad_sweeps_show_field_errors_and_queue_nothing(client, world, sent, cha
 
 @pytest.mark.parametrize("htmx", [False, True])
 def test_dimensions_without_a_strategy_are_refused_not_ignored(client, world, sent, htmx):
-    """"No sweep" with values typed into a dimension once launched one run and dropped them."""
+    """A dimension typed with "No sweep" once launched one run and dropped the dimension."""
     login(client, world, "member")
     url = reverse("experiments:run-launch", kwargs={"team_slug": world["team"].slug})
     data = launch_data(world, sweep_strategy="", dim_inner_lr="0.001, 0.01", dim_seed=" 1, 2 ")
