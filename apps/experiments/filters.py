@@ -6,6 +6,7 @@ cursor (``cursor``). A column or sort that is not one is reported, not fatal."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,11 +102,11 @@ class RunListParams:
                 query[name] = value
         return query.urlencode()
 
-    def sort_links(self) -> dict[str, dict[str, str]]:
-        """For each header of the table (``HEADER_SORTS``) and each extra column: the
-        query string that sorts by it (descending first, then ascending) and the
-        arrow shown when the list is sorted by it."""
-        names = {**HEADER_SORTS, **{column.name: column.name for column in self.columns}}
+    def sort_links(self, extra: Sequence[Column] = ()) -> dict[str, dict[str, str]]:
+        """For each header of the table (``HEADER_SORTS``), each chosen column and
+        each ``extra`` one shown: the query string that sorts by it (descending
+        first, then ascending) and the arrow shown when the list is sorted by it."""
+        names = {**HEADER_SORTS, **{column.name: column.name for column in [*extra, *self.columns]}}
         links = {}
         for header, name in names.items():
             current = self.sort.column.name == name

@@ -18,6 +18,8 @@ from apps.experiments import selectors, services
 from apps.experiments.analysis.summary import duration_display
 from apps.experiments.annotation_views import annotations_context
 from apps.experiments.forms import ExperimentForm, RunLaunchForm
+from apps.experiments.listing.columns import column_cells, headline_columns
+from apps.experiments.listing.selectors import run_metric_names
 from apps.experiments.models import Run, RunStatus, tag_name_clean
 from apps.experiments.sweep_forms import SweepForm
 from apps.experiments.sweep_views import sweep_form_for, sweep_launch
@@ -80,12 +82,15 @@ def experiment_detail(request: HtmxHttpRequest, experiment_id: int) -> HttpRespo
     experiment = selectors.experiment_get_visible(user=request.user, experiment_id=experiment_id)
     role = role_for(user=request.user, team=experiment.team_id)
     runs = selectors.run_list_for_experiment(experiment=experiment)
+    headline = headline_columns(run_metric_names(runs), kind=selectors.KIND_ALL)
+    column_cells(runs, headline)
     can_write = bool(role and role.allows(Role.MEMBER))
     context = {
         "team": experiment.team,
         "experiment": experiment,
         "can_write": can_write,
         "runs": runs,
+        "column_headers": [(column, None) for column in headline],
         "guide": None if runs else selectors.launch_guide_for_team(team=experiment.team),
     }
     if not wants_partial(request):

@@ -19,7 +19,7 @@ from apps.experiments.filters import (
     run_list_params,
     saved_view_query,
 )
-from apps.experiments.listing.columns import Column, column_display, column_parse
+from apps.experiments.listing.columns import Column, column_cells, column_parse, headline_columns
 from apps.experiments.listing.selectors import (
     RunPage,
     run_column_choices,
@@ -37,11 +37,16 @@ from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page
 COMPARE_MIN, COMPARE_MAX = 2, 20
 
 
-def _column_choices(team: Team, params: RunListParams) -> list[Column]:
-    """The columns offered: those shown now, then the team's metrics and config keys,
-    then the search fields that the table does not show already."""
+def _columns(team: Team, params: RunListParams) -> tuple[list[Column], list[Column]]:
+    """The headline metric columns shown unasked (those the team's runs have), and
+    the columns offered in the picker: those chosen, then the team's other metrics
+    and config keys, then the search fields that the table does not show already."""
+    found = run_column_choices(team=team)
+    metrics = [column.keys[0] for column in found if column.source == "metric"]
+    headline = headline_columns(metrics, kind=params.filters["kind"], shown=params.columns)
     fields = [column_parse(name) for name in EXTRA_FIELD_COLUMNS]
-    return list(dict.fromkeys([*params.columns, *run_column_choices(team=team), *fields]))
+    offered = dict.fromkeys([*params.columns, *found, *fields])
+    return headline, [column for column in offered if column not in headline]
 
 
 def _context(
@@ -54,9 +59,10 @@ def _context(
         )
     except QueryError as error:
         query_error, page = str(error), RunPage()
-    for run in page.runs:
-        run.column_cells = [column_display(column.value(run)) for column in params.columns]
-    links = params.sort_links()
+    headline, offered = _columns(team, params)
+    shown = [*headline, *params.columns]
+    column_cells(page.runs, shown)
+    links = params.sort_links(extra=headline)
     kind = params.filters["kind"]
     needs_guide = not page.runs and not params.filtered and kind != RunKind.ADAPT and not query_error
     saved_views = saved_view_list_for_team(team=team)
@@ -77,8 +83,8 @@ def _context(
         "kind": kind,
         "guide": selectors.launch_guide_for_team(team=team) if needs_guide else None,
         "sort_links": links,
-        "column_headers": [(column, links[column.name]) for column in params.columns],
-        "column_choices": _column_choices(team, params),
+        "column_headers": [(column, links[column.name]) for column in shown],
+        "column_choices": offered,
         "field_help": field_help(),
         "saved_views": saved_views,
         "all_runs_active": params.shows(query="", columns=[], sort="", kind=""),

@@ -1,6 +1,7 @@
 """The run list as a team's search page, in the browser, on the seeded demo team
 with 30 finished runs: typing a search swaps the list and the URL; a syntax error
-shows under the box; a metric column is picked and sorted; Next pages by cursor;
+shows under the box; the val_loss column is there unasked, a config column is
+picked, and the list is sorted by the metric; Next pages by cursor;
 a view is saved and comes back as a chip; ticking two runs enables "Compare (2)",
 which opens the compare URL with their ids."""
 
@@ -74,20 +75,22 @@ def test_search_columns_pages_views_and_compare(live_stack, e2e_page, monkeypatc
 
     page.fill("#run-search", "")
     expect(page.locator("#search-error")).to_have_count(0)
+    expect(page.locator('th[data-column="metric.val_loss"]')).to_be_visible()  # shown unasked
     page.click("#column-picker summary")
     with page.expect_response(re.compile(r"/t/demo/runs/")):
-        page.check('#column-picker input[value="metric.val_loss"]')
-    expect(page.locator('th[data-column="metric.val_loss"]')).to_be_visible()
+        page.check('#column-picker input[value="config.inner_lr"]')
+    expect(page.locator('th[data-column="config.inner_lr"]')).to_be_visible()
     page.click('a[data-sort="metric.val_loss"]')  # descending first
     page.wait_for_url(re.compile(r"sort=-metric.val_loss"))
-    cells = page.locator("td.num").all_inner_texts()
+    losses = page.locator('td[data-column="metric.val_loss"]')
+    cells = losses.all_inner_texts()
     numbers = [float(c) for c in cells if c]
     assert numbers == sorted(numbers, reverse=True) and cells[0] == "0.55"
     shots.take(page, "sorted-by-metric")
 
     page.click("#run-pagination a[rel=next]")
     expect(page.locator("tr[data-run-id]")).to_have_count(5)
-    expect(page.locator("td.num").last).to_have_text("")  # runs without the metric come last
+    expect(losses.last).to_have_text("")  # runs without the metric come last
     page.click("#run-pagination a[rel=prev]")
     expect(page.locator("tr[data-run-id]")).to_have_count(25)
 

@@ -201,7 +201,7 @@ def test_columns_show_values_and_sort_links(client, scored):
     assert 'data-column="metric.val_loss"' in body and 'data-column="config.inner_lr"' in body
     order = [int(pk) for pk in re.findall(r'data-run-id="(\d+)"', body)]
     assert order == _expected(runs, _loss, descending=True)[: len(order)]
-    assert f'<td class="num" data-cell="{order[0]}">10</td>' in body
+    assert f'<td class="num" data-cell="{order[0]}" data-column="metric.val_loss">10</td>' in body
     link = re.search(r'href="\?([^"]*)" data-sort="metric.val_loss"', body).group(1)
     assert "sort=metric.val_loss" in html.unescape(link)  # a second click sorts ascending
     assert "cols=metric.val_loss%2Cconfig.inner_lr" in html.unescape(link)

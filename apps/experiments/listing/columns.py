@@ -16,6 +16,7 @@ the order is total and a keyset page can resume from any row.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from apps.experiments.search.fields import (
     CONFIG_FIELD,
     CONFIG_MAX_DEPTH,
     FIELDS,
+    HEADLINE_METRICS,
     METRIC_FIELD,
     SUMMARY_METRIC_SECTIONS,
     key_problem,
@@ -63,7 +65,8 @@ class Column:
 
     @property
     def label(self) -> str:
-        return self.name
+        """The header: a metric by its own name (``val_loss``), others by ``name``."""
+        return self.keys[0] if self.source == "metric" else self.name
 
     def sort_keys(self) -> list[SortKey]:
         if self.source == "field":
@@ -154,6 +157,22 @@ def columns_parse(text: str) -> tuple[list[Column], list[str]]:
     if len(columns) > MAX_COLUMNS:
         errors.append(f"cols: at most {MAX_COLUMNS} columns; the first {MAX_COLUMNS} are shown")
     return columns[:MAX_COLUMNS], errors
+
+
+def headline_columns(metric_names: Iterable[str], *, kind: str, shown: Sequence[Column] = ()) -> list[Column]:
+    """The metric columns a run table shows unasked (``HEADLINE_METRICS`` for runs
+    of ``kind``) that some of its runs have (``metric_names``), less those ``shown``
+    already."""
+    have = set(metric_names)
+    names = HEADLINE_METRICS.get(kind) or HEADLINE_METRICS["train"]
+    columns = [column_parse(f"{METRIC_FIELD}.{name}") for name in names if name in have]
+    return [column for column in columns if column not in shown]
+
+
+def column_cells(runs: Iterable[Run], columns: Sequence[Column]) -> None:
+    """Set each run's ``column_cells``: (column name, its value as shown) for each column."""
+    for run in runs:
+        run.column_cells = [(c.name, column_display(c.value(run))) for c in columns]  # type: ignore[attr-defined]
 
 
 def sort_parse(text: str) -> Sort:

@@ -3,7 +3,7 @@ search and the sort, and the columns that a team's runs can show."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -120,6 +120,11 @@ def _metric_names(summary: Any) -> set[str]:
                 name for name, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)
             }
     return names
+
+
+def run_metric_names(runs: Iterable[Run]) -> set[str]:
+    """The final metrics that any of ``runs`` has."""
+    return set().union(*(_metric_names(run.summary) for run in runs))
 
 
 def run_column_choices(*, team: Team, sample: int = COLUMN_SAMPLE_RUNS) -> list[Column]:

@@ -67,6 +67,13 @@ METRIC_FIELD = "metric"
 #: written by ``workers.adapting``. The summary is written when a run succeeds,
 #: so runs in progress, failed or cancelled have no final metrics and never match.
 SUMMARY_METRIC_SECTIONS: tuple[str, ...] = ("metrics", "val", "final")
+#: The metrics a run table shows as columns without being asked, where its runs
+#: have them: a training run's last evaluation on the validation tasks, and an
+#: adaptation's query set after its last step. Any other kind shows the first.
+HEADLINE_METRICS: Mapping[str, tuple[str, ...]] = {
+    "train": ("val_loss", "val_accuracy"),
+    "adapt": ("query_loss", "query_accuracy"),
+}
 #: Free text matches any of these, ignoring case.
 TEXT_PATHS: tuple[str, ...] = ("experiment__name", "taskset_version__taskset__name", "algorithm", "error")
 #: Names that will be fields but are not yet, and why: a search that uses one
