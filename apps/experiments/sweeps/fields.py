@@ -7,12 +7,14 @@ import functools
 import types
 from typing import Literal, Union, get_args, get_origin
 
+from apps.experiments.analysis.summary import higher_is_better
+from apps.experiments.search.fields import HEADLINE_METRICS
 from apps.experiments.sweeps.dimensions import ValueType
 from workers.metalearn.config import TrainConfig
 from workers.metalearn.specs import ALGORITHM_FIELDS
 
-#: Metrics a sweep can rank by, and whether higher is better.
-SWEEP_METRICS: dict[str, bool] = {"val_loss": False, "val_accuracy": True}
+#: Metrics a sweep can rank by (a training run's headline metrics), and whether higher is better.
+SWEEP_METRICS: dict[str, bool] = {name: higher_is_better(name) for name in HEADLINE_METRICS["train"]}
 
 
 def _value_type(annotation: object) -> tuple[ValueType, tuple[str, ...]] | None:
