@@ -20,7 +20,7 @@ from apps.experiments.analysis.summary import MetricSummary, metric_summary, run
 from apps.experiments.metric_store import ChartPoints, chart_read, series_figures
 from apps.experiments.models import Run
 from apps.experiments.search import run_search
-from apps.experiments.search.fields import SUMMARY_METRIC_SECTIONS
+from apps.experiments.search.fields import HEADLINE_METRICS, SUMMARY_METRIC_SECTIONS
 from apps.teams.models import Team
 
 MIN_RUNS = 2
@@ -106,6 +106,15 @@ def compare_summaries(*, runs: Sequence[Run]) -> tuple[list[str], list[RunSummar
             row.name, final=row.last_value, low=row.low, high=row.high
         )
     return names, [RunSummary(run, _elapsed(run, now), per_run[run.pk]) for run in runs]
+
+
+def run_metric_summaries(*, run: Run) -> list[MetricSummary]:
+    """One run's metrics, final and best value each, its headline metrics
+    (``HEADLINE_METRICS`` of its kind) first and then the others by name. One query."""
+    headline = HEADLINE_METRICS.get(run.kind) or HEADLINE_METRICS["train"]
+    _names, (summary,) = compare_summaries(runs=[run])
+    rank = {name: i for i, name in enumerate(headline)}
+    return sorted(summary.metrics.values(), key=lambda m: (rank.get(m.name, len(rank)), m.name))
 
 
 def compare_config_diff(*, runs: Sequence[Run]) -> list[DiffRow]:

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from apps.experiments import selectors, services
 from apps.experiments.analysis.summary import duration_display
 from apps.experiments.annotation_views import annotations_context
+from apps.experiments.compare_selectors import run_metric_summaries
 from apps.experiments.forms import ExperimentForm, RunLaunchForm
 from apps.experiments.listing.columns import column_cells, headline_columns
 from apps.experiments.listing.selectors import run_metric_names
@@ -209,6 +210,7 @@ def _run_context(request: HttpRequest, run: Run, error: str = "") -> dict[str, A
         "has_checkpoint": selectors.run_has_checkpoint(run),
         "latest_version": latest,
         "queue_wait": selectors.run_queue_waits(runs=[run]).get(run.pk),
+        "metric_summaries": run_metric_summaries(run=run),
         "cancel_error": error,
     }
 

@@ -370,6 +370,29 @@ def test_run_page_shows_state_config_and_controls(client, world):
     assert 'id="cancel-run"' not in html and 'id="clone-run"' not in html
 
 
+def test_run_page_summarises_each_metric_headline_first(client, world):
+    run = world["queued"]
+    assert (
+        'id="run-summary"'
+        not in client.get(reverse("experiments:run-detail", args=[run.pk])).content.decode()
+    )
+    metric_points_add(
+        run,
+        [("loss", 1, 2.0), ("loss", 2, 0.25), ("loss", 3, 0.5), ("grad_norm", 3, 4.0)]
+        + [("val_accuracy", 2, 0.875), ("val_accuracy", 3, 0.625), ("val_loss", 3, 0.75)],
+    )
+    login(client, world["users"]["viewer"])
+    page = client.get(reverse("experiments:run-detail", args=[run.pk])).content.decode()
+    table = re.search(r'<table class="list compact" id="run-summary">(.*?)</table>', page, re.S).group(1)
+    rows = re.findall(r'data-metric="([^"]+)">.*?<td class="num">([^<]*)</td>.*?>([^<]*) <span', table, re.S)
+    assert rows == [
+        ("val_loss", "0.7500", "0.7500"),
+        ("val_accuracy", "0.6250", "0.8750"),  # best is the highest
+        ("grad_norm", "4.0000", "4.0000"),
+        ("loss", "0.5000", "0.2500"),  # best is the lowest
+    ]
+
+
 def test_failed_run_page_shows_the_error_and_its_step(client, world):
     run = world["queued"]
     Run.objects.filter(pk=run.pk).update(
