@@ -1,9 +1,10 @@
 """``/teams/{team}/runs``: list (cursor pages, the run search language), get,
-launch, cancel, clone, metrics over a range, events, checkpoint download."""
+launch, cancel, clone, archive and restore, metrics over a range, events,
+checkpoint download."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
@@ -16,6 +17,7 @@ from apps.api.schemas import (
     MessageOut,
     RunCloneIn,
     RunEventOut,
+    RunIdsIn,
     RunLaunchIn,
     RunOut,
     RunPageOut,
@@ -25,9 +27,10 @@ from apps.api.schemas import (
 from apps.experiments.analysis.curves import MAX_POINTS
 from apps.experiments.compare_selectors import compare_series
 from apps.experiments.listing.columns import sort_parse
-from apps.experiments.listing.selectors import run_page_for_team
+from apps.experiments.listing.selectors import ARCHIVED_ONLY, ARCHIVED_TOO, run_page_for_team
 from apps.experiments.models import Experiment, Run
 from apps.experiments.selectors import run_events, run_get_visible, run_metrics_csv, run_metrics_csv_async
+from apps.experiments.services.archive import runs_archive, runs_restore
 from apps.experiments.services.runs import run_cancel, run_create
 from apps.registry.downloads import checkpoint_response
 from apps.tasksets.models import TaskSet, TaskSetVersion
@@ -59,6 +62,7 @@ def run_out(run: Run) -> RunOut:
         created_at=run.created_at,
         started_at=run.started_at,
         finished_at=run.finished_at,
+        archived_at=run.archived_at,
     )
 
 
@@ -76,13 +80,17 @@ class RunListQuery(Schema):
     sort: str = Field("", max_length=200, description="A column, '-' first for descending.")
     cursor: str = Field("", max_length=2000)
     limit: int = Field(50, ge=1, le=200)
+    archived: Literal["hide", "only", "include"] = Field(
+        "hide", description="Archived runs: left out (hide), the only ones listed, or listed with the others."
+    )
 
 
 @router.get("/teams/{team}/runs", response={200: RunPageOut, 422: ValidationErrorOut})
 def run_list(request: HttpRequest, team: str, filters: Query[RunListQuery]) -> RunPageOut:
+    archived = {"only": ARCHIVED_ONLY, "include": ARCHIVED_TOO}.get(filters.archived)
     page = run_page_for_team(
         team=team_for(request, team),
-        filters={"kind": "all"},
+        filters={"kind": "all", **({"archived": archived} if archived else {})},
         query=filters.q,
         sort=sort_parse(filters.sort),
         cursor=filters.cursor,
@@ -130,6 +138,21 @@ def run_launch(request: HttpRequest, team: str, payload: RunLaunchIn) -> Status:
         queue=payload.queue,
     )
     return Status(201, run_out(run))
+
+
+# Before /runs/{run_id}: its str parameter would take 'archive' and 'restore'.
+@router.post("/teams/{team}/runs/archive", response={200: list[RunOut], **WRITE_ERRORS})
+def runs_archive_endpoint(request: HttpRequest, team: str, payload: RunIdsIn) -> list[RunOut]:
+    """Archive ended runs: the run lists leave them out unless asked (``archived``)."""
+    the_team = team_for(request, team, need=Role.MEMBER)
+    return [run_out(r) for r in runs_archive(team=the_team, run_ids=payload.ids, actor=caller(request).user)]
+
+
+@router.post("/teams/{team}/runs/restore", response={200: list[RunOut], **WRITE_ERRORS})
+def runs_restore_endpoint(request: HttpRequest, team: str, payload: RunIdsIn) -> list[RunOut]:
+    """Bring archived runs back to the run lists."""
+    the_team = team_for(request, team, need=Role.MEMBER)
+    return [run_out(r) for r in runs_restore(team=the_team, run_ids=payload.ids, actor=caller(request).user)]
 
 
 @router.get("/teams/{team}/runs/{run_id}", response={200: RunOut, 404: MessageOut})

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from ninja import Schema
 from pydantic import Field, WithJsonSchema
 
+from apps.experiments.services.archive import MAX_ARCHIVE_RUNS
 from workers.metalearn.config import TrainConfig
 
 
@@ -78,6 +79,7 @@ class RunOut(Schema):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    archived_at: datetime | None
 
 
 class RunPageOut(Schema):
@@ -98,6 +100,12 @@ class RunCloneIn(Schema):
     """Changes to the cloned run's configuration (none: the same configuration)."""
 
     config: TrainConfigJSON = Field(default_factory=dict)
+
+
+class RunIdsIn(Schema):
+    """Runs to archive or restore, by number: all of them change, or none."""
+
+    ids: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(min_length=1, max_length=MAX_ARCHIVE_RUNS)
 
 
 class RunEventOut(Schema):

@@ -220,9 +220,10 @@ def _chart_run(
 
 
 def compare_search_runs(*, team: Team, query: str) -> list[Run]:
-    """Up to ``MAX_SEARCH_RUNS`` of the team's runs matching a run search, newest
-    first, in one query. Raises the search's QueryError."""
-    queryset = run_search(queryset=Run.objects.filter(team=team), query=query)
+    """Up to ``MAX_SEARCH_RUNS`` of the team's runs matching a run search (archived
+    runs left out, as on the run list), newest first, in one query. Raises the
+    search's QueryError."""
+    queryset = run_search(queryset=Run.objects.filter(team=team, archived_at__isnull=True), query=query)
     return list(queryset.order_by("-created_at", "-pk")[:MAX_SEARCH_RUNS])
 
 

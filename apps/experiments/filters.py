@@ -22,6 +22,7 @@ from apps.experiments.listing.columns import (
     columns_parse,
     sort_parse,
 )
+from apps.experiments.listing.selectors import ARCHIVED_ONLY, ARCHIVED_TOO
 from apps.experiments.models import RunKind
 from apps.experiments.search import MAX_QUERY_LENGTH
 from apps.experiments.selectors import KIND_ALL
@@ -48,8 +49,16 @@ HEADER_SORTS: dict[str, str] = {
 EXTRA_FIELD_COLUMNS: tuple[str, ...] = ("seed", "queue", "kind", "started", "finished")
 
 
+ARCHIVED_CHOICES = [
+    ("", "Hide archived"),
+    (ARCHIVED_ONLY, "Archived only"),
+    (ARCHIVED_TOO, "With archived"),
+]
+
+
 class RunListFilterForm(RunFilterForm):
     kind = forms.ChoiceField(choices=KIND_CHOICES, required=False, initial=RunKind.TRAIN.value, label="Kind")
+    archived = forms.ChoiceField(choices=ARCHIVED_CHOICES, required=False, label="Archived")
 
     field_order = ["kind"]
 

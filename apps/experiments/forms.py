@@ -372,3 +372,19 @@ class RunFilterForm(forms.Form):
         """The valid filters; a field with a bad value is dropped rather than failing the page."""
         self.is_valid()
         return {name: value for name, value in self.cleaned_data.items() if value not in (None, "")}
+
+
+class RunArchiveForm(forms.Form):
+    """Archive or restore the runs ticked on a run table (``ids``: run numbers,
+    comma-separated), then go back to ``next`` (a path on this site)."""
+
+    ids = forms.CharField(max_length=4000, label="Runs")
+    action = forms.ChoiceField(choices=[("archive", "Archive"), ("restore", "Restore")])
+    next = forms.CharField(max_length=2000, required=False)
+
+    def clean_ids(self) -> list[int]:
+        parts = [part.strip().lstrip("#") for part in self.cleaned_data["ids"].split(",")]
+        numbers = [part for part in parts if part]
+        if not numbers or not all(part.isdigit() and len(part) <= 18 for part in numbers):
+            raise ValidationError("Give run numbers separated by commas, such as 12,15.")
+        return [int(part) for part in numbers]

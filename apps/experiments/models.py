@@ -203,6 +203,10 @@ class Run(Noted):
     summary = models.JSONField(default=dict, blank=True)
     tags = models.ManyToManyField(Tag, blank=True, related_name="runs")
     sweep = models.ForeignKey(Sweep, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    #: When a member archived the ended run (None: not archived). Archived runs leave
+    #: the team's lists and searches unless asked for, and keep everything else
+    #: (metrics, checkpoints, model); ``services/archive.py`` archives and restores.
+    archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

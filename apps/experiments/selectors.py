@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db.models import Count, F, Max, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import Count, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
@@ -54,7 +54,7 @@ def experiment_list_for_team(*, team: Team, tag: str = "") -> QuerySet[Experimen
         experiments.select_related("created_by")
         .prefetch_related(Prefetch("tags", queryset=Tag.objects.order_by("name")))
         .annotate(
-            run_count=Count("runs"),
+            run_count=Count("runs", filter=Q(runs__archived_at__isnull=True)),
             latest_run_at=Max("runs__created_at"),
             latest_verdict=Subquery(latest_review.values("verdict")[:1]),
             latest_verdict_model_id=Subquery(latest_review.values("meta_model_id")[:1]),
@@ -126,9 +126,18 @@ def runs_for_listing(queryset: QuerySet[Run]) -> QuerySet[Run]:
     )
 
 
-def run_list_for_experiment(*, experiment: Experiment) -> list[Run]:
-    """The experiment's runs, newest first, each with its ``queue_wait``."""
-    return runs_with_queue_waits(runs_for_listing(Run.objects.filter(experiment=experiment)))
+def run_list_for_experiment(*, experiment: Experiment, archived: bool = False) -> list[Run]:
+    """The experiment's runs, newest first, each with its ``queue_wait``; archived
+    runs only when ``archived``."""
+    runs = Run.objects.filter(experiment=experiment)
+    if not archived:
+        runs = runs.filter(archived_at__isnull=True)
+    return runs_with_queue_waits(runs_for_listing(runs))
+
+
+def run_archived_count(*, experiment: Experiment) -> int:
+    """How many of the experiment's runs are archived. One query."""
+    return Run.objects.filter(experiment=experiment, archived_at__isnull=False).count()
 
 
 # -- why a queued run waits -------------------------------------------------------

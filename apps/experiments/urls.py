@@ -13,6 +13,7 @@ urlpatterns = [
         name="saved-view-delete",
     ),
     path("t/<slug:team_slug>/runs/new/", views.run_launch, name="run-launch"),
+    path("t/<slug:team_slug>/runs/archive/", views_run_list.runs_archive, name="runs-archive"),
     path("t/<slug:team_slug>/runs/compare/", compare_views.run_compare, name="run-compare"),
     path(
         "t/<slug:team_slug>/runs/compare/series/", compare_views.run_compare_series, name="run-compare-series"

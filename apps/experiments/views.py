@@ -20,7 +20,7 @@ from apps.experiments.annotation_views import annotations_context
 from apps.experiments.compare_selectors import run_metric_summaries
 from apps.experiments.forms import ExperimentForm, RunLaunchForm
 from apps.experiments.listing.columns import column_cells, headline_columns
-from apps.experiments.listing.selectors import run_metric_names
+from apps.experiments.listing.selectors import ARCHIVED_TOO, run_metric_names
 from apps.experiments.models import Run, RunStatus, tag_name_clean
 from apps.experiments.sweep_forms import SweepForm
 from apps.experiments.sweep_views import sweep_form_for, sweep_launch
@@ -82,7 +82,8 @@ def experiment_create(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
 def experiment_detail(request: HtmxHttpRequest, experiment_id: int) -> HttpResponse:
     experiment = selectors.experiment_get_visible(user=request.user, experiment_id=experiment_id)
     role = role_for(user=request.user, team=experiment.team_id)
-    runs = selectors.run_list_for_experiment(experiment=experiment)
+    with_archived = request.GET.get("archived") == ARCHIVED_TOO
+    runs = selectors.run_list_for_experiment(experiment=experiment, archived=with_archived)
     headline = headline_columns(run_metric_names(runs), kind=selectors.KIND_ALL)
     column_cells(runs, headline)
     can_write = bool(role and role.allows(Role.MEMBER))
@@ -92,6 +93,9 @@ def experiment_detail(request: HtmxHttpRequest, experiment_id: int) -> HttpRespo
         "can_write": can_write,
         "runs": runs,
         "column_headers": [(column, None) for column in headline],
+        "archived_count": selectors.run_archived_count(experiment=experiment),
+        "with_archived": with_archived,
+        "archived": ARCHIVED_TOO if with_archived else "",
         "guide": None if runs else selectors.launch_guide_for_team(team=experiment.team),
     }
     if not wants_partial(request):

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.experiments import selectors, services
@@ -19,9 +22,12 @@ from apps.experiments.filters import (
     run_list_params,
     saved_view_query,
 )
+from apps.experiments.forms import RunArchiveForm
 from apps.experiments.listing.columns import Column, column_cells, column_parse, headline_columns
 from apps.experiments.listing.selectors import (
+    ARCHIVED_ONLY,
     RunPage,
+    archived_count_for_team,
     run_column_choices,
     run_page_for_team,
     saved_view_get_for_team,
@@ -63,8 +69,10 @@ def _context(
     shown = [*headline, *params.columns]
     column_cells(page.runs, shown)
     links = params.sort_links(extra=headline)
-    kind = params.filters["kind"]
+    kind, archived = params.filters["kind"], params.filters.get("archived", "")
+    hidden = 0 if archived else archived_count_for_team(team=team, kind=kind)
     needs_guide = not page.runs and not params.filtered and kind != RunKind.ADAPT and not query_error
+    needs_guide = needs_guide and not hidden
     saved_views = saved_view_list_for_team(team=team)
     for view in saved_views:
         fields = {"query": view.query, "columns": view.columns, "sort": view.sort, "kind": view.kind}
@@ -91,6 +99,9 @@ def _context(
         "save_form": save_form or SavedViewForm.for_params(params),
         "compare_min": COMPARE_MIN,
         "compare_max": COMPARE_MAX,
+        "archived": archived,
+        "archived_hidden": hidden,
+        "archived_query": params.url_query(archived=ARCHIVED_ONLY),
     }
 
 
@@ -139,3 +150,29 @@ def saved_view_delete(request: HtmxHttpRequest, team_slug: str, view_id: int) ->
         saved_view=saved_view_get_for_team(team=team, view_id=view_id), actor=request.user
     )
     return redirect_page(request, reverse("experiments:run-list", kwargs={"team_slug": team.slug}))
+
+
+@require_POST
+def runs_archive(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
+    """Archive or restore the runs ticked on a run table (or the one on a run's
+    page), then go back there with a message saying what changed or why not."""
+    team, _role = team_get_for_user(user=request.user, slug=team_slug)
+    form = RunArchiveForm(request.POST)
+    back = reverse("experiments:run-list", kwargs={"team_slug": team.slug})
+    if not form.is_valid():
+        problems = [f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()]
+        messages.error(request, "; ".join(problems))
+        return redirect_page(request, back)
+    data = form.cleaned_data
+    if url_has_allowed_host_and_scheme(data["next"], allowed_hosts={request.get_host()}):
+        back = data["next"] or back
+    change = services.runs_restore if data["action"] == "restore" else services.runs_archive
+    try:
+        runs = change(team=team, run_ids=data["ids"], actor=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        done = "Restored" if data["action"] == "restore" else "Archived"
+        numbers = ", ".join(f"#{run.pk}" for run in runs[:10]) + (" and more" if len(runs) > 10 else "")
+        messages.success(request, f"{done} {len(runs)} run{pluralize(len(runs))}: {numbers}.")
+    return redirect_page(request, back)

@@ -1,4 +1,5 @@
-"""``metaweb runs ...``: launch (and follow), list, show, cancel, metrics, follow."""
+"""``metaweb runs ...``: launch (and follow), list, show, cancel, archive and restore,
+metrics, follow."""
 
 from __future__ import annotations
 
@@ -33,7 +34,20 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     ls.add_argument("--query", "-q", default="", help="the run search language, e.g. 'status:running'")
     ls.add_argument("--sort", default="", help="a column, '-' first for descending")
     ls.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
+    ls.add_argument(
+        "--archived",
+        choices=("hide", "only", "include"),
+        default="hide",
+        help="archived runs: left out (default), only them, or with the others",
+    )
     ls.set_defaults(func=cmd_ls)
+    for name, func, text in (
+        ("archive", cmd_archive, "archive ended runs: lists leave them out"),
+        ("restore", cmd_archive, "bring archived runs back to the lists"),
+    ):
+        command = runs.add_parser(name, parents=[common], help=text)
+        command.add_argument("ids", type=int, nargs="+", metavar="id")
+        command.set_defaults(func=func, restore=name == "restore")
     for name, func, text in (
         ("show", cmd_show, "one run"),
         ("cancel", cmd_cancel, "cancel a run"),
@@ -96,14 +110,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
     limit = max(1, args.limit)
     with client_for(args) as client:
         found: list[Run] = []
-        for run in client.iter_runs(q=args.query, sort=args.sort):
+        for run in client.iter_runs(q=args.query, sort=args.sort, archived=args.archived):
             found.append(run)
             if len(found) >= limit:
                 break
     if args.json:
         output.emit_json(found)
     elif not found:
-        print("No runs match." if args.query else "No runs yet.")
+        print("No runs match." if args.query or args.archived != "hide" else "No runs yet.")
     else:
         output.table(RUN_COLUMNS, [_row(r) for r in found])
     return OK
@@ -141,6 +155,19 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     else:
         done = run["status"] == "cancelled"
         print(f"Run {run['id']} {'cancelled' if done else 'will stop at its next step (cancel requested)'}.")
+    return OK
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        change = client.runs_restore if args.restore else client.runs_archive
+        runs = change(args.ids)
+    if args.json:
+        output.emit_json(runs)
+    else:
+        numbers = ", ".join(str(run["id"]) for run in runs)
+        done = "Restored" if args.restore else "Archived"
+        print(f"{done} {len(runs)} run{'s' * (len(runs) != 1)}: {numbers}.")
     return OK
 
 

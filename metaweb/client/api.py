@@ -137,16 +137,26 @@ class Client:
     # -- runs ---------------------------------------------------------------------
 
     def runs(
-        self, *, q: str = "", sort: str = "", cursor: str = "", limit: int = 50, team: str | None = None
+        self,
+        *,
+        q: str = "",
+        sort: str = "",
+        cursor: str = "",
+        limit: int = 50,
+        archived: str = "hide",
+        team: str | None = None,
     ) -> RunPage:
-        params = {"q": q, "sort": sort, "cursor": cursor, "limit": limit}
+        """One page of runs; ``archived``: ``hide`` (the default), ``only`` or ``include``."""
+        params = {"q": q, "sort": sort, "cursor": cursor, "limit": limit, "archived": archived}
         return self.http.json("GET", f"{self._t(team)}/runs", params=params)
 
-    def iter_runs(self, *, q: str = "", sort: str = "", team: str | None = None) -> Iterator[Run]:
+    def iter_runs(
+        self, *, q: str = "", sort: str = "", archived: str = "hide", team: str | None = None
+    ) -> Iterator[Run]:
         """Every run matching ``q``, page after page (200 a request)."""
         cursor = ""
         while True:
-            page = self.runs(q=q, sort=sort, cursor=cursor, limit=200, team=team)
+            page = self.runs(q=q, sort=sort, cursor=cursor, limit=200, archived=archived, team=team)
             yield from page["results"]
             cursor = page["next_cursor"]
             if not cursor:
@@ -175,6 +185,16 @@ class Client:
 
     def run_cancel(self, run_id: int, *, team: str | None = None) -> Run:
         return self.http.json("POST", f"{self._t(team)}/runs/{int(run_id)}/cancel")
+
+    def runs_archive(self, run_ids: list[int], *, team: str | None = None) -> list[Run]:
+        """Archive ended runs (all or none): run lists leave them out unless asked."""
+        body = {"ids": [int(i) for i in run_ids]}
+        return self.http.json("POST", f"{self._t(team)}/runs/archive", body=body)
+
+    def runs_restore(self, run_ids: list[int], *, team: str | None = None) -> list[Run]:
+        """Bring archived runs back to the run lists (all or none)."""
+        body = {"ids": [int(i) for i in run_ids]}
+        return self.http.json("POST", f"{self._t(team)}/runs/restore", body=body)
 
     def run_clone(self, run_id: int, *, config: dict | None = None, team: str | None = None) -> Run:
         body = {"config": config or {}}

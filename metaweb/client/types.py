@@ -49,6 +49,7 @@ class Run(TypedDict):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    archived_at: str | None
 
 
 class RunPage(TypedDict):

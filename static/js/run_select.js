@@ -1,7 +1,8 @@
 // Selecting runs to compare: a checkbox per row (data-select-run) and a
 // "Compare (n)" button in the [data-run-select] bar above the table, enabled for
 // data-min..data-max runs. It opens <data-compare-url>?ids=1,2,3, so a selection
-// is a link that can be shared. The selection outlives htmx swaps of the table
+// is a link that can be shared. Members' "Archive (n)" and "Restore (n)" forms
+// ([data-archive-form]) post the same ticked ids. The selection outlives htmx swaps of the table
 // (a new search or page): ticked ids are kept here and ticked again after a swap.
 (function () {
   "use strict";
@@ -22,6 +23,11 @@
     el.querySelector("[data-compare-hint]").textContent = selected.length > max
       ? "At most " + max + " runs can be compared; untick " + (selected.length - max) + "."
       : "Tick " + min + " to " + max + " runs to compare them.";
+    el.querySelectorAll("[data-archive-form]").forEach(function (form) {
+      form.querySelector("[data-archive-count]").textContent = String(selected.length);
+      form.querySelector("[data-archive-button]").disabled = selected.length === 0;
+      form.elements.ids.value = selected.join(",");
+    });
   }
 
   document.addEventListener("change", function (event) {

@@ -15,6 +15,7 @@ from apps.api.api import api
 from tests.api.conftest import bearer
 from tests.api.test_model_upload import CONFIG as UPLOAD_CONFIG
 from tests.api.test_model_upload import weights as upload_weights
+from tests.factories import RunFactory
 from tests.reviews.test_comparison import evaluate, losses_for
 from tests.tasksets.data import TABLE_PARAMS, good_csv, upload
 
@@ -27,6 +28,9 @@ SAMPLE_BODIES: dict[tuple[str, str], Any] = {
     ("post", "/api/v1/teams/{team}/runs"): {"experiment_id": "{experiment}", "taskset_id": "{taskset}"},
     ("post", "/api/v1/teams/{team}/runs/{run_id}/cancel"): None,
     ("post", "/api/v1/teams/{team}/runs/{run_id}/clone"): {"config": {"seed": 3}},
+    # an ended run of the team, made per call (the world's run is queued)
+    ("post", "/api/v1/teams/{team}/runs/archive"): lambda world: {"ids": [_ended_run(world).pk]},
+    ("post", "/api/v1/teams/{team}/runs/restore"): {"ids": ["{run}"]},
     ("post", "/api/v1/teams/{team}/external-runs"): {
         "experiment_id": "{experiment}",
         "taskset_id": "{taskset}",
@@ -86,13 +90,20 @@ def operations() -> list[tuple[str, str]]:
     return [(method, path) for path, item in schema["paths"].items() for method in item]
 
 
+def _ended_run(world: dict[str, Any]):
+    return RunFactory(experiment=world["experiment"], taskset_version=world["version"], status="succeeded")
+
+
 def _fill(value: Any, world: dict[str, Any]) -> Any:
     names = {
+        "{run}": world["run"].pk,
         "{experiment}": world["experiment"].pk,
         "{taskset}": world["version"].taskset_id,
     }
     if isinstance(value, dict):
         return {k: _fill(v, world) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, world) for v in value]
     return names.get(value, value) if isinstance(value, str) else value
 
 
@@ -109,7 +120,8 @@ def call(client: Client, method: str, path: str, world: dict[str, Any], **extra:
     if (method, path) in SAMPLE_MULTIPART:
         return client.post(url, SAMPLE_MULTIPART[(method, path)](world), **extra)
     if method in WRITE_METHODS:
-        body = _fill(SAMPLE_BODIES[(method, path)], world)
+        sample = SAMPLE_BODIES[(method, path)]
+        body = sample(world) if callable(sample) else _fill(sample, world)
         data = json.dumps(body) if body is not None else ""
         return getattr(client, method)(url, data=data, content_type="application/json", **extra)
     query = SAMPLE_QUERIES.get((method, path), {})

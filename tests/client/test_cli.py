@@ -107,6 +107,20 @@ def test_runs_launch_and_cancel(logged_in, cli, tmp_path, sent):
     assert code == 1 and "Cannot read the config" in one_line(err)
 
 
+def test_runs_archive_ls_and_restore(logged_in, cli):
+    run = logged_in["run"]
+    code, out, err = cli("runs", "archive", str(run.pk))
+    assert code == 0 and out.strip() == f"Archived 1 run: {run.pk}.", err
+    code, out, _ = cli("runs", "ls")
+    assert code == 0 and out.strip() == "No runs yet."
+    code, out, _ = cli("runs", "ls", "--archived", "only", "--json")
+    assert code == 0 and [r["id"] for r in json.loads(out)] == [run.pk]
+    code, out, _ = cli("runs", "restore", str(run.pk), "--json")
+    assert code == 0 and json.loads(out)[0]["archived_at"] is None
+    code, _, err = cli("runs", "archive", str(run.pk), "999999999")
+    assert code == 1 and "ids: Not runs of this team: #999999999." in one_line(err)
+
+
 @pytest.mark.parametrize("status,code", [("succeeded", 0), ("failed", 1), ("cancelled", 2)])
 def test_follow_exits_with_the_runs_outcome(logged_in, cli, status, code):
     run = RunFactory(

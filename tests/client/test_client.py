@@ -83,6 +83,28 @@ def test_launch_clone_and_cancel(world, member_client, sent):
     assert Run.objects.get(pk=launched["id"]).status == RunStatus.CANCELLED
 
 
+def test_archive_leaves_the_list_and_restore_brings_it_back(world, member_client, make_client):
+    run = world["run"]
+    (archived,) = member_client.runs_archive([run.pk])
+    assert archived["id"] == run.pk and archived["archived_at"] is not None
+    assert list(member_client.iter_runs()) == []
+    assert [r["id"] for r in member_client.iter_runs(archived="only")] == [run.pk]
+    assert [r["id"] for r in member_client.runs(archived="include")["results"]] == [run.pk]
+    (restored,) = member_client.runs_restore([run.pk])
+    assert restored["archived_at"] is None and [r["id"] for r in member_client.iter_runs()] == [run.pk]
+    with pytest.raises(ApiError) as refused:
+        member_client.runs_archive([run.pk, 2**40])
+    assert refused.value.status == 422 and refused.value.field == "ids"
+    assert "Not runs of this team" in str(refused.value)
+    with pytest.raises(ApiError) as viewer:
+        make_client(world["tokens"]["viewer"]).runs_archive([run.pk])
+    assert viewer.value.status == 403
+    with pytest.raises(ApiError) as bad:
+        member_client.runs(archived="maybe")
+    assert bad.value.status == 422 and bad.value.field == "archived"
+    assert Run.objects.get(pk=run.pk).archived_at is None
+
+
 def test_a_bad_config_names_its_field(world, member_client, sent):
     with pytest.raises(ApiError) as refused:
         member_client.run_launch(experiment="Sine study", taskset="Sines", config={"inner_lr": -1})

@@ -31,6 +31,9 @@ from apps.experiments.selectors import runs_for_listing, runs_with_queue_waits
 from apps.teams.models import Team
 
 RUNS_PER_PAGE = 25
+#: The ``archived`` filter's values: only archived runs, or every run. Without it,
+#: lists leave archived runs out.
+ARCHIVED_ONLY, ARCHIVED_TOO = "only", "include"
 #: How many of the newest runs ``run_column_choices`` reads for keys.
 COLUMN_SAMPLE_RUNS = 200
 
@@ -52,7 +55,14 @@ def runs_filtered(queryset: QuerySet[Run], filters: Mapping[str, Any]) -> QueryS
     ignored): ``kind`` (``train`` or ``adapt``; anything else lists both),
     ``status`` and ``algorithm`` (strings), ``taskset`` (a TaskSet or id),
     ``launched_by`` (a user or id), ``experiment`` (an Experiment or id),
-    ``date_from`` and ``date_to`` (dates, inclusive, in the current time zone)."""
+    ``date_from`` and ``date_to`` (dates, inclusive, in the current time zone),
+    ``archived`` (``ARCHIVED_ONLY``, ``ARCHIVED_TOO``; archived runs are left out
+    otherwise)."""
+    archived = filters.get("archived")
+    if archived == ARCHIVED_ONLY:
+        queryset = queryset.filter(archived_at__isnull=False)
+    elif archived != ARCHIVED_TOO:
+        queryset = queryset.filter(archived_at__isnull=True)
     if filters.get("kind") in RunKind.values:
         queryset = queryset.filter(kind=filters["kind"])
     for name, path in (
@@ -98,6 +108,13 @@ def run_page_for_team(
         next_cursor=page.next_cursor,
         prev_cursor=page.prev_cursor,
     )
+
+
+def archived_count_for_team(*, team: Team, kind: str) -> int:
+    """How many of the team's runs of ``kind`` (``train``, ``adapt``, else any) are
+    archived: what a list that leaves them out hides. One query."""
+    queryset = Run.objects.filter(team=team, archived_at__isnull=False)
+    return (queryset.filter(kind=kind) if kind in RunKind.values else queryset).count()
 
 
 def _config_keys(config: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:

@@ -2,13 +2,14 @@
 
 ``runs`` holds what people do from the browser (create, launch, cancel, clone),
 ``saved_views`` the run list's saved views, ``annotations`` the tags and notes
-members put on runs and experiments;
+members put on runs and experiments, ``archive`` archiving and restoring ended runs;
 ``execution`` holds what workers do (claim, heartbeat, record metrics, finish,
 requeue after a lost heartbeat). All are re-exported here: import from
 ``apps.experiments.services``.
 """
 
 from apps.experiments.services.annotations import *  # noqa: F403
+from apps.experiments.services.archive import *  # noqa: F403
 from apps.experiments.services.execution import *  # noqa: F403
 from apps.experiments.services.retention import *  # noqa: F403
 from apps.experiments.services.runs import *  # noqa: F403
