@@ -218,6 +218,12 @@ class Run(Noted):
             models.Index(fields=["team", "kind", "-created_at", "-id"], name="run_team_kind_recent"),
             models.Index(fields=["team", "status", "-created_at"], name="run_team_status_recent"),
             models.Index(fields=["team", "algorithm", "-created_at"], name="run_team_algorithm_recent"),
+            # How many runs a list hides: a team's archived runs, few, so a small index.
+            models.Index(
+                fields=["team", "kind"],
+                name="run_team_archived",
+                condition=models.Q(archived_at__isnull=False),
+            ),
             # The fair dispatcher: a queue's waiting and in-flight runs, and each team's
             # last dispatch on it.
             models.Index(fields=["queue", "status", "created_at"], name="run_queue_status_created"),
