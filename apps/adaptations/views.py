@@ -108,6 +108,7 @@ def adapted_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 def adapted_weights(request: HtmxHttpRequest, run_id: int) -> FileResponse:
     adapted = selectors.adapted_get_visible(user=request.user, run_id=run_id)
     return weights_response(
+        request,
         selectors.adapted_weights_key(adapted),
         f"adapted-{adapted.pk}.safetensors",
         missing="This adapted model has no weights (a batch evaluation keeps scores only).",

@@ -186,6 +186,7 @@ def model_card(request: HttpRequest, team: str, model_id: int) -> dict[str, Any]
 def model_weights(request: HttpRequest, team: str, model_id: int) -> FileResponse:
     meta_model = model_in_team(request, team, model_id)
     return weights_response(
+        request,
         metamodel_weights_key(meta_model),
         f"{meta_model.name}-v{meta_model.version}.safetensors",
         missing="This meta-model's weights are missing.",

@@ -4,10 +4,9 @@ checkpoint download."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from django.core.exceptions import ValidationError
-from django.core.handlers.asgi import ASGIRequest
 from django.http import FileResponse, Http404, HttpRequest, StreamingHttpResponse
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
@@ -29,13 +28,14 @@ from apps.experiments.compare_selectors import compare_series
 from apps.experiments.listing.columns import sort_parse
 from apps.experiments.listing.selectors import ARCHIVED_ONLY, ARCHIVED_TOO, run_page_for_team
 from apps.experiments.models import Experiment, Run
-from apps.experiments.selectors import run_events, run_get_visible, run_metrics_csv, run_metrics_csv_async
+from apps.experiments.selectors import run_events, run_get_visible, run_metrics_csv
 from apps.experiments.services.archive import runs_archive, runs_restore
 from apps.experiments.services.runs import run_cancel, run_create
 from apps.registry.downloads import checkpoint_response
 from apps.tasksets.models import TaskSet, TaskSetVersion
 from apps.tasksets.selectors import taskset_version_latest
 from apps.teams.models import Role, Team
+from metaweb.streaming import csv_response
 
 router = Router(tags=["runs"])
 
@@ -219,7 +219,7 @@ def run_event_list(request: HttpRequest, team: str, run_id: int) -> list[RunEven
 )
 def run_checkpoint(request: HttpRequest, team: str, run_id: int) -> FileResponse:
     """The newest complete checkpoint's weights (safetensors), streamed."""
-    return checkpoint_response(run_in_team(request, team, run_id))
+    return checkpoint_response(request, run_in_team(request, team, run_id))
 
 
 @router.get(
@@ -231,10 +231,4 @@ def run_metrics_csv_endpoint(request: HttpRequest, team: str, run_id: int) -> St
     """Every stored point of the run, ``step,name,value`` (by name, then step), streamed
     as the run page's CSV download is."""
     run = run_in_team(request, team, run_id)
-    if isinstance(request, ASGIRequest):
-        content: Any = run_metrics_csv_async(run=run)
-    else:
-        content = run_metrics_csv(run=run)
-    response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-metrics.csv"'
-    return response
+    return csv_response(request, run_metrics_csv(run=run), filename=f"run-{run.pk}-metrics.csv")

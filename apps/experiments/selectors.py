@@ -5,12 +5,11 @@ Torch-free: the web process (views, the websocket consumer) imports this module.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.db.models import Count, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
@@ -354,15 +353,6 @@ def run_metrics_csv(*, run: Run) -> Iterator[str]:
     yield CSV_HEADER
     for name, steps, values in run_chunks(run_id=run.pk):
         yield _csv_lines(name, steps.tolist(), values.tolist())
-
-
-async def run_metrics_csv_async(*, run: Run) -> AsyncIterator[str]:
-    """:func:`run_metrics_csv` for ASGI servers: the same chunks, each one produced
-    (its query included) in Django's sync thread, so the event loop never blocks."""
-    chunks = run_metrics_csv(run=run)
-    step = sync_to_async(next, thread_sensitive=True)
-    while (chunk := await step(chunks, None)) is not None:
-        yield chunk
 
 
 def run_checkpoint_key(run: Run) -> str | None:

@@ -8,7 +8,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.handlers.asgi import ASGIRequest
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -30,6 +29,7 @@ from apps.teams.models import Role, Team
 from apps.teams.selectors import role_for, team_get_for_user
 from apps.teams.services import ensure_role
 from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page, wants_partial
+from metaweb.streaming import csv_response
 
 CANCELLABLE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
@@ -249,15 +249,9 @@ def run_cancel(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 @require_GET
 def run_metrics_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
     run = selectors.run_get_visible(user=request.user, run_id=run_id)
-    if isinstance(request, ASGIRequest):
-        content: Any = selectors.run_metrics_csv_async(run=run)
-    else:
-        content = selectors.run_metrics_csv(run=run)
-    response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-metrics.csv"'
-    return response
+    return csv_response(request, selectors.run_metrics_csv(run=run), filename=f"run-{run.pk}-metrics.csv")
 
 
 @require_GET
 def run_checkpoint(request: HttpRequest, run_id: int) -> FileResponse:
-    return checkpoint_response(selectors.run_get_visible(user=request.user, run_id=run_id))
+    return checkpoint_response(request, selectors.run_get_visible(user=request.user, run_id=run_id))

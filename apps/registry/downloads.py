@@ -2,7 +2,8 @@
 model card, for meta-models (``apps.registry.views``) and adapted models
 (``apps.adaptations.views``) alike, and a run's newest checkpoint (its page and the API).
 
-Weights stream straight from the run-file store (:func:`apps.runfiles.store.open_stream`):
+Weights stream straight from the run-file store (:func:`apps.runfiles.store.open_stream`)
+in the kind of iterator the request's server streams (:func:`metaweb.streaming.streamed`):
 the web process holds no copy, wherever the worker that wrote them ran. Callers
 check the permissions first, as for any page.
 """
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from apps.experiments.models import Run
 from apps.experiments.selectors import run_checkpoint_key
 from apps.runfiles.store import StoreUnavailable, open_stream
+from metaweb.streaming import streamed
 
 
 def unavailable_response(exc: StoreUnavailable) -> HttpResponse:
@@ -23,7 +25,7 @@ def unavailable_response(exc: StoreUnavailable) -> HttpResponse:
     return HttpResponse(f"{exc} Try again later.", status=503, content_type="text/plain; charset=utf-8")
 
 
-def weights_response(key: str | None, filename: str, *, missing: str) -> HttpResponse:
+def weights_response(request: HttpRequest, key: str | None, filename: str, *, missing: str) -> HttpResponse:
     """The stored weights ``key`` as an attachment named ``filename``; Http404 with
     ``missing`` when there is no such file, 503 when the store cannot be reached."""
     if key is None:
@@ -35,13 +37,13 @@ def weights_response(key: str | None, filename: str, *, missing: str) -> HttpRes
     if opened is None:
         raise Http404(missing)
     chunks, size = opened
-    response = StreamingHttpResponse(chunks, content_type="application/octet-stream")
+    response = StreamingHttpResponse(streamed(request, chunks), content_type="application/octet-stream")
     response["Content-Length"] = str(size)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 
-def checkpoint_response(run: Run) -> HttpResponse:
+def checkpoint_response(request: HttpRequest, run: Run) -> HttpResponse:
     """The run's newest complete checkpoint's weights; Http404 before the first."""
     try:
         key = run_checkpoint_key(run)
@@ -49,7 +51,7 @@ def checkpoint_response(run: Run) -> HttpResponse:
         return unavailable_response(exc)
     step_folder = key.rsplit("/", 2)[-2] if key else ""
     filename = f"run-{run.pk}-{step_folder}.safetensors" if key else ""
-    return weights_response(key, filename, missing="This run has no checkpoint yet.")
+    return weights_response(request, key, filename, missing="This run has no checkpoint yet.")
 
 
 def card_response(card: dict[str, Any], filename: str) -> JsonResponse:

@@ -167,6 +167,7 @@ def alias_move(request: HtmxHttpRequest, meta_model_id: int) -> HttpResponse:
 def metamodel_weights(request: HtmxHttpRequest, meta_model_id: int) -> FileResponse:
     meta_model = selectors.metamodel_get_visible(user=request.user, meta_model_id=meta_model_id)
     return weights_response(
+        request,
         selectors.metamodel_weights_key(meta_model),
         f"{meta_model.name}-v{meta_model.version}.safetensors",
         missing="This meta-model's weights are missing.",

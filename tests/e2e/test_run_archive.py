@@ -41,14 +41,18 @@ def test_a_member_archives_and_restores_runs(live_stack, e2e_page, e2e_user):
         page.check(f'input[data-select-run="{target.pk}"]')
     expect(button).to_have_text("Archive (3)")
     button.click()
-    expect(page.locator(".messages .msg-error")).to_contain_text(f"#{going.pk} is running. Cancel or untick it first.")
+    expect(page.locator(".messages .msg-error")).to_contain_text(
+        f"#{going.pk} is running. Cancel or untick it first."
+    )
     assert not Run.objects.filter(archived_at__isnull=False).exists()
 
     for target in (failed, done):
         page.check(f'input[data-select-run="{target.pk}"]')
     expect(button).to_have_text("Archive (2)")
     button.click()
-    expect(page.locator(".messages .msg-success")).to_contain_text(f"Archived 2 runs: #{failed.pk}, #{done.pk}.")
+    expect(page.locator(".messages .msg-success")).to_contain_text(
+        f"Archived 2 runs: #{failed.pk}, #{done.pk}."
+    )
     expect(page.locator("tr[data-run-id]")).to_have_count(2)
     expect(page.locator("#archived-hidden")).to_contain_text("2 archived runs not shown.")
     shots.take(page, "archived-hidden")

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from asgiref.sync import async_to_sync
 from django.http import Http404
+from django.test import AsyncRequestFactory
 from django.utils import timezone
 
 from apps.experiments import selectors
 from apps.experiments.listing.selectors import run_page_for_team
 from apps.experiments.models import Run, RunStatus
+from metaweb.streaming import streamed
 from tests.factories import (
     ExperimentFactory,
     RunFactory,
@@ -274,10 +276,11 @@ def test_the_csv_of_100k_points_streams_in_one_keyset_pass(django_assert_num_que
     )
 
 
-def test_run_metrics_csv_async_matches(metric_run):
+def test_run_metrics_csv_streams_the_same_under_asgi(metric_run):
+    stream = streamed(AsyncRequestFactory().get("/"), selectors.run_metrics_csv(run=metric_run))
 
     async def collect():
-        return [chunk async for chunk in selectors.run_metrics_csv_async(run=metric_run)]
+        return [chunk async for chunk in stream]
 
     assert "".join(async_to_sync(collect)()) == EXPECTED_CSV
 

@@ -400,6 +400,24 @@ def test_weights_download_is_the_stored_file(client, world):
     assert b"".join(adapted.streaming_content) == b"adapted weights"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_weights_stream_under_asgi_without_a_copy_in_memory(world):
+    """Under the served stack (ASGI) the download is an async stream, read a chunk at
+    a time, not a list Django builds first (``metaweb/streaming.py``)."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    async def download():
+        client = AsyncClient()
+        await client.aforce_login(world["users"]["viewer"])
+        response = await client.get(reverse("registry:metamodel-weights", args=[world["v1"].pk]))
+        return response, b"".join([chunk async for chunk in response.streaming_content])
+
+    response, body = async_to_sync(download)()
+    assert response.status_code == 200 and response.is_async
+    assert body == b"weights of v1"
+
+
 def test_missing_weights_are_404(client, world):
     client.force_login(world["users"]["admin"])
     assert (
