@@ -14,6 +14,7 @@ urlpatterns = [
     ),
     path("t/<slug:team_slug>/runs/new/", views.run_launch, name="run-launch"),
     path("t/<slug:team_slug>/runs/archive/", views_run_list.runs_archive, name="runs-archive"),
+    path("t/<slug:team_slug>/runs/export.csv", views_run_list.run_list_csv, name="run-list-csv"),
     path("t/<slug:team_slug>/runs/compare/", compare_views.run_compare, name="run-compare"),
     path(
         "t/<slug:team_slug>/runs/compare/series/", compare_views.run_compare_series, name="run-compare-series"

@@ -24,12 +24,15 @@ from apps.experiments.filters import (
 )
 from apps.experiments.forms import RunArchiveForm
 from apps.experiments.listing.columns import Column, column_cells, column_parse, headline_columns
+from apps.experiments.listing.export import export_columns, run_rows_csv
 from apps.experiments.listing.selectors import (
     ARCHIVED_ONLY,
     RunPage,
     archived_count_for_team,
     run_column_choices,
     run_page_for_team,
+    runs_in_order,
+    runs_matching,
     saved_view_get_for_team,
     saved_view_list_for_team,
 )
@@ -38,6 +41,7 @@ from apps.experiments.search import QueryError, field_help
 from apps.teams.models import Role, Team
 from apps.teams.selectors import team_get_for_user
 from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page
+from metaweb.streaming import csv_response
 
 #: The compare page's selection limits ("Compare (n)" is enabled within them).
 COMPARE_MIN, COMPARE_MAX = 2, 20
@@ -110,6 +114,22 @@ def run_list(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
     team, role = team_get_for_user(user=request.user, slug=team_slug)
     context = _context(team, role, run_list_params(request.GET, team=team), None)
     return render_page(request, "experiments/run_list.html", "run-table", context)
+
+
+@require_GET
+def run_list_csv(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
+    """Every run the list matches (its filters, search and sort, not one page) as CSV,
+    with the columns it shows; streamed a keyset page at a time."""
+    team, _role = team_get_for_user(user=request.user, slug=team_slug)
+    params = run_list_params(request.GET, team=team)
+    try:
+        queryset = runs_matching(team=team, filters=params.filters, query=params.query)
+    except QueryError as error:
+        return HttpResponse(f"q: {error}", status=400, content_type="text/plain; charset=utf-8")
+    headline, _offered = _columns(team, params)
+    rows = runs_in_order(queryset, sort=params.sort)
+    chunks = run_rows_csv(rows, export_columns([*headline, *params.columns]))
+    return csv_response(request, chunks, filename=f"{team.slug}-runs.csv")
 
 
 @require_POST
