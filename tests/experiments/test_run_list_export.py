@@ -13,8 +13,8 @@ from django.test import AsyncRequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.experiments.listing.columns import sort_parse
-from apps.experiments.listing.export import FACT_COLUMNS, csv_cell
+from apps.experiments.listing.columns import column_text, sort_parse
+from apps.experiments.listing.export import FACT_COLUMNS
 from apps.experiments.listing.selectors import runs_in_order, runs_matching
 from apps.experiments.models import Run, RunStatus
 from apps.experiments.services import runs_archive
@@ -135,4 +135,4 @@ def test_under_asgi_the_csv_is_an_async_stream(many):
     ],
 )
 def test_cells_are_written_in_full(value, cell):
-    assert csv_cell(value) == cell
+    assert column_text(value) == cell

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from django.core.exceptions import FieldDoesNotExist
@@ -224,16 +224,26 @@ def _walk(data: Any, keys: tuple[str, ...]) -> Any:
 
 
 def column_display(value: Any) -> str:
-    """A JSON value as shown in a cell: numbers in 6 significant digits, lists and
-    objects as compact JSON, nothing for a missing value."""
+    """A JSON value as shown in a cell: numbers in 6 significant digits, times in the
+    current time zone to the minute, the rest as :func:`column_text` writes it."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, datetime):
+        return timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
+    return column_text(value)
+
+
+def column_text(value: Any) -> str:
+    """A JSON value in full, as a download writes it: a float as Python writes it, a
+    time in ISO 8601 UTC, lists and objects as compact JSON, nothing for a missing value."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
+        return value.astimezone(UTC).isoformat()
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return repr(value)
     if isinstance(value, list | dict):
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
     return str(value)

@@ -3,10 +3,10 @@ restore them.
 
 An archived run leaves the team's lists and searches (the run list, the API's run
 list, an experiment's page, the compare page's search) unless they ask for
-archived runs. Nothing else
-changes: it keeps its metrics, checkpoints, history and meta-model, and its own
-page and the compare page still open it by number. A run still queued or running
-cannot be archived: cancel it first. Each change is a run event naming who made it.
+archived runs. Nothing else changes: it keeps its metrics, checkpoints, history
+and meta-model, and its own page and the compare page still open it by number. A
+run still queued or running cannot be archived: cancel it first. Each change is a
+run event naming who made it.
 """
 
 from __future__ import annotations
