@@ -1,4 +1,5 @@
-"""``/teams/{team}/experiments``: list (optionally by exact name) and create. The
+"""``/teams/{team}/experiments``: list (optionally by exact name), create, and
+change one (``PATCH``: its name or description). The
 command line and the Python client find an experiment by its name (``track``
 opens it when missing)."""
 
@@ -6,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
@@ -15,7 +16,7 @@ from apps.api.runs import WRITE_ERRORS
 from apps.api.schemas import ValidationErrorOut
 from apps.experiments.models import Experiment
 from apps.experiments.selectors import experiment_list_for_team
-from apps.experiments.services.runs import experiment_create
+from apps.experiments.services.runs import experiment_create, experiment_update
 from apps.teams.models import Role
 
 router = Router(tags=["experiments"])
@@ -31,6 +32,13 @@ class ExperimentOut(Schema):
 class ExperimentIn(Schema):
     name: str = Field(max_length=200)
     description: str = Field("", max_length=5000)
+
+
+class ExperimentPatchIn(Schema):
+    """What to change: a field left out stays as it is."""
+
+    name: str | None = Field(None, max_length=200)
+    description: str | None = Field(None, max_length=5000)
 
 
 class ExperimentQuery(Schema):
@@ -62,3 +70,16 @@ def experiment_create_endpoint(request: HttpRequest, team: str, payload: Experim
         team=the_team, actor=caller(request).user, name=payload.name, description=payload.description
     )
     return Status(201, _out(experiment))
+
+
+@router.patch("/teams/{team}/experiments/{experiment_id}", response={200: ExperimentOut, **WRITE_ERRORS})
+def experiment_update_endpoint(
+    request: HttpRequest, team: str, experiment_id: int, payload: ExperimentPatchIn
+) -> ExperimentOut:
+    """Rename an experiment or change its description (the form's rules for a name)."""
+    the_team = team_for(request, team, need=Role.MEMBER)
+    experiment = Experiment.objects.filter(team=the_team, pk=experiment_id).first()
+    if experiment is None:
+        raise Http404("No such experiment.")
+    fields = payload.dict(exclude_unset=True)
+    return _out(experiment_update(experiment=experiment, actor=caller(request).user, **fields))

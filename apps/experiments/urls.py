@@ -25,6 +25,7 @@ urlpatterns = [
     path("t/<slug:team_slug>/experiments/", views.experiment_list, name="experiment-list"),
     path("t/<slug:team_slug>/experiments/new/", views.experiment_create, name="experiment-create"),
     path("experiments/<int:experiment_id>/", views.experiment_detail, name="experiment-detail"),
+    path("experiments/<int:experiment_id>/edit/", views.experiment_edit, name="experiment-edit"),
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
     path("runs/<int:run_id>/clone/", views.run_clone, name="run-clone"),

@@ -78,6 +78,24 @@ def experiment_create(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
     return render_page(request, "experiments/experiment_form.html", "experiment-form", context)
 
 
+@require_http_methods(["GET", "POST"])
+def experiment_edit(request: HtmxHttpRequest, experiment_id: int) -> HttpResponse:
+    """Rename the experiment or change its description."""
+    experiment = selectors.experiment_get_visible(user=request.user, experiment_id=experiment_id)
+    ensure_role(user=request.user, team=experiment.team_id, required=Role.MEMBER)
+    initial = {"name": experiment.name, "description": experiment.description}
+    form = ExperimentForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.experiment_update(experiment=experiment, actor=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            return redirect_page(request, reverse("experiments:experiment-detail", args=[experiment.pk]))
+    context = {"team": experiment.team, "form": form, "experiment": experiment}
+    return render_page(request, "experiments/experiment_form.html", "experiment-form", context)
+
+
 @require_GET
 def experiment_detail(request: HtmxHttpRequest, experiment_id: int) -> HttpResponse:
     experiment = selectors.experiment_get_visible(user=request.user, experiment_id=experiment_id)

@@ -75,6 +75,19 @@ class Client:
         body = {"name": name, "description": description}
         return self.http.json("POST", f"{self._t(team)}/experiments", body=body)
 
+    def experiment_update(
+        self,
+        experiment: str | int,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        team: str | None = None,
+    ) -> Experiment:
+        """Rename an experiment (by id or name) or change its description."""
+        body = {k: v for k, v in (("name", name), ("description", description)) if v is not None}
+        experiment_id = self.experiment_id(experiment, team=team)
+        return self.http.json("PATCH", f"{self._t(team)}/experiments/{experiment_id}", body=body)
+
     def experiment_id(self, ref: str | int, *, create: bool = False, team: str | None = None) -> int:
         """An experiment's id from its id or name; ``create`` opens a missing one."""
         if isinstance(ref, int):

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.django_db
 SAMPLE_BODIES: dict[tuple[str, str], Any] = {
     ("post", "/api/v1/teams/{team}/tasksets"): {"name": "New sines", "family": "sinusoid"},
     ("post", "/api/v1/teams/{team}/experiments"): {"name": "New idea"},
+    ("patch", "/api/v1/teams/{team}/experiments/{experiment_id}"): {"description": "Renamed, not moved."},
     ("post", "/api/v1/teams/{team}/runs"): {"experiment_id": "{experiment}", "taskset_id": "{taskset}"},
     ("post", "/api/v1/teams/{team}/runs/{run_id}/cancel"): None,
     ("post", "/api/v1/teams/{team}/runs/{run_id}/clone"): {"config": {"seed": 3}},
@@ -114,6 +115,7 @@ def call(client: Client, method: str, path: str, world: dict[str, Any], **extra:
         run_id=run.pk,
         taskset_id=world["version"].taskset_id,
         model_id=world["meta_model"].pk,
+        experiment_id=world["experiment"].pk,
     )
     if "/adaptations/{run_id}" in path:
         url = path.format(team=world["team"].slug, run_id=world["adaptation"].run_id)

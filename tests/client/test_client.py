@@ -105,6 +105,24 @@ def test_archive_leaves_the_list_and_restore_brings_it_back(world, member_client
     assert Run.objects.get(pk=run.pk).archived_at is None
 
 
+def test_an_experiment_is_renamed_by_name_or_id(world, member_client, make_client):
+    renamed = member_client.experiment_update("Sine study", name="Sines, 5-shot", description="K=5")
+    assert (renamed["name"], renamed["description"]) == ("Sines, 5-shot", "K=5")
+    again = member_client.experiment_update(renamed["id"], description="")
+    assert (again["name"], again["description"]) == ("Sines, 5-shot", "")
+    member_client.experiment_create("Other")
+    with pytest.raises(ApiError) as taken:
+        member_client.experiment_update(renamed["id"], name="other")
+    assert taken.value.status == 422 and taken.value.field == "name"
+    with pytest.raises(ApiError) as blank:
+        member_client.experiment_update(renamed["id"], name=" ")
+    assert blank.value.status == 422 and blank.value.field == "name"
+    with pytest.raises(ApiError) as viewer:
+        make_client(world["tokens"]["viewer"]).experiment_update(renamed["id"], name="Mine")
+    assert viewer.value.status == 403
+    assert Experiment.objects.get(pk=renamed["id"]).name == "Sines, 5-shot"
+
+
 def test_a_bad_config_names_its_field(world, member_client, sent):
     with pytest.raises(ApiError) as refused:
         member_client.run_launch(experiment="Sine study", taskset="Sines", config={"inner_lr": -1})

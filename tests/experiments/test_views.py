@@ -70,6 +70,7 @@ MATRIX = [
     ("experiments:experiment-list", "get", lambda w: {"team_slug": "alpha"}, READ),
     ("experiments:experiment-create", "get", lambda w: {"team_slug": "alpha"}, WRITE_PAGE),
     ("experiments:experiment-detail", "get", lambda w: {"experiment_id": w["experiment"].pk}, READ),
+    ("experiments:experiment-edit", "get", lambda w: {"experiment_id": w["experiment"].pk}, WRITE_PAGE),
     ("experiments:run-launch", "get", lambda w: {"team_slug": "alpha"}, WRITE_PAGE),
     ("experiments:run-detail", "get", lambda w: {"run_id": w["queued"].pk}, READ),
     ("experiments:run-clone", "get", lambda w: {"run_id": w["finished"].pk}, WRITE_PAGE),
@@ -94,13 +95,19 @@ MATRIX = [
         lambda w: {"team_slug": "alpha"},
         {"viewer": 403, "member": 302, "admin": 302, "outsider": 404},
     ),
+    (
+        "experiments:experiment-edit",
+        "post",
+        lambda w: {"experiment_id": w["experiment"].pk},
+        {"viewer": 403, "member": 302, "admin": 302, "outsider": 404},
+    ),
 ]
 
 
 def post_data(name, world, who):
     if name == "experiments:run-launch":
         return launch_post(world)
-    if name == "experiments:experiment-create":
+    if name in ("experiments:experiment-create", "experiments:experiment-edit"):
         return {"name": f"made by {who}", "description": ""}
     return {}
 
@@ -254,6 +261,32 @@ def test_experiment_create_htmx_errors_and_redirect(client, world):
     experiment = world["team"].experiments.get(name="Ways sweep")
     assert response.status_code == 200
     assert response["HX-Redirect"] == reverse("experiments:experiment-detail", args=[experiment.pk])
+
+
+def test_an_experiment_is_renamed_and_its_runs_follow(client, world):
+    experiment = world["experiment"]
+    ExperimentFactory(team=world["team"], name="Taken")
+    login(client, world["users"]["member"])
+    url = reverse("experiments:experiment-edit", args=[experiment.pk])
+    page = client.get(url).content.decode()
+    assert 'value="Sine study"' in page and 'id="save-experiment"' in page
+    response = client.post(url, {"name": "taken", "description": "x"}, **HTMX)  # any case
+    error = html.unescape(field_error(response.content.decode(), "name"))
+    assert "The team has an experiment called 'taken' already." in error
+    response = client.post(url, {"name": "  ", "description": ""}, **HTMX)
+    assert "This field is required." in field_error(response.content.decode(), "name")
+    response = client.post(url, {"name": "Sine study, 5-shot", "description": "Now with 5 shots."}, **HTMX)
+    assert response["HX-Redirect"] == reverse("experiments:experiment-detail", args=[experiment.pk])
+    experiment.refresh_from_db()
+    assert (experiment.name, experiment.description) == ("Sine study, 5-shot", "Now with 5 shots.")
+    response = client.post(url, {"name": "sine study, 5-SHOT", "description": ""}, **HTMX)  # its own name
+    assert response.status_code == 200 and response["HX-Redirect"]
+    assert Run.objects.get(pk=world["finished"].pk).experiment.name == "sine study, 5-SHOT"
+    detail = client.get(reverse("experiments:experiment-detail", args=[experiment.pk])).content.decode()
+    assert 'id="edit-experiment"' in detail
+    login(client, world["users"]["viewer"])
+    detail = client.get(reverse("experiments:experiment-detail", args=[experiment.pk])).content.decode()
+    assert 'id="edit-experiment"' not in detail
 
 
 # -- launch ----------------------------------------------------------------------

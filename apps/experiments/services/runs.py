@@ -1,4 +1,5 @@
-"""What people do from the browser: create experiments, launch, cancel and clone runs.
+"""What people do from the browser: create and edit experiments, launch, cancel and
+clone runs.
 
 Runs are validated with the engine's torch-free ``parse_config`` and task
 families before anything is written, then dispatched to Celery by task *name*
@@ -10,11 +11,13 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.experiments.events import publish_run_status_on_commit
@@ -45,6 +48,7 @@ __all__ = [
     "TRAIN_TASK",
     "code_version",
     "experiment_create",
+    "experiment_update",
     "run_cancel",
     "run_clone_initial",
     "run_create",
@@ -80,20 +84,57 @@ def code_version() -> str:
 # -- experiments -------------------------------------------------------------------
 
 
-@transaction.atomic
-def experiment_create(*, team: Team, actor: AnyUser, name: str, description: str = "") -> Experiment:
-    """A new experiment in the team. Members and admins only."""
-    ensure_role(user=actor, team=team, required=Role.MEMBER)
+def _experiment_name(team: Team, name: str, *, other_than: int | None = None) -> str:
+    """``name`` stripped, if an experiment may have it: not blank, not too long, and
+    no other experiment of the team has it (in any case). ValidationError on ``name``."""
     name = (name or "").strip()
-    description = (description or "").strip()
     max_length = Experiment._meta.get_field("name").max_length
     if not name:
         raise ValidationError({"name": "Give the experiment a name."})
     if max_length and len(name) > max_length:
         raise ValidationError({"name": f"Use at most {max_length} characters."})
-    if Experiment.objects.filter(team=team, name__iexact=name).exists():
+    if Experiment.objects.filter(team=team, name__iexact=name).exclude(pk=other_than).exists():
         raise ValidationError({"name": f"The team has an experiment called '{name}' already."})
-    return Experiment.objects.create(team=team, name=name, description=description, created_by=actor)
+    return name
+
+
+@transaction.atomic
+def experiment_create(*, team: Team, actor: AnyUser, name: str, description: str = "") -> Experiment:
+    """A new experiment in the team. Members and admins only."""
+    ensure_role(user=actor, team=team, required=Role.MEMBER)
+    name = _experiment_name(team, name)
+    description = (description or "").strip()
+    with _name_taken(name):
+        return Experiment.objects.create(team=team, name=name, description=description, created_by=actor)
+
+
+@transaction.atomic
+def experiment_update(
+    *, experiment: Experiment, actor: AnyUser, name: str | None = None, description: str | None = None
+) -> Experiment:
+    """Rename the experiment or change its description (None leaves a field as it is),
+    under the rules of a new one. Members and admins only. Its runs, models and
+    reviews follow, since they point to it, not to its name."""
+    ensure_role(user=actor, team=experiment.team_id, required=Role.MEMBER)
+    locked = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    if name is not None:
+        locked.name = _experiment_name(locked.team, name, other_than=locked.pk)
+    if description is not None:
+        locked.description = description.strip()
+    with _name_taken(locked.name):
+        locked.save(update_fields=["name", "description"])
+    return locked
+
+
+@contextmanager
+def _name_taken(name: str) -> Iterator[None]:
+    """A write that lost a race for ``name`` (the database's unique constraint) is
+    refused on ``name`` as the check before it would have refused it."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as error:
+        raise ValidationError({"name": f"The team has an experiment called '{name}' already."}) from error
 
 
 # -- runs ----------------------------------------------------------------------------
