@@ -82,6 +82,34 @@ def test_experiment_create_permissions(team_roles):
     assert not Experiment.objects.exists()
 
 
+def test_experiment_update_keeps_what_is_left_out_and_checks_permissions(team_roles):
+    team, users = team_roles
+    experiment = services.experiment_create(team=team, actor=users["member"], name="Sweep", description="old")
+    updated = services.experiment_update(experiment=experiment, actor=users["admin"], description="new")
+    assert (updated.name, updated.description) == ("Sweep", "new")
+    with pytest.raises(PermissionDenied):
+        services.experiment_update(experiment=experiment, actor=users["viewer"], name="Mine")
+    with pytest.raises(Http404):
+        services.experiment_update(experiment=experiment, actor=users["outsider"], name="Mine")
+    assert Experiment.objects.get(pk=experiment.pk).name == "Sweep"
+
+
+def test_a_name_lost_to_a_concurrent_write_is_refused_on_name(team_roles, monkeypatch):
+    """The check passed, then another request took the name: the database's unique
+    constraint refuses the write, and the caller gets the check's message."""
+    team, users = team_roles
+    ExperimentFactory(team=team, name="Taken")
+    experiment = ExperimentFactory(team=team, name="Mine")
+    monkeypatch.setattr(runs_module, "_experiment_name", lambda team, name, other_than=None: name)
+    with pytest.raises(ValidationError) as exc:
+        services.experiment_update(experiment=experiment, actor=users["member"], name="Taken")
+    assert exc.value.message_dict["name"] == ["The team has an experiment called 'Taken' already."]
+    with pytest.raises(ValidationError):
+        services.experiment_create(team=team, actor=users["member"], name="Taken")
+    assert Experiment.objects.get(pk=experiment.pk).name == "Mine"
+    assert Experiment.objects.filter(name="Taken").count() == 1
+
+
 # -- run_create ------------------------------------------------------------------------------
 
 
