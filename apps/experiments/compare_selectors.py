@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from apps.experiments.analysis.configdiff import DiffRow, config_diff, config_flatten, varying_keys
 from apps.experiments.analysis.curves import DEFAULT_POINTS, downsample_minmax, seconds_per_step, series_clean
+from apps.experiments.analysis.seeds import SeedGroup, SeedRun, seed_groups
 from apps.experiments.analysis.summary import MetricSummary, metric_summary, run_duration
 from apps.experiments.metric_store import ChartPoints, chart_read, series_figures
 from apps.experiments.models import Run
@@ -106,6 +107,24 @@ def compare_summaries(*, runs: Sequence[Run]) -> tuple[list[str], list[RunSummar
             row.name, final=row.last_value, low=row.low, high=row.high
         )
     return names, [RunSummary(run, _elapsed(run, now), per_run[run.pk]) for run in runs]
+
+
+def compare_seed_groups(*, summaries: Sequence[RunSummary]) -> tuple[list[str], list[SeedGroup]]:
+    """The headline metrics that the runs have, and the groups of runs alike but for
+    the seed with those metrics' final values pooled (mean and 95% CI over seeds)."""
+    have = set().union(*(summary.metrics for summary in summaries)) if summaries else set()
+    metrics = [name for name in HEADLINE_METRICS["train"] if name in have]
+    runs = [
+        SeedRun(
+            run_id=summary.run.pk,
+            algorithm=summary.run.algorithm,
+            taskset=f"{summary.run.taskset_version.taskset.name} v{summary.run.taskset_version.number}",
+            config=summary.run.config if isinstance(summary.run.config, dict) else {},
+            finals={name: m.final for name, m in summary.metrics.items()},
+        )
+        for summary in summaries
+    ]
+    return metrics, seed_groups(runs, metrics)
 
 
 def run_metric_summaries(*, run: Run) -> list[MetricSummary]:

@@ -50,6 +50,7 @@ def run_compare(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
 
 def _compare_context(team_slug: str, runs: list[Any]) -> dict[str, Any]:
     names, summaries = compare.compare_summaries(runs=runs)
+    seed_metrics, seed_groups = compare.compare_seed_groups(summaries=summaries)
     rows = [
         {
             "run": item.run,
@@ -78,6 +79,7 @@ def _compare_context(team_slug: str, runs: list[Any]) -> dict[str, Any]:
         "metric_columns": [{"name": name, "higher": higher_is_better(name)} for name in names],
         "diff": compare.compare_config_diff(runs=runs),
         "chart": chart,
+        "seeds": {"metrics": seed_metrics, "groups": seed_groups},
     }
 
 
