@@ -58,6 +58,7 @@ def test_no_server_errors_and_responses_match_the_schema(case, fuzz_world):
         "run_id": run.pk,
         "model_id": fuzz_world["meta_model"].pk,
         "taskset_id": fuzz_world["version"].taskset_id,
+        "experiment_id": fuzz_world["experiment"].pk,
     }
     for name in case.path_parameters or {}:
         case.path_parameters[name] = ids[name]
