@@ -52,15 +52,14 @@ def seed_groups(runs: Sequence[SeedRun], metrics: Sequence[str]) -> list[SeedGro
     """The groups of two or more runs, in the order of their first run, each with its
     ``metrics`` pooled. Keys whose value differs between groups label them."""
     members: dict[str, list[SeedRun]] = {}
-    described: dict[str, dict[str, Any]] = {}
+    shown: dict[str, dict[str, str]] = {}
     for run in runs:
         facts = _described(run)
         key = json.dumps(facts, sort_keys=True, default=str)
         members.setdefault(key, []).append(run)
-        described.setdefault(key, facts)
+        shown.setdefault(key, {k: value_display(v) for k, v in facts.items()})
     if all(len(group) < 2 for group in members.values()):
         return []
-    shown = {key: {k: value_display(v) for k, v in facts.items()} for key, facts in described.items()}
     keys = sorted(set().union(*shown.values()))
     varying = [k for k in keys if len({facts.get(k, MISSING) for facts in shown.values()}) > 1]
     return [
