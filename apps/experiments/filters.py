@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.http import QueryDict
@@ -69,6 +70,10 @@ class RunListFilterForm(RunFilterForm):
         return filters
 
 
+#: The filters a saved view keeps as the query string spells them (the kind has its own field).
+SAVED_FILTERS: tuple[str, ...] = tuple(name for name in RunListFilterForm.base_fields if name != "kind")
+
+
 @dataclass
 class RunListParams:
     """What the run list was asked for. ``problems`` holds a message for each
@@ -88,15 +93,24 @@ class RunListParams:
         """Whether anything narrows the list besides the kind."""
         return bool(self.query.strip()) or any(name != "kind" for name in self.filters)
 
-    def shows(self, *, query: str, columns: list[str], sort: str, kind: str) -> bool:
+    def saved_filters(self) -> dict[str, str]:
+        """The filters in force besides the kind, as the query string spells them
+        (a filter with a bad value is not in force)."""
+        return {name: self.data[name] for name in SAVED_FILTERS if name in self.filters}
+
+    def shows(self, *, query: str, columns: list[str], sort: str, kind: str, filters: dict[str, str]) -> bool:
         """Whether the list shows what a saved view with these fields shows."""
         mine = (self.query.strip(), [c.name for c in self.columns], self.sort.token, self.filters["kind"])
-        return mine == (
-            query.strip(),
-            columns,
-            sort or DEFAULT_SORT,
-            kind or RunKind.TRAIN.value,
-        ) and not any(name != "kind" for name in self.filters)
+        return (
+            mine
+            == (
+                query.strip(),
+                columns,
+                sort or DEFAULT_SORT,
+                kind or RunKind.TRAIN.value,
+            )
+            and self.saved_filters() == filters
+        )
 
     def url_query(self, **changes: str) -> str:
         """The list's query string with ``changes`` (an empty value drops the
@@ -156,6 +170,7 @@ class SavedViewForm(forms.Form):
     cols = forms.CharField(required=False, widget=forms.HiddenInput)
     sort = forms.CharField(required=False, widget=forms.HiddenInput, max_length=200)
     kind = forms.CharField(required=False, widget=forms.HiddenInput, max_length=10)
+    filters = forms.CharField(required=False, widget=forms.HiddenInput, max_length=1000)
 
     @classmethod
     def for_params(cls, params: RunListParams) -> SavedViewForm:
@@ -166,17 +181,23 @@ class SavedViewForm(forms.Form):
                 "cols": ",".join(column.name for column in params.columns),
                 "sort": params.sort.token,
                 "kind": params.filters.get("kind", ""),
+                "filters": urlencode(params.saved_filters()),
             }
         )
 
     def column_names(self) -> list[str]:
         return [name for name in (p.strip() for p in self.cleaned_data["cols"].split(",")) if name]
 
+    def filter_values(self) -> dict[str, str]:
+        """The ``filters`` field's ``name=value`` pairs (the last of a repeated name)."""
+        return dict(QueryDict(self.cleaned_data["filters"]).items())
 
-def saved_view_query(*, query: str, columns: list[str], sort: str, kind: str) -> str:
+
+def saved_view_query(*, query: str, columns: list[str], sort: str, kind: str, filters: dict[str, str]) -> str:
     """The run list's query string for a saved view's fields."""
     data = QueryDict(mutable=True)
-    for name, value in (("q", query), ("cols", ",".join(columns)), ("sort", sort), ("kind", kind)):
+    pairs = (("q", query), ("cols", ",".join(columns)), ("sort", sort), ("kind", kind), *filters.items())
+    for name, value in pairs:
         if value:
             data[name] = value
     return data.urlencode()

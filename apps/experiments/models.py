@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -305,8 +306,10 @@ class RunEvent(models.Model):
 
 
 class SavedView(models.Model):
-    """A named run-list view shared by the team: a search, extra columns, a sort and
-    the kind of runs. Members create them; the creator or an admin deletes them."""
+    """A named run-list view shared by the team: a search, extra columns, a sort, the
+    kind of runs and the filters (``{"status": "failed", "archived": "include"}``, as
+    the query string spells them). Members create them; the creator or an admin
+    deletes them."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="saved_views")
     name = models.CharField(max_length=80)
@@ -314,6 +317,7 @@ class SavedView(models.Model):
     columns = models.JSONField(default=list, blank=True)
     sort = models.CharField(max_length=200, blank=True)
     kind = models.CharField(max_length=10, blank=True)
+    filters = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -323,3 +327,13 @@ class SavedView(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def list_fields(self) -> dict[str, Any]:
+        """What the run list reads of the view (``saved_view_query``, ``RunListParams.shows``)."""
+        return {
+            "query": self.query,
+            "columns": self.columns,
+            "sort": self.sort,
+            "kind": self.kind,
+            "filters": self.filters,
+        }

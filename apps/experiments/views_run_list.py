@@ -79,7 +79,7 @@ def _context(
     needs_guide = needs_guide and not hidden
     saved_views = saved_view_list_for_team(team=team)
     for view in saved_views:
-        fields = {"query": view.query, "columns": view.columns, "sort": view.sort, "kind": view.kind}
+        fields = view.list_fields()
         view.list_query, view.active = saved_view_query(**fields), params.shows(**fields)
     return {
         "team": team,
@@ -99,7 +99,7 @@ def _context(
         "column_choices": offered,
         "field_help": field_help(),
         "saved_views": saved_views,
-        "all_runs_active": params.shows(query="", columns=[], sort="", kind=""),
+        "all_runs_active": params.shows(query="", columns=[], sort="", kind="", filters={}),
         "save_form": save_form or SavedViewForm.for_params(params),
         "compare_min": COMPARE_MIN,
         "compare_max": COMPARE_MAX,
@@ -141,7 +141,7 @@ def saved_view_create(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
     if form.is_valid():
         data = form.cleaned_data
         try:
-            services.saved_view_create(
+            view = services.saved_view_create(
                 team=team,
                 actor=request.user,
                 name=data["name"],
@@ -149,14 +149,13 @@ def saved_view_create(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
                 columns=form.column_names(),
                 sort=data["sort"],
                 kind=data["kind"],
+                filters=form.filter_values(),
             )
         except ValidationError as error:
             for field, messages in error.message_dict.items():
                 form.add_error("name" if field == "name" else None, messages)
         else:
-            query = saved_view_query(
-                query=data["q"], columns=form.column_names(), sort=data["sort"], kind=data["kind"]
-            )
+            query = saved_view_query(**view.list_fields())
             url = reverse("experiments:run-list", kwargs={"team_slug": team.slug})
             return redirect_page(request, f"{url}?{query}" if query else url)
     context = _context(team, role, run_list_params(request.GET, team=team), form)

@@ -1,20 +1,24 @@
 """Saved views of the run list: members create them from the list ("Save this
 view"), everyone in the team sees them as chips, the creator or an admin deletes
 them; names are unique per team (a field error), and a view must hold a query,
-columns and a sort that the list can read. Permissions for viewer, member, admin,
+columns, a sort and filters that the list can read. Permissions for viewer, member, admin,
 another team and anonymous, with and without htmx."""
 
 from __future__ import annotations
 
 import html
+import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.experiments import services
 from apps.experiments.listing.selectors import saved_view_list_for_team
-from apps.experiments.models import SavedView
+from apps.experiments.models import RunStatus, SavedView
+from tests.factories import ExperimentFactory, RunFactory, TaskSetFactory
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -149,3 +153,66 @@ def test_saved_views_are_one_query(team_roles, django_assert_num_queries):
     with django_assert_num_queries(1):
         views = saved_view_list_for_team(team=team)
         assert [v.created_by.username for v in views] == ["member"] * 3
+
+
+def _save_form_filters(body: str) -> str:
+    """The value of the "Save this view" form's hidden ``filters`` field."""
+    form = body[body.index('id="saved-view-form"') :].split("</form>")[0]
+    return html.unescape(re.search(r'name="filters" value="([^"]*)"', form).group(1))
+
+
+def test_the_filters_in_force_are_saved_and_the_view_opens_with_them(client, team_roles):
+    team, users = team_roles
+    experiment = ExperimentFactory(team=team, created_by=users["member"])
+    failed = RunFactory(experiment=experiment, status=RunStatus.FAILED, archived_at=timezone.now())
+    RunFactory(experiment=experiment, status=RunStatus.FAILED)
+    RunFactory(experiment=experiment, status=RunStatus.FAILED, algorithm="reptile")
+    RunFactory(experiment=experiment, status=RunStatus.SUCCEEDED)
+    client.force_login(users["member"])
+    state = "status=failed&algorithm=maml&archived=only&date_from=2000-01-01&launched_by=bogus"
+    filters = _save_form_filters(client.get(f"{LIST}?{state}").content.decode())
+    assert parse_qs(filters) == {  # the bad launched_by is not in force, so not kept
+        "status": ["failed"], "algorithm": ["maml"], "date_from": ["2000-01-01"], "archived": ["only"]
+    }  # fmt: skip
+    response = client.post(f"{CREATE}?{state}", _post(q="", cols="", sort="", filters=filters))
+    view = SavedView.objects.get()
+    kept = {"status": "failed", "algorithm": "maml", "date_from": "2000-01-01", "archived": "only"}
+    assert view.filters == kept
+    target = response["Location"]
+    assert parse_qs(urlsplit(target).query) == {key: [value] for key, value in view.filters.items()}
+    opened = html.unescape(client.get(target).content.decode())
+    assert re.findall(r'data-run-id="(\d+)"', opened) == [str(failed.pk)]
+    chip = opened[opened.index(f'data-saved-view="{view.pk}"') :].split("</a>")[0]
+    assert "chip-active" in chip
+    plain = html.unescape(client.get(f"{LIST}?status=failed").content.decode())
+    assert "chip-active" not in plain[plain.index(f'data-saved-view="{view.pk}"') :].split("</a>")[0]
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        ("status=bogus", "status: Select a valid choice. bogus is not one of the available choices."),
+        ("colour=red", "filters: 'colour' is not one of status, algorithm, taskset"),
+        ("date_to=yesterday", "To: Enter a valid date."),
+        ("archived=all", "Archived: Select a valid choice."),
+    ],
+)
+def test_a_filter_the_list_would_not_apply_is_refused_naming_it(client, team_roles, filters, message):
+    _team, users = team_roles
+    client.force_login(users["member"])
+    response = client.post(CREATE, _post(filters=filters), **HTMX)
+    assert response.status_code == 200 and message in html.unescape(response.content.decode())
+    assert not SavedView.objects.exists()
+
+
+def test_another_teams_task_set_is_not_a_filter(team_roles):
+    team, users = team_roles
+    mine, theirs = TaskSetFactory(team=team), TaskSetFactory(team=users["outsider"].memberships.get().team)
+    with pytest.raises(ValidationError) as caught:
+        services.saved_view_create(
+            team=team, actor=users["member"], name="x", columns=[], filters={"taskset": str(theirs.pk)}
+        )
+    assert caught.value.message_dict["taskset"][0].startswith("Task set: Select a valid choice.")
+    filters = {"taskset": str(mine.pk), "status": ""}
+    view = services.saved_view_create(team=team, actor=users["member"], name="x", columns=[], filters=filters)
+    assert view.filters == {"taskset": str(mine.pk)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
+from apps.experiments.filters import SAVED_FILTERS, RunListFilterForm
 from apps.experiments.listing.columns import ColumnError, column_parse, sort_parse
 from apps.experiments.models import RunKind, SavedView
 from apps.experiments.search import QueryError, run_search_q
@@ -20,10 +21,23 @@ from apps.teams.types import AnyUser
 __all__ = ["saved_view_create", "saved_view_delete"]
 
 
-def _checked(*, name: str, query: str, columns: list[str], sort: str, kind: str) -> dict[str, object]:
+def _filter_errors(team: Team, filters: dict[str, str]) -> dict[str, str]:
+    """A message per filter that the run list would not apply (the list ignores a
+    bad filter; a view must not keep one)."""
+    unknown = [name for name in filters if name not in SAVED_FILTERS]
+    if unknown:
+        return {"filters": f"filters: {unknown[0][:20]!r} is not one of {', '.join(SAVED_FILTERS)}"}
+    form = RunListFilterForm(filters, team=team)
+    form.is_valid()
+    return {name: f"{form.fields[name].label or name}: {' '.join(form.errors[name])}" for name in form.errors}
+
+
+def _checked(
+    *, team: Team, name: str, query: str, columns: list[str], sort: str, kind: str, filters: dict[str, str]
+) -> dict[str, object]:
     """The view's fields, checked as the run list would read them; ValidationError
     naming each field that is wrong."""
-    errors: dict[str, str] = {}
+    errors = _filter_errors(team, filters)
     max_length = SavedView._meta.get_field("name").max_length or 80
     if not name:
         errors["name"] = "Give the view a name."
@@ -43,7 +57,8 @@ def _checked(*, name: str, query: str, columns: list[str], sort: str, kind: str)
         errors["kind"] = f"kind: {kind[:20]!r} is not one of {', '.join((*RunKind.values, KIND_ALL))}"
     if errors:
         raise ValidationError(errors)
-    return {"name": name, "query": query, "columns": names, "sort": sort, "kind": kind}
+    kept = {name: value for name, value in filters.items() if value}
+    return {"name": name, "query": query, "columns": names, "sort": sort, "kind": kind, "filters": kept}
 
 
 def saved_view_create(
@@ -55,11 +70,21 @@ def saved_view_create(
     columns: list[str],
     sort: str = "",
     kind: str = "",
+    filters: dict[str, str] | None = None,
 ) -> SavedView:
     """A new saved view in the team (members and admins). The name is unique in the
-    team, ignoring case; the query, columns and sort must be ones the list reads."""
+    team, ignoring case; the query, columns, sort and filters must be ones the list
+    reads (``filters``: :data:`SAVED_FILTERS` as the query string spells them)."""
     ensure_role(user=actor, team=team, required=Role.MEMBER)
-    fields = _checked(name=(name or "").strip(), query=query or "", columns=columns, sort=sort, kind=kind)
+    fields = _checked(
+        team=team,
+        name=(name or "").strip(),
+        query=query or "",
+        columns=columns,
+        sort=sort,
+        kind=kind,
+        filters=filters or {},
+    )
     taken = ValidationError({"name": f"The team has a view called '{fields['name']}' already."})
     if SavedView.objects.filter(team=team, name__iexact=fields["name"]).exists():
         raise taken
