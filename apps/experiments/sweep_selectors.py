@@ -1,5 +1,6 @@
 """Reads for sweeps: a team's sweeps with their runs' counts, one sweep if the user
-may see it, and its leaderboard (each run's latest value of the sweep's metric)."""
+may see it, its leaderboard (each run's latest value of the sweep's metric), and its
+runs pooled across seeds."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 
+from apps.experiments.analysis.seeds import SeedGroup, SeedRun, seed_groups
 from apps.experiments.models import MetricSeries, Run, RunStatus, Sweep
 from apps.teams.models import Team
 
@@ -101,3 +103,30 @@ def sweep_parallel_data(*, sweep: Sweep, rows: list[LeaderRow]) -> dict[str, Any
             {"id": row.run.pk, "config": row.point, "metrics": {sweep.metric: row.value}} for row in rows
         ],
     }
+
+
+def sweep_seed_groups(*, sweep: Sweep, rows: list[LeaderRow]) -> list[SeedGroup]:
+    """The sweep's succeeded runs whose swept settings agree but for the seed, pooled:
+    the mean and 95% CI of the metric's final value, best mean first (groups with
+    fewer than two values last). Empty unless the seed is swept (runs of one seed that
+    agree are repeats, not seeds) or when no two such runs agree. No query."""
+    if "seed" not in (sweep.dimensions or {}):
+        return []
+    runs = [
+        SeedRun(
+            run_id=row.run.pk,
+            algorithm=row.run.algorithm,
+            taskset="",  # one task-set version per sweep
+            config=row.point,
+            finals={sweep.metric: row.value},
+        )
+        for row in sorted(rows, key=lambda row: row.run.pk)
+        if row.run.status == RunStatus.SUCCEEDED
+    ]
+    sign = -1.0 if sweep.maximize else 1.0
+
+    def key(group: SeedGroup) -> tuple[int, float]:
+        pooled = group.stats[sweep.metric]
+        return (1, 0.0) if pooled is None else (0, sign * pooled.mean)
+
+    return sorted(seed_groups(runs, [sweep.metric]), key=key)

@@ -21,6 +21,7 @@ from apps.experiments.sweep_selectors import (
     sweep_leaderboard,
     sweep_list_for_team,
     sweep_parallel_data,
+    sweep_seed_groups,
 )
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
@@ -87,6 +88,7 @@ def _page_context(team: Team, role: Role, sweep: Sweep) -> dict[str, Any]:
         "best": best,
         "counts": sorted(counts.items()),
         "parallel": sweep_parallel_data(sweep=sweep, rows=rows),
+        "seed_groups": sweep_seed_groups(sweep=sweep, rows=rows),
         "can_write": role.allows(Role.MEMBER),
         "live": sweep.status == SweepStatus.RUNNING,
     }

@@ -4,6 +4,8 @@ query counts that do not grow with the number of runs."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -257,3 +259,46 @@ def test_dimensions_without_a_strategy_are_refused_not_ignored(client, world, se
     # Blank dimensions are no sweep: one run, as before.
     response = client.post(url, launch_data(world, sweep_strategy="", dim_inner_lr="  "))
     assert response.status_code == 302 and Run.objects.filter(sweep=None).count() == 1
+
+
+def test_a_sweep_over_seeds_is_pooled_across_them_best_mean_first(client, world):
+    sweep = world["sweep"]
+    sweep.dimensions = {
+        "seed": {"kind": "list", "values": [0, 1, 2]},
+        "inner_lr": {"kind": "list", "values": [0.01, 0.1]},
+    }
+    sweep.save(update_fields=["dimensions"])
+    Run.objects.filter(sweep=sweep).delete()
+    finals = {(0.01, 0): 3.0, (0.01, 1): 2.0, (0.01, 2): 4.0, (0.1, 0): 1.0, (0.1, 1): 2.0}
+    ids = {}
+    for (lr, seed), loss in finals.items():
+        run = RunFactory(
+            experiment=world["experiment"],
+            taskset_version=world["version"],
+            sweep=sweep,
+            config={**SMALL_CONFIG, "inner_lr": lr, "seed": seed},
+            seed=seed,
+            status=RunStatus.SUCCEEDED,
+        )
+        metric_points_add(run, [("val_loss", 10, 9.0), ("val_loss", 20, loss)])
+        ids[lr, seed] = run.pk
+    failed = RunFactory(  # ended early: its last value is not a final one
+        experiment=world["experiment"],
+        taskset_version=world["version"],
+        sweep=sweep,
+        config={**SMALL_CONFIG, "inner_lr": 0.1, "seed": 2},
+        status=RunStatus.FAILED,
+    )
+    metric_points_add(failed, [("val_loss", 10, 50.0)])
+    login(client, world, "viewer")
+    body = client.get(detail_url(world)).content.decode()
+    section = body[body.index('id="sweep-seeds"') :].split("</section>")[0]
+    groups = re.findall(r'data-seed-group="([\d,]+)"', section)
+    assert groups == [f"{ids[0.1, 0]},{ids[0.1, 1]}", ",".join(str(ids[0.01, s]) for s in range(3))]
+    cells = re.findall(r'data-metric="val_loss">([^<]*)<', section)
+    # lr 0.1: mean 1.5, t(0.975, 1) * sd 0.7071 / sqrt(2) = 6.3531; lr 0.01: 3.0, t(0.975, 2) * 1 / sqrt(3).
+    assert cells == ["1.5000 ± 6.3531", "3.0000 ± 2.4841"]
+    assert "<th>inner_lr</th>" in section and "<th>seed</th>" not in section
+    sweep.dimensions = {"inner_lr": sweep.dimensions["inner_lr"]}  # one seed: repeats, not seeds
+    sweep.save(update_fields=["dimensions"])
+    assert 'id="sweep-seeds"' not in client.get(detail_url(world)).content.decode()
