@@ -99,7 +99,7 @@ def _progress_text(event: dict[str, Any]) -> str:
 
 
 #: Group events that are only relayed to the socket, without touching the database.
-RELAYED = frozenset({"run.status", "run.progress"})
+RELAYED = frozenset({"run.status", "run.progress", "runs.archived"})
 
 
 class _GroupConsumer(AsyncJsonWebsocketConsumer):
@@ -227,8 +227,8 @@ class RunConsumer(_GroupConsumer):
 
 
 class TeamRunsConsumer(_GroupConsumer):
-    """Status changes of a team's runs: ``team.state`` on connect, then ``run.status``;
-    and ``queue.changed`` (no run, no team) when any team's run moves a shared queue,
+    """Status changes of a team's runs: ``team.state`` on connect, then ``run.status``
+    and ``runs.archived``; and ``queue.changed`` (no run, no team) when any team's run moves a shared queue,
     so that the queued runs shown can re-read their places."""
 
     queue_groups = tuple(queue_group(queue) for queue in Queue.values)
@@ -238,6 +238,9 @@ class TeamRunsConsumer(_GroupConsumer):
         return await database_sync_to_async(_team_visible)(self.scope["user"], slug) is not None
 
     async def queue_changed(self, event: dict[str, Any]) -> None:
+        await self.send_json(event)
+
+    async def runs_archived(self, event: dict[str, Any]) -> None:
         await self.send_json(event)
 
     async def connect(self) -> None:

@@ -1,6 +1,6 @@
 """Typed websocket payloads, and the one path that sends them to the channel layer.
 
-Every event (status, progress, state, queue changes) goes through
+Every event (status, progress, state, queue changes, archiving) goes through
 :func:`send_messages_nowait`: services publish on commit with :func:`publish_many`,
 the worker's reporter sends progress with :func:`group_send_nowait`. Both schedule
 onto ONE persistent loop per process (the ASGI server's loop in embedded mode).
@@ -98,6 +98,16 @@ class QueueChangedEvent:
 
 
 @dataclass(frozen=True)
+class RunsArchivedEvent:
+    """Members archived (``archived``) or restored these runs of the team: its open
+    lists re-read which runs they show."""
+
+    run_ids: list[int]
+    archived: bool
+    type: str = field(default="runs.archived", init=False)
+
+
+@dataclass(frozen=True)
 class MembershipRemovedEvent:
     """The user left the team (``user-<id>``): their sockets on it re-check and close."""
 
@@ -105,7 +115,7 @@ class MembershipRemovedEvent:
     type: str = field(default="membership.removed", init=False)
 
 
-Event = RunStatusEvent | RunProgressEvent | QueueChangedEvent | MembershipRemovedEvent
+Event = RunStatusEvent | RunProgressEvent | QueueChangedEvent | RunsArchivedEvent | MembershipRemovedEvent
 
 
 def event_message(event: Event) -> dict[str, Any]:

@@ -6,8 +6,9 @@
 //     relays run.status events; badges swap in place, and a newly queued run not on the
 //     page refreshes the list's partial. So does queue.changed (a run of any team was
 //     queued, started or ended) while the partial shows queued runs ([data-queue-wait]):
-//     their places have moved. A queued run's page carries data-team-live too, and
-//     refreshes its status panel.
+//     their places have moved. runs.archived (members archived or restored runs) refreshes
+//     it too: archived runs leave the list, restored ones come back, counts change. A
+//     queued run's page carries data-team-live too, and refreshes its status panel.
 (function () {
   "use strict";
 
@@ -72,6 +73,10 @@
           message.runs.forEach(function (run) {
             showRun(String(parseInt(run.id, 10)), run.status, run.step);
           });
+          return;
+        }
+        if (message.type === "runs.archived") {
+          refreshList();
           return;
         }
         if (message.type === "queue.changed") {

@@ -1,6 +1,7 @@
 """A member tidies the team's history in the browser: ticks two ended runs and a
 running one, "Archive (3)" is refused naming the running run, unticks it, archives
-the two, finds them under "Show them", and restores one from the run's page."""
+the two (a second tab open on the list drops them without a reload), finds them
+under "Show them", and restores one from the run's page."""
 
 from __future__ import annotations
 
@@ -46,6 +47,11 @@ def test_a_member_archives_and_restores_runs(live_stack, e2e_page, e2e_user):
     )
     assert not Run.objects.filter(archived_at__isnull=False).exists()
 
+    watcher = page.context.new_page()  # another dashboard on the list, live
+    watcher.goto(f"{base}/t/{team.slug}/runs/")
+    expect(watcher.locator("body[data-socket=open]")).to_have_count(1)
+    expect(watcher.locator("tr[data-run-id]")).to_have_count(4)
+
     for target in (failed, done):
         page.check(f'input[data-select-run="{target.pk}"]')
     expect(button).to_have_text("Archive (2)")
@@ -56,6 +62,10 @@ def test_a_member_archives_and_restores_runs(live_stack, e2e_page, e2e_user):
     expect(page.locator("tr[data-run-id]")).to_have_count(2)
     expect(page.locator("#archived-hidden")).to_contain_text("2 archived runs not shown.")
     shots.take(page, "archived-hidden")
+    expect(watcher.locator("tr[data-run-id]")).to_have_count(2)
+    expect(watcher.locator("#archived-hidden")).to_contain_text("2 archived runs not shown.")
+    shots.take(watcher, "archived-live-in-another-tab")
+    watcher.close()
 
     page.click("#show-archived")
     page.wait_for_url(re.compile(r"archived=only"))

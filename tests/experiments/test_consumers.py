@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections
 
 from apps.experiments.models import RunStatus
-from apps.experiments.services import run_claim
+from apps.experiments.services import run_claim, runs_archive, runs_restore
 from metaweb.routing import websocket_urlpatterns
 from tests.factories import RunFactory, metric_points_add
 from workers.reporting import RunReporter
@@ -214,3 +214,19 @@ async def test_team_consumer_refuses_outsiders_and_unknown_teams(run, team_roles
     assert (connected, code) == (False, 4404)
     _c, connected, code = await _connect("/ws/teams/nope/", users["admin"])
     assert (connected, code) == (False, 4404)
+
+
+async def test_archiving_reaches_the_team_socket_once_per_change(run, team_roles):
+    team, users = team_roles
+    ended = await database_sync_to_async(RunFactory)(experiment=run.experiment, status=RunStatus.SUCCEEDED)
+    communicator, connected, _ = await _connect("/ws/teams/alpha/", users["viewer"])
+    assert connected and (await communicator.receive_json_from(timeout=5))["type"] == "team.state"
+    for service in (runs_archive, runs_archive, runs_restore):
+        await database_sync_to_async(service)(team=team, run_ids=[ended.pk], actor=users["member"])
+    # Sends keep their order, so the repeated archive (no change) sent nothing when the
+    # restore comes second.
+    first = await communicator.receive_json_from(timeout=5)
+    second = await communicator.receive_json_from(timeout=5)
+    assert first == {"type": "runs.archived", "run_ids": [ended.pk], "archived": True}
+    assert second == {"type": "runs.archived", "run_ids": [ended.pk], "archived": False}
+    await communicator.disconnect()

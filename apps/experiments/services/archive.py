@@ -6,7 +6,7 @@ list, an experiment's page, the compare page's search) unless they ask for
 archived runs. Nothing else changes: it keeps its metrics, checkpoints, history
 and meta-model, and its own page and the compare page still open it by number. A
 run still queued or running cannot be archived: cancel it first. Each change is a
-run event naming who made it.
+run event naming who made it, and the team's open lists hear of it (``runs.archived``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.experiments.events import RunsArchivedEvent, publish_on_commit, team_group
 from apps.experiments.models import Run, RunEvent
 from apps.teams.models import Role, Team
 from apps.teams.services import ensure_role
@@ -77,6 +78,9 @@ def _runs_set(*, team: Team, run_ids: Sequence[int], actor: AnyUser, archived: b
         )
         for run in changed
     )
+    if changed:
+        event = RunsArchivedEvent(run_ids=[run.pk for run in changed], archived=archived)
+        publish_on_commit([team_group(team.pk)], event)
     return runs
 
 
