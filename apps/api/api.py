@@ -17,6 +17,7 @@ from apps.api import (
     model_refs,
     registry,
     runs,
+    sweeps,
     tasksets,
     teams,
 )
@@ -46,7 +47,18 @@ api = NinjaAPI(
 )
 install_error_handlers(api)
 
-for module in (teams, tasksets, experiments, runs, external, registry, model_refs, adaptations, comparison):
+for module in (
+    teams,
+    tasksets,
+    experiments,
+    runs,
+    sweeps,
+    external,
+    registry,
+    model_refs,
+    adaptations,
+    comparison,
+):
     api.add_router("/", module.router)
 
 

@@ -35,7 +35,7 @@ def sweep_get_for_team(*, team: Team, sweep_id: int) -> Sweep:
     """The team's sweep (the caller checked membership: ``team_get_for_user``); Http404 otherwise."""
     sweep = (
         Sweep.objects.defer("configs")
-        .select_related("experiment", "created_by", "team")
+        .select_related("experiment", "created_by", "team", "taskset_version")
         .filter(pk=sweep_id, team=team)
         .first()
     )

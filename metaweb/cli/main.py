@@ -85,7 +85,7 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> Parser:
-    from metaweb.cli import adapt, models, runs
+    from metaweb.cli import adapt, models, runs, sweeps
 
     parser = Parser(prog="metaweb", description="MetaWeb from the command line.")
     common = Parser(add_help=False)
@@ -97,6 +97,7 @@ def build_parser() -> Parser:
     login.add_argument("--token", help="the token (else read from stdin or a prompt)")
     login.set_defaults(func=cmd_login)
     runs.add_commands(sub, common)
+    sweeps.add_commands(sub, common)
     models.add_commands(sub, common)
     adapt.add_commands(sub, common)
     return parser

@@ -28,6 +28,8 @@ from metaweb.client.types import (
     RunEvent,
     RunPage,
     Series,
+    SweepDetail,
+    SweepPage,
     TaskSet,
     Team,
 )
@@ -237,6 +239,54 @@ class Client:
     def run_checkpoint(self, run_id: int, path: str | os.PathLike[str], *, team: str | None = None) -> str:
         """Download the newest checkpoint's safetensors to ``path``; returns its sha256."""
         return self.http.download(f"{self._t(team)}/runs/{int(run_id)}/checkpoint", path)[0]
+
+    # -- sweeps -------------------------------------------------------------------
+
+    def sweeps(self, *, before: int | None = None, limit: int = 50, team: str | None = None) -> SweepPage:
+        params = {"before": before, "limit": limit}
+        return self.http.json("GET", f"{self._t(team)}/sweeps", params=params)
+
+    def sweep(self, sweep_id: int, *, team: str | None = None) -> SweepDetail:
+        """One sweep with its leaderboard and its runs pooled across seeds."""
+        return self.http.json("GET", f"{self._t(team)}/sweeps/{int(sweep_id)}")
+
+    def sweep_launch(
+        self,
+        *,
+        experiment: str | int,
+        taskset: str | int,
+        dimensions: dict[str, list[Any] | str],
+        strategy: str = "grid",
+        config: dict[str, Any] | None = None,
+        samples: int = 0,
+        seed: int = 0,
+        metric: str = "val_loss",
+        max_concurrent: int = 1,
+        queue: str = "cpu",
+        name: str = "",
+        team: str | None = None,
+    ) -> SweepDetail:
+        """Launch a sweep: ``dimensions`` maps a setting to its values (a list, or the
+        launch form's text: ``"1..5 step 1"``, ``"1e-4..1e-1 log"``); ``config`` holds
+        the settings every run shares (the engine's TrainConfig less ``family``)."""
+        body = {
+            "experiment_id": self.experiment_id(experiment, create=True, team=team),
+            "taskset_id": self.taskset_id(taskset, team=team),
+            "config": config or {},
+            "dimensions": dimensions,
+            "strategy": strategy,
+            "samples": samples,
+            "seed": seed,
+            "metric": metric,
+            "max_concurrent": max_concurrent,
+            "queue": queue,
+            "name": name,
+        }
+        return self.http.json("POST", f"{self._t(team)}/sweeps", body=body)
+
+    def sweep_stop(self, sweep_id: int, *, team: str | None = None) -> SweepDetail:
+        """Start no more runs, and cancel the sweep's queued and running ones."""
+        return self.http.json("POST", f"{self._t(team)}/sweeps/{int(sweep_id)}/stop")
 
     # -- meta-models ----------------------------------------------------------------
 

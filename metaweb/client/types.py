@@ -74,6 +74,72 @@ class RunEvent(TypedDict):
     attempt: int
 
 
+class Sweep(TypedDict):
+    id: int
+    name: str
+    status: str
+    message: str
+    strategy: str
+    experiment_id: int
+    taskset_id: int
+    taskset_version: int
+    queue: str
+    metric: str
+    maximize: bool
+    max_concurrent: int
+    dimensions: dict[str, Any]
+    planned: int
+    waiting: int
+    created_by: str
+    created_at: str
+
+
+class SweepPage(TypedDict):
+    next_before: int | None
+    results: list[Sweep]
+
+
+class Leader(TypedDict):
+    rank: int | None
+    run_id: int
+    status: str
+    step: int
+    total_steps: int
+    value: float | None
+    value_step: int | None
+    point: dict[str, Any]
+
+
+class SeedGroup(TypedDict):
+    run_ids: list[int]
+    label: dict[str, Any]
+    n: int
+    mean: float | None
+    half_width: float | None
+
+
+class SweepDetail(TypedDict):
+    id: int
+    name: str
+    status: str
+    message: str
+    strategy: str
+    experiment_id: int
+    taskset_id: int
+    taskset_version: int
+    queue: str
+    metric: str
+    maximize: bool
+    max_concurrent: int
+    dimensions: dict[str, Any]
+    planned: int
+    waiting: int
+    created_by: str
+    created_at: str
+    leaderboard: list[Leader]
+    across_seeds: list[SeedGroup]
+
+
 class Points(TypedDict):
     stored: int
     stop: bool

@@ -10,7 +10,7 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from apps.experiments.models import RunStatus
+from apps.experiments.models import RunStatus, Sweep
 from apps.registry import storage
 from apps.teams.models import ApiToken, Role, TokenScope
 from apps.teams.token_services import api_token_create, api_token_revoke
@@ -77,6 +77,17 @@ def api_world(team_roles, settings):
     }
     (weights / storage.CHECKPOINT_JSON).write_text(json.dumps(checkpoint))
     adaptation = AdaptationFactory(meta_model=meta_model)
+    sweep = Sweep.objects.create(
+        team=team,
+        experiment=experiment,
+        taskset_version=version,
+        name="seeds",
+        strategy="grid",
+        base_config={k: v for k, v in SMALL_CONFIG.items() if k != "family"},
+        dimensions={"seed": {"kind": "list", "values": [0, 1]}},
+        metric="val_loss",
+        created_by=users["member"],
+    )
     beta = users["outsider"].memberships.get().team
     tokens = {role: issue(users[role], team) for role in (Role.VIEWER, Role.MEMBER, Role.ADMIN)}
     tokens["read_only"] = issue(users["admin"], team, scope=TokenScope.READ)
@@ -94,6 +105,7 @@ def api_world(team_roles, settings):
         "run": run,
         "meta_model": meta_model,
         "adaptation": adaptation,
+        "sweep": sweep,
         "external": external,
         "experiment": experiment,
         "version": version,

@@ -32,6 +32,14 @@ SAMPLE_BODIES: dict[tuple[str, str], Any] = {
     # an ended run of the team, made per call (the world's run is queued)
     ("post", "/api/v1/teams/{team}/runs/archive"): lambda world: {"ids": [_ended_run(world).pk]},
     ("post", "/api/v1/teams/{team}/runs/restore"): {"ids": ["{run}"]},
+    ("post", "/api/v1/teams/{team}/sweeps"): {
+        "experiment_id": "{experiment}",
+        "taskset_id": "{taskset}",
+        "config": {"iterations": 20, "meta_batch": 4},
+        "strategy": "grid",
+        "dimensions": {"seed": [0, 1]},
+    },
+    ("post", "/api/v1/teams/{team}/sweeps/{sweep_id}/stop"): None,
     ("post", "/api/v1/teams/{team}/external-runs"): {
         "experiment_id": "{experiment}",
         "taskset_id": "{taskset}",
@@ -116,6 +124,7 @@ def call(client: Client, method: str, path: str, world: dict[str, Any], **extra:
         taskset_id=world["version"].taskset_id,
         model_id=world["meta_model"].pk,
         experiment_id=world["experiment"].pk,
+        sweep_id=world["sweep"].pk,
     )
     if "/adaptations/{run_id}" in path:
         url = path.format(team=world["team"].slug, run_id=world["adaptation"].run_id)

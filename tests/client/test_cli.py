@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from apps.experiments.models import Run
+from apps.experiments.models import Run, Sweep
 from metaweb.cli import main
 from tests.client.conftest import one_line
-from tests.factories import SMALL_CONFIG, RunFactory
+from tests.factories import SMALL_CONFIG, RunFactory, metric_points_add
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,6 +119,36 @@ def test_runs_archive_ls_and_restore(logged_in, cli):
     assert code == 0 and json.loads(out)[0]["archived_at"] is None
     code, _, err = cli("runs", "archive", str(run.pk), "999999999")
     assert code == 1 and "ids: Not runs of this team: #999999999." in one_line(err)
+
+
+def test_sweeps_launch_show_ls_and_stop(logged_in, cli, tmp_path, sent):
+    config = tmp_path / "base.json"
+    config.write_text(json.dumps({k: v for k, v in SMALL_CONFIG.items() if k not in ("family", "algorithm")}))
+    argv = ["sweeps", "launch", "--taskset", "Sines", "--config", str(config), "--max-concurrent", "4"]
+    code, out, err = cli(*argv, "--dim", "seed=0,1", "--dim", "inner_lr=0.01, 0.1", "--name", "lr x seed")
+    sweep = Sweep.objects.get()
+    assert code == 0 and out.startswith(f"Sweep {sweep.pk} (lr x seed): 4 runs, http"), err
+    assert out.strip().endswith(f"/t/alpha/sweeps/{sweep.pk}/") and sweep.runs.count() == 4
+    for run in Run.objects.filter(sweep=sweep):  # two seeds of each rate finish
+        loss = run.config["inner_lr"] * 10 + run.config["seed"]
+        metric_points_add(run, [("val_loss", 20, loss)])
+        Run.objects.filter(pk=run.pk).update(status="succeeded", step=20)
+    code, out, _ = cli("sweeps", "show", str(sweep.pk))
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith(f"Sweep {sweep.pk} (lr x seed): running, grid; ranked by")
+    assert lines[2].split() == ["RANK", "RUN", "STATUS", "VAL_LOSS", "SEED", "INNER_LR"]
+    assert [line.split()[3] for line in lines[3:7]] == ["0.1", "1", "1.1", "2"]
+    pooled = out.split("Across seeds")[1].splitlines()
+    assert pooled[1].split() == ["RUNS", "INNER_LR", "N", "MEAN", "CI95"]
+    assert [row.split()[1:4] for row in pooled[2:]] == [["0.01", "2", "0.6"], ["0.1", "2", "1.5"]]
+    code, out, _ = cli("sweeps", "ls")
+    assert code == 0 and out.splitlines()[1].split()[:5] == [str(sweep.pk), "running", "grid", "4", "0"]
+    code, out, _ = cli("sweeps", "stop", str(sweep.pk))
+    assert code == 0 and out.strip() == f"Sweep {sweep.pk} stopped: Stopped by member."
+    code, _, err = cli(*argv, "--dim", "colour=1,2")
+    assert code == 1 and one_line(err).endswith("HTTP 422: dimensions.colour: colour cannot be swept.")
+    code, _, err = cli(*argv, "--dim", "inner_lr")
+    assert code == 64 and "give SETTING=VALUES" in one_line(err)
 
 
 @pytest.mark.parametrize("status,code", [("succeeded", 0), ("failed", 1), ("cancelled", 2)])

@@ -83,6 +83,31 @@ def test_launch_clone_and_cancel(world, member_client, sent):
     assert Run.objects.get(pk=launched["id"]).status == RunStatus.CANCELLED
 
 
+def test_a_sweep_from_python_takes_lists_of_any_kind_of_value(world, member_client, make_client):
+    base = {k: v for k, v in SMALL_CONFIG.items() if k != "family"}
+    sweep = member_client.sweep_launch(
+        experiment="Sine study",
+        taskset="Sines",
+        config=base,
+        dimensions={"seed": [0, 1], "first_order": [True, False], "meta_lr": [1e-3, 3e-4]},
+        max_concurrent=2,
+    )
+    assert (sweep["planned"], sweep["waiting"], len(sweep["leaderboard"])) == (8, 6, 2)
+    runs = Run.objects.filter(sweep_id=sweep["id"])
+    assert {(r.config["first_order"], r.config["meta_lr"]) for r in runs} <= {
+        (fo, lr) for fo in (True, False) for lr in (1e-3, 3e-4)
+    }
+    assert member_client.sweep(sweep["id"])["dimensions"] == sweep["dimensions"]
+    assert [s["id"] for s in make_client(world["tokens"]["viewer"]).sweeps()["results"]] == [sweep["id"]]
+    with pytest.raises(ApiError) as refused:
+        member_client.sweep_launch(experiment="Sine study", taskset="Sines", dimensions={"seed": "0..2 log"})
+    assert refused.value.status == 422 and refused.value.field == "dimensions.seed"
+    with pytest.raises(ApiError) as viewer:
+        make_client(world["tokens"]["viewer"]).sweep_stop(sweep["id"])
+    assert viewer.value.status == 403
+    assert member_client.sweep_stop(sweep["id"])["status"] == "stopped"
+
+
 def test_archive_leaves_the_list_and_restore_brings_it_back(world, member_client, make_client):
     run = world["run"]
     (archived,) = member_client.runs_archive([run.pk])
