@@ -15,9 +15,11 @@
   at every step while a run has at most ``MAX_POINTS_PER_METRIC`` steps (longer
   runs: every k-th step, k = ceil(total / MAX_POINTS_PER_METRIC)); the other step
   metrics (``grad_norm``, training ``accuracy``) at every ``AUX_EVERY``-th of those
-  steps; everything at the last step; every evaluation (``val_*``); not
-  ``step_seconds``. The metric store skips a step not above a metric's highest
-  stored step, so a replayed step after a resume is a no-op.
+  steps; everything at the last step; every evaluation (``val_*``); with a
+  :class:`~workers.system_metrics.SystemSampler`, the system figures (``sys_*``)
+  every ``SAMPLE_SECONDS`` at the step they were taken; not ``step_seconds``. The
+  metric store skips a step not above a metric's highest stored step, so a
+  replayed step after a resume is a no-op.
 * **Progress** goes to the group ``run-<id>`` as ``run.progress`` events, at most
   one per ``event_seconds`` (10 a second by default). Each carries the points
   stored since the previous event, never a point not yet stored: a page that
@@ -68,6 +70,7 @@ from apps.experiments.services import run_checkpointed, run_heartbeat, run_metri
 from workers.dbretry import with_db_retry
 
 if TYPE_CHECKING:
+    from workers.system_metrics import SystemSampler
     from workers.uploads import CheckpointUploader
 
 logger = logging.getLogger(__name__)
@@ -143,6 +146,7 @@ class RunReporter:
         event_seconds: float = 0.1,
         stop_poll_seconds: float = 0.5,
         device_memory_mb: Callable[[], float | None] | None = None,
+        system: SystemSampler | None = None,
         aux_every: int = AUX_EVERY,
         send: Callable[[str, dict[str, Any]], Future | None] = group_send_nowait,
         executor: Executor | None = None,
@@ -161,6 +165,7 @@ class RunReporter:
         # (1: every step, as adaptation curves want).
         self.aux_every = max(1, int(aux_every))
         self._device_memory_mb = device_memory_mb
+        self._system = system
         self._send = send
         self._clock = clock
         # Database work runs on this executor: by default one thread of the reporter's
@@ -214,6 +219,9 @@ class RunReporter:
             for name, value in clean.items():
                 if name == "loss" or aux:
                     self._add(name, step, value)
+        figures = self._system.sample(now) if self._system is not None else None
+        for name, value in (figures or {}).items():
+            self._add(name, step, value)
         if last or (self.first_points_at_once and not self.events_sent and self._buffer):
             # The final points (and with first_points_at_once the first) are stored at
             # once, so that the next event carries them: a page open from the start

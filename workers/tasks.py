@@ -51,6 +51,7 @@ from workers.metalearn.families import make_family
 from workers.metalearn.specs import SPECS
 from workers.metalearn.types import DataError, TrainResult
 from workers.reporting import RunReporter
+from workers.system_metrics import SystemSampler
 from workers.uploads import CheckpointUploader
 
 logger = logging.getLogger(__name__)
@@ -216,11 +217,13 @@ def _training_job(attempt: Attempt, meta_train: MetaTrain | None) -> Job | Faile
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     fetch_newest(attempt.run_id)  # StoreUnavailable: the attempt is interrupted
     uploader = CheckpointUploader(run_id=attempt.run_id, root=checkpoint_dir)
+    memory = _device_memory_reader(attempt.device)
     reporter = RunReporter(
         run_id=attempt.run_id,
         token=attempt.token,
         total_steps=config.iterations,
-        device_memory_mb=_device_memory_reader(attempt.device),
+        device_memory_mb=memory,
+        system=SystemSampler(device_memory_mb=memory),
     )
     reporter.uploader = uploader
     engine = meta_train

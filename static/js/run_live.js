@@ -39,7 +39,7 @@
   }
 
   function runPage(root) {
-    var charts = ["chart-loss", "chart-val"]
+    var charts = ["chart-loss", "chart-val", "chart-sys"]
       .map(function (id) { return document.getElementById(id); })
       .filter(Boolean)
       .map(function (el) { return new window.MetaCharts.SeriesChart(el); });

@@ -142,6 +142,8 @@ def test_metric_summary_picks_best_by_direction():
     assert (acc.final, acc.best) == (0.8, 0.9)
     empty = metric_summary("loss", final=None, low=float("nan"), high=None)
     assert (empty.final, empty.best) == (None, None)
+    memory = metric_summary("sys_rss_mb", final=450.0, low=300.0, high=900.0)  # a system figure: its peak
+    assert (memory.best, memory.higher_is_better) == (900.0, True)
 
 
 def test_durations():

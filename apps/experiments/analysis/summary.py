@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+from workers.system_metrics import SYSTEM_PREFIX
+
 #: Metric names (after any ``val_`` prefix) that are better high; all others are
 #: better low (loss, mse, error...).
 HIGHER_IS_BETTER = ("accuracy", "acc", "precision", "recall", "f1", "auc", "r2")
@@ -32,8 +34,9 @@ class MetricSummary:
 
 def metric_summary(name: str, *, final: float | None, low: float | None, high: float | None) -> MetricSummary:
     """The summary from a metric's last value and its extremes (``MIN``/``MAX``
-    computed by the database); non-finite figures become None."""
-    higher = higher_is_better(name)
+    computed by the database); non-finite figures become None. A system figure
+    (memory, CPU) has no better direction: its peak is shown."""
+    higher = higher_is_better(name) or name.startswith(SYSTEM_PREFIX)
     return MetricSummary(name, _finite(final), _finite(high if higher else low), higher)
 
 
