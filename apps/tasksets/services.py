@@ -393,6 +393,23 @@ def taskset_version_create(
     return version
 
 
+def taskset_version_summary_refresh(*, version: TaskSetVersion) -> bool:
+    """Read a data version's stored file again and store its summary as the engine
+    makes it today: summaries of older uploads lack later facts, such as the largest
+    episode every task gives (``episode_room``). The upload's name and size stay;
+    the file, parameters and runs are untouched. False for a version without a data
+    file; ValidationError (``data_file``) when the file is missing or no longer reads."""
+    if version.taskset.family not in DATA_FAMILIES or not version.data_file:
+        return False
+    model = _clean_params(family=version.taskset.family, params=version.params)
+    old = version.data_summary if isinstance(version.data_summary, dict) else {}
+    with _checked_stored(version=version, params=model) as data:
+        summary = {**data.summary, "upload": old.get("upload", {})}
+    TaskSetVersion.objects.filter(pk=version.pk).update(data_summary=summary)
+    version.data_summary = summary
+    return True
+
+
 def _delete_files(versions: list[TaskSetVersion]) -> None:
     for version in versions:
         if version.data_file:
