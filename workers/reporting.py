@@ -17,7 +17,7 @@
   metrics (``grad_norm``, training ``accuracy``) at every ``AUX_EVERY``-th of those
   steps; everything at the last step; every evaluation (``val_*``); with a
   :class:`~workers.system_metrics.SystemSampler`, the system figures (``sys_*``)
-  every ``SAMPLE_SECONDS`` at the step they were taken; not ``step_seconds``. The
+  every ``SAMPLE_SECONDS`` and at the last step, at the step they were taken; not ``step_seconds``. The
   metric store skips a step not above a metric's highest stored step, so a
   replayed step after a resume is a no-op.
 * **Progress** goes to the group ``run-<id>`` as ``run.progress`` events, at most
@@ -219,7 +219,7 @@ class RunReporter:
             for name, value in clean.items():
                 if name == "loss" or aux:
                     self._add(name, step, value)
-        figures = self._system.sample(now) if self._system is not None else None
+        figures = self._system.sample(now, force=last) if self._system is not None else None
         for name, value in (figures or {}).items():
             self._add(name, step, value)
         if last or (self.first_points_at_once and not self.events_sent and self._buffer):

@@ -1,6 +1,6 @@
 """System metrics of a training run, as Weights & Biases records them unasked: the
 worker process's resident memory and CPU use, and the device's peak memory on a
-GPU, sampled every ``SAMPLE_SECONDS`` while the run trains.
+GPU, sampled every ``SAMPLE_SECONDS`` while the run trains, and at its last step.
 
 They are stored as ordinary metric series, named with :data:`SYSTEM_PREFIX`
 (``sys_rss_mb``, ``sys_cpu_percent``, ``sys_device_peak_mb``), at the training step
@@ -37,7 +37,7 @@ def process_rss_mb() -> float | None:
 
 class SystemSampler:
     """``sample(now)`` gives the figures at most once per ``every`` seconds (None in
-    between): memory now, CPU use since the previous sample in percent of one core
+    between; ``force``: now anyway): memory now, CPU use since the previous sample in percent of one core
     (summed over the process's threads, so up to 100 x threads), device peak memory."""
 
     def __init__(
@@ -54,8 +54,8 @@ class SystemSampler:
         self._cpu_seconds = cpu_seconds
         self._last: tuple[float, float] | None = None  # (wall, cpu) of the previous sample
 
-    def sample(self, now: float) -> dict[str, float] | None:
-        if self._last is not None and now - self._last[0] < self.every:
+    def sample(self, now: float, *, force: bool = False) -> dict[str, float] | None:
+        if self._last is not None and now - self._last[0] < self.every and not force:
             return None
         cpu = self._cpu_seconds()
         figures: dict[str, float | None] = {"rss_mb": self._rss_mb()}

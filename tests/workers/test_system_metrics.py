@@ -66,6 +66,8 @@ def test_the_reporter_stores_system_figures_at_the_step_they_were_sampled(claime
     for step in range(1, 101):
         clock.now += 0.25  # 4 steps a second: a sample every 40 steps
         reporter.on_step(step, {"loss": 1.0})
+    clock.now += 1.0
+    reporter.on_step(1000, {"loss": 1.0})  # the last step is sampled too
     reporter.close()
-    assert metric_points(run, "sys_rss_mb") == {1: 300.0, 41: 300.0, 81: 300.0}
-    assert metric_points(run, "sys_cpu_percent") == pytest.approx({41: 50.0, 81: 50.0})
+    assert metric_points(run, "sys_rss_mb") == {1: 300.0, 41: 300.0, 81: 300.0, 1000: 300.0}
+    assert metric_points(run, "sys_cpu_percent") == pytest.approx({41: 50.0, 81: 50.0, 1000: 50.0})
