@@ -27,8 +27,9 @@ ADVANCED = {"eval_tasks": 10, "checkpoint_interval": 300}
 #: sampled every 10 s, has no point in a narrow zoomed range).
 CHARTS_READY = """n => {
   const charts = [...document.querySelectorAll('[data-testid=compare-chart]')];
-  return charts.length > 0 && charts.every(c => c.dataset.state === 'ready' && c.querySelector('canvas')
-                                                && (c.dataset.metric.startsWith('sys_') || Number(c.dataset.runs) === n));
+  const full = c => c.dataset.metric.startsWith('sys_') || Number(c.dataset.runs) === n;
+  const drawn = c => c.dataset.state === 'ready' && c.querySelector('canvas');
+  return charts.length > 0 && charts.every(c => drawn(c) && full(c));
 }"""
 
 
