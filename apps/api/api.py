@@ -11,6 +11,7 @@ from ninja import NinjaAPI
 
 from apps.api import (
     adaptations,
+    annotations,
     comparison,
     experiments,
     external,
@@ -52,6 +53,7 @@ for module in (
     tasksets,
     experiments,
     runs,
+    annotations,
     sweeps,
     external,
     registry,

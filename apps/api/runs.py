@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Literal
 
 from django.core.exceptions import ValidationError
+from django.db.models import prefetch_related_objects
 from django.http import FileResponse, Http404, HttpRequest, StreamingHttpResponse
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
@@ -29,6 +30,7 @@ from apps.experiments.listing.columns import sort_parse
 from apps.experiments.listing.selectors import ARCHIVED_ONLY, ARCHIVED_TOO, run_page_for_team
 from apps.experiments.models import Experiment, Run
 from apps.experiments.selectors import run_events, run_get_visible, run_metrics_csv
+from apps.experiments.services.annotations import note_version
 from apps.experiments.services.archive import runs_archive, runs_restore
 from apps.experiments.services.runs import run_cancel, run_create
 from apps.registry.downloads import checkpoint_response
@@ -63,6 +65,9 @@ def run_out(run: Run) -> RunOut:
         started_at=run.started_at,
         finished_at=run.finished_at,
         archived_at=run.archived_at,
+        tags=[tag.name for tag in run.tags.all()],  # prefetched by the lists
+        note=run.note,
+        note_version=note_version(run),
     )
 
 
@@ -96,6 +101,7 @@ def run_list(request: HttpRequest, team: str, filters: Query[RunListQuery]) -> R
         cursor=filters.cursor,
         per_page=filters.limit,
     )
+    prefetch_related_objects(page.runs, "tags")
     return RunPageOut(
         count=page.count,
         next_cursor=page.next_cursor,
@@ -145,14 +151,19 @@ def run_launch(request: HttpRequest, team: str, payload: RunLaunchIn) -> Status:
 def runs_archive_endpoint(request: HttpRequest, team: str, payload: RunIdsIn) -> list[RunOut]:
     """Archive ended runs: the run lists leave them out unless asked (``archived``)."""
     the_team = team_for(request, team, need=Role.MEMBER)
-    return [run_out(r) for r in runs_archive(team=the_team, run_ids=payload.ids, actor=caller(request).user)]
+    return _outs(runs_archive(team=the_team, run_ids=payload.ids, actor=caller(request).user))
 
 
 @router.post("/teams/{team}/runs/restore", response={200: list[RunOut], **WRITE_ERRORS})
 def runs_restore_endpoint(request: HttpRequest, team: str, payload: RunIdsIn) -> list[RunOut]:
     """Bring archived runs back to the run lists."""
     the_team = team_for(request, team, need=Role.MEMBER)
-    return [run_out(r) for r in runs_restore(team=the_team, run_ids=payload.ids, actor=caller(request).user)]
+    return _outs(runs_restore(team=the_team, run_ids=payload.ids, actor=caller(request).user))
+
+
+def _outs(runs: list[Run]) -> list[RunOut]:
+    prefetch_related_objects(runs, "tags")
+    return [run_out(run) for run in runs]
 
 
 @router.get("/teams/{team}/runs/{run_id}", response={200: RunOut, 404: MessageOut})

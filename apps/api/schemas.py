@@ -80,6 +80,11 @@ class RunOut(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     archived_at: datetime | None
+    tags: list[str]
+    note: str = Field(description="The run's Markdown note.")
+    note_version: str = Field(
+        description="Send it back with a new note: a note saved since is not overwritten."
+    )
 
 
 class RunPageOut(Schema):

@@ -1,5 +1,5 @@
 """``metaweb runs ...``: launch (and follow), list, show, cancel, archive and restore,
-metrics, follow."""
+tag, untag and note, metrics, follow."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 from metaweb.cli import output
 from metaweb.cli.main import OK, RUN_EXIT, client_for, read_json_file
 from metaweb.client.api import Client
+from metaweb.client.errors import ApiError
 from metaweb.client.types import Run
 
 RUN_COLUMNS = ("id", "status", "kind", "algorithm", "step", "experiment", "created")
@@ -48,6 +49,18 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         command = runs.add_parser(name, parents=[common], help=text)
         command.add_argument("ids", type=int, nargs="+", metavar="id")
         command.set_defaults(func=func, restore=name == "restore")
+    tag = runs.add_parser("tag", parents=[common], help="put tags on a run (find them with -q tag:NAME)")
+    tag.add_argument("id", type=int)
+    tag.add_argument("tags", nargs="+", metavar="tag")
+    tag.set_defaults(func=cmd_tag)
+    untag = runs.add_parser("untag", parents=[common], help="take a tag off a run")
+    untag.add_argument("id", type=int)
+    untag.add_argument("tag")
+    untag.set_defaults(func=cmd_untag)
+    note = runs.add_parser("note", parents=[common], help="replace a run's Markdown note")
+    note.add_argument("id", type=int)
+    note.add_argument("file", help="a Markdown file, or - for stdin")
+    note.set_defaults(func=cmd_note)
     for name, func, text in (
         ("show", cmd_show, "one run"),
         ("cancel", cmd_cancel, "cancel a run"),
@@ -141,6 +154,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     ]
     if run["error"]:
         items.append(("error", run["error"]))
+    if run["tags"]:
+        items.append(("tags", ", ".join(run["tags"])))
     metrics = run["summary"].get("metrics") if isinstance(run["summary"].get("metrics"), dict) else {}
     items += [(f"final {name}", value) for name, value in sorted(metrics.items())]
     output.pairs(items)
@@ -168,6 +183,44 @@ def cmd_archive(args: argparse.Namespace) -> int:
         numbers = ", ".join(str(run["id"]) for run in runs)
         done = "Restored" if args.restore else "Archived"
         print(f"{done} {len(runs)} run{'s' * (len(runs) != 1)}: {numbers}.")
+    return OK
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        run = client.run_tag(args.id, args.tags)
+    return _tags_shown(run, args)
+
+
+def cmd_untag(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        run = client.run_untag(args.id, args.tag)
+    return _tags_shown(run, args)
+
+
+def _tags_shown(run: Run, args: argparse.Namespace) -> int:
+    if args.json:
+        output.emit_json(run)
+    else:
+        print(f"Run {run['id']} tags: {', '.join(run['tags']) or '(none)'}.")
+    return OK
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    if args.file == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            with open(args.file, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ApiError(0, f"Cannot read the note {args.file}: {exc}.") from None
+    with client_for(args) as client:
+        run = client.run_note(args.id, text)
+    if args.json:
+        output.emit_json(run)
+    else:
+        print(f"Run {run['id']}: note saved ({len(run['note'])} characters).")
     return OK
 
 

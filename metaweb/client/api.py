@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from metaweb.client.errors import ApiError
 from metaweb.client.transport import Transport
@@ -210,6 +211,21 @@ class Client:
         """Bring archived runs back to the run lists (all or none)."""
         body = {"ids": [int(i) for i in run_ids]}
         return self.http.json("POST", f"{self._t(team)}/runs/restore", body=body)
+
+    def run_tag(self, run_id: int, tags: list[str], *, team: str | None = None) -> Run:
+        """Put tags on a run (all or none); ``tag:<name>`` in ``runs(q=...)`` finds it."""
+        return self.http.json("POST", f"{self._t(team)}/runs/{int(run_id)}/tags", body={"tags": list(tags)})
+
+    def run_untag(self, run_id: int, tag: str, *, team: str | None = None) -> Run:
+        """Take a tag off a run (nothing happens if it does not carry it)."""
+        segment = quote(tag.strip(), safe="").replace(".", "%2E")  # a path segment, never '..'
+        return self.http.json("DELETE", f"{self._t(team)}/runs/{int(run_id)}/tags/{segment}")
+
+    def run_note(self, run_id: int, note: str, *, version: str | None = None, team: str | None = None) -> Run:
+        """Replace the run's Markdown note; with ``version`` (the run's ``note_version``
+        as read), refused when someone saved the note since."""
+        body = {"note": note, "note_version": version}
+        return self.http.json("PUT", f"{self._t(team)}/runs/{int(run_id)}/note", body=body)
 
     def run_clone(self, run_id: int, *, config: dict | None = None, team: str | None = None) -> Run:
         body = {"config": config or {}}

@@ -277,11 +277,13 @@ def track(
     taskset: str | int | None = None,
     algorithm: str = "maml",
     total_steps: int = 0,
+    tags: list[str] | None = None,
     **options: Any,
 ) -> TrackedRun:
-    """Open an external run in ``experiment`` (created if missing) and return its
-    handle. ``total_steps`` lets the page show progress and an ETA; ``options`` are
-    :class:`TrackedRun`'s (``max_pending``, ``block_seconds``, ``flush_timeout``...)."""
+    """Open an external run in ``experiment`` (created if missing), with ``tags``,
+    and return its handle. ``total_steps`` lets the page show progress and an ETA;
+    ``options`` are :class:`TrackedRun`'s (``max_pending``, ``block_seconds``,
+    ``flush_timeout``...)."""
     slug = team or client.team
     run = client.external_run_create(
         experiment=experiment,
@@ -291,4 +293,6 @@ def track(
         total_steps=total_steps,
         team=slug,
     )
+    if tags:
+        run = client.run_tag(run["id"], list(tags), team=slug)
     return TrackedRun(client, dict(run), team=slug, **options)

@@ -50,6 +50,9 @@ class Run(TypedDict):
     started_at: str | None
     finished_at: str | None
     archived_at: str | None
+    tags: list[str]
+    note: str
+    note_version: str
 
 
 class RunPage(TypedDict):

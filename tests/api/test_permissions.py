@@ -32,6 +32,9 @@ SAMPLE_BODIES: dict[tuple[str, str], Any] = {
     # an ended run of the team, made per call (the world's run is queued)
     ("post", "/api/v1/teams/{team}/runs/archive"): lambda world: {"ids": [_ended_run(world).pk]},
     ("post", "/api/v1/teams/{team}/runs/restore"): {"ids": ["{run}"]},
+    ("post", "/api/v1/teams/{team}/runs/{run_id}/tags"): {"tags": ["baseline"]},
+    ("delete", "/api/v1/teams/{team}/runs/{run_id}/tags/{tag}"): None,
+    ("put", "/api/v1/teams/{team}/runs/{run_id}/note"): {"note": "Looks *good*."},
     ("post", "/api/v1/teams/{team}/sweeps"): {
         "experiment_id": "{experiment}",
         "taskset_id": "{taskset}",
@@ -125,6 +128,7 @@ def call(client: Client, method: str, path: str, world: dict[str, Any], **extra:
         model_id=world["meta_model"].pk,
         experiment_id=world["experiment"].pk,
         sweep_id=world["sweep"].pk,
+        tag="baseline",
     )
     if "/adaptations/{run_id}" in path:
         url = path.format(team=world["team"].slug, run_id=world["adaptation"].run_id)

@@ -121,6 +121,26 @@ def test_runs_archive_ls_and_restore(logged_in, cli):
     assert code == 1 and "ids: Not runs of this team: #999999999." in one_line(err)
 
 
+def test_runs_tag_untag_and_note(logged_in, cli, tmp_path):
+    run = logged_in["run"]
+    code, out, err = cli("runs", "tag", str(run.pk), "Baseline", "paper.v2")
+    assert code == 0 and out.strip() == f"Run {run.pk} tags: baseline, paper.v2.", err
+    code, out, _ = cli("runs", "ls", "-q", "tag:paper.v2", "--json")
+    assert [r["id"] for r in json.loads(out)] == [run.pk]
+    code, out, _ = cli("runs", "show", str(run.pk))
+    assert "tags" in out and "baseline, paper.v2" in out
+    code, out, _ = cli("runs", "untag", str(run.pk), "paper.v2")
+    assert code == 0 and out.strip() == f"Run {run.pk} tags: baseline."
+    note = tmp_path / "note.md"
+    note.write_text("Lr 0.01 **wins** over 3 seeds.\n")
+    code, out, _ = cli("runs", "note", str(run.pk), str(note), "--json")
+    assert code == 0 and json.loads(out)["note"] == "Lr 0.01 **wins** over 3 seeds."
+    code, _, err = cli("runs", "tag", str(run.pk), "no spaces!")
+    assert code == 1 and "HTTP 422: tags.0: " in one_line(err)
+    code, _, err = cli("runs", "note", str(run.pk), str(tmp_path / "missing.md"))
+    assert code == 1 and "Cannot read the note" in one_line(err)
+
+
 def test_sweeps_launch_show_ls_and_stop(logged_in, cli, tmp_path, sent):
     config = tmp_path / "base.json"
     config.write_text(json.dumps({k: v for k, v in SMALL_CONFIG.items() if k not in ("family", "algorithm")}))

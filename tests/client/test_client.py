@@ -108,6 +108,17 @@ def test_a_sweep_from_python_takes_lists_of_any_kind_of_value(world, member_clie
     assert member_client.sweep_stop(sweep["id"])["status"] == "stopped"
 
 
+def test_tags_and_notes_from_python_even_odd_tag_names(world, member_client):
+    run = world["run"]
+    assert member_client.run_tag(run.pk, ["..", "a.b"])["tags"] == ["..", "a.b"]
+    assert member_client.run_untag(run.pk, "..")["tags"] == ["a.b"]  # a path segment, not a parent
+    first = member_client.run_note(run.pk, "First.")
+    assert member_client.run_note(run.pk, "Second.", version=first["note_version"])["note"] == "Second."
+    with pytest.raises(ApiError) as stale:
+        member_client.run_note(run.pk, "Third.", version=first["note_version"])
+    assert stale.value.field == "note" and "saved this note" in stale.value.message
+
+
 def test_archive_leaves_the_list_and_restore_brings_it_back(world, member_client, make_client):
     run = world["run"]
     (archived,) = member_client.runs_archive([run.pk])

@@ -40,6 +40,12 @@ def test_every_point_is_stored_once_and_a_replay_adds_nothing(world, member_clie
     assert stored.step == 999
 
 
+def test_a_tracked_run_carries_its_tags(world, member_client):
+    with member_client.track(experiment="tagged", tags=["baseline", "laptop"]) as run:
+        run.log({"loss": 0.5}, step=1)
+    assert sorted(Run.objects.get(pk=run.id).tags.values_list("name", flat=True)) == ["baseline", "laptop"]
+
+
 def test_an_exception_fails_the_run_with_its_last_traceback_line(world, member_client):
     with pytest.raises(ZeroDivisionError):
         with member_client.track(experiment="crash") as run:
