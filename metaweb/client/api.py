@@ -13,8 +13,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
+from metaweb.client.annotations import AnnotationsMixin
 from metaweb.client.errors import ApiError
 from metaweb.client.transport import Transport
 from metaweb.client.types import (
@@ -36,7 +36,7 @@ from metaweb.client.types import (
 )
 
 
-class Client:
+class Client(AnnotationsMixin):
     def __init__(self, url: str, token: str, *, team: str | None = None) -> None:
         self.http = Transport(url, token)
         self.url = self.http.url
@@ -71,8 +71,9 @@ class Client:
 
     # -- experiments and task sets ---------------------------------------------
 
-    def experiments(self, *, name: str = "", team: str | None = None) -> list[Experiment]:
-        return self.http.json("GET", f"{self._t(team)}/experiments", params={"name": name})
+    def experiments(self, *, name: str = "", tag: str = "", team: str | None = None) -> list[Experiment]:
+        """The team's experiments; ``name``: the one of that name (any case); ``tag``: those tagged."""
+        return self.http.json("GET", f"{self._t(team)}/experiments", params={"name": name, "tag": tag})
 
     def experiment_create(self, name: str, *, description: str = "", team: str | None = None) -> Experiment:
         body = {"name": name, "description": description}
@@ -211,21 +212,6 @@ class Client:
         """Bring archived runs back to the run lists (all or none)."""
         body = {"ids": [int(i) for i in run_ids]}
         return self.http.json("POST", f"{self._t(team)}/runs/restore", body=body)
-
-    def run_tag(self, run_id: int, tags: list[str], *, team: str | None = None) -> Run:
-        """Put tags on a run (all or none); ``tag:<name>`` in ``runs(q=...)`` finds it."""
-        return self.http.json("POST", f"{self._t(team)}/runs/{int(run_id)}/tags", body={"tags": list(tags)})
-
-    def run_untag(self, run_id: int, tag: str, *, team: str | None = None) -> Run:
-        """Take a tag off a run (nothing happens if it does not carry it)."""
-        segment = quote(tag.strip(), safe="").replace(".", "%2E")  # a path segment, never '..'
-        return self.http.json("DELETE", f"{self._t(team)}/runs/{int(run_id)}/tags/{segment}")
-
-    def run_note(self, run_id: int, note: str, *, version: str | None = None, team: str | None = None) -> Run:
-        """Replace the run's Markdown note; with ``version`` (the run's ``note_version``
-        as read), refused when someone saved the note since."""
-        body = {"note": note, "note_version": version}
-        return self.http.json("PUT", f"{self._t(team)}/runs/{int(run_id)}/note", body=body)
 
     def run_clone(self, run_id: int, *, config: dict | None = None, team: str | None = None) -> Run:
         body = {"config": config or {}}

@@ -28,6 +28,9 @@ class Experiment(TypedDict):
     name: str
     description: str
     created_at: str
+    tags: list[str]
+    note: str
+    note_version: str
 
 
 class Run(TypedDict):

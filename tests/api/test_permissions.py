@@ -35,6 +35,9 @@ SAMPLE_BODIES: dict[tuple[str, str], Any] = {
     ("post", "/api/v1/teams/{team}/runs/{run_id}/tags"): {"tags": ["baseline"]},
     ("delete", "/api/v1/teams/{team}/runs/{run_id}/tags/{tag}"): None,
     ("put", "/api/v1/teams/{team}/runs/{run_id}/note"): {"note": "Looks *good*."},
+    ("post", "/api/v1/teams/{team}/experiments/{experiment_id}/tags"): {"tags": ["baseline"]},
+    ("delete", "/api/v1/teams/{team}/experiments/{experiment_id}/tags/{tag}"): None,
+    ("put", "/api/v1/teams/{team}/experiments/{experiment_id}/note"): {"note": "The *plan*."},
     ("post", "/api/v1/teams/{team}/sweeps"): {
         "experiment_id": "{experiment}",
         "taskset_id": "{taskset}",

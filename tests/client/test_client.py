@@ -108,7 +108,7 @@ def test_a_sweep_from_python_takes_lists_of_any_kind_of_value(world, member_clie
     assert member_client.sweep_stop(sweep["id"])["status"] == "stopped"
 
 
-def test_tags_and_notes_from_python_even_odd_tag_names(world, member_client):
+def test_tags_and_notes_of_runs_and_experiments_from_python(world, member_client):
     run = world["run"]
     assert member_client.run_tag(run.pk, ["..", "a.b"])["tags"] == ["..", "a.b"]
     assert member_client.run_untag(run.pk, "..")["tags"] == ["a.b"]  # a path segment, not a parent
@@ -117,6 +117,15 @@ def test_tags_and_notes_from_python_even_odd_tag_names(world, member_client):
     with pytest.raises(ApiError) as stale:
         member_client.run_note(run.pk, "Third.", version=first["note_version"])
     assert stale.value.field == "note" and "saved this note" in stale.value.message
+    experiment = member_client.experiment_tag("Sine study", ["Plan-A"])
+    assert experiment["tags"] == ["plan-a"] and member_client.experiments(name="Sine study")[0]["tags"] == [
+        "plan-a"
+    ]
+    assert [r["id"] for r in member_client.iter_runs(q="tag:plan-a")] == [run.pk]  # the experiment's runs
+    assert [e["name"] for e in member_client.experiments(tag="Plan-A")] == ["Sine study"]
+    assert member_client.experiments(tag="nope") == []
+    assert member_client.experiment_note("Sine study", "Why: *lr*.")["note"] == "Why: *lr*."
+    assert member_client.experiment_untag(experiment["id"], "plan-a")["tags"] == []
 
 
 def test_archive_leaves_the_list_and_restore_brings_it_back(world, member_client, make_client):
