@@ -228,8 +228,8 @@ class RunConsumer(_GroupConsumer):
 
 class TeamRunsConsumer(_GroupConsumer):
     """Status changes of a team's runs: ``team.state`` on connect, then ``run.status``
-    and ``runs.archived``; and ``queue.changed`` (no run, no team) when any team's run moves a shared queue,
-    so that the queued runs shown can re-read their places."""
+    and ``runs.archived``; and ``queue.changed`` (no run, no team) when any team's run
+    moves a shared queue, so that the queued runs shown can re-read their places."""
 
     queue_groups = tuple(queue_group(queue) for queue in Queue.values)
 

@@ -101,16 +101,8 @@ class RunListParams:
     def shows(self, *, query: str, columns: list[str], sort: str, kind: str, filters: dict[str, str]) -> bool:
         """Whether the list shows what a saved view with these fields shows."""
         mine = (self.query.strip(), [c.name for c in self.columns], self.sort.token, self.filters["kind"])
-        return (
-            mine
-            == (
-                query.strip(),
-                columns,
-                sort or DEFAULT_SORT,
-                kind or RunKind.TRAIN.value,
-            )
-            and self.saved_filters() == filters
-        )
+        theirs = (query.strip(), columns, sort or DEFAULT_SORT, kind or RunKind.TRAIN.value)
+        return mine == theirs and self.saved_filters() == filters
 
     def url_query(self, **changes: str) -> str:
         """The list's query string with ``changes`` (an empty value drops the
