@@ -164,10 +164,8 @@ class RunReporter:
         # Step metrics other than ``loss`` are stored every this many stored steps
         # (1: every step, as adaptation curves want).
         self.aux_every = max(1, int(aux_every))
-        self._device_memory_mb = device_memory_mb
-        self._system = system
-        self._send = send
-        self._clock = clock
+        self._device_memory_mb, self._system = device_memory_mb, system
+        self._send, self._clock = send, clock
         # Database work runs on this executor: by default one thread of the reporter's
         # own, so that the training thread never waits on a round trip.
         self._io = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"run-{run_id}-db")
@@ -185,8 +183,7 @@ class RunReporter:
         self.stop_reason: str | None = None
         #: The latest step known to be checkpointed (recorded on the run).
         self.checkpoint_step: int | None = None
-        self.events_sent = 0
-        self.points_stored = 0
+        self.events_sent = self.points_stored = 0
         self._lost = threading.Event()
         self._buffer: list[tuple[str, int, float]] = []
         # Points stored (by the I/O thread) and not yet sent in an event.

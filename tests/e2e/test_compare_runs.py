@@ -23,6 +23,8 @@ RUN = {
 }
 ADVANCED = {"eval_tasks": 10, "checkpoint_interval": 300}
 
+#: The loss chart's series requests (every chart asks for its own metric).
+LOSS = "metric=loss&"
 #: Every chart drawn, every training metric's with each of the n runs (a system figure,
 #: sampled every 10 s, has no point in a narrow zoomed range).
 CHARTS_READY = """n => {
@@ -96,7 +98,10 @@ def test_compare_three_finished_runs(live_stack, e2e_page, e2e_user):
     # Zoom on the loss chart: the finer range comes from the server.
     loss = page.locator('[data-testid=compare-chart][data-metric="loss"] .u-over')
     box = loss.bounding_box()
-    with page.expect_response(lambda r: "/runs/compare/series/" in r.url and "from=" in r.url) as answer:
+    # Every chart follows the drag (their cursors are synced); the loss chart's answer is checked.
+    with page.expect_response(
+        lambda r: "/runs/compare/series/" in r.url and "from=" in r.url and LOSS in r.url
+    ) as answer:
         page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] / 2)
         page.mouse.down()
         page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] / 2, steps=5)
@@ -112,7 +117,9 @@ def test_compare_three_finished_runs(live_stack, e2e_page, e2e_user):
     shots.take(page, "compare-zoomed")
 
     # Wall time on x: the charts reload the full range in seconds since each start.
-    with page.expect_response(lambda r: "/runs/compare/series/" in r.url and "x=time" in r.url) as answer:
+    with page.expect_response(
+        lambda r: "/runs/compare/series/" in r.url and "x=time" in r.url and LOSS in r.url
+    ) as answer:
         page.check("[data-testid=x-time]")
     timed = answer.value.json()
     assert timed["x"] == "time" and all(run["x"] for run in timed["runs"]), timed
