@@ -200,6 +200,10 @@ class MetricQuery(Schema):
     lo: float | None = Field(None, ge=0, le=1e12, description="First step of the range.")
     hi: float | None = Field(None, ge=0, le=1e12, description="Last step of the range.")
     points: int = Field(500, ge=2, le=MAX_POINTS, description="At most this many points (min-max buckets).")
+    edges: bool = Field(
+        False,
+        description="Add the nearest point before lo and after hi, so a chart's line crosses its edges.",
+    )
 
 
 @router.get(
@@ -207,7 +211,9 @@ class MetricQuery(Schema):
 )
 def run_metrics(request: HttpRequest, team: str, run_id: int, params: Query[MetricQuery]) -> SeriesOut:
     run = run_in_team(request, team, run_id)
-    data = compare_series(runs=[run], metric=params.name, lo=params.lo, hi=params.hi, points=params.points)
+    data = compare_series(
+        runs=[run], metric=params.name, lo=params.lo, hi=params.hi, points=params.points, edges=params.edges
+    )
     series = data["runs"][0]
     return SeriesOut(
         metric=params.name, x=series["x"], y=series["y"], total=series["total"], dropped=series["dropped"]

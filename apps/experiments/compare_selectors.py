@@ -15,7 +15,13 @@ import numpy as np
 from django.utils import timezone
 
 from apps.experiments.analysis.configdiff import DiffRow, config_diff, config_flatten, varying_keys
-from apps.experiments.analysis.curves import DEFAULT_POINTS, downsample_minmax, seconds_per_step, series_clean
+from apps.experiments.analysis.curves import (
+    DEFAULT_POINTS,
+    downsample_minmax,
+    seconds_per_step,
+    series_clean,
+    with_edges,
+)
 from apps.experiments.analysis.seeds import SeedGroup, SeedRun, seed_groups
 from apps.experiments.analysis.summary import MetricSummary, metric_summary, run_duration
 from apps.experiments.metric_store import ChartPoints, chart_read, series_figures
@@ -171,14 +177,17 @@ def compare_series(
     lo: float | None = None,
     hi: float | None = None,
     points: int = DEFAULT_POINTS,
+    edges: bool = False,
 ) -> dict[str, Any]:
     """One metric of every run as chart data, reading only the chunks that overlap
     ``[lo, hi]`` (in the units of ``x``: steps, or seconds since the run's start;
     two queries, ``metric_store.chart_read``), downsampled to at most ``points`` per
-    run by min-max per bucket.
+    run by min-max per bucket; with ``edges``, plus each run's nearest point outside
+    the range on either side that those chunks hold (``analysis.curves.with_edges``).
     ``{"metric", "x", "runs": [{"id", "x": [...], "y": [...], "total", "dropped"}]}``;
     on the time axis a run that never started has no points."""
-    return compare_series_many(runs=runs, metrics=[metric], x=x, lo=lo, hi=hi, points=points)[metric]
+    found = compare_series_many(runs=runs, metrics=[metric], x=x, lo=lo, hi=hi, points=points, edges=edges)
+    return found[metric]
 
 
 def compare_series_many(
@@ -189,6 +198,7 @@ def compare_series_many(
     lo: float | None = None,
     hi: float | None = None,
     points: int = DEFAULT_POINTS,
+    edges: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """:func:`compare_series` of several metrics at once, in the same two queries (the
     compare page sends every chart's first data with the page)."""
@@ -202,13 +212,15 @@ def compare_series_many(
         last = max(math.ceil(hi / rate) if rate else 0, 0) if hi is not None else None
         for metric in metrics:
             bounds[(run.pk, metric)] = (first, last)
-    read = chart_read(bounds=bounds, points=points)
+    read = chart_read(bounds=bounds, points=points, edges=edges)
     return {
         metric: {
             "metric": metric,
             "x": x,
             "runs": [
-                _chart_run(run.pk, read.get((run.pk, metric)), rates[run.pk] or 0.0, x, lo, hi, points)
+                _chart_run(
+                    run.pk, read.get((run.pk, metric)), rates[run.pk] or 0.0, x, lo, hi, points, edges=edges
+                )
                 for run in runs
             ],
         }
@@ -224,11 +236,14 @@ def _chart_run(
     lo: float | None,
     hi: float | None,
     points: int,
+    *,
+    edges: bool,
 ) -> dict[str, Any]:
     steps, values = (found.steps, found.values) if found else (np.empty(0), np.empty(0))
-    series, dropped = series_clean(steps * rate if x == "time" else steps, values)
-    if len(series):
-        series = downsample_minmax(series, points=points, lo=lo, hi=hi)
+    full, dropped = series_clean(steps * rate if x == "time" else steps, values)
+    series = downsample_minmax(full, points=points, lo=lo, hi=hi) if len(full) else full
+    if edges and len(full):
+        series = with_edges(series, full, lo=lo, hi=hi)
     return {
         "id": run_id,
         "x": (series.x.astype(np.int64) if x == "step" else series.x).tolist(),

@@ -117,11 +117,12 @@ def _series_params(request: HtmxHttpRequest) -> dict[str, Any]:
 
 @require_GET
 def run_compare_series(request: HtmxHttpRequest, team_slug: str) -> JsonResponse:
-    """One metric of the picked runs, downsampled for the visible range (JSON)."""
+    """One metric of the picked runs, downsampled for the visible range, with each
+    run's nearest points outside it so that lines cross the chart's edges (JSON)."""
     team, _ = team_get_for_user(user=request.user, slug=team_slug)
     try:
         params = _series_params(request)
         runs = compare.compare_runs_get(team=team, ids=compare.compare_ids_parse(request.GET.get("ids", "")))
     except compare.CompareError as error:
         return JsonResponse({"error": str(error), "field": error.field}, status=400)
-    return JsonResponse(compare.compare_series(runs=runs, **params))
+    return JsonResponse(compare.compare_series(runs=runs, edges=True, **params))

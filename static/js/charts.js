@@ -172,7 +172,9 @@
     u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
     var self = this;
     var ticket = ++this.request;
-    var params = new URLSearchParams({ name: this.name, lo: String(lo), hi: String(hi), points: "2000" });
+    var params = new URLSearchParams({
+      name: this.name, lo: String(lo), hi: String(hi), points: "2000", edges: "true",
+    });
     this.el.dataset.zoom = "loading";
     fetch(url + "?" + params.toString(), { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (response) {
@@ -184,6 +186,8 @@
         self.zoomed = [lo, hi];
         self.shown = [body.x, body.y];
         self.plot.setData(self.plotted(self.shown));
+        // The answer reaches one point past each edge (lines cross them); the view is the range.
+        self.plot.setScale("x", { min: lo, max: hi });
         self.el.dataset.points = String(body.x.length);
         self.el.dataset.zoom = lo + "-" + hi;
       })
@@ -257,6 +261,7 @@
       cursor: this.el.dataset.zoomUrl ? { drag: { x: true, y: false, setScale: false } } : {},
       hooks: { setSelect: [function (u) { self.zoom(u); }] },
     }, this.plotted(data), { resize: true });
+    if (this.zoomed) this.plot.setScale("x", { min: this.zoomed[0], max: this.zoomed[1] });
   };
 
   // Merge new points into a {name: [[step, value], ...]} store, keeping each series

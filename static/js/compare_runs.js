@@ -92,7 +92,14 @@
     var runs = this.config.runs;
     return {
       height: HEIGHT,
-      scales: { x: { time: false }, y: settings.log ? { distr: 3 } : {} },
+      // Zoomed: the x axis is the range asked for (the served points reach one past each edge).
+      scales: {
+        x: {
+          time: false,
+          range: function (u, min, max) { return self.range ? [self.range[0], self.range[1]] : [min, max]; },
+        },
+        y: settings.log ? { distr: 3 } : {},
+      },
       legend: { show: false },
       cursor: { sync: { key: "compare-runs" }, drag: { x: true, y: false, setScale: false } },
       series: [{ label: settings.x }].concat(runs.map(function (run) {

@@ -91,6 +91,12 @@ def test_metrics_are_downsampled_over_a_range(api_world, client):
     ).json()
     assert data["total"] == 20
     assert len(data["x"]) <= 4 and min(data["x"]) >= 10 and max(data["x"]) <= 29
+    edged = client.get(
+        url,
+        {"name": "loss", "lo": 10, "hi": 29, "points": 4, "edges": "true"},
+        **bearer(api_world["tokens"]["viewer"]),
+    ).json()
+    assert edged["total"] == 20 and (edged["x"][0], edged["x"][-1]) == (9, 30)  # one past each end
 
 
 def test_checkpoint_streams_the_weights(api_world, client):

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from apps.experiments.analysis.configdiff import MISSING, config_diff, config_flatten, varying_keys
-from apps.experiments.analysis.curves import Series, downsample_minmax, seconds_per_step, series_clean
+from apps.experiments.analysis.curves import (
+    Series,
+    downsample_minmax,
+    seconds_per_step,
+    series_clean,
+    with_edges,
+)
 from apps.experiments.analysis.summary import (
     duration_display,
     higher_is_better,
@@ -76,6 +82,17 @@ def test_points_must_allow_a_min_and_a_max():
 def test_a_flat_series_gives_at_most_points():
     out = downsample_minmax(_series(np.zeros(10_001)), points=50)
     assert 0 < len(out) <= 50
+
+
+def test_with_edges_adds_the_nearest_point_outside_each_end():
+    full = Series(np.array([0.0, 5.0, 10.0, 15.0]), np.array([1.0, 2.0, 3.0, 4.0]))
+    inside = downsample_minmax(full, points=10, lo=6, hi=9)
+    assert len(inside) == 0
+    both = with_edges(inside, full, lo=6, hi=9)
+    assert (both.x.tolist(), both.y.tolist()) == ([5.0, 10.0], [2.0, 3.0])
+    left = with_edges(downsample_minmax(full, points=10, lo=4, hi=20), full, lo=4, hi=20)
+    assert left.x.tolist() == [0.0, 5.0, 10.0, 15.0]  # nothing beyond 20
+    assert with_edges(full, full, lo=None, hi=None) is full
 
 
 def test_series_clean_drops_non_finite_points_and_sorts():

@@ -202,7 +202,20 @@ def test_zoomed_series_reads_the_range(client, world):
     body = client.get(
         series_url(world["team"], ids=ids(world["runs"]), metric="loss", **{"from": 5, "to": 9})
     ).json()
-    assert body["runs"][0]["x"] == [5.0, 6.0, 7.0, 8.0, 9.0]
+    # The range, and the nearest point outside it on each side: the line crosses the edges.
+    assert body["runs"][0]["x"] == [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+
+
+def test_a_sparse_series_zoomed_between_its_points_still_draws_a_line(client, world):
+    run = world["runs"][0]
+    metric_points_add(run, [("val_loss", s, s / 10) for s in (5, 10, 15, 20)])
+    login(client, world, "viewer")
+    url = series_url(world["team"], ids=ids(world["runs"]), metric="val_loss", **{"from": 11, "to": 14})
+    (first, *others) = client.get(url).json()["runs"]
+    assert (first["x"], first["y"]) == ([10.0, 15.0], [1.0, 1.5])
+    assert all(run["x"] == [] for run in others)  # the other runs have no val_loss
+    whole = client.get(series_url(world["team"], ids=ids(world["runs"]), metric="val_loss")).json()
+    assert whole["runs"][0]["x"] == [5.0, 10.0, 15.0, 20.0]
 
 
 @pytest.mark.parametrize("htmx", [False, True])

@@ -82,6 +82,22 @@ def downsample_minmax(
     return Series(x[keep], y[keep])
 
 
+def with_edges(shown: Series, full: Series, *, lo: float | None, hi: float | None) -> Series:
+    """``shown`` (the points of ``full`` within ``[lo, hi]``) with ``full``'s nearest
+    point before ``lo`` and after ``hi``: a chart zoomed to ``[lo, hi]`` then draws a
+    sparse series' line across the window's edges (an evaluation every 500 steps, a
+    system figure every 10 s) instead of nothing. The chart clips them at the edges."""
+    before = full.x < lo if lo is not None else np.zeros(full.x.size, dtype=bool)
+    after = full.x > hi if hi is not None else np.zeros(full.x.size, dtype=bool)
+    first = np.flatnonzero(before)[-1:]  # the last point before lo, if any
+    last = np.flatnonzero(after)[:1]
+    if not first.size and not last.size:
+        return shown
+    x = np.concatenate([full.x[first], shown.x, full.x[last]])
+    y = np.concatenate([full.y[first], shown.y, full.y[last]])
+    return Series(x, y)
+
+
 def seconds_per_step(*, elapsed_seconds: float | None, last_step: int) -> float | None:
     """The run's mean time per step: no metric stores its own time, so a step's wall
     time is estimated as ``step * seconds_per_step`` from the run's start. None

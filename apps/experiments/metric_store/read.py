@@ -48,10 +48,13 @@ def _range(lo: int | None, hi: int | None) -> Q:
     return where
 
 
-def _trim(steps: Steps, values: Values, bounds: Bounds) -> tuple[Steps, Values]:
+def _trim(steps: Steps, values: Values, bounds: Bounds, *, edges: bool = False) -> tuple[Steps, Values]:
+    """The points within ``bounds``; with ``edges``, also the nearest one past each bound."""
     lo, hi = bounds
     start = 0 if lo is None else int(np.searchsorted(steps, lo, side="left"))
     end = steps.size if hi is None else int(np.searchsorted(steps, hi, side="right"))
+    if edges:
+        start, end = max(start - (lo is not None), 0), min(end + (hi is not None), steps.size)
     return steps[start:end], values[start:end]
 
 
@@ -84,15 +87,16 @@ def points_read(
     }
 
 
-def chart_read(*, bounds: dict[Key, Bounds], points: int) -> dict[Key, ChartPoints]:
+def chart_read(*, bounds: dict[Key, Bounds], points: int, edges: bool = False) -> dict[Key, ChartPoints]:
     """The points to draw of each ``(run_id, name)`` over its step bounds, in two
-    queries: the chunks' sizes, then their bytes. A series is wide when each of the
-    ``points // 2`` buckets of min-max downsampling spans at least a block of
-    ``ENVELOPE_BLOCK`` points (64,000 points in range for 2,000 points): its chunks
-    inside the range send their envelopes (2 of every 64 points, each block's lowest
-    and highest), the chunks at the range's edges their points. Downsampling them
-    draws the same extremes, at most a block (about a bucket, a pixel) away; a
-    spike is its block's highest point, so it is drawn."""
+    queries: the chunks' sizes, then their bytes; with ``edges``, also the nearest
+    point past each bound that the chunks read hold (``total`` counts those within).
+    A series is wide when each of the ``points // 2`` buckets of min-max
+    downsampling spans at least a block of ``ENVELOPE_BLOCK`` points (64,000 points
+    in range for 2,000 points): its chunks inside the range send their envelopes (2
+    of every 64 points, each block's lowest and highest), the chunks at the range's
+    edges their points. Downsampling them draws the same extremes, at most a block
+    (about a bucket, a pixel) away; a spike is its block's highest point, so it is drawn."""
     where = Q()
     for (run_id, name), (lo, hi) in bounds.items():
         where |= Q(series__run_id=run_id, series__name=name) & _range(lo, hi)
@@ -104,10 +108,12 @@ def chart_read(*, bounds: dict[Key, Bounds], points: int) -> dict[Key, ChartPoin
     ):
         sizes[(run_id, name)] = sizes.get((run_id, name), 0) + count
     wide = {key for key, size in sizes.items() if size >= points * ENVELOPE_BLOCK // 2}
-    return _chart_fetch(where, bounds, wide)
+    return _chart_fetch(where, bounds, wide, edges=edges)
 
 
-def _chart_fetch(where: Q, bounds: dict[Key, Bounds], wide: set[Key]) -> dict[Key, ChartPoints]:
+def _chart_fetch(
+    where: Q, bounds: dict[Key, Bounds], wide: set[Key], *, edges: bool = False
+) -> dict[Key, ChartPoints]:
     raw = Q()
     for key, (lo, hi) in bounds.items():
         of_key = Q(series__run_id=key[0], series__name=key[1])
@@ -143,7 +149,7 @@ def _chart_fetch(where: Q, bounds: dict[Key, Bounds], wide: set[Key]) -> dict[Ke
     pieces: dict[Key, _Pieces] = {}
     for run_id, name, count, raw_steps, raw_values, env in rows:
         key = (run_id, name)
-        found = pieces.get(key) or pieces.setdefault(key, _Pieces(bounds[key]))
+        found = pieces.get(key) or pieces.setdefault(key, _Pieces(bounds[key], edges=edges))
         if raw_steps is None:
             found.envelope(env, count)
         else:
@@ -156,8 +162,9 @@ class _Pieces:
     and runs of envelopes are each joined as bytes and decoded once (a query brings
     thousands of chunks; one numpy call per chunk would cost more than the read)."""
 
-    def __init__(self, bounds: Bounds) -> None:
+    def __init__(self, bounds: Bounds, *, edges: bool = False) -> None:
         self.bounds = bounds
+        self.edges = edges
         self.parts: list[tuple[Steps, Values]] = []
         self.steps: list[bytes] = []
         self.values: list[bytes] = []
@@ -176,11 +183,10 @@ class _Pieces:
 
     def _flush_raw(self) -> None:
         if self.steps:
-            piece = _trim(
-                steps_unpack(b"".join(self.steps)), values_unpack(b"".join(self.values)), self.bounds
-            )
-            self.parts.append(piece)
-            self.total += int(piece[0].size)
+            steps, values = steps_unpack(b"".join(self.steps)), values_unpack(b"".join(self.values))
+            inside = _trim(steps, values, self.bounds)
+            self.parts.append(_trim(steps, values, self.bounds, edges=True) if self.edges else inside)
+            self.total += int(inside[0].size)
             self.steps, self.values = [], []
 
     def _flush_envelopes(self) -> None:
