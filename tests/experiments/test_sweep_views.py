@@ -298,7 +298,7 @@ def test_a_sweep_over_seeds_is_pooled_across_them_best_mean_first(client, world)
     cells = re.findall(r'data-metric="val_loss">([^<]*)<', section)
     # lr 0.1: mean 1.5, t(0.975, 1) * sd 0.7071 / sqrt(2) = 6.3531; lr 0.01: 3.0, t(0.975, 2) * 1 / sqrt(3).
     assert cells == ["1.5000 ± 6.3531", "3.0000 ± 2.4841"]
-    assert "<th>inner_lr</th>" in section and "<th>seed</th>" not in section
+    assert "<th><code>inner_lr</code></th>" in section and "<th><code>seed</code></th>" not in section
     sweep.dimensions = {"inner_lr": sweep.dimensions["inner_lr"]}  # one seed: repeats, not seeds
     sweep.save(update_fields=["dimensions"])
     assert 'id="sweep-seeds"' not in client.get(detail_url(world)).content.decode()
