@@ -9,7 +9,7 @@ so these belong in the measurement. steps/s are
 taken from the first step's report to the end of the last step's report (both
 sides are wrapped alike), so set-up and the final evaluation do not dilute them. The
 RunReporter side is the real thing: a claimed run in PostgreSQL, batched metric
-INSERTs, ``should_stop`` polls, the heartbeat thread, and progress events through
+INSERTs, ``should_stop`` polls, the system metrics, the heartbeat thread, and progress events through
 the channels-redis layer to a channel subscribed to ``run-<id>`` (drained and
 counted after each repetition), sent from the reporter's persistent loop thread.
 
@@ -156,6 +156,7 @@ def _reporter_run(config, family, work: Path, fixtures: dict) -> tuple[float, fl
     from apps.experiments.services import run_claim
     from tests.factories import RunFactory
     from workers.reporting import Heartbeat, RunReporter
+    from workers.system_metrics import SystemSampler
 
     run = RunFactory(
         experiment=fixtures["experiment"],
@@ -180,6 +181,7 @@ def _reporter_run(config, family, work: Path, fixtures: dict) -> tuple[float, fl
         run_id=run.pk,
         token=claim.token,
         total_steps=config.iterations,
+        system=SystemSampler(),  # as the worker runs it (workers/tasks.py)
     )
     timed = _Timed(reporter, config.iterations)
     with Heartbeat(run_id=run.pk, token=claim.token, reporter=reporter, interval=settings.HEARTBEAT_SECONDS):
