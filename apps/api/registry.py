@@ -17,6 +17,7 @@ from ninja.files import UploadedFile
 from pydantic import Field
 
 from apps.api.auth import caller, team_for
+from apps.api.paging import IdPageQuery, id_page
 from apps.api.runs import WRITE_ERRORS, launch_targets
 from apps.api.schemas import MessageOut, ValidationErrorOut
 from apps.api.uploads import json_text_field, refuse_oversized, upload_limit
@@ -89,11 +90,6 @@ class MetaModelUploadForm(Schema):
     description: str = Field("", max_length=5000)
 
 
-class ModelListQuery(Schema):
-    before: int | None = Field(None, ge=1, le=2**62, description="Keyset cursor: ids below this one.")
-    limit: int = Field(50, ge=1, le=200)
-
-
 def model_in_team(request: HttpRequest, team: str, model_id: int, *, need: Role = Role.VIEWER) -> MetaModel:
     the_team = team_for(request, team, need=need)
     meta_model = metamodel_get_visible(user=caller(request).user, meta_model_id=model_id)
@@ -117,14 +113,9 @@ def model_out(m: MetaModel) -> MetaModelOut:
 
 
 @router.get("/teams/{team}/models", response={200: MetaModelPageOut, 422: ValidationErrorOut})
-def model_list(request: HttpRequest, team: str, params: Query[ModelListQuery]) -> MetaModelPageOut:
-    rows = MetaModel.objects.filter(team=team_for(request, team)).order_by("-pk")
-    if params.before is not None:
-        rows = rows.filter(pk__lt=params.before)
-    page = list(rows[: params.limit + 1])
-    more = len(page) > params.limit
-    page = page[: params.limit]
-    return MetaModelPageOut(next_before=page[-1].pk if more else None, results=[model_out(m) for m in page])
+def model_list(request: HttpRequest, team: str, params: Query[IdPageQuery]) -> MetaModelPageOut:
+    page, next_before = id_page(MetaModel.objects.filter(team=team_for(request, team)), params)
+    return MetaModelPageOut(next_before=next_before, results=[model_out(m) for m in page])
 
 
 def _upload_version(version: TaskSetVersion, number: int | None) -> TaskSetVersion:

@@ -13,6 +13,7 @@ from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from apps.api.auth import caller, team_for
+from apps.api.paging import IdPageQuery, id_page
 from apps.api.runs import WRITE_ERRORS, launch_targets
 from apps.api.schemas import MessageOut, TrainConfigJSON, ValidationErrorOut
 from apps.experiments import services
@@ -105,11 +106,6 @@ class SweepDetailOut(SweepOut):
     )
 
 
-class SweepListQuery(Schema):
-    before: int | None = Field(None, ge=1, le=2**62, description="Keyset cursor: ids below this one.")
-    limit: int = Field(50, ge=1, le=200)
-
-
 def sweep_out(sweep: Sweep) -> dict[str, Any]:
     return {
         "id": sweep.pk,
@@ -163,15 +159,10 @@ def sweep_detail_out(sweep: Sweep) -> SweepDetailOut:
 
 
 @router.get("/teams/{team}/sweeps", response={200: SweepPageOut, 422: ValidationErrorOut})
-def sweep_list(request: HttpRequest, team: str, params: Query[SweepListQuery]) -> SweepPageOut:
+def sweep_list(request: HttpRequest, team: str, params: Query[IdPageQuery]) -> SweepPageOut:
     rows = sweep_list_for_team(team=team_for(request, team)).select_related("taskset_version")
-    if params.before is not None:
-        rows = rows.filter(pk__lt=params.before)
-    page = list(rows.order_by("-pk")[: params.limit + 1])
-    more = len(page) > params.limit
-    page = page[: params.limit]
-    results = [SweepOut(**sweep_out(sweep)) for sweep in page]
-    return SweepPageOut(next_before=page[-1].pk if more else None, results=results)
+    page, next_before = id_page(rows, params)
+    return SweepPageOut(next_before=next_before, results=[SweepOut(**sweep_out(sweep)) for sweep in page])
 
 
 @router.get("/teams/{team}/sweeps/{sweep_id}", response={200: SweepDetailOut, 404: MessageOut})

@@ -4,6 +4,7 @@ stop."""
 from __future__ import annotations
 
 import argparse
+import itertools
 from typing import Any
 
 from metaweb.cli import output
@@ -84,16 +85,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    limit = max(1, args.limit)
-    found: list[Any] = []
     with client_for(args) as client:
-        before = None
-        while len(found) < limit:
-            page = client.sweeps(before=before, limit=min(200, limit - len(found)))
-            found += page["results"]
-            before = page["next_before"]
-            if before is None:
-                break
+        found = list(itertools.islice(client.iter_sweeps(), max(1, args.limit)))
     if args.json:
         output.emit_json(found)
     elif not found:

@@ -29,6 +29,7 @@ from metaweb.client.types import (
     RunEvent,
     RunPage,
     Series,
+    Sweep,
     SweepDetail,
     SweepPage,
     TaskSet,
@@ -247,6 +248,16 @@ class Client(AnnotationsMixin):
     def sweeps(self, *, before: int | None = None, limit: int = 50, team: str | None = None) -> SweepPage:
         params = {"before": before, "limit": limit}
         return self.http.json("GET", f"{self._t(team)}/sweeps", params=params)
+
+    def iter_sweeps(self, *, team: str | None = None) -> Iterator[Sweep]:
+        """Every sweep of the team, newest first, page after page (200 a request)."""
+        before = None
+        while True:
+            page = self.sweeps(before=before, limit=200, team=team)
+            yield from page["results"]
+            before = page["next_before"]
+            if before is None:
+                return
 
     def sweep(self, sweep_id: int, *, team: str | None = None) -> SweepDetail:
         """One sweep with its leaderboard and its runs pooled across seeds."""
