@@ -41,6 +41,8 @@
   goes through :func:`~workers.dbretry.with_db_retry`: it reconnects and retries
   for up to ``DB_RETRY_SECONDS``, so a database restart pauses the run (the
   training thread waits at its next ``sync``) and costs no point and no attempt.
+* **Warnings** (``on_warning``, the engine's loss spikes) are kept in the run's
+  history by the I/O thread (``run_warning_record``); the run's page re-reads it.
 * **Stopping**: ``should_stop`` has the I/O thread read the run at most every
   ``stop_poll_seconds`` and answers True, at the call after the answer came, when
   a cancel was requested (``stop_reason == "cancel"``) or the attempt lost
@@ -66,7 +68,13 @@ from typing import TYPE_CHECKING, Any
 from django.db import close_old_connections, connection
 
 from apps.experiments.events import RunProgressEvent, group_send_nowait, run_group
-from apps.experiments.services import run_checkpointed, run_heartbeat, run_metrics_record, run_stop_reason
+from apps.experiments.services import (
+    run_checkpointed,
+    run_heartbeat,
+    run_metrics_record,
+    run_stop_reason,
+    run_warning_record,
+)
 from workers.dbretry import with_db_retry
 
 if TYPE_CHECKING:
@@ -230,6 +238,17 @@ class RunReporter:
             self.flush()
         if now - self._last_event >= self.event_seconds:
             self._emit(now)
+
+    def on_warning(self, step: int, kind: str, message: str) -> None:
+        """Keep the engine's warning (a loss spike) in the run's history, on the I/O
+        thread; one that cannot be stored is logged, and training goes on."""
+        args = {"run_id": self.run_id, "token": self.token, "step": step, "kind": kind, "message": message}
+        future = self._io.submit(with_db_retry, run_warning_record, **args)
+        future.add_done_callback(self._after_warning)
+
+    def _after_warning(self, future: Future) -> None:
+        if future.exception() is not None:
+            logger.warning("run %s: warning not stored", self.run_id, exc_info=future.exception())
 
     def on_eval(self, step: int, metrics: dict[str, float]) -> None:
         self.step = max(self.step, step)

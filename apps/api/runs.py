@@ -224,7 +224,7 @@ def run_metrics(request: HttpRequest, team: str, run_id: int, params: Query[Metr
 def run_event_list(request: HttpRequest, team: str, run_id: int) -> list[RunEventOut]:
     run = run_in_team(request, team, run_id)
     return [
-        RunEventOut(created_at=e.created_at, kind=e.kind, message=e.message, attempt=e.attempt)
+        RunEventOut(created_at=e.created_at, kind=e.kind, message=e.message, attempt=e.attempt, step=e.step)
         for e in run_events(run=run)
     ]
 

@@ -118,6 +118,7 @@ class RunEventOut(Schema):
     kind: str
     message: str
     attempt: int
+    step: int | None = Field(None, description="The training step it is about (a loss spike), if any.")
 
 
 class SeriesOut(Schema):

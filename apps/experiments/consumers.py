@@ -99,7 +99,7 @@ def _progress_text(event: dict[str, Any]) -> str:
 
 
 #: Group events that are only relayed to the socket, without touching the database.
-RELAYED = frozenset({"run.status", "run.progress", "runs.archived"})
+RELAYED = frozenset({"run.status", "run.progress", "run.warning", "runs.archived"})
 
 
 class _GroupConsumer(AsyncJsonWebsocketConsumer):
@@ -154,11 +154,14 @@ class _GroupConsumer(AsyncJsonWebsocketConsumer):
     async def run_progress(self, event: dict[str, Any]) -> None:
         await self.send(text_data=_progress_text(event))
 
+    async def run_warning(self, event: dict[str, Any]) -> None:
+        await self.send_json(event)
+
 
 class RunConsumer(_GroupConsumer):
-    """Live updates of one run: ``run.state`` on connect, then ``run.status`` and
-    ``run.progress`` events. A client may send ``{"type": "run.resync"}`` to get a
-    fresh ``run.state``; pages do so when the run finishes, to end on the database's
+    """Live updates of one run: ``run.state`` on connect, then ``run.status``,
+    ``run.progress`` and ``run.warning`` events. A client may send ``{"type":
+    "run.resync"}`` to get a fresh ``run.state``; pages do so when the run finishes, to end on the database's
     curve. The group is joined before the state is read, and the reporter sends only
     stored points, so a page that merges the state with the events by step has every
     point (``MetaLive.followRun`` in ``static/js/app.js``)."""

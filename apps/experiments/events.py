@@ -108,6 +108,18 @@ class RunsArchivedEvent:
 
 
 @dataclass(frozen=True)
+class RunWarningEvent:
+    """The run's engine warned (a loss spike, kept in its history): its page re-reads
+    its status panel, where the history is."""
+
+    run_id: int
+    step: int
+    kind: str
+    message: str
+    type: str = field(default="run.warning", init=False)
+
+
+@dataclass(frozen=True)
 class MembershipRemovedEvent:
     """The user left the team (``user-<id>``): their sockets on it re-check and close."""
 
@@ -115,7 +127,14 @@ class MembershipRemovedEvent:
     type: str = field(default="membership.removed", init=False)
 
 
-Event = RunStatusEvent | RunProgressEvent | QueueChangedEvent | RunsArchivedEvent | MembershipRemovedEvent
+Event = (
+    RunStatusEvent
+    | RunProgressEvent
+    | QueueChangedEvent
+    | RunsArchivedEvent
+    | RunWarningEvent
+    | MembershipRemovedEvent
+)
 
 
 def event_message(event: Event) -> dict[str, Any]:

@@ -297,6 +297,8 @@ class RunEvent(models.Model):
     kind = models.CharField(max_length=30)
     message = models.TextField(blank=True)
     attempt = models.PositiveIntegerField(default=0)
+    #: The training step the event is about, where it is about one (a loss spike).
+    step = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "pk"]

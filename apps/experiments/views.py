@@ -219,6 +219,7 @@ def _run_context(request: HttpRequest, run: Run, error: str = "") -> dict[str, A
     latest = selectors.taskset_latest_version(taskset=run.taskset_version.taskset)
     state = selectors.run_state(run)
     speed = state["run"]["steps_per_sec"]
+    events = list(selectors.run_events(run=run))
     return {
         "team": run.team,
         "run": run,
@@ -226,7 +227,8 @@ def _run_context(request: HttpRequest, run: Run, error: str = "") -> dict[str, A
         "speed_display": f"{speed:.1f} steps/s" if speed else "—",
         "eta_display": duration_display(state["run"]["eta_seconds"]),
         "config_json": json.dumps(run.config, indent=2, sort_keys=True),
-        "events": selectors.run_events(run=run),
+        "events": events,
+        "spike_steps": [event.step for event in events if event.kind == "spike"],
         "can_cancel": bool(role and role.allows(Role.MEMBER)) and run.status in CANCELLABLE,
         "can_write": bool(role and role.allows(Role.MEMBER)),
         "has_checkpoint": selectors.run_has_checkpoint(run),

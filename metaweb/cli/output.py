@@ -74,6 +74,8 @@ class ProgressLine:
         return f"run {p.run_id} [{bar}] {frac:4.0%} step {p.step}{total}{loss}{eta} {p.status}"
 
     def __call__(self, p: Progress) -> None:
+        if p.warning:  # a line of its own, kept above the redrawn bar
+            self.out.write(("\r\x1b[K" if self.tty else "") + f"run {p.run_id} warning: {p.warning}\n")
         line = self.render(p)
         if self.tty:
             self.out.write("\r\x1b[K" + line + ("\n" if p.finished else ""))

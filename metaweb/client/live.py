@@ -1,6 +1,7 @@
 """Follow a run live over its websocket (``/ws/runs/<id>/``, bearer-token auth),
-as the run page does: ``run.state`` on connect, then ``run.progress`` and
-``run.status`` events. The socket only notifies; the finished run is read back
+as the run page does: ``run.state`` on connect, then ``run.progress``,
+``run.status`` and ``run.warning`` (a loss spike, in ``Progress.warning`` for that
+one update) events. The socket only notifies; the finished run is read back
 from the API. If the socket cannot be opened (a proxy that drops websockets), the
 run is polled instead, every ``poll_seconds``.
 
@@ -39,6 +40,8 @@ class Progress:
     loss: float | None = None
     eta_seconds: float | None = None
     error: str = ""
+    #: The engine's warning (a loss spike) that this update brings, else "".
+    warning: str = ""
 
     @property
     def finished(self) -> bool:
@@ -61,6 +64,9 @@ def apply(progress: Progress, message: dict[str, Any]) -> Progress:
     about = message.get("run", {}).get("id") if kind == "run.state" else message.get("run_id")
     if about is not None and about != progress.run_id:
         return progress
+    progress = replace(progress, warning="") if progress.warning else progress
+    if kind == "run.warning":
+        return replace(progress, warning=str(message.get("message") or ""))
     if kind == "run.state":
         run = message.get("run", {})
         loss = _loss_of(message.get("metrics") or {})

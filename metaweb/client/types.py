@@ -78,6 +78,7 @@ class RunEvent(TypedDict):
     kind: str
     message: str
     attempt: int
+    step: int | None
 
 
 class Sweep(TypedDict):

@@ -63,8 +63,9 @@
   // sends a point only once it is stored, so every point sent before the socket joined
   // is in the snapshot and every later one comes over the socket: no hole. run.progress
   // merges its points the same way; run.status updates the badge and re-reads the status
-  // panel with htmx. When the run finishes the page asks for run.resync: the worker stores
-  // every point before it reports the end, so the page ends with the whole curve.
+  // panel with htmx, and so does run.warning (a loss spike joined the history). When
+  // the run finishes the page asks for run.resync: the worker stores every point
+  // before it reports the end, so the page ends with the whole curve.
   // view: { panelId, badgeId, draw(metrics), progress(step, total, speed, eta) }.
   function followRun(root, view) {
     var runId = parseInt(root.dataset.runId, 10);
@@ -112,6 +113,8 @@
         setBadge(document.getElementById(view.badgeId), status);
         view.progress(message.step, message.total_steps);
         refreshPanel();
+      } else if (message.type === "run.warning" && message.run_id === runId) {
+        refreshPanel(); // a loss spike: the panel's warning and history
       }
     }
 

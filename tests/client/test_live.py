@@ -41,3 +41,20 @@ def test_the_progress_line():
         Progress(run_id=3, status="running", step=50, total_steps=200, loss=0.01234, eta_seconds=75)
     )
     assert line == "run 3 [######------------------]  25% step 50/200 loss 0.01234 ETA 01:15 running"
+
+
+def test_a_warning_is_printed_once_above_the_progress():
+    import io
+
+    out = io.StringIO()
+    line = ProgressLine(out)
+    p = Progress(run_id=7, status="running", step=50, total_steps=200)
+    p = apply(p, {"type": "run.warning", "run_id": 7, "step": 51, "kind": "spike", "message": "Loss spike."})
+    assert p.warning == "Loss spike." and p.step == 50
+    line(p)
+    p = apply(p, {"type": "run.progress", "run_id": 7, "step": 60, "total_steps": 200})
+    assert p.warning == ""
+    line(p)
+    assert out.getvalue().splitlines()[0] == "run 7 warning: Loss spike."
+    assert out.getvalue().count("warning") == 1
+    assert apply(p, {"type": "run.warning", "run_id": 8, "message": "not ours"}).warning == ""

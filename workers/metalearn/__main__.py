@@ -76,6 +76,12 @@ class Progress:
             self.stream.write(self._text(step) + "\n")
             self.stream.flush()
 
+    def note(self, line: str) -> None:
+        """A line of its own, under the bar on a terminal (redrawn at the next update)."""
+        self.stream.write(("\r\033[K" if self.tty else "") + line + "\n")
+        self.stream.flush()
+        self.last_draw = 0.0
+
     def close(self) -> None:
         if self.tty:
             self.stream.write("\n")
@@ -99,6 +105,10 @@ class CliReporter:
         self._write({"event": "step", "step": step, **metrics})
         shown = {k: v for k, v in metrics.items() if k in ("loss", "accuracy")}
         self.progress.update(step, shown)
+
+    def on_warning(self, step: int, kind: str, message: str) -> None:
+        self._write({"event": "warning", "step": step, "kind": kind, "message": message})
+        self.progress.note(f"warning: {message}")
 
     def on_eval(self, step: int, metrics: dict[str, float]) -> None:
         self._write({"event": "eval", "step": step, **metrics})

@@ -38,6 +38,7 @@ from workers.metalearn.config import ConfigError, TrainConfig, config_to_dict, p
 from workers.metalearn.episodes import Episode, FamilyInfo, batch_seed, to_episode
 from workers.metalearn.families import check_run_episodes, episode_spec
 from workers.metalearn.metastep import MetaStep
+from workers.metalearn.spikes import SpikeWatch
 from workers.metalearn.types import (
     CheckpointError,
     DivergenceError,
@@ -192,6 +193,7 @@ class _Run:
         self.stats = family_input_stats(family)
         self.step = 0
         self.metrics: dict[str, float] = {}
+        self.spikes = SpikeWatch()
         self._val: Episode | None = None
         self._describe: dict[str, Any] | None = None
         self.compiled = Decision(False, "")
@@ -429,8 +431,10 @@ def meta_train(
     ``reporter.should_stop()`` is polled between steps: a True answer writes a
     checkpoint and returns ``status="stopped"``. A NaN or inf loss or gradient norm
     raises :class:`DivergenceError` before the update, leaving the last good
-    checkpoint in place. If ``checkpoint_dir`` already holds checkpoints
-    of the same run, training continues from the latest one.
+    checkpoint in place; a finite loss far above its recent level is a spike
+    (:mod:`.spikes`), told through ``reporter.on_warning`` while training goes on.
+    If ``checkpoint_dir`` already holds checkpoints of the same run, training
+    continues from the latest one.
     """
     config = parse_config(config)
     run = _Run(
@@ -451,6 +455,9 @@ def meta_train(
         metrics["step_seconds"] = time.perf_counter() - started
         run.metrics.update(metrics)
         run.reporter.on_step(step, metrics)
+        spike = run.spikes.observe(step, metrics["loss"])
+        if spike is not None:
+            run.reporter.on_warning(step, spike.kind, spike.message)
         last = step == config.iterations
         if step % config.eval_interval == 0 or last:
             val = run.validate()

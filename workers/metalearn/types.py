@@ -197,9 +197,15 @@ class Reporter(Protocol):
     then: an attempt resumed from that checkpoint never replays those steps), and
     ``on_checkpoint(step)`` once it is durable (its files renamed into place), so a
     reporter never guesses when the engine checkpoints.
+
+    ``on_warning(step, kind, message)`` tells of something worth a person's look that
+    does not stop training: a loss spike (``kind`` ``"spike"`` or ``"spike_level"``,
+    :mod:`workers.metalearn.spikes`), after that step's ``on_step``.
     """
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None: ...
+
+    def on_warning(self, step: int, kind: str, message: str) -> None: ...
 
     def on_eval(self, step: int, metrics: dict[str, float]) -> None: ...
 
@@ -214,6 +220,9 @@ class NullReporter:
     """A reporter that records nothing and never stops the run."""
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        return None
+
+    def on_warning(self, step: int, kind: str, message: str) -> None:
         return None
 
     def on_eval(self, step: int, metrics: dict[str, float]) -> None:

@@ -31,12 +31,18 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.experiments.events import publish_run_status_on_commit
+from apps.experiments.events import (
+    RunWarningEvent,
+    publish_on_commit,
+    publish_run_status_on_commit,
+    run_group,
+)
 from apps.experiments.metric_store import points_append
 from apps.experiments.models import Run, RunEvent, RunKind, RunStatus, SweepStatus, SweepStrategy
 from apps.experiments.services.retention import run_checkpoints_retain_on_commit
 from apps.experiments.services.runs import sweep_next_on_commit
 from apps.experiments.services.scheduling import queue_dispatch_on_commit, run_dispatch_all
+from workers.metalearn.spikes import SPIKE_KINDS
 
 __all__ = [
     "Claim",
@@ -52,12 +58,16 @@ __all__ = [
     "run_requeue_stale",
     "run_stop_reason",
     "run_succeed",
+    "run_warning_record",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: Longest error text stored on a run; engine messages are short, tracebacks are logged instead.
 ERROR_MAX_CHARS = 2000
+#: Warnings (loss spikes) kept in one run's history: a run that spikes all the time
+#: says so this many times, and its chart shows the rest.
+RUN_WARNINGS_MAX = 20
 
 
 @dataclass(frozen=True)
@@ -187,6 +197,28 @@ def run_metrics_record(*, run_id: int, token: str, points: Iterable[tuple[str, i
     points stored (new).
     """
     return points_append(run_id=run_id, points=points)
+
+
+def run_warning_record(*, run_id: int, token: str, step: int, kind: str, message: str) -> bool:
+    """The attempt's engine warned at ``step`` (a loss spike, :mod:`workers.metalearn.spikes`):
+    keep it in the run's history and tell the run's page, on commit. Kept once per kind
+    and step (an attempt resumed from a checkpoint replays steps), and at most
+    ``RUN_WARNINGS_MAX`` a run. False when not kept: the attempt lost the run, the
+    warning is there already, or the run has had its share."""
+    with transaction.atomic():
+        run = _owned(run_id, token)
+        if run is None:
+            return False
+        kept = RunEvent.objects.filter(run=run, step__isnull=False, kind__in=SPIKE_KINDS)
+        if kind not in SPIKE_KINDS or kept.filter(kind=kind, step=step).exists():
+            return False
+        if kept.count() >= RUN_WARNINGS_MAX:
+            return False
+        message = message[:ERROR_MAX_CHARS]
+        RunEvent.objects.create(run=run, kind=kind, message=message, attempt=run.attempt, step=step)
+        event = RunWarningEvent(run_id=run.pk, step=step, kind=kind, message=message)
+        publish_on_commit([run_group(run.pk)], event)
+    return True
 
 
 def run_stop_reason(*, run_id: int, token: str) -> str | None:

@@ -121,3 +121,20 @@ def test_train_sets_mnn_condition_and_train_tasks_from_the_command_line(tmp_path
     assert done.returncode == 2 and "config mnn_condition:" in done.stderr
     done = cli("train", "--config", tmp_path / "run.json", "--out", tmp_path / "bad", "--set", "train_tasks")
     assert done.returncode == 2 and "--set: give key=value" in done.stderr
+
+
+def test_the_cli_reporter_writes_a_warning_line_and_says_it():
+    import io
+
+    from workers.metalearn.__main__ import CliReporter, Progress
+
+    metrics, stderr = io.StringIO(), io.StringIO()
+    reporter = CliReporter(metrics, Progress(100, stream=stderr))
+    reporter.on_warning(51, "spike", "Loss spike at step 51: 1e+03.")
+    assert json.loads(metrics.getvalue()) == {
+        "event": "warning",
+        "step": 51,
+        "kind": "spike",
+        "message": "Loss spike at step 51: 1e+03.",
+    }
+    assert stderr.getvalue() == "warning: Loss spike at step 51: 1e+03.\n"
