@@ -23,6 +23,7 @@ from apps.experiments.sweep_selectors import (
     sweep_leaderboard,
     sweep_list_for_team,
     sweep_seed_groups,
+    sweep_setting_importance,
 )
 from apps.teams.models import Role
 from workers.metalearn.config import TrainConfig
@@ -99,10 +100,25 @@ class SeedGroupOut(Schema):
     half_width: float | None = Field(description="Of the Student-t 95% confidence interval.")
 
 
+class ImportanceOut(Schema):
+    setting: str
+    test: str = Field(description="`spearman` (a number; yes/no as 0/1) or `kruskal` (a choice, the seed).")
+    n: int = Field(description="Succeeded runs with a final value of the metric.")
+    effect: float | None = Field(
+        description="Spearman's rho signed so that positive is better as the setting grows; "
+        "or Kruskal-Wallis epsilon squared (0 to 1). Null when it cannot be told."
+    )
+    p: float | None = Field(description="Two-sided p-value, per setting, uncorrected.")
+    reading: str
+
+
 class SweepDetailOut(SweepOut):
     leaderboard: list[LeaderOut]
     across_seeds: list[SeedGroupOut] = Field(
         description="Succeeded runs alike but for a swept seed, pooled; best mean first."
+    )
+    importance: list[ImportanceOut] = Field(
+        description="Each swept setting's rank association with the metric's final value, strongest first."
     )
 
 
@@ -155,7 +171,13 @@ def sweep_detail_out(sweep: Sweep) -> SweepDetailOut:
                 half_width=pooled.half_width if pooled else None,
             )
         )
-    return SweepDetailOut(**sweep_out(sweep), leaderboard=leaderboard, across_seeds=groups)
+    importance = [
+        ImportanceOut(setting=i.setting, test=i.test, n=i.n, effect=i.effect, p=i.p, reading=i.reading)
+        for i in sweep_setting_importance(sweep=sweep, rows=rows)
+    ]
+    return SweepDetailOut(
+        **sweep_out(sweep), leaderboard=leaderboard, across_seeds=groups, importance=importance
+    )
 
 
 @router.get("/teams/{team}/sweeps", response={200: SweepPageOut, 422: ValidationErrorOut})

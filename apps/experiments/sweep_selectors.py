@@ -1,6 +1,6 @@
 """Reads for sweeps: a team's sweeps with their runs' counts, one sweep if the user
 may see it, its leaderboard (each run's latest value of the sweep's metric), and its
-runs pooled across seeds."""
+runs pooled across seeds, and which swept settings go with the metric."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 
+from apps.experiments.analysis.importance import Importance, sweep_importance
 from apps.experiments.analysis.seeds import SeedGroup, SeedRun, seed_groups
 from apps.experiments.models import MetricSeries, Run, RunStatus, Sweep
 from apps.teams.models import Team
@@ -130,3 +131,14 @@ def sweep_seed_groups(*, sweep: Sweep, rows: list[LeaderRow]) -> list[SeedGroup]
         return (1, 0.0) if pooled is None else (0, sign * pooled.mean)
 
     return sorted(seed_groups(runs, [sweep.metric]), key=key)
+
+
+def sweep_setting_importance(*, sweep: Sweep, rows: list[LeaderRow]) -> list[Importance]:
+    """Each swept setting's rank association with the metric's final value over the
+    sweep's succeeded runs (``analysis/importance.py``), strongest first. No query."""
+    runs = [
+        (row.point, row.value)
+        for row in rows
+        if row.run.status == RunStatus.SUCCEEDED and row.value is not None
+    ]
+    return sweep_importance(list(sweep.dimensions or {}), runs, metric=sweep.metric, maximize=sweep.maximize)

@@ -17,12 +17,15 @@ from apps.experiments.forms import RunLaunchForm
 from apps.experiments.models import Sweep, SweepStatus
 from apps.experiments.sweep_forms import SweepForm
 from apps.experiments.sweep_selectors import (
+    LeaderRow,
     sweep_get_for_team,
     sweep_leaderboard,
     sweep_list_for_team,
     sweep_parallel_data,
     sweep_seed_groups,
+    sweep_setting_importance,
 )
+from apps.reviews.comparison.display import p_text
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.selectors import team_get_for_user
@@ -89,9 +92,18 @@ def _page_context(team: Team, role: Role, sweep: Sweep) -> dict[str, Any]:
         "counts": sorted(counts.items()),
         "parallel": sweep_parallel_data(sweep=sweep, rows=rows),
         "seed_groups": sweep_seed_groups(sweep=sweep, rows=rows),
+        "importance": _importance_rows(sweep, rows),
         "can_write": role.allows(Role.MEMBER),
         "live": sweep.status == SweepStatus.RUNNING,
     }
+
+
+def _importance_rows(sweep: Sweep, rows: list[LeaderRow]) -> list[dict[str, Any]]:
+    """The settings' association with the metric, once a run has succeeded with it."""
+    found = sweep_setting_importance(sweep=sweep, rows=rows)
+    if not any(item.n for item in found):
+        return []
+    return [{"item": item, "p": p_text(item.p)} for item in found]
 
 
 @require_GET

@@ -41,7 +41,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     ls.set_defaults(func=cmd_ls)
     for name, func, text in (
-        ("show", cmd_show, "a sweep's leaderboard and its runs pooled across seeds"),
+        ("show", cmd_show, "a sweep's leaderboard, its runs pooled across seeds, which settings matter"),
         ("stop", cmd_stop, "start no more runs and cancel the sweep's queued and running ones"),
     ):
         command = sweeps.add_parser(name, parents=[common], help=text)
@@ -126,6 +126,10 @@ def _show(sweep: SweepDetail) -> None:
         ]
         print(f"\nAcross seeds: the mean of {sweep['metric']}'s final value and its 95% CI half-width")
         output.table(("runs", *labels, "n", "mean", "ci95"), pooled)
+    if any(item["n"] for item in sweep["importance"]):
+        print(f"\nWhich settings go with {sweep['metric']} (succeeded runs; strongest first)")
+        columns = ("setting", "test", "n", "effect", "p", "reading")
+        output.table(columns, [[item[c] for c in columns] for item in sweep["importance"]])  # type: ignore[literal-required]
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -106,6 +106,15 @@ class SweepPage(TypedDict):
     results: list[Sweep]
 
 
+class Importance(TypedDict):
+    setting: str
+    test: str
+    n: int
+    effect: float | None
+    p: float | None
+    reading: str
+
+
 class Leader(TypedDict):
     rank: int | None
     run_id: int
@@ -145,6 +154,7 @@ class SweepDetail(TypedDict):
     created_at: str
     leaderboard: list[Leader]
     across_seeds: list[SeedGroup]
+    importance: list[Importance]
 
 
 class Points(TypedDict):

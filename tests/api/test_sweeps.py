@@ -50,6 +50,10 @@ def test_a_grid_launched_from_a_script_queues_its_runs_as_the_form_would(client,
     assert all(run.config["iterations"] == 20 and run.algorithm == "maml" for run in runs)
     assert [row["run_id"] for row in body["leaderboard"]] == [run.pk for run in runs.order_by("-pk")]
     assert body["across_seeds"] == []  # nothing has finished
+    assert [(i["setting"], i["n"], i["effect"]) for i in body["importance"]] == [
+        ("seed", 0, None),
+        ("inner_lr", 0, None),
+    ]
 
 
 def test_the_leaderboard_and_the_seeds_pooled_read_as_on_the_page(client, api_world):
@@ -73,6 +77,15 @@ def test_the_leaderboard_and_the_seeds_pooled_read_as_on_the_page(client, api_wo
     assert groups[0]["half_width"] == pytest.approx(stats.t.ppf(0.975, 1) * math.sqrt(0.5) / math.sqrt(2))
     assert groups[1]["mean"] == pytest.approx(3.0)
     assert groups[1]["half_width"] == pytest.approx(2.4841, abs=1e-4)
+    # As the page's "Which settings go with val_loss" (tests/experiments/test_sweep_importance.py).
+    importance = body["importance"]
+    assert [(i["setting"], i["test"], i["n"]) for i in importance] == [
+        ("inner_lr", "spearman", 5),
+        ("seed", "kruskal", 5),
+    ]
+    assert importance[0]["effect"] == pytest.approx(0.740436, abs=1e-6)
+    assert importance[0]["p"] == pytest.approx(0.152413, abs=1e-6)
+    assert importance[0]["reading"] == "higher inner_lr, lower val_loss (better)"
 
 
 @pytest.mark.parametrize(

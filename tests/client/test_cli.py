@@ -158,9 +158,15 @@ def test_sweeps_launch_show_ls_and_stop(logged_in, cli, tmp_path, sent):
     assert code == 0 and lines[0].startswith(f"Sweep {sweep.pk} (lr x seed): running, grid; ranked by")
     assert lines[2].split() == ["RANK", "RUN", "STATUS", "VAL_LOSS", "SEED", "INNER_LR"]
     assert [line.split()[3] for line in lines[3:7]] == ["0.1", "1", "1.1", "2"]
-    pooled = out.split("Across seeds")[1].splitlines()
+    pooled = out.split("Across seeds")[1].split("Which settings")[0].strip().splitlines()
     assert pooled[1].split() == ["RUNS", "INNER_LR", "N", "MEAN", "CI95"]
     assert [row.split()[1:4] for row in pooled[2:]] == [["0.01", "2", "0.6"], ["0.1", "2", "1.5"]]
+    matters = out.split("Which settings go with val_loss")[1].splitlines()
+    assert matters[1].split() == ["SETTING", "TEST", "N", "EFFECT", "P", "READING"]
+    # Seed rank sums 3 and 7: H = 0.6 * 29 - 15 = 2.4, eps^2 = 0.8; lr: rho = 2 / sqrt(20), a loss.
+    assert matters[2].split()[:4] == ["seed", "kruskal", "4", "0.8"]
+    assert matters[3].split()[:4] == ["inner_lr", "spearman", "4", "-0.447214"]
+    assert matters[3].endswith("higher inner_lr, higher val_loss (worse)")
     code, out, _ = cli("sweeps", "ls")
     assert code == 0 and out.splitlines()[1].split()[:5] == [str(sweep.pk), "running", "grid", "4", "0"]
     code, out, _ = cli("sweeps", "stop", str(sweep.pk))

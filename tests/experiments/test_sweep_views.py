@@ -299,6 +299,12 @@ def test_a_sweep_over_seeds_is_pooled_across_them_best_mean_first(client, world)
     # lr 0.1: mean 1.5, t(0.975, 1) * sd 0.7071 / sqrt(2) = 6.3531; lr 0.01: 3.0, t(0.975, 2) * 1 / sqrt(3).
     assert cells == ["1.5000 ± 6.3531", "3.0000 ± 2.4841"]
     assert "<th><code>inner_lr</code></th>" in section and "<th><code>seed</code></th>" not in section
+    # Which settings go with val_loss: over the five succeeded runs, the failed one left out.
+    section = body[body.index('id="sweep-importance"') :].split("</section>")[0]
+    assert re.findall(r'data-setting="(\w+)"', section) == ["inner_lr", "seed"]
+    assert re.findall(r'data-testid="importance-effect">([^<]*)<', section) == ["0.740", "0.526"]
+    assert "higher inner_lr, lower val_loss (better)" in section and "<td>0.152</td>" not in section
+    assert '<td class="num">0.152</td>' in section and "best median val_loss at seed = 0" in section
     sweep.dimensions = {"inner_lr": sweep.dimensions["inner_lr"]}  # one seed: repeats, not seeds
     sweep.save(update_fields=["dimensions"])
     assert 'id="sweep-seeds"' not in client.get(detail_url(world)).content.decode()

@@ -1,0 +1,124 @@
+"""Which swept settings go with a sweep's metric: what W&B's parameter-importance
+panel shows as its correlation column, done with rank statistics, which suit a
+sweep's few runs and a metric's outliers (a diverged run's loss of 1e6 is just the
+worst rank).
+
+For each swept setting, over the runs given (one final value of the metric each):
+
+* **a number** (and yes/no, as 0 and 1): Spearman's rank correlation of the setting
+  with the metric, and its two-sided p-value (``scipy.stats.spearmanr``). ``effect``
+  is signed so that a positive value means *better* as the setting grows (lower for
+  a loss, higher for an accuracy);
+* **a choice**, and the seed (its numbers are names, not amounts): the Kruskal-Wallis
+  H test across the setting's values (``scipy.stats.kruskal``), with the effect size
+  epsilon squared, ``H / (n - 1)`` (0: the values do not matter, 1: they decide the
+  rank), and the value whose runs have the best median.
+
+A setting with a single value among the runs, or fewer than three runs, gets no
+figure, and says why. The p-values are per setting, not corrected for testing
+several, and a correlation over one sweep is not a cause: with a swept seed, the
+seed's own line says how much of the spread is luck.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from scipy import stats
+
+from apps.experiments.analysis.configdiff import value_display
+
+#: Settings whose values are names, not amounts, though they are numbers.
+NAMED_SETTINGS = frozenset({"seed"})
+#: Fewest runs a figure is computed from.
+MIN_RUNS = 3
+
+
+@dataclass(frozen=True)
+class Importance:
+    """One swept setting's association with the metric."""
+
+    setting: str
+    test: Literal["spearman", "kruskal"]
+    n: int
+    effect: float | None  # spearman: signed rho (positive: better as it grows); kruskal: epsilon^2
+    p: float | None
+    reading: str
+
+    @property
+    def strength(self) -> float:
+        """What the table is sorted by (strongest first): |rho| or epsilon squared."""
+        return abs(self.effect) if self.effect is not None else -1.0
+
+
+def _is_amount(values: Sequence[Any]) -> bool:
+    return all(isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)) for v in values)
+
+
+def setting_importance(
+    setting: str, points: Sequence[tuple[Any, float]], *, metric: str, maximize: bool
+) -> Importance:
+    """The association of ``setting`` with ``metric`` over ``points``, each a run's
+    ``(setting value, final metric value)`` (finite values only)."""
+    points = [(v, m) for v, m in points if v is not None and math.isfinite(m)]
+    named = setting in NAMED_SETTINGS or not _is_amount([v for v, _ in points])
+    test: Literal["spearman", "kruskal"] = "kruskal" if named else "spearman"
+    distinct = {value_display(v) for v, _ in points}
+    if len(points) < MIN_RUNS:
+        return Importance(setting, test, len(points), None, None, f"too few runs with {metric} to tell")
+    if len(distinct) < 2:
+        return Importance(setting, test, len(points), None, None, "one value among these runs")
+    if named:
+        return _groups(setting, points, metric=metric, maximize=maximize)
+    return _rank(setting, points, metric=metric, maximize=maximize)
+
+
+def _rank(setting: str, points: Sequence[tuple[Any, float]], *, metric: str, maximize: bool) -> Importance:
+    xs = [float(v) for v, _ in points]
+    ys = [m for _, m in points]
+    if len(set(ys)) < 2:
+        return Importance(setting, "spearman", len(points), None, None, f"{metric} is the same in every run")
+    result = stats.spearmanr(xs, ys)
+    rho, p = float(result.statistic), float(result.pvalue)
+    effect = rho if maximize else -rho
+    verdict = "better" if effect > 0 else "worse"
+    if rho == 0:
+        reading = f"no monotone link with {metric}"
+    elif all(isinstance(v, bool) for v, _ in points):
+        reading = f"{metric} {verdict} with {setting} on"
+    else:
+        reading = f"higher {setting}, {'higher' if rho > 0 else 'lower'} {metric} ({verdict})"
+    return Importance(setting, "spearman", len(points), effect, p, reading)
+
+
+def _groups(setting: str, points: Sequence[tuple[Any, float]], *, metric: str, maximize: bool) -> Importance:
+    groups: dict[str, list[float]] = {}
+    for value, m in points:
+        groups.setdefault(value_display(value), []).append(m)
+    n = len(points)
+    if len({m for _, m in points}) < 2:
+        return Importance(setting, "kruskal", n, None, None, f"{metric} is the same in every run")
+    result = stats.kruskal(*groups.values())
+    epsilon2 = min(1.0, max(0.0, float(result.statistic) / (n - 1)))
+    medians = {name: statistics.median(values) for name, values in groups.items()}
+    best = (max if maximize else min)(medians, key=lambda name: medians[name])
+    reading = f"best median {metric} at {setting} = {best}"
+    return Importance(setting, "kruskal", n, epsilon2, float(result.pvalue), reading)
+
+
+def sweep_importance(
+    settings: Sequence[str], runs: Sequence[tuple[Mapping[str, Any], float]], *, metric: str, maximize: bool
+) -> list[Importance]:
+    """Each of ``settings`` over ``runs`` (each a run's swept point and final metric
+    value), strongest first; settings without a figure last, in their given order."""
+    found = [
+        setting_importance(
+            setting, [(point.get(setting), value) for point, value in runs], metric=metric, maximize=maximize
+        )
+        for setting in settings
+    ]
+    return sorted(found, key=lambda item: -item.strength)
