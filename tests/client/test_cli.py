@@ -166,7 +166,7 @@ def test_sweeps_launch_show_ls_and_stop(logged_in, cli, tmp_path, sent):
     # Seed rank sums 3 and 7: H = 0.6 * 29 - 15 = 2.4, eps^2 = 0.8; lr: rho = 2 / sqrt(20), a loss.
     assert matters[2].split()[:4] == ["seed", "kruskal", "4", "0.8"]
     assert matters[3].split()[:4] == ["inner_lr", "spearman", "4", "-0.447214"]
-    assert matters[3].endswith("higher inner_lr, higher val_loss (worse)")
+    assert matters[3].endswith("(leans: higher inner_lr, higher val_loss (worse))")
     code, out, _ = cli("sweeps", "ls")
     assert code == 0 and out.splitlines()[1].split()[:5] == [str(sweep.pk), "running", "grid", "4", "0"]
     code, out, _ = cli("sweeps", "stop", str(sweep.pk))

@@ -18,17 +18,23 @@ def test_spearman_by_hand_signed_towards_better():
     assert loss.effect == pytest.approx(6.25 / math.sqrt(7.5 * 9.5))
     # t = r * sqrt(3 / (1 - r^2)) = -1.9076 on 3 degrees of freedom, two-sided.
     assert loss.p == pytest.approx(0.152413, abs=1e-6)
-    assert loss.reading == "higher inner_lr, lower val_loss (better)"
+    assert loss.reading == "no clear link at this n (leans: higher inner_lr, lower val_loss (better))"
     accuracy = setting_importance("inner_lr", points, metric="val_accuracy", maximize=True)
     assert accuracy.effect == pytest.approx(-loss.effect)
-    assert accuracy.reading == "higher inner_lr, lower val_accuracy (worse)"
+    assert accuracy.reading.endswith("(leans: higher inner_lr, lower val_accuracy (worse))")
+    clear = setting_importance(
+        "inner_lr", [(i, 10.0 - i) for i in range(8)], metric="val_loss", maximize=False
+    )
+    assert clear.effect == pytest.approx(1.0) and clear.p < 0.05
+    assert clear.reading == "higher inner_lr, lower val_loss (better)"
 
 
 def test_yes_no_settings_are_ranked_as_0_and_1():
-    points = [(True, 0.9), (True, 0.8), (False, 0.5), (False, 0.4)]
+    points = [(True, 0.9), (True, 0.8), (True, 0.7), (False, 0.5), (False, 0.4), (False, 0.3)]
     found = setting_importance("first_order", points, metric="val_accuracy", maximize=True)
-    assert found.test == "spearman" and found.effect == pytest.approx(2 / math.sqrt(5))
-    assert found.reading == "val_accuracy better with first_order on"
+    # x ranks 5,5,5,2,2,2 against y ranks 6..1: rho = 13.5 / sqrt(13.5 * 17.5).
+    assert found.test == "spearman" and found.effect == pytest.approx(math.sqrt(13.5 / 17.5))
+    assert found.p < 0.05 and found.reading == "val_accuracy better with first_order on"
 
 
 def test_kruskal_by_hand_for_choices_and_the_seed():
@@ -37,9 +43,12 @@ def test_kruskal_by_hand_for_choices_and_the_seed():
     found = setting_importance("optimizer", points, metric="val_loss", maximize=False)
     assert found.test == "kruskal" and found.effect == pytest.approx(27 / 35)
     assert found.p == pytest.approx(0.049535, abs=1e-6)  # chi-squared, 1 degree of freedom
-    assert found.reading == "best median val_loss at optimizer = a"
+    assert found.reading == "best median val_loss at optimizer = a"  # p just under 0.05: clear
     seeds = setting_importance("seed", [(0, 1.0), (0, 2.0), (1, 3.0), (1, 4.0)], metric="m", maximize=True)
-    assert seeds.test == "kruskal" and seeds.reading == "best median m at seed = 1"
+    assert (
+        seeds.test == "kruskal"
+        and seeds.reading == "no clear link at this n (leans: best median m at seed = 1)"
+    )
 
 
 @pytest.mark.parametrize(

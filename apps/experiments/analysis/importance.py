@@ -15,7 +15,8 @@ For each swept setting, over the runs given (one final value of the metric each)
   rank), and the value whose runs have the best median.
 
 A setting with a single value among the runs, or fewer than three runs, gets no
-figure, and says why. The p-values are per setting, not corrected for testing
+figure, and says why. A reading whose p is 0.05 or more says the link is not clear
+and gives only its lean. The p-values are per setting, not corrected for testing
 several, and a correlation over one sweep is not a cause: with a swept seed, the
 seed's own line says how much of the spread is luck.
 """
@@ -36,6 +37,8 @@ from apps.experiments.analysis.configdiff import value_display
 NAMED_SETTINGS = frozenset({"seed"})
 #: Fewest runs a figure is computed from.
 MIN_RUNS = 3
+#: Above this p-value the reading says the link is not clear, and only leans.
+CLEAR_P = 0.05
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ def _rank(setting: str, points: Sequence[tuple[Any, float]], *, metric: str, max
         reading = f"{metric} {verdict} with {setting} on"
     else:
         reading = f"higher {setting}, {'higher' if rho > 0 else 'lower'} {metric} ({verdict})"
-    return Importance(setting, "spearman", len(points), effect, p, reading)
+    return Importance(setting, "spearman", len(points), effect, p, _hedged(reading, p))
 
 
 def _groups(setting: str, points: Sequence[tuple[Any, float]], *, metric: str, maximize: bool) -> Importance:
@@ -107,7 +110,12 @@ def _groups(setting: str, points: Sequence[tuple[Any, float]], *, metric: str, m
     medians = {name: statistics.median(values) for name, values in groups.items()}
     best = (max if maximize else min)(medians, key=lambda name: medians[name])
     reading = f"best median {metric} at {setting} = {best}"
-    return Importance(setting, "kruskal", n, epsilon2, float(result.pvalue), reading)
+    return Importance(setting, "kruskal", n, epsilon2, float(result.pvalue), _hedged(reading, result.pvalue))
+
+
+def _hedged(reading: str, p: float) -> str:
+    """``reading`` as it stands when p is under ``CLEAR_P``, else as a lean only."""
+    return reading if p < CLEAR_P else f"no clear link at this n (leans: {reading})"
 
 
 def sweep_importance(
