@@ -13,13 +13,13 @@ keeps small relative moves quiet on a steady curve (a tiny deviation would other
 make a 2x step look extreme); the second keeps a noisy curve quiet (the MNN's loss,
 near zero, moves by 10-36x from one meta-batch to the next).
 
-Measured to choose the thresholds (20 runs of 4,000 sinusoid iterations of every
-algorithm, seeds 0-6 of 5-step MAML, and 1,500 of digits): the largest value of the
-statistic in the runs that trained normally was 11.0 MADs (at a 36x MNN move), and
-the largest ratio of a 1-step MAML, FOMAML, Reptile, Meta-SGD or ANIL loss to its
-window's median was 2.4. Five of the seven 5-step MAML seeds had steps at 19-52
-MADs and 15x-121,000x; one of them diverged 660 steps after its spike. Hence
-``z = 15`` and ``factor = 10``.
+Measured to choose the thresholds (``benchmarks/spike_thresholds.py``: 4,000
+sinusoid iterations of MAML, FOMAML, Reptile, Meta-SGD, ANIL and the MNN on two seeds
+and seed-mnn on one, 1,500 digits iterations of MAML, ANIL and ProtoNets, and 5-step
+MAML on seeds 0-6): the largest value of the MADs figure in the runs that trained
+normally was 11.0 (an MNN loss near 0.005 moving 36x); five of the seven 5-step MAML
+seeds had steps at 19.1-52 MADs and 15x-121,000x, and one of them diverged 660 steps
+after its spike. Hence ``mads = 15`` and ``factor = 10``.
 
 A spike is told once, at the step it starts (most last one step: the chart shows
 the rest). Spike losses never enter the window. A spike ends, silently, at the
@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 #: Ordinary steps a step is judged against.
@@ -57,6 +58,16 @@ class SpikeNotice:
     message: str
 
 
+def spike_figures(window: Iterable[float], log: float) -> tuple[float, float]:
+    """How far a log loss ``log`` stands above a ``window`` of earlier log losses: its
+    ratio to their median loss, and how many median absolute deviations (at least
+    ``MIN_LOG_MAD``) it is above their median. A spike has both past their limits."""
+    logs = list(window)
+    median = statistics.median(logs)
+    mad = max(statistics.median(abs(v - median) for v in logs), MIN_LOG_MAD)
+    return math.exp(log - median), (log - median) / mad
+
+
 def _number(value: float) -> str:
     return f"{value:.3g}"
 
@@ -74,11 +85,10 @@ class SpikeWatch:
         self._length = 0
         self._median = 0.0
 
-    def _threshold(self) -> tuple[float, float]:
-        """The window's median log loss, and the log loss a spike reaches."""
-        median = statistics.median(self._logs)
-        mad = statistics.median(abs(v - median) for v in self._logs)
-        return median, median + max(math.log(self.factor), self.mads * max(mad, MIN_LOG_MAD))
+    def _is_spike(self, log: float) -> tuple[bool, float]:
+        """Whether ``log`` is a spike against the window, and its ratio to the window's median."""
+        ratio, mads = spike_figures(self._logs, log)
+        return ratio >= self.factor and mads >= self.mads, ratio
 
     def observe(self, step: int, loss: float) -> SpikeNotice | None:
         """Judge ``loss`` (finite and positive to be judged) at ``step``."""
@@ -88,25 +98,25 @@ class SpikeWatch:
         if len(self._logs) < self.window:
             self._logs.append(log)
             return None
-        median, limit = self._threshold()
+        spike, ratio = self._is_spike(log)
         if self._start is None:
-            if log < limit:
+            if not spike:
                 self._logs.append(log)
                 return None
+            median = loss / ratio
             self._start, self._length, self._median = step, 1, median
-            ratio = math.exp(log - median)
             return SpikeNotice(
                 step,
                 "spike",
                 f"Loss spike at step {step:,}: {_number(loss)}, {_number(ratio)}x the median "
-                f"({_number(math.exp(median))}) of the {self.window} steps before. Training goes on.",
+                f"({_number(median)}) of the {self.window} steps before. Training goes on.",
             )
-        return self._during(step, loss, log, limit)
+        return self._during(step, loss, log, spike)
 
-    def _during(self, step: int, loss: float, log: float, limit: float) -> SpikeNotice | None:
+    def _during(self, step: int, loss: float, log: float, spike: bool) -> SpikeNotice | None:
         """A step of a spike in progress: over (silently) once the loss is back under
         the limit, a new level once it has stayed above it for a whole window."""
-        if log < limit:
+        if not spike:
             self._start = None
             self._logs.append(log)
             return None
@@ -120,6 +130,6 @@ class SpikeWatch:
             step,
             "spike_level",
             f"The loss has stayed high since its spike at step {start:,} ({self.window} steps): "
-            f"{_number(loss)} at step {step:,}, against {_number(math.exp(self._median))} before it. "
+            f"{_number(loss)} at step {step:,}, against {_number(self._median)} before it. "
             "Later steps are judged against this level.",
         )
