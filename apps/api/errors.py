@@ -60,7 +60,9 @@ def _detail(api: NinjaAPI, request: HttpRequest, detail: Any, status: int) -> Ht
 def install_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(ValidationError)
     def service_invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-        return _detail(api, request, error_items(exc), 422)
+        # A read has no body: its fields are the query string's.
+        where = "query" if request.method in ("GET", "HEAD") else "body"
+        return _detail(api, request, error_items(exc, where=where), 422)
 
     @api.exception_handler(NinjaValidationError)
     def request_invalid(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:

@@ -1,4 +1,4 @@
-"""``/teams/{team}/runs``: list (cursor pages, the run search language), get,
+"""``/teams/{team}/runs``: list (cursor pages, the run search language, or a saved view), get,
 launch, cancel, clone, archive and restore, metrics over a range, events,
 checkpoint download."""
 
@@ -8,7 +8,7 @@ from typing import Literal
 
 from django.core.exceptions import ValidationError
 from django.db.models import prefetch_related_objects
-from django.http import FileResponse, Http404, HttpRequest, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, QueryDict, StreamingHttpResponse
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
@@ -26,9 +26,10 @@ from apps.api.schemas import (
 )
 from apps.experiments.analysis.curves import MAX_POINTS
 from apps.experiments.compare_selectors import compare_series
+from apps.experiments.filters import RunListParams, run_list_params, saved_view_query
 from apps.experiments.listing.columns import sort_parse
 from apps.experiments.listing.selectors import ARCHIVED_ONLY, ARCHIVED_TOO, run_page_for_team
-from apps.experiments.models import Experiment, Run
+from apps.experiments.models import Experiment, Run, SavedView
 from apps.experiments.selectors import run_events, run_get_visible, run_metrics_csv
 from apps.experiments.services.annotations import note_version
 from apps.experiments.services.archive import runs_archive, runs_restore
@@ -88,19 +89,28 @@ class RunListQuery(Schema):
     archived: Literal["hide", "only", "include"] = Field(
         "hide", description="Archived runs: left out (hide), the only ones listed, or listed with the others."
     )
+    view: str = Field(
+        "",
+        max_length=200,
+        description="A saved view's name (any case): the runs it shows on the run list, in its order "
+        "(its search, filters, kind and sort; not with q, sort or archived).",
+    )
 
 
 @router.get("/teams/{team}/runs", response={200: RunPageOut, 422: ValidationErrorOut})
 def run_list(request: HttpRequest, team: str, filters: Query[RunListQuery]) -> RunPageOut:
-    archived = {"only": ARCHIVED_ONLY, "include": ARCHIVED_TOO}.get(filters.archived)
-    page = run_page_for_team(
-        team=team_for(request, team),
-        filters={"kind": "all", **({"archived": archived} if archived else {})},
-        query=filters.q,
-        sort=sort_parse(filters.sort),
-        cursor=filters.cursor,
-        per_page=filters.limit,
-    )
+    the_team = team_for(request, team)
+    if filters.view.strip():
+        params = _view_params(the_team, filters)
+        listed = {"filters": params.filters, "query": params.query, "sort": params.sort}
+    else:
+        archived = {"only": ARCHIVED_ONLY, "include": ARCHIVED_TOO}.get(filters.archived)
+        listed = {
+            "filters": {"kind": "all", **({"archived": archived} if archived else {})},
+            "query": filters.q,
+            "sort": sort_parse(filters.sort),
+        }
+    page = run_page_for_team(team=the_team, cursor=filters.cursor, per_page=filters.limit, **listed)
     prefetch_related_objects(page.runs, "tags")
     return RunPageOut(
         count=page.count,
@@ -108,6 +118,20 @@ def run_list(request: HttpRequest, team: str, filters: Query[RunListQuery]) -> R
         prev_cursor=page.prev_cursor,
         results=[run_out(run) for run in page.runs],
     )
+
+
+def _view_params(team: Team, filters: RunListQuery) -> RunListParams:
+    """What the run list reads for the team's saved view ``filters.view`` (any case);
+    ValidationError on ``view`` when there is none, or when q, sort or archived are
+    given too (the view sets them)."""
+    if filters.q or filters.sort or filters.archived != "hide":
+        message = "A saved view sets the search, sort and archived filter: send no q, sort or archived."
+        raise ValidationError({"view": message})
+    name = filters.view.strip()
+    view = SavedView.objects.filter(team=team, name__iexact=name).first()
+    if view is None:
+        raise ValidationError({"view": f"This team has no saved view called {name[:80]!r}."})
+    return run_list_params(QueryDict(saved_view_query(**view.list_fields())), team=team)
 
 
 def launch_targets(team: Team, *, experiment_id: int, taskset_id: int) -> tuple[Experiment, TaskSetVersion]:

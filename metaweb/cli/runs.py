@@ -41,7 +41,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         default="hide",
         help="archived runs: left out (default), only them, or with the others",
     )
+    ls.add_argument("--view", default="", help="a saved view's name: the runs it shows, in its order")
     ls.set_defaults(func=cmd_ls)
+    views = runs.add_parser("views", parents=[common], help="the team's saved views of the run list")
+    views.set_defaults(func=cmd_views)
     for name, func, text in (
         ("archive", cmd_archive, "archive ended runs: lists leave them out"),
         ("restore", cmd_archive, "bring archived runs back to the lists"),
@@ -123,16 +126,30 @@ def cmd_ls(args: argparse.Namespace) -> int:
     limit = max(1, args.limit)
     with client_for(args) as client:
         found: list[Run] = []
-        for run in client.iter_runs(q=args.query, sort=args.sort, archived=args.archived):
+        for run in client.iter_runs(q=args.query, sort=args.sort, archived=args.archived, view=args.view):
             found.append(run)
             if len(found) >= limit:
                 break
     if args.json:
         output.emit_json(found)
     elif not found:
-        print("No runs match." if args.query or args.archived != "hide" else "No runs yet.")
+        print("No runs match." if args.query or args.view or args.archived != "hide" else "No runs yet.")
     else:
         output.table(RUN_COLUMNS, [_row(r) for r in found])
+    return OK
+
+
+def cmd_views(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        found = client.saved_views()
+        url = client.url
+    if args.json:
+        output.emit_json(found)
+    elif not found:
+        print("No saved views yet: save one from the run list, or with Client.saved_view_create.")
+    else:
+        rows = [[v["id"], v["name"], v["query"], v["created_by"], url + v["list_url"]] for v in found]
+        output.table(("id", "name", "query", "by", "url"), rows)
     return OK
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from metaweb.client.annotations import AnnotationsMixin
 from metaweb.client.errors import ApiError
+from metaweb.client.saved_views import SavedViewsMixin
 from metaweb.client.transport import Transport
 from metaweb.client.types import (
     Adaptation,
@@ -37,7 +38,7 @@ from metaweb.client.types import (
 )
 
 
-class Client(AnnotationsMixin):
+class Client(AnnotationsMixin, SavedViewsMixin):
     def __init__(self, url: str, token: str, *, team: str | None = None) -> None:
         self.http = Transport(url, token)
         self.url = self.http.url
@@ -162,19 +163,21 @@ class Client(AnnotationsMixin):
         cursor: str = "",
         limit: int = 50,
         archived: str = "hide",
+        view: str = "",
         team: str | None = None,
     ) -> RunPage:
-        """One page of runs; ``archived``: ``hide`` (the default), ``only`` or ``include``."""
-        params = {"q": q, "sort": sort, "cursor": cursor, "limit": limit, "archived": archived}
+        """One page of runs; ``archived``: ``hide`` (the default), ``only`` or ``include``;
+        ``view``: a saved view's name, the runs it shows (instead of q, sort, archived)."""
+        params = {"q": q, "sort": sort, "cursor": cursor, "limit": limit, "archived": archived, "view": view}
         return self.http.json("GET", f"{self._t(team)}/runs", params=params)
 
     def iter_runs(
-        self, *, q: str = "", sort: str = "", archived: str = "hide", team: str | None = None
+        self, *, q: str = "", sort: str = "", archived: str = "hide", view: str = "", team: str | None = None
     ) -> Iterator[Run]:
-        """Every run matching ``q``, page after page (200 a request)."""
-        cursor = ""
+        """Every run matching ``q`` (or shown by the saved ``view``), page after page (200 a request)."""
+        cursor, ask = "", {"q": q, "sort": sort, "archived": archived, "view": view, "team": team}
         while True:
-            page = self.runs(q=q, sort=sort, cursor=cursor, limit=200, archived=archived, team=team)
+            page = self.runs(cursor=cursor, limit=200, **ask)
             yield from page["results"]
             cursor = page["next_cursor"]
             if not cursor:

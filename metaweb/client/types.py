@@ -81,6 +81,19 @@ class RunEvent(TypedDict):
     step: int | None
 
 
+class SavedView(TypedDict):
+    id: int
+    name: str
+    query: str
+    columns: list[str]
+    sort: str
+    kind: str
+    filters: dict[str, Any]
+    list_url: str
+    created_by: str
+    created_at: str
+
+
 class Sweep(TypedDict):
     id: int
     name: str

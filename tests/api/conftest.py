@@ -10,7 +10,7 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from apps.experiments.models import RunStatus, Sweep
+from apps.experiments.models import RunStatus, SavedView, Sweep
 from apps.registry import storage
 from apps.teams.models import ApiToken, Role, TokenScope
 from apps.teams.token_services import api_token_create, api_token_revoke
@@ -88,6 +88,13 @@ def api_world(team_roles, settings):
         metric="val_loss",
         created_by=users["member"],
     )
+    saved_view = SavedView.objects.create(
+        team=team,
+        name="Failed MAML",
+        query="algorithm:maml",
+        filters={"status": "failed"},
+        created_by=users["member"],
+    )
     beta = users["outsider"].memberships.get().team
     tokens = {role: issue(users[role], team) for role in (Role.VIEWER, Role.MEMBER, Role.ADMIN)}
     tokens["read_only"] = issue(users["admin"], team, scope=TokenScope.READ)
@@ -106,6 +113,7 @@ def api_world(team_roles, settings):
         "meta_model": meta_model,
         "adaptation": adaptation,
         "sweep": sweep,
+        "saved_view": saved_view,
         "external": external,
         "experiment": experiment,
         "version": version,

@@ -60,6 +60,7 @@ def test_no_server_errors_and_responses_match_the_schema(case, fuzz_world):
         "taskset_id": fuzz_world["version"].taskset_id,
         "experiment_id": fuzz_world["experiment"].pk,
         "sweep_id": fuzz_world["sweep"].pk,
+        "view_id": fuzz_world["saved_view"].pk,
         "tag": "baseline",
     }
     for name in case.path_parameters or {}:

@@ -46,6 +46,8 @@ SAMPLE_BODIES: dict[tuple[str, str], Any] = {
         "dimensions": {"seed": [0, 1]},
     },
     ("post", "/api/v1/teams/{team}/sweeps/{sweep_id}/stop"): None,
+    ("post", "/api/v1/teams/{team}/saved-views"): {"name": "Succeeded", "query": "status:succeeded"},
+    ("delete", "/api/v1/teams/{team}/saved-views/{view_id}"): None,
     ("post", "/api/v1/teams/{team}/external-runs"): {
         "experiment_id": "{experiment}",
         "taskset_id": "{taskset}",
@@ -131,6 +133,7 @@ def call(client: Client, method: str, path: str, world: dict[str, Any], **extra:
         model_id=world["meta_model"].pk,
         experiment_id=world["experiment"].pk,
         sweep_id=world["sweep"].pk,
+        view_id=world["saved_view"].pk,
         tag="baseline",
     )
     if "/adaptations/{run_id}" in path:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.experiments.models import Run, Sweep
+from apps.experiments.models import Run, SavedView, Sweep
 from metaweb.cli import main
 from tests.client.conftest import one_line
 from tests.factories import SMALL_CONFIG, RunFactory, metric_points_add
@@ -119,6 +119,27 @@ def test_runs_archive_ls_and_restore(logged_in, cli):
     assert code == 0 and json.loads(out)[0]["archived_at"] is None
     code, _, err = cli("runs", "archive", str(run.pk), "999999999")
     assert code == 1 and "ids: Not runs of this team: #999999999." in one_line(err)
+
+
+def test_runs_views_and_ls_of_a_view(logged_in, cli):
+    code, out, _ = cli("runs", "views")
+    assert code == 0 and out.startswith("No saved views yet")
+    SavedView.objects.create(
+        team=logged_in["team"],
+        name="Good",
+        query="algorithm:maml",
+        filters={"status": "succeeded"},
+        created_by=logged_in["users"]["member"],
+    )
+    code, out, _ = cli("runs", "views")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["ID", "NAME", "QUERY", "BY", "URL"]
+    assert lines[1].split()[1:4] == ["Good", "algorithm:maml", "member"]
+    assert lines[1].endswith(f"{logged_in['url']}/t/alpha/runs/?q=algorithm%3Amaml&status=succeeded")
+    code, out, _ = cli("runs", "ls", "--view", "good", "--json")
+    assert code == 0 and [r["id"] for r in json.loads(out)] == [logged_in["run"].pk]
+    code, _, err = cli("runs", "ls", "--view", "Bad")
+    assert code == 1 and one_line(err).endswith("HTTP 422: view: This team has no saved view called 'Bad'.")
 
 
 def test_runs_tag_untag_and_note(logged_in, cli, tmp_path):

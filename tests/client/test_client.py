@@ -220,3 +220,23 @@ def test_network_errors_and_bad_addresses():
     with pytest.raises(ApiError) as path_like:
         Client("http://127.0.0.1:9", "t", team="../admin").runs()
     assert path_like.value.field == "team"
+
+
+def test_saved_views_from_python(world, member_client, make_client):
+    run = world["run"]  # a succeeded MAML run
+    view = member_client.saved_view_create("Done", query="algorithm:maml", filters={"status": "succeeded"})
+    assert view["list_url"] == "/t/alpha/runs/?q=algorithm%3Amaml&status=succeeded"
+    assert [v["name"] for v in make_client(world["tokens"]["viewer"]).saved_views()] == ["Done"]
+    assert [r["id"] for r in member_client.iter_runs(view="done")] == [run.pk]
+    member_client.saved_view_create("Failed", filters={"status": "failed"})
+    assert member_client.runs(view="Failed")["results"] == []
+    with pytest.raises(ApiError) as taken:
+        member_client.saved_view_create("DONE")
+    assert taken.value.field == "name" and "already" in taken.value.message
+    with pytest.raises(ApiError) as mixed:
+        member_client.runs(view="Done", q="status:failed")
+    assert mixed.value.loc == ["query", "view"]
+    assert member_client.saved_view_delete("failed")["detail"] == "Deleted the saved view 'Failed'."
+    with pytest.raises(ApiError) as gone:
+        member_client.saved_view_delete("Failed")
+    assert gone.value.status == 404
