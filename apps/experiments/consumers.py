@@ -161,8 +161,8 @@ class _GroupConsumer(AsyncJsonWebsocketConsumer):
 class RunConsumer(_GroupConsumer):
     """Live updates of one run: ``run.state`` on connect, then ``run.status``,
     ``run.progress`` and ``run.warning`` events. A client may send ``{"type":
-    "run.resync"}`` to get a fresh ``run.state``; pages do so when the run finishes, to end on the database's
-    curve. The group is joined before the state is read, and the reporter sends only
+    "run.resync"}`` to get a fresh ``run.state``; pages do so when the run finishes,
+    to end on the database's curve. The group is joined before the state is read, and the reporter sends only
     stored points, so a page that merges the state with the events by step has every
     point (``MetaLive.followRun`` in ``static/js/app.js``)."""
 
