@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 from pydantic import Field
@@ -77,16 +78,22 @@ def saved_view_list(request: HttpRequest, team: str) -> list[SavedViewOut]:
 def saved_view_save(request: HttpRequest, team: str, payload: SavedViewIn) -> Status:
     """Save a view for the whole team, checked as the run list reads it."""
     the_team = team_for(request, team, need=Role.MEMBER)
-    view = saved_view_create(
-        team=the_team,
-        actor=caller(request).user,
-        name=payload.name.strip(),
-        query=payload.query,
-        columns=payload.columns,
-        sort=payload.sort,
-        kind=payload.kind,
-        filters=payload.filters,
-    )
+    try:
+        view = saved_view_create(
+            team=the_team,
+            actor=caller(request).user,
+            name=payload.name.strip(),
+            query=payload.query,
+            columns=payload.columns,
+            sort=payload.sort,
+            kind=payload.kind,
+            filters=payload.filters,
+        )
+    except ValidationError as error:  # a filter's error is the body's filters.<name>
+        if not hasattr(error, "error_dict"):
+            raise
+        renamed = {f"filters.{k}" if k in SAVED_FILTERS else k: v for k, v in error.message_dict.items()}
+        raise ValidationError(renamed) from None
     return Status(201, saved_view_out(view, the_team))
 
 

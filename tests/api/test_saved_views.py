@@ -56,7 +56,7 @@ def test_a_view_saved_from_a_script_is_the_pages_view(client, api_world):
     [
         ({"name": "failed maml"}, "name", "The team has a view called 'failed maml' already."),
         ({"name": "x", "query": "status:"}, "query", "query: "),
-        ({"name": "x", "filters": {"status": "bogus"}}, "status", "Select a valid choice"),
+        ({"name": "x", "filters": {"status": "bogus"}}, "filters.status", "Select a valid choice"),
         ({"name": "x", "filters": {"colour": "red"}}, "filters", "'colour' is not one of status"),
         ({"name": "x", "sort": "-nonsense key"}, "sort", ""),
         ({"name": "x", "kind": "both"}, "kind", "kind: 'both' is not one of train"),
