@@ -1,5 +1,6 @@
 """Reads for the compare-runs page: the picked runs of a team, their metrics'
-summaries, downsampled curves, and the rows of the parallel-coordinates chart.
+summaries, downsampled curves, the rows of the parallel-coordinates chart, and which
+of its config keys go with each final metric.
 Every read is filtered to one team (the caller checked membership) and costs a
 fixed number of queries, whatever the number of runs."""
 
@@ -22,8 +23,9 @@ from apps.experiments.analysis.curves import (
     series_clean,
     with_edges,
 )
+from apps.experiments.analysis.importance import Importance, sweep_importance
 from apps.experiments.analysis.seeds import SeedGroup, SeedRun, seed_groups
-from apps.experiments.analysis.summary import MetricSummary, metric_summary, run_duration
+from apps.experiments.analysis.summary import MetricSummary, higher_is_better, metric_summary, run_duration
 from apps.experiments.metric_store import ChartPoints, chart_read, series_figures
 from apps.experiments.models import Run
 from apps.experiments.search import run_search
@@ -289,3 +291,20 @@ def parallel_coordinates(*, runs: Sequence[Run]) -> dict[str, Any]:
         for run, flat, final in zip(runs, flats, finals, strict=True)
     ]
     return {"keys": keys, "metrics": metrics, "default_metric": default, "rows": rows}
+
+
+def parallel_importance(parallel: dict[str, Any]) -> dict[str, list[Importance]]:
+    """For each final metric of :func:`parallel_coordinates`' rows, which of its varying
+    config keys go with it over the succeeded runs that have it
+    (``analysis/importance.py``; better is higher for an accuracy, lower otherwise),
+    strongest first. No query."""
+    found = {}
+    for metric in parallel["metrics"]:
+        runs = [
+            (row["config"], row["metrics"][metric])
+            for row in parallel["rows"]
+            if row["status"] == "succeeded" and metric in row["metrics"]
+        ]
+        maximize = higher_is_better(metric)
+        found[metric] = sweep_importance(parallel["keys"], runs, metric=metric, maximize=maximize)
+    return found

@@ -43,6 +43,7 @@ def run_compare(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
             context["errors"]["q"] = f"q: {error}"
             picked = []
     context["parallel"] = compare.parallel_coordinates(runs=picked)
+    context["importance"] = compare.parallel_importance(context["parallel"])
     context["parallel_count"] = len(picked)
     context["limits"] = {"min": compare.MIN_RUNS, "max": compare.MAX_RUNS, "search": compare.MAX_SEARCH_RUNS}
     return render_page(request, "experiments/run_compare.html", "compare-body", context)

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.experiments import services
+from apps.experiments.analysis.importance import Importance
 from apps.experiments.forms import RunLaunchForm
 from apps.experiments.models import Sweep, SweepStatus
 from apps.experiments.sweep_forms import SweepForm
@@ -25,7 +26,6 @@ from apps.experiments.sweep_selectors import (
     sweep_seed_groups,
     sweep_setting_importance,
 )
-from apps.reviews.comparison.display import p_text
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.selectors import team_get_for_user
@@ -98,12 +98,10 @@ def _page_context(team: Team, role: Role, sweep: Sweep) -> dict[str, Any]:
     }
 
 
-def _importance_rows(sweep: Sweep, rows: list[LeaderRow]) -> list[dict[str, Any]]:
+def _importance_rows(sweep: Sweep, rows: list[LeaderRow]) -> list[Importance]:
     """The settings' association with the metric, once a run has succeeded with it."""
     found = sweep_setting_importance(sweep=sweep, rows=rows)
-    if not any(item.n for item in found):
-        return []
-    return [{"item": item, "p": p_text(item.p)} for item in found]
+    return found if any(item.n for item in found) else []
 
 
 @require_GET

@@ -204,6 +204,13 @@
   // Parallel coordinates (static/js/parallel_coords.js) of #compare-parallel-data: the
   // varying config keys, then the chosen final metric; lines coloured by that metric
   // (blue low, red high, grey when the run has none).
+  // Shows the "which config keys go with the metric" table of the chosen metric.
+  function showImportance(metric) {
+    document.querySelectorAll("[data-importance-metric]").forEach(function (el) {
+      el.hidden = el.dataset.importanceMetric !== metric;
+    });
+  }
+
   function setUpParallel() {
     var script = document.getElementById("compare-parallel-data");
     var section = document.getElementById("compare-parallel");
@@ -213,6 +220,7 @@
     var select = document.getElementById("parallel-metric");
     function render() {
       var metric = select ? select.value : "";
+      showImportance(metric);
       var axes = data.keys.map(function (key) {
         return { name: key, values: data.rows.map(function (row) { return row.config[key]; }) };
       });

@@ -130,6 +130,19 @@ def test_compare_three_finished_runs(live_stack, e2e_page, e2e_user):
     assert chart.get_attribute("data-lines") == "3"
     assert page.locator('#parallel-chart g[data-axis="inner_lr"]').count() == 1
 
+    # Which config keys go with the chosen metric: the table of that metric only.
+    select = page.locator("#parallel-metric")
+    shown = page.locator("[data-importance-metric]:visible")
+    assert shown.count() == 1 and shown.get_attribute("data-importance-metric") == select.input_value()
+    assert shown.locator('tr[data-setting="inner_lr"]').count() == 1
+    other = next(
+        v
+        for v in select.locator("option").evaluate_all("os => os.map(o => o.value)")
+        if v != select.input_value()
+    )
+    select.select_option(other)
+    assert shown.count() == 1 and shown.get_attribute("data-importance-metric") == other
+
     # Brushing the bottom of the inner_lr axis keeps the two runs at 0.01, and offers
     # to compare just those.
     chart.scroll_into_view_if_needed()

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from apps.experiments import compare_selectors as compare
-from apps.experiments.models import RunStatus
+from apps.experiments.models import Run, RunStatus
 from apps.experiments.search import QueryError
 from tests.factories import ExperimentFactory, RunFactory, metric_points_add
 
@@ -134,6 +134,20 @@ def test_parallel_coordinates_rows():
     assert data["default_metric"] == "val.accuracy"
     assert data["rows"][2]["config"] == {"inner_lr": pytest.approx(0.03)}
     assert data["rows"][2]["metrics"]["val.accuracy"] == pytest.approx(0.7)
+
+
+def test_which_config_keys_go_with_each_final_metric():
+    team, runs = _runs(4)
+    Run.objects.filter(pk=runs[3].pk).update(status=RunStatus.FAILED)  # its summary is not a final one
+    runs[3].refresh_from_db()
+    found = compare.parallel_importance(compare.parallel_coordinates(runs=runs))
+    assert list(found) == ["metrics.loss", "val.accuracy"]
+    (accuracy,) = found["val.accuracy"]
+    assert (accuracy.setting, accuracy.test, accuracy.n) == ("inner_lr", "spearman", 3)
+    assert accuracy.effect == pytest.approx(1.0) and accuracy.p == pytest.approx(0.0, abs=1e-9)
+    assert accuracy.reading == "higher inner_lr, higher val.accuracy (better)"
+    (loss,) = found["metrics.loss"]  # falls as inner_lr grows: better, for a loss
+    assert loss.effect == pytest.approx(1.0) and loss.reading == "higher inner_lr, lower metrics.loss (better)"
 
 
 def test_search_runs_are_the_teams_and_capped(monkeypatch, django_assert_num_queries):

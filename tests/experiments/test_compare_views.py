@@ -227,6 +227,8 @@ def test_search_feeds_parallel_coordinates(client, world, htmx):
     assert sorted(row["id"] for row in data["rows"]) == sorted(run.pk for run in world["runs"])
     assert data["keys"] == ["inner_lr"] and data["metrics"] == ["val.accuracy"]
     assert "compare-runs-data" not in html and 'data-field="ids"' not in html
+    table = html[html.index('data-importance-metric="val.accuracy"') :].split("</table>")[0]
+    assert '<tr data-setting="inner_lr">' in table and "Spearman ρ" in table
 
 
 def test_a_bad_search_names_the_field(client, world):
