@@ -147,7 +147,8 @@ def test_which_config_keys_go_with_each_final_metric():
     assert accuracy.effect == pytest.approx(1.0) and accuracy.p == pytest.approx(0.0, abs=1e-9)
     assert accuracy.reading == "higher inner_lr, higher val.accuracy (better)"
     (loss,) = found["metrics.loss"]  # falls as inner_lr grows: better, for a loss
-    assert loss.effect == pytest.approx(1.0) and loss.reading == "higher inner_lr, lower metrics.loss (better)"
+    assert loss.effect == pytest.approx(1.0)
+    assert loss.reading == "higher inner_lr, lower metrics.loss (better)"
 
 
 def test_search_runs_are_the_teams_and_capped(monkeypatch, django_assert_num_queries):

@@ -13,9 +13,9 @@ from functools import reduce
 from operator import and_, or_
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Count, Q
 
-from apps.experiments.models import Experiment, Run
+from apps.experiments.models import Experiment, Run, RunEvent
 from apps.experiments.search import values
 from apps.experiments.search.fields import (
     CONFIG_FIELD,
@@ -139,6 +139,8 @@ def _column(field: SearchField, term: Term) -> Q:
         return _moment(field.path, term)
     if field.kind == "tag":
         return _tag(term)
+    if field.kind == "count":
+        return _count(field.path, term.op, values.as_integer(term))
     if term.op == ":":
         lookup = "icontains" if field.contains else "iexact"
         return Q(**{f"{field.path}__{lookup}": term.value})
@@ -154,6 +156,29 @@ def _tag(term: Term) -> Q:
     run_ids = Run.tags.through.objects.filter(tag__name=name).values("run_id")
     experiment_ids = Experiment.tags.through.objects.filter(tag__name=name).values("experiment_id")
     return Q(pk__in=run_ids) | Q(experiment_id__in=experiment_ids)
+
+
+def _count(kind: str, op: str, value: int) -> Q:
+    """``spikes>0``: runs whose history holds that many events of ``kind`` (set in
+    ``fields``, never from the user). Runs with none are in no group, so each
+    comparison is an ``IN`` over the groups of at least (or more than) some count, or
+    its complement: one subquery, no join."""
+
+    def having(lookup: str, count: int) -> Q:
+        groups = (
+            RunEvent.objects.filter(kind=kind)
+            .values("run_id")
+            .annotate(n=Count("pk"))
+            .filter(**{f"n__{lookup}": count})
+        )
+        return Q(pk__in=groups.values("run_id"))
+
+    at_least = {">": value + 1, ">=": value, "<": value, "<=": value + 1}.get(op)
+    if at_least is not None:  # runs with at least that many, or the others
+        reached = Q(pk__isnull=False) if at_least <= 0 else having("gte", at_least)
+        return reached if op in (">", ">=") else ~reached
+    equal = ~having("gte", 1) if value == 0 else having("exact", value)
+    return ~equal if op == "!=" else equal
 
 
 def _compare(path: str, op: str, value: Any) -> Q:

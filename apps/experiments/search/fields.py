@@ -16,7 +16,7 @@ from typing import Literal
 from apps.experiments.models import Queue, RunKind, RunStatus
 from workers.metalearn.config import ALGORITHMS
 
-FieldKind = Literal["choice", "integer", "moment", "text", "tag"]
+FieldKind = Literal["choice", "integer", "moment", "text", "tag", "count"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ FIELDS: Mapping[str, SearchField] = {
         SearchField("finished", "moment", "finished_at", "when the run ended"),
         # ``tag:<name>``: the run carries the tag, or its experiment does (compile._tag).
         SearchField("tag", "tag", "tags__name", "a tag on the run or on its experiment"),
+        # ``spikes>0``: the loss spikes in the run's history (compile._count).
+        SearchField("spikes", "count", "spike", "how many loss spikes the run's history tells"),
     )
 }
 
