@@ -281,7 +281,9 @@ def test_compare_selection_bar_on_both_tables(client, scored):
     assert f'data-select-run="{runs[0].pk}"' in body and "data-compare-button" in body
 
 
-@pytest.mark.parametrize("name", sorted(name for name in FIELDS if name != "tag"))
+@pytest.mark.parametrize(
+    "name", sorted(name for name, field in FIELDS.items() if field.kind not in ("tag", "count"))
+)
 def test_every_search_field_is_a_sortable_column(scored, name):
     """Every one-value-per-run field (a run has many tags: test_tags_are_searched_not_a_column)."""
     team, _users, runs = scored
@@ -296,6 +298,8 @@ def test_every_search_field_is_a_sortable_column(scored, name):
 def test_tags_are_searched_not_a_column():
     with pytest.raises(ColumnError, match="tag has many values per run"):
         column_parse("tag")
+    with pytest.raises(ColumnError, match="sort: spikes is counted by the search, not a column"):
+        sort_parse("-spikes")
 
 
 def test_a_field_with_many_values_per_run_is_not_a_column(monkeypatch):

@@ -121,6 +121,8 @@ def column_parse(name: str, *, param: str = "cols") -> Column:
     name = name.strip()
     field = FIELDS.get(name.lower())
     if field is not None:
+        if field.kind == "count":  # counted in a subquery by the search, not a column of the run
+            raise ColumnError(f"{param}: {field.name} is counted by the search, not a column", param=param)
         if _path_facts(field.path)[1]:
             raise ColumnError(
                 f"{param}: {field.name} has many values per run: search it, not a column", param=param
