@@ -57,12 +57,15 @@ def _detail(api: NinjaAPI, request: HttpRequest, detail: Any, status: int) -> Ht
     return api.create_response(request, {"detail": detail}, status=status)
 
 
+def _fields_of(request: HttpRequest) -> str:
+    """Where a request's fields are: a read has no body, only its query string."""
+    return "query" if request.method in ("GET", "HEAD") else "body"
+
+
 def install_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(ValidationError)
     def service_invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-        # A read has no body: its fields are the query string's.
-        where = "query" if request.method in ("GET", "HEAD") else "body"
-        return _detail(api, request, error_items(exc, where=where), 422)
+        return _detail(api, request, error_items(exc, where=_fields_of(request)), 422)
 
     @api.exception_handler(NinjaValidationError)
     def request_invalid(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
