@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from apps.experiments import services
 from apps.experiments.analysis.importance import Importance
+from apps.experiments.filters import saved_view_query
 from apps.experiments.forms import RunLaunchForm
 from apps.experiments.models import Sweep, SweepStatus
 from apps.experiments.sweep_forms import SweepForm
@@ -93,9 +94,18 @@ def _page_context(team: Team, role: Role, sweep: Sweep) -> dict[str, Any]:
         "parallel": sweep_parallel_data(sweep=sweep, rows=rows),
         "seed_groups": sweep_seed_groups(sweep=sweep, rows=rows),
         "importance": _importance_rows(sweep, rows),
+        "list_query": _run_list_query(sweep),
         "can_write": role.allows(Role.MEMBER),
         "live": sweep.status == SweepStatus.RUNNING,
     }
+
+
+def _run_list_query(sweep: Sweep) -> str:
+    """The run list's query string for the sweep's runs: its settings and metric as
+    columns, best first (so "Download CSV" exports the sweep's table)."""
+    columns = [f"config.{name}" for name in sweep.dimensions or {}] + [f"metric.{sweep.metric}"]
+    sort = f"{'-' if sweep.maximize else ''}metric.{sweep.metric}"
+    return saved_view_query(query=f"sweep:{sweep.pk}", columns=columns, sort=sort, kind="", filters={})
 
 
 def _importance_rows(sweep: Sweep, rows: list[LeaderRow]) -> list[Importance]:

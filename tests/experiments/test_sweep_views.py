@@ -118,6 +118,23 @@ def test_leaderboard_ranks_by_latest_metric_best_first(client, world):
     assert "sweep-parallel-data" in body
 
 
+def test_the_sweeps_runs_open_in_the_run_list_with_its_columns(client, world):
+    login(client, world, "viewer")
+    sweep = world["sweep"]
+    other = RunFactory(experiment=world["experiment"], taskset_version=world["version"])  # no sweep
+    body = client.get(detail_url(world)).content.decode()
+    href = re.search(r'id="sweep-run-list" href="([^"]+)"', body).group(1).replace("&amp;", "&")
+    assert href == (
+        f"/t/alpha/runs/?q=sweep%3A{sweep.pk}&cols=config.inner_lr%2Cmetric.val_loss&sort=metric.val_loss"
+    )
+    listed = client.get(href).content.decode()
+    shown = {int(pk) for pk in re.findall(r'data-select-run="(\d+)"', listed)}
+    assert shown == set(Run.objects.filter(sweep=sweep).values_list("pk", flat=True)) and len(shown) == 3
+    assert "config.inner_lr" in listed and "metric.val_loss" in listed  # the columns
+    others = client.get(f"/t/alpha/runs/?q=NOT+sweep%3A{sweep.pk}").content.decode()
+    assert {int(pk) for pk in re.findall(r'data-select-run="(\d+)"', others)} == {other.pk}  # no sweep: NULL
+
+
 def _rows(world):
     from apps.experiments.sweep_selectors import sweep_leaderboard
 

@@ -43,6 +43,7 @@ FIELDS: Mapping[str, SearchField] = {
         SearchField("id", "integer", "pk", "the run's number"),
         SearchField("seed", "integer", "seed", "the random seed"),
         SearchField("step", "integer", "step", "the last step reached"),
+        SearchField("sweep", "integer", "sweep_id", "the sweep that launched the run (its number)"),
         SearchField("experiment", "text", "experiment__name", "the experiment's name", contains=True),
         SearchField(
             "taskset", "text", "taskset_version__taskset__name", "the task set's name", contains=True
