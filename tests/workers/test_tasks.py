@@ -264,6 +264,40 @@ def test_divergence_fails_the_run_with_its_step(monkeypatch):
     assert run.checkpoint_step is None or run.checkpoint_step < 7
 
 
+class SpikeThenNaN(NaNAfter):
+    """Training batch ``n - 1`` gets targets 1,000 times larger (a finite spike), and
+    batches from the n-th on NaN targets."""
+
+    def sample(self, split, batch_size, episode, seed):
+        batch = super().sample(split, batch_size, episode, seed)
+        if self._calls == self._n - 1:
+            batch = type(batch)(
+                batch.x_support,
+                batch.y_support,
+                batch.x_query,
+                batch.y_query * 1000,
+                batch.desc,
+                batch.task_ids,
+            )
+        return batch
+
+
+def test_a_spike_just_before_a_divergence_is_in_the_history(monkeypatch):
+    """The reporter stores the warning before the run is marked failed (it is closed
+    first), so the history tells the spike at its step, then the failure."""
+    real = tasks.make_family
+    monkeypatch.setattr(tasks, "make_family", lambda spec, data_path=None: SpikeThenNaN(real(spec), n=57))
+    run = RunFactory(
+        config={**SMALL_CONFIG, "iterations": 80, "eval_interval": 80, "checkpoint_interval": 80}
+    )
+    assert train_run.run(run.pk) == "failed"
+    run.refresh_from_db()
+    assert run.error_step == 57
+    spike = run.events.get(kind="spike")
+    assert spike.step == 56 and spike.message.startswith("Loss spike at step 56: ")
+    assert _kinds(run)[-2:] == ["spike", "failed"]
+
+
 def test_invalid_config_fails_with_the_field():
     run = RunFactory(config={**SMALL_CONFIG, "shots": 0})
     assert train_run.run(run.pk) == "failed"
