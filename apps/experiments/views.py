@@ -21,6 +21,7 @@ from apps.experiments.forms import ExperimentForm, RunLaunchForm
 from apps.experiments.listing.columns import column_cells, headline_columns
 from apps.experiments.listing.selectors import ARCHIVED_TOO, run_metric_names
 from apps.experiments.models import Run, RunStatus, tag_name_clean
+from apps.experiments.search import quoted
 from apps.experiments.sweep_forms import SweepForm
 from apps.experiments.sweep_views import sweep_form_for, sweep_launch
 from apps.registry.downloads import checkpoint_response
@@ -115,6 +116,7 @@ def experiment_detail(request: HtmxHttpRequest, experiment_id: int) -> HttpRespo
         "with_archived": with_archived,
         "archived": ARCHIVED_TOO if with_archived else "",
         "guide": None if runs else selectors.launch_guide_for_team(team=experiment.team),
+        "runs_search": f"experiment={quoted(experiment.name)}",
     }
     if not wants_partial(request):
         context.update(annotations_context(target=experiment, kind="experiment", can_write=can_write))

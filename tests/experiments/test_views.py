@@ -11,7 +11,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from apps.experiments.models import Run, RunEvent, RunStatus
+from apps.experiments.models import Experiment, Run, RunEvent, RunStatus
 from tests.factories import (
     ExperimentFactory,
     RunFactory,
@@ -287,6 +287,34 @@ def test_an_experiment_is_renamed_and_its_runs_follow(client, world):
     login(client, world["users"]["viewer"])
     detail = client.get(reverse("experiments:experiment-detail", args=[experiment.pk])).content.decode()
     assert 'id="edit-experiment"' not in detail
+
+
+def test_an_experiments_runs_open_in_the_run_list_and_in_parallel_coordinates(client, world):
+    """The links search for the experiment's exact name, quoted: a name with quotes and
+    a backslash, and another experiment whose name starts the same, are told apart."""
+    experiment = world["experiment"]
+    experiment.name = 'Sine "v2" \\ study'
+    experiment.save(update_fields=["name"])
+    ExperimentFactory(team=experiment.team, created_by=world["users"]["member"], name='Sine "v2"')
+    other = RunFactory(experiment=Experiment.objects.get(name='Sine "v2"'), taskset_version=world["version"])
+    login(client, world["users"]["viewer"])
+    detail = client.get(reverse("experiments:experiment-detail", args=[experiment.pk])).content.decode()
+    links = {
+        name: html.unescape(re.search(rf'id="{name}" href="([^"]+)"', detail).group(1))
+        for name in ("experiment-run-list", "experiment-parallel")
+    }
+    assert links["experiment-run-list"] == (
+        "/t/alpha/runs/?q=experiment%3D%22Sine%20%5C%22v2%5C%22%20%5C%5C%20study%22&kind=all"
+    )
+    listed = client.get(links["experiment-run-list"]).content.decode()
+    shown = {int(pk) for pk in re.findall(r'data-select-run="(\d+)"', listed)}
+    assert shown == {world["queued"].pk, world["finished"].pk} and other.pk not in shown
+    page = client.get(links["experiment-parallel"]).content.decode()
+    data = json.loads(re.search(r'id="compare-parallel-data"[^>]*>(.*?)</script>', page, re.S).group(1))
+    assert {row["id"] for row in data["rows"]} == {world["queued"].pk, world["finished"].pk}
+    empty = ExperimentFactory(team=experiment.team, created_by=world["users"]["member"], name="Empty")
+    page = client.get(reverse("experiments:experiment-detail", args=[empty.pk])).content.decode()
+    assert 'id="experiment-run-list"' not in page and 'id="experiment-parallel"' not in page
 
 
 # -- launch ----------------------------------------------------------------------

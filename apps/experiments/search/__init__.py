@@ -41,11 +41,12 @@ from django.db.models import Q, QuerySet
 from apps.experiments.models import Run
 from apps.experiments.search.compile import compile_query
 from apps.experiments.search.fields import field_help, field_names
-from apps.experiments.search.lexer import MAX_QUERY_LENGTH
+from apps.experiments.search.lexer import MAX_QUERY_LENGTH, quoted
 from apps.experiments.search.parser import MAX_DEPTH, MAX_TERMS, parse
 from apps.experiments.search.tree import QueryError, QueryFieldError, QuerySyntaxError, QueryValueError
 
 __all__ = [
+    "quoted",
     "MAX_DEPTH",
     "MAX_QUERY_LENGTH",
     "MAX_TERMS",

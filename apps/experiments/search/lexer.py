@@ -136,6 +136,12 @@ def _name_char(char: str) -> str:
     return "a space" if char in _SPACE else f"'{char}'"
 
 
+def quoted(text: str) -> str:
+    """``text`` as a quoted value that :func:`_read_quoted` reads back as it is: links
+    that search for a name (``experiment="Sine \\"v2\\""``) build their terms with it."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _read_quoted(query: str, start: int) -> tuple[str, int]:
     """The text of the quoted string opening at ``start`` and the offset after it.
     A backslash takes the next character literally (``\\"`` and ``\\\\``)."""
