@@ -165,11 +165,17 @@
   // A drag across the chart (uPlot zooms to it): when the element names a metrics
   // endpoint (data-zoom-url, the run page), ask it for that range's finer points.
   SeriesChart.prototype.zoom = function (u) {
-    var url = this.el.dataset.zoomUrl;
-    if (!url || !this.name || u.select.width < 3) return;
+    if (!this.el.dataset.zoomUrl || !this.name || u.select.width < 3) return;
     var lo = Math.max(0, Math.floor(u.posToVal(u.select.left, "x")));
     var hi = Math.ceil(u.posToVal(u.select.left + u.select.width, "x"));
     u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+    this.zoomTo(lo, hi);
+  };
+
+  // Show steps lo..hi with their every stored point (a drag, or a link to a step).
+  SeriesChart.prototype.zoomTo = function (lo, hi) {
+    var url = this.el.dataset.zoomUrl;
+    if (!url || !this.name || !(hi > lo)) return;
     var self = this;
     var ticket = ++this.request;
     var params = new URLSearchParams({

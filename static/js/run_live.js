@@ -43,6 +43,15 @@
       .map(function (id) { return document.getElementById(id); })
       .filter(Boolean)
       .map(function (el) { return new window.MetaCharts.SeriesChart(el); });
+    // A spike's step in the status panel zooms the chart it names to the steps around it
+    // (delegated: the panel is re-read with htmx).
+    root.addEventListener("click", function (event) {
+      var link = event.target.closest("[data-zoom-chart]");
+      var el = link && document.getElementById(link.dataset.zoomChart);
+      if (!el || !el.metaChart) return;
+      el.scrollIntoView({ block: "center" });
+      el.metaChart.zoomTo(Math.max(0, Number(link.dataset.zoomLo)), Number(link.dataset.zoomHi));
+    });
     window.MetaLive.followRun(root, {
       panelId: "run-live",
       badgeId: "run-status",

@@ -1,6 +1,7 @@
 """The run page of a run with 20,000 loss points, in the browser: the page carries at
-most 2,000 of them (min-max downsampled, a one-step 100x spike drawn), and dragging
-across the chart asks the metrics API for that range's every point."""
+most 2,000 of them (min-max downsampled, a one-step 100x spike drawn), dragging
+across the chart asks the metrics API for that range's every point, and a loss spike's
+step in the status panel zooms the chart around it."""
 
 from __future__ import annotations
 
@@ -85,3 +86,19 @@ def test_a_long_run_is_drawn_downsampled_and_a_zoom_reads_the_finer_points(live_
     page.uncheck('[data-testid="chart-loss-log"]')
     assert page.eval_on_selector("#chart-loss", plotted) == [0.5, -1, 0]
     assert page.get_by_text("hidden on the log scale").count() == 0
+
+    # A loss spike told in the run's history: its step zooms the loss chart around it.
+    from apps.experiments.models import RunEvent
+
+    RunEvent.objects.create(run=run, kind="spike", step=SPIKE, message=f"Loss spike at step {SPIKE:,}.")
+    page.reload()
+    page.wait_for_selector("#chart-loss canvas")
+    page.click(f'#run-spikes [data-zoom-lo="{SPIKE - 100}"]')
+    page.wait_for_function(
+        f"() => document.getElementById('chart-loss').dataset.zoom === '{SPIKE - 100}-{SPIKE + 100}'"
+    )
+    shown = page.eval_on_selector(
+        "#chart-loss", "el => [Array.from(el.metaChart.shown[0]), Array.from(el.metaChart.shown[1])]"
+    )
+    assert shown[0] == list(range(SPIKE - 101, SPIKE + 102))  # and one past each end
+    assert shown[1][shown[0].index(SPIKE)] == 100.0
