@@ -46,11 +46,11 @@ class SweepIn(Schema):
     dimensions: dict[Annotated[str, Field(max_length=40)], Dimension] = Field(
         max_length=40,
         description="Setting -> its values: a list ([0.01, 0.1]; [true, false]; choices by name), or the "
-        "launch form's text ('0.01, 0.1', '1..5 step 1', '1e-4..1e-1 log' for random and ASHA).",
+        "launch form's text ('0.01, 0.1', '1..5 step 1', '1e-4..1e-1 log' for random, ASHA and bayes).",
     )
-    strategy: Literal["grid", "random", "asha"]
-    samples: int = Field(0, ge=0, le=100_000, description="Runs of a random or ASHA sweep.")
-    seed: int = Field(0, ge=0, le=2**62, description="The sampling seed of a random or ASHA sweep.")
+    strategy: Literal["grid", "random", "asha", "bayes"]
+    samples: int = Field(0, ge=0, le=100_000, description="Runs of a random, ASHA or bayes sweep.")
+    seed: int = Field(0, ge=0, le=2**62, description="The sampling seed of a random, ASHA or bayes sweep.")
     metric: str = Field("val_loss", max_length=50, description="What ranks the runs (and ASHA stops by).")
     max_concurrent: int = Field(1, ge=1, le=1000, description="At most this many runs queued or running.")
     name: str = Field("", max_length=200)

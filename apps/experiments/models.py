@@ -114,6 +114,7 @@ class SweepStrategy(models.TextChoices):
     GRID = "grid", "Grid"
     RANDOM = "random", "Random"
     ASHA = "asha", "Random with ASHA"
+    BAYES = "bayes", "Bayesian (TPE)"
 
 
 class Sweep(models.Model):
@@ -129,7 +130,8 @@ class Sweep(models.Model):
     base_config = models.JSONField()
     dimensions = models.JSONField()
     configs = models.JSONField(default=list)
-    #: ``len(configs)``, so that lists need not load the configs.
+    #: How many runs the sweep makes, so that lists need not load the configs:
+    #: ``len(configs)``, except a bayes sweep's, which proposes its later configs.
     planned = models.PositiveIntegerField(default=0)
     next_index = models.PositiveIntegerField(default=0)
     metric = models.CharField(max_length=50)

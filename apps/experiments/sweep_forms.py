@@ -16,7 +16,8 @@ from apps.experiments.sweeps.fields import SWEEP_METRICS, sweepable_fields
 
 PREFIX = "dim_"
 DIMENSION_HELP = (
-    "A list (0.01, 0.1), a range (1..5 step 1) or, for random and ASHA, a log range (1e-4..1e-1 log)."
+    "A list (0.01, 0.1), a range (1..5 step 1) or, for random, ASHA and Bayesian, "
+    "a log range (1e-4..1e-1 log)."
 )
 
 
@@ -35,10 +36,15 @@ class SweepForm(forms.Form):
         choices=[("", "No sweep: one run"), *SweepStrategy.choices],
         required=False,
         label="Strategy",
-        help_text="Grid: every combination. Random: N seeded samples. ASHA: random, the worst stop early.",
+        help_text="Grid: every combination. Random: N seeded samples. ASHA: random, the worst stop early. "
+        "Bayesian: 5 random samples, then each next one proposed from the results so far (TPE).",
     )
     sweep_samples = forms.IntegerField(
-        required=False, min_value=1, initial=6, label="Samples", help_text="Runs of a random or ASHA sweep."
+        required=False,
+        min_value=1,
+        initial=6,
+        label="Samples",
+        help_text="Runs of a random, ASHA or Bayesian sweep.",
     )
     sweep_seed = forms.IntegerField(required=False, initial=0, label="Sampling seed")
     sweep_metric = forms.ChoiceField(

@@ -28,9 +28,9 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="a dimension, as on the launch form: inner_lr=0.01,0.1 or meta_lr='1e-4..1e-1 log' (repeat it)",
     )
     launch.add_argument("--config", help="a JSON file: what every run shares (TrainConfig, no family)")
-    launch.add_argument("--strategy", choices=("grid", "random", "asha"), default="grid")
-    launch.add_argument("--samples", type=int, default=0, help="runs of a random or ASHA sweep")
-    launch.add_argument("--seed", type=int, default=0, help="the sampling seed (random, ASHA)")
+    launch.add_argument("--strategy", choices=("grid", "random", "asha", "bayes"), default="grid")
+    launch.add_argument("--samples", type=int, default=0, help="runs of a random, ASHA or bayes sweep")
+    launch.add_argument("--seed", type=int, default=0, help="the sampling seed (random, ASHA, bayes)")
     launch.add_argument("--metric", default="val_loss", help="what ranks the runs (default val_loss)")
     launch.add_argument("--max-concurrent", type=int, default=1, help="runs queued or running at once")
     launch.add_argument("--experiment", default="cli", help="the experiment's name (created if missing)")

@@ -56,6 +56,23 @@ def test_a_grid_launched_from_a_script_queues_its_runs_as_the_form_would(client,
     ]
 
 
+def test_a_bayes_sweep_from_a_script_starts_random_and_counts_its_proposals_as_waiting(client, api_world):
+    response = _launch(
+        client,
+        api_world,
+        strategy="bayes",
+        samples=12,
+        seed=2,
+        dimensions={"inner_lr": "1e-4..1e-1 log"},
+        max_concurrent=3,
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    sweep = Sweep.objects.get(pk=body["id"])
+    assert (body["strategy"], body["planned"], body["waiting"]) == ("bayes", 12, 9)
+    assert len(sweep.configs) == 5 and Run.objects.filter(sweep=sweep).count() == 3
+
+
 def test_the_leaderboard_and_the_seeds_pooled_read_as_on_the_page(client, api_world):
     sweep_id = _launch(client, api_world).json()["id"]
     finals = {(0.01, 0): 3.0, (0.01, 1): 2.0, (0.01, 2): 4.0, (0.1, 0): 1.0, (0.1, 1): 2.0}

@@ -3,6 +3,8 @@ concurrency limit, stopping, and the ASHA stop through run_cancel."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
@@ -11,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from apps.experiments import services
 from apps.experiments.models import Run, RunEvent, RunStatus, Sweep, SweepStatus
-from tests.factories import SMALL_CONFIG, ExperimentFactory, TaskSetVersionFactory
+from tests.factories import SMALL_CONFIG, ExperimentFactory, TaskSetVersionFactory, metric_points_add
 
 pytestmark = pytest.mark.django_db
 
@@ -255,3 +257,55 @@ def test_mnn_condition_is_a_sweep_dimension_that_brings_the_set_encoder(alpha, s
     with pytest.raises(ValidationError) as info:
         create(alpha, base_config=base(algorithm="mnn"), dimensions={"mnn_embed_dim": "8, 16"})
     assert "ignores mnn_embed_dim" in info.value.message_dict["dim_mnn_embed_dim"][0]
+
+
+def test_a_bayes_sweep_proposes_each_config_past_its_random_start_from_the_results(
+    alpha, sent, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    """5 random configs are stored at once; each later one is proposed (TPE) from the
+    succeeded runs' val_loss when its run is due, stored and validated, until
+    ``samples`` runs have been made."""
+    settings.RUN_DISPATCH_SLOTS = {"cpu": 10, "gpu": 10}
+    monkeypatch.setattr("apps.experiments.services.execution._register_meta_model", lambda run_id: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep = create(
+            alpha,
+            strategy="bayes",
+            samples=7,
+            seed=4,
+            dimensions={"inner_lr": "1e-4..1e-1 log"},
+            max_concurrent=2,
+        )
+    assert (len(sweep.configs), sweep.planned, sweep.next_index) == (5, 7, 2)
+    while True:
+        queued = list(Run.objects.filter(sweep=sweep, status=RunStatus.QUEUED).order_by("pk"))
+        if not queued:
+            break
+        run = queued[0]
+        metric_points_add(run, [("val_loss", 10, abs(math.log10(run.config["inner_lr"]) + 2))])
+        with django_capture_on_commit_callbacks(execute=True):
+            finish(run)
+    sweep.refresh_from_db()
+    runs = list(Run.objects.filter(sweep=sweep).order_by("pk"))
+    assert sweep.status == SweepStatus.DONE and len(runs) == 7 and len(sweep.configs) == 7
+    assert [r.config["inner_lr"] for r in runs] == [c["inner_lr"] for c in sweep.configs]
+    assert all(1e-4 <= r.config["inner_lr"] <= 1e-1 for r in runs)
+    assert len({r.config["inner_lr"] for r in runs}) == 7
+
+
+def test_a_bayes_proposal_the_engine_refuses_stops_the_sweep_with_the_reason(
+    alpha, sent, django_capture_on_commit_callbacks, monkeypatch
+):
+    monkeypatch.setattr("apps.experiments.services.execution._register_meta_model", lambda run_id: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep = create(
+            alpha, strategy="bayes", samples=2, dimensions={"inner_lr": "1e-4..1e-1 log"}, max_concurrent=1
+        )
+    # Beyond its start: as if more runs had been asked, and the proposals broke a rule.
+    Sweep.objects.filter(pk=sweep.pk).update(planned=3, configs=sweep.configs[:1])
+    monkeypatch.setattr("apps.experiments.services.sweeps.bayes_point", lambda *a, **k: {"inner_lr": -1.0})
+    with django_capture_on_commit_callbacks(execute=True):
+        finish(Run.objects.get(sweep=sweep))
+    sweep.refresh_from_db()
+    assert sweep.status == SweepStatus.STOPPED
+    assert sweep.message.startswith("Stopped: its next run could not be launched (With inner_lr=-1.0: ")

@@ -1,12 +1,15 @@
 """Sweeps: launch runs over the values of some settings, keep at most
-``max_concurrent`` of them queued or running, and stop the poor ones early (ASHA).
+``max_concurrent`` of them queued or running, stop the poor ones early (ASHA), or
+propose each next config from the results so far (bayes).
 
 Design. A sweep stores every config it will run (``configs``, expanded and
 validated when it is created, in one transaction: on any error nothing is
 written or queued). Runs are created only when there is room: ``sweep_create``
 creates the first ``max_concurrent``, and each time one of its runs ends
 (succeeded, failed, cancelled: ``runs.sweep_next_on_commit`` after the commit)
-``sweep_advance`` creates the next. Sweep runs are ordinary runs (``run_create``):
+``sweep_advance`` creates the next. A bayes sweep stores its first ``bayes.STARTUP``
+random configs, and each later one is proposed, validated and stored when its run is
+due (``planned`` counts them all). Sweep runs are ordinary runs (``run_create``):
 same queue, claim, resume, metrics and registry.
 """
 
@@ -25,7 +28,9 @@ from apps.experiments.metric_store import points_read, values_at
 from apps.experiments.models import Experiment, Run, RunStatus, Sweep, SweepStatus, SweepStrategy
 from apps.experiments.selectors import taskset_family_facts
 from apps.experiments.services.runs import AnyUser, _validated_config, run_cancel, run_create
+from apps.experiments.sweep_selectors import sweep_leaderboard
 from apps.experiments.sweeps.asha import asha_keeps, asha_rungs
+from apps.experiments.sweeps.bayes import bayes_point
 from apps.experiments.sweeps.dimensions import Dimension, DimensionError, dimension_parse
 from apps.experiments.sweeps.expand import GRID, grid_size, point_config, sweep_points
 from apps.experiments.sweeps.fields import SWEEP_METRICS, sweepable_fields
@@ -88,7 +93,7 @@ def _dimensions(
                 continue
             if strategy == GRID and not dimension.finite:
                 errors[key] = (
-                    "A grid needs a list or a range with a step; log ranges are for random and ASHA."
+                    "A grid needs a list or a range with a step; log ranges are for random, ASHA and bayes."
                 )
             dimensions.append(dimension)
     if errors:
@@ -195,7 +200,7 @@ def sweep_create(
         base_config=base_config,
         dimensions={d.field: d.to_dict() for d in parsed},
         configs=configs,
-        planned=len(configs),
+        planned=count,
         metric=metric,
         maximize=SWEEP_METRICS[metric],
         max_concurrent=max_concurrent,
@@ -220,10 +225,17 @@ def _algorithm_of(
 
 
 def _launch_next(sweep: Sweep) -> list[Run]:
-    """Create runs from the pending configs while there is room (``sweep`` locked)."""
+    """Create runs from the pending configs while there is room (``sweep`` locked); a
+    bayes sweep proposes each config past its first ones when its run is due."""
     active = Run.objects.filter(sweep=sweep, status__in=ACTIVE).count()
     launched = []
-    while active < sweep.max_concurrent and sweep.next_index < len(sweep.configs):
+    fields = ["next_index", "status"]
+    while active < sweep.max_concurrent and sweep.next_index < sweep.planned:
+        if sweep.next_index >= len(sweep.configs):
+            if sweep.strategy != SweepStrategy.BAYES:
+                break
+            sweep.configs = [*sweep.configs, _bayes_config(sweep)]
+            fields.append("configs")
         config = sweep.configs[sweep.next_index]
         sweep.next_index += 1
         launched.append(
@@ -238,10 +250,26 @@ def _launch_next(sweep: Sweep) -> list[Run]:
             )
         )
         active += 1
-    if active == 0 and sweep.next_index >= len(sweep.configs):
+    if active == 0 and sweep.next_index >= sweep.planned:
         sweep.status = SweepStatus.DONE
-    sweep.save(update_fields=["next_index", "status"])
+    sweep.save(update_fields=sorted(set(fields)))
     return launched
+
+
+def _bayes_config(sweep: Sweep) -> dict[str, Any]:
+    """A bayes sweep's next config: TPE's proposal from its succeeded runs' final
+    metric and its runs still going (``sweeps/bayes.py``), seeded by the sweep's seed
+    and how many configs it has, and checked like a single run's."""
+    dimensions = [Dimension.from_dict(field, data) for field, data in (sweep.dimensions or {}).items()]
+    rows = sweep_leaderboard(sweep=sweep)
+    succeeded = [row for row in rows if row.run.status == RunStatus.SUCCEEDED and row.value is not None]
+    done = [(row.point, row.value) for row in succeeded]
+    running = [row.point for row in rows if row.run.status in ACTIVE]
+    point = bayes_point(
+        dimensions, done=done, running=running, maximize=sweep.maximize, seed=sweep.seed + len(sweep.configs)
+    )
+    (config,) = _checked_configs(sweep.base_config, [point], version=sweep.taskset_version, queue=sweep.queue)
+    return config
 
 
 def sweep_advance(*, sweep_id: int) -> list[Run]:

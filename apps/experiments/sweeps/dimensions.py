@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 ValueType = Literal["int", "float", "bool", "choice"]
 Value = int | float | bool | str
@@ -55,6 +56,14 @@ class Dimension:
         if self.kind == "log":
             return {"kind": "log", "low": self.low, "high": self.high, "integer": self.integer}
         return {"kind": self.kind, "values": list(self.values)}
+
+    @classmethod
+    def from_dict(cls, field: str, data: Mapping[str, Any]) -> Dimension:
+        """The dimension :meth:`to_dict` stored (``Sweep.dimensions[field]``)."""
+        if data.get("kind") == "log":
+            low, high = float(data["low"]), float(data["high"])
+            return cls(field=field, kind="log", low=low, high=high, integer=bool(data.get("integer")))
+        return cls(field=field, kind=data.get("kind", "list"), values=tuple(data.get("values") or ()))
 
 
 def _number(text: str, value_type: ValueType) -> int | float:

@@ -8,12 +8,14 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from apps.experiments.sweeps.bayes import STARTUP
 from apps.experiments.sweeps.dimensions import Dimension, DimensionError, Value
 
 GRID = "grid"
 RANDOM = "random"
 ASHA = "asha"
-STRATEGIES = (GRID, RANDOM, ASHA)
+BAYES = "bayes"
+STRATEGIES = (GRID, RANDOM, ASHA, BAYES)
 
 
 def grid_size(dimensions: Sequence[Dimension]) -> int:
@@ -49,9 +51,13 @@ def random_points(dimensions: Sequence[Dimension], *, samples: int, seed: int) -
 def sweep_points(
     strategy: str, dimensions: Sequence[Dimension], *, samples: int, seed: int
 ) -> list[dict[str, Value]]:
-    """The points of a sweep: the grid, or ``samples`` seeded random points (random, ASHA)."""
+    """The points of a sweep known when it starts: the grid, ``samples`` seeded random
+    points (random, ASHA), or a bayes sweep's first ``STARTUP`` random ones (the rest
+    are proposed as results come in: ``bayes.bayes_point``)."""
     if strategy == GRID:
         return grid_points(dimensions)
+    if strategy == BAYES:
+        samples = min(samples, STARTUP)
     return random_points(dimensions, samples=samples, seed=seed)
 
 
