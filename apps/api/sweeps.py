@@ -90,6 +90,7 @@ class LeaderOut(Schema):
     value: float | None = Field(description="The run's latest value of the sweep's metric.")
     value_step: int | None
     point: dict[str, Any] = Field(description="The run's value of each swept setting.")
+    order: int = Field(description="The run's place in the sweep's launch order (1: its first run).")
 
 
 class SeedGroupOut(Schema):
@@ -156,6 +157,7 @@ def sweep_detail_out(sweep: Sweep) -> SweepDetailOut:
             value=row.value,
             value_step=row.step,
             point=row.point,
+            order=row.order,
         )
         for row in rows
     ]

@@ -52,6 +52,8 @@ class LeaderRow:
     value: float | None
     step: int | None
     point: dict[str, Any]
+    #: The run's place in the sweep's launch order (1: its first run).
+    order: int = 0
 
 
 def sweep_leaderboard(*, sweep: Sweep) -> list[LeaderRow]:
@@ -77,6 +79,7 @@ def sweep_leaderboard(*, sweep: Sweep) -> list[LeaderRow]:
             return (1, 0.0)
         return (0, sign * value)
 
+    order = {run.pk: len(runs) - i for i, run in enumerate(runs)}  # runs are newest first
     ranked = sorted(runs, key=key)  # stable: ties and runs without a value stay newest first
     rows = []
     for index, run in enumerate(ranked):
@@ -90,6 +93,7 @@ def sweep_leaderboard(*, sweep: Sweep) -> list[LeaderRow]:
                 value=value if has_value else None,
                 step=run.metric_step if has_value else None,  # type: ignore[attr-defined]
                 point={name: config.get(name) for name in fields},
+                order=order[run.pk],
             )
         )
     return rows

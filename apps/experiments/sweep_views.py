@@ -16,7 +16,7 @@ from apps.experiments import services
 from apps.experiments.analysis.importance import Importance
 from apps.experiments.filters import saved_view_query
 from apps.experiments.forms import RunLaunchForm
-from apps.experiments.models import Sweep, SweepStatus
+from apps.experiments.models import Sweep, SweepStatus, SweepStrategy
 from apps.experiments.sweep_forms import SweepForm
 from apps.experiments.sweep_selectors import (
     LeaderRow,
@@ -27,6 +27,7 @@ from apps.experiments.sweep_selectors import (
     sweep_seed_groups,
     sweep_setting_importance,
 )
+from apps.experiments.sweeps.bayes import STARTUP as BAYES_STARTUP
 from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role, Team
 from apps.teams.selectors import team_get_for_user
@@ -95,6 +96,7 @@ def _page_context(team: Team, role: Role, sweep: Sweep) -> dict[str, Any]:
         "seed_groups": sweep_seed_groups(sweep=sweep, rows=rows),
         "importance": _importance_rows(sweep, rows),
         "list_query": _run_list_query(sweep),
+        "bayes_startup": BAYES_STARTUP if sweep.strategy == SweepStrategy.BAYES else 0,
         "can_write": role.allows(Role.MEMBER),
         "live": sweep.status == SweepStatus.RUNNING,
     }

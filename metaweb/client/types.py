@@ -137,6 +137,7 @@ class Leader(TypedDict):
     value: float | None
     value_step: int | None
     point: dict[str, Any]
+    order: int
 
 
 class SeedGroup(TypedDict):

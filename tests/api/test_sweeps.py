@@ -71,6 +71,7 @@ def test_a_bayes_sweep_from_a_script_starts_random_and_counts_its_proposals_as_w
     sweep = Sweep.objects.get(pk=body["id"])
     assert (body["strategy"], body["planned"], body["waiting"]) == ("bayes", 12, 9)
     assert len(sweep.configs) == 5 and Run.objects.filter(sweep=sweep).count() == 3
+    assert [row["order"] for row in body["leaderboard"]] == [3, 2, 1]  # none ranked yet: newest first
 
 
 def test_the_leaderboard_and_the_seeds_pooled_read_as_on_the_page(client, api_world):

@@ -135,6 +135,18 @@ def test_the_sweeps_runs_open_in_the_run_list_with_its_columns(client, world):
     assert {int(pk) for pk in re.findall(r'data-select-run="(\d+)"', others)} == {other.pk}  # no sweep: NULL
 
 
+def test_a_bayes_sweep_says_which_configs_were_random_and_which_tpe_proposed(client, world, monkeypatch):
+    monkeypatch.setattr("apps.experiments.sweep_views.BAYES_STARTUP", 2)  # 3 runs: 2 random, 1 proposed
+    sweep = world["sweep"]
+    login(client, world, "viewer")
+    assert 'data-testid="config-from"' not in client.get(detail_url(world)).content.decode()  # random
+    Sweep.objects.filter(pk=sweep.pk).update(strategy="bayes")
+    body = client.get(detail_url(world)).content.decode()
+    cells = dict(re.findall(r'data-run-id="(\d+)".*?data-testid="config-from">(\w+)<', body, re.S))
+    first, second, third = Run.objects.filter(sweep=sweep).order_by("pk")
+    assert cells == {str(first.pk): "random", str(second.pk): "random", str(third.pk): "TPE"}
+
+
 def _rows(world):
     from apps.experiments.sweep_selectors import sweep_leaderboard
 
