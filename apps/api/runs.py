@@ -28,8 +28,13 @@ from apps.experiments.analysis.curves import MAX_POINTS
 from apps.experiments.compare_selectors import compare_series
 from apps.experiments.filters import RunListParams, run_list_params, saved_view_query
 from apps.experiments.listing.columns import sort_parse
-from apps.experiments.listing.selectors import ARCHIVED_ONLY, ARCHIVED_TOO, run_page_for_team
-from apps.experiments.models import Experiment, Run, SavedView
+from apps.experiments.listing.selectors import (
+    ARCHIVED_ONLY,
+    ARCHIVED_TOO,
+    run_page_for_team,
+    saved_view_named,
+)
+from apps.experiments.models import Experiment, Run
 from apps.experiments.selectors import run_events, run_get_visible, run_metrics_csv
 from apps.experiments.services.annotations import note_version
 from apps.experiments.services.archive import runs_archive, runs_restore
@@ -128,7 +133,7 @@ def _view_params(team: Team, filters: RunListQuery) -> RunListParams:
         message = "A saved view sets the search, sort and archived filter: send no q, sort or archived."
         raise ValidationError({"view": message})
     name = filters.view.strip()
-    view = SavedView.objects.filter(team=team, name__iexact=name).first()
+    view = saved_view_named(team=team, name=name)
     if view is None:
         raise ValidationError({"view": f"This team has no saved view called {name[:80]!r}."})
     return run_list_params(QueryDict(saved_view_query(**view.list_fields())), team=team)

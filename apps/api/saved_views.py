@@ -11,6 +11,7 @@ from typing import Annotated
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
+from django.urls import reverse
 from ninja import Router, Schema, Status
 from pydantic import Field
 
@@ -57,11 +58,12 @@ class SavedViewOut(Schema):
 
 def saved_view_out(view: SavedView, team: Team) -> SavedViewOut:
     fields = view.list_fields()
+    run_list = reverse("experiments:run-list", kwargs={"team_slug": team.slug})
     return SavedViewOut(
         id=view.pk,
         name=view.name,
         **fields,
-        list_url=f"/t/{team.slug}/runs/?{saved_view_query(**fields)}",
+        list_url=f"{run_list}?{saved_view_query(**fields)}",
         created_by=view.created_by.get_username(),
         created_at=view.created_at,
     )

@@ -31,6 +31,7 @@ from apps.teams.selectors import role_for, team_get_for_user
 from apps.teams.services import ensure_role
 from metaweb.htmx import HtmxHttpRequest, redirect_page, render_page, wants_partial
 from metaweb.streaming import csv_response
+from workers.metalearn.spikes import SPIKE
 
 CANCELLABLE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
@@ -230,7 +231,7 @@ def _run_context(request: HttpRequest, run: Run, error: str = "") -> dict[str, A
         "eta_display": duration_display(state["run"]["eta_seconds"]),
         "config_json": json.dumps(run.config, indent=2, sort_keys=True),
         "events": events,
-        "spike_steps": [event.step for event in events if event.kind == "spike"],
+        "spike_steps": [event.step for event in events if event.kind == SPIKE],
         "can_cancel": bool(role and role.allows(Role.MEMBER)) and run.status in CANCELLABLE,
         "can_write": bool(role and role.allows(Role.MEMBER)),
         "has_checkpoint": selectors.run_has_checkpoint(run),

@@ -44,7 +44,8 @@ SPIKE_FACTOR = 10.0
 #: ...and at least this many median absolute deviations above it (of the log loss).
 SPIKE_MADS = 15.0
 #: The kinds of :class:`SpikeNotice`, as the run's history stores them.
-SPIKE_KINDS = ("spike", "spike_level")
+SPIKE, SPIKE_LEVEL = "spike", "spike_level"
+SPIKE_KINDS = (SPIKE, SPIKE_LEVEL)
 #: The smallest spread of the log loss a step is judged with (a perfectly flat window).
 MIN_LOG_MAD = 1e-3
 
@@ -107,7 +108,7 @@ class SpikeWatch:
             self._start, self._length, self._median = step, 1, median
             return SpikeNotice(
                 step,
-                "spike",
+                SPIKE,
                 f"Loss spike at step {step:,}: {_number(loss)}, {_number(ratio)}x the median "
                 f"({_number(median)}) of the {self.window} steps before. Training goes on.",
             )
@@ -128,7 +129,7 @@ class SpikeWatch:
         self._logs.clear()  # the high loss is the new level: judge what follows against it
         return SpikeNotice(
             step,
-            "spike_level",
+            SPIKE_LEVEL,
             f"The loss has stayed high since its spike at step {start:,} ({self.window} steps): "
             f"{_number(loss)} at step {step:,}, against {_number(self._median)} before it. "
             "Later steps are judged against this level.",

@@ -195,6 +195,12 @@ def saved_view_list_for_team(*, team: Team) -> list[SavedView]:
     return list(SavedView.objects.filter(team=team).select_related("created_by").order_by("name", "pk"))
 
 
+def saved_view_named(*, team: Team, name: str) -> SavedView | None:
+    """The team's saved view called ``name``, ignoring case (names are unique so); None
+    when it has none. One query."""
+    return SavedView.objects.filter(team=team, name__iexact=name.strip()).first()
+
+
 def saved_view_get_for_team(*, team: Team, view_id: int) -> SavedView:
     """The team's saved view ``view_id``; Http404 when the team has none of that id."""
     saved_view = SavedView.objects.filter(team=team, pk=view_id).select_related("team").first()

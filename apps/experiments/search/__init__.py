@@ -46,7 +46,6 @@ from apps.experiments.search.parser import MAX_DEPTH, MAX_TERMS, parse
 from apps.experiments.search.tree import QueryError, QueryFieldError, QuerySyntaxError, QueryValueError
 
 __all__ = [
-    "quoted",
     "MAX_DEPTH",
     "MAX_QUERY_LENGTH",
     "MAX_TERMS",
@@ -56,6 +55,7 @@ __all__ = [
     "QueryValueError",
     "field_help",
     "field_names",
+    "quoted",
     "run_search",
     "run_search_q",
 ]

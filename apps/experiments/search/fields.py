@@ -15,6 +15,7 @@ from typing import Literal
 
 from apps.experiments.models import Queue, RunKind, RunStatus
 from workers.metalearn.config import ALGORITHMS
+from workers.metalearn.spikes import SPIKE
 
 FieldKind = Literal["choice", "integer", "moment", "text", "tag", "count"]
 
@@ -55,7 +56,7 @@ FIELDS: Mapping[str, SearchField] = {
         # ``tag:<name>``: the run carries the tag, or its experiment does (compile._tag).
         SearchField("tag", "tag", "tags__name", "a tag on the run or on its experiment"),
         # ``spikes>0``: the loss spikes in the run's history (compile._count).
-        SearchField("spikes", "count", "spike", "how many loss spikes the run's history tells"),
+        SearchField("spikes", "count", SPIKE, "how many loss spikes the run's history tells"),
     )
 }
 

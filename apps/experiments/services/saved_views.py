@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 
 from apps.experiments.filters import SAVED_FILTERS, RunListFilterForm
 from apps.experiments.listing.columns import ColumnError, column_parse, sort_parse
+from apps.experiments.listing.selectors import saved_view_named
 from apps.experiments.models import RunKind, SavedView
 from apps.experiments.search import QueryError, run_search_q
 from apps.experiments.selectors import KIND_ALL
@@ -86,7 +87,7 @@ def saved_view_create(
         filters=filters or {},
     )
     taken = ValidationError({"name": f"The team has a view called '{fields['name']}' already."})
-    if SavedView.objects.filter(team=team, name__iexact=fields["name"]).exists():
+    if saved_view_named(team=team, name=str(fields["name"])) is not None:
         raise taken
     try:
         with transaction.atomic():
