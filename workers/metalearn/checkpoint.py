@@ -8,7 +8,8 @@ newest complete checkpoint, the JSON record) is
 optimiser's per-parameter tensors (Adam's ``exp_avg``, ``exp_avg_sq``, ``step``)
 under ``<param>/<key>``; ``checkpoint.json`` the step, the config, the algorithm,
 the family's ``describe()`` and :class:`FamilyInfo`, the parameter shapes, the
-optimiser's hyper-parameters, the RNG states (base64) and the last metrics.
+optimiser's hyper-parameters, the RNG states (base64), the last metrics and the
+loss-spike watch's window (:mod:`.spikes`).
 
 Writes are atomic: a checkpoint is written into a temporary folder, fsynced, and
 renamed into place with ``os.replace``; then ``latest`` is replaced the same way.
@@ -77,6 +78,8 @@ class Checkpoint:
     optimizer: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    #: :meth:`~workers.metalearn.spikes.SpikeWatch.state` at the step; empty in older checkpoints.
+    spikes: dict[str, Any] = field(default_factory=dict)
     #: The inputs' standardisation (``table`` CSV features), from the params' metadata.
     input_stats: InputStats | None = None
 
@@ -193,6 +196,7 @@ def save_checkpoint(
     metrics: Mapping[str, float] | None = None,
     keep: int = 3,
     input_stats: InputStats | None = None,
+    spikes: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write checkpoint ``root/step-NNNNNN`` atomically, point ``latest`` at it and
     drop all but the last ``keep`` checkpoints. Returns the checkpoint's folder.
@@ -219,6 +223,7 @@ def save_checkpoint(
         "optimizer": opt_meta,
         "rng": rng_state(),
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "spikes": _jsonable(dict(spikes or {})),
     }
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-", dir=root))
     try:
@@ -326,5 +331,6 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         optimizer=dict(meta.get("optimizer", {})),
         rng=dict(meta.get("rng", {})),
         metrics={k: float(v) for k, v in meta.get("metrics", {}).items()},
+        spikes=dict(meta.get("spikes") or {}),
         input_stats=stats,
     )

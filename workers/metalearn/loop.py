@@ -218,6 +218,11 @@ class _Run:
         restore_rng(ckpt.rng)
         self.step = ckpt.step
         self.metrics = dict(ckpt.metrics)
+        if ckpt.spikes:
+            try:
+                self.spikes.restore(ckpt.spikes)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CheckpointError(f"checkpoint: {ckpt.path} has a malformed spike window: {exc}") from exc
         return ckpt.step
 
     def _check_resumable(self, ckpt: Checkpoint) -> None:
@@ -398,6 +403,7 @@ class _Run:
             optimizer=self.optimizer,
             metrics=self.metrics,
             input_stats=self.stats,
+            spikes=self.spikes.state(),
         )
 
     def result(self, status: str) -> TrainResult:

@@ -25,8 +25,9 @@ A spike is told once, at the step it starts (most last one step: the chart shows
 the rest). Spike losses never enter the window. A spike ends, silently, at the
 first step that is no spike by the same rule against the window it started from; a
 loss that stays high for ``window`` steps is a new level, told once, and the window
-starts again from it. The window
-is not checkpointed: a resumed attempt fills it again before it judges a step.
+starts again from it. The window and a spike in progress are part of the checkpoint
+(:meth:`SpikeWatch.state`), so a resumed attempt judges its first step as the
+uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 #: Ordinary steps a step is judged against.
 SPIKE_WINDOW = 50
@@ -85,6 +87,22 @@ class SpikeWatch:
         self._start: int | None = None  # the step a spike in progress started at
         self._length = 0
         self._median = 0.0
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps (JSON-ready): the window, and the spike in progress."""
+        logs, start = list(self._logs), self._start
+        return {"logs": logs, "start": start, "length": self._length, "median": self._median}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state`'s answer. Raises ``ValueError`` on a malformed one."""
+        logs = [float(v) for v in state["logs"]]
+        start = state["start"]
+        if not all(math.isfinite(v) for v in logs) or (start is not None and not isinstance(start, int)):
+            raise ValueError(f"spike state: not a window of finite log losses and a step: {state!r}")
+        self._logs = deque(logs[-self.window :], maxlen=self.window)
+        self._start = start
+        self._length = int(state["length"])
+        self._median = float(state["median"])
 
     def _is_spike(self, log: float) -> tuple[bool, float]:
         """Whether ``log`` is a spike against the window, and its ratio to the window's median."""

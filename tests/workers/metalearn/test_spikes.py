@@ -4,15 +4,19 @@ training loop telling its reporter."""
 from __future__ import annotations
 
 import functools
+import json
 import math
 import random
 import statistics
 
+import pytest
+
 from workers.metalearn import loop
-from workers.metalearn.config import parse_config
+from workers.metalearn.checkpoint import META_FILE, latest_checkpoint
+from workers.metalearn.config import config_to_dict, parse_config
 from workers.metalearn.families import make_family
 from workers.metalearn.spikes import SPIKE_WINDOW, SpikeWatch
-from workers.metalearn.types import NullReporter
+from workers.metalearn.types import CheckpointError, NullReporter
 
 #: 5-step MAML on sinusoid, seed 1, steps 2006-2070 (measured with this engine): one
 #: meta-batch at step 2066 went to 1.1e5, and the next was back under 1.
@@ -120,3 +124,62 @@ def test_the_loop_tells_the_reporter_after_the_step(monkeypatch):
     for call in warnings:
         index = told.calls.index(call)
         assert told.calls[index - 1] == ("step", call[1]) and call[2] in ("spike", "spike_level")
+
+
+def test_the_window_and_a_spike_in_progress_survive_a_checkpoint():
+    """Cut anywhere, even inside a spike that becomes a level: a watch restored from
+    the first part's state (through JSON, as the checkpoint keeps it) tells the second
+    part exactly what the uninterrupted watch tells."""
+    losses = MAML5_SEED1[:55] + [40.0] * (2 * SPIKE_WINDOW + 5) + [1e4, 39.0]
+    whole = _watch(losses)
+    assert [n.kind for n in whole] == ["spike", "spike_level", "spike"]
+    for cut in (20, 55, 56, 80, 105, 130, len(losses) - 2):
+        first = SpikeWatch()
+        _watch(losses[:cut], watch=first)
+        resumed = SpikeWatch()
+        resumed.restore(json.loads(json.dumps(first.state())))
+        told = _watch(losses[cut:], first_step=cut + 1, watch=resumed)
+        assert told == [n for n in whole if n.step > cut], cut
+
+
+def test_a_malformed_state_is_refused():
+    watch = SpikeWatch()
+    for bad in ({"logs": [0.0, math.nan], "start": None, "length": 0, "median": 0.0},
+                {"logs": [0.0], "start": "3", "length": 0, "median": 0.0},
+                {"logs": [0.0], "start": None}):  # fmt: skip
+        with pytest.raises((ValueError, KeyError)):
+            watch.restore(bad)
+
+
+def test_a_resumed_run_tells_what_the_uninterrupted_run_tells(monkeypatch, tmp_path):
+    """Stopped at step 20 and resumed, a run with a touchy watch (a window of 10, any 1%
+    rise) tells the same warnings after step 20 as the run that never stopped; without
+    the window in the checkpoint, steps 21-30 would go unjudged."""
+    monkeypatch.setattr(loop, "SpikeWatch", functools.partial(SpikeWatch, window=10, factor=1.01, mads=0))
+    base = {"algorithm": "maml", "eval_interval": 20, "checkpoint_interval": 20, "meta_batch": 4, "seed": 3}
+
+    def warnings(iterations, folder):
+        told = Told()
+        parsed = parse_config({**base, "iterations": iterations})
+        loop.meta_train(parsed, make_family(parsed.family), told, checkpoint_dir=folder)
+        return [call for call in told.calls if call[0] == "warning"]
+
+    whole = warnings(40, tmp_path / "whole")
+    warnings(20, tmp_path / "cut")
+    resumed = warnings(40, tmp_path / "cut")
+    assert [w for w in whole if 20 < w[1] <= 30], whole  # the steps a refilling window would miss
+    assert resumed == [w for w in whole if w[1] > 20]
+
+
+def test_a_checkpoint_with_a_malformed_window_is_refused_by_name(tmp_path):
+    config = parse_config({"algorithm": "maml", "iterations": 3, "eval_interval": 3, "meta_batch": 2})
+    loop.meta_train(config, make_family(config.family), checkpoint_dir=tmp_path)
+    record_path = latest_checkpoint(tmp_path) / META_FILE
+    record = json.loads(record_path.read_text())
+    assert len(record["spikes"]["logs"]) == 3  # the window so far
+    record["spikes"]["logs"] = ["NaN"]
+    record_path.write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="malformed spike window"):
+        loop.meta_train(
+            {**config_to_dict(config), "iterations": 6}, make_family(config.family), checkpoint_dir=tmp_path
+        )
