@@ -218,8 +218,7 @@ def save_checkpoint(
         "config": config_to_dict(config),
         "family": _jsonable(dict(family_describe)),
         "family_info": family_info.to_dict(),
-        "shapes": {k: list(v.shape) for k, v in tensors.items()},
-        "dtypes": {k: str(v.dtype).removeprefix("torch.") for k, v in tensors.items()},
+        **_tensor_facts(tensors),
         "optimizer": opt_meta,
         "rng": rng_state(),
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
@@ -245,6 +244,14 @@ def save_checkpoint(
     fsync_path(root)
     prune(root, keep=keep, protect=name)
     return final
+
+
+def _tensor_facts(tensors: Mapping[str, Tensor]) -> dict[str, Any]:
+    """The parameters' shapes and dtypes, as the JSON record keeps them."""
+    return {
+        "shapes": {k: list(v.shape) for k, v in tensors.items()},
+        "dtypes": {k: str(v.dtype).removeprefix("torch.") for k, v in tensors.items()},
+    }
 
 
 def _write_files(
