@@ -110,6 +110,19 @@ class ImportanceOut(Schema):
         "or Kruskal-Wallis epsilon squared (0 to 1). Null when it cannot be told."
     )
     p: float | None = Field(description="Two-sided p-value, per setting, uncorrected.")
+    forest: float | None = Field(
+        description="The setting's share (0 to 1; the shares sum to 1) of a random forest's impurity "
+        "importance, the forest fitted with the settings as inputs and the metric's ranks as the target "
+        "(W&B's importance column). Null under 8 runs."
+    )
+    forest_r2: float | None = Field(
+        description="The forest's out-of-bag R² (the same on every row); "
+        "at or under 0, its shares say nothing."
+    )
+    not_monotone: bool = Field(
+        description="No clear rank link, but most of a well-fitting forest's importance: "
+        "the setting matters without being monotone (best in the middle of its range)."
+    )
     reading: str
 
 
@@ -174,7 +187,17 @@ def sweep_detail_out(sweep: Sweep) -> SweepDetailOut:
             )
         )
     importance = [
-        ImportanceOut(setting=i.setting, test=i.test, n=i.n, effect=i.effect, p=i.p, reading=i.reading)
+        ImportanceOut(
+            setting=i.setting,
+            test=i.test,
+            n=i.n,
+            effect=i.effect,
+            p=i.p,
+            forest=i.forest,
+            forest_r2=i.forest_r2,
+            not_monotone=i.not_monotone,
+            reading=i.reading,
+        )
         for i in sweep_setting_importance(sweep=sweep, rows=rows)
     ]
     return SweepDetailOut(

@@ -7,7 +7,7 @@ fixed number of queries, whatever the number of runs."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -293,18 +293,22 @@ def parallel_coordinates(*, runs: Sequence[Run]) -> dict[str, Any]:
     return {"keys": keys, "metrics": metrics, "default_metric": default, "rows": rows}
 
 
-def parallel_importance(parallel: dict[str, Any]) -> dict[str, list[Importance]]:
-    """For each final metric of :func:`parallel_coordinates`' rows, which of its varying
-    config keys go with it over the succeeded runs that have it
+def parallel_importance(
+    parallel: dict[str, Any], *, metrics: Sequence[str] | None = None, forest: Collection[str] = ()
+) -> dict[str, list[Importance]]:
+    """For each final metric of :func:`parallel_coordinates`' rows (or of ``metrics``),
+    which of its varying config keys go with it over the succeeded runs that have it
     (``analysis/importance.py``; better is higher for an accuracy, lower otherwise),
-    strongest first. No query."""
+    strongest first, with a random forest's shares for the metrics in ``forest``. No query."""
     found = {}
-    for metric in parallel["metrics"]:
+    for metric in parallel["metrics"] if metrics is None else metrics:
         runs = [
             (row["config"], row["metrics"][metric])
             for row in parallel["rows"]
             if row["status"] == "succeeded" and metric in row["metrics"]
         ]
         maximize = higher_is_better(metric)
-        found[metric] = sweep_importance(parallel["keys"], runs, metric=metric, maximize=maximize)
+        found[metric] = sweep_importance(
+            parallel["keys"], runs, metric=metric, maximize=maximize, forest=metric in forest
+        )
     return found

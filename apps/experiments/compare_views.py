@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import urlencode
 
 from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
@@ -42,8 +44,10 @@ def run_compare(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
         except QueryError as error:
             context["errors"]["q"] = f"q: {error}"
             picked = []
-    context["parallel"] = compare.parallel_coordinates(runs=picked)
-    context["importance"] = compare.parallel_importance(context["parallel"])
+    parallel = compare.parallel_coordinates(runs=picked)
+    context["parallel"] = parallel
+    context["importance"] = compare.parallel_importance(parallel, forest=[parallel["default_metric"]])
+    context["importance_url"] = _importance_url(team_slug, query=query, raw_ids=raw_ids)
     context["parallel_count"] = len(picked)
     context["limits"] = {"min": compare.MIN_RUNS, "max": compare.MAX_RUNS, "search": compare.MAX_SEARCH_RUNS}
     return render_page(request, "experiments/run_compare.html", "compare-body", context)
@@ -82,6 +86,38 @@ def _compare_context(team_slug: str, runs: list[Any]) -> dict[str, Any]:
         "chart": chart,
         "seeds": {"metrics": seed_metrics, "groups": seed_groups},
     }
+
+
+def _importance_url(team_slug: str, *, query: str, raw_ids: str) -> str:
+    """Where a metric's importance table, with its forest, is read when it is picked."""
+    base = reverse("experiments:run-compare-importance", kwargs={"team_slug": team_slug})
+    return f"{base}?{urlencode({'q': query} if query else {'ids': raw_ids})}"
+
+
+@require_GET
+def run_compare_importance(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
+    """The parallel coordinates' "which config keys go with the metric" table of one
+    metric, random forest included (the page fits only its first metric's forest,
+    since a forest of 500 runs takes a tenth of a second)."""
+    team, _ = team_get_for_user(user=request.user, slug=team_slug)
+    query, metric = request.GET.get("q", "").strip(), request.GET.get("metric", "").strip()
+    try:
+        if query:
+            picked = compare.compare_search_runs(team=team, query=query)
+        else:
+            ids = compare.compare_ids_parse(request.GET.get("ids", ""))
+            picked = compare.compare_runs_get(team=team, ids=ids)
+    except QueryError as error:
+        return HttpResponse(f"q: {error}", status=400, content_type="text/plain; charset=utf-8")
+    except compare.CompareError as error:
+        return HttpResponse(str(error), status=400, content_type="text/plain; charset=utf-8")
+    parallel = compare.parallel_coordinates(runs=picked)
+    if metric not in parallel["metrics"]:
+        message = f"metric: {metric[:MAX_METRIC_LENGTH]!r} is not a final metric of these runs."
+        return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+    items = compare.parallel_importance(parallel, metrics=[metric], forest=[metric])[metric]
+    context = {"items": items, "table_id": f"importance-{metric}"}
+    return render(request, "experiments/includes/importance_table.html", context)
 
 
 def _number(request: HtmxHttpRequest, name: str) -> float | None:

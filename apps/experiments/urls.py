@@ -19,6 +19,11 @@ urlpatterns = [
     path(
         "t/<slug:team_slug>/runs/compare/series/", compare_views.run_compare_series, name="run-compare-series"
     ),
+    path(
+        "t/<slug:team_slug>/runs/compare/importance/",
+        compare_views.run_compare_importance,
+        name="run-compare-importance",
+    ),
     path("t/<slug:team_slug>/sweeps/", sweep_views.sweep_list, name="sweep-list"),
     path("t/<slug:team_slug>/sweeps/<int:sweep_id>/", sweep_views.sweep_detail, name="sweep-detail"),
     path("t/<slug:team_slug>/sweeps/<int:sweep_id>/stop/", sweep_views.sweep_stop, name="sweep-stop"),

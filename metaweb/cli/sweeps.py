@@ -128,8 +128,18 @@ def _show(sweep: SweepDetail) -> None:
         output.table(("runs", *labels, "n", "mean", "ci95"), pooled)
     if any(item["n"] for item in sweep["importance"]):
         print(f"\nWhich settings go with {sweep['metric']} (succeeded runs; strongest first)")
-        columns = ("setting", "test", "n", "effect", "p", "reading")
-        output.table(columns, [[item[c] for c in columns] for item in sweep["importance"]])  # type: ignore[literal-required]
+        columns = ("setting", "test", "n", "effect", "p", "forest", "reading")
+        rows = [
+            [_percent(item[c]) if c == "forest" else item[c] for c in columns] for item in sweep["importance"]
+        ]  # type: ignore[literal-required]
+        output.table(columns, rows)
+        r2 = next((item["forest_r2"] for item in sweep["importance"] if item["forest_r2"] is not None), None)
+        if r2 is not None:
+            print(f"forest: each setting's share of a random forest's importance; out-of-bag R² {r2:.2f}")
+
+
+def _percent(share: float | None) -> str | None:
+    return None if share is None else f"{share:.0%}"
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -125,6 +125,9 @@ class Importance(TypedDict):
     n: int
     effect: float | None
     p: float | None
+    forest: float | None
+    forest_r2: float | None
+    not_monotone: bool
     reading: str
 
 

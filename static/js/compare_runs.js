@@ -204,10 +204,36 @@
   // Parallel coordinates (static/js/parallel_coords.js) of #compare-parallel-data: the
   // varying config keys, then the chosen final metric; lines coloured by that metric
   // (blue low, red high, grey when the run has none).
-  // Shows the "which config keys go with the metric" table of the chosen metric.
+  // Shows the "which config keys go with the metric" table of the chosen metric. The
+  // page fits the random forest of its first metric only; another metric's table, with
+  // its forest, is read from data-importance-src the first time it is shown.
+  function loadImportance(el) {
+    var src = el.dataset.importanceSrc;
+    if (!src) return;
+    delete el.dataset.importanceSrc;
+    el.setAttribute("aria-busy", "true");
+    fetch(src, { credentials: "same-origin", headers: { "HX-Request": "true" } })
+      .then(function (response) {
+        return response.text().then(function (text) {
+          if (!response.ok) throw new Error(text || "HTTP " + response.status);
+          el.innerHTML = text;
+          el.dataset.importanceLoaded = "1";
+        });
+      })
+      .catch(function (error) {
+        var message = document.createElement("p");
+        message.className = "msg msg-error";
+        message.setAttribute("role", "alert");
+        message.textContent = "Could not read the random forest for this metric: " + error.message;
+        el.appendChild(message);
+      })
+      .finally(function () { el.removeAttribute("aria-busy"); });
+  }
+
   function showImportance(metric) {
     document.querySelectorAll("[data-importance-metric]").forEach(function (el) {
       el.hidden = el.dataset.importanceMetric !== metric;
+      if (!el.hidden) loadImportance(el);
     });
   }
 

@@ -107,6 +107,27 @@ def test_the_leaderboard_and_the_seeds_pooled_read_as_on_the_page(client, api_wo
         importance[0]["reading"]
         == "no clear link at this n (leans: higher inner_lr, lower val_loss (better))"
     )
+    assert all(i["forest"] is None and i["forest_r2"] is None and not i["not_monotone"] for i in importance)
+
+
+def test_a_rate_best_in_the_middle_is_read_by_the_forest(client, api_world):
+    rates = [0.0001, 0.001, 0.01, 0.1, 1.0]
+    dimensions = {"seed": [0, 1, 2], "inner_lr": rates}
+    sweep_id = _launch(client, api_world, dimensions=dimensions, max_concurrent=15).json()["id"]
+    for run in Run.objects.filter(sweep_id=sweep_id):  # best at 0.01, worse either side
+        loss = 1.0 + abs(rates.index(run.config["inner_lr"]) - 2) + 0.1 * run.config["seed"]
+        metric_points_add(run, [("val_loss", 20, loss)])
+        Run.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED, step=20)
+    response = client.get(_url(api_world, f"/{sweep_id}"), **bearer(api_world["tokens"]["viewer"]))
+    rate, seed = response.json()["importance"]
+    assert rate["setting"] == "inner_lr" and rate["not_monotone"] and rate["p"] > 0.5
+    assert rate["forest"] == pytest.approx(0.82, abs=0.01) and rate["forest"] + seed[
+        "forest"
+    ] == pytest.approx(1)
+    assert rate["forest_r2"] == seed["forest_r2"] == pytest.approx(0.718, abs=0.005)
+    assert rate["reading"] == (
+        "matters, but not monotonically: 83% of the forest's importance (best val_loss at inner_lr = 0.01)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -183,7 +183,8 @@ def test_sweeps_launch_show_ls_and_stop(logged_in, cli, tmp_path, sent):
     assert pooled[1].split() == ["RUNS", "INNER_LR", "N", "MEAN", "CI95"]
     assert [row.split()[1:4] for row in pooled[2:]] == [["0.01", "2", "0.6"], ["0.1", "2", "1.5"]]
     matters = out.split("Which settings go with val_loss")[1].splitlines()
-    assert matters[1].split() == ["SETTING", "TEST", "N", "EFFECT", "P", "READING"]
+    assert matters[1].split() == ["SETTING", "TEST", "N", "EFFECT", "P", "FOREST", "READING"]
+    assert "out-of-bag" not in out  # 4 runs: no forest
     # Seed rank sums 3 and 7: H = 0.6 * 29 - 15 = 2.4, eps^2 = 0.8; lr: rho = 2 / sqrt(20), a loss.
     assert matters[2].split()[:4] == ["seed", "kruskal", "4", "0.8"]
     assert matters[3].split()[:4] == ["inner_lr", "spearman", "4", "-0.447214"]

@@ -142,6 +142,12 @@ def test_compare_three_finished_runs(live_stack, e2e_page, e2e_user):
     )
     select.select_option(other)
     assert shown.count() == 1 and shown.get_attribute("data-importance-metric") == other
+    # Its table, random forest included, is read from the server the first time it shows.
+    loaded = page.locator(f'[data-importance-metric="{other}"][data-importance-loaded="1"]')
+    loaded.wait_for()
+    assert loaded.locator('tr[data-setting="inner_lr"]').count() == 1
+    assert loaded.locator('[data-testid="importance-forest-fit"]').count() == 1
+    assert loaded.locator(".msg-error").count() == 0
 
     # Brushing the bottom of the inner_lr axis keeps the two runs at 0.01, and offers
     # to compare just those.

@@ -255,3 +255,88 @@ def test_the_page_carries_every_charts_first_data(client, world):
     loss = config["initial"]["loss"]
     assert loss["x"] == "step" and [item["id"] for item in loss["runs"]] == [run.pk for run in runs]
     assert all(item["x"] == list(range(1, 21)) and item["total"] == 20 for item in loss["runs"])
+
+
+def importance_url(team, **params) -> str:
+    from urllib.parse import urlencode
+
+    base = reverse("experiments:run-compare-importance", kwargs={"team_slug": team.slug})
+    return base + "?" + urlencode(params)
+
+
+@pytest.fixture
+def forest_world(world):
+    """Nine more succeeded runs: a U-shaped accuracy over inner_lr, and a loss."""
+    for i, lr in enumerate([1e-4, 1e-3, 1e-2] * 3):
+        RunFactory(
+            experiment=world["experiment"],
+            config={"inner_lr": lr, "ways": 5, "note": "<b>bold</b>"},
+            status=RunStatus.SUCCEEDED,
+            summary={"val": {"accuracy": (0.9 if lr == 1e-3 else 0.5) + 0.01 * i, "loss": 0.1 * i}},
+        )
+    return world
+
+
+@pytest.mark.parametrize("who", ROLES)
+def test_importance_permission_matrix(client, forest_world, who):
+    login(client, forest_world, who)
+    response = client.get(importance_url(forest_world["team"], q="status:succeeded", metric="val.loss"))
+    if not _expect(response, who):
+        return
+    html = response.content.decode()
+    assert 'id="importance-val.loss"' in html and 'data-testid="importance-forest-fit"' in html
+    assert "<h1>" not in html  # the table alone
+
+
+def test_the_page_fits_the_first_metrics_forest_and_links_the_others(client, forest_world):
+    login(client, forest_world, "viewer")
+    html = client.get(page_url(forest_world["team"], q="status:succeeded")).content.decode()
+    first = html[html.index('data-importance-metric="val.accuracy"') :].split("</table>")[0]
+    assert "data-importance-src" not in first.split(">")[0]
+    # 12 runs with val.accuracy: a forest, and inner_lr's U shape read as such.
+    share = re.search(r'data-testid="importance-forest">(\d+)%<', first).group(1)
+    assert int(share) == 100 and "matters, but not monotonically" in first and "inner_lr = 0.001" in first
+    tag = html[html.index('data-importance-metric="val.loss"') :].split(">")[0]
+    src = re.search(r'data-importance-src="([^"]+)"', tag).group(1).replace("&amp;", "&")
+    assert src == importance_url(forest_world["team"], q="status:succeeded") + "&metric=val.loss"
+    table = client.get(src).content.decode()
+    assert re.search(r'data-testid="importance-forest">\d+%<', table)  # 9 runs with val.loss: a forest
+
+
+def test_importance_by_ids_has_no_forest_under_eight_runs(client, world):
+    login(client, world, "viewer")
+    html = client.get(
+        importance_url(world["team"], ids=ids(world["runs"]), metric="val.accuracy")
+    ).content.decode()
+    assert '<tr data-setting="inner_lr">' in html and 'data-testid="importance-forest">—<' in html
+    assert "fitted from 8 runs" in html
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"q": "status:succeeded", "metric": "nosuch"},
+            "metric: 'nosuch' is not a final metric of these runs.",
+        ),
+        ({"q": "nosuch:1", "metric": "val.loss"}, "q: position 1: unknown field"),
+        ({"ids": "1", "metric": "val.loss"}, "ids: pick at least 2 runs to compare (got 1)."),
+    ],
+)
+def test_importance_errors_name_the_parameter(client, forest_world, params, message):
+    login(client, forest_world, "viewer")
+    response = client.get(importance_url(forest_world["team"], **params))
+    assert response.status_code == 400 and response.content.decode().startswith(message)
+
+
+def test_importance_reads_another_teams_runs_as_not_found(client, world):
+    login(client, world, "viewer")
+    response = client.get(
+        importance_url(
+            world["team"], ids=f"{world['runs'][0].pk},{world['foreign'].pk}", metric="val.accuracy"
+        )
+    )
+    assert (
+        response.status_code == 400
+        and response.content.decode() == f"ids: no run #{world['foreign'].pk} in this team."
+    )
