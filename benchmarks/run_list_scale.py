@@ -6,13 +6,15 @@ the end) it bulk-creates one team's runs (a quarter of them adaptations, a few
 without metrics), then times with Django's test ``Client`` logged in as a member:
 the run list's first page, and a page 9,000 rows deep reached by its keyset cursor
 (built from the 9,000th row, as the Next link would be), for the default order
-(newest first) and for a metric sort (``-metric.val_loss``). Baseline in the same
+(newest first), for a metric sort (``-metric.val_loss``) and for the loss-spike count
+(``-spikes``, shown as a column; one run in 20 has 1-3 spikes). Baseline in the same
 run: the page 9,000 rows deep read the old way, ``OFFSET 9000`` in the same order.
 Each case gets warm-up requests, then the median of ``--repeats``.
 
     .venv/bin/python benchmarks/run_list_scale.py [--repeats 20]
 
-Last line: ``RESULT deep_default_p50_ms=<x> offset_deep_p50_ms=<y>``.
+Last line: ``RESULT deep_default_p50_ms=<x> offset_deep_p50_ms=<y>
+keyset_deep_query_p50_ms=<z> deep_spikes_p50_ms=<s>``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def populate(runs: int) -> dict:
 
     from django.utils import timezone
 
-    from apps.experiments.models import Experiment, Run, RunKind, RunStatus
+    from apps.experiments.models import Experiment, Run, RunEvent, RunKind, RunStatus
     from apps.teams.models import Role
     from tests.factories import (
         SMALL_CONFIG,
@@ -50,6 +52,7 @@ def populate(runs: int) -> dict:
         TeamFactory,
         UserFactory,
     )
+    from workers.metalearn.spikes import SPIKE
 
     rng = random.Random(0)
     team = TeamFactory(name="Bench", slug="bench")
@@ -81,7 +84,13 @@ def populate(runs: int) -> dict:
         )
         for i in range(runs)
     ]
-    Run.objects.bulk_create(rows, batch_size=2000)
+    created = Run.objects.bulk_create(rows, batch_size=2000)
+    spikes = [
+        RunEvent(run=run, kind=SPIKE, step=100 * (k + 1), message="Loss spike.")
+        for run in created[::20]
+        for k in range(rng.randint(1, 3))
+    ]
+    RunEvent.objects.bulk_create(spikes, batch_size=2000)
     with _cursor() as cursor:  # spread over the year; every fourth pair of runs ties
         cursor.execute(
             "UPDATE experiments_run SET created_at = %s + ((id / 2) * interval '50 minutes') "
@@ -148,8 +157,8 @@ def _run(args: argparse.Namespace) -> bool:
         return page.next_cursor
 
     results = {}
-    for name, token in (("default", "-created"), ("metric", "-metric.val_loss")):
-        query = {"kind": "all", "sort": token}
+    for name, token in (("default", "-created"), ("metric", "-metric.val_loss"), ("spikes", "-spikes")):
+        query = {"kind": "all", "sort": token, **({"cols": "spikes"} if name == "spikes" else {})}
         cursor = deep_cursor(token)
 
         def first(query=query) -> None:
@@ -207,7 +216,8 @@ def _run(args: argparse.Namespace) -> bool:
     print(
         f"RESULT deep_default_p50_ms={statistics.median(results['deep_default']):.1f} "
         f"offset_deep_p50_ms={statistics.median(results['offset_deep_query']):.1f} "
-        f"keyset_deep_query_p50_ms={statistics.median(results['keyset_deep_query']):.1f}"
+        f"keyset_deep_query_p50_ms={statistics.median(results['keyset_deep_query']):.1f} "
+        f"deep_spikes_p50_ms={statistics.median(results['deep_spikes']):.1f}"
     )
     return True
 

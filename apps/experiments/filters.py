@@ -47,7 +47,7 @@ HEADER_SORTS: dict[str, str] = {
 }
 
 #: Search fields offered as extra columns (the table shows the others already).
-EXTRA_FIELD_COLUMNS: tuple[str, ...] = ("seed", "queue", "kind", "started", "finished")
+EXTRA_FIELD_COLUMNS: tuple[str, ...] = ("seed", "queue", "kind", "started", "finished", "spikes")
 
 
 ARCHIVED_CHOICES = [

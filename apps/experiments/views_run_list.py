@@ -63,14 +63,19 @@ def _context(
     team: Team, role: Role, params: RunListParams, save_form: SavedViewForm | None
 ) -> dict[str, Any]:
     query_error = ""
+    headline, offered = _columns(team, params)
+    shown = [*headline, *params.columns]
     try:
         page = run_page_for_team(
-            team=team, filters=params.filters, query=params.query, sort=params.sort, cursor=params.cursor
+            team=team,
+            filters=params.filters,
+            query=params.query,
+            sort=params.sort,
+            cursor=params.cursor,
+            columns=shown,
         )
     except QueryError as error:
         query_error, page = str(error), RunPage()
-    headline, offered = _columns(team, params)
-    shown = [*headline, *params.columns]
     column_cells(page.runs, shown)
     links = params.sort_links(extra=headline)
     kind, archived = params.filters["kind"], params.filters.get("archived", "")
@@ -127,8 +132,8 @@ def run_list_csv(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
     except QueryError as error:
         return HttpResponse(f"q: {error}", status=400, content_type="text/plain; charset=utf-8")
     headline, _offered = _columns(team, params)
-    rows = runs_in_order(queryset, sort=params.sort)
-    chunks = run_rows_csv(rows, export_columns([*headline, *params.columns]))
+    columns = export_columns([*headline, *params.columns])
+    chunks = run_rows_csv(runs_in_order(queryset, sort=params.sort, columns=columns), columns)
     return csv_response(request, chunks, filename=f"{team.slug}-runs.csv")
 
 

@@ -16,9 +16,10 @@ from django.utils import timezone
 from apps.experiments.listing.columns import column_text, sort_parse
 from apps.experiments.listing.export import FACT_COLUMNS
 from apps.experiments.listing.selectors import runs_in_order, runs_matching
-from apps.experiments.models import Run, RunStatus
+from apps.experiments.models import Run, RunEvent, RunStatus
 from apps.experiments.services import runs_archive
 from tests.factories import ExperimentFactory, RunFactory, TaskSetVersionFactory
+from workers.metalearn.spikes import SPIKE
 
 pytestmark = pytest.mark.django_db
 
@@ -136,3 +137,25 @@ def test_under_asgi_the_csv_is_an_async_stream(many):
 )
 def test_cells_are_written_in_full(value, cell):
     assert column_text(value) == cell
+
+
+def test_the_spikes_column_on_the_page_and_in_the_download(client, many):
+    team, users, runs = many
+    for run, count in ((runs[3], 2), (runs[7], 1)):
+        for step in range(count):
+            RunEvent.objects.create(run=run, kind=SPIKE, step=step + 1, message="Loss spike.")
+    RunEvent.objects.create(run=runs[5], kind="queued", message="Queued.")  # not a spike
+    status, rows, _ = _export(client, users["viewer"], team, cols="spikes", sort="-spikes")
+    assert status == 200 and len(rows) == 30
+    assert [(row["id"], row["spikes"]) for row in rows[:3]] == [
+        (str(runs[3].pk), "2"),
+        (str(runs[7].pk), "1"),
+        (str(runs[29].pk), "0"),  # then the rest, newest id first
+    ]
+    page = client.get(
+        reverse("experiments:run-list", kwargs={"team_slug": team.slug}),
+        {"cols": "spikes", "sort": "-spikes"},
+    )
+    html = page.content.decode()
+    assert f'data-cell="{runs[3].pk}" data-column="spikes">2<' in html
+    assert f'data-cell="{runs[29].pk}" data-column="spikes">0<' in html

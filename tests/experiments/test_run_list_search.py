@@ -298,8 +298,6 @@ def test_every_search_field_is_a_sortable_column(scored, name):
 def test_tags_are_searched_not_a_column():
     with pytest.raises(ColumnError, match="tag has many values per run"):
         column_parse("tag")
-    with pytest.raises(ColumnError, match="sort: spikes is counted by the search, not a column"):
-        sort_parse("-spikes")
 
 
 def test_a_field_with_many_values_per_run_is_not_a_column(monkeypatch):

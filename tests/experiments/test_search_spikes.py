@@ -65,3 +65,26 @@ def test_a_value_that_is_no_count_is_refused_and_the_field_is_in_the_help(runs):
         names(runs, "spikes>many")
     assert caught.value.field == "spikes" and caught.value.position == 8
     assert ("spikes", "how many loss spikes the run's history tells") in field_help()
+
+
+def test_spikes_is_a_column_sorted_across_keyset_pages(runs):
+    from apps.experiments.listing.columns import column_parse, sort_parse
+    from apps.experiments.listing.selectors import run_page_for_team
+
+    team = runs["succeeded"].team
+    column = column_parse("spikes")
+    seen, cursor = [], ""
+    while True:  # one run a page, most spikes first, ties by id
+        page = run_page_for_team(
+            team=team, sort=sort_parse("-spikes"), cursor=cursor, per_page=1, columns=[column]
+        )
+        seen += [(run.pk, column.value(run)) for run in page.runs]
+        if not page.next_cursor:
+            break
+        cursor = page.next_cursor
+    counts = {run.pk: n for run, n in ((runs[k], n) for k, n in (("succeeded", 2), ("failed", 1)))}
+    expected = sorted(
+        ((run.pk, counts.get(run.pk, 0)) for run in Run.objects.filter(team=team)),
+        key=lambda r: (-r[1], -r[0]),
+    )
+    assert seen == expected and seen[0] == (runs["succeeded"].pk, 2)

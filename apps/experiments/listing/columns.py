@@ -3,7 +3,8 @@ and ``?sort=-metric.val_loss``.
 
 A column is a search field (``apps.experiments.search.fields.FIELDS``, whose ORM
 paths are the only ones used), a config key (``config.<key>``, dotted for nesting)
-or a final metric (``metric.<name>``). Keys pass the search language's rule
+a final metric (``metric.<name>``), or a count of the run's history (``spikes``: a
+correlated subquery, read by :func:`columns_annotate`). Keys pass the search language's rule
 (``fields.key_problem``) and become ``KeyTransform`` expressions: nothing the user
 writes becomes a lookup string.
 
@@ -22,11 +23,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from django.core.exceptions import FieldDoesNotExist
-from django.db.models import F
+from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from apps.experiments.models import Run
+from apps.experiments.models import Run, RunEvent
 from apps.experiments.search.fields import (
     CONFIG_FIELD,
     CONFIG_MAX_DEPTH,
@@ -43,7 +44,7 @@ MAX_COLUMNS = 12
 #: The list's order when none is asked for: newest first.
 DEFAULT_SORT = "-created"
 
-Source = Literal["field", "config", "metric"]
+Source = Literal["field", "config", "metric", "count"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class SortKey:
 @dataclass(frozen=True)
 class Column:
     """``name`` as written in the URL; ``keys`` is the ORM path for a field, the
-    key path for ``config``, the metric name for ``metric``."""
+    key path for ``config``, the metric name for ``metric``, the event kind for ``count``."""
 
     name: str
     source: Source
@@ -68,7 +69,14 @@ class Column:
         """The header: a metric by its own name (``val_loss``), others by ``name``."""
         return self.keys[0] if self.source == "metric" else self.name
 
+    @property
+    def alias(self) -> str:
+        """The annotation a ``count`` column's value is read from."""
+        return f"column_count_{self.name}"
+
     def sort_keys(self) -> list[SortKey]:
+        if self.source == "count":
+            return [SortKey(event_count(self.keys[0]), False)]
         if self.source == "field":
             return [SortKey(F(self.keys[0]), _path_facts(self.keys[0])[0])]
         if self.source == "config":
@@ -83,6 +91,8 @@ class Column:
         """The run's value in this column (None when it has none)."""
         if self.source == "field":
             return _attribute(run, self.keys[0])
+        if self.source == "count":
+            return getattr(run, self.alias, None)
         if self.source == "config":
             return _walk(run.config, self.keys)
         for section in SUMMARY_METRIC_SECTIONS:
@@ -121,8 +131,8 @@ def column_parse(name: str, *, param: str = "cols") -> Column:
     name = name.strip()
     field = FIELDS.get(name.lower())
     if field is not None:
-        if field.kind == "count":  # counted in a subquery by the search, not a column of the run
-            raise ColumnError(f"{param}: {field.name} is counted by the search, not a column", param=param)
+        if field.kind == "count":
+            return Column(field.name, "count", (field.path,))
         if _path_facts(field.path)[1]:
             raise ColumnError(
                 f"{param}: {field.name} has many values per run: search it, not a column", param=param
@@ -169,6 +179,25 @@ def headline_columns(metric_names: Iterable[str], *, kind: str, shown: Sequence[
     names = HEADLINE_METRICS.get(kind) or HEADLINE_METRICS["train"]
     columns = [column_parse(f"{METRIC_FIELD}.{name}") for name in names if name in have]
     return [column for column in columns if column not in shown]
+
+
+def event_count(kind: str) -> Coalesce:
+    """How many events of ``kind`` (set in ``fields``, never from the user) a run's
+    history holds: a correlated subquery over the run's events, 0 for none."""
+    events = (
+        RunEvent.objects.filter(run=OuterRef("pk"), kind=kind)
+        .order_by()
+        .values("run")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(events, output_field=IntegerField()), Value(0))
+
+
+def columns_annotate(queryset: QuerySet[Run], columns: Sequence[Column]) -> QuerySet[Run]:
+    """``queryset`` with the values of its ``count`` columns (one subquery each)."""
+    counts = {c.alias: event_count(c.keys[0]) for c in columns if c.source == "count"}
+    return queryset.annotate(**counts) if counts else queryset
 
 
 def column_cells(runs: Iterable[Run], columns: Sequence[Column]) -> None:

@@ -3,7 +3,7 @@ search and the sort, and the columns that a team's runs can show."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -16,6 +16,7 @@ from apps.experiments.listing.columns import (
     Column,
     Sort,
     column_parse,
+    columns_annotate,
     sort_parse,
 )
 from apps.experiments.listing.keyset import keyset_page
@@ -93,10 +94,14 @@ def runs_matching(*, team: Team, filters: Mapping[str, Any], query: str) -> Quer
     return run_search(queryset=runs_filtered(Run.objects.filter(team=team), filters), query=query)
 
 
-def runs_in_order(queryset: QuerySet[Run], *, sort: Sort, batch: int = EXPORT_BATCH) -> Iterator[Run]:
-    """Every run of ``queryset`` in ``sort``'s order, as the list pages through them:
-    a keyset page of ``batch`` runs a query, so memory stays flat whatever the count."""
+def runs_in_order(
+    queryset: QuerySet[Run], *, sort: Sort, columns: Sequence[Column] = (), batch: int = EXPORT_BATCH
+) -> Iterator[Run]:
+    """Every run of ``queryset`` in ``sort``'s order, as the list pages through them,
+    with the values of its ``count`` ``columns``: a keyset page of ``batch`` runs a
+    query, so memory stays flat whatever the count."""
     queryset = queryset.select_related("experiment", "taskset_version__taskset", "launched_by")
+    queryset = columns_annotate(queryset, columns)
     cursor = ""
     while True:
         page = keyset_page(queryset, sort=sort, cursor=cursor, per_page=batch)
@@ -114,15 +119,16 @@ def run_page_for_team(
     sort: Sort | None = None,
     cursor: str = "",
     per_page: int = RUNS_PER_PAGE,
+    columns: Sequence[Column] = (),
 ) -> RunPage:
     """One page of the team's runs: the team's first, then ``filters``
     (:func:`runs_filtered`), then the search ``query`` (raises QueryError), in
-    ``sort``'s order (newest first by default), from ``cursor``. Two queries (the
-    count and the page), three when a listed run is queued (its queue wait)."""
+    ``sort``'s order (newest first by default), from ``cursor``, with the values of
+    its ``count`` ``columns``. Two queries (the count and the page), three when a
+    listed run is queued (its queue wait)."""
     queryset = runs_matching(team=team, filters=filters or {}, query=query)
-    page = keyset_page(
-        runs_for_listing(queryset), sort=sort or sort_parse(""), cursor=cursor, per_page=per_page
-    )
+    listed = columns_annotate(runs_for_listing(queryset), columns)
+    page = keyset_page(listed, sort=sort or sort_parse(""), cursor=cursor, per_page=per_page)
     return RunPage(
         runs=runs_with_queue_waits(page.rows),
         count=queryset.count(),
