@@ -98,7 +98,7 @@ def _importance_url(team_slug: str, *, query: str, raw_ids: str) -> str:
 def run_compare_importance(request: HtmxHttpRequest, team_slug: str) -> HttpResponse:
     """The parallel coordinates' "which config keys go with the metric" table of one
     metric, random forest included (the page fits only its first metric's forest,
-    since a forest of 500 runs takes a tenth of a second)."""
+    since a forest of 500 runs takes about a quarter of a second)."""
     team, _ = team_get_for_user(user=request.user, slug=team_slug)
     query, metric = request.GET.get("q", "").strip(), request.GET.get("metric", "").strip()
     try:

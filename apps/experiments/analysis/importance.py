@@ -15,9 +15,10 @@ For each swept setting, over the runs given (one final value of the metric each)
   rank), and the value whose runs have the best median.
 
 Beside them, each setting's share of a random forest's importance
-(:mod:`.forest`, W&B's importance column), with the forest's out-of-bag R²: a setting
-with no clear rank link but the largest share of a forest that predicts well
-(``FOREST_CLEAR_R2``) matters without being monotone, which the reading says.
+(:mod:`.forest`, W&B's importance column), with the forest's out-of-bag R²: a number
+with no clear rank link but at least half of a forest that predicts well
+(``FOREST_CLEAR_SHARE``, ``FOREST_CLEAR_R2``) matters without being monotone, which
+the reading says.
 
 A setting with a single value among the runs, or fewer than three runs, gets no
 figure, and says why. A reading whose p is 0.05 or more says the link is not clear

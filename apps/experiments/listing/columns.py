@@ -2,7 +2,7 @@
 and ``?sort=-metric.val_loss``.
 
 A column is a search field (``apps.experiments.search.fields.FIELDS``, whose ORM
-paths are the only ones used), a config key (``config.<key>``, dotted for nesting)
+paths are the only ones used), a config key (``config.<key>``, dotted for nesting),
 a final metric (``metric.<name>``), or a count of the run's history (``spikes``: a
 correlated subquery, read by :func:`columns_annotate`). Keys pass the search language's rule
 (``fields.key_problem``) and become ``KeyTransform`` expressions: nothing the user
