@@ -54,6 +54,11 @@ class SweepIn(Schema):
     metric: str = Field("val_loss", max_length=50, description="What ranks the runs (and ASHA stops by).")
     max_concurrent: int = Field(1, ge=1, le=1000, description="At most this many runs queued or running.")
     name: str = Field("", max_length=200)
+    early_stop: bool = Field(
+        False,
+        description="Stop poor runs at ASHA's rungs (W&B's early_terminate): a run not in the top third of "
+        "those that reached its rung stops. Always on for ASHA; needs an eval_interval below the iterations.",
+    )
 
 
 class SweepOut(Schema):
@@ -69,6 +74,7 @@ class SweepOut(Schema):
     metric: str
     maximize: bool
     max_concurrent: int
+    early_stop: bool = Field(description="Poor runs stop at ASHA's rungs.")
     dimensions: dict[str, Any]
     planned: int = Field(description="Runs the sweep makes in all.")
     waiting: int = Field(description="Configs not yet launched.")
@@ -150,6 +156,7 @@ def sweep_out(sweep: Sweep) -> dict[str, Any]:
         "metric": sweep.metric,
         "maximize": sweep.maximize,
         "max_concurrent": sweep.max_concurrent,
+        "early_stop": sweep.early_stop,
         "dimensions": sweep.dimensions if isinstance(sweep.dimensions, dict) else {},
         "planned": sweep.planned,
         "waiting": max(0, sweep.planned - sweep.next_index),
@@ -276,6 +283,7 @@ def sweep_launch(request: HttpRequest, team: str, payload: SweepIn) -> Status:
             seed=payload.seed,
             queue=payload.queue,
             name=payload.name,
+            early_stop=payload.early_stop,
         )
     except ValidationError as error:
         raise _api_errors(error) from None

@@ -137,6 +137,9 @@ class Sweep(models.Model):
     metric = models.CharField(max_length=50)
     maximize = models.BooleanField(default=False)
     max_concurrent = models.PositiveIntegerField(default=1)
+    #: Stop poor runs at ASHA's rungs (``sweep_asha_check``): always for the ``asha``
+    #: strategy, on request for the others (W&B's ``early_terminate``).
+    early_stop = models.BooleanField(default=False)
     seed = models.BigIntegerField(default=0)
     queue = models.CharField(max_length=10, choices=Queue.choices, default=Queue.CPU)
     status = models.CharField(max_length=10, choices=SweepStatus.choices, default=SweepStatus.RUNNING)

@@ -58,6 +58,12 @@ class SweepForm(forms.Form):
     sweep_max_concurrent = forms.IntegerField(
         min_value=1, max_value=MAX_CONCURRENT, initial=2, required=False, label="At most running at once"
     )
+    sweep_early_stop = forms.BooleanField(
+        required=False,
+        label="Stop poor runs early",
+        help_text="At ASHA's rungs (the first evaluation, then ×3), a run outside the top third stops. "
+        "Always on for ASHA.",
+    )
     sweep_name = forms.CharField(max_length=120, required=False, label="Sweep name")
 
     def __init__(self, *args: Any, applicable: Iterable[str], labels: dict[str, str], **kwargs: Any):
@@ -125,4 +131,5 @@ class SweepForm(forms.Form):
             "metric": data.get("sweep_metric") or "val_loss",
             "max_concurrent": data.get("sweep_max_concurrent") or 1,
             "name": data.get("sweep_name") or "",
+            "early_stop": bool(data.get("sweep_early_stop")),
         }

@@ -36,6 +36,9 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     launch.add_argument("--experiment", default="cli", help="the experiment's name (created if missing)")
     launch.add_argument("--queue", default="cpu", help="cpu or gpu")
     launch.add_argument("--name", default="", help="the sweep's name (default: made from its settings)")
+    launch.add_argument(
+        "--early-stop", action="store_true", help="stop poor runs at ASHA's rungs (always on for asha)"
+    )
     launch.set_defaults(func=cmd_launch)
     ls = sweeps.add_parser("ls", parents=[common], help="the team's sweeps, newest first")
     ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
@@ -75,6 +78,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
             max_concurrent=args.max_concurrent,
             queue=args.queue,
             name=args.name,
+            early_stop=args.early_stop,
         )
         url = f"{client.url}/t/{client.team}/sweeps/{sweep['id']}/"
     if args.json:

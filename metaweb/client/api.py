@@ -280,11 +280,13 @@ class Client(AnnotationsMixin, SavedViewsMixin):
         max_concurrent: int = 1,
         queue: str = "cpu",
         name: str = "",
+        early_stop: bool = False,
         team: str | None = None,
     ) -> SweepDetail:
         """Launch a sweep: ``dimensions`` maps a setting to its values (a list, or the
         launch form's text: ``"1..5 step 1"``, ``"1e-4..1e-1 log"``); ``config`` holds
-        the settings every run shares (the engine's TrainConfig less ``family``)."""
+        the settings every run shares (the engine's TrainConfig less ``family``);
+        ``early_stop`` stops poor runs at ASHA's rungs (always on for ``asha``)."""
         body = {
             "experiment_id": self.experiment_id(experiment, create=True, team=team),
             "taskset_id": self.taskset_id(taskset, team=team),
@@ -297,6 +299,7 @@ class Client(AnnotationsMixin, SavedViewsMixin):
             "max_concurrent": max_concurrent,
             "queue": queue,
             "name": name,
+            "early_stop": early_stop,
         }
         return self.http.json("POST", f"{self._t(team)}/sweeps", body=body)
 

@@ -107,6 +107,7 @@ class Sweep(TypedDict):
     metric: str
     maximize: bool
     max_concurrent: int
+    early_stop: bool
     dimensions: dict[str, Any]
     planned: int
     waiting: int
@@ -164,6 +165,7 @@ class SweepDetail(TypedDict):
     metric: str
     maximize: bool
     max_concurrent: int
+    early_stop: bool
     dimensions: dict[str, Any]
     planned: int
     waiting: int

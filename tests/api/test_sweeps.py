@@ -72,6 +72,21 @@ def test_a_bayes_sweep_from_a_script_starts_random_and_counts_its_proposals_as_w
     assert (body["strategy"], body["planned"], body["waiting"]) == ("bayes", 12, 9)
     assert len(sweep.configs) == 5 and Run.objects.filter(sweep=sweep).count() == 3
     assert [row["order"] for row in body["leaderboard"]] == [3, 2, 1]  # none ranked yet: newest first
+    assert body["early_stop"] is False
+
+
+def test_a_sweep_may_stop_poor_runs_early_and_says_so(client, api_world):
+    response = _launch(client, api_world, strategy="bayes", samples=6, early_stop=True)
+    assert response.status_code == 201, response.content
+    assert response.json()["early_stop"] is True and Sweep.objects.get(pk=response.json()["id"]).early_stop
+    asha = _launch(client, api_world, strategy="asha", samples=3)
+    assert asha.json()["early_stop"] is True  # ASHA always stops early
+    late = _launch(
+        client, api_world, early_stop=True, config={**CONFIG, "iterations": 20, "eval_interval": 20}
+    )
+    assert late.status_code == 422
+    (error,) = late.json()["detail"]
+    assert error["loc"] == ["body", "early_stop"] and error["msg"].startswith("Stopping early judges runs")
 
 
 def test_the_leaderboard_and_the_seeds_pooled_read_as_on_the_page(client, api_world):

@@ -252,3 +252,13 @@ def test_the_console_script_is_declared():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, name = scripts["metaweb"].partition(":")
     assert getattr(importlib.import_module(module), name) is main
+
+
+def test_sweeps_launch_may_stop_poor_runs_early(logged_in, cli, tmp_path, sent):
+    config = tmp_path / "base.json"
+    config.write_text(json.dumps({k: v for k, v in SMALL_CONFIG.items() if k not in ("family", "algorithm")}))
+    argv = ["sweeps", "launch", "--taskset", "Sines", "--config", str(config), "--strategy", "bayes"]
+    argv += ["--samples", "6", "--dim", "inner_lr=1e-3..1e-1 log", "--early-stop", "--json"]
+    code, out, err = cli(*argv)
+    assert code == 0, err
+    assert json.loads(out)["early_stop"] is True and Sweep.objects.get().early_stop

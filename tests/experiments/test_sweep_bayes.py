@@ -4,6 +4,7 @@ better than random search on a known objective, by a measured margin."""
 from __future__ import annotations
 
 import math
+import random
 import statistics
 
 from apps.experiments.sweeps.bayes import STARTUP, bayes_point
@@ -57,3 +58,25 @@ def test_tpe_finds_better_settings_than_random_search_in_as_many_runs():
     rand = [min(objective(p) for p in random_points(DIMENSIONS, samples=20, seed=seed)) for seed in range(10)]
     assert statistics.mean(tpe) * 4 < statistics.mean(rand), (tpe, rand)
     assert sum(t < r for t, r in zip(tpe, rand, strict=True)) >= 7, (tpe, rand)
+
+
+def test_runs_stopped_early_steer_the_proposals_by_how_far_they_got():
+    """Twelve runs stopped early, none finished: those at 2 inner steps got to step 30,
+    the others were stopped at step 10. As optuna's pruned trials they make TPE
+    propose 2 inner steps in 56 of 60 seeds, against 16 (about a quarter, the prior)
+    knowing nothing."""
+    rnd = random.Random(0)
+    stopped = []
+    for i in range(12):
+        steps = (1, 2, 3, 5)[i % 4]
+        point = {"inner_lr": 10 ** rnd.uniform(-4, -1), "inner_steps": steps}
+        stopped.append((point, 30, 1.0) if steps == 2 else (point, 10, 5.0))
+
+    def at_two(**kwargs) -> int:
+        proposals = [
+            bayes_point(DIMENSIONS, done=[], running=[], maximize=False, seed=s, **kwargs) for s in range(60)
+        ]
+        return sum(p["inner_steps"] == 2 for p in proposals)
+
+    assert at_two(stopped=stopped) == 56
+    assert at_two() == 16

@@ -309,3 +309,47 @@ def test_a_bayes_proposal_the_engine_refuses_stops_the_sweep_with_the_reason(
     sweep.refresh_from_db()
     assert sweep.status == SweepStatus.STOPPED
     assert sweep.message.startswith("Stopped: its next run could not be launched (With inner_lr=-1.0: ")
+
+
+def test_a_bayes_proposal_knows_the_runs_stopped_early(
+    alpha, sent, django_capture_on_commit_callbacks, monkeypatch
+):
+    """A run cancelled (by ASHA's rungs, or a person) with a value of the metric reaches
+    TPE as a pruned trial: its point, the step it reached and its value there."""
+    monkeypatch.setattr("apps.experiments.services.execution._register_meta_model", lambda run_id: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep = create(
+            alpha,
+            strategy="bayes",
+            samples=2,
+            dimensions={"inner_lr": "1e-4..1e-1 log"},
+            max_concurrent=1,
+            early_stop=True,
+            base_config=base(iterations=100, eval_interval=10),
+        )
+    assert sweep.early_stop
+    Sweep.objects.filter(pk=sweep.pk).update(planned=3, configs=sweep.configs[:1])
+    first = Run.objects.get(sweep=sweep)
+    metric_points_add(first, [("val_loss", 10, 4.0), ("val_loss", 30, 3.5)])
+    seen = {}
+
+    def propose(dimensions, **kwargs):
+        seen.update(kwargs)
+        return {"inner_lr": 0.01}
+
+    monkeypatch.setattr("apps.experiments.services.sweeps.bayes_point", propose)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.run_cancel(run=first, actor=alpha[0]["member"], reason="Stopped by ASHA at rung 2.")
+    assert seen["stopped"] == [({"inner_lr": first.config["inner_lr"]}, 30, 3.5)] and seen["done"] == []
+    assert Run.objects.filter(sweep=sweep, status=RunStatus.QUEUED).get().config["inner_lr"] == 0.01
+
+
+def test_stopping_early_needs_an_evaluation_before_the_end(alpha):
+    with pytest.raises(ValidationError) as info:
+        create(alpha, early_stop=True, base_config=base(iterations=100, eval_interval=100))
+    assert info.value.message_dict["sweep_early_stop"] == [
+        "Stopping early judges runs at evaluations, and a run of 100 iterations that evaluates every 100 "
+        "steps has none before its end: lower eval_interval."
+    ]
+    assert not Sweep.objects.exists() and not Run.objects.exists()
+    assert create(alpha, base_config=base(iterations=100, eval_interval=100)).early_stop is False

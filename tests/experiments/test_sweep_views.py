@@ -249,6 +249,20 @@ def test_launch_a_sweep_from_the_launch_form(
     assert len(sent) == 2
 
 
+def test_a_bayes_sweep_from_the_form_may_stop_poor_runs_early(client, world, sent):
+    login(client, world, "member")
+    url = reverse("experiments:run-launch", kwargs={"team_slug": world["team"].slug})
+    assert 'name="sweep_early_stop"' in client.get(url).content.decode()
+    data = launch_data(
+        world, sweep_strategy="bayes", sweep_samples=6, sweep_early_stop="on", dim_inner_lr="1e-3..1e-1 log"
+    )
+    client.post(url, data)
+    sweep = Sweep.objects.exclude(pk=world["sweep"].pk).get()
+    assert (sweep.strategy, sweep.early_stop) == ("bayes", True)
+    page = client.get(detail_url(world, sweep)).content.decode()
+    assert '<span id="sweep-early-stop">poor runs stop at ASHA\'s rungs</span>' in page
+
+
 @pytest.mark.parametrize(
     ("changes", "field_id", "message"),
     [
@@ -260,6 +274,11 @@ def test_launch_a_sweep_from_the_launch_form(
         ),
         ({"dim_seed": "1..300 step 1"}, "id_sweep_strategy_error", "300 runs; the limit is 200"),
         ({"dim_ways": "2,3"}, "launch-errors", "ignores ways"),
+        (
+            {"sweep_early_stop": "on", "eval_interval": 20, "dim_inner_lr": "0.1,0.2"},
+            "id_sweep_early_stop_error",
+            "a run of 20 iterations that evaluates every 20 steps has none before its end",
+        ),
     ],
 )
 def test_bad_sweeps_show_field_errors_and_queue_nothing(client, world, sent, changes, field_id, message):

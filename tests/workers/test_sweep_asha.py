@@ -1,8 +1,9 @@
 """ASHA on the real engine: a sweep run trained by ``train_run`` (tiny sinusoid MAML,
 CPU) is stopped by its worker's stop poll once it reaches a rung where two other
-runs of the sweep did better, and a run that leads there trains to the end. The
-other runs' values are stored beforehand, so the outcome does not depend on the
-engine's numbers."""
+runs of the sweep did better, and a run that leads there trains to the end; the
+same for grid and bayes sweeps that ask to stop early (``early_stop``), and not for
+one that does not. The other runs' values are stored beforehand, so the outcome
+does not depend on the engine's numbers."""
 
 from __future__ import annotations
 
@@ -25,8 +26,17 @@ def _fast(settings, monkeypatch, sent):
     monkeypatch.setattr("apps.experiments.services.execution._register_meta_model", lambda run_id: None)
 
 
-@pytest.mark.parametrize(("others", "stopped"), [(0.0, True), (1e9, False)])
-def test_a_sweep_run_is_stopped_by_asha_at_a_rung(team_roles, others, stopped):
+@pytest.mark.parametrize(
+    ("strategy", "early_stop", "others", "stopped"),
+    [
+        ("asha", False, 0.0, True),  # ASHA always stops early
+        ("asha", False, 1e9, False),
+        ("bayes", True, 0.0, True),
+        ("grid", True, 0.0, True),
+        ("bayes", False, 0.0, False),
+    ],
+)
+def test_a_sweep_run_is_stopped_by_asha_at_a_rung(team_roles, strategy, early_stop, others, stopped):
     team, users = team_roles
     experiment = ExperimentFactory(team=team, created_by=users["member"])
     version = TaskSetVersionFactory(taskset__team=team, taskset__family="sinusoid", params={})
@@ -38,11 +48,13 @@ def test_a_sweep_run_is_stopped_by_asha_at_a_rung(team_roles, others, stopped):
         taskset_version=version,
         base_config=config,
         dimensions={"seed": "1..3 step 1"},
-        strategy="asha",
+        strategy=strategy,
         samples=3,
         metric="val_loss",
         max_concurrent=3,
+        early_stop=early_stop,
     )
+    assert sweep.early_stop is (early_stop or strategy == "asha")
     first, second, third = Run.objects.filter(sweep=sweep).order_by("pk")
     rungs = (10, 30, 90, 270, 810, 2430)
     for run in (first, second):  # they reached every rung before it

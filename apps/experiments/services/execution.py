@@ -38,7 +38,7 @@ from apps.experiments.events import (
     run_group,
 )
 from apps.experiments.metric_store import points_append
-from apps.experiments.models import Run, RunEvent, RunKind, RunStatus, SweepStatus, SweepStrategy
+from apps.experiments.models import Run, RunEvent, RunKind, RunStatus, SweepStatus
 from apps.experiments.services.retention import run_checkpoints_retain_on_commit
 from apps.experiments.services.runs import sweep_next_on_commit
 from apps.experiments.services.scheduling import queue_dispatch_on_commit, run_dispatch_all
@@ -225,21 +225,22 @@ def run_stop_reason(*, run_id: int, token: str) -> str | None:
     """Why the attempt holding ``token`` should stop, if it should: ``"cancel"`` when a
     cancel was requested, ``"lost"`` when the token no longer owns the running run.
     One small read, polled by the worker between iterations; for a run of a running
-    ASHA sweep, also the ASHA check (``sweep_asha_check``), which may stop it.
+    sweep that stops early (ASHA's rungs), also that check (``sweep_asha_check``),
+    which may stop it.
     """
     row = (
         Run.objects.filter(pk=run_id)
-        .values_list("status", "attempt_token", "cancel_requested_at", "sweep__strategy", "sweep__status")
+        .values_list("status", "attempt_token", "cancel_requested_at", "sweep__early_stop", "sweep__status")
         .first()
     )
     if row is None:
         return "lost"
-    status, current, cancel_requested_at, strategy, sweep_status = row
+    status, current, cancel_requested_at, early_stop, sweep_status = row
     if status != RunStatus.RUNNING or not token or current != token:
         return "lost"
     if cancel_requested_at is not None:
         return "cancel"
-    if strategy == SweepStrategy.ASHA and sweep_status == SweepStatus.RUNNING:
+    if early_stop and sweep_status == SweepStatus.RUNNING:
         from apps.experiments.services.sweeps import sweep_asha_check  # noqa: PLC0415 (a cycle)
 
         if sweep_asha_check(run_id=run_id):

@@ -38,6 +38,7 @@ from apps.tasksets.models import TaskSetVersion
 from apps.teams.models import Role
 from apps.teams.quotas import quota_check_runs
 from apps.teams.services import ensure_role
+from workers.metalearn.config import TrainConfig
 from workers.metalearn.specs import SPECS, launch_fields
 
 __all__ = ["sweep_advance", "sweep_asha_check", "sweep_create", "sweep_stop"]
@@ -167,8 +168,10 @@ def sweep_create(
     seed: int = 0,
     queue: str = "cpu",
     name: str = "",
+    early_stop: bool = False,
 ) -> Sweep:
-    """Validate a sweep, store its configs and queue its first ``max_concurrent`` runs.
+    """Validate a sweep, store its configs and queue its first ``max_concurrent`` runs;
+    with ``early_stop`` (always under ASHA), poor runs stop at ASHA's rungs.
 
     ``dimensions`` maps a setting to its dimension's text (``0.1, 0.2``,
     ``1..5 step 1``, ``1e-4..1e-1 log``). Errors are ValidationErrors keyed by
@@ -179,16 +182,15 @@ def sweep_create(
     algorithm = _algorithm_of(experiment, taskset_version, base_config)
     name = (name or "").strip()
     _check_options(strategy=strategy, metric=metric, max_concurrent=max_concurrent, name=name)
+    condition = base_config.get("mnn_condition")
     parsed = _dimensions(
-        dimensions,
-        algorithm=algorithm,
-        version=taskset_version,
-        strategy=strategy,
-        condition=base_config.get("mnn_condition"),
+        dimensions, algorithm=algorithm, version=taskset_version, strategy=strategy, condition=condition
     )
     count = _run_count(strategy, parsed, samples)
     points = sweep_points(strategy, parsed, samples=count, seed=seed)
     configs = _checked_configs(base_config, points, version=taskset_version, queue=queue)
+    early_stop = bool(early_stop) or strategy == SweepStrategy.ASHA
+    _check_rungs(configs if early_stop else [])
     # The runs it queues at once count whole; later ones only replace runs that ended.
     quota_check_runs(team_id=experiment.team_id, adding=min(max_concurrent, len(configs)))
     sweep = Sweep.objects.create(
@@ -204,12 +206,28 @@ def sweep_create(
         metric=metric,
         maximize=SWEEP_METRICS[metric],
         max_concurrent=max_concurrent,
+        early_stop=early_stop,
         seed=seed,
         queue=queue,
         created_by=actor,
     )
     _launch_next(sweep)
     return sweep
+
+
+def _check_rungs(configs: list[dict[str, Any]]) -> None:
+    """Stopping early judges runs at evaluations (ASHA's rungs): each config must
+    evaluate at least once before its last step."""
+    defaults = TrainConfig.model_fields
+    for config in configs:
+        iterations = int(config.get("iterations", defaults["iterations"].default))
+        interval = int(config.get("eval_interval", defaults["eval_interval"].default))
+        if not asha_rungs(min_resource=interval, max_resource=iterations):
+            message = (
+                f"Stopping early judges runs at evaluations, and a run of {iterations:,} iterations that "
+                f"evaluates every {interval:,} steps has none before its end: lower eval_interval."
+            )
+            raise ValidationError({"sweep_early_stop": message})
 
 
 def _algorithm_of(
@@ -258,15 +276,25 @@ def _launch_next(sweep: Sweep) -> list[Run]:
 
 def _bayes_config(sweep: Sweep) -> dict[str, Any]:
     """A bayes sweep's next config: TPE's proposal from its succeeded runs' final
-    metric and its runs still going (``sweeps/bayes.py``), seeded by the sweep's seed
-    and how many configs it has, and checked like a single run's."""
+    metric, its runs stopped early (by ASHA's rungs, or a person) with their last value,
+    and its runs still going (``sweeps/bayes.py``), seeded by the sweep's seed and how
+    many configs it has, and checked like a single run's."""
     dimensions = [Dimension.from_dict(field, data) for field, data in (sweep.dimensions or {}).items()]
     rows = sweep_leaderboard(sweep=sweep)
-    succeeded = [row for row in rows if row.run.status == RunStatus.SUCCEEDED and row.value is not None]
-    done = [(row.point, row.value) for row in succeeded]
+    done = [(r.point, r.value) for r in rows if r.run.status == RunStatus.SUCCEEDED and r.value is not None]
+    stopped = [
+        (r.point, r.step, r.value)
+        for r in rows
+        if r.run.status == RunStatus.CANCELLED and r.value is not None and r.step is not None
+    ]
     running = [row.point for row in rows if row.run.status in ACTIVE]
     point = bayes_point(
-        dimensions, done=done, running=running, maximize=sweep.maximize, seed=sweep.seed + len(sweep.configs)
+        dimensions,
+        done=done,
+        stopped=stopped,
+        running=running,
+        maximize=sweep.maximize,
+        seed=sweep.seed + len(sweep.configs),
     )
     (config,) = _checked_configs(sweep.base_config, [point], version=sweep.taskset_version, queue=sweep.queue)
     return config
@@ -309,7 +337,8 @@ def sweep_stop(*, sweep: Sweep, actor: AnyUser) -> Sweep:
 
 
 def sweep_asha_check(*, run_id: int) -> bool:
-    """Stop a running run of a running ASHA sweep unless, at the highest rung it has
+    """Stop a running run of a running sweep that stops early (``Sweep.early_stop``: an
+    ASHA sweep, or another asked to) unless, at the highest rung it has
     reached, its value of the sweep's metric ranks in the top 1/eta of the runs that
     reached that rung (``run_cancel``, with the reason). True when it was stopped.
     Called from the worker's stop poll (``run_stop_reason``): at most three small
@@ -317,7 +346,7 @@ def sweep_asha_check(*, run_id: int) -> bool:
     after the next (non-rung) evaluation still judges the run."""
     row = (
         Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True)
-        .filter(sweep__strategy=SweepStrategy.ASHA, sweep__status=SweepStatus.RUNNING)
+        .filter(sweep__early_stop=True, sweep__status=SweepStatus.RUNNING)
         .values("sweep_id", "sweep__metric", "sweep__maximize", "config", "total_steps")
         .first()
     )

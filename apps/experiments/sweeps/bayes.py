@@ -5,7 +5,10 @@ Optimization", NeurIPS 2011). It models where the better runs' settings lie, and
 proposes the point most likely to be among them.
 
 Pure: the caller gives the dimensions, the ended runs' points with their final
-metric value, the points of the runs still going, the direction and a seed. Runs
+metric value, the runs stopped early with the step they reached and their value
+there (optuna's pruned trials: TPE ranks them below every finished run, the
+further they got and the better they were, the higher), the points of the runs
+still going, the direction and a seed. Runs
 still going count as a pessimistic guess (``constant_liar``), so proposals made while
 several runs go at once spread out instead of piling on one point. A list, and a
 range with a step, are choices to TPE; a log range is a log-uniform number.
@@ -64,9 +67,11 @@ def bayes_point(
     running: Sequence[Mapping[str, Any]],
     maximize: bool,
     seed: int,
+    stopped: Sequence[tuple[Mapping[str, Any], int, float]] = (),
 ) -> dict[str, Value]:
     """The next point to run: ``done`` holds each ended run's swept values and final
-    metric value, ``running`` the swept values of runs not ended. The same arguments
+    metric value, ``stopped`` each run stopped early's swept values, last step and
+    value there, ``running`` the swept values of runs not ended. The same arguments
     give the same point."""
     import optuna
     from optuna.trial import TrialState, create_trial
@@ -79,6 +84,18 @@ def bayes_point(
         point = _point(dimensions, config)
         if point is not None and math.isfinite(value):
             study.add_trial(create_trial(params=point, distributions=distributions, value=value))
+    for config, step, value in stopped:
+        point = _point(dimensions, config)
+        if point is not None and math.isfinite(value):
+            reached = {int(step): float(value)}
+            study.add_trial(
+                create_trial(
+                    params=point,
+                    distributions=distributions,
+                    state=TrialState.PRUNED,
+                    intermediate_values=reached,
+                )
+            )
     for config in running:
         point = _point(dimensions, config)
         if point is not None:
