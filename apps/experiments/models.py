@@ -312,6 +312,27 @@ class RunEvent(models.Model):
         return f"{self.kind}: {self.message}"
 
 
+class RunFile(models.Model):
+    """A file a run keeps beside its metrics (MLflow's artifacts): a plot, a table, a
+    model exported by the script that logged an external run. Stored in the run-file
+    store under a key made of ids only (``apps.runfiles.keys.run_file``); the name is
+    only shown and given back on download. Files are kept as uploaded, never replaced."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="files")
+    name = models.CharField(max_length=200)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [models.UniqueConstraint(fields=["run", "name"], name="run_file_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class SavedView(models.Model):
     """A named run-list view shared by the team: a search, extra columns, a sort, the
     kind of runs and the filters (``{"status": "failed", "archived": "include"}``, as

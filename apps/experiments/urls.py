@@ -36,6 +36,7 @@ urlpatterns = [
     path("runs/<int:run_id>/clone/", views.run_clone, name="run-clone"),
     path("runs/<int:run_id>/metrics.csv", views.run_metrics_csv, name="run-metrics-csv"),
     path("runs/<int:run_id>/checkpoint.safetensors", views.run_checkpoint, name="run-checkpoint"),
+    path("runs/<int:run_id>/files/<int:file_id>", views.run_file, name="run-file"),
 ]
 
 # Tags and notes, the same endpoints for runs and for experiments.

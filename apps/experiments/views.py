@@ -24,7 +24,7 @@ from apps.experiments.models import Run, RunStatus, tag_name_clean
 from apps.experiments.search import quoted
 from apps.experiments.sweep_forms import SweepForm
 from apps.experiments.sweep_views import sweep_form_for, sweep_launch
-from apps.registry.downloads import checkpoint_response
+from apps.registry.downloads import checkpoint_response, run_file_response
 from apps.teams.forms import add_service_errors
 from apps.teams.models import Role, Team
 from apps.teams.selectors import role_for, team_get_for_user
@@ -235,6 +235,7 @@ def _run_context(request: HttpRequest, run: Run, error: str = "") -> dict[str, A
         "can_cancel": bool(role and role.allows(Role.MEMBER)) and run.status in CANCELLABLE,
         "can_write": bool(role and role.allows(Role.MEMBER)),
         "has_checkpoint": selectors.run_has_checkpoint(run),
+        "files": list(run.files.select_related("created_by")),
         "latest_version": latest,
         "queue_wait": selectors.run_queue_waits(runs=[run]).get(run.pk),
         "metric_summaries": run_metric_summaries(run=run),
@@ -267,6 +268,16 @@ def run_cancel(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
         return redirect("experiments:run-detail", run_id=run.pk)
     run = selectors.run_get_visible(user=request.user, run_id=run.pk)
     return render(request, "experiments/run_detail.html#run-live", _run_context(request, run, error))
+
+
+@require_GET
+def run_file(request: HttpRequest, run_id: int, file_id: int) -> HttpResponse:
+    """A file the run keeps, under its name (``RunFile``; read through its own run)."""
+    run = selectors.run_get_visible(user=request.user, run_id=run_id)
+    kept = run.files.filter(pk=file_id).first()
+    if kept is None:
+        raise Http404("No such file.")
+    return run_file_response(request, kept)
 
 
 @require_GET

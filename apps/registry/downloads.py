@@ -1,6 +1,7 @@
 """Responses that download a model's files: its safetensors weights and its JSON
 model card, for meta-models (``apps.registry.views``) and adapted models
-(``apps.adaptations.views``) alike, and a run's newest checkpoint (its page and the API).
+(``apps.adaptations.views``) alike, a run's newest checkpoint and the files it keeps
+(its page and the API).
 
 Weights stream straight from the run-file store (:func:`apps.runfiles.store.open_stream`)
 in the kind of iterator the request's server streams (:func:`metaweb.streaming.streamed`):
@@ -13,9 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 
-from apps.experiments.models import Run
+from apps.experiments.models import Run, RunFile
 from apps.experiments.selectors import run_checkpoint_key
+from apps.runfiles import keys
 from apps.runfiles.store import StoreUnavailable, open_stream
 from metaweb.streaming import streamed
 
@@ -39,7 +42,7 @@ def weights_response(request: HttpRequest, key: str | None, filename: str, *, mi
     chunks, size = opened
     response = StreamingHttpResponse(streamed(request, chunks), content_type="application/octet-stream")
     response["Content-Length"] = str(size)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Disposition"] = content_disposition_header(True, filename)
     return response
 
 
@@ -52,6 +55,13 @@ def checkpoint_response(request: HttpRequest, run: Run) -> HttpResponse:
     step_folder = key.rsplit("/", 2)[-2] if key else ""
     filename = f"run-{run.pk}-{step_folder}.safetensors" if key else ""
     return weights_response(request, key, filename, missing="This run has no checkpoint yet.")
+
+
+def run_file_response(request: HttpRequest, kept: RunFile) -> HttpResponse:
+    """A file the run keeps, as an attachment under its name (encoded by Django's
+    ``content_disposition_header``; served as bytes, never rendered)."""
+    key = keys.run_file(kept.run_id, kept.pk)
+    return weights_response(request, key, kept.name, missing="This file is missing from the store.")
 
 
 def card_response(card: dict[str, Any], filename: str) -> JsonResponse:

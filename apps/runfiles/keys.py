@@ -6,7 +6,7 @@ With the local store a key is also the file's path below ``METAWEB_DATA_DIR``:
 
 from __future__ import annotations
 
-__all__ = ["adapted_model", "join", "meta_model", "run", "run_checkpoints"]
+__all__ = ["adapted_model", "join", "meta_model", "run", "run_checkpoints", "run_file"]
 
 
 def join(*parts: str) -> str:
@@ -21,6 +21,11 @@ def run(run_id: int) -> str:
 def run_checkpoints(run_id: int) -> str:
     """A run's checkpoints: ``latest`` and ``step-NNNNNN/`` folders (the engine's layout)."""
     return join(run(run_id), "checkpoints")
+
+
+def run_file(run_id: int, file_id: int) -> str:
+    """A file the run keeps (``RunFile``), by its row's id: its name is never a path."""
+    return join(run(run_id), "files", str(int(file_id)))
 
 
 def meta_model(meta_model_id: int) -> str:

@@ -1,5 +1,5 @@
 """``metaweb runs ...``: launch (and follow), list, show, cancel, archive and restore,
-tag, untag and note, metrics, follow."""
+tag, untag and note, metrics, follow; files, upload and download (:mod:`.run_files`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import io
 import sys
 from typing import Any
 
-from metaweb.cli import output
+from metaweb.cli import output, run_files
 from metaweb.cli.main import OK, RUN_EXIT, client_for, read_json_file
 from metaweb.client.api import Client
 from metaweb.client.errors import ApiError
@@ -76,6 +76,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     metrics.add_argument("id", type=int)
     metrics.add_argument("--csv", action="store_true", help="every point as CSV: step,name,value")
     metrics.set_defaults(func=cmd_metrics)
+    run_files.add_commands(runs, common)
 
 
 def _row(run: Run) -> list[Any]:

@@ -16,8 +16,9 @@ from typing import Any
 
 from metaweb.client.annotations import AnnotationsMixin
 from metaweb.client.errors import ApiError
+from metaweb.client.run_files import RunFilesMixin
 from metaweb.client.saved_views import SavedViewsMixin
-from metaweb.client.transport import Transport
+from metaweb.client.transport import Transport, opened_for_upload
 from metaweb.client.types import (
     Adaptation,
     Alias,
@@ -38,7 +39,7 @@ from metaweb.client.types import (
 )
 
 
-class Client(AnnotationsMixin, SavedViewsMixin):
+class Client(AnnotationsMixin, SavedViewsMixin, RunFilesMixin):
     def __init__(self, url: str, token: str, *, team: str | None = None) -> None:
         self.http = Transport(url, token)
         self.url = self.http.url
@@ -140,7 +141,7 @@ class Client(AnnotationsMixin, SavedViewsMixin):
             "params": json.dumps(params or {}),
             "description": description,
         }
-        with _opened(data_file, "data_file") as handle:
+        with opened_for_upload(data_file, "data_file") as handle:
             files = {"data_file": (Path(data_file).name, handle)}
             return self.http.json("POST", f"{self._t(team)}/tasksets/upload", data=fields, files=files)
 
@@ -354,7 +355,7 @@ class Client(AnnotationsMixin, SavedViewsMixin):
         }
         if taskset_version is not None:
             fields["taskset_version"] = int(taskset_version)
-        with _opened(weights_file, "weights_file") as handle:
+        with opened_for_upload(weights_file, "weights_file") as handle:
             files = {"weights_file": (Path(weights_file).name, handle, "application/octet-stream")}
             return self.http.json("POST", f"{self._t(team)}/models", data=fields, files=files)
 
@@ -402,10 +403,16 @@ class Client(AnnotationsMixin, SavedViewsMixin):
             fields["desc"] = ",".join(repr(float(v)) for v in desc)
         with contextlib.ExitStack() as stack:
             files = {
-                "support_file": (Path(support).name, stack.enter_context(_opened(support, "support_file")))
+                "support_file": (
+                    Path(support).name,
+                    stack.enter_context(opened_for_upload(support, "support_file")),
+                )
             }
             if query is not None:
-                files["query_file"] = (Path(query).name, stack.enter_context(_opened(query, "query_file")))
+                files["query_file"] = (
+                    Path(query).name,
+                    stack.enter_context(opened_for_upload(query, "query_file")),
+                )
             path = f"{self._t(team)}/models/{int(model_id)}/adaptations/csv"
             return self.http.json("POST", path, data=fields, files=files)
 
@@ -469,17 +476,6 @@ class Client(AnnotationsMixin, SavedViewsMixin):
         from metaweb.client.tracking import track
 
         return track(self, experiment=experiment, team=team, **options)
-
-
-@contextlib.contextmanager
-def _opened(path: str | os.PathLike[str], field: str) -> Iterator[Any]:
-    """A local file opened for upload; a missing one is an error naming the field."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 (closed below)
-    except OSError as exc:
-        raise ApiError(0, f"Cannot read {os.fspath(path)}: {exc.strerror}.", loc=[field]) from None
-    with handle:
-        yield handle
 
 
 def _slug(team: str) -> str:

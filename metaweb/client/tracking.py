@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 import time
 import traceback
@@ -115,6 +116,13 @@ class TrackedRun:
         for name, at, value in points:  # the summary: each metric at its highest step, first value kept
             if at > self._last.get(name, (-1, 0.0))[0]:
                 self._last[name] = (at, value)
+
+    def log_file(self, path: str | os.PathLike[str], *, name: str = "") -> dict[str, Any]:
+        """Keep the local file ``path`` with the run (MLflow's ``log_artifact``), as
+        ``name`` (default: its own name); returns the kept file (id, size, sha256).
+        Uploads now, in this thread, while points keep going out in the background;
+        a refusal (a name the run has, too large a file) raises ``ApiError``."""
+        return dict(self.client.run_file_upload(self.id, path, name=name, team=self.team))
 
     def _make_room(self, wanted: int) -> None:
         deadline = time.monotonic() + self.block_seconds

@@ -9,10 +9,12 @@ retries them, because its batches are idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +137,14 @@ def _reason(exc: requests.RequestException) -> str:
     if isinstance(exc, requests.Timeout):
         return "it did not answer in time"
     return type(exc).__name__
+
+
+@contextlib.contextmanager
+def opened_for_upload(path: str | os.PathLike[str], field: str) -> Iterator[Any]:
+    """A local file opened for upload; a missing one is an error naming the field."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise ApiError(0, f"Cannot read {os.fspath(path)}: {exc.strerror}.", loc=["body", field]) from None
+    with handle:
+        yield handle

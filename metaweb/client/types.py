@@ -81,6 +81,15 @@ class RunEvent(TypedDict):
     step: int | None
 
 
+class RunFile(TypedDict):
+    id: int
+    name: str
+    size: int
+    sha256: str
+    created_by: str
+    created_at: str
+
+
 class SavedView(TypedDict):
     id: int
     name: str

@@ -253,6 +253,10 @@ MEDIA_URL = "/media-not-served/"
 
 # Upload limits (bytes). Task-set data files are checked by the engine as well.
 TASKSET_UPLOAD_MAX_BYTES = env_int("METAWEB_TASKSET_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
+# A file a run keeps (its artifacts): at most this big, and this many a run. The ASGI
+# body limit below caps an upload at the task-set limit too.
+RUN_FILE_MAX_BYTES = min(env_int("METAWEB_RUN_FILE_MAX_BYTES", 20 * 1024 * 1024), TASKSET_UPLOAD_MAX_BYTES)
+RUN_FILES_MAX = env_int("METAWEB_RUN_FILES_MAX", 100)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # The ASGI body limit (metaweb/bodylimit.py), checked before Django reads a byte:

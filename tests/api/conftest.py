@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from apps.experiments.models import RunStatus, SavedView, Sweep
+from apps.experiments.services import run_file_upload
 from apps.registry import storage
 from apps.teams.models import ApiToken, Role, TokenScope
 from apps.teams.token_services import api_token_create, api_token_revoke
@@ -95,6 +97,12 @@ def api_world(team_roles, settings):
         filters={"status": "failed"},
         created_by=users["member"],
     )
+    run_file = run_file_upload(
+        run=run,
+        actor=users["member"],
+        upload=SimpleUploadedFile("notes.txt", b"first try\n"),
+        name="notes.txt",
+    )
     beta = users["outsider"].memberships.get().team
     tokens = {role: issue(users[role], team) for role in (Role.VIEWER, Role.MEMBER, Role.ADMIN)}
     tokens["read_only"] = issue(users["admin"], team, scope=TokenScope.READ)
@@ -114,6 +122,7 @@ def api_world(team_roles, settings):
         "adaptation": adaptation,
         "sweep": sweep,
         "saved_view": saved_view,
+        "run_file": run_file,
         "external": external,
         "experiment": experiment,
         "version": version,

@@ -61,6 +61,7 @@ def test_no_server_errors_and_responses_match_the_schema(case, fuzz_world):
         "experiment_id": fuzz_world["experiment"].pk,
         "sweep_id": fuzz_world["sweep"].pk,
         "view_id": fuzz_world["saved_view"].pk,
+        "file_id": fuzz_world["run_file"].pk,
         "tag": "baseline",
     }
     for name in case.path_parameters or {}:

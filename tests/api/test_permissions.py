@@ -4,6 +4,7 @@ here fails ``test_every_operation_has_a_sample`` instead of going untested."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -64,6 +65,8 @@ SAMPLE_BODIES: dict[tuple[str, str], Any] = {
         "lr": 0.01,
     },
 }
+#: Names for the run-file uploads (unique in a run).
+_UPLOADS = itertools.count()
 #: Multipart operations: their fields and files, made fresh per call (an upload is read once).
 SAMPLE_MULTIPART: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("post", "/api/v1/teams/{team}/tasksets/upload"): lambda world: {
@@ -77,6 +80,10 @@ SAMPLE_MULTIPART: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any
         "taskset_id": world["version"].taskset_id,
         "config": json.dumps(UPLOAD_CONFIG),
         "weights_file": upload(upload_weights(), "w.safetensors"),
+    },
+    ("post", "/api/v1/teams/{team}/runs/{run_id}/files"): lambda world: {
+        "name": f"plot-{next(_UPLOADS)}.png",
+        "file": upload(b"\x89PNG not really", "plot.png"),
     },
     ("post", "/api/v1/teams/{team}/models/{model_id}/adaptations/csv"): lambda world: {
         "support_file": upload(b"x,y\n1,2\n3,4\n", "support.csv"),
@@ -134,6 +141,7 @@ def call(client: Client, method: str, path: str, world: dict[str, Any], **extra:
         experiment_id=world["experiment"].pk,
         sweep_id=world["sweep"].pk,
         view_id=world["saved_view"].pk,
+        file_id=world["run_file"].pk,
         tag="baseline",
     )
     if "/adaptations/{run_id}" in path:

@@ -118,3 +118,24 @@ def test_taskset_files_are_cached_by_content_hash(s3_store, settings):
     with pytest.raises(OSError, match="does not match its sha256"):
         version_data_path(version)
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # nothing half-written
+
+
+def test_a_run_file_goes_to_the_store_and_streams_back(client, s3_store, finished, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from apps.experiments.services import run_file_upload
+    from apps.runfiles import keys
+
+    run, users = finished
+    data = bytes(range(256)) * 40_000  # 10 MB: past the single-PUT size, a multipart upload
+    kept = run_file_upload(
+        run=run, actor=users["member"], upload=SimpleUploadedFile("big.bin", data), name="big.bin"
+    )
+    key = f"{s3_store.prefix}/{keys.run_file(run.pk, kept.pk)}"
+    assert list_keys(s3_store, s3_store.prefix) == [key]  # the row's id, not the name
+    client.force_login(users["viewer"])
+    response = client.get(reverse("experiments:run-file", args=[run.pk, kept.pk]))
+    assert response.streaming and b"".join(response.streaming_content) == data
+    assert kept.sha256 == hashlib.sha256(data).hexdigest()
+    assert not list(Path(settings.DATA_DIR).rglob("big.bin"))  # no copy left on the web's disk
+    assert not [p for p in Path(settings.DATA_DIR).rglob("*") if p.name.startswith(".upload-")]

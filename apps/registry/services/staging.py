@@ -43,18 +43,18 @@ def staging_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
 
 
-def copy_hashed(chunks: Iterator[bytes], target: Path, *, limit: int | None = None) -> tuple[str, int]:
+def copy_hashed(
+    chunks: Iterator[bytes], target: Path, *, limit: int | None = None, field: str = "weights_file"
+) -> tuple[str, int]:
     """Write ``chunks`` to ``target``; return its sha256 and size. Stops with a
-    ValidationError on ``weights_file`` once more than ``limit`` bytes came."""
+    ValidationError on ``field`` once more than ``limit`` bytes came."""
     digest = hashlib.sha256()
     size = 0
     with target.open("wb") as out:
         for chunk in chunks:
             size += len(chunk)
             if limit is not None and size > limit:
-                raise ValidationError(
-                    {"weights_file": f"The file is larger than the limit of {limit // 2**20} MiB."}
-                )
+                raise ValidationError({field: f"The file is larger than the limit of {limit // 2**20} MiB."})
             digest.update(chunk)
             out.write(chunk)
         out.flush()
