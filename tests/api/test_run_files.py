@@ -135,3 +135,23 @@ def test_the_run_page_lists_the_files_and_downloads_them(api_world, client):
     assert client.get(f"/runs/{other.pk}/files/{kept.pk}").status_code == 404
     client.force_login(api_world["users"]["outsider"])
     assert client.get(f"/runs/{run.pk}/files/{kept.pk}").status_code == 404
+
+
+def test_a_name_taken_between_the_check_and_the_write_is_refused_on_the_name(api_world, client, monkeypatch):
+    """Two uploads of one name at once: the database's unique constraint decides, and
+    the loser gets the name's message, not a server error, and keeps nothing."""
+    from apps.experiments.services import run_files
+
+    real = run_files.put_file
+
+    def racing(source, key):
+        RunFile.objects.create(run=api_world["run"], name="race.txt", size=1, sha256="0" * 64,
+                               created_by=api_world["users"]["admin"])  # fmt: skip
+        real(source, key)
+
+    monkeypatch.setattr(run_files, "put_file", racing)
+    response = post(client, api_world, b"mine", name="race.txt")
+    (error,) = response.json()["detail"]
+    assert response.status_code == 422 and error["loc"] == ["body", "name"]
+    assert error["msg"] == f"Run #{api_world['run'].pk} already keeps a file called 'race.txt'."
+    assert RunFile.objects.filter(run=api_world["run"], name="race.txt").count() == 0  # rolled back

@@ -21,7 +21,7 @@ from typing import IO
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from apps.experiments.models import Run, RunFile
 from apps.registry.services.staging import copy_hashed, file_chunks
@@ -99,6 +99,8 @@ def run_file_upload(*, run: Run, actor: AnyUser, upload: IO[bytes], name: str) -
             _forget(key)
         if isinstance(exc, StoreUnavailable):
             raise ValidationError({"file": str(exc)}) from None
+        if isinstance(exc, IntegrityError):  # the same name, kept by a request at the same time
+            raise ValidationError({"name": f"Run #{run.pk} already keeps a file called {name!r}."}) from None
         raise
     finally:
         shutil.rmtree(staged.parent, ignore_errors=True)
