@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.conf import settings
-from django.http import FileResponse, Http404, HttpRequest
+from django.http import FileResponse, HttpRequest
 from ninja import File, Form, Router, Schema, Status
 from ninja.files import UploadedFile
 from pydantic import Field
@@ -17,6 +17,7 @@ from apps.api.runs import WRITE_ERRORS, run_in_team
 from apps.api.schemas import MessageOut
 from apps.api.uploads import refuse_oversized, upload_limit
 from apps.experiments.models import RunFile
+from apps.experiments.selectors import run_file_get
 from apps.experiments.services import run_file_upload
 from apps.registry.downloads import run_file_response
 from apps.teams.models import Role
@@ -80,7 +81,4 @@ def run_file_create(
 def run_file_download(request: HttpRequest, team: str, run_id: int, file_id: int) -> FileResponse:
     """The file's bytes, as uploaded, under its name."""
     run = run_in_team(request, team, run_id)
-    kept = RunFile.objects.filter(run=run, pk=file_id).first()
-    if kept is None:
-        raise Http404("No such file.")
-    return run_file_response(request, kept)
+    return run_file_response(request, run_file_get(run=run, file_id=file_id))

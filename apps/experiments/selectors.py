@@ -17,7 +17,7 @@ from django.utils import timezone
 from apps.experiments.analysis.curves import DEFAULT_POINTS, downsample_minmax, series_clean
 from apps.experiments.fairshare import fair_order
 from apps.experiments.metric_store import chart_read, run_chunks, run_series_names
-from apps.experiments.models import Experiment, Queue, Run, RunEvent, RunKind, RunStatus, Tag
+from apps.experiments.models import Experiment, Queue, Run, RunEvent, RunFile, RunKind, RunStatus, Tag
 from apps.reviews.models import Review
 from apps.runfiles.checkpoints import stored_weights_key
 from apps.runfiles.store import StoreUnavailable
@@ -251,6 +251,14 @@ def runs_with_queue_waits(runs: Iterable[Run]) -> list[Run]:
     for run in listed:
         run.queue_wait = waits.get(run.pk)
     return listed
+
+
+def run_file_get(*, run: Run, file_id: int) -> RunFile:
+    """One of the files ``run`` keeps; Http404 otherwise (a file is read through its own run)."""
+    kept = run.files.filter(pk=file_id).first()
+    if kept is None:
+        raise Http404("No such file.")
+    return kept
 
 
 def run_events(*, run: Run) -> QuerySet[RunEvent]:

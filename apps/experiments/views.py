@@ -274,10 +274,7 @@ def run_cancel(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 def run_file(request: HttpRequest, run_id: int, file_id: int) -> HttpResponse:
     """A file the run keeps, under its name (``RunFile``; read through its own run)."""
     run = selectors.run_get_visible(user=request.user, run_id=run_id)
-    kept = run.files.filter(pk=file_id).first()
-    if kept is None:
-        raise Http404("No such file.")
-    return run_file_response(request, kept)
+    return run_file_response(request, selectors.run_file_get(run=run, file_id=file_id))
 
 
 @require_GET

@@ -57,8 +57,12 @@ def _checked_name(run: Run, name: str) -> str:
     if problem:
         raise ValidationError({"name": problem})
     if RunFile.objects.filter(run=run, name=name).exists():
-        raise ValidationError({"name": f"Run #{run.pk} already keeps a file called {name!r}."})
+        raise _name_taken(run, name)
     return name
+
+
+def _name_taken(run: Run, name: str) -> ValidationError:
+    return ValidationError({"name": f"Run #{run.pk} already keeps a file called {name!r}."})
 
 
 def _stage(upload: IO[bytes]) -> tuple[Path, str, int]:
@@ -100,7 +104,7 @@ def run_file_upload(*, run: Run, actor: AnyUser, upload: IO[bytes], name: str) -
         if isinstance(exc, StoreUnavailable):
             raise ValidationError({"file": str(exc)}) from None
         if isinstance(exc, IntegrityError):  # the same name, kept by a request at the same time
-            raise ValidationError({"name": f"Run #{run.pk} already keeps a file called {name!r}."}) from None
+            raise _name_taken(run, name) from None
         raise
     finally:
         shutil.rmtree(staged.parent, ignore_errors=True)
